@@ -1,0 +1,1 @@
+"""The export stage: spec.py declares what goes in and out, executor.py does the work."""

@@ -1,0 +1,1 @@
+"""The validate stage: spec.py declares what goes in and out, executor.py does the work."""

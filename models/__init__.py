@@ -1,0 +1,1 @@
+"""Model registry, builders and the preprocessing shared by training, evaluation and serving."""

@@ -1,0 +1,242 @@
+"""The one typed configuration tree of a visionpipe run.
+
+Every setting a run can take lives here as a frozen dataclass field with a default. YAML files
+and ``--set a.b=value`` overrides are checked against these types: an unknown key or a value
+of the wrong type fails with a ``ConfigError`` that names the key, the expected type and the
+valid keys, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override does not match the config tree."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    root: str = "visionpipe_runs"  # artifacts, metadata.sqlite and logs of every run live here
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    source: Literal["builtin", "folder"] = "builtin"
+    path: str = ""  # folder of class sub-folders when source == "folder"
+    builtin_name: Literal["mnist5k"] = "mnist5k"
+    split: SplitConfig = SplitConfig()
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+    max_pixels: int = 50_000_000  # larger images are quarantined as possible decompression bombs
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+    runner: str = "DirectRunner"
+    direct_num_workers: int = 2
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "multi_processing"
+    extra_options: tuple[str, ...] = ()  # passed through verbatim, e.g. "--flink_master=host:8081"
+    num_shards: int = 0  # 0 lets the runner choose
+
+
+@dataclasses.dataclass(frozen=True)
+class SeverityConfig:
+    """Whether each anomaly kind stops the pipeline ("block") or is only reported ("warn")."""
+    empty_class: Literal["block", "warn"] = "block"
+    undecodable_image: Literal["block", "warn"] = "block"
+    class_missing_from_split: Literal["block", "warn"] = "block"
+    class_missing_vs_schema: Literal["block", "warn"] = "block"
+    new_class_vs_schema: Literal["block", "warn"] = "block"
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidateConfig:
+    severity: SeverityConfig = SeverityConfig()
+    max_listed_files: int = 50  # offending files listed per anomaly in the readable report
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessingConfig:
+    image_size: tuple[int, int] = (28, 28)  # height, width fed to the model
+    channels: Literal[1, 3] = 1
+    resize_policy: Literal["stretch", "pad", "crop"] = "stretch"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    name: str = "small_cnn"
+    width: int = 32  # filters of the first block; later blocks scale from it
+    dropout: float = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    augment: tuple[Literal["flip_horizontal", "translate", "rotate", "zoom", "contrast"], ...] = ()
+    augment_magnitude: float = 0.1
+    early_stopping_patience: int = 4
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
+    tpu_address: str = ""
+    shuffle_buffer: int = 10000
+    steps_per_epoch: int = 0  # 0 = one pass over the train split
+    verbose: Literal[0, 1, 2] = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdConfig:
+    min_accuracy: float = 0.0
+    min_top_k_accuracy: float = 0.0
+    min_class_recall: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    top_k: int = 3
+    thresholds: ThresholdConfig = ThresholdConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    model_name: str = "visionpipe"
+    tflite_int8: bool = True
+    tflite_float: bool = True
+    calibration_samples: int = 256
+    max_int8_accuracy_drop: float = 0.01  # int8 model may lose at most this much test accuracy
+
+
+@dataclasses.dataclass(frozen=True)
+class PushConfig:
+    destination: str = ""  # TF Serving model base path; "" = <run.root>/serving
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    run: RunConfig = RunConfig()
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    beam: BeamConfig = BeamConfig()
+    validate: ValidateConfig = ValidateConfig()
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
+    push: PushConfig = PushConfig()
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Reads a YAML file (if given), applies ``a.b=value`` overrides and type-checks the result."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
+        data = loaded or {}
+    for override in overrides:
+        _apply_override(data, override)
+    return build(Config, data, "")
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def build(cls: type, data: Any, where: str) -> Any:
+    """Builds dataclass ``cls`` from a mapping, checking every key and value type."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {_join(where, unknown[0])!r}; valid keys under "
+            f"{where or 'the top level'}: {', '.join(names)}")
+    values = {name: _coerce(hints[name], data[name], _join(where, name)) for name in names if name in data}
+    return cls(**values)
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or type(value) is not type(next(c for c in choices if c == value)):
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list; got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key} must be a list of {len(args)} items; got {value!r}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} must be {tp}; got {value!r}")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is type(None) and value is None:
+        return None
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{key} must be of type {getattr(tp, '__name__', tp)}; got {value!r}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-data view of a config (tuples become lists) for YAML/JSON output and fingerprints."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

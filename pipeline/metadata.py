@@ -1,0 +1,178 @@
+"""SQLite metadata store: runs, executions, artifacts and lineage under the run root.
+
+Modelled on ML Metadata (which does not install here): an execution records one stage run;
+events link it to the artifacts it read (``input``) and wrote (``output``). Only a stage that
+succeeded registers output artifacts, in one transaction, so a crashed stage leaves nothing
+that a later run could mistake for a result.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from pipeline.artifacts import ALL_TYPES, Artifact
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, finished REAL, status TEXT,
+    code_version TEXT, config TEXT, command TEXT);
+CREATE TABLE IF NOT EXISTS executions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER, stage TEXT, fingerprint TEXT,
+    status TEXT, cached INTEGER DEFAULT 0, started REAL, finished REAL, summary TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT, uri TEXT, properties TEXT,
+    fingerprint TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS events (
+    execution_id INTEGER, artifact_id INTEGER, kind TEXT, name TEXT);
+CREATE INDEX IF NOT EXISTS executions_by_stage ON executions (stage, fingerprint, status);
+"""
+
+SUCCESS = ("succeeded", "cached")
+
+
+class MetadataStore:
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection per process; stages run sequentially in the runner's process.
+        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # runs ---------------------------------------------------------------------------------
+    def start_run(self, code_version: str, config: dict[str, Any], command: str) -> int:
+        cur = self._db.execute(
+            "INSERT INTO runs (started, status, code_version, config, command) VALUES (?,?,?,?,?)",
+            (time.time(), "running", code_version, json.dumps(config), command))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str) -> None:
+        self._db.execute("UPDATE runs SET finished=?, status=? WHERE id=?", (time.time(), status, run_id))
+
+    def runs(self, limit: int = 20) -> list[sqlite3.Row]:
+        return self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+
+    def executions_of_run(self, run_id: int) -> list[sqlite3.Row]:
+        return self._db.execute("SELECT * FROM executions WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+
+    # executions ---------------------------------------------------------------------------
+    def start_execution(self, run_id: int, stage: str, fingerprint: str,
+                        inputs: dict[str, Artifact]) -> int:
+        with self._transaction():
+            cur = self._db.execute(
+                "INSERT INTO executions (run_id, stage, fingerprint, status, started) VALUES (?,?,?,?,?)",
+                (run_id, stage, fingerprint, "running", time.time()))
+            execution_id = int(cur.lastrowid)
+            self._add_events(execution_id, "input", inputs.items())
+        return execution_id
+
+    def finish_execution(self, execution_id: int, outputs: dict[str, Artifact],
+                         summary: dict[str, Any], cached: bool = False) -> None:
+        """Marks an execution succeeded (or cached) and registers its outputs atomically."""
+        with self._transaction():
+            for artifact in outputs.values():
+                if artifact.id is None:
+                    cur = self._db.execute(
+                        "INSERT INTO artifacts (type, uri, properties, fingerprint, created) VALUES (?,?,?,?,?)",
+                        (artifact.TYPE, artifact.uri, json.dumps(artifact.properties),
+                         artifact.fingerprint, time.time()))
+                    artifact.id = int(cur.lastrowid)
+            self._add_events(execution_id, "output", outputs.items())
+            self._db.execute(
+                "UPDATE executions SET status=?, cached=?, finished=?, summary=? WHERE id=?",
+                ("cached" if cached else "succeeded", int(cached), time.time(), json.dumps(summary),
+                 execution_id))
+
+    def fail_execution(self, execution_id: int, error: str) -> None:
+        self._db.execute("UPDATE executions SET status='failed', finished=?, error=? WHERE id=?",
+                         (time.time(), error, execution_id))
+
+    def abandon_running(self) -> None:
+        """Executions left 'running' by a killed process are marked so; they registered nothing."""
+        self._db.execute("UPDATE executions SET status='killed' WHERE status='running'")
+        self._db.execute("UPDATE runs SET status='killed' WHERE status='running'")
+
+    # lookups ------------------------------------------------------------------------------
+    def cached_outputs(self, stage: str, fingerprint: str) -> dict[str, Artifact] | None:
+        """Outputs of the newest successful execution with this fingerprint, if still on disk."""
+        row = self._db.execute(
+            "SELECT id FROM executions WHERE stage=? AND fingerprint=? AND status='succeeded' "
+            "ORDER BY id DESC LIMIT 1", (stage, fingerprint)).fetchone()
+        if row is None:
+            return None
+        outputs = self.artifacts_of(row["id"], "output")
+        if not all(a.path.exists() for a in outputs.values()):
+            return None
+        return outputs
+
+    def succeeded_summary(self, stage: str, fingerprint: str) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT summary FROM executions WHERE stage=? AND fingerprint=? AND status='succeeded' "
+            "ORDER BY id DESC LIMIT 1", (stage, fingerprint)).fetchone()
+        return json.loads(row["summary"]) if row and row["summary"] else {}
+
+    def latest_outputs(self, stage: str) -> tuple[int, dict[str, Artifact]] | None:
+        row = self._db.execute(
+            "SELECT id FROM executions WHERE stage=? AND status IN ('succeeded','cached') "
+            "ORDER BY id DESC LIMIT 1", (stage,)).fetchone()
+        if row is None:
+            return None
+        return row["id"], self.artifacts_of(row["id"], "output")
+
+    def artifacts_of(self, execution_id: int, kind: str) -> dict[str, Artifact]:
+        rows = self._db.execute(
+            "SELECT e.name, a.* FROM events e JOIN artifacts a ON a.id = e.artifact_id "
+            "WHERE e.execution_id=? AND e.kind=?", (execution_id, kind)).fetchall()
+        return {r["name"]: _artifact(r) for r in rows}
+
+    def lineage(self, artifact_id: int) -> list[dict[str, Any]]:
+        """The chain of executions and artifacts that led to an artifact, newest first."""
+        chain, frontier, seen = [], [artifact_id], set()
+        while frontier:
+            current = frontier.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            producer = self._db.execute(
+                "SELECT x.* FROM events e JOIN executions x ON x.id = e.execution_id "
+                "WHERE e.artifact_id=? AND e.kind='output' AND x.status='succeeded' "
+                "ORDER BY x.id LIMIT 1", (current,)).fetchone()
+            if producer is None:
+                continue
+            inputs = self.artifacts_of(producer["id"], "input")
+            chain.append({"artifact_id": current, "stage": producer["stage"],
+                          "execution_id": producer["id"],
+                          "inputs": {n: a.id for n, a in inputs.items()}})
+            frontier.extend(a.id for a in inputs.values())
+        return chain
+
+    # helpers ------------------------------------------------------------------------------
+    def _add_events(self, execution_id: int, kind: str, items: Iterable[tuple[str, Artifact]]) -> None:
+        self._db.executemany(
+            "INSERT INTO events (execution_id, artifact_id, kind, name) VALUES (?,?,?,?)",
+            [(execution_id, a.id, kind, name) for name, a in items])
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self):
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *_):
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _artifact(row: sqlite3.Row) -> Artifact:
+    cls = ALL_TYPES[row["type"]]
+    return cls(uri=row["uri"], properties=json.loads(row["properties"]),
+               fingerprint=row["fingerprint"], id=row["id"])

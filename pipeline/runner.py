@@ -1,0 +1,236 @@
+"""Runs the stage graph: resolves inputs, fingerprints, caches, and commits outputs atomically.
+
+Each stage writes into ``artifacts/<stage>/.tmp-<execution>/`` and the directory is renamed
+to ``artifacts/<stage>/<execution>/`` only when the executor returns; the outputs are then
+registered in the metadata store in one transaction. A stage that fails or is killed leaves
+only a temp directory, which the next run deletes before it redoes the stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from pipeline import fingerprint as fp
+from pipeline.artifacts import Artifact
+from pipeline.config import Config, dump_yaml, to_dict
+from pipeline.errors import GateError, PipelineBusy, UserError
+from pipeline.graph import STAGES, stage_names
+from pipeline.metadata import MetadataStore
+from pipeline.stage import StageContext, StageSpec
+
+
+@dataclasses.dataclass
+class StageResult:
+    stage: str
+    status: str  # succeeded | cached | failed | refused | not run
+    seconds: float = 0.0
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    outputs: dict[str, Artifact] = dataclasses.field(default_factory=dict)
+    message: str = ""
+    key_metric: str = ""
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: int
+    root: Path
+    stages: list[StageResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in ("succeeded", "cached") for s in self.stages)
+
+    def outputs(self, stage: str) -> dict[str, Artifact]:
+        return next(s.outputs for s in self.stages if s.stage == stage)
+
+    def failure(self) -> StageResult | None:
+        return next((s for s in self.stages if s.status in ("failed", "refused")), None)
+
+
+def select_stages(only: str | None, start: str | None) -> list[StageSpec]:
+    names = stage_names()
+    for name in (only, start):
+        if name is not None and name not in names:
+            raise UserError(f"unknown stage {name!r}; stages are: {', '.join(names)}")
+    if only:
+        return [s for s in STAGES if s.name == only]
+    if start:
+        return STAGES[names.index(start):]
+    return list(STAGES)
+
+
+def run_pipeline(config: Config, only: str | None = None, start: str | None = None,
+                 force: bool = False, command: str = "") -> RunResult:
+    """Runs the whole graph, one stage (``only``) or a stage onward (``start``).
+
+    A stage named by ``only``/``start`` always executes; the others are cached when their
+    fingerprint is unchanged, unless ``force``.
+    """
+    selected = select_stages(only, start)
+    forced = {s.name for s in selected} if force else {selected[0].name} if (only or start) else set()
+    root = Path(config.run.root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with _RootLock(root):
+        store = MetadataStore(root / "metadata.sqlite")
+        try:
+            store.abandon_running()
+            _remove_temp_dirs(root)
+            run_id = store.start_run(fp.code_version(), to_dict(config), command)
+            run_dir = root / "runs" / str(run_id)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(dump_yaml(config))
+            (run_dir / "code_version.txt").write_text(fp.code_version() + "\n")
+            results = _run_stages(store, config, root, run_id, selected, forced)
+            status = "succeeded" if all(r.status in ("succeeded", "cached") for r in results) else "failed"
+            store.finish_run(run_id, status)
+            return RunResult(run_id, root, results)
+        finally:
+            store.close()
+
+
+def _run_stages(store: MetadataStore, config: Config, root: Path, run_id: int,
+                selected: list[StageSpec], forced: set[str]) -> list[StageResult]:
+    available: dict[type, Artifact] = {}
+    results: list[StageResult] = []
+    selected_names = {s.name for s in selected}
+    # Stages before the selection contribute their latest successful outputs.
+    for spec in STAGES:
+        if spec.name in selected_names:
+            break
+        latest = store.latest_outputs(spec.name)
+        if latest is not None:
+            for artifact in latest[1].values():
+                available[type(artifact)] = artifact
+    for i, spec in enumerate(selected):
+        result = _run_stage(store, config, root, run_id, spec, available, spec.name in forced)
+        results.append(result)
+        if result.status not in ("succeeded", "cached"):
+            results.extend(StageResult(s.name, "not run") for s in selected[i + 1:])
+            break
+        for artifact in result.outputs.values():
+            available[type(artifact)] = artifact
+    return results
+
+
+def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, spec: StageSpec,
+               available: dict[type, Artifact], force: bool) -> StageResult:
+    started = time.time()
+    params = spec.params(config)
+    try:
+        inputs = _resolve_inputs(spec, available)
+        external = spec.external_fingerprint(params) if spec.external_fingerprint else ""
+    except UserError as err:
+        return StageResult(spec.name, "failed", time.time() - started, message=str(err))
+    input_map = _as_map(inputs)
+    stage_fp = fp.stage_fingerprint(spec.name, params, {n: a.fingerprint for n, a in input_map.items()},
+                                    external)
+    ctx = StageContext(stage=spec.name, run_root=root, seed=config.seed, beam_args=beam_args(config),
+                       scratch_dir=root / "scratch" / f"{spec.name}-{stage_fp[:16]}")
+    reason = spec.gate(inputs) if spec.gate else None
+    if reason:
+        ctx.log(f"refused: {reason}")
+        return StageResult(spec.name, "refused", time.time() - started, message=reason)
+
+    cached = None if force else store.cached_outputs(spec.name, stage_fp)
+    if cached is not None:
+        execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map)
+        summary = store.succeeded_summary(spec.name, stage_fp)
+        store.finish_execution(execution_id, cached, summary, cached=True)
+        ctx.log("cached (inputs, params and code unchanged)")
+        return StageResult(spec.name, "cached", time.time() - started, summary, cached,
+                           key_metric=_key_metric(spec, summary))
+
+    execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map)
+    stage_dir = root / "artifacts" / spec.name
+    tmp_dir, final_dir = stage_dir / f".tmp-{execution_id}", stage_dir / str(execution_id)
+    outputs = {name: cls(uri=str(tmp_dir / name)) for name, cls in spec.output_fields().items()}
+    for artifact in outputs.values():
+        artifact.path.mkdir(parents=True)
+    ctx.log("running")
+    try:
+        summary = spec.load_executor()(inputs, spec.outputs(**outputs), params, ctx) or {}
+    except (Exception, KeyboardInterrupt) as err:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        user_facing = isinstance(err, UserError)
+        message = str(err) if user_facing else f"{type(err).__name__}: {err}"
+        store.fail_execution(execution_id, message if user_facing else traceback.format_exc())
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        if not user_facing:
+            traceback.print_exc()
+        return StageResult(spec.name, "refused" if isinstance(err, GateError) else "failed",
+                           time.time() - started, message=message)
+    os.replace(tmp_dir, final_dir)
+    for name, artifact in outputs.items():
+        artifact.uri = str(final_dir / name)
+        artifact.fingerprint = fp.artifact_fingerprint(stage_fp, execution_id, name)
+    summary["seconds"] = round(time.time() - started, 2)
+    store.finish_execution(execution_id, outputs, summary)
+    shutil.rmtree(ctx.scratch_dir, ignore_errors=True)  # resumable state is no longer needed
+    return StageResult(spec.name, "succeeded", time.time() - started, summary, outputs,
+                       key_metric=_key_metric(spec, summary))
+
+
+def _resolve_inputs(spec: StageSpec, available: dict[type, Artifact]) -> Any:
+    values = {}
+    for name, cls in spec.input_fields().items():
+        if cls not in available:
+            raise UserError(f"stage {spec.name!r} needs a {cls.TYPE} artifact but none has been "
+                            f"produced yet; run the upstream stages first (visionpipe run)")
+        values[name] = available[cls]
+    return spec.inputs(**values)
+
+
+def _as_map(inputs: Any) -> dict[str, Artifact]:
+    return {f.name: getattr(inputs, f.name) for f in dataclasses.fields(inputs)}
+
+
+def _key_metric(spec: StageSpec, summary: dict[str, Any]) -> str:
+    if not spec.key_metric or spec.key_metric not in summary:
+        return ""
+    value = summary[spec.key_metric]
+    return f"{spec.key_metric}={value:.4f}" if isinstance(value, float) else f"{spec.key_metric}={value}"
+
+
+def beam_args(config: Config) -> list[str]:
+    """Beam pipeline options from the config; runner-specific ones pass through verbatim."""
+    beam = config.beam
+    args = [f"--runner={beam.runner}"]
+    if beam.runner == "DirectRunner":
+        args += [f"--direct_num_workers={beam.direct_num_workers}",
+                 f"--direct_running_mode={beam.direct_running_mode}"]
+    return args + list(beam.extra_options)
+
+
+def _remove_temp_dirs(root: Path) -> None:
+    """Deletes what killed stages left behind; they registered nothing, so nothing points here."""
+    for tmp in (root / "artifacts").glob("*/.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _RootLock:
+    """One pipeline process per run root: two writers would race on the same artifacts."""
+
+    def __init__(self, root: Path):
+        self._path = root / ".lock"
+        self._file = None
+
+    def __enter__(self):
+        self._file = open(self._path, "w")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise PipelineBusy(f"another visionpipe run is using {self._path.parent}; wait for it "
+                               "to finish or use a different run.root") from None
+        return self
+
+    def __exit__(self, *_):
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
