@@ -64,6 +64,7 @@ class SeverityConfig:
 @dataclasses.dataclass(frozen=True)
 class ValidateConfig:
     severity: SeverityConfig = SeverityConfig()
+    schema_path: str = ""  # a reviewed schema.pbtxt to check classes/channels against; "" = none
     max_listed_files: int = 50  # offending files listed per anomaly in the readable report
 
 
@@ -94,6 +95,7 @@ class TrainConfig:
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu_address: str = ""
     shuffle_buffer: int = 10000
+    cache_budget_mb: int = 2048  # decoded train/val images are cached in memory when they fit
     steps_per_epoch: int = 0  # 0 = one pass over the train split
     verbose: Literal[0, 1, 2] = 2
 

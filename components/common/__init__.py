@@ -1,0 +1,1 @@
+"""Code shared by several stages: reading examples as tf.data datasets."""

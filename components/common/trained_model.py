@@ -1,0 +1,16 @@
+"""Loads what the train stage wrote: the Keras model, its preprocessing spec and class names."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from models.preprocessing import PreprocessingSpec
+
+
+def load_trained(model_dir: Path) -> tuple[keras.Model, PreprocessingSpec, list[str]]:
+    model = keras.models.load_model(model_dir / "model.keras")
+    spec = PreprocessingSpec.load(model_dir / "preprocessing.json")
+    classes = json.loads((model_dir / "classes.json").read_text())
+    return model, spec, classes

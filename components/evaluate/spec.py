@@ -1,0 +1,38 @@
+"""evaluate: test-split metrics and the Blessing gate that export and push require."""
+from __future__ import annotations
+
+import dataclasses
+
+from pipeline.artifacts import Blessing, Evaluation, Examples, Model
+from pipeline.config import Config, EvaluateConfig
+from pipeline.stage import StageSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    model: Model
+    examples: Examples
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    evaluation: Evaluation
+    blessing: Blessing
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    evaluate: EvaluateConfig
+
+
+def not_blessed_reason(blessing: Blessing) -> str | None:
+    """Why a model may not be exported or pushed, or None: the gate of export and push."""
+    if blessing.properties.get("blessed"):
+        return None
+    reasons = "; ".join(blessing.properties.get("reasons", [])) or "no blessing recorded"
+    return f"the model is not blessed: {reasons}"
+
+
+SPEC = StageSpec(name="evaluate", inputs=Inputs, outputs=Outputs,
+                 params=lambda config: Params(evaluate=config.evaluate),
+                 executor="components.evaluate.executor:run", key_metric="accuracy")

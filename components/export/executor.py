@@ -1,0 +1,85 @@
+"""export executor: writes the serving SavedModel and TFLite files, then re-evaluates each
+through its own runtime on the test split and records the accuracies side by side."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from components.common.dataset import encoded_images, image_dataset
+from components.common.trained_model import load_trained
+from components.evaluate.metrics import accuracy
+from components.export import saved_model, tflite
+from components.export.spec import Inputs, Outputs, Params
+from pipeline.stage import StageContext
+from serving.tflite_runner import TFLiteClassifier
+
+SERVING_VERSION = "1"  # push assigns the version at the serving destination
+
+
+def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
+    cfg = params.export
+    model, spec, classes = load_trained(inputs.model.path)
+    examples, out = inputs.examples.path, outputs.exported_model.path
+
+    version_dir = out / "serving" / cfg.model_name / SERVING_VERSION
+    saved_model.export_saved_model(model, spec, classes, version_dir)
+    ctx.log(f"SavedModel for TF Serving written to {version_dir}")
+    results = {"keras": {"accuracy": inputs.evaluation.properties["accuracy"]},
+               "saved_model": {"accuracy": _saved_model_accuracy(version_dir, examples),
+                               "size_bytes": _size(version_dir)}}
+
+    tflite_dir = out / "tflite"
+    tflite_dir.mkdir()
+    (tflite_dir / "labels.txt").write_text("\n".join(classes) + "\n")
+    shutil.copy(inputs.model.path / "preprocessing.json", tflite_dir / "preprocessing.json")
+    test = image_dataset(examples, "test", spec, len(classes), batch_size=256)
+    if cfg.tflite_float:
+        results["tflite_float"] = _tflite(tflite.convert_float(model), tflite_dir / "model_float.tflite", test)
+    if cfg.tflite_int8:
+        calibration = (image_dataset(examples, "train", spec, len(classes), batch_size=1)
+                       .unbatch().shuffle(4096, seed=params.seed).batch(1).take(cfg.calibration_samples))
+        int8 = tflite.convert_int8(model, (x.numpy() for x, _ in calibration))
+        results["tflite_int8"] = _tflite(int8, tflite_dir / "model_int8.tflite", test)
+    for runtime, r in results.items():
+        ctx.log(f"{runtime:<12} test accuracy {r['accuracy']:.4f}"
+                + (f", {r['size_bytes'] / 1024:.0f} KiB" if "size_bytes" in r else ""))
+
+    summary = {f"{runtime}_accuracy": r["accuracy"] for runtime, r in results.items()}
+    if "tflite_int8" in results:
+        drop = results["keras"]["accuracy"] - results["tflite_int8"]["accuracy"]
+        summary["int8_accuracy_drop"] = drop
+        summary["int8_within_tolerance"] = drop <= cfg.max_int8_accuracy_drop
+        if drop > cfg.max_int8_accuracy_drop:
+            ctx.log(f"WARNING: int8 TFLite loses {drop:.4f} accuracy, more than "
+                    f"export.max_int8_accuracy_drop={cfg.max_int8_accuracy_drop}")
+    (out / "accuracy.json").write_text(json.dumps(results, indent=2))
+    outputs.exported_model.properties.update(summary, model_name=cfg.model_name,
+                                             serving_dir=str(Path("serving") / cfg.model_name))
+    return summary
+
+
+def _saved_model_accuracy(version_dir: Path, examples: Path) -> float:
+    serve = saved_model.load_signature(version_dir)
+    labels, probabilities = [], []
+    for image_bytes, label in encoded_images(examples, "test", batch_size=256):
+        probabilities.append(serve(image_bytes=image_bytes)["probabilities"].numpy())
+        labels.append(label.numpy())
+    return accuracy(np.concatenate(labels), np.concatenate(probabilities))
+
+
+def _tflite(model_bytes: bytes, path: Path, test) -> dict:
+    path.write_bytes(model_bytes)
+    runner = TFLiteClassifier(path)
+    labels, probabilities = [], []
+    for images, onehot in test:
+        probabilities.append(runner.predict(images.numpy()))
+        labels.append(onehot.numpy().argmax(axis=1))
+    return {"accuracy": accuracy(np.concatenate(labels), np.concatenate(probabilities)),
+            "size_bytes": len(model_bytes)}
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

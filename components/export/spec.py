@@ -1,0 +1,34 @@
+"""export: a TF Serving SavedModel and TFLite models (float, full-integer int8), re-evaluated."""
+from __future__ import annotations
+
+import dataclasses
+
+from components.evaluate.spec import not_blessed_reason
+from pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
+from pipeline.config import Config, ExportConfig
+from pipeline.stage import StageSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    model: Model
+    blessing: Blessing
+    evaluation: Evaluation
+    examples: Examples  # train split calibrates int8; test split re-evaluates every runtime
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    exported_model: ExportedModel
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    export: ExportConfig
+    seed: int
+
+
+SPEC = StageSpec(name="export", inputs=Inputs, outputs=Outputs,
+                 params=lambda config: Params(export=config.export, seed=config.seed),
+                 executor="components.export.executor:run",
+                 gate=lambda inputs: not_blessed_reason(inputs.blessing), key_metric="tflite_int8_accuracy")

@@ -1,0 +1,42 @@
+"""TFLite conversion: float32, and full-integer int8 calibrated on train images.
+
+The int8 model takes uint8 pixels (0-255, the [0, 1] image times 255) and returns float
+probabilities: what a phone camera pipeline hands over, with no float maths before the model.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _converter(model: keras.Model, workdir: Path) -> tf.lite.TFLiteConverter:
+    # Keras 3 models convert through a SavedModel of their inference function.
+    model.export(str(workdir), format="tf_saved_model", verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(str(workdir))
+
+
+def convert_float(model: keras.Model) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return _converter(model, Path(tmp) / "sm").convert()
+
+
+def convert_int8(model: keras.Model, calibration_images: Iterable[np.ndarray]) -> bytes:
+    """calibration_images: float32 [1, H, W, C] arrays in [0, 1] from the train split."""
+    samples = list(calibration_images)
+
+    def representative_dataset():
+        for image in samples:
+            yield [image.astype(np.float32)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = _converter(model, Path(tmp) / "sm")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        return converter.convert()

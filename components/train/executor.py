@@ -1,0 +1,92 @@
+"""train executor: builds the model from the registry and fits it with Keras callbacks.
+
+The model is ``Input -> Normalization(train mean/std) -> registry model``, so normalisation
+travels with it into every export. BackupAndRestore keeps per-epoch state in the stage's
+scratch directory (keyed by fingerprint): a killed run resumes from its last finished epoch.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import tensorflow as tf
+
+from components.common.dataset import image_dataset
+from components.train.augment import build_augmenter
+from components.train.spec import Inputs, Outputs, Params
+from components.train.strategy import choose_strategy
+from models.preprocessing import PreprocessingSpec, normalization_layer
+from models.registry import create_model
+from pipeline.stage import StageContext
+
+
+def preprocessing_spec(params: Params, statistics) -> PreprocessingSpec:
+    p = params.preprocessing
+    mean = statistics.properties.get("pixel_mean") or [0.5] * p.channels
+    std = statistics.properties.get("pixel_std") or [0.25] * p.channels
+    return PreprocessingSpec(height=p.image_size[0], width=p.image_size[1], channels=p.channels,
+                             resize_policy=p.resize_policy, mean=tuple(mean), std=tuple(std))
+
+
+def build_classifier(name: str, spec: PreprocessingSpec, num_classes: int, model_config) -> keras.Model:
+    inputs = keras.Input(spec.input_shape, name="image")
+    backbone = create_model(name, spec.input_shape, num_classes, model_config)
+    return keras.Model(inputs, backbone(normalization_layer(spec)(inputs)), name=f"{name}_classifier")
+
+
+def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
+    cfg = params.train
+    keras.utils.set_random_seed(params.seed)
+    spec = preprocessing_spec(params, inputs.statistics)
+    classes = inputs.examples.properties["classes"]
+    counts = inputs.statistics.properties["counts"]
+    examples = inputs.examples.path
+    image_mb = spec.height * spec.width * spec.channels * 4 / 2**20
+    cache = (counts["train"] + counts["val"]) * image_mb <= cfg.cache_budget_mb
+
+    strategy = choose_strategy(cfg)
+    ctx.log(f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, "
+            f"model {params.model.name}, strategy {type(strategy).__name__} "
+            f"({strategy.num_replicas_in_sync} replicas), cache={'memory' if cache else 'off'}")
+    augment = build_augmenter(cfg.augment, cfg.augment_magnitude, params.seed)
+    train_ds = image_dataset(examples, "train", spec, len(classes), cfg.batch_size, training=True,
+                             seed=params.seed, shuffle_buffer=cfg.shuffle_buffer, cache=cache, augment=augment)
+    val_ds = image_dataset(examples, "val", spec, len(classes), cfg.batch_size, cache=cache)
+    steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
+    if cfg.steps_per_epoch:  # fixed-length epochs draw from an endless stream
+        train_ds = train_ds.repeat()
+
+    with strategy.scope():
+        model = build_classifier(params.model.name, spec, len(classes), params.model)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(cfg.epochs * steps - steps, 1), warmup_target=cfg.learning_rate,
+            warmup_steps=steps)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                     keras.metrics.TopKCategoricalAccuracy(k=min(3, len(classes)), name="top_k_accuracy")])
+    out = outputs.model.path
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(ctx.scratch_dir / "backup")),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.TensorBoard(str(out / "logs")),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=False),
+    ]
+    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                        steps_per_epoch=cfg.steps_per_epoch or None,
+                        callbacks=callbacks, verbose=cfg.verbose)
+    model.save(out / "model.keras")
+    spec.save(out / "preprocessing.json")
+    (out / "classes.json").write_text(json.dumps(classes))
+    (out / "history.json").write_text(json.dumps(history.history, indent=2))
+    val_loss = history.history["val_loss"]
+    best = min(range(len(val_loss)), key=val_loss.__getitem__)  # the epoch EarlyStopping restored
+    summary = {"epochs_run": len(val_loss), "best_epoch": best + 1,
+               "val_accuracy": float(history.history["val_accuracy"][best]),
+               "val_loss": float(val_loss[best]), "params": model.count_params()}
+    outputs.model.properties.update(summary, model_name=params.model.name, classes=classes,
+                                    input_shape=list(spec.input_shape))
+    return summary

@@ -1,0 +1,38 @@
+"""train: a registry model trained on the train split under a tf.distribute strategy."""
+from __future__ import annotations
+
+import dataclasses
+
+from components.validate.spec import blocking_reason
+from pipeline.artifacts import Anomalies, Examples, Model, Statistics
+from pipeline.config import Config, ModelConfig, PreprocessingConfig, TrainConfig
+from pipeline.stage import StageSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    examples: Examples
+    statistics: Statistics
+    anomalies: Anomalies
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    model: Model
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    train: TrainConfig
+    model: ModelConfig
+    preprocessing: PreprocessingConfig
+    seed: int
+
+
+def _params(config: Config) -> Params:
+    return Params(train=config.train, model=config.model, preprocessing=config.preprocessing, seed=config.seed)
+
+
+SPEC = StageSpec(name="train", inputs=Inputs, outputs=Outputs, params=_params,
+                 executor="components.train.executor:run",
+                 gate=lambda inputs: blocking_reason(inputs.anomalies), key_metric="val_accuracy")

@@ -1,0 +1,127 @@
+"""The ``visionpipe`` command: run the pipeline, list runs, predict with an exported model.
+
+The CLI is the only place that reads flags; it builds the config and passes it on.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_config
+from pipeline.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ INFO/WARNING lines drown the progress output; errors still show.
+    # Set before TensorFlow loads, and inherited by Beam's worker processes.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UserError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visionpipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the pipeline (all stages, one stage, or from a stage on)")
+    run.add_argument("--config", help="YAML config; defaults apply to every key it leaves out")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value by dotted path, e.g. --set train.epochs=5")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--stage", help="run only this stage, on the latest upstream artifacts")
+    which.add_argument("--from", dest="start", help="rerun from this stage onward")
+    run.add_argument("--force", action="store_true", help="rerun stages even when cached")
+    run.set_defaults(handler=_run)
+
+    runs = sub.add_parser("runs", help="list recent runs and each stage's status")
+    runs.add_argument("--config", help="config whose run.root to read")
+    runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    runs.add_argument("--limit", type=int, default=10)
+    runs.set_defaults(handler=_runs)
+
+    predict = sub.add_parser("predict", help="top-k classes for images, with a SavedModel or .tflite")
+    predict.add_argument("--model", required=True, type=Path,
+                         help=".tflite file, SavedModel dir, TF Serving model base path, or export artifact dir")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def _run(args) -> int:
+    from pipeline.runner import run_pipeline
+    config = load_config(args.config, args.set)
+    command = "visionpipe " + " ".join(sys.argv[1:])
+    result = run_pipeline(config, only=args.stage, start=args.start, force=args.force, command=command)
+    print(_summary_table(result))
+    failure = result.failure()
+    if failure is not None:
+        print(f"\nerror: stage {failure.stage} {failure.status}: {failure.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary_table(result) -> str:
+    rows = [("stage", "status", "cached", "seconds", "key metric")]
+    for s in result.stages:
+        rows.append((s.stage, s.status, "yes" if s.status == "cached" else "no" if s.status == "succeeded" else "-",
+                     f"{s.seconds:.1f}" if s.status != "not run" else "-", s.key_metric))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"\nrun {result.run_id} under {result.root}"]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _runs(args) -> int:
+    from pipeline.metadata import MetadataStore
+    config = load_config(args.config, args.set)
+    db = Path(config.run.root) / "metadata.sqlite"
+    if not db.is_file():
+        print(f"no runs yet under {config.run.root}")
+        return 0
+    store = MetadataStore(db)
+    for run in store.runs(args.limit):
+        started = datetime.datetime.fromtimestamp(run["started"]).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"run {run['id']}  {started}  {run['status']}  {run['command'] or ''}")
+        for ex in store.executions_of_run(run["id"]):
+            seconds = f"{ex['finished'] - ex['started']:.1f}s" if ex["finished"] else "-"
+            summary = json.loads(ex["summary"]) if ex["summary"] else {}
+            metric = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in list(summary.items())[:3] if k != "seconds")
+            print(f"    {ex['stage']:<9} {ex['status']:<9} cached={'yes' if ex['cached'] else 'no':<3} "
+                  f"{seconds:>8}  {metric}")
+    store.close()
+    return 0
+
+
+def _predict(args) -> int:
+    from serving.predict import predict
+    results = predict(args.model, args.images, args.top_k)
+    if args.json:
+        print(json.dumps([{"image": r.path, "top_k": [{"class": c, "probability": p} for c, p in r.top]}
+                          for r in results], indent=2))
+        return 0
+    for r in results:
+        print(r.path)
+        for name, probability in r.top:
+            print(f"  {name:<24} {probability:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

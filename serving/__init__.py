@@ -1,0 +1,1 @@
+"""Serving: TFLite runner, prediction CLI helpers and TF Serving deployment files."""

@@ -1,0 +1,79 @@
+"""Top-k predictions for image files from a SavedModel (TF Serving layout) or a .tflite file.
+
+Both paths use the exported artifacts only, as a deployment would: the SavedModel's
+``serving_default`` signature decodes the bytes itself; the TFLite model gets images from the
+shared preprocessing module with the spec and labels the export wrote beside it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from components.ingest.images import BadImage, check_image
+from pipeline.errors import UserError
+
+
+@dataclasses.dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]
+
+
+def read_image(path: Path) -> bytes:
+    """File bytes as JPEG/PNG (other formats are re-encoded the way ingest does)."""
+    try:
+        return check_image(path.read_bytes(), max_pixels=200_000_000).data
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    except BadImage as err:
+        raise UserError(f"{path} is not a usable image: {err}") from None
+
+
+def find_saved_model(path: Path) -> Path:
+    """Accepts a version dir, a TF Serving model base path, or an export artifact dir."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    candidates = [p.parent for p in path.glob("saved_model.pb")] + [p.parent for p in path.glob("*/saved_model.pb")]
+    candidates += [p.parent for p in path.glob("serving/*/*/saved_model.pb")]
+    numbered = [c for c in candidates if c.name.isdigit()]
+    if not numbered:
+        raise UserError(f"no SavedModel found at {path}; pass a .tflite file, a SavedModel directory, "
+                        "a TF Serving model base path, or an export artifact directory")
+    return max(numbered, key=lambda c: int(c.name))
+
+
+def predict(model_path: Path, images: list[Path], top_k: int = 3) -> list[Prediction]:
+    data = [read_image(p) for p in images]
+    if model_path.suffix == ".tflite":
+        probabilities, classes = _tflite_probabilities(model_path, data)
+    else:
+        probabilities, classes = _saved_model_probabilities(find_saved_model(model_path), data)
+    results = []
+    for path, probs in zip(images, probabilities):
+        order = np.argsort(-probs)[:top_k]
+        results.append(Prediction(str(path), [(classes[i], float(probs[i])) for i in order]))
+    return results
+
+
+def _saved_model_probabilities(path: Path, data: list[bytes]):
+    import tensorflow as tf
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant(data))
+    classes = [c.decode() for c in out["classes"].numpy()[0]]
+    return out["probabilities"].numpy(), classes
+
+
+def _tflite_probabilities(path: Path, data: list[bytes]):
+    import tensorflow as tf
+
+    from models.preprocessing import PreprocessingSpec, load_image
+    from serving.tflite_runner import TFLiteClassifier
+    spec_path, labels_path = path.with_name("preprocessing.json"), path.with_name("labels.txt")
+    for needed in (spec_path, labels_path):
+        if not needed.is_file():
+            raise UserError(f"{needed} is missing; the export stage writes it beside the .tflite file")
+    spec = PreprocessingSpec.load(spec_path)
+    images = np.stack([load_image(tf.constant(d), spec).numpy() for d in data])
+    return TFLiteClassifier(path).predict(images), labels_path.read_text().split("\n")[:-1]

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny image folders the tests make themselves (no downloads)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_image(path: Path, size: tuple[int, int], color: tuple[int, int, int], seed: int, fmt: str | None = None) -> None:
+    """A class-coloured image with noise and a bright square, so classes are learnable."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    pixels = np.clip(rng.normal(0, 25, (h, w, 3)) + np.array(color), 0, 255).astype(np.uint8)
+    pixels[h // 4: h // 2, w // 4: w // 2] = 255 - np.array(color, np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+
+
+COLORS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
+
+
+def make_folder(root: Path, per_class: int = 12) -> Path:
+    """Three classes, mixed sizes (20-48 px), JPEG and PNG."""
+    for c, (name, color) in enumerate(COLORS.items()):
+        for i in range(per_class):
+            size = (20 + (i * 7) % 29, 20 + (i * 11) % 29)
+            ext = "png" if i % 3 == 0 else "jpg"
+            make_image(root / name / f"img_{i:03d}.{ext}", size, color, seed=c * 1000 + i)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "images")
+
+
+def tiny_config_yaml(root: Path, data: Path, **extra: str) -> str:
+    """A config that trains a tiny model in seconds on ``make_folder`` data."""
+    lines = [
+        "run:", f"  root: {root}",
+        "data:", "  source: folder", f"  path: {data}",
+        "beam:", "  direct_running_mode: in_memory", "  direct_num_workers: 1",
+        "preprocessing:", "  image_size: [32, 32]", "  channels: 3", "  resize_policy: pad",
+        "model:", "  name: small_cnn", "  width: 8",
+        "train:", "  epochs: 2", "  batch_size: 8", "  verbose: 0",
+        "export:", "  calibration_samples: 16",
+    ]
+    return "\n".join(lines) + "\n"

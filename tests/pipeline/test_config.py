@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, ConfigError, dump_yaml, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load_without_a_file():
+    assert load_config() == Config()
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "train:\n  epoch: 3\n"))
+    message = str(err.value)
+    assert "train.epoch" in message and "epochs" in message and "batch_size" in message
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(ConfigError, match="'trian'.*valid keys under the top level: run, seed"):
+        load_config(write(tmp_path, "trian:\n  epochs: 3\n"))
+
+
+def test_wrong_type_names_the_expected_type(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.epochs must be of type int; got 'ten'"):
+        load_config(write(tmp_path, "train:\n  epochs: ten\n"))
+
+
+def test_bool_is_not_an_int(tmp_path):
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        load_config(write(tmp_path, "train:\n  batch_size: true\n"))
+
+
+def test_choice_fields_list_the_choices():
+    with pytest.raises(ConfigError, match="preprocessing.resize_policy must be one of 'stretch', 'pad', 'crop'"):
+        load_config(overrides=["preprocessing.resize_policy=squash"])
+
+
+def test_dotted_overrides_are_typed():
+    config = load_config(overrides=["train.epochs=5", "train.learning_rate=1", "preprocessing.image_size=[64, 48]",
+                                    "train.augment=[flip_horizontal, translate]"])
+    assert config.train.epochs == 5
+    assert config.train.learning_rate == 1.0 and isinstance(config.train.learning_rate, float)
+    assert config.preprocessing.image_size == (64, 48)
+    assert config.train.augment == ("flip_horizontal", "translate")
+
+
+def test_override_of_unknown_key_fails():
+    with pytest.raises(ConfigError, match="train.epochz"):
+        load_config(overrides=["train.epochz=5"])
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(overrides=["train.epochs"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(overrides=["train.epochs=7", "model.name=resnet9"])
+    assert load_config(write(tmp_path, dump_yaml(config))) == config
+
+
+def test_shipped_configs_load():
+    for path in Path(__file__).resolve().parents[2].glob("configs/*.yaml"):
+        load_config(path)

@@ -1,0 +1,44 @@
+from pipeline.artifacts import Examples, Model
+from pipeline.metadata import MetadataStore
+
+
+def test_failed_execution_registers_nothing(tmp_path):
+    store = MetadataStore(tmp_path / "m.sqlite")
+    run = store.start_run("code", {}, "test")
+    execution = store.start_execution(run, "train", "fp1", {})
+    store.fail_execution(execution, "boom")
+    assert store.latest_outputs("train") is None
+    assert store.cached_outputs("train", "fp1") is None
+
+
+def test_killed_execution_is_marked_and_ignored(tmp_path):
+    store = MetadataStore(tmp_path / "m.sqlite")
+    run = store.start_run("code", {}, "test")
+    store.start_execution(run, "train", "fp1", {})
+    store.abandon_running()
+    assert [e["status"] for e in store.executions_of_run(run)] == ["killed"]
+    assert store.latest_outputs("train") is None
+
+
+def test_outputs_cache_and_lineage(tmp_path):
+    store = MetadataStore(tmp_path / "m.sqlite")
+    run = store.start_run("code", {}, "test")
+    examples_dir, model_dir = tmp_path / "examples", tmp_path / "model"
+    examples_dir.mkdir()
+    model_dir.mkdir()
+    ingest = store.start_execution(run, "ingest", "fp-i", {})
+    examples = Examples(uri=str(examples_dir), properties={"n": 3}, fingerprint="a")
+    store.finish_execution(ingest, {"examples": examples}, {"ingested": 3})
+    train = store.start_execution(run, "train", "fp-t", {"examples": examples})
+    model = Model(uri=str(model_dir), fingerprint="b")
+    store.finish_execution(train, {"model": model}, {"val_accuracy": 0.5})
+
+    cached = store.cached_outputs("train", "fp-t")
+    assert cached["model"].uri == str(model_dir) and isinstance(cached["model"], Model)
+    assert store.succeeded_summary("train", "fp-t") == {"val_accuracy": 0.5}
+    chain = store.lineage(model.id)
+    assert [step["stage"] for step in chain] == ["train", "ingest"]
+    assert chain[0]["inputs"] == {"examples": examples.id}
+
+    model_dir.rmdir()  # an artifact deleted from disk is not served from cache
+    assert store.cached_outputs("train", "fp-t") is None
