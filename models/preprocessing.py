@@ -54,16 +54,26 @@ def resize(image: tf.Tensor, height: int, width: int, policy: str) -> tf.Tensor:
     if policy == "stretch":
         resized = tf.image.resize(image, [height, width], antialias=True)
     elif policy == "pad":
-        resized = tf.image.resize_with_pad(image, height, width, antialias=True)
+        resized = tf.image.resize(image, _scaled_size(image, height, width, tf.reduce_min), antialias=True)
+        resized = tf.image.resize_with_crop_or_pad(resized, height, width)  # pads, centred
     elif policy == "crop":
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
-        scale = tf.reduce_max(tf.constant([height, width], tf.float32) / shape)
-        scaled = tf.cast(tf.math.ceil(shape * scale), tf.int32)
-        resized = tf.image.resize(image, scaled, antialias=True)
-        resized = tf.image.resize_with_crop_or_pad(resized, height, width)
+        resized = tf.image.resize(image, _scaled_size(image, height, width, tf.reduce_max), antialias=True)
+        resized = tf.image.resize_with_crop_or_pad(resized, height, width)  # crops, centred
     else:
         raise ValueError(f"unknown resize policy {policy!r}; use stretch, pad or crop")
     return tf.clip_by_value(resized, 0.0, 1.0)
+
+
+def _scaled_size(image: tf.Tensor, height: int, width: int, pick) -> tf.Tensor:
+    """Aspect-preserving size: ``pick=reduce_min`` fits inside the target, ``reduce_max`` covers it.
+
+    Integer rounding is explicit (tf.image.resize_with_pad rounds differently in graph and
+    eager mode, which would make serving differ from training by a pixel column).
+    """
+    shape = tf.cast(tf.shape(image)[:2], tf.float64)
+    target = tf.constant([height, width], tf.float64)
+    scaled = tf.round(shape * pick(target / shape))
+    return tf.cast(tf.clip_by_value(scaled, 1.0, tf.float64.max), tf.int32)
 
 
 def load_image(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> tf.Tensor:

@@ -2,7 +2,8 @@
 
 Decoding and resizing inside the graph are ``models.preprocessing.load_image``: the code that
 fed training. The input is named ``image_bytes`` so TF Serving's REST API accepts
-``{"instances": [{"b64": "..."}]}``.
+``{"instances": [{"b64": "..."}]}``. A second signature, ``preprocess``, returns the images
+exactly as the model receives them, so a client can check what the model sees.
 """
 from __future__ import annotations
 
@@ -14,16 +15,24 @@ import tensorflow as tf
 from models.preprocessing import PreprocessingSpec, load_image
 
 SIGNATURE = "serving_default"
+PREPROCESS_SIGNATURE = "preprocess"
 
 
 def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: list[str], path: Path) -> None:
     class_names = tf.constant(classes)
+    bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def load_batch(image_bytes):
+        return tf.map_fn(lambda b: load_image(b, spec), image_bytes,
+                         fn_output_signature=tf.TensorSpec(spec.input_shape, tf.float32))
+
+    @tf.function(input_signature=[bytes_spec])
+    def preprocess(image_bytes):
+        return {"images": load_batch(image_bytes)}
+
+    @tf.function(input_signature=[bytes_spec])
     def serve(image_bytes):
-        images = tf.map_fn(lambda b: load_image(b, spec), image_bytes,
-                           fn_output_signature=tf.TensorSpec(spec.input_shape, tf.float32))
-        probabilities = model(images, training=False)
+        probabilities = model(load_batch(image_bytes), training=False)
         n = tf.shape(probabilities)[0]
         return {"probabilities": probabilities,
                 "classes": tf.tile(class_names[tf.newaxis], [n, 1]),
@@ -32,8 +41,9 @@ def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: lis
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE, serve)
+    archive.add_endpoint(PREPROCESS_SIGNATURE, preprocess)
     archive.write_out(str(path), verbose=False)
 
 
-def load_signature(path: Path):
-    return tf.saved_model.load(str(path)).signatures[SIGNATURE]
+def load_signature(path: Path, name: str = SIGNATURE):
+    return tf.saved_model.load(str(path)).signatures[name]
