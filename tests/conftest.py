@@ -41,7 +41,7 @@ def image_folder(tmp_path: Path) -> Path:
     return make_folder(tmp_path / "images")
 
 
-def tiny_config_yaml(root: Path, data: Path, **extra: str) -> str:
+def tiny_config_yaml(root: Path, data: Path) -> str:
     """A config that trains a tiny model in seconds on ``make_folder`` data."""
     lines = [
         "run:", f"  root: {root}",

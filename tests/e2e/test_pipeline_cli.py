@@ -1,0 +1,141 @@
+"""The whole pipeline through the CLI on a generated image folder: every artifact, caching,
+single-stage reruns, the gate, predictions, and recovery from a run killed mid-train."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+from tests.conftest import make_folder, tiny_config_yaml
+from tests.e2e.helpers import REPO, stage_rows, visionpipe
+
+pytestmark = pytest.mark.slow
+STAGES = ["ingest", "validate", "train", "evaluate", "export", "push"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    data = make_folder(tmp / "images")
+    config = tmp / "config.yaml"
+    config.write_text(tiny_config_yaml(tmp / "runs", data))
+    first = visionpipe("run", "--config", str(config))
+    return tmp, config, data, first
+
+
+def latest(root: Path, stage: str) -> Path:
+    return max((root / "artifacts" / stage).iterdir(), key=lambda p: int(p.name))
+
+
+def test_full_run_produces_every_artifact(project):
+    tmp, _, data, first = project
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert all(stage_rows(first.stdout)[s][0] == "succeeded" for s in STAGES)
+    root = tmp / "runs"
+
+    examples = latest(root, "ingest") / "examples"
+    for split in ("train", "val", "test"):
+        assert list((examples / split).glob("data-*.tfrecord"))
+    assert (examples / "quarantine.jsonl").read_text() == ""
+    assert json.loads((examples / "classes.json").read_text())["classes"] == ["blue", "green", "red"]
+
+    validate = latest(root, "validate")
+    stats = statistics_pb2.DatasetFeatureStatisticsList.FromString((validate / "statistics" / "stats.pb").read_bytes())
+    counts = {d.name: d.num_examples for d in stats.datasets}
+    assert counts == {"train": 30, "val": 3, "test": 3}  # 12 per class: 10/1/1, stratified
+    schema = text_format.Parse((validate / "schema" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+    assert list(schema.feature[0].string_domain.value) == ["blue", "green", "red"]
+    assert json.loads((validate / "anomalies" / "anomalies.json").read_text()) == []
+
+    model = latest(root, "train") / "model"
+    for name in ("model.keras", "preprocessing.json", "classes.json", "history.json"):
+        assert (model / name).is_file()
+    assert list((model / "logs").rglob("events.out.tfevents.*"))
+
+    evaluation = latest(root, "evaluate")
+    metrics = json.loads((evaluation / "evaluation" / "metrics.json").read_text())
+    assert len(metrics["confusion_matrix"]) == 3 and set(metrics["per_class"]) == {"blue", "green", "red"}
+    assert json.loads((evaluation / "blessing" / "blessing.json").read_text())["blessed"] is True
+
+    export = latest(root, "export") / "exported_model"
+    assert (export / "serving" / "visionpipe" / "1" / "saved_model.pb").is_file()
+    accuracy = json.loads((export / "accuracy.json").read_text())
+    assert set(accuracy) == {"keras", "saved_model", "tflite_float", "tflite_int8"}
+    assert accuracy["saved_model"]["accuracy"] == pytest.approx(accuracy["keras"]["accuracy"], abs=1e-6)
+    assert (root / "serving" / "visionpipe" / "1" / "saved_model.pb").is_file()
+    assert (root / "runs" / "1" / "config.yaml").is_file()
+
+
+def test_second_run_is_fully_cached(project):
+    _, config, _, _ = project
+    again = visionpipe("run", "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    assert [stage_rows(again.stdout)[s][0] for s in STAGES] == ["cached"] * 6
+
+
+def test_stage_reruns_only_that_stage(project):
+    _, config, _, _ = project
+    train = visionpipe("run", "--config", str(config), "--stage", "train")
+    assert train.returncode == 0, train.stderr
+    assert list(stage_rows(train.stdout)) == ["train"] and stage_rows(train.stdout)["train"][0] == "succeeded"
+
+
+def test_predict_with_saved_model_and_tflite(project):
+    tmp, _, data, _ = project
+    images = [str(data / "red" / "img_000.png"), str(data / "blue" / "img_001.jpg")]
+    for model in (tmp / "runs" / "serving" / "visionpipe",
+                  latest(tmp / "runs", "export") / "exported_model" / "tflite" / "model_int8.tflite"):
+        out = visionpipe("predict", "--model", str(model), "--json", *images)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert [r["image"] for r in result] == images
+        assert all(len(r["top_k"]) == 3 and r["top_k"][0]["class"] in {"red", "green", "blue"} for r in result)
+
+
+def test_runs_lists_stages(project):
+    _, config, _, _ = project
+    out = visionpipe("runs", "--config", str(config))
+    assert out.returncode == 0
+    assert "cached=yes" in out.stdout and "train" in out.stdout and "succeeded" in out.stdout
+
+
+def test_gate_stops_export_and_names_the_threshold(project):
+    _, config, _, _ = project
+    out = visionpipe("run", "--config", str(config), "--from", "evaluate",
+                     "--set", "evaluate.thresholds.min_accuracy=1.01")
+    assert out.returncode == 1
+    rows = stage_rows(out.stdout)
+    assert rows["evaluate"][0] == "succeeded" and rows["export"][0] == "refused" and rows["push"][0] == "not"
+    assert "evaluate.thresholds.min_accuracy 1.01" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_killed_mid_train_resumes_without_cleanup(tmp_path):
+    data = make_folder(tmp_path / "images")
+    config = tmp_path / "config.yaml"
+    config.write_text(tiny_config_yaml(tmp_path / "runs", data).replace("  epochs: 2", "  epochs: 40")
+                      .replace("  verbose: 0", "  verbose: 2\n  early_stopping_patience: 100"))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch 5/"):
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert list((tmp_path / "runs" / "artifacts" / "train").glob(".tmp-*")), "the killed stage left its temp dir"
+
+    rerun = visionpipe("run", "--config", str(config))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    rows = stage_rows(rerun.stdout)
+    assert rows["ingest"][0] == "cached" and rows["validate"][0] == "cached"
+    assert all(rows[s][0] == "succeeded" for s in STAGES[2:])
+    assert not list((tmp_path / "runs" / "artifacts").glob("*/.tmp-*"))
+    history = json.loads((latest(tmp_path / "runs", "train") / "model" / "history.json").read_text())
+    assert len(history["val_loss"]) < 40, "training restarted from scratch instead of resuming"
