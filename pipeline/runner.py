@@ -14,7 +14,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pipeline import fingerprint as fp
 from pipeline.artifacts import Artifact

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.artifacts import Blessing, Evaluation, Examples, Model
-from pipeline.config import Config, EvaluateConfig
+from pipeline.config import EvaluateConfig
 from pipeline.stage import StageSpec
 
 

@@ -5,7 +5,7 @@ import dataclasses
 
 from components.evaluate.spec import not_blessed_reason
 from pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
-from pipeline.config import Config, ExportConfig
+from pipeline.config import ExportConfig
 from pipeline.stage import StageSpec
 
 

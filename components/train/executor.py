@@ -10,7 +10,6 @@ import json
 import math
 
 import keras
-import tensorflow as tf
 
 from components.common.dataset import image_dataset
 from components.train.augment import build_augmenter
