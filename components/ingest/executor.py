@@ -81,10 +81,10 @@ def _count(split: str):
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     data = params.data
-    folder = (sources.materialize_builtin(data.builtin_name, ctx.run_root / "datasets")
-              if data.source == "builtin" else Path(data.path))
     if data.source == "folder" and not data.path:
         raise DataError("data.source is 'folder' but data.path is empty; set data.path to your image folder")
+    folder = (sources.materialize_builtin(data.builtin_name, ctx.run_root / "datasets")
+              if data.source == "builtin" else Path(data.path))
     listing = sources.list_folder(folder, data.extensions)
     class_ids = {name: i for i, name in enumerate(listing.classes)}
     fractions = {"train": data.split.train, "val": data.split.val, "test": data.split.test}

@@ -34,7 +34,8 @@ def _source_fingerprint(params: Params) -> str:
     if params.data.source == "builtin":
         return f"builtin:{params.data.builtin_name}"
     path = Path(params.data.path)
-    return folder_fingerprint(path) if path.is_dir() else f"missing:{path}"
+    # An empty path would otherwise be "." and fingerprint the whole working directory.
+    return folder_fingerprint(path) if params.data.path and path.is_dir() else f"missing:{path}"
 
 
 SPEC = StageSpec(name="ingest", inputs=Inputs, outputs=Outputs, params=_params,
