@@ -1,1 +1,1 @@
-"""Code shared by several stages: reading examples as tf.data datasets."""
+"""Code shared by several stages: tf.data over the examples, loading and scoring models."""

@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from components.common.dataset import image_dataset
+from components.common.scoring import predict_batches
 from components.common.trained_model import load_trained
 from components.evaluate.metrics import classification_metrics
 from components.evaluate.spec import Inputs, Outputs, Params
@@ -32,8 +33,7 @@ def check_thresholds(result: dict, thresholds: ThresholdConfig) -> list[str]:
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     model, spec, classes = load_trained(inputs.model.path)
     test = image_dataset(inputs.examples.path, "test", spec, len(classes), batch_size=256)
-    labels = np.concatenate([y.numpy().argmax(axis=1) for _, y in test])
-    probabilities = model.predict(test, verbose=0)
+    labels, probabilities = predict_batches(test, model.predict_on_batch, one_hot=True)
     result = classification_metrics(labels, probabilities, classes, params.evaluate.top_k)
     failed = check_thresholds(result, params.evaluate.thresholds)
 

@@ -6,9 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from components.common.dataset import encoded_images, image_dataset
+from components.common.scoring import predict_batches
 from components.common.trained_model import load_trained
 from components.evaluate.metrics import accuracy
 from components.export import saved_model, tflite
@@ -63,22 +62,16 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 
 def _saved_model_accuracy(version_dir: Path, examples: Path) -> float:
     serve = saved_model.load_signature(version_dir)
-    labels, probabilities = [], []
-    for image_bytes, label in encoded_images(examples, "test", batch_size=256):
-        probabilities.append(serve(image_bytes=image_bytes)["probabilities"].numpy())
-        labels.append(label.numpy())
-    return accuracy(np.concatenate(labels), np.concatenate(probabilities))
+    return accuracy(*predict_batches(encoded_images(examples, "test", batch_size=256),
+                                     lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"],
+                                     one_hot=False))
 
 
 def _tflite(model_bytes: bytes, path: Path, test) -> dict:
     path.write_bytes(model_bytes)
     runner = TFLiteClassifier(path)
-    labels, probabilities = [], []
-    for images, onehot in test:
-        probabilities.append(runner.predict(images.numpy()))
-        labels.append(onehot.numpy().argmax(axis=1))
-    return {"accuracy": accuracy(np.concatenate(labels), np.concatenate(probabilities)),
-            "size_bytes": len(model_bytes)}
+    labels_and_probabilities = predict_batches(test, lambda images: runner.predict(images.numpy()), one_hot=True)
+    return {"accuracy": accuracy(*labels_and_probabilities), "size_bytes": len(model_bytes)}
 
 
 def _size(folder: Path) -> int:

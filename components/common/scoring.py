@@ -1,0 +1,17 @@
+"""One pass over a split's batches through any runtime: Keras, a SavedModel signature, TFLite."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+
+def predict_batches(batches: Iterable[tuple[Any, Any]], predict: Callable[[Any], np.ndarray],
+                    one_hot: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels) batches -> (label ids, probabilities), reading each batch once."""
+    labels, probabilities = [], []
+    for inputs, batch_labels in batches:
+        probabilities.append(np.asarray(predict(inputs)))
+        batch_labels = batch_labels.numpy()
+        labels.append(batch_labels.argmax(axis=1) if one_hot else batch_labels)
+    return np.concatenate(labels), np.concatenate(probabilities)
