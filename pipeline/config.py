@@ -33,10 +33,25 @@ class SplitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TFRecordSourceConfig:
+    """Feature names in a user's TFRecords of tf.train.Example (data.source == "tfrecord")."""
+    image_key: str = "image/encoded"
+    label_key: str = "image/class/label"  # int64 class id or bytes class name
+    split_key: str = ""  # optional bytes feature holding train/val/test; "" = visionpipe splits
+    class_names: tuple[str, ...] = ()  # names of int64 label ids, in id order; () = the ids
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
-    source: Literal["builtin", "folder"] = "builtin"
-    path: str = ""  # folder of class sub-folders when source == "folder"
+    source: Literal["builtin", "folder", "manifest", "tfrecord", "tfds"] = "builtin"
+    # folder: <path>/<class>/**/<image> or <path>/{train,val,test}/<class>/**/<image>;
+    # manifest: a .csv or .jsonl file with path, label and optional split;
+    # tfrecord: a file pattern, e.g. /data/records/*.tfrecord. Local or any Beam filesystem.
+    path: str = ""
     builtin_name: Literal["mnist5k"] = "mnist5k"
+    tfrecord: TFRecordSourceConfig = TFRecordSourceConfig()
+    tfds_name: str = ""  # e.g. "mnist" or "mnist/3.0.1", prepared under tfds_data_dir
+    tfds_data_dir: str = ""
     split: SplitConfig = SplitConfig()
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
     max_pixels: int = 50_000_000  # larger images are quarantined as possible decompression bombs
@@ -49,6 +64,7 @@ class BeamConfig:
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "multi_processing"
     extra_options: tuple[str, ...] = ()  # passed through verbatim, e.g. "--flink_master=host:8081"
     num_shards: int = 0  # 0 lets the runner choose
+    files_per_task: int = 250  # files one worker call reads and checks: amortises Beam's per-element cost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +75,32 @@ class SeverityConfig:
     class_missing_from_split: Literal["block", "warn"] = "block"
     class_missing_vs_schema: Literal["block", "warn"] = "block"
     new_class_vs_schema: Literal["block", "warn"] = "block"
+    conflicting_labels: Literal["block", "warn"] = "block"  # one image content under two classes
+    split_leakage: Literal["block", "warn"] = "warn"  # kept in one split only, so it is already fixed
+    duplicate_in_split: Literal["block", "warn"] = "warn"
+    class_imbalance: Literal["block", "warn"] = "warn"
+    label_drift: Literal["block", "warn"] = "block"
+    size_drift: Literal["block", "warn"] = "warn"
+    channel_drift: Literal["block", "warn"] = "warn"
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    """Limits against the previous data version's statistics (see README, data validation)."""
+    max_label_linf: float = 0.1  # L-infinity distance between per-split class distributions
+    max_size_change: float = 0.25  # relative change of mean image height or width
+    max_channel_linf: float = 0.1  # L-infinity distance between channel-count distributions
 
 
 @dataclasses.dataclass(frozen=True)
 class ValidateConfig:
     severity: SeverityConfig = SeverityConfig()
-    schema_path: str = ""  # a reviewed schema.pbtxt to check classes/channels against; "" = none
+    drift: DriftConfig = DriftConfig()
+    max_class_imbalance: float = 10.0  # largest / smallest class in the train split
+    pixel_stats_sample: int = 20000  # train images whose pixels give the mean/std; 0 = all
+    # A reviewed schema.pbtxt to check classes against; "" = the one accepted with
+    # `visionpipe schema --accept` under run.root, if any.
+    schema_path: str = ""
     max_listed_files: int = 50  # offending files listed per anomaly in the readable report
 
 

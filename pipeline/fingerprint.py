@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,13 @@ def artifact_fingerprint(stage_fp: str, execution_id: int, output_name: str) -> 
 def folder_fingerprint(folder: Path) -> str:
     """Cheap content fingerprint of a folder: every file's relative path, size and mtime."""
     h = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() or path.is_symlink():
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
             try:
-                st = path.stat()
-                h.update(f"{path.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                st = os.stat(path)
+                h.update(f"{os.path.relpath(path, folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
             except OSError:  # broken symlink: still part of what the user gave us
-                h.update(f"{path.relative_to(folder)}|broken\n".encode())
+                h.update(f"{os.path.relpath(path, folder)}|broken\n".encode())
     return h.hexdigest()

@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS runs (
     code_version TEXT, config TEXT, command TEXT);
 CREATE TABLE IF NOT EXISTS executions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER, stage TEXT, fingerprint TEXT,
-    status TEXT, cached INTEGER DEFAULT 0, started REAL, finished REAL, summary TEXT, error TEXT);
+    status TEXT, cached INTEGER DEFAULT 0, started REAL, finished REAL, summary TEXT, error TEXT,
+    data_key TEXT);
 CREATE TABLE IF NOT EXISTS artifacts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT, uri TEXT, properties TEXT,
     fingerprint TEXT, created REAL);
@@ -40,6 +41,9 @@ class MetadataStore:
         self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(executions)")}
+        if "data_key" not in columns:  # stores made before executions recorded their data
+            self._db.execute("ALTER TABLE executions ADD COLUMN data_key TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -62,11 +66,12 @@ class MetadataStore:
 
     # executions ---------------------------------------------------------------------------
     def start_execution(self, run_id: int, stage: str, fingerprint: str,
-                        inputs: dict[str, Artifact]) -> int:
+                        inputs: dict[str, Artifact], data_key: str = "") -> int:
+        """``data_key`` identifies the data the execution read (its inputs and external source)."""
         with self._transaction():
             cur = self._db.execute(
-                "INSERT INTO executions (run_id, stage, fingerprint, status, started) VALUES (?,?,?,?,?)",
-                (run_id, stage, fingerprint, "running", time.time()))
+                "INSERT INTO executions (run_id, stage, fingerprint, status, started, data_key) "
+                "VALUES (?,?,?,?,?,?)", (run_id, stage, fingerprint, "running", time.time(), data_key))
             execution_id = int(cur.lastrowid)
             self._add_events(execution_id, "input", inputs.items())
         return execution_id
@@ -123,6 +128,19 @@ class MetadataStore:
         if row is None:
             return None
         return row["id"], self.artifacts_of(row["id"], "output")
+
+    def previous_output(self, stage: str, artifact_type: type[Artifact],
+                        other_than_data_key: str | None = None) -> Artifact | None:
+        """The newest artifact of this type the stage produced itself (not from cache), optionally
+        from data other than ``other_than_data_key``; None if there is none on disk."""
+        rows = self._db.execute(
+            "SELECT id FROM executions WHERE stage=? AND status='succeeded' AND (? IS NULL OR data_key != ?) "
+            "ORDER BY id DESC", (stage, other_than_data_key, other_than_data_key)).fetchall()
+        for row in rows:
+            found = [a for a in self.artifacts_of(row["id"], "output").values() if isinstance(a, artifact_type)]
+            if found and found[0].path.exists():
+                return found[0]
+        return None
 
     def artifacts_of(self, execution_id: int, kind: str) -> dict[str, Artifact]:
         rows = self._db.execute(

@@ -123,13 +123,15 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
     started = time.time()
     params = spec.params(config)
     try:
-        inputs = _resolve_inputs(spec, available)
+        upstream = _resolve_inputs(spec, available)
         external = spec.external_fingerprint(params) if spec.external_fingerprint else ""
     except UserError as err:
         return StageResult(spec.name, "failed", time.time() - started, message=str(err))
-    input_map = _as_map(inputs)
-    stage_fp = fp.stage_fingerprint(spec.name, params, {n: a.fingerprint for n, a in input_map.items()},
-                                    external)
+    upstream_fps = {n: a.fingerprint for n, a in upstream.items()}
+    stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external)
+    data_key = fp.digest([upstream_fps, external])
+    inputs = spec.inputs(**upstream, **_resolve_previous(store, spec, data_key))
+    input_map = {n: a for n, a in _as_map(inputs).items() if a is not None}
     ctx = StageContext(stage=spec.name, run_root=root, seed=config.seed, beam_args=beam_args(config),
                        scratch_dir=root / "scratch" / f"{spec.name}-{stage_fp[:16]}")
     reason = spec.gate(inputs) if spec.gate else None
@@ -139,14 +141,14 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
 
     cached = None if force else store.cached_outputs(spec.name, stage_fp)
     if cached is not None:
-        execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map)
+        execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map, data_key)
         summary = store.succeeded_summary(spec.name, stage_fp)
         store.finish_execution(execution_id, cached, summary, cached=True)
         ctx.log("cached (inputs, params and code unchanged)")
         return StageResult(spec.name, "cached", time.time() - started, summary, cached,
                            key_metric=_key_metric(spec, summary))
 
-    execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map)
+    execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map, data_key)
     stage_dir = root / "artifacts" / spec.name
     tmp_dir, final_dir = stage_dir / f".tmp-{execution_id}", stage_dir / str(execution_id)
     outputs = {name: cls(uri=str(tmp_dir / name)) for name, cls in spec.output_fields().items()}
@@ -177,14 +179,19 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
                        key_metric=_key_metric(spec, summary))
 
 
-def _resolve_inputs(spec: StageSpec, available: dict[type, Artifact]) -> Any:
+def _resolve_inputs(spec: StageSpec, available: dict[type, Artifact]) -> dict[str, Artifact]:
     values = {}
     for name, cls in spec.input_fields().items():
         if cls not in available:
             raise UserError(f"stage {spec.name!r} needs a {cls.TYPE} artifact but none has been "
                             f"produced yet; run the upstream stages first (visionpipe run)")
         values[name] = available[cls]
-    return spec.inputs(**values)
+    return values
+
+
+def _resolve_previous(store: MetadataStore, spec: StageSpec, data_key: str) -> dict[str, Artifact | None]:
+    return {name: store.previous_output(spec.name, cls, data_key if other_data else None)
+            for name, (cls, other_data) in spec.previous_fields().items()}
 
 
 def _as_map(inputs: Any) -> dict[str, Artifact]:

@@ -32,7 +32,16 @@ class StageSpec:
     key_metric: str = ""
 
     def input_fields(self) -> dict[str, type[Artifact]]:
-        return typing.get_type_hints(self.inputs)
+        """Inputs produced upstream in this run (or the latest upstream run)."""
+        hints = typing.get_type_hints(self.inputs)
+        return {f.name: hints[f.name] for f in dataclasses.fields(self.inputs) if "previous" not in f.metadata}
+
+    def previous_fields(self) -> dict[str, tuple[type[Artifact], bool]]:
+        """Inputs that are this stage's own earlier outputs: name -> (type, other_data_only)."""
+        hints = typing.get_type_hints(self.inputs)
+        return {f.name: (next(t for t in typing.get_args(hints[f.name]) if t is not type(None)),
+                         f.metadata["previous"] == "other_data")
+                for f in dataclasses.fields(self.inputs) if "previous" in f.metadata}
 
     def output_fields(self) -> dict[str, type[Artifact]]:
         return typing.get_type_hints(self.outputs)
@@ -40,6 +49,17 @@ class StageSpec:
     def load_executor(self) -> Callable[..., dict[str, Any]]:
         module, _, func = self.executor.partition(":")
         return getattr(importlib.import_module(module), func)
+
+
+def previous(other_data: bool = False) -> Any:
+    """Declares an input field holding this stage's own output from an earlier execution.
+
+    Resolved to the newest artifact the stage produced (not served from cache), or, with
+    ``other_data``, produced from other input data, so drift is measured against the previous
+    data version. It is recorded in lineage but left out of the fingerprint: otherwise a
+    stage would never be cached, its own last output being a new input every time.
+    """
+    return dataclasses.field(default=None, metadata={"previous": "other_data" if other_data else "latest"})
 
 
 @dataclasses.dataclass

@@ -10,12 +10,11 @@ from typing import Callable
 
 import tensorflow as tf
 
+from components.common import record_format
 from models.preprocessing import PreprocessingSpec, load_image
 
 AUTOTUNE = tf.data.AUTOTUNE
-_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
-             "image/label": tf.io.FixedLenFeature([], tf.int64),
-             "image/source": tf.io.FixedLenFeature([], tf.string)}
+_FEATURES = record_format.tf_parse_spec()
 
 
 def split_files(examples_dir: Path, split: str) -> list[str]:
@@ -41,7 +40,7 @@ def image_dataset(examples_dir: Path, split: str, spec: PreprocessingSpec, num_c
                   augment: Callable[[tf.Tensor], tf.Tensor] | None = None) -> tf.data.Dataset:
     """Batches of (images in [0, 1], one-hot labels). Training shuffles and augments."""
     ds = records(examples_dir, split, shuffle_files=training, seed=seed).map(
-        lambda r: (load_image(r["image/encoded"], spec), tf.one_hot(r["image/label"], num_classes)),
+        lambda r: (load_image(r[record_format.ENCODED], spec), tf.one_hot(r[record_format.LABEL], num_classes)),
         num_parallel_calls=AUTOTUNE, deterministic=not training)
     if cache:  # decoded images: later epochs skip reading and decoding entirely
         ds = ds.cache()
@@ -56,5 +55,5 @@ def image_dataset(examples_dir: Path, split: str, spec: PreprocessingSpec, num_c
 def encoded_images(examples_dir: Path, split: str, batch_size: int) -> tf.data.Dataset:
     """Batches of (encoded bytes, label id): what a serving client would send."""
     return (records(examples_dir, split)
-            .map(lambda r: (r["image/encoded"], r["image/label"]))
+            .map(lambda r: (r[record_format.ENCODED], r[record_format.LABEL]))
             .batch(batch_size).prefetch(AUTOTUNE))

@@ -1,141 +1,240 @@
 """ingest executor: a Beam pipeline that reads, checks, splits and writes every image.
 
-Each listed file is read and fully decoded in a worker; usable images become tf.train.Example
-records (encoded bytes, label id and name, source path, content hash, original size/mode) in
-``<split>/data-*.tfrecord``; unusable ones go to ``quarantine.jsonl`` with the reason.
-found = ingested + quarantined always holds, and the run prints all three.
+Workers take files (or TFRecord records) in tasks of ``beam.files_per_task``: reading,
+fully decoding, hashing and measuring a few hundred images per call keeps Beam's per-element
+cost out of the per-image cost. The content hashes then meet in one split plan (see
+``split.py``), and each image is written as a tf.train.Example to ``<split>/data-*.tfrecord``.
+Unusable items go to ``quarantine.jsonl`` with the reason: found = ingested + quarantined,
+always, and the run prints all three.
+
+Outputs besides the records: ``classes.json``, ``split_index.json`` (content hash -> split,
+read by the next ingest so old images keep their split) and ``plan.json`` (duplicates,
+leakage, label conflicts, for validate).
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-from pathlib import Path
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.tfrecordio import ReadAllFromTFRecord
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from components.common import record_format
 from components.ingest import images, sources
 from components.ingest.spec import Inputs, Outputs, Params
-from components.ingest.split import SPLITS, assign_splits
+from components.ingest.split import SPLITS, Candidate, make_plan
 from pipeline.errors import DataError
 from pipeline.stage import StageContext
 
 
-class CheckFile(beam.DoFn):
-    """(path, class) -> record dict, or a (path, reason) on the 'quarantine' output."""
+class TaskResult(NamedTuple):
+    # Each image as its candidate and its serialized Example still without the label id
+    # (class ids are only known once every task has reported its classes).
+    checked: list[tuple[Candidate, bytes]]
+    quarantined: list[tuple[str, str]]  # (item, reason)
 
-    def __init__(self, class_ids: dict[str, int], max_pixels: int):
-        self._class_ids = class_ids
-        self._max_pixels = max_pixels
 
-    def process(self, item):
-        path, class_name = item
+def _unlabelled_example(candidate: Candidate, image: images.CheckedImage) -> bytes:
+    return record_format.serialize_unlabelled(record_format.Record(
+        encoded=image.data, label=-1, class_name=candidate.label, source=candidate.source, sha256=image.sha256,
+        format=image.format, mode=image.mode, height=image.height, width=image.width, channels=image.channels,
+        converted=image.converted))
+
+
+class CheckFiles(beam.DoFn):
+    """A list of entries -> one TaskResult: every file read, decoded, hashed and measured."""
+
+    def __init__(self, max_pixels: int, channels: int):
+        self._max_pixels, self._channels = max_pixels, channels
+
+    def process(self, entries: list[tuple[str, str, str]]):
+        result = TaskResult([], [])
+        for entry in map(sources.Entry._make, entries):
+            try:
+                with FileSystems.open(entry.path, compression_type="uncompressed") as f:
+                    data = f.read()
+                image = images.check_image(data, self._max_pixels, self._channels)
+            except images.BadImage as err:
+                result.quarantined.append((entry.path, str(err)))
+            except OSError as err:  # unreadable file, broken symlink, permission denied
+                result.quarantined.append((entry.path, f"cannot read file: {err.strerror or err}"))
+            else:
+                candidate = Candidate(entry.path, image.sha256, entry.label, entry.split)
+                result.checked.append((candidate, _unlabelled_example(candidate, image)))
+        yield result
+
+
+class CheckRecords(beam.DoFn):
+    """A batch of (file, serialized tf.train.Example) -> one TaskResult."""
+
+    def __init__(self, keys: sources.RecordFiles, max_pixels: int, channels: int):
+        self._keys, self._max_pixels, self._channels = keys, max_pixels, channels
+        self._file_splits = dict(keys.files)
+
+    def process(self, batch: list[tuple[str, bytes]]):
+        result = TaskResult([], [])
+        for filename, raw in batch:
+            where = f"{filename}#{hashlib.sha256(raw).hexdigest()[:12]}"
+            try:
+                data, label, split = self._fields(filename, raw)
+                image = images.check_image(data, self._max_pixels, self._channels)
+            except (images.BadImage, ValueError) as err:
+                result.quarantined.append((where, str(err)))
+            else:
+                candidate = Candidate(where, image.sha256, label, split)
+                result.checked.append((candidate, _unlabelled_example(candidate, image)))
+        yield result
+
+    def _fields(self, filename: str, raw: bytes) -> tuple[bytes, str, str]:
+        keys = self._keys
         try:
-            with FileSystems.open(path) as f:
-                data = f.read()
-            checked = images.check_image(data, self._max_pixels)
-        except images.BadImage as err:
-            yield beam.pvalue.TaggedOutput("quarantine", (path, str(err)))
-            return
-        except OSError as err:  # unreadable file, broken symlink, permission denied
-            yield beam.pvalue.TaggedOutput("quarantine", (path, f"cannot read file: {err.strerror or err}"))
-            return
-        yield {"path": path, "class_name": class_name, "label": self._class_ids[class_name],
-               "image": checked}
+            feature = record_format.example_pb2.Example.FromString(raw).features.feature
+        except Exception:
+            raise ValueError("not a serialized tf.train.Example") from None
+        for key, setting in ((keys.image_key, "image_key"), (keys.label_key, "label_key")):
+            if key not in feature:
+                raise ValueError(f"record has no feature {key!r} (it has {', '.join(sorted(feature))}); "
+                                 f"set data.tfrecord.{setting}")
+        data = bytes(feature[keys.image_key].bytes_list.value[0]) if feature[keys.image_key].bytes_list.value else b""
+        label_feature = feature[keys.label_key]
+        if label_feature.bytes_list.value:
+            label = label_feature.bytes_list.value[0].decode()
+        elif label_feature.int64_list.value:
+            label_id = label_feature.int64_list.value[0]
+            if keys.class_names and not 0 <= label_id < len(keys.class_names):
+                raise ValueError(f"label id {label_id} is outside data.tfrecord.class_names "
+                                 f"(0..{len(keys.class_names) - 1})")
+            label = keys.class_names[label_id] if keys.class_names else str(label_id)
+        else:
+            raise ValueError(f"feature {keys.label_key!r} is empty; every record needs a label")
+        split = self._file_splits.get(filename, "")
+        if keys.split_key and feature[keys.split_key].bytes_list.value:
+            given = feature[keys.split_key].bytes_list.value[0].decode().lower()
+            if given not in sources.SPLIT_ALIASES:
+                raise ValueError(f"split {given!r} in feature {keys.split_key!r} is not one of train, val, test")
+            split = sources.SPLIT_ALIASES[given]
+        return data, label, split
 
 
-def to_example(record: dict) -> bytes:
-    import tensorflow as tf  # imported in the worker; the driver never needs it
+class ToExamples(beam.DoFn):
+    """Places each checked image by the split plan and completes its Example, tagged by split."""
 
-    image: images.CheckedImage = record["image"]
+    def __init__(self):
+        self._counters = {split: beam.metrics.Metrics.counter("ingest", split) for split in SPLITS}
 
-    def b(value: str | bytes):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value if isinstance(value, bytes) else value.encode()]))
-
-    def i(value: int):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": b(image.data), "image/label": i(record["label"]),
-        "image/class_name": b(record["class_name"]), "image/source": b(record["path"]),
-        "image/sha256": b(image.sha256), "image/format": b(image.format), "image/mode": b(image.mode),
-        "image/height": i(image.height), "image/width": i(image.width), "image/channels": i(image.channels),
-        "image/converted": i(int(image.converted)),
-    })).SerializeToString()
-
-
-def _assign(class_and_hashes, fractions):
-    label, hashes = class_and_hashes
-    return [((label, sha), split) for sha, split in assign_splits(hashes, fractions).items()]
+    def process(self, task: TaskResult, plan):
+        labels = {name: record_format.label_bytes(i) for i, name in enumerate(plan.classes)}
+        for item, reason in task.quarantined:
+            yield beam.pvalue.TaggedOutput("quarantine", (item, reason))
+        for candidate, unlabelled in task.checked:
+            split, reason = plan.place(candidate)
+            if reason:
+                yield beam.pvalue.TaggedOutput("quarantine", (candidate.source, reason))
+                continue
+            self._counters[split].inc()
+            yield beam.pvalue.TaggedOutput(split, unlabelled + labels[candidate.label])
 
 
-def _count(split: str):
-    counter = beam.metrics.Metrics.counter("ingest", split)
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
-    def count(example: bytes) -> bytes:
+
+def _previous_index(inputs: Inputs) -> dict[str, str]:
+    if inputs.previous is None or not (inputs.previous.path / "split_index.json").is_file():
+        return {}
+    return json.loads((inputs.previous.path / "split_index.json").read_text())
+
+
+def build_pipeline(pipeline: beam.Pipeline, listing: sources.Listing, params: Params,
+                   previous_index: dict[str, str], out: str) -> None:
+    data = params.data
+    fractions = {"train": data.split.train, "val": data.split.val, "test": data.split.test}
+    tasks = []
+    if listing.entries:
+        tasks.append(pipeline
+                     # Declared types: Beam would otherwise infer them by walking every entry.
+                     | "ListFiles" >> beam.Create(_chunks([tuple(e) for e in listing.entries], params.files_per_task),
+                                                reshuffle=True).with_output_types(list)
+                     | "CheckFiles" >> beam.ParDo(CheckFiles(data.max_pixels, params.channels)))
+    if listing.records:
+        tasks.append(pipeline
+                     | "ListRecordFiles" >> beam.Create([f for f, _ in listing.records.files])
+                     | "ReadRecords" >> ReadAllFromTFRecord(with_filename=True)
+                     | "CountRecords" >> beam.Map(_count("records_found"))
+                     | "BatchRecords" >> beam.BatchElements(min_batch_size=params.files_per_task,
+                                                            max_batch_size=params.files_per_task)
+                     | "CheckRecords" >> beam.ParDo(CheckRecords(listing.records, data.max_pixels, params.channels)))
+    checked = tasks | "AllTasks" >> beam.Flatten()
+    plan = (checked
+            | "Candidates" >> beam.FlatMap(lambda task: [c for c, _ in task.checked])
+            | "AllCandidates" >> beam.combiners.ToList()
+            | "Plan" >> beam.Map(make_plan, fractions, previous_index))
+    written = checked | "ToExamples" >> beam.ParDo(ToExamples(), plan=beam.pvalue.AsSingleton(plan)).with_outputs(
+        "quarantine", *SPLITS)
+    for split in SPLITS:
+        written[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
+            FileSystems.join(out, split, "data"), file_name_suffix=".tfrecord", num_shards=params.num_shards)
+    ((written.quarantine, pipeline | "ListedRejects" >> beam.Create(listing.rejected))
+     | "AllQuarantined" >> beam.Flatten()
+     | "QuarantineJson" >> beam.Map(lambda item: json.dumps({"path": item[0], "reason": item[1]}))
+     | "WriteQuarantine" >> beam.io.WriteToText(FileSystems.join(out, "quarantine"), file_name_suffix=".jsonl",
+                                                shard_name_template=""))
+    (plan
+     | "PlanJson" >> beam.Map(lambda p: json.dumps(dataclasses.asdict(p)))
+     | "WritePlan" >> beam.io.WriteToText(FileSystems.join(out, "plan"), file_name_suffix=".json",
+                                          shard_name_template=""))
+
+
+def _count(name: str):
+    counter = beam.metrics.Metrics.counter("ingest", name)
+
+    def count(item):
         counter.inc()
-        return example
+        return item
     return count
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     data = params.data
-    if data.source == "folder" and not data.path:
-        raise DataError("data.source is 'folder' but data.path is empty; set data.path to your image folder")
-    folder = (sources.materialize_builtin(data.builtin_name, ctx.run_root / "datasets")
-              if data.source == "builtin" else Path(data.path))
-    listing = sources.list_folder(folder, data.extensions)
-    class_ids = {name: i for i, name in enumerate(listing.classes)}
-    fractions = {"train": data.split.train, "val": data.split.val, "test": data.split.test}
-    if any(v < 0 for v in fractions.values()) or fractions["train"] <= 0:
-        raise DataError(f"data.split fractions must be >= 0 with train > 0; got {fractions}")
+    fractions = (data.split.train, data.split.val, data.split.test)
+    if any(v < 0 for v in fractions) or fractions[0] <= 0:
+        raise DataError(f"data.split fractions must be >= 0 with train > 0; got {data.split}")
+    listing = sources.list_source(data, ctx.run_root / "datasets")
+    previous_index = _previous_index(inputs)
     out = outputs.examples.path
-    found = len(listing.files) + len(listing.rejected)
-    ctx.log(f"{found} files found in {folder}: {len(listing.files)} candidate images in "
-            f"{len(listing.classes)} classes; reading with {' '.join(ctx.beam_args)}")
+    ctx.log(f"{listing.description}: {len(listing.entries)} candidate files, {len(listing.rejected)} rejected"
+            + (f", {len(listing.records.files)} TFRecord files" if listing.records else "")
+            + (f"; {len(previous_index)} images keep their split from the previous ingest" if previous_index else "")
+            + f"; Beam {' '.join(ctx.beam_args)}")
 
     pipeline = beam.Pipeline(options=PipelineOptions(ctx.beam_args))
-    checked = (pipeline
-               | "ListFiles" >> beam.Create(listing.files, reshuffle=True)
-               | "ReadAndCheck" >> beam.ParDo(CheckFile(class_ids, data.max_pixels)).with_outputs(
-                   "quarantine", main="ok"))
-    split_of = (checked.ok
-                | "KeyByClass" >> beam.Map(lambda r: (r["label"], r["image"].sha256))
-                | "GroupByClass" >> beam.GroupByKey()
-                | "AssignSplits" >> beam.FlatMap(_assign, fractions))
-    by_split = (checked.ok
-                | "AttachSplit" >> beam.Map(
-                    lambda r, splits: (splits[(r["label"], r["image"].sha256)], r),
-                    splits=beam.pvalue.AsDict(split_of))
-                | "PartitionBySplit" >> beam.Partition(lambda kv, _: SPLITS.index(kv[0]), len(SPLITS)))
-    for split, part in zip(SPLITS, by_split):
-        (part
-         | f"ToExample_{split}" >> beam.Map(lambda kv: to_example(kv[1]))
-         | f"Count_{split}" >> beam.Map(_count(split))
-         | f"Write_{split}" >> beam.io.WriteToTFRecord(
-             str(out / split / "data"), file_name_suffix=".tfrecord", num_shards=params.num_shards))
-    rejected = pipeline | "ListedRejects" >> beam.Create(listing.rejected)
-    ((checked.quarantine, rejected)
-     | "AllQuarantined" >> beam.Flatten()
-     | "QuarantineJson" >> beam.Map(lambda pr: json.dumps({"path": pr[0], "reason": pr[1]}))
-     | "WriteQuarantine" >> beam.io.WriteToText(str(out / "quarantine"), file_name_suffix=".jsonl",
-                                                shard_name_template=""))
+    build_pipeline(pipeline, listing, params, previous_index, str(out))
     result = pipeline.run()
     result.wait_until_finish()
 
-    counts = {split: 0 for split in SPLITS}
-    for metric in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]:
-        counts[metric.key.metric.name] += metric.committed
-    quarantined = sum(1 for _ in (out / "quarantine.jsonl").open())
+    counters = {m.key.metric.name: m.committed
+                for m in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]}
+    counts = {split: counters.get(split, 0) for split in SPLITS}
+    found = len(listing.entries) + len(listing.rejected) + counters.get("records_found", 0)
+    quarantined = sum(1 for line in (out / "quarantine.jsonl").open() if line.strip())
     ingested = sum(counts.values())
-    summary = {"found": found, "ingested": ingested, "quarantined": quarantined,
-               "classes": len(listing.classes), **{f"{s}_images": n for s, n in counts.items()}}
+    plan = json.loads((out / "plan.json").read_text())
+    (out / "split_index.json").write_text(json.dumps(plan.pop("index")))
+    (out / "plan.json").write_text(json.dumps(plan, indent=2))
     (out / "classes.json").write_text(json.dumps({
-        "classes": listing.classes, "empty_classes": listing.empty_classes, "source": str(folder)}, indent=2))
-    outputs.examples.properties.update(summary, split_names=list(SPLITS), classes=listing.classes)
+        "classes": plan["classes"], "empty_classes": listing.empty_classes, "source": listing.description,
+        "pre_split": listing.pre_split}, indent=2))
+    summary = {"found": found, "ingested": ingested, "quarantined": quarantined, "classes": len(plan["classes"]),
+               **{f"{s}_images": n for s, n in counts.items()},
+               "duplicate_groups": len(plan["duplicates_in_split"]), "leaked_copies": len(plan["leakage"])}
+    outputs.examples.properties.update(summary, split_names=list(SPLITS), classes=plan["classes"])
     ctx.log(f"found {found} = ingested {ingested} + quarantined {quarantined}; "
             + ", ".join(f"{s}: {n}" for s, n in counts.items()))
     if ingested + quarantined != found:
-        raise RuntimeError(f"ingest lost files: found {found}, ingested {ingested}, quarantined {quarantined}")
+        raise RuntimeError(f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}")
     return summary

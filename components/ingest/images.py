@@ -1,7 +1,10 @@
-"""Checks one image file and normalises it to what every runtime decodes (JPEG or PNG).
+"""Checks one image file and normalises it to what every runtime decodes the same way.
 
-Runs inside Beam workers, so it uses Pillow (fast, no TensorFlow import). A file that cannot be
-used raises ``BadImage`` with a reason for the quarantine report.
+Runs inside Beam workers, so it uses Pillow (fast, no TensorFlow import). Plain 8-bit gray or
+RGB JPEG/PNG files are kept byte for byte. Anything else that decodes (BMP, GIF, WebP,
+RGBA/palette, CMYK, 16-bit, EXIF-rotated) is converted to the configured channel count and
+upright orientation and stored as PNG, so training sees what the serving signature sees.
+A file that cannot be used raises ``BadImage`` whose message is the quarantine reason.
 """
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ import hashlib
 import io
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps
 
-# What the serving signature (tf.io.decode_image) reads directly, per format and mode; any other
-# image is re-encoded as PNG so training and serving see the same pixels.
-_KEPT_MODES = {"JPEG": {"L", "RGB"}, "PNG": {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}}
-_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "P": 3, "RGB": 3, "YCbCr": 3,
-             "LAB": 3, "HSV": 3, "RGBA": 4, "CMYK": 4, "PA": 4}
+SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
+_KEPT_MODES = ("L", "RGB")  # decoded identically by Pillow and tf.io.decode_image
+_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1, "LA": 2, "La": 2,
+             "P": 3, "PA": 4, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "CMYK": 4}
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -27,47 +30,67 @@ class BadImage(Exception):
 @dataclasses.dataclass(frozen=True)
 class CheckedImage:
     data: bytes  # JPEG or PNG bytes to store
-    sha256: str  # of the original file content (duplicates are found on what the user has)
+    sha256: str  # of the original bytes
     format: str  # original format, e.g. JPEG, PNG, BMP
-    mode: str  # original Pillow mode, e.g. L, RGB, CMYK
-    height: int
+    mode: str  # original Pillow mode, e.g. L, RGB, CMYK, I;16
+    height: int  # upright, as stored
     width: int
     channels: int  # of the original
-    converted: bool  # re-encoded to PNG (odd format/mode or EXIF rotation)
+    converted: bool
 
 
-def check_image(data: bytes, max_pixels: int) -> CheckedImage:
+def check_image(data: bytes, max_pixels: int, channels: int) -> CheckedImage:
     if not data:
         raise BadImage("empty file (0 bytes)")
     sha256 = hashlib.sha256(data).hexdigest()
+    image = _open(data, max_pixels)
+    fmt, mode = image.format or "unknown", image.mode
+    # Parsing EXIF costs a third of a small image's decode; most files have none.
+    rotated = "exif" in image.info and image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
+    converted = rotated or fmt not in ("JPEG", "PNG") or mode not in _KEPT_MODES
+    if converted:
+        image = _to_mode(ImageOps.exif_transpose(image) if rotated else image, "L" if channels == 1 else "RGB")
+        data = _png(image)
+    return CheckedImage(data=data, sha256=sha256, format=fmt, mode=mode, height=image.height,
+                        width=image.width, channels=_CHANNELS.get(mode, 3), converted=converted)
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Fully decodes the image (catching truncated and corrupt files) within the pixel budget."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            fmt, mode = image.format or "unknown", image.mode
+            if image.format not in SUPPORTED_FORMATS:
+                raise BadImage(f"unsupported image format {image.format}; supported: "
+                               f"{', '.join(SUPPORTED_FORMATS)} (convert it, e.g. to PNG)")
             if image.width * image.height > max_pixels:
                 raise BadImage(f"image of {image.width}x{image.height} pixels exceeds data.max_pixels="
-                               f"{max_pixels} (possible decompression bomb)")
-            image.load()  # a full decode: catches truncated and corrupt files
+                               f"{max_pixels} (possible decompression bomb; raise data.max_pixels if real)")
+            image.load()
     except BadImage:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
         raise BadImage(f"decompression bomb: {err}") from None
     except Exception as err:  # Pillow raises many types for broken files
-        raise BadImage(f"cannot decode image: {type(err).__name__}: {err}") from None
-    rotated = image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
-    converted = rotated or mode not in _KEPT_MODES.get(fmt, ())
-    if converted:
-        image = ImageOps.exif_transpose(image) if rotated else image
-        data = _to_png(image)
-    return CheckedImage(data=data, sha256=sha256, format=fmt, mode=mode, height=image.height,
-                        width=image.width, channels=_CHANNELS.get(mode, 3), converted=converted)
+        detail = str(err) or type(err).__name__
+        raise BadImage(f"cannot decode image ({type(err).__name__}: {detail}); the file is corrupt, "
+                       "truncated or not an image") from None
+    return image
 
 
-def _to_png(image: Image.Image) -> bytes:
-    if image.mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
-        has_alpha = "A" in image.mode or "transparency" in image.info
-        image = image.convert("RGBA" if has_alpha else "RGB")
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # Pillow clips 16-bit values to 255 when converting to L; scale to 8 bits instead.
+        scale = 65535.0 if image.mode != "F" else 1.0
+        pixels = np.asarray(image, np.float64) / scale * 255.0
+        image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), mode="L")
+    # Alpha is dropped, not composited: tf.io.decode_image does the same to the bytes a
+    # serving client sends, so training and serving agree.
+    return image.convert(mode)
+
+
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -1,58 +1,242 @@
-"""Where images come from: a folder of class sub-folders, or the built-in demo dataset.
+"""Where images come from: folders, manifests, TFRecords, TFDS, or the built-in demo dataset.
 
-Listing happens in the driver (it is cheap); reading and checking files happens in Beam.
-Every file found is either a candidate image or a rejected entry with a reason: nothing a
-user gave us is silently skipped.
+Listing happens in the driver (it is cheap); reading and checking happens in Beam workers.
+Every item a user gave us becomes a candidate ``Entry``, a TFRecord file whose records are
+read in Beam, or a ``rejected`` (item, reason) pair: nothing is silently skipped.
+Paths go through Beam's FileSystems, so gs:// or s3:// work where their extras are installed.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
+from pipeline.config import DataConfig
 from pipeline.errors import DataError
+
+SPLITS = ("train", "val", "test")
+# Folder and manifest spellings of a split, mapped to ours.
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+
+
+class Entry(NamedTuple):
+    path: str  # the image file
+    label: str  # class name
+    split: str = ""  # given by the user's layout or manifest; "" = visionpipe assigns it
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFiles:
+    """TFRecord files of tf.train.Example whose records are the candidates."""
+    files: list[tuple[str, str]]  # (file, split given by the source or "")
+    image_key: str
+    label_key: str
+    split_key: str
+    class_names: tuple[str, ...]  # names of int64 label ids; () = use the ids
 
 
 @dataclasses.dataclass
 class Listing:
-    root: Path
-    classes: list[str]  # class folders holding at least one candidate image, sorted
-    files: list[tuple[str, str]]  # (path, class name)
-    empty_classes: list[str]  # class folders with no candidate image at all
-    rejected: list[tuple[str, str]]  # (path, reason) found but not an image we can take
+    description: str
+    entries: list[Entry] = dataclasses.field(default_factory=list)
+    records: RecordFiles | None = None
+    rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (item, reason)
+    empty_classes: list[str] = dataclasses.field(default_factory=list)
+    pre_split: bool = False  # splits come from the user (layout, manifest or TFDS)
 
 
-def list_folder(root: Path, extensions: tuple[str, ...]) -> Listing:
-    """Lists ``root/<class>/**/<image>``; extensions are matched case-insensitively."""
-    if not root.is_dir():
-        raise DataError(f"data.path {str(root)!r} is not a folder; point it at a folder with one "
-                        "sub-folder per class")
+def list_source(data: DataConfig, datasets_dir: Path) -> Listing:
+    if data.source == "builtin":
+        return list_folder(str(materialize_builtin(data.builtin_name, datasets_dir)), data.extensions)
+    if data.source == "tfds":
+        return _list_tfds(data)
+    if not data.path:
+        raise DataError(f"data.source is {data.source!r} but data.path is empty; set data.path to your "
+                        + {"folder": "image folder", "manifest": "CSV or JSONL manifest",
+                           "tfrecord": "TFRecord file pattern"}[data.source])
+    if data.source == "folder":
+        return list_folder(data.path, data.extensions)
+    if data.source == "manifest":
+        return list_manifest(data.path)
+    return _list_tfrecords(data)
+
+
+# folders -----------------------------------------------------------------------------------
+def list_folder(root: str, extensions: tuple[str, ...]) -> Listing:
+    """Lists ``root/<class>/**/<image>``, or ``root/<split>/<class>/**/<image>`` when every
+    top-level folder is a split name (train, val/validation, test)."""
     wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
-    files, rejected, classes, empty = [], [], [], []
-    for entry in sorted(root.iterdir()):
-        if not entry.is_dir():
-            rejected.append((str(entry), "not inside a class folder (expected <data.path>/<class>/<image>)"))
-            continue
-        class_files = []
-        for dirpath, dirnames, filenames in os.walk(entry, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                if path.suffix.lower() in wanted:
-                    class_files.append((str(path), entry.name))
-                else:
-                    rejected.append((str(path), f"unsupported file type {path.suffix or '(no extension)'!r}; "
-                                                f"data.extensions allows {', '.join(sorted(wanted))}"))
-        (classes if class_files else empty).append(entry.name)
-        files.extend(class_files)
-    if not classes:
+    files, folders = _walk(root)
+    top = {parts[0] for parts in folders} | {parts[0] for parts, _ in files if len(parts) > 1}
+    split_tops = {t for t in top if t.lower() in SPLIT_ALIASES}
+    pre_split = bool(split_tops) and split_tops == top
+    if split_tops and not pre_split:
+        raise DataError(f"{root} mixes split folders ({', '.join(sorted(split_tops))}) with other folders "
+                        f"({', '.join(sorted(top - split_tops))}); use either <path>/<class>/... or "
+                        "<path>/<train|val|test>/<class>/...")
+    depth = 2 if pre_split else 1  # folders above the image that name its split and class
+    listing = Listing(description=root, pre_split=pre_split)
+    for parts, path in files:
+        if len(parts) <= depth:
+            where = "<split>/<class>/<image>" if pre_split else "<class>/<image>"
+            listing.rejected.append((path, f"not inside a class folder (expected {root}/{where})"))
+        elif os.path.splitext(parts[-1])[1].lower() not in wanted:
+            suffix = os.path.splitext(parts[-1])[1] or "(no extension)"
+            listing.rejected.append((path, f"unsupported file type {suffix!r}; data.extensions allows "
+                                           f"{', '.join(sorted(wanted))}"))
+        else:
+            split = SPLIT_ALIASES[parts[0].lower()] if pre_split else ""
+            listing.entries.append(Entry(path, parts[depth - 1], split))
+    with_images = {(e.split, e.label) for e in listing.entries}
+    class_folders = {(SPLIT_ALIASES[p[0].lower()] if pre_split else "", p[depth - 1])
+                     for p in folders if len(p) == depth}
+    listing.empty_classes = sorted(f"{s}/{c}" if s else c for s, c in class_folders - with_images)
+    if not listing.entries:
         raise DataError(f"no images found under {root}; expected {root}/<class>/<image> with "
                         f"extensions {', '.join(sorted(wanted))}")
-    return Listing(root, classes, files, empty, rejected)
+    return listing
 
 
+def _walk(root: str) -> tuple[list[tuple[tuple[str, ...], str]], list[tuple[str, ...]]]:
+    """(relative parts, path) of every file, and the relative parts of every folder."""
+    if FileSystems.get_scheme(root) is not None:  # object stores have no folders, only names
+        try:
+            matches = FileSystems.match([FileSystems.join(root, "**")])[0].metadata_list
+        except Exception as err:  # the filesystem's own error says what is wrong (auth, bucket)
+            raise DataError(f"cannot list data.path {root!r}: {err}") from None
+        prefix = root.rstrip("/") + "/"
+        return [(tuple(m.path[len(prefix):].split("/")), m.path) for m in sorted(matches, key=lambda m: m.path)], []
+    if not Path(root).is_dir():
+        raise DataError(f"data.path {root!r} is not a folder; point it at a folder with one sub-folder "
+                        "per class (or train/val/test folders holding class folders)")
+    files, folders = [], []
+    # os.walk (not glob) so that broken symlinks are listed, and reported, like any other file.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        rel = Path(dirpath).relative_to(root).parts
+        folders.extend(rel + (d,) for d in dirnames)
+        files.extend((rel + (name,), os.path.join(dirpath, name)) for name in sorted(filenames))
+    return files, folders
+
+
+# manifests ---------------------------------------------------------------------------------
+def list_manifest(manifest: str) -> Listing:
+    """A CSV (header: path,label[,split]) or JSONL ({"path", "label", "split"?}) manifest.
+
+    Relative paths are relative to the manifest. A bad row is rejected with its line number;
+    the rest of the manifest is still ingested.
+    """
+    try:
+        with FileSystems.open(manifest) as f:
+            text = f.read().decode("utf-8-sig")
+    except Exception as err:
+        raise DataError(f"cannot read manifest data.path={manifest!r}: {err}") from None
+    rows = _manifest_rows(manifest, text)
+    base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
+    listing = Listing(description=manifest)
+    for line, row in rows:
+        where = f"{manifest}:{line}"
+        if not isinstance(row, dict):
+            listing.rejected.append((where, f"not a JSON object ({row}); each line needs "
+                                            '{"path": ..., "label": ..., "split": optional}'))
+            continue
+        path, label, split = (str(row.get(k) or "").strip() for k in ("path", "label", "split"))
+        if not path or not label:
+            listing.rejected.append((where, f"row has no {'path' if not path else 'label'}; every row needs "
+                                            "a path and a label"))
+            continue
+        if split and split.lower() not in SPLIT_ALIASES:
+            listing.rejected.append((where, f"split {split!r} is not one of train, val, test"))
+            continue
+        full = path if FileSystems.get_scheme(path) or path.startswith("/") else FileSystems.join(base, path)
+        if not FileSystems.exists(full):
+            listing.rejected.append((full, f"listed in {where} but the file does not exist"))
+            continue
+        listing.entries.append(Entry(full, label, SPLIT_ALIASES[split.lower()] if split else ""))
+    listing.pre_split = any(e.split for e in listing.entries)
+    if listing.pre_split and not all(e.split for e in listing.entries):
+        raise DataError(f"{manifest} gives a split for some rows but not others; give every row a split "
+                        "(train, val, test) or none")
+    if not listing.entries:
+        raise DataError(f"manifest {manifest} lists no usable images ({len(listing.rejected)} rows rejected, "
+                        f"first: {listing.rejected[0][1] if listing.rejected else 'none'})")
+    return listing
+
+
+def _manifest_rows(manifest: str, text: str) -> list[tuple[int, dict | object]]:
+    if manifest.lower().endswith(".jsonl"):
+        rows = []
+        for line, raw in enumerate(text.splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError as err:
+                row = f"invalid JSON: {err}"
+            rows.append((line, row))
+        return rows
+    if not manifest.lower().endswith(".csv"):
+        raise DataError(f"manifest {manifest} must end in .csv or .jsonl")
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"path", "label"} - set(reader.fieldnames or [])
+    if missing:
+        raise DataError(f"manifest {manifest} has columns {reader.fieldnames}; it needs a header with "
+                        "path and label (and optionally split)")
+    return [(i + 2, row) for i, row in enumerate(reader)]  # line 1 is the header
+
+
+# record sources ----------------------------------------------------------------------------
+def _list_tfrecords(data: DataConfig) -> Listing:
+    try:
+        files = sorted(m.path for m in FileSystems.match([data.path])[0].metadata_list)
+    except Exception as err:
+        raise DataError(f"cannot list data.path {data.path!r}: {err}") from None
+    if not files:
+        raise DataError(f"no TFRecord files match data.path={data.path!r}")
+    keys = data.tfrecord
+    return Listing(description=data.path, pre_split=bool(keys.split_key), records=RecordFiles(
+        [(f, "") for f in files], keys.image_key, keys.label_key, keys.split_key, keys.class_names))
+
+
+def _list_tfds(data: DataConfig) -> Listing:
+    from components.ingest.tfds_source import locate_tfds
+
+    if not data.tfds_name:
+        raise DataError("data.source is 'tfds' but data.tfds_name is empty; set it, e.g. data.tfds_name=mnist")
+    found = locate_tfds(data.tfds_name, data.tfds_data_dir)
+    files = [(f, split) for split, paths in found.files.items() for f in paths]
+    return Listing(description=f"tfds:{data.tfds_name} in {data.tfds_data_dir}", pre_split=True,
+                   records=RecordFiles(files, found.image_key, found.label_key, "", tuple(found.class_names)))
+
+
+def listed_items(listing: Listing):
+    """Each listed item with its label, split, size and modification time: a fingerprint of what
+    the source holds now, without reading any image."""
+    items = [(e.path, f"{e.label}|{e.split}") for e in listing.entries]
+    items += [(f, split) for f, split in (listing.records.files if listing.records else [])]
+    remote = {p: tag for p, tag in items if FileSystems.get_scheme(p) is not None}
+    for path, tag in items:
+        if path not in remote:
+            try:
+                st = os.stat(path)
+                yield f"{path}|{tag}|{st.st_size}|{st.st_mtime_ns}"
+            except OSError:
+                yield f"{path}|{tag}|unreadable"
+    for result in (FileSystems.match(list(remote)) if remote else []):
+        for m in result.metadata_list:
+            yield f"{m.path}|{remote.get(m.path)}|{m.size_in_bytes}|{m.last_updated_in_seconds}"
+    yield from (f"{item}|{reason}" for item, reason in listing.rejected)
+
+
+# the built-in demo dataset -------------------------------------------------------------------
 BUILTIN_DATASETS = ("mnist5k",)
 
 

@@ -1,18 +1,21 @@
-"""ingest: images from a folder (or the built-in dataset) -> sharded TFRecords per split."""
+"""ingest: images from a folder, manifest, TFRecords, TFDS or the built-in dataset -> TFRecords per split."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from pathlib import Path
 
 from pipeline.artifacts import Examples
 from pipeline.config import Config, DataConfig
 from pipeline.fingerprint import folder_fingerprint
-from pipeline.stage import StageSpec
+from pipeline.stage import StageSpec, previous
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    pass
+    # The last ingest of this run root on other data: its split index keeps old images in place.
+    previous: Examples | None = previous()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,19 +26,34 @@ class Outputs:
 @dataclasses.dataclass(frozen=True)
 class Params:
     data: DataConfig
+    channels: int  # odd images are converted to this many channels; pixel sums are taken in it
     num_shards: int
+    files_per_task: int
 
 
 def _params(config: Config) -> Params:
-    return Params(data=config.data, num_shards=config.beam.num_shards)
+    return Params(data=config.data, channels=config.preprocessing.channels,
+                  num_shards=config.beam.num_shards, files_per_task=config.beam.files_per_task)
 
 
 def _source_fingerprint(params: Params) -> str:
-    if params.data.source == "builtin":
-        return f"builtin:{params.data.builtin_name}"
-    path = Path(params.data.path)
-    # An empty path would otherwise be "." and fingerprint the whole working directory.
-    return folder_fingerprint(path) if params.data.path and path.is_dir() else f"missing:{path}"
+    """What the source holds now (paths, sizes, modification times), without reading images."""
+    data = params.data
+    if data.source == "builtin":
+        return f"builtin:{data.builtin_name}"
+    if data.source == "folder" and data.path and os.path.isdir(data.path):
+        return folder_fingerprint(Path(data.path))
+    from components.ingest import sources
+    from pipeline.errors import DataError
+
+    try:  # listing is cheap; the executor repeats it and reports any error properly
+        listing = sources.list_source(data, datasets_dir=None)
+    except DataError as err:
+        return f"unavailable:{err}"
+    h = hashlib.sha256(listing.description.encode())
+    for item in sources.listed_items(listing):
+        h.update(f"{item}\n".encode())
+    return h.hexdigest()
 
 
 SPEC = StageSpec(name="ingest", inputs=Inputs, outputs=Outputs, params=_params,

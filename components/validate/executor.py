@@ -1,8 +1,9 @@
 """validate executor: a Beam pipeline computes per-split statistics, then schema and anomalies.
 
 Writes ``stats.pb`` + ``summary.json`` (Statistics), ``schema.pbtxt`` (Schema) and
-``anomalies.pbtxt`` + ``anomalies.json`` + ``report.md`` (Anomalies). Blocking anomalies do
-not fail this stage, whose outputs are the report; they stop the pipeline at train's gate.
+``anomalies.pbtxt`` + ``anomalies.json`` + ``report.md`` + ``report.html`` (Anomalies).
+Blocking anomalies do not fail this stage, whose outputs are the report; they stop the
+pipeline at train's gate.
 """
 from __future__ import annotations
 
@@ -11,64 +12,77 @@ import json
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.protobuf import text_format
 
 from components.validate import anomalies as checks
-from components.validate import stats
-from components.validate.spec import Inputs, Outputs, Params
+from components.validate import stats, summary
+from components.validate.spec import Inputs, Outputs, Params, reviewed_schema_path
 from pipeline.errors import DataError
 from pipeline.stage import StageContext
 
 
 def compute_split_stats(examples_dir: Path, work_dir: Path, splits: list[str], channels: int,
-                        beam_args: list[str]) -> dict[str, dict]:
+                        pixel_fraction: float, beam_args: list[str]) -> dict[str, dict]:
     """One Beam pipeline over all splits; the small per-split results go through ``work_dir``."""
-    results: dict[str, dict] = {}
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     for split in splits:
-        pattern = str(examples_dir / split / "data-*")
         (pipeline
-         | f"Read_{split}" >> beam.io.ReadFromTFRecord(pattern)
-         | f"Parse_{split}" >> beam.Map(stats.parse)
-         | f"Stats_{split}" >> beam.CombineGlobally(stats.ImageStatsFn(channels, with_pixels=split == "train"))
-         | f"Collect_{split}" >> beam.Map(lambda s, split=split: (split, s))
+         | f"Read_{split}" >> beam.io.ReadFromTFRecord(FileSystems.join(str(examples_dir), split, "data-*"))
+         | f"Stats_{split}" >> beam.CombineGlobally(
+             stats.ImageStatsFn(channels, pixel_fraction if split == "train" else 0.0))
          | f"Json_{split}" >> beam.Map(json.dumps)
-         | f"Write_{split}" >> beam.io.WriteToText(str(work_dir / split),
-                                                    shard_name_template=""))
+         | f"Write_{split}" >> beam.io.WriteToText(str(work_dir / split), shard_name_template=""))
     pipeline.run().wait_until_finish()
-    for split in splits:
-        name, value = json.loads((work_dir / split).read_text())
-        results[name] = value
-    return results
+    return {split: json.loads((work_dir / split).read_text()) for split in splits}
+
+
+def _baseline(inputs: Inputs, params: Params, ctx: StageContext) -> dict | None:
+    """The previous data version's statistics, unless this data version was accepted as reviewed."""
+    accepted = Path(params.accepted_dir) / "accepted.json"
+    if accepted.is_file() and json.loads(accepted.read_text()).get("examples") == inputs.examples.fingerprint:
+        ctx.log("this data version was accepted with `visionpipe schema --accept`: drift is not re-checked")
+        return None
+    if inputs.previous is None:
+        return None
+    return json.loads((inputs.previous.path / "summary.json").read_text())
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     examples = inputs.examples.path
     classes_info = json.loads((examples / "classes.json").read_text())
+    plan = json.loads((examples / "plan.json").read_text())
     quarantine = [json.loads(line) for line in (examples / "quarantine.jsonl").read_text().splitlines() if line]
     splits = inputs.examples.properties["split_names"]
-    ctx.log(f"computing statistics for splits {', '.join(splits)}")
-    split_stats = compute_split_stats(examples, ctx.scratch_dir, splits, params.channels, ctx.beam_args)
+    train_count = inputs.examples.properties.get("train_images", 0)
+    sample = params.validate.pixel_stats_sample
+    fraction = 1.0 if not sample or not train_count else min(1.0, sample / train_count)
+    ctx.log(f"computing statistics for splits {', '.join(splits)} (pixel mean/std on "
+            f"{fraction:.0%} of the train images)")
+    split_stats = compute_split_stats(examples, ctx.scratch_dir, splits, params.channels, fraction, ctx.beam_args)
+    for split, stats_of_split in split_stats.items():
+        stats_of_split["duplicates"] = sum(len(group) for s, group in plan["duplicates_in_split"] if s == split)
 
-    reviewed = None
-    if params.validate.schema_path:
-        path = Path(params.validate.schema_path)
-        if not path.is_file():
-            raise DataError(f"validate.schema_path {str(path)!r} does not exist")
-        reviewed = checks.load_schema(path)
-    found = checks.find_anomalies(classes_info["classes"], classes_info["empty_classes"], quarantine,
-                                  split_stats, reviewed, params.validate)
+    schema_path = reviewed_schema_path(params)
+    if schema_path is not None and not schema_path.is_file():
+        raise DataError(f"validate.schema_path {str(schema_path)!r} does not exist")
+    findings = checks.Findings(
+        classes=classes_info["classes"], empty_classes=classes_info["empty_classes"], quarantine=quarantine,
+        plan=plan, split_stats=split_stats, reviewed_schema=checks.load_schema(schema_path) if schema_path else None,
+        baseline=_baseline(inputs, params, ctx))
+    found = checks.find_anomalies(findings, params.validate)
 
     (outputs.statistics.path / "stats.pb").write_bytes(stats.to_proto(split_stats).SerializeToString())
     (outputs.statistics.path / "summary.json").write_text(json.dumps(split_stats, indent=2))
-    schema = checks.infer_schema(classes_info["classes"], split_stats)
+    schema = checks.infer_schema(classes_info["classes"], split_stats, params.validate)
     (outputs.schema.path / "schema.pbtxt").write_text(text_format.MessageToString(schema))
     (outputs.anomalies.path / "anomalies.pbtxt").write_text(text_format.MessageToString(checks.to_proto(found)))
-    (outputs.anomalies.path / "anomalies.json").write_text(
-        json.dumps([dataclasses.asdict(a) for a in found], indent=2))
+    as_dicts = [dataclasses.asdict(a) for a in found]
+    (outputs.anomalies.path / "anomalies.json").write_text(json.dumps(as_dicts, indent=2))
     report = checks.report(found, split_stats, params.validate.max_listed_files)
     (outputs.anomalies.path / "report.md").write_text(report)
+    (outputs.anomalies.path / "report.html").write_text(summary.render_html(split_stats, as_dicts))
 
     blocking = sorted({a.kind for a in found if a.severity == "block"})
     outputs.anomalies.properties.update(blocking=blocking, warnings=sorted({a.kind for a in found} - set(blocking)))
@@ -79,6 +93,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     for a in found:
         ctx.log(f"{'BLOCKING' if a.severity == 'block' else 'warning'} {a.kind}: {len(a.items)} "
                 f"({', '.join(a.items[:3])}{', ...' if len(a.items) > 3 else ''})")
+    # Outputs move from .tmp-<execution> to <execution> once the stage succeeds.
+    ctx.log(f"report: {outputs.anomalies.path / 'report.html'}".replace("/.tmp-", "/"))
     if blocking:
         print(report, flush=True)
     return {"anomalies": len(found), "blocking": len(blocking),

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from pipeline.artifacts import Anomalies, Examples, Schema, Statistics
 from pipeline.config import Config, ValidateConfig
-from pipeline.stage import StageSpec
+from pipeline.stage import StageSpec, previous
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
     examples: Examples
+    # Statistics of the previous data version: the baseline that drift is measured against.
+    previous: Statistics | None = previous(other_data=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,15 +28,32 @@ class Outputs:
 class Params:
     validate: ValidateConfig
     channels: int  # pixel mean/std are computed in the channel space the model sees
+    accepted_dir: str  # where `visionpipe schema --accept` keeps the reviewed schema
+
+
+def accepted_dir(root: str | Path) -> Path:
+    return Path(root) / "accepted"
 
 
 def _params(config: Config) -> Params:
-    return Params(validate=config.validate, channels=config.preprocessing.channels)
+    return Params(validate=config.validate, channels=config.preprocessing.channels,
+                  accepted_dir=str(accepted_dir(config.run.root).resolve()))
 
 
-def _schema_fingerprint(params: Params) -> str:
-    path = Path(params.validate.schema_path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if params.validate.schema_path and path.is_file() else ""
+def reviewed_schema_path(params: Params) -> Path | None:
+    """validate.schema_path if set, else the accepted schema if there is one."""
+    if params.validate.schema_path:
+        return Path(params.validate.schema_path)
+    accepted = Path(params.accepted_dir) / "schema.pbtxt"
+    return accepted if accepted.is_file() else None
+
+
+def _reviewed_fingerprint(params: Params) -> str:
+    h = hashlib.sha256()
+    for path in (reviewed_schema_path(params), Path(params.accepted_dir) / "accepted.json"):
+        if path is not None and path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def blocking_reason(anomalies: Anomalies) -> str | None:
@@ -47,5 +66,5 @@ def blocking_reason(anomalies: Anomalies) -> str | None:
 
 
 SPEC = StageSpec(name="validate", inputs=Inputs, outputs=Outputs, params=_params,
-                 executor="components.validate.executor:run", external_fingerprint=_schema_fingerprint,
+                 executor="components.validate.executor:run", external_fingerprint=_reviewed_fingerprint,
                  key_metric="anomalies")

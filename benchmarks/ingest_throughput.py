@@ -1,0 +1,117 @@
+"""Ingest throughput on an image folder: visionpipe's Beam ingest vs. two baselines, same run.
+
+- plain loop: one Python process doing the same per-file work as an ingest worker (read,
+  full decode check, hash, build the tf.train.Example, write a TFRecord file);
+- decode limit: tf.data reading and decoding the same files in parallel (no checks, no
+  writing): what the machine can do at best;
+- visionpipe: the ingest stage (listing, fingerprint, Beam pipeline, split plan, TFRecords),
+  and ingest + validate (statistics, schema, anomalies), through ``run_pipeline``.
+
+Each is run ``--repeats`` times, interleaved, and the medians and their ratios are printed.
+
+    python benchmarks/ingest_throughput.py /tmp/cifar10/train --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def image_files(folder: Path, limit: int) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return files[:limit] if limit else files
+
+
+def plain_loop(files: list[Path], out: Path, channels: int) -> float:
+    import tensorflow as tf
+
+    from components.common import record_format
+    from components.ingest.images import check_image
+
+    start = time.perf_counter()
+    with tf.io.TFRecordWriter(str(out / "plain.tfrecord")) as writer:
+        for path in files:
+            image = check_image(path.read_bytes(), 50_000_000, channels)
+            writer.write(record_format.serialize(record_format.Record(
+                encoded=image.data, label=0, class_name=path.parent.name, source=str(path), sha256=image.sha256,
+                format=image.format, mode=image.mode, height=image.height, width=image.width,
+                channels=image.channels, converted=image.converted)))
+    return time.perf_counter() - start
+
+
+def decode_limit(files: list[Path], channels: int) -> float:
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    ds = (tf.data.Dataset.from_tensor_slices([str(p) for p in files])
+          .map(lambda p: tf.io.decode_image(tf.io.read_file(p), channels=channels, expand_animations=False),
+               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+          .ignore_errors().batch(256).prefetch(tf.data.AUTOTUNE))
+    for _ in ds:
+        pass
+    return time.perf_counter() - start
+
+
+def visionpipe_stages(folder: Path, root: Path, channels: int, workers: int) -> tuple[float, float]:
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    config = load_config(None, [f"run.root={root}", "data.source=folder", f"data.path={folder}",
+                                f"preprocessing.channels={channels}", f"beam.direct_num_workers={workers}"])
+    start = time.perf_counter()
+    result = run_pipeline(config, only="ingest")
+    ingest = time.perf_counter() - start
+    assert result.ok, result.failure()
+    start = time.perf_counter()
+    result = run_pipeline(config, only="validate")
+    assert result.ok, result.failure()
+    return ingest, ingest + time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="folder of class sub-folders, e.g. /tmp/cifar10/train")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="Beam DirectRunner worker processes")
+    args = parser.parse_args()
+    files = image_files(args.folder, args.limit)
+    folder = args.folder
+    if args.limit:  # the stages ingest whole folders: link the subset into a folder of its own
+        folder = Path(tempfile.mkdtemp(prefix="vp-bench-subset-"))
+        for path in files:
+            (folder / path.parent.name).mkdir(exist_ok=True)
+            os.symlink(path, folder / path.parent.name / path.name)
+    for path in files:  # warm the page cache so the first contender is not penalised
+        path.read_bytes()
+
+    times: dict[str, list[float]] = {"plain loop": [], "decode limit (tf.data)": [],
+                                     "visionpipe ingest": [], "visionpipe ingest+validate": []}
+    for repeat in range(args.repeats):
+        work = Path(tempfile.mkdtemp(prefix="vp-bench-"))
+        times["plain loop"].append(plain_loop(files, work, args.channels))
+        times["decode limit (tf.data)"].append(decode_limit(files, args.channels))
+        ingest, both = visionpipe_stages(folder, work / "root", args.channels, args.workers)
+        times["visionpipe ingest"].append(ingest)
+        times["visionpipe ingest+validate"].append(both)
+        shutil.rmtree(work)
+        print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+
+    n = len(files)
+    rate = {k: n / statistics.median(v) for k, v in times.items()}
+    print(f"\n{n} images, {args.repeats} repeats, medians; Beam DirectRunner with {args.workers} workers")
+    print(f"{'contender':<28} {'images/s':>10} {'vs plain loop':>14} {'vs decode limit':>16}")
+    for name, r in rate.items():
+        print(f"{name:<28} {r:>10.0f} {r / rate['plain loop']:>13.2f}x {r / rate['decode limit (tf.data)']:>15.2f}x")
+
+
+if __name__ == "__main__":
+    main()
