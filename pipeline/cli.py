@@ -1,4 +1,4 @@
-"""The ``visionpipe`` command: run the pipeline, list runs, predict with an exported model.
+"""The ``visionpipe`` command: run the pipeline, list runs, review the data schema, predict.
 
 The CLI is the only place that reads flags; it builds the config and passes it on.
 """
@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     runs.add_argument("--limit", type=int, default=10)
     runs.set_defaults(handler=_runs)
+
+    schema = sub.add_parser("schema", help="compare the latest inferred data schema with the accepted one; "
+                                           "--accept promotes it after review")
+    schema.add_argument("--config", help="config whose run.root to use")
+    schema.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    schema.add_argument("--accept", action="store_true",
+                        help="accept the latest schema (and its data version's drift) as reviewed")
+    schema.set_defaults(handler=_schema)
 
     predict = sub.add_parser("predict", help="top-k classes for images, with a SavedModel or .tflite")
     predict.add_argument("--model", required=True, type=Path,
@@ -106,6 +114,23 @@ def _runs(args) -> int:
             print(f"    {ex['stage']:<9} {ex['status']:<9} cached={'yes' if ex['cached'] else 'no':<3} "
                   f"{seconds:>8}  {metric}")
     store.close()
+    return 0
+
+
+def _schema(args) -> int:
+    from components.validate import accept
+    root = Path(load_config(args.config, args.set).run.root).resolve()
+    result = accept.accept(root) if args.accept else accept.review(root)
+    print(f"latest schema:   {result.latest}")
+    print(f"accepted schema: {result.accepted}{'' if result.accepted.is_file() else ' (none yet)'}")
+    print(f"classes added: {', '.join(result.added) or 'none'}; removed: {', '.join(result.removed) or 'none'}")
+    if result.blocking:
+        print(f"the latest validate run has blocking anomalies: {', '.join(result.blocking)}")
+    if args.accept:
+        print("accepted: validate checks classes against this schema, and this data version's drift counts "
+              "as reviewed; rerun `visionpipe run` to continue")
+    else:
+        print("review it, then run `visionpipe schema --accept` to make it the accepted schema")
     return 0
 
 
