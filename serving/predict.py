@@ -24,7 +24,8 @@ class Prediction:
 def read_image(path: Path) -> bytes:
     """File bytes as JPEG/PNG (other formats are re-encoded the way ingest does)."""
     try:
-        return check_image(path.read_bytes(), max_pixels=200_000_000).data
+        # Odd images become RGB PNG; the model decodes them to its own channel count.
+        return check_image(path.read_bytes(), max_pixels=200_000_000, channels=3).data
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     except BadImage as err:
