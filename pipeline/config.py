@@ -55,6 +55,7 @@ class DataConfig:
     split: SplitConfig = SplitConfig()
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
     max_pixels: int = 50_000_000  # larger images are quarantined as possible decompression bombs
+    pixel_stats_sample: int = 10000  # about this many images give the pixel mean/std; 0 = all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,6 @@ class ValidateConfig:
     severity: SeverityConfig = SeverityConfig()
     drift: DriftConfig = DriftConfig()
     max_class_imbalance: float = 10.0  # largest / smallest class in the train split
-    pixel_stats_sample: int = 20000  # train images whose pixels give the mean/std; 0 = all
     # A reviewed schema.pbtxt to check classes against; "" = the one accepted with
     # `visionpipe schema --accept` under run.root, if any.
     schema_path: str = ""

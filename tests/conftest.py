@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 
+from tests.tfds_fixture import tfds_data_dir  # noqa: F401  (a fixture for every test module)
+
 
 def make_image(path: Path, size: tuple[int, int], color: tuple[int, int, int], seed: int, fmt: str | None = None) -> None:
     """A class-coloured image with noise and a bright square, so classes are learnable."""

@@ -8,15 +8,20 @@ Unusable items go to ``quarantine.jsonl`` with the reason: found = ingested + qu
 always, and the run prints all three.
 
 Outputs besides the records: ``classes.json``, ``split_index.json`` (content hash -> split,
-read by the next ingest so old images keep their split) and ``plan.json`` (duplicates,
-leakage, label conflicts, for validate).
+read by the next ingest so old images keep their split), ``plan.json`` (duplicates,
+leakage, label conflicts) and ``split_stats.json`` (per-split statistics measured while the
+images were decoded anyway; validate turns them into protos, schema and anomalies).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import itertools
 import json
-from typing import NamedTuple
+import pickle
+import uuid
+from typing import Callable, Iterator, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -25,70 +30,91 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.common import record_format
+from components.common.image_stats import ImageMeta, ImageStatsFn, MergeImageStats, empty_split, in_pixel_sample
 from components.ingest import images, sources
 from components.ingest.spec import Inputs, Outputs, Params
-from components.ingest.split import SPLITS, Candidate, make_plan
+from components.ingest.split import SPLITS, Candidate, Plan, make_plan
 from pipeline.errors import DataError
 from pipeline.stage import StageContext
 
 
 class TaskResult(NamedTuple):
-    # Each image as its candidate and its serialized Example still without the label id
-    # (class ids are only known once every task has reported its classes).
-    checked: list[tuple[Candidate, bytes]]
+    """What a worker reports for one task. The serialized Examples (still without their label
+    ids, which need every task's classes) wait in a spill file: only this small summary
+    travels through the runner to the split plan."""
+    spill: str
+    checked: list[tuple[Candidate, ImageMeta]]
     quarantined: list[tuple[str, str]]  # (item, reason)
 
 
-def _unlabelled_example(candidate: Candidate, image: images.CheckedImage) -> bytes:
-    return record_format.serialize_unlabelled(record_format.Record(
-        encoded=image.data, label=-1, class_name=candidate.label, source=candidate.source, sha256=image.sha256,
-        format=image.format, mode=image.mode, height=image.height, width=image.width, channels=image.channels,
-        converted=image.converted))
+# One pickle per task result: Beam's default coder would encode every nested named tuple
+# on its own, pickling its type each time, and that cost more than checking the image.
+beam.coders.registry.register_coder(TaskResult, beam.coders.PickleCoder)
 
 
-class CheckFiles(beam.DoFn):
-    """A list of entries -> one TaskResult: every file read, decoded, hashed and measured."""
+class _CheckTask(beam.DoFn):
+    """Checks a task's items; subclasses say how an item becomes (candidate, image bytes)."""
 
-    def __init__(self, max_pixels: int, channels: int):
+    def __init__(self, max_pixels: int, channels: int, pixel_fraction: float, spill_dir: str):
         self._max_pixels, self._channels = max_pixels, channels
+        self._pixel_fraction, self._spill_dir = pixel_fraction, spill_dir
 
-    def process(self, entries: list[tuple[str, str, str]]):
-        result = TaskResult([], [])
-        for entry in map(sources.Entry._make, entries):
+    def items(self, task) -> Iterator[tuple[str, Callable[[], tuple[bytes, str, str]]]]:
+        """(item name, read) pairs; read() -> (image bytes, label, given split) or raises."""
+        raise NotImplementedError
+
+    def process(self, task):
+        checked, examples, quarantined = [], [], []
+        for where, read in self.items(task):
             try:
-                with FileSystems.open(entry.path, compression_type="uncompressed") as f:
-                    data = f.read()
-                image = images.check_image(data, self._max_pixels, self._channels)
-            except images.BadImage as err:
-                result.quarantined.append((entry.path, str(err)))
-            except OSError as err:  # unreadable file, broken symlink, permission denied
-                result.quarantined.append((entry.path, f"cannot read file: {err.strerror or err}"))
-            else:
-                candidate = Candidate(entry.path, image.sha256, entry.label, entry.split)
-                result.checked.append((candidate, _unlabelled_example(candidate, image)))
-        yield result
-
-
-class CheckRecords(beam.DoFn):
-    """A batch of (file, serialized tf.train.Example) -> one TaskResult."""
-
-    def __init__(self, keys: sources.RecordFiles, max_pixels: int, channels: int):
-        self._keys, self._max_pixels, self._channels = keys, max_pixels, channels
-        self._file_splits = dict(keys.files)
-
-    def process(self, batch: list[tuple[str, bytes]]):
-        result = TaskResult([], [])
-        for filename, raw in batch:
-            where = f"{filename}#{hashlib.sha256(raw).hexdigest()[:12]}"
-            try:
-                data, label, split = self._fields(filename, raw)
-                image = images.check_image(data, self._max_pixels, self._channels)
+                data, label, split = read()
+                image = images.check_image(data, self._max_pixels, self._channels, with_pixels=(
+                    in_pixel_sample(hashlib.sha256(data).hexdigest(), self._pixel_fraction)))
             except (images.BadImage, ValueError) as err:
-                result.quarantined.append((where, str(err)))
+                quarantined.append((where, str(err)))
+            except OSError as err:  # unreadable file, broken symlink, permission denied
+                quarantined.append((where, f"cannot read file: {err.strerror or err}"))
             else:
                 candidate = Candidate(where, image.sha256, label, split)
-                result.checked.append((candidate, _unlabelled_example(candidate, image)))
-        yield result
+                checked.append((candidate, ImageMeta(label, image.format, image.mode, image.height, image.width,
+                                                     image.channels, image.converted, image.pixels)))
+                examples.append(record_format.serialize_unlabelled(record_format.Record(
+                    encoded=image.data, label=-1, class_name=label, source=where, sha256=image.sha256,
+                    format=image.format, mode=image.mode, height=image.height, width=image.width,
+                    channels=image.channels, converted=image.converted)))
+        spill = FileSystems.join(self._spill_dir, f"{uuid.uuid4().hex}.pickle")
+        with FileSystems.create(spill) as f:
+            pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
+        yield TaskResult(spill, checked, quarantined)
+
+
+class CheckFiles(_CheckTask):
+    """A task is a list of (path, label, split) entries."""
+
+    def items(self, task):
+        for path, label, split in task:
+            yield path, functools.partial(_read_file, path, label, split)
+
+
+def _read_file(path: str, label: str, split: str) -> tuple[bytes, str, str]:
+    if FileSystems.get_scheme(path) is None:  # local: skip FileSystems' per-call plugin lookup
+        with open(path, "rb") as f:
+            return f.read(), label, split
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read(), label, split
+
+
+class CheckRecords(_CheckTask):
+    """A task is a list of (TFRecord file, serialized tf.train.Example) pairs."""
+
+    def __init__(self, keys: sources.RecordFiles, *args):
+        super().__init__(*args)
+        self._keys = keys
+        self._file_splits = dict(keys.files)
+
+    def items(self, task):
+        for filename, raw in task:
+            yield f"{filename}#{hashlib.sha256(raw).hexdigest()[:12]}", functools.partial(self._fields, filename, raw)
 
     def _fields(self, filename: str, raw: bytes) -> tuple[bytes, str, str]:
         keys = self._keys
@@ -122,7 +148,8 @@ class CheckRecords(beam.DoFn):
 
 
 class ToExamples(beam.DoFn):
-    """Places each checked image by the split plan and completes its Example, tagged by split."""
+    """Places each checked image by the split plan and completes its Example, tagged by split;
+    also emits each split's statistics of the task (one accumulator, not one element per image)."""
 
     def __init__(self):
         self._counters = {split: beam.metrics.Metrics.counter("ingest", split) for split in SPLITS}
@@ -131,13 +158,20 @@ class ToExamples(beam.DoFn):
         labels = {name: record_format.label_bytes(i) for i, name in enumerate(plan.classes)}
         for item, reason in task.quarantined:
             yield beam.pvalue.TaggedOutput("quarantine", (item, reason))
-        for candidate, unlabelled in task.checked:
+        with FileSystems.open(task.spill, compression_type="uncompressed") as f:
+            unlabelled = pickle.load(f)
+        stats = ImageStatsFn()
+        accumulators = {}
+        for (candidate, meta), example in zip(task.checked, unlabelled):
             split, reason = plan.place(candidate)
             if reason:
                 yield beam.pvalue.TaggedOutput("quarantine", (candidate.source, reason))
                 continue
             self._counters[split].inc()
-            yield beam.pvalue.TaggedOutput(split, unlabelled + labels[candidate.label])
+            yield beam.pvalue.TaggedOutput(split, example + labels[candidate.label])
+            stats.add_input(accumulators.setdefault(split, stats.create_accumulator()), meta)
+        for split, accumulator in accumulators.items():
+            yield beam.pvalue.TaggedOutput("stats", (split, accumulator))
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -150,17 +184,25 @@ def _previous_index(inputs: Inputs) -> dict[str, str]:
     return json.loads((inputs.previous.path / "split_index.json").read_text())
 
 
+def _pixel_fraction(listing: sources.Listing, sample: int) -> float:
+    # Record sources are not counted before the pipeline runs: they measure every image.
+    if not sample or not listing.entries or listing.records:
+        return 1.0
+    return min(1.0, sample / len(listing.entries))
+
+
 def build_pipeline(pipeline: beam.Pipeline, listing: sources.Listing, params: Params,
-                   previous_index: dict[str, str], out: str) -> None:
+                   previous_index: dict[str, str], out: str, spill_dir: str) -> None:
     data = params.data
     fractions = {"train": data.split.train, "val": data.split.val, "test": data.split.test}
+    check_args = (data.max_pixels, params.channels, _pixel_fraction(listing, data.pixel_stats_sample), spill_dir)
     tasks = []
     if listing.entries:
         tasks.append(pipeline
                      # Declared types: Beam would otherwise infer them by walking every entry.
                      | "ListFiles" >> beam.Create(_chunks([tuple(e) for e in listing.entries], params.files_per_task),
                                                 reshuffle=True).with_output_types(list)
-                     | "CheckFiles" >> beam.ParDo(CheckFiles(data.max_pixels, params.channels)))
+                     | "CheckFiles" >> beam.ParDo(CheckFiles(*check_args)).with_output_types(TaskResult))
     if listing.records:
         tasks.append(pipeline
                      | "ListRecordFiles" >> beam.Create([f for f, _ in listing.records.files])
@@ -168,26 +210,43 @@ def build_pipeline(pipeline: beam.Pipeline, listing: sources.Listing, params: Pa
                      | "CountRecords" >> beam.Map(_count("records_found"))
                      | "BatchRecords" >> beam.BatchElements(min_batch_size=params.files_per_task,
                                                             max_batch_size=params.files_per_task)
-                     | "CheckRecords" >> beam.ParDo(CheckRecords(listing.records, data.max_pixels, params.channels)))
+                     | "CheckRecords" >> beam.ParDo(CheckRecords(listing.records, *check_args)).with_output_types(
+                         TaskResult))
     checked = tasks | "AllTasks" >> beam.Flatten()
     plan = (checked
-            | "Candidates" >> beam.FlatMap(lambda task: [c for c, _ in task.checked])
+            # One list of plain tuples per task: per-candidate elements would each pay Beam's
+            # element cost, and named tuples its slow generic encoding.
+            | "Candidates" >> beam.Map(lambda task: [tuple(c) for c, _ in task.checked])
             | "AllCandidates" >> beam.combiners.ToList()
-            | "Plan" >> beam.Map(make_plan, fractions, previous_index))
+            | "Plan" >> beam.Map(lambda lists: make_plan(map(Candidate._make, itertools.chain.from_iterable(lists)),
+                                                         fractions, previous_index)))
     written = checked | "ToExamples" >> beam.ParDo(ToExamples(), plan=beam.pvalue.AsSingleton(plan)).with_outputs(
-        "quarantine", *SPLITS)
+        "quarantine", "stats", *SPLITS)
     for split in SPLITS:
         written[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
             FileSystems.join(out, split, "data"), file_name_suffix=".tfrecord", num_shards=params.num_shards)
-    ((written.quarantine, pipeline | "ListedRejects" >> beam.Create(listing.rejected))
-     | "AllQuarantined" >> beam.Flatten()
-     | "QuarantineJson" >> beam.Map(lambda item: json.dumps({"path": item[0], "reason": item[1]}))
-     | "WriteQuarantine" >> beam.io.WriteToText(FileSystems.join(out, "quarantine"), file_name_suffix=".jsonl",
-                                                shard_name_template=""))
-    (plan
-     | "PlanJson" >> beam.Map(lambda p: json.dumps(dataclasses.asdict(p)))
-     | "WritePlan" >> beam.io.WriteToText(FileSystems.join(out, "plan"), file_name_suffix=".json",
-                                          shard_name_template=""))
+    stats = (written.stats
+             | "SplitStats" >> beam.CombinePerKey(MergeImageStats())
+             | "StatsBySplit" >> beam.combiners.ToDict())
+    quarantined = ((written.quarantine, pipeline | "ListedRejects" >> beam.Create(listing.rejected))
+                   | "AllQuarantined" >> beam.Flatten()
+                   | "QuarantineList" >> beam.combiners.ToList())
+    # The small outputs are written by one step (idempotent, so retries are safe): a Beam
+    # file sink per output would add several pipeline stages each.
+    plan | "WriteReports" >> beam.Map(_write_reports, out, stats=beam.pvalue.AsSingleton(stats),
+                                      quarantined=beam.pvalue.AsSingleton(quarantined))
+
+
+def _write_reports(plan: Plan, out: str, stats: dict[str, dict], quarantined: list[tuple[str, str]]) -> None:
+    report = dataclasses.asdict(plan)
+    index = report.pop("index")
+    files = {
+        "plan.json": json.dumps(report, indent=2), "split_index.json": json.dumps(index),
+        "split_stats.json": json.dumps({s: stats.get(s, empty_split()) for s in SPLITS}, indent=2),
+        "quarantine.jsonl": "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in sorted(quarantined))}
+    for name, text in files.items():
+        with FileSystems.create(FileSystems.join(out, name)) as f:
+            f.write(text.encode())
 
 
 def _count(name: str):
@@ -213,7 +272,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             + f"; Beam {' '.join(ctx.beam_args)}")
 
     pipeline = beam.Pipeline(options=PipelineOptions(ctx.beam_args))
-    build_pipeline(pipeline, listing, params, previous_index, str(out))
+    spill_dir = ctx.scratch_dir / "spill"
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    build_pipeline(pipeline, listing, params, previous_index, str(out), str(spill_dir))
     result = pipeline.run()
     result.wait_until_finish()
 
@@ -224,8 +285,6 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     quarantined = sum(1 for line in (out / "quarantine.jsonl").open() if line.strip())
     ingested = sum(counts.values())
     plan = json.loads((out / "plan.json").read_text())
-    (out / "split_index.json").write_text(json.dumps(plan.pop("index")))
-    (out / "plan.json").write_text(json.dumps(plan, indent=2))
     (out / "classes.json").write_text(json.dumps({
         "classes": plan["classes"], "empty_classes": listing.empty_classes, "source": listing.description,
         "pre_split": listing.pre_split}, indent=2))

@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from components.common import image_stats
+
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 _KEPT_MODES = ("L", "RGB")  # decoded identically by Pillow and tf.io.decode_image
 _CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1, "LA": 2, "La": 2,
@@ -37,9 +39,10 @@ class CheckedImage:
     width: int
     channels: int  # of the original
     converted: bool
+    pixels: tuple | None = None  # image_stats.pixel_moments in the model's mode, when asked for
 
 
-def check_image(data: bytes, max_pixels: int, channels: int) -> CheckedImage:
+def check_image(data: bytes, max_pixels: int, channels: int, with_pixels: bool = False) -> CheckedImage:
     if not data:
         raise BadImage("empty file (0 bytes)")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -48,11 +51,13 @@ def check_image(data: bytes, max_pixels: int, channels: int) -> CheckedImage:
     # Parsing EXIF costs a third of a small image's decode; most files have none.
     rotated = "exif" in image.info and image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
     converted = rotated or fmt not in ("JPEG", "PNG") or mode not in _KEPT_MODES
+    target_mode = "L" if channels == 1 else "RGB"
     if converted:
-        image = _to_mode(ImageOps.exif_transpose(image) if rotated else image, "L" if channels == 1 else "RGB")
+        image = _to_mode(ImageOps.exif_transpose(image) if rotated else image, target_mode)
         data = _png(image)
+    pixels = image_stats.pixel_moments(image.convert(target_mode)) if with_pixels else None
     return CheckedImage(data=data, sha256=sha256, format=fmt, mode=mode, height=image.height,
-                        width=image.width, channels=_CHANNELS.get(mode, 3), converted=converted)
+                        width=image.width, channels=_CHANNELS.get(mode, 3), converted=converted, pixels=pixels)
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

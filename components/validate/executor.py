@@ -1,4 +1,9 @@
-"""validate executor: a Beam pipeline computes per-split statistics, then schema and anomalies.
+"""validate executor: statistics protos, schema and anomalies from what ingest measured.
+
+Ingest's Beam pipeline measures every image while it decodes it and combines the per-split
+statistics (``split_stats.json``); this stage turns them into TFDV-compatible protos, infers
+the schema, checks anomalies (against the reviewed schema and the previous data version) and
+writes the reports.
 
 Writes ``stats.pb`` + ``summary.json`` (Statistics), ``schema.pbtxt`` (Schema) and
 ``anomalies.pbtxt`` + ``anomalies.json`` + ``report.md`` + ``report.html`` (Anomalies).
@@ -11,31 +16,14 @@ import dataclasses
 import json
 from pathlib import Path
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 from google.protobuf import text_format
 
+from components.common.image_stats import to_proto as stats_proto
 from components.validate import anomalies as checks
-from components.validate import stats, summary
+from components.validate import summary
 from components.validate.spec import Inputs, Outputs, Params, reviewed_schema_path
 from pipeline.errors import DataError
 from pipeline.stage import StageContext
-
-
-def compute_split_stats(examples_dir: Path, work_dir: Path, splits: list[str], channels: int,
-                        pixel_fraction: float, beam_args: list[str]) -> dict[str, dict]:
-    """One Beam pipeline over all splits; the small per-split results go through ``work_dir``."""
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    for split in splits:
-        (pipeline
-         | f"Read_{split}" >> beam.io.ReadFromTFRecord(FileSystems.join(str(examples_dir), split, "data-*"))
-         | f"Stats_{split}" >> beam.CombineGlobally(
-             stats.ImageStatsFn(channels, pixel_fraction if split == "train" else 0.0))
-         | f"Json_{split}" >> beam.Map(json.dumps)
-         | f"Write_{split}" >> beam.io.WriteToText(str(work_dir / split), shard_name_template=""))
-    pipeline.run().wait_until_finish()
-    return {split: json.loads((work_dir / split).read_text()) for split in splits}
 
 
 def _baseline(inputs: Inputs, params: Params, ctx: StageContext) -> dict | None:
@@ -54,13 +42,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     classes_info = json.loads((examples / "classes.json").read_text())
     plan = json.loads((examples / "plan.json").read_text())
     quarantine = [json.loads(line) for line in (examples / "quarantine.jsonl").read_text().splitlines() if line]
-    splits = inputs.examples.properties["split_names"]
-    train_count = inputs.examples.properties.get("train_images", 0)
-    sample = params.validate.pixel_stats_sample
-    fraction = 1.0 if not sample or not train_count else min(1.0, sample / train_count)
-    ctx.log(f"computing statistics for splits {', '.join(splits)} (pixel mean/std on "
-            f"{fraction:.0%} of the train images)")
-    split_stats = compute_split_stats(examples, ctx.scratch_dir, splits, params.channels, fraction, ctx.beam_args)
+    split_stats = json.loads((examples / "split_stats.json").read_text())
     for split, stats_of_split in split_stats.items():
         stats_of_split["duplicates"] = sum(len(group) for s, group in plan["duplicates_in_split"] if s == split)
 
@@ -73,7 +55,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         baseline=_baseline(inputs, params, ctx))
     found = checks.find_anomalies(findings, params.validate)
 
-    (outputs.statistics.path / "stats.pb").write_bytes(stats.to_proto(split_stats).SerializeToString())
+    (outputs.statistics.path / "stats.pb").write_bytes(stats_proto(split_stats).SerializeToString())
     (outputs.statistics.path / "summary.json").write_text(json.dumps(split_stats, indent=2))
     schema = checks.infer_schema(classes_info["classes"], split_stats, params.validate)
     (outputs.schema.path / "schema.pbtxt").write_text(text_format.MessageToString(schema))

@@ -27,7 +27,6 @@ class Outputs:
 @dataclasses.dataclass(frozen=True)
 class Params:
     validate: ValidateConfig
-    channels: int  # pixel mean/std are computed in the channel space the model sees
     accepted_dir: str  # where `visionpipe schema --accept` keeps the reviewed schema
 
 
@@ -36,8 +35,7 @@ def accepted_dir(root: str | Path) -> Path:
 
 
 def _params(config: Config) -> Params:
-    return Params(validate=config.validate, channels=config.preprocessing.channels,
-                  accepted_dir=str(accepted_dir(config.run.root).resolve()))
+    return Params(validate=config.validate, accepted_dir=str(accepted_dir(config.run.root).resolve()))
 
 
 def reviewed_schema_path(params: Params) -> Path | None:

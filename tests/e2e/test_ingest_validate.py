@@ -13,15 +13,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from components.common import record_format
 from components.validate import accept
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline
-from tests.components.test_tfds_source import DS_NAME, data_dir  # noqa: F401  (fixture)
 from tests.conftest import make_folder, make_image
+from tests.tfds_fixture import DS_NAME
 
 
 def run_stage(root: Path, stage: str, *overrides: str):
@@ -97,7 +96,7 @@ def test_every_bad_and_odd_file_is_accounted_for(tmp_path):
     os.symlink(tmp_path / "gone.jpg", bad / "dangling.jpg")
     (data / "README.txt").write_text("not in a class folder")
 
-    stage = ingest(tmp_path / "runs", f"data.source=folder", f"data.path={data}", "data.max_pixels=100000")
+    stage = ingest(tmp_path / "runs", "data.source=folder", f"data.path={data}", "data.max_pixels=100000")
     summary = stage.summary
     assert summary["found"] == 18 + 11 + 9 == summary["ingested"] + summary["quarantined"]
     assert (summary["ingested"], summary["quarantined"]) == (29, 9)
@@ -235,9 +234,9 @@ def test_tfrecord_source_with_configurable_feature_names(tmp_path):
     assert {r.class_name for rs in records(stage).values() for r in rs} == {"cat", "dog"}
 
 
-def test_tfds_source_keeps_its_splits(tmp_path, data_dir):  # noqa: F811
+def test_tfds_source_keeps_its_splits(tmp_path, tfds_data_dir):
     stage = ingest(tmp_path / "runs", "data.source=tfds", f"data.tfds_name={DS_NAME}",
-                   f"data.tfds_data_dir={data_dir}")
+                   f"data.tfds_data_dir={tfds_data_dir}")
     assert {s: stage.summary[f"{s}_images"] for s in ("train", "val", "test")} == {"train": 6, "val": 3, "test": 3}
     assert {r.class_name for rs in records(stage).values() for r in rs} == {"cat", "dog"}
 

@@ -8,7 +8,11 @@ import tensorflow as tf
 from PIL import Image
 
 from components.common.dataset import image_dataset
-from components.export.saved_model import PREPROCESS_SIGNATURE, export_saved_model, load_signature
+from components.export.saved_model import (
+    PREPROCESS_SIGNATURE,
+    export_saved_model,
+    load_signature,
+)
 from models.preprocessing import PreprocessingSpec, load_image
 
 

@@ -1,8 +1,7 @@
 """Every registered model builds, trains a step, saves/loads, exports and converts to TFLite."""
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from components.export import tflite
 from components.export.saved_model import export_saved_model, load_signature

@@ -1,66 +1,78 @@
-"""Per-split image statistics as a Beam CombineFn, and their tensorflow_metadata protos.
+"""Per-split image statistics: what ingest measures per image, and a Beam CombineFn over it.
 
-One accumulator per split counts classes, formats, original modes and channels, and tracks
-image sizes (min/max/mean/std and a coarse height x width histogram). For the train split
-it also sums pixel values per channel, for the mean/std of the model's normalisation layer,
-over a deterministic sample of images chosen by content hash: the estimate is as good as the
-full pass for normalisation, and validate's cost stays bounded on large datasets.
+Ingest workers measure each image while it is decoded anyway (``ImageMeta``), and the
+pipeline combines them per split: class, format, original mode and channel counts, image
+sizes (min/max/mean/std and a coarse height x width histogram), and, over a deterministic
+sample of images, per-channel pixel sums for the mean/std of the model's normalisation
+(a sample of thousands estimates them as well as a full pass, at a bounded cost).
 """
 from __future__ import annotations
 
 import collections
-import io
 import math
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 
-from components.common import record_format
-
 SIZE_EDGES = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # lower edges of size buckets (px)
+
+
+class ImageMeta(NamedTuple):
+    class_name: str
+    format: str
+    mode: str  # original
+    height: int
+    width: int
+    channels: int  # original
+    converted: bool
+    # (pixel count, per-channel sum, per-channel sum of squares) in [0, 1] in the channel
+    # space the model sees, for sampled images; None for the others.
+    pixels: tuple[int, tuple[float, ...], tuple[float, ...]] | None
+
+
+def in_pixel_sample(sha256: str, fraction: float) -> bool:
+    """A fixed pseudo-random subset by content hash: the same images on every run."""
+    return int(sha256[:8], 16) < fraction * 0x100000000
+
+
+def pixel_moments(image) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """Of a Pillow image already in the model's mode (L or RGB)."""
+    pixels = np.asarray(image, np.float64).reshape(image.width * image.height, -1) / 255.0
+    return pixels.shape[0], tuple(pixels.sum(axis=0)), tuple(np.square(pixels).sum(axis=0))
 
 
 def bucket(pixels: int) -> int:
     return max(edge for edge in SIZE_EDGES if edge <= pixels)
 
 
-def in_pixel_sample(sha256: str, fraction: float) -> bool:
-    """A fixed pseudo-random subset: the same images are sampled on every run."""
-    return int(sha256[:8], 16) < fraction * 0x100000000
-
-
 class ImageStatsFn(beam.CombineFn):
-    def __init__(self, channels: int, pixel_sample_fraction: float):
-        self._channels = channels
-        self._pixel_fraction = pixel_sample_fraction  # 0 = no pixel statistics (val/test)
+    """ImageMeta of one split -> a JSON-ready dict of its statistics."""
 
     def create_accumulator(self):
         return {"count": 0, "classes": collections.Counter(), "formats": collections.Counter(),
                 "modes": collections.Counter(), "channels": collections.Counter(),
                 "size_buckets": collections.Counter(), "converted": 0,
                 "height": [math.inf, -math.inf, 0.0, 0.0], "width": [math.inf, -math.inf, 0.0, 0.0],
-                "pixel_images": 0, "pixels": 0, "sum": np.zeros(self._channels), "sumsq": np.zeros(self._channels)}
+                "pixel_images": 0, "pixels": 0, "sum": 0.0, "sumsq": 0.0}
 
-    def add_input(self, acc, serialized: bytes):
-        r = record_format.parse(serialized)
+    def add_input(self, acc, meta: ImageMeta):
         acc["count"] += 1
-        acc["classes"][r.class_name] += 1
-        acc["formats"][r.format] += 1
-        acc["modes"][r.mode] += 1
-        acc["channels"][str(r.channels)] += 1
-        acc["size_buckets"][f"{bucket(r.height)}x{bucket(r.width)}"] += 1
-        acc["converted"] += r.converted
-        for dim, v in (("height", r.height), ("width", r.width)):
+        acc["classes"][meta.class_name] += 1
+        acc["formats"][meta.format] += 1
+        acc["modes"][meta.mode] += 1
+        acc["channels"][str(meta.channels)] += 1
+        acc["size_buckets"][f"{bucket(meta.height)}x{bucket(meta.width)}"] += 1
+        acc["converted"] += meta.converted
+        for dim, v in (("height", meta.height), ("width", meta.width)):
             s = acc[dim]
             acc[dim] = [min(s[0], v), max(s[1], v), s[2] + v, s[3] + v * v]
-        if self._pixel_fraction and in_pixel_sample(r.sha256, self._pixel_fraction):
-            from PIL import Image
-            image = Image.open(io.BytesIO(r.encoded)).convert("L" if self._channels == 1 else "RGB")
-            pixels = np.asarray(image, np.float64).reshape(-1, self._channels) / 255.0
+        if meta.pixels is not None:
+            count, total, squares = meta.pixels
             acc["pixel_images"] += 1
-            acc["pixels"] += pixels.shape[0]
-            acc["sum"] += pixels.sum(axis=0)
-            acc["sumsq"] += np.square(pixels).sum(axis=0)
+            acc["pixels"] += count
+            acc["sum"] = acc["sum"] + np.asarray(total)
+            acc["sumsq"] = acc["sumsq"] + np.asarray(squares)
         return acc
 
     def merge_accumulators(self, accumulators):
@@ -90,6 +102,17 @@ class ImageStatsFn(beam.CombineFn):
             std = np.sqrt(np.maximum(acc["sumsq"] / acc["pixels"] - mean ** 2, 0.0))
             result.update(pixel_mean=mean.tolist(), pixel_std=std.tolist(), pixel_images=acc["pixel_images"])
         return result
+
+
+class MergeImageStats(ImageStatsFn):
+    """Combines accumulators that workers already filled per task."""
+
+    def add_input(self, acc, other):
+        return self.merge_accumulators([acc, other])
+
+
+def empty_split() -> dict:
+    return ImageStatsFn().extract_output(ImageStatsFn().create_accumulator())
 
 
 def to_proto(split_stats: dict[str, dict]):

@@ -1,0 +1,50 @@
+"""A tiny TFDS dataset prepared offline (no downloads), shared by the tests that read TFDS.
+
+Session-scoped: TFDS registers a builder class once per process.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DS_NAME = "vp_tfds_source_test_pets"  # snake_case of the builder class below; unique in the TFDS registry
+COUNTS = {"train": 6, "validation": 3, "test": 3}
+
+
+def _example(split: str, i: int) -> tuple[np.ndarray, int]:
+    """Height 8+i and label i%2, so each decoded record can be checked against what was written."""
+    seed = list(COUNTS).index(split) * 100 + i
+    return np.random.default_rng(seed).integers(0, 256, (8 + i, 10, 3), dtype=np.uint8), i % 2
+
+
+@pytest.fixture(scope="session")
+def tfds_data_dir(tmp_path_factory) -> Path:
+    import tensorflow_datasets as tfds
+
+    class VpTfdsSourceTestPets(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+        # A dotted module (tests.components...) makes TFDS 4.9.10 look up its checksums via the
+        # `importlib_resources` backport, which is not installed; a bare name skips that (as in Colab).
+        __module__ = DS_NAME
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "label": tfds.features.ClassLabel(names=["cat", "dog"]),
+            }))
+
+        def _split_generators(self, dl_manager):
+            return {split: self._generate_examples(split) for split in COUNTS}
+
+        def _generate_examples(self, split):
+            for i in range(COUNTS[split]):
+                image, label = _example(split, i)
+                yield f"{split}-{i}", {"image": image, "label": label}
+
+    root = tmp_path_factory.mktemp("tfds")
+    builder = VpTfdsSourceTestPets(data_dir=str(root))
+    assert builder.name == DS_NAME
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    return root
