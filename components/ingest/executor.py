@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import ReadAllFromTFRecord
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from components.common import record_format
 from components.common.image_stats import ImageMeta, ImageStatsFn, MergeImageStats, empty_split, in_pixel_sample
@@ -271,12 +271,17 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             + (f"; {len(previous_index)} images keep their split from the previous ingest" if previous_index else "")
             + f"; Beam {' '.join(ctx.beam_args)}")
 
-    pipeline = beam.Pipeline(options=PipelineOptions(ctx.beam_args))
-    spill_dir = ctx.scratch_dir / "spill"
-    spill_dir.mkdir(parents=True, exist_ok=True)
-    build_pipeline(pipeline, listing, params, previous_index, str(out), str(spill_dir))
+    options = PipelineOptions(ctx.beam_args)
+    # Workers on other machines cannot see our scratch folder: with a remote runner the spill
+    # goes under its --temp_location (e.g. gs://bucket/tmp).
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    spill_dir = FileSystems.join(temp_location or str(ctx.scratch_dir), f"visionpipe-spill-{uuid.uuid4().hex}")
+    FileSystems.mkdirs(spill_dir)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, listing, params, previous_index, str(out), spill_dir)
     result = pipeline.run()
     result.wait_until_finish()
+    FileSystems.delete([spill_dir])
 
     counters = {m.key.metric.name: m.committed
                 for m in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]}
