@@ -17,6 +17,7 @@ from PIL import Image
 
 from components.common import record_format
 from components.validate import accept
+from pipeline import cli
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from tests.conftest import make_folder, make_image
@@ -158,7 +159,7 @@ def test_adding_ten_percent_new_images_keeps_every_old_image_in_its_split(tmp_pa
     assert counts == {"train": 81, "val": 9, "test": 9}  # still 80/10/10 per class (33 = 27/3/3)
 
 
-def test_shifted_class_distribution_raises_drift_until_accepted(tmp_path):
+def test_shifted_class_distribution_raises_drift_until_accepted(tmp_path, capsys):
     data = make_folder(tmp_path / "images", per_class=20)
     runs, args = tmp_path / "runs", ("data.source=folder", f"data.path={data}")
     ingest(runs, *args)
@@ -169,8 +170,10 @@ def test_shifted_class_distribution_raises_drift_until_accepted(tmp_path):
     drift = anomalies(run_stage(runs, "validate"))["label_drift"]
     assert drift["severity"] == "block" and "train: L-infinity" in drift["items"][0]
 
-    reviewed = accept.accept(runs)
-    assert reviewed.blocking == ["label_drift"]
+    assert accept.review(runs).blocking == ["label_drift"]
+    assert cli.main(["schema", "--set", f"run.root={runs}", "--accept"]) == 0
+    assert "blocking anomalies: label_drift" in capsys.readouterr().out
+    assert (runs / "accepted" / "schema.pbtxt").is_file()
     assert "label_drift" not in anomalies(run_stage(runs, "validate"))
 
 
