@@ -129,7 +129,9 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
         return StageResult(spec.name, "failed", time.time() - started, message=str(err))
     upstream_fps = {n: a.fingerprint for n, a in upstream.items()}
     stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external)
-    data_key = fp.digest([upstream_fps, external])
+    # What data the stage read: its upstream artifacts, or for a source stage what it reads
+    # from outside (a reviewed schema file is a setting, not data, for validate).
+    data_key = fp.digest(upstream_fps or external)
     inputs = spec.inputs(**upstream, **_resolve_previous(store, spec, data_key))
     input_map = {n: a for n, a in _as_map(inputs).items() if a is not None}
     ctx = StageContext(stage=spec.name, run_root=root, seed=config.seed, beam_args=beam_args(config),
