@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +43,3 @@ def stage_fingerprint(stage: str, params: Any, input_fingerprints: dict[str, str
 
 def artifact_fingerprint(stage_fp: str, execution_id: int, output_name: str) -> str:
     return digest([stage_fp, execution_id, output_name])
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """Cheap content fingerprint of a folder: every file's relative path, size and mtime."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.stat(path)
-                h.update(f"{os.path.relpath(path, folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-            except OSError:  # broken symlink: still part of what the user gave us
-                h.update(f"{os.path.relpath(path, folder)}|broken\n".encode())
-    return h.hexdigest()

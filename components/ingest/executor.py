@@ -30,7 +30,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from components.common import record_format
-from components.common.image_stats import ImageMeta, ImageStatsFn, MergeImageStats, empty_split, in_pixel_sample
+from components.common.image_stats import ImageMeta, ImageStatsFn, MergeImageStats, empty_split
 from components.ingest import images, sources
 from components.ingest.spec import Inputs, Outputs, Params
 from components.ingest.split import SPLITS, Candidate, Plan, make_plan
@@ -68,8 +68,7 @@ class _CheckTask(beam.DoFn):
         for where, read in self.items(task):
             try:
                 data, label, split = read()
-                image = images.check_image(data, self._max_pixels, self._channels, with_pixels=(
-                    in_pixel_sample(hashlib.sha256(data).hexdigest(), self._pixel_fraction)))
+                image = images.check_image(data, self._max_pixels, self._channels, self._pixel_fraction)
             except (images.BadImage, ValueError) as err:
                 quarantined.append((where, str(err)))
             except OSError as err:  # unreadable file, broken symlink, permission denied

@@ -42,7 +42,9 @@ class CheckedImage:
     pixels: tuple | None = None  # image_stats.pixel_moments in the model's mode, when asked for
 
 
-def check_image(data: bytes, max_pixels: int, channels: int, with_pixels: bool = False) -> CheckedImage:
+def check_image(data: bytes, max_pixels: int, channels: int, pixel_sample: float = 0.0) -> CheckedImage:
+    """``pixel_sample``: the fraction of images (chosen by content hash) whose pixel moments
+    are measured for the normalisation statistics."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -55,7 +57,8 @@ def check_image(data: bytes, max_pixels: int, channels: int, with_pixels: bool =
     if converted:
         image = _to_mode(ImageOps.exif_transpose(image) if rotated else image, target_mode)
         data = _png(image)
-    pixels = image_stats.pixel_moments(image.convert(target_mode)) if with_pixels else None
+    sampled = image_stats.in_pixel_sample(sha256, pixel_sample)
+    pixels = image_stats.pixel_moments(image.convert(target_mode)) if sampled else None
     return CheckedImage(data=data, sha256=sha256, format=fmt, mode=mode, height=image.height,
                         width=image.width, channels=_CHANNELS.get(mode, 3), converted=converted, pixels=pixels)
 

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-from pathlib import Path
 
 from pipeline.artifacts import Examples
 from pipeline.config import Config, DataConfig
-from pipeline.fingerprint import folder_fingerprint
 from pipeline.stage import StageSpec, previous
 
 
@@ -41,8 +38,6 @@ def _source_fingerprint(params: Params) -> str:
     data = params.data
     if data.source == "builtin":
         return f"builtin:{data.builtin_name}"
-    if data.source == "folder" and data.path and os.path.isdir(data.path):
-        return folder_fingerprint(Path(data.path))
     from components.ingest import sources
     from pipeline.errors import DataError
 
@@ -50,7 +45,7 @@ def _source_fingerprint(params: Params) -> str:
         listing = sources.list_source(data, datasets_dir=None)
     except DataError as err:
         return f"unavailable:{err}"
-    h = hashlib.sha256(listing.description.encode())
+    h = hashlib.sha256(f"{listing.description}|{listing.empty_classes}".encode())
     for item in sources.listed_items(listing):
         h.update(f"{item}\n".encode())
     return h.hexdigest()
