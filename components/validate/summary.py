@@ -45,13 +45,13 @@ def _counts(counter: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in items) or "—"
 
 
-def _png(fig: Figure) -> str:
+def _png(fig: Figure, alt: str) -> str:
     """Render a figure with Agg (no pyplot, no GUI) and return an <img> tag with a data URI."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _verdict(anomalies: list[dict]) -> str:
@@ -89,7 +89,7 @@ def _empty_plot(message: str) -> str:
     ax = fig.add_subplot()
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center")
-    return _png(fig)
+    return _png(fig, message)
 
 
 def _class_plot(split_stats: dict[str, dict]) -> str:
@@ -131,7 +131,7 @@ def _class_plot(split_stats: dict[str, dict]) -> str:
     ax.set_xlim(0, max(1, matrix.sum(axis=1).max() if many else matrix.max()) * 1.1)
     ax.set_xlabel("images")
     ax.legend(loc="best", fontsize=8)
-    return _png(fig)
+    return _png(fig, f"Images per class for {len(classes)} classes; exact numbers in the table below.")
 
 
 def _class_table(split_stats: dict[str, dict]) -> str:
@@ -188,7 +188,9 @@ def _size_plot(split_stats: dict[str, dict]) -> str:
     ax.set_ylabel("height (px)")
     ax.set_title("Image sizes, all splits (height x width buckets)")
     fig.colorbar(image, ax=ax, label="images")
-    return _png(fig)
+    # Alt text carries the cell counts too, so the numbers survive without the image.
+    cells = [f"{_bucket_label(i)} x {_bucket_label(j)}: {n}" for (i, j), n in np.ndenumerate(matrix) if n]
+    return _png(fig, "Image sizes (height x width px): " + "; ".join(cells))
 
 
 def _anomaly(a: dict) -> str:

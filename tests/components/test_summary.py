@@ -105,6 +105,15 @@ def test_page_is_well_formed_with_two_embedded_pngs(blocked_page):
     assert "http://" not in blocked_page and "https://" not in blocked_page
 
 
+def test_size_heatmap_sums_buckets_over_splits(blocked_page):
+    size_alt = [a["alt"] for t, a in parse(blocked_page).tags if t == "img"][1]
+    # 16x32 is in train (500) and val (80); 4096x4096 lands in the open-ended last bucket.
+    assert "16-31 x 32-63: 580" in size_alt
+    assert "32-63 x 16-31: 100" in size_alt
+    assert "1024-2047 x 512-1023: 2" in size_alt
+    assert "4096+ x 4096+: 8" in size_alt
+
+
 def test_split_tables_show_names_and_counts(blocked_page):
     text = " ".join(parse(blocked_page).text)
     for name in ("train", "val", "test", "holdout"):
