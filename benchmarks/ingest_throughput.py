@@ -39,10 +39,7 @@ def plain_loop(files: list[Path], out: Path, channels: int) -> float:
     with tf.io.TFRecordWriter(str(out / "plain.tfrecord")) as writer:
         for path in files:
             image = check_image(path.read_bytes(), 50_000_000, channels)
-            writer.write(record_format.serialize(record_format.Record(
-                encoded=image.data, label=0, class_name=path.parent.name, source=str(path), sha256=image.sha256,
-                format=image.format, mode=image.mode, height=image.height, width=image.width,
-                channels=image.channels, converted=image.converted)))
+            writer.write(record_format.serialize(image.record(path.parent.name, str(path), label=0)))
     return time.perf_counter() - start
 
 

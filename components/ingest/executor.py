@@ -30,7 +30,12 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from components.common import record_format
-from components.common.image_stats import ImageMeta, ImageStatsFn, MergeImageStats, empty_split
+from components.common.image_stats import (
+    ImageMeta,
+    ImageStatsFn,
+    MergeImageStats,
+    empty_split,
+)
 from components.ingest import images, sources
 from components.ingest.spec import Inputs, Outputs, Params
 from components.ingest.split import SPLITS, Candidate, Plan, make_plan
@@ -77,10 +82,7 @@ class _CheckTask(beam.DoFn):
                 candidate = Candidate(where, image.sha256, label, split)
                 checked.append((candidate, ImageMeta(label, image.format, image.mode, image.height, image.width,
                                                      image.channels, image.converted, image.pixels)))
-                examples.append(record_format.serialize_unlabelled(record_format.Record(
-                    encoded=image.data, label=-1, class_name=label, source=where, sha256=image.sha256,
-                    format=image.format, mode=image.mode, height=image.height, width=image.width,
-                    channels=image.channels, converted=image.converted)))
+                examples.append(record_format.serialize_unlabelled(image.record(label, where)))
         spill = FileSystems.join(self._spill_dir, f"{uuid.uuid4().hex}.pickle")
         with FileSystems.create(spill) as f:
             pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -110,8 +112,10 @@ class CheckRecords(_CheckTask):
         super().__init__(*args)
         self._keys = keys
         self._file_splits = dict(keys.files)
+        self._found = beam.metrics.Metrics.counter("ingest", "records_found")
 
     def items(self, task):
+        self._found.inc(len(task))
         for filename, raw in task:
             yield f"{filename}#{hashlib.sha256(raw).hexdigest()[:12]}", functools.partial(self._fields, filename, raw)
 
@@ -206,7 +210,6 @@ def build_pipeline(pipeline: beam.Pipeline, listing: sources.Listing, params: Pa
         tasks.append(pipeline
                      | "ListRecordFiles" >> beam.Create([f for f, _ in listing.records.files])
                      | "ReadRecords" >> ReadAllFromTFRecord(with_filename=True)
-                     | "CountRecords" >> beam.Map(_count("records_found"))
                      | "BatchRecords" >> beam.BatchElements(min_batch_size=params.files_per_task,
                                                             max_batch_size=params.files_per_task)
                      | "CheckRecords" >> beam.ParDo(CheckRecords(listing.records, *check_args)).with_output_types(
@@ -246,15 +249,6 @@ def _write_reports(plan: Plan, out: str, stats: dict[str, dict], quarantined: li
     for name, text in files.items():
         with FileSystems.create(FileSystems.join(out, name)) as f:
             f.write(text.encode())
-
-
-def _count(name: str):
-    counter = beam.metrics.Metrics.counter("ingest", name)
-
-    def count(item):
-        counter.inc()
-        return item
-    return count
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:

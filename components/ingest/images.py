@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from components.common import image_stats
+from components.common import image_stats, record_format
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 _KEPT_MODES = ("L", "RGB")  # decoded identically by Pillow and tf.io.decode_image
@@ -40,6 +40,13 @@ class CheckedImage:
     channels: int  # of the original
     converted: bool
     pixels: tuple | None = None  # image_stats.pixel_moments in the model's mode, when asked for
+
+    def record(self, class_name: str, source: str, label: int = -1) -> record_format.Record:
+        """The ingested record of this image (label -1: the id is appended once classes are known)."""
+        return record_format.Record(
+            encoded=self.data, label=label, class_name=class_name, source=source, sha256=self.sha256,
+            format=self.format, mode=self.mode, height=self.height, width=self.width, channels=self.channels,
+            converted=self.converted)
 
 
 def check_image(data: bytes, max_pixels: int, channels: int, pixel_sample: float = 0.0) -> CheckedImage:
