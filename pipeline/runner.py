@@ -171,6 +171,7 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
         return StageResult(spec.name, "refused" if isinstance(err, GateError) else "failed",
                            time.time() - started, message=message)
     os.replace(tmp_dir, final_dir)
+    ctx.log(f"outputs in {final_dir}")
     for name, artifact in outputs.items():
         artifact.uri = str(final_dir / name)
         artifact.fingerprint = fp.artifact_fingerprint(stage_fp, execution_id, name)

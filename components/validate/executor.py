@@ -75,8 +75,6 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     for a in found:
         ctx.log(f"{'BLOCKING' if a.severity == 'block' else 'warning'} {a.kind}: {len(a.items)} "
                 f"({', '.join(a.items[:3])}{', ...' if len(a.items) > 3 else ''})")
-    # Outputs move from .tmp-<execution> to <execution> once the stage succeeds.
-    ctx.log(f"report: {outputs.anomalies.path / 'report.html'}".replace("/.tmp-", "/"))
     if blocking:
         print(report, flush=True)
     return {"anomalies": len(found), "blocking": len(blocking),
