@@ -21,7 +21,6 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.config import DataConfig
 from pipeline.errors import DataError
 
-SPLITS = ("train", "val", "test")
 # Folder and manifest spellings of a split, mapped to ours.
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
