@@ -1,4 +1,5 @@
-"""The ``visionpipe`` command: run the pipeline, list runs, review the data schema, predict.
+"""The ``visionpipe`` command: run the pipeline, list runs, review the data schema, preview
+augmentation, predict.
 
 The CLI is the only place that reads flags; it builds the config and passes it on.
 """
@@ -57,6 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--accept", action="store_true",
                         help="accept the latest schema (and its data version's drift) as reviewed")
     schema.set_defaults(handler=_schema)
+
+    preview = sub.add_parser("augment-preview", help="write a PNG grid of training images under the "
+                                                     "configured augmentation policy")
+    preview.add_argument("--config", help="config whose train.augment.policy and run.root to use")
+    preview.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="e.g. --set 'train.augment.policy=[flip_horizontal, rand_augment]'")
+    preview.add_argument("--out", type=Path, default=Path("augment_preview.png"))
+    preview.add_argument("--images", type=int, default=8, help="rows: training images shown")
+    preview.add_argument("--variants", type=int, default=5, help="augmented versions of each image")
+    preview.set_defaults(handler=_augment_preview)
 
     predict = sub.add_parser("predict", help="top-k classes for images, with a SavedModel or .tflite")
     predict.add_argument("--model", required=True, type=Path,
@@ -131,6 +142,13 @@ def _schema(args) -> int:
               "as reviewed; rerun `visionpipe run` to continue")
     else:
         print("review it, then run `visionpipe schema --accept` to make it the accepted schema")
+    return 0
+
+
+def _augment_preview(args) -> int:
+    from components.train.preview import write_preview
+    out = write_preview(load_config(args.config, args.set), args.out, args.images, args.variants)
+    print(f"wrote {out}")
     return 0
 
 

@@ -108,7 +108,11 @@ class ValidateConfig:
 class PreprocessingConfig:
     image_size: tuple[int, int] = (28, 28)  # height, width fed to the model
     channels: Literal[1, 3] = 1
-    resize_policy: Literal["stretch", "pad", "crop"] = "stretch"
+    # How images of another size are fitted (see models/preprocessing.py and the README):
+    # stretch, pad (keep aspect, pad), crop (keep aspect, centre-crop), center_crop (central
+    # crop_fraction, ImageNet-style). Images already at image_size are never resized.
+    resize_policy: Literal["stretch", "pad", "crop", "center_crop"] = "stretch"
+    crop_fraction: float = 0.875  # center_crop only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,19 +123,56 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """The tf.data input pipeline that feeds training (see README, input pipeline)."""
+    # auto: cache the decoded 8-bit train/val images in memory when they fit memory_budget_mb,
+    # else in files under cache_dir when they fit file_budget_mb, else decode every epoch.
+    cache: Literal["auto", "memory", "file", "off"] = "auto"
+    memory_budget_mb: int = 2048
+    file_budget_mb: int = 20480
+    cache_dir: str = ""  # "" = the train stage's scratch directory under run.root
+    shuffle_buffer: int = 10000
+    # Same batches, order and augmentations on every run with the same seed, at some cost
+    # in speed (augmentation runs in one thread; TF ops run deterministically).
+    deterministic: bool = False
+
+
+AugmentOp = Literal["random_resized_crop", "flip_horizontal", "flip_vertical", "translate", "rotate", "zoom",
+                    "brightness", "contrast", "color_jitter", "rand_augment", "random_erasing", "mixup", "cutmix"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentOpConfig:
+    """One step of an augmentation policy; what ``magnitude`` means per op is in the README."""
+    op: AugmentOp
+    probability: float = 1.0  # chance that an image (and its label, for mixup/cutmix) gets this op
+    magnitude: float | None = None  # None = the op's default strength
+    num_ops: int = 2  # rand_augment: operations per image
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    policy: tuple[AugmentOpConfig, ...] = ()  # applied in order, to training batches only
+    # data: on the CPU in tf.data, overlapping the training step (the default). model: inside
+    # the model, on the accelerator (GPU/TPU), for heavy policies such as rand_augment.
+    # mixup and cutmix change labels too, so they always run in tf.data.
+    placement: Literal["data", "model"] = "data"
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 12
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
-    augment: tuple[Literal["flip_horizontal", "translate", "rotate", "zoom", "contrast"], ...] = ()
-    augment_magnitude: float = 0.1
+    augment: AugmentConfig = AugmentConfig()
+    # Class imbalance. weights: each example's loss is weighted by n_train / (n_classes *
+    # n_class). resample: the train stream is resampled to equal class frequencies.
+    class_balance: Literal["none", "weights", "resample"] = "none"
     early_stopping_patience: int = 4
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu_address: str = ""
-    shuffle_buffer: int = 10000
-    cache_budget_mb: int = 2048  # decoded train/val images are cached in memory when they fit
     steps_per_epoch: int = 0  # 0 = one pass over the train split
     verbose: Literal[0, 1, 2] = 2
 
@@ -172,6 +213,7 @@ class Config:
     validate: ValidateConfig = ValidateConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     model: ModelConfig = ModelConfig()
+    input: InputConfig = InputConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
@@ -223,6 +265,10 @@ def build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(
             f"unknown config key {_join(where, unknown[0])!r}; valid keys under "
             f"{where or 'the top level'}: {', '.join(names)}")
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ConfigError(f"{_join(where, missing[0])} is required")
     values = {name: _coerce(hints[name], data[name], _join(where, name)) for name in names if name in data}
     return cls(**values)
 
@@ -234,6 +280,9 @@ def _join(where: str, name: str) -> str:
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        required = [f.name for f in dataclasses.fields(tp) if f.default is dataclasses.MISSING]
+        if isinstance(value, str) and len(required) == 1:
+            value = {required[0]: value}  # shorthand: "translate" for {op: translate}
         return build(tp, value, key)
     if origin is Literal:
         choices = typing.get_args(tp)

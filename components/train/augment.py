@@ -1,25 +1,121 @@
-"""Augmentation policy from config, built from Keras preprocessing layers (training only)."""
+"""Augmentation policies from config (``train.augment``), built from Keras 3 preprocessing layers.
+
+A policy is a list of ops, each with a probability and a magnitude whose meaning is in
+``OPS`` (and the README table). Image ops run on float batches in [0, 1] either in tf.data on
+the CPU (``placement: data``) or as the first layers of the training model on the
+accelerator (``placement: model``). MixUp and CutMix change labels as well, so they always
+run in tf.data, after the image ops. Augmentation only ever touches training batches; the
+layers are not part of the saved model.
+"""
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Callable, NamedTuple
 
 import keras
 import tensorflow as tf
 
+from components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
+from pipeline.config import AugmentConfig, AugmentOpConfig
+from pipeline.errors import UserError
 
-def build_augmenter(names: tuple[str, ...], magnitude: float, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | None:
-    """A function on image batches, or None when the policy is empty."""
-    factories = {
-        "flip_horizontal": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
-        "translate": lambda: keras.layers.RandomTranslation(magnitude, magnitude, fill_mode="reflect", seed=seed),
-        "rotate": lambda: keras.layers.RandomRotation(magnitude, fill_mode="reflect", seed=seed),
-        "zoom": lambda: keras.layers.RandomZoom(magnitude, fill_mode="reflect", seed=seed),
-        "contrast": lambda: keras.layers.RandomContrast(magnitude, value_range=(0, 1), seed=seed),
-    }
-    if not names:
+VALUE_RANGE = (0.0, 1.0)
+
+
+class Op(NamedTuple):
+    build: Callable[[float, AugmentOpConfig, int], keras.layers.Layer]  # (magnitude, op config, seed)
+    default_magnitude: float | None  # None: the op takes no magnitude
+    meaning: str  # what magnitude means, for errors and the README
+    mixes_labels: bool = False
+    own_probability: bool = False  # the Keras layer takes the probability itself
+
+
+def _color_jitter(m: float, _, seed: int) -> keras.layers.Layer:
+    return keras.layers.RandomColorJitter(
+        value_range=VALUE_RANGE, brightness_factor=m, contrast_factor=m,
+        saturation_factor=(max(0.0, 0.5 - m), min(1.0, 0.5 + m)), hue_factor=m / 4, seed=seed)
+
+
+OPS: dict[str, Op] = {
+    "random_resized_crop": Op(lambda m, _, s: RandomResizedCrop(1.0 - m, seed=s), 0.65,
+                              "largest share of the area cut away (crops keep 1 - magnitude .. 100%)"),
+    "flip_horizontal": Op(lambda m, _, s: keras.layers.RandomFlip("horizontal", seed=s), None,
+                          "no magnitude; flips half of the images it is applied to"),
+    "flip_vertical": Op(lambda m, _, s: keras.layers.RandomFlip("vertical", seed=s), None,
+                        "no magnitude; flips half of the images it is applied to"),
+    # Nearest-neighbour sampling makes this the classic pad-and-crop: whole-pixel shifts,
+    # borders reflected, no blur, and about 1.3x faster than bilinear on CIFAR batches.
+    "translate": Op(lambda m, _, s: keras.layers.RandomTranslation(
+        m, m, fill_mode="reflect", interpolation="nearest", seed=s), 0.125, "largest shift as a fraction of the size"),
+    "rotate": Op(lambda m, _, s: keras.layers.RandomRotation(m / 360, fill_mode="reflect", seed=s), 15.0,
+                 "largest rotation in degrees"),
+    "zoom": Op(lambda m, _, s: keras.layers.RandomZoom(m, fill_mode="reflect", seed=s), 0.1,
+               "largest zoom in or out as a fraction of the size"),
+    "brightness": Op(lambda m, _, s: keras.layers.RandomBrightness(m, value_range=VALUE_RANGE, seed=s), 0.2,
+                     "largest brightness change as a fraction of the value range"),
+    "contrast": Op(lambda m, _, s: keras.layers.RandomContrast(m, value_range=VALUE_RANGE, seed=s), 0.2,
+                   "largest contrast change as a fraction"),
+    "color_jitter": Op(_color_jitter, 0.2, "brightness, contrast and saturation change; hue change is a quarter"),
+    "rand_augment": Op(lambda m, c, s: FastRandAugment(value_range=VALUE_RANGE, num_ops=c.num_ops, factor=m, seed=s),
+                       0.5, "strength of each operation, 0..1 (num_ops operations per batch)"),
+    "random_erasing": Op(lambda m, c, s: keras.layers.RandomErasing(
+        factor=(c.probability, c.probability), scale=(0.02, m), value_range=VALUE_RANGE, seed=s), 0.33,
+        "largest erased share of the area", own_probability=True),
+    "mixup": Op(lambda m, _, s: keras.layers.MixUp(alpha=m, seed=s), 0.2,
+                "alpha of the Beta distribution of mixing weights", mixes_labels=True),
+    "cutmix": Op(lambda m, _, s: keras.layers.CutMix(factor=m, seed=s), 1.0,
+                 "alpha of the Beta distribution of the pasted area", mixes_labels=True),
+}
+
+
+@dataclasses.dataclass
+class AugmentPolicy:
+    image_layers: list[keras.layers.Layer]
+    label_mixers: list[keras.layers.Layer]
+    placement: str
+
+    @property
+    def in_model(self) -> keras.Sequential | None:
+        """The image ops to run as the model's first layers, or None."""
+        if self.placement != "model" or not self.image_layers:
+            return None
+        return keras.Sequential(self.image_layers, name="augment")
+
+    def on_batch(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The tf.data part: float images in [0, 1] and one-hot labels of one training batch."""
+        if self.placement == "data":
+            for layer in self.image_layers:
+                images = layer(images, training=True)
+        for mixer in self.label_mixers:
+            mixed = mixer({"images": images, "labels": labels}, training=True)
+            images, labels = mixed["images"], tf.cast(mixed["labels"], labels.dtype)
+        return tf.clip_by_value(images, *VALUE_RANGE), labels
+
+
+def build_policy(config: AugmentConfig, seed: int) -> AugmentPolicy | None:
+    """The policy of ``train.augment``, or None when it is empty. Bad entries raise UserError."""
+    if not config.policy:
         return None
-    pipeline = keras.Sequential([factories[name]() for name in names], name="augment")
-
-    def augment(images: tf.Tensor) -> tf.Tensor:
-        return tf.clip_by_value(pipeline(images, training=True), 0.0, 1.0)
-    return augment
+    image_layers, label_mixers = [], []
+    for index, step in enumerate(config.policy):
+        where = f"train.augment.policy[{index}] ({step.op})"
+        op = OPS[step.op]
+        if not 0.0 <= step.probability <= 1.0:
+            raise UserError(f"{where}: probability must be between 0 and 1; got {step.probability}")
+        if op.default_magnitude is None and step.magnitude is not None:
+            raise UserError(f"{where} takes no magnitude ({op.meaning}); remove magnitude: {step.magnitude}")
+        magnitude = op.default_magnitude if step.magnitude is None else step.magnitude
+        if magnitude is not None and magnitude < 0:
+            raise UserError(f"{where}: magnitude ({op.meaning}) must not be negative; got {magnitude}")
+        if step.op == "random_resized_crop" and magnitude >= 1:
+            raise UserError(f"{where}: magnitude ({op.meaning}) must be below 1; got {magnitude}")
+        if step.op == "rand_augment" and (magnitude > 1 or step.num_ops < 1):
+            raise UserError(f"{where}: needs magnitude in 0..1 and num_ops >= 1; got {magnitude}, {step.num_ops}")
+        if label_mixers and not op.mixes_labels:
+            raise UserError(f"{where}: image ops must come before mixup/cutmix in the policy, "
+                            "because those also mix the labels and always run last, in tf.data")
+        layer = op.build(magnitude or 0.0, step, seed + index)
+        if step.probability < 1.0 and not op.own_probability:
+            layer = RandomApply(layer, step.probability, seed=seed + 1000 + index)
+        (label_mixers if op.mixes_labels else image_layers).append(layer)
+    return AugmentPolicy(image_layers, label_mixers, config.placement)

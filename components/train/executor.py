@@ -1,8 +1,10 @@
 """train executor: builds the model from the registry and fits it with Keras callbacks.
 
 The model is ``Input -> Normalization(train mean/std) -> registry model``, so normalisation
-travels with it into every export. BackupAndRestore keeps per-epoch state in the stage's
-scratch directory (keyed by fingerprint): a killed run resumes from its last finished epoch.
+travels with it into every export. With ``train.augment.placement: model`` the augmentation
+layers sit in front of it in a training-only wrapper that shares its weights; only the
+classifier is saved. BackupAndRestore keeps per-epoch state in the stage's scratch directory
+(keyed by fingerprint): a killed run resumes from its last finished epoch.
 """
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ import json
 import math
 
 import keras
+import tensorflow as tf
 
 from components.common.dataset import image_dataset
-from components.train.augment import build_augmenter
+from components.train.augment import build_policy
+from components.train.input_pipeline import balancing_weights, choose_cache, class_frequencies, training_dataset
 from components.train.spec import Inputs, Outputs, Params
 from components.train.strategy import choose_strategy
 from models.preprocessing import PreprocessingSpec, normalization_layer
 from models.registry import create_model
+from pipeline.errors import UserError
 from pipeline.stage import StageContext
 
 
@@ -25,7 +30,8 @@ def preprocessing_spec(params: Params, statistics) -> PreprocessingSpec:
     mean = statistics.properties.get("pixel_mean") or [0.5] * p.channels
     std = statistics.properties.get("pixel_std") or [0.25] * p.channels
     return PreprocessingSpec(height=p.image_size[0], width=p.image_size[1], channels=p.channels,
-                             resize_policy=p.resize_policy, mean=tuple(mean), std=tuple(std))
+                             resize_policy=p.resize_policy, mean=tuple(mean), std=tuple(std),
+                             crop_fraction=p.crop_fraction)
 
 
 def build_classifier(name: str, spec: PreprocessingSpec, num_classes: int, model_config) -> keras.Model:
@@ -34,34 +40,58 @@ def build_classifier(name: str, spec: PreprocessingSpec, num_classes: int, model
     return keras.Model(inputs, backbone(normalization_layer(spec)(inputs)), name=f"{name}_classifier")
 
 
+def _balance(params: Params, statistics, classes: list[str]) -> tuple[list[float] | None, list[float] | None]:
+    """(class weights, class frequencies to resample from) as ``train.class_balance`` asks."""
+    if params.train.class_balance == "none":
+        return None, None
+    counts = statistics.properties.get("class_counts") or {}
+    if not any(counts.get(c) for c in classes):
+        raise UserError("train.class_balance needs per-class counts of the train split; rerun validate "
+                        "(`visionpipe run --stage validate --force`)")
+    if params.train.class_balance == "weights":
+        return balancing_weights(counts, classes), None
+    return None, class_frequencies(counts, classes)
+
+
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.train
     keras.utils.set_random_seed(params.seed)
+    if params.input.deterministic:
+        tf.config.experimental.enable_op_determinism()
     spec = preprocessing_spec(params, inputs.statistics)
     classes = inputs.examples.properties["classes"]
     counts = inputs.statistics.properties["counts"]
     examples = inputs.examples.path
-    image_mb = spec.height * spec.width * spec.channels * 4 / 2**20
-    cache = (counts["train"] + counts["val"]) * image_mb <= cfg.cache_budget_mb
+    cache = choose_cache(params.input, counts["train"] + counts["val"], spec,
+                         params.input.cache_dir or ctx.run_root / "cache", inputs.examples.fingerprint or inputs.examples.uri)
+    policy = build_policy(cfg.augment, params.seed)
+    class_weights, resample_from = _balance(params, inputs.statistics, classes)
 
     strategy = choose_strategy(cfg)
     ctx.log(f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, "
             f"model {params.model.name}, strategy {type(strategy).__name__} "
-            f"({strategy.num_replicas_in_sync} replicas), cache={'memory' if cache else 'off'}")
-    augment = build_augmenter(cfg.augment, cfg.augment_magnitude, params.seed)
-    train_ds = image_dataset(examples, "train", spec, len(classes), cfg.batch_size, training=True,
-                             seed=params.seed, shuffle_buffer=cfg.shuffle_buffer, cache=cache, augment=augment)
-    val_ds = image_dataset(examples, "val", spec, len(classes), cfg.batch_size, cache=cache)
+            f"({strategy.num_replicas_in_sync} replicas), cache {cache.kind}: {cache.reason}")
+    if policy is not None:
+        ctx.log(f"augmentation: {', '.join(step.op for step in cfg.augment.policy)} "
+                f"(placement {cfg.augment.placement})")
+    train_ds = training_dataset(examples, spec, len(classes), cfg.batch_size, params.input, params.seed, cache,
+                                policy, class_weights, resample_from)
+    val_ds = image_dataset(examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"))
     steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
-    if cfg.steps_per_epoch:  # fixed-length epochs draw from an endless stream
+    if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
         train_ds = train_ds.repeat()
 
     with strategy.scope():
         model = build_classifier(params.model.name, spec, len(classes), params.model)
+        augment_in_model = policy.in_model if policy is not None else None
+        trainee = model
+        if augment_in_model is not None:
+            image = keras.Input(spec.input_shape, name="image")
+            trainee = keras.Model(image, model(augment_in_model(image)), name="trainee")
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=max(cfg.epochs * steps - steps, 1), warmup_target=cfg.learning_rate,
             warmup_steps=steps)
-        model.compile(
+        trainee.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -74,9 +104,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=False),
     ]
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
-                        steps_per_epoch=cfg.steps_per_epoch or None,
-                        callbacks=callbacks, verbose=cfg.verbose)
+    history = trainee.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                          steps_per_epoch=steps if (cfg.steps_per_epoch or resample_from) else None,
+                          callbacks=callbacks, verbose=cfg.verbose)
     model.save(out / "model.keras")
     spec.save(out / "preprocessing.json")
     (out / "classes.json").write_text(json.dumps(classes))
@@ -87,5 +117,5 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
                "val_accuracy": float(history.history["val_accuracy"][best]),
                "val_loss": float(val_loss[best]), "params": model.count_params()}
     outputs.model.properties.update(summary, model_name=params.model.name, classes=classes,
-                                    input_shape=list(spec.input_shape))
+                                    input_shape=list(spec.input_shape), cache=cache.kind)
     return summary

@@ -5,7 +5,7 @@ import dataclasses
 
 from components.validate.spec import blocking_reason
 from pipeline.artifacts import Anomalies, Examples, Model, Statistics
-from pipeline.config import Config, ModelConfig, PreprocessingConfig, TrainConfig
+from pipeline.config import Config, InputConfig, ModelConfig, PreprocessingConfig, TrainConfig
 from pipeline.stage import StageSpec
 
 
@@ -24,13 +24,14 @@ class Outputs:
 @dataclasses.dataclass(frozen=True)
 class Params:
     train: TrainConfig
+    input: InputConfig
     model: ModelConfig
     preprocessing: PreprocessingConfig
     seed: int
 
 
 def _params(config: Config) -> Params:
-    return Params(train=config.train, model=config.model, preprocessing=config.preprocessing, seed=config.seed)
+    return Params(train=config.train, input=config.input, model=config.model, preprocessing=config.preprocessing, seed=config.seed)
 
 
 SPEC = StageSpec(name="train", inputs=Inputs, outputs=Outputs, params=_params,

@@ -70,7 +70,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     outputs.anomalies.properties.update(blocking=blocking, warnings=sorted({a.kind for a in found} - set(blocking)))
     train = split_stats.get("train", {})
     outputs.statistics.properties.update(pixel_mean=train.get("pixel_mean"), pixel_std=train.get("pixel_std"),
-                                         counts={s: v["count"] for s, v in split_stats.items()})
+                                         class_counts=train.get("classes", {}), counts={s: v["count"] for s, v in split_stats.items()})
     outputs.schema.properties.update(classes=classes_info["classes"])
     for a in found:
         ctx.log(f"{'BLOCKING' if a.severity == 'block' else 'warning'} {a.kind}: {len(a.items)} "

@@ -1,0 +1,104 @@
+"""The training input pipeline: records -> 8-bit pixels -> cache -> shuffle -> batch -> augment.
+
+Decoded images are cached as uint8 (a quarter of float32), so a split of CIFAR-10 size
+stays in memory and later epochs skip reading and decoding entirely. Shuffling and batching
+move those compact pixels; scaling to [0, 1], augmentation and mixing run once per batch,
+vectorised, in a parallel map that overlaps the training step. ``input.deterministic`` trades
+that parallelism for the same batches on every run.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import tensorflow as tf
+
+from components.common.dataset import AUTOTUNE, float_batch, pixels
+from components.train.augment import AugmentPolicy
+from models.preprocessing import PreprocessingSpec
+from pipeline.config import InputConfig
+
+
+class CacheChoice(NamedTuple):
+    kind: str  # memory | file | off
+    prefix: str  # file caches: <prefix>-<split>
+    megabytes: float  # decoded size of the cached splits
+    reason: str
+
+    def for_split(self, split: str) -> str | None:
+        """The ``tf.data.Dataset.cache`` argument for one split, or None for no cache."""
+        return {"memory": "", "file": f"{self.prefix}-{split}"}.get(self.kind)
+
+
+def choose_cache(config: InputConfig, num_images: int, spec: PreprocessingSpec, cache_dir: Path,
+                 data_key: str) -> CacheChoice:
+    """Memory when the decoded images fit the memory budget, else files within the file budget.
+
+    ``data_key`` names the data version, so a file cache is never read for other data.
+    """
+    megabytes = num_images * math.prod(spec.input_shape) / 2**20
+    size = f"{megabytes:,.0f} MB of decoded 8-bit images"
+    key = hashlib.sha256(f"{data_key}|{spec}".encode()).hexdigest()[:16]
+    prefix = str(Path(cache_dir) / f"tfdata-{key}")
+    if config.cache == "off":
+        return CacheChoice("off", prefix, megabytes, "input.cache=off")
+    if config.cache == "memory" or (config.cache == "auto" and megabytes <= config.memory_budget_mb):
+        return CacheChoice("memory", prefix, megabytes, f"{size} (memory budget {config.memory_budget_mb:,} MB)")
+    if config.cache == "file" or megabytes <= config.file_budget_mb:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        for stale in Path(cache_dir).glob(f"tfdata-{key}-*.lockfile"):
+            stale.unlink()  # left by a killed run; tf.data would refuse to write the cache again
+        return CacheChoice("file", prefix, megabytes, f"{size} in {cache_dir} (file budget {config.file_budget_mb:,} MB)")
+    return CacheChoice("off", prefix, megabytes, f"{size} exceed both budgets: decoding every epoch")
+
+
+def training_dataset(examples_dir: Path, spec: PreprocessingSpec, num_classes: int, batch_size: int,
+                     config: InputConfig, seed: int, cache: CacheChoice, policy: AugmentPolicy | None = None,
+                     class_weights: Sequence[float] | None = None,
+                     resample_from: Sequence[float] | None = None) -> tf.data.Dataset:
+    """Batches of (images, one-hot labels) or, with ``class_weights``, (images, labels, weights).
+
+    ``resample_from`` (the train split's class frequencies) resamples an endless stream to
+    equal class frequencies; the caller then sets the steps per epoch.
+    """
+    deterministic = config.deterministic
+    ds = pixels(examples_dir, "train", spec, shuffle_files=True, seed=seed, deterministic=deterministic)
+    cache_arg = cache.for_split("train")
+    if cache_arg is not None:
+        ds = ds.cache(cache_arg)
+    ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if resample_from is not None:
+        ds = (ds.repeat()
+              .rejection_resample(lambda image, label: tf.cast(label, tf.int32), [1 / num_classes] * num_classes,
+                                  initial_dist=list(resample_from), seed=seed)
+              .map(lambda _, pair: pair))
+    weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+
+    def finish(images, labels):
+        images, labels = float_batch(images, labels, num_classes)
+        if policy is not None:
+            images, labels = policy.on_batch(images, labels)
+        if weights is None:
+            return images, labels
+        return images, labels, tf.reduce_sum(labels * weights, axis=-1)  # mixed labels mix weights
+
+    # Augmentation draws from shared random state, so only one call at a time keeps it
+    # reproducible; otherwise batches are augmented in parallel, in whichever order is ready.
+    ds = ds.batch(batch_size)
+    ds = ds.map(finish) if deterministic else ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=False)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def class_frequencies(class_counts: dict[str, int], classes: Sequence[str]) -> list[float]:
+    total = sum(class_counts.get(c, 0) for c in classes)
+    return [class_counts.get(c, 0) / total for c in classes]
+
+
+def balancing_weights(class_counts: dict[str, int], classes: Sequence[str]) -> list[float]:
+    """n / (k * n_c): every class contributes equally to the loss; a missing class gets 0."""
+    frequencies = class_frequencies(class_counts, classes)
+    return [1 / (len(classes) * f) if f else 0.0 for f in frequencies]

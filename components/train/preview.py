@@ -1,0 +1,74 @@
+"""``visionpipe augment-preview``: a PNG grid of what the configured augmentation policy does.
+
+Each row is one training image: the original, then independently augmented versions, drawn
+by the same policy code the train stage runs (whatever its placement). Under an image whose
+label was mixed (MixUp, CutMix), the two largest label weights are printed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.errors import UserError
+
+
+def latest_examples(root: Path):
+    from pipeline.metadata import MetadataStore
+
+    db = root / "metadata.sqlite"
+    latest = MetadataStore(db).latest_outputs("ingest") if db.is_file() else None
+    if latest is None:
+        raise UserError(f"no ingested data under {root}; run `visionpipe run --config <your config> --stage ingest` "
+                        "first")
+    return latest[1]["examples"]
+
+
+def write_preview(config: Config, out: Path, num_images: int = 8, variants: int = 5) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from components.common.dataset import float_batch, pixels
+    from components.train.augment import build_policy
+    from models.preprocessing import PreprocessingSpec
+
+    if not config.train.augment.policy:
+        raise UserError("train.augment.policy is empty: there is nothing to preview")
+    examples = latest_examples(Path(config.run.root))
+    classes = examples.properties["classes"]
+    p = config.preprocessing
+    spec = PreprocessingSpec(p.image_size[0], p.image_size[1], p.channels, p.resize_policy,
+                             (0.0,) * p.channels, (1.0,) * p.channels, p.crop_fraction)
+    images, labels = float_batch(*next(iter(pixels(examples.path, "train", spec).batch(num_images))), len(classes))
+    # The preview shows every op, including those the model would run on the accelerator.
+    policy = build_policy(dataclasses.replace(config.train.augment, placement="data"), config.seed)
+    columns = [(images, labels)] + [policy.on_batch(images, labels) for _ in range(variants)]
+
+    rows = int(images.shape[0])
+    figure, axes = plt.subplots(rows, variants + 1, figsize=(1.6 * (variants + 1), 1.8 * rows), squeeze=False)
+    for column, (batch, batch_labels) in enumerate(columns):
+        for row in range(rows):
+            ax = axes[row][column]
+            ax.imshow(np.squeeze(batch[row].numpy()), cmap="gray" if p.channels == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(_label_text(batch_labels[row].numpy(), classes), fontsize=7)
+            if row == 0:
+                ax.set_title("original" if column == 0 else f"augmented {column}", fontsize=8)
+    ops = ", ".join(step.op for step in config.train.augment.policy)
+    figure.suptitle(f"train.augment.policy: {ops}", fontsize=9)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
+
+
+def _label_text(weights: np.ndarray, classes: list[str]) -> str:
+    top = np.argsort(weights)[::-1][:2]
+    if weights[top[1]] < 1e-3:
+        return classes[top[0]]
+    return " / ".join(f"{classes[i]} {weights[i]:.2f}" for i in top)
