@@ -9,8 +9,11 @@ from pipeline.config import ModelConfig
 
 
 def conv_bn_relu(x, filters: int, name: str):
+    # Momentum 0.9 (Keras defaults to 0.99): the moving statistics used at inference catch up
+    # within ~20 steps, so short runs evaluate well (at 0.99, two MNIST epochs scored ~13%
+    # on val while training accuracy was 95%).
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
