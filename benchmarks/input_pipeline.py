@@ -12,7 +12,8 @@ configs/cifar10.yaml, flip + translate) and batch size:
 - heavy policies on later epochs: Keras RandAugment and visionpipe's FastRandAugment;
 - training: the config's model fitted on one synthetic in-memory batch (the step rate the
   input pipeline must beat), then fed by the visionpipe pipeline with the default policy
-  and with RandAugment (how much each slows training down on this machine).
+  and with RandAugment in tf.data or inside the model (how much each slows training down on
+  this machine, where the CPU does both).
 
 Each contender runs ``--repeats`` times, interleaved; medians and ratios are printed.
 
@@ -150,6 +151,10 @@ def main() -> None:
         ds = visionpipe(default_policy)
         return images_per_second(ds, counts["train"] - batch), images_per_second(ds, args.images)
 
+    def in_model(policy):  # the train stage's wrapper for placement: model
+        image = keras.Input(spec.input_shape)
+        return keras.Model(image, model(keras.Sequential(policy.image_layers)(image)))
+
     model = build_classifier(config.model.name, spec, len(classes), config.model)
     synthetic = tf.data.Dataset.from_tensors(
         (tf.random.uniform([batch, *spec.input_shape]), tf.one_hot(tf.zeros([batch], tf.int32), len(classes)))).repeat()
@@ -165,11 +170,18 @@ def main() -> None:
         measured["visionpipe cached, Keras RandAugment"] = images_per_second(filled(keras_rand_augment),
                                                                                args.heavy_images)
         measured["visionpipe cached, FastRandAugment"] = images_per_second(filled(fast_rand_augment), light)
-        measured["training step, synthetic batch"] = training_rate(model, synthetic, args.train_steps)
-        measured["training fed by visionpipe + policy"] = training_rate(
-            model, filled(default_policy).repeat(), args.train_steps)
-        measured["training fed by visionpipe + FastRandAugment"] = training_rate(
-            model, filled(fast_rand_augment).repeat(), args.train_steps)
+        training = [
+            ("training step, synthetic batch", lambda: training_rate(model, synthetic, args.train_steps)),
+            ("training fed by visionpipe + policy",
+             lambda: training_rate(model, filled(default_policy).repeat(), args.train_steps)),
+            ("training fed by visionpipe + FastRandAugment",
+             lambda: training_rate(model, filled(fast_rand_augment).repeat(), args.train_steps)),
+            ("training, FastRandAugment inside the model",
+             lambda: training_rate(in_model(fast_rand_augment), filled(None).repeat(), args.train_steps)),
+        ]
+        # The machine drifts within minutes; rotating the order spreads the drift over all of them.
+        for name, measure in training[repeat % len(training):] + training[:repeat % len(training)]:
+            measured[name] = measure()
         for name, value in measured.items():
             rates.setdefault(name, []).append(value)
         print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in measured.items()), flush=True)

@@ -1,5 +1,6 @@
 """The training input pipeline: every image once per epoch, caches, determinism, class balance."""
 import hashlib
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -72,7 +73,6 @@ def test_cache_choice_follows_the_budgets(tmp_path):
 def test_file_cache_is_written_once_and_survives_a_stale_lock(tmp_path):
     examples = _examples(tmp_path / "ex", list(range(3)) * 8)
     cache = choose_cache(InputConfig(cache="file"), 24, SPEC, tmp_path / "cache", "v1")
-    Path = type(tmp_path)
     Path(f"{cache.prefix}-train.lockfile").write_text("left by a killed run")
     cache = choose_cache(InputConfig(cache="file"), 24, SPEC, tmp_path / "cache", "v1")
     ds = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=0, cache=cache)
