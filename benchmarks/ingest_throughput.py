@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from ratios import Rates
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -90,24 +91,18 @@ def main() -> None:
     for path in files:  # warm the page cache so the first contender is not penalised
         path.read_bytes()
 
-    times: dict[str, list[float]] = {"plain loop": [], "decode limit (tf.data)": [],
-                                     "visionpipe ingest": [], "visionpipe ingest+validate": []}
+    rates = Rates()
     for repeat in range(args.repeats):
         work = Path(tempfile.mkdtemp(prefix="vp-bench-"))
-        times["plain loop"].append(plain_loop(files, work, args.channels))
-        times["decode limit (tf.data)"].append(decode_limit(files, args.channels))
-        ingest, both = visionpipe_stages(folder, work / "root", args.channels, args.workers)
-        times["visionpipe ingest"].append(ingest)
-        times["visionpipe ingest+validate"].append(both)
+        seconds = {"plain loop": plain_loop(files, work, args.channels),
+                   "decode limit (tf.data)": decode_limit(files, args.channels)}
+        seconds["visionpipe ingest"], seconds["visionpipe ingest+validate"] = visionpipe_stages(
+            folder, work / "root", args.channels, args.workers)
         shutil.rmtree(work)
-        print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+        rates.add_repeat(repeat, {name: len(files) / s for name, s in seconds.items()})
 
-    n = len(files)
-    rate = {k: n / statistics.median(v) for k, v in times.items()}
-    print(f"\n{n} images, {args.repeats} repeats, medians; Beam DirectRunner with {args.workers} workers")
-    print(f"{'contender':<28} {'images/s':>10} {'vs plain loop':>14} {'vs decode limit':>16}")
-    for name, r in rate.items():
-        print(f"{name:<28} {r:>10.0f} {r / rate['plain loop']:>13.2f}x {r / rate['decode limit (tf.data)']:>15.2f}x")
+    print(f"\n{len(files)} images, medians of {args.repeats} repeats; Beam DirectRunner with {args.workers} workers")
+    print(rates.table({"vs plain loop": "plain loop", "vs decode limit": "decode limit (tf.data)"}))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from ratios import Rates
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
@@ -159,7 +160,7 @@ def main() -> None:
     synthetic = tf.data.Dataset.from_tensors(
         (tf.random.uniform([batch, *spec.input_shape]), tf.one_hot(tf.zeros([batch], tf.int32), len(classes)))).repeat()
     light = min(args.images, counts["train"] - batch)
-    rates: dict[str, list[float]] = {}
+    rates = Rates()
     for repeat in range(args.repeats):
         measured = {
             "keras directory + policy (a)": images_per_second(keras_directory(), light),
@@ -182,17 +183,11 @@ def main() -> None:
         # The machine drifts within minutes; rotating the order spreads the drift over all of them.
         for name, measure in training[repeat % len(training):] + training[:repeat % len(training)]:
             measured[name] = measure()
-        for name, value in measured.items():
-            rates.setdefault(name, []).append(value)
-        print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in measured.items()), flush=True)
+        rates.add_repeat(repeat, measured)
 
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    a, b = median["keras directory + policy (a)"], median["decode only, TFRecords (b)"]
-    step = median["training step, synthetic batch"]
     print(f"\nimages/s, medians of {args.repeats} repeats; model {config.model.name} (width {config.model.width})")
-    print(f"{'contender':<46} {'images/s':>9} {'vs (a)':>8} {'vs (b)':>8} {'vs step':>8}")
-    for name, rate in median.items():
-        print(f"{name:<46} {rate:>9,.0f} {rate / a:>7.2f}x {rate / b:>7.2f}x {rate / step:>7.2f}x")
+    print(rates.table({"vs (a)": "keras directory + policy (a)", "vs (b)": "decode only, TFRecords (b)",
+                       "vs step": "training step, synthetic batch"}))
 
 
 if __name__ == "__main__":
