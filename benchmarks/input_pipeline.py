@@ -11,9 +11,9 @@ configs/cifar10.yaml, flip + translate) and batch size:
 - visionpipe cached: a later epoch, what training sees from epoch 2 on;
 - heavy policies on later epochs: Keras RandAugment and visionpipe's FastRandAugment;
 - training: the config's model fitted on one synthetic in-memory batch (the step rate the
-  input pipeline must beat), then fed by the visionpipe pipeline with the default policy
-  and with RandAugment in tf.data or inside the model (how much each slows training down on
-  this machine, where the CPU does both).
+  input pipeline must beat), then fed by the visionpipe pipeline with the default policy,
+  with Keras RandAugment or FastRandAugment in tf.data, or FastRandAugment inside the model
+  (how much each slows training down on this machine, where the CPU does both).
 
 Each contender runs ``--repeats`` times, interleaved; medians and ratios are printed.
 
@@ -175,6 +175,8 @@ def main() -> None:
             ("training step, synthetic batch", lambda: training_rate(model, synthetic, args.train_steps)),
             ("training fed by visionpipe + policy",
              lambda: training_rate(model, filled(default_policy).repeat(), args.train_steps)),
+            ("training fed by visionpipe + Keras RandAugment",
+             lambda: training_rate(model, filled(keras_rand_augment).repeat(), args.train_steps)),
             ("training fed by visionpipe + FastRandAugment",
              lambda: training_rate(model, filled(fast_rand_augment).repeat(), args.train_steps)),
             ("training, FastRandAugment inside the model",

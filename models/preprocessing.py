@@ -1,10 +1,12 @@
 """The one image preprocessing path: encoded bytes -> decoded -> fitted to the model's size.
 
 ``load_pixels`` gives the fitted image as 8-bit pixels and ``to_float`` scales pixels to
-[0, 1]. Training caches and shuffles the compact 8-bit pixels and scales whole batches;
-evaluation, TFLite calibration and the exported serving signature call ``load_image`` (the
-two composed) per image. The scaling is element-wise, so the same bytes give the same tensor
-everywhere (no train/serve skew). A resized image is rounded back to 8 bits on every path,
+[0, 1]. Training, evaluation and TFLite calibration read records through
+``components.common.dataset``, which decodes with ``load_pixels`` (training caches and
+shuffles those compact pixels) and scales whole batches with ``to_float``; the exported
+serving signature and ``visionpipe predict`` call ``load_image`` (the two composed) per
+image. The scaling is element-wise, so the same bytes give the same tensor everywhere (no
+train/serve skew). A resized image is rounded back to 8 bits on every path,
 like a camera frame an app would send. Per-channel normalisation with the train split's
 mean/std is the model's first layer (``normalization_layer``), so it travels inside every
 exported model too.

@@ -45,23 +45,27 @@ def records(examples_dir: Path, split: str, shuffle_files: bool = False, seed: i
 
 
 def pixels(examples_dir: Path, split: str, spec: PreprocessingSpec, shuffle_files: bool = False,
-           seed: int | None = None, deterministic: bool = True) -> tf.data.Dataset:
+           seed: int | None = None, deterministic: bool = True, num_images: int | None = None) -> tf.data.Dataset:
     """(uint8 image fitted to the spec, label id) pairs: the compact form worth caching.
 
     Records are parsed and decoded DECODE_BATCH at a time (one parallel map call loops over
     them with ``tf.map_fn``), then split back into single images for caching and shuffling.
     That is about twice as fast as a map call per image, whose fixed cost is comparable to
     decoding a 32x32 JPEG.
+
+    ``num_images`` (the split's count from ingest) makes the length known, so Keras sizes its
+    epochs from the start, and a split whose files hold another number of images fails loudly.
     """
     def decode_batch(serialized):
         parsed = tf.io.parse_example(serialized, _FEATURES)
         images = tf.map_fn(lambda data: load_pixels(data, spec), parsed[record_format.ENCODED],
                            fn_output_signature=tf.TensorSpec(spec.input_shape, tf.uint8))
         return images, parsed[record_format.LABEL]
-    return (_serialized(examples_dir, split, shuffle_files, seed, deterministic)
-            .batch(DECODE_BATCH)
-            .map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-            .unbatch())
+    ds = (_serialized(examples_dir, split, shuffle_files, seed, deterministic)
+          .batch(DECODE_BATCH)
+          .map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+          .unbatch())
+    return ds if num_images is None else ds.apply(tf.data.experimental.assert_cardinality(num_images))
 
 
 def float_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -70,12 +74,12 @@ def float_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tuple
 
 
 def image_dataset(examples_dir: Path, split: str, spec: PreprocessingSpec, num_classes: int,
-                  batch_size: int, cache: str | None = None) -> tf.data.Dataset:
+                  batch_size: int, cache: str | None = None, num_images: int | None = None) -> tf.data.Dataset:
     """Batches of (images in [0, 1], one-hot labels) in file order, for evaluation.
 
     ``cache`` is None (no cache), "" (memory) or a file prefix, as ``tf.data.Dataset.cache``.
     """
-    ds = pixels(examples_dir, split, spec)
+    ds = pixels(examples_dir, split, spec, num_images=num_images)
     if cache is not None:
         ds = ds.cache(cache)
     return (ds.batch(batch_size)

@@ -75,8 +75,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         ctx.log(f"augmentation: {', '.join(step.op for step in cfg.augment.policy)} "
                 f"(placement {cfg.augment.placement})")
     train_ds = training_dataset(examples, spec, len(classes), cfg.batch_size, params.input, params.seed, cache,
-                                policy, class_weights, resample_from)
-    val_ds = image_dataset(examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"))
+                                policy, class_weights, resample_from, num_images=counts["train"])
+    val_ds = image_dataset(examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"),
+                           num_images=counts["val"])
     steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
     if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
         train_ds = train_ds.repeat()
@@ -104,7 +105,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=False),
     ]
-    history = trainee.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+    # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
+    # tf.data input, which shuffles itself (input.shuffle_buffer).
+    history = trainee.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, shuffle=False,
                           steps_per_epoch=steps if (cfg.steps_per_epoch or resample_from) else None,
                           callbacks=callbacks, verbose=cfg.verbose)
     model.save(out / "model.keras")

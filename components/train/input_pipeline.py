@@ -57,14 +57,16 @@ def choose_cache(config: InputConfig, num_images: int, spec: PreprocessingSpec, 
 def training_dataset(examples_dir: Path, spec: PreprocessingSpec, num_classes: int, batch_size: int,
                      config: InputConfig, seed: int, cache: CacheChoice, policy: AugmentPolicy | None = None,
                      class_weights: Sequence[float] | None = None,
-                     resample_from: Sequence[float] | None = None) -> tf.data.Dataset:
+                     resample_from: Sequence[float] | None = None, num_images: int | None = None) -> tf.data.Dataset:
     """Batches of (images, one-hot labels) or, with ``class_weights``, (images, labels, weights).
 
     ``resample_from`` (the train split's class frequencies) resamples an endless stream to
-    equal class frequencies; the caller then sets the steps per epoch.
+    equal class frequencies; the caller then sets the steps per epoch. ``num_images`` is the
+    train split's size, as ``pixels`` takes it.
     """
     deterministic = config.deterministic
-    ds = pixels(examples_dir, "train", spec, shuffle_files=True, seed=seed, deterministic=deterministic)
+    ds = pixels(examples_dir, "train", spec, shuffle_files=True, seed=seed, deterministic=deterministic,
+                num_images=num_images)
     cache_arg = cache.for_split("train")
     if cache_arg is not None:
         ds = ds.cache(cache_arg)

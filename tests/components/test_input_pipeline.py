@@ -60,6 +60,17 @@ def test_each_epoch_yields_every_image_once_in_a_new_order(tmp_path):
     assert x.dtype == tf.float32 and y.shape == (8, 3)
 
 
+def test_the_split_size_is_known_up_front_and_checked(tmp_path):
+    examples = _examples(tmp_path, [i % 3 for i in range(50)])
+    sized = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=1, cache=MEMORY, num_images=50)
+    assert int(sized.cardinality()) == 7  # Keras knows the epoch's steps before the first epoch ends
+    assert sum(int(x.shape[0]) for x, _ in sized) == 50
+    wrong = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=1, cache=MEMORY, num_images=60)
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 60 elements"):
+        for _ in wrong:
+            pass
+
+
 def test_cache_choice_follows_the_budgets(tmp_path):
     # 10,000 images of 8x8x3 bytes = 1.83 MB
     pick = lambda **kw: choose_cache(InputConfig(**kw), 10_000, SPEC, tmp_path / "c", "data-v1")
