@@ -131,7 +131,11 @@ class InputConfig:
     memory_budget_mb: int = 2048
     file_budget_mb: int = 20480
     cache_dir: str = ""  # "" = the train stage's scratch directory under run.root
-    shuffle_buffer: int = 10000
+    # Images in the shuffle buffer. 0 = the whole train split when it is cached in memory (a
+    # true shuffle, whatever order the records are stored in; the buffer holds as much again
+    # as the cache), else 10,000. Ingest writes records in mixed class order, so a bounded
+    # buffer over several interleaved files still sees every class.
+    shuffle_buffer: int = 0
     # Same batches, order and augmentations on every run with the same seed, at some cost
     # in speed (augmentation runs in one thread; TF ops run deterministically).
     deterministic: bool = False

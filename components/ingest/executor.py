@@ -21,6 +21,7 @@ import itertools
 import json
 import pickle
 import uuid
+import zlib
 from typing import Callable, Iterator, NamedTuple
 
 import apache_beam as beam
@@ -194,6 +195,21 @@ def _pixel_fraction(listing: sources.Listing, sample: int) -> float:
     return min(1.0, sample / len(listing.entries))
 
 
+# Why tasks mix classes: examples are written in the order tasks are done, and sources come
+# in class order (class folders, often manifests and TFRecords too). Tasks of one class each
+# would write class-sorted TFRecord shards, and training's bounded shuffle buffer would then
+# see only a few classes at a time. So files are taken in the order of a hash of their path,
+# and records are dealt into buckets by a hash of their bytes, then cut into tasks: fixed,
+# and well spread. 1,024 buckets keep a bucket to about a thousand records at ImageNet size.
+# (GroupIntoBatches would make the tasks directly, but its state makes the DirectRunner fall
+# back to its old single-process engine.)
+RECORD_BUCKETS = 1024
+
+
+def _spread_order(entries: list[sources.Entry]) -> list[sources.Entry]:
+    return sorted(entries, key=lambda e: hashlib.sha1(e.path.encode()).digest())
+
+
 def build_pipeline(pipeline: beam.Pipeline, listing: sources.Listing, params: Params,
                    previous_index: dict[str, str], out: str, spill_dir: str) -> None:
     data = params.data
@@ -201,17 +217,19 @@ def build_pipeline(pipeline: beam.Pipeline, listing: sources.Listing, params: Pa
     check_args = (data.max_pixels, params.channels, _pixel_fraction(listing, data.pixel_stats_sample), spill_dir)
     tasks = []
     if listing.entries:
+        entries = [tuple(e) for e in _spread_order(listing.entries)]
         tasks.append(pipeline
                      # Declared types: Beam would otherwise infer them by walking every entry.
-                     | "ListFiles" >> beam.Create(_chunks([tuple(e) for e in listing.entries], params.files_per_task),
+                     | "ListFiles" >> beam.Create(_chunks(entries, params.files_per_task),
                                                 reshuffle=True).with_output_types(list)
                      | "CheckFiles" >> beam.ParDo(CheckFiles(*check_args)).with_output_types(TaskResult))
     if listing.records:
         tasks.append(pipeline
                      | "ListRecordFiles" >> beam.Create([f for f, _ in listing.records.files])
                      | "ReadRecords" >> ReadAllFromTFRecord(with_filename=True)
-                     | "BatchRecords" >> beam.BatchElements(min_batch_size=params.files_per_task,
-                                                            max_batch_size=params.files_per_task)
+                     | "SpreadRecords" >> beam.Map(lambda item: (zlib.crc32(item[1]) % RECORD_BUCKETS, item))
+                     | "DealRecords" >> beam.GroupByKey()
+                     | "Tasks" >> beam.FlatMapTuple(lambda _, dealt: _chunks(list(dealt), params.files_per_task))
                      | "CheckRecords" >> beam.ParDo(CheckRecords(listing.records, *check_args)).with_output_types(
                          TaskResult))
     checked = tasks | "AllTasks" >> beam.Flatten()

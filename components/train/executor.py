@@ -16,7 +16,13 @@ import tensorflow as tf
 
 from components.common.dataset import image_dataset
 from components.train.augment import build_policy
-from components.train.input_pipeline import balancing_weights, choose_cache, class_frequencies, training_dataset
+from components.train.input_pipeline import (
+    balancing_weights,
+    choose_cache,
+    class_frequencies,
+    shuffle_buffer,
+    training_dataset,
+)
 from components.train.spec import Inputs, Outputs, Params
 from components.train.strategy import choose_strategy
 from models.preprocessing import PreprocessingSpec, normalization_layer
@@ -70,7 +76,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     strategy = choose_strategy(cfg)
     ctx.log(f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, "
             f"model {params.model.name}, strategy {type(strategy).__name__} "
-            f"({strategy.num_replicas_in_sync} replicas), cache {cache.kind}: {cache.reason}")
+            f"({strategy.num_replicas_in_sync} replicas), cache {cache.kind}: {cache.reason}, "
+            f"shuffle buffer {shuffle_buffer(params.input, cache, counts['train']):,} images")
     if policy is not None:
         ctx.log(f"augmentation: {', '.join(step.op for step in cfg.augment.policy)} "
                 f"(placement {cfg.augment.placement})")

@@ -54,6 +54,16 @@ def choose_cache(config: InputConfig, num_images: int, spec: PreprocessingSpec, 
     return CacheChoice("off", prefix, megabytes, f"{size} exceed both budgets: decoding every epoch")
 
 
+BOUNDED_SHUFFLE_BUFFER = 10_000
+
+
+def shuffle_buffer(config: InputConfig, cache: CacheChoice, num_images: int | None) -> int:
+    """``input.shuffle_buffer``, or for 0 the whole split when it sits in memory anyway."""
+    if config.shuffle_buffer:
+        return config.shuffle_buffer
+    return num_images if cache.kind == "memory" and num_images else BOUNDED_SHUFFLE_BUFFER
+
+
 def training_dataset(examples_dir: Path, spec: PreprocessingSpec, num_classes: int, batch_size: int,
                      config: InputConfig, seed: int, cache: CacheChoice, policy: AugmentPolicy | None = None,
                      class_weights: Sequence[float] | None = None,
@@ -70,7 +80,7 @@ def training_dataset(examples_dir: Path, spec: PreprocessingSpec, num_classes: i
     cache_arg = cache.for_split("train")
     if cache_arg is not None:
         ds = ds.cache(cache_arg)
-    ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.shuffle(shuffle_buffer(config, cache, num_images), seed=seed, reshuffle_each_iteration=True)
     if resample_from is not None:
         ds = (ds.repeat()
               .rejection_resample(lambda image, label: tf.cast(label, tf.int32), [1 / num_classes] * num_classes,

@@ -14,6 +14,7 @@ from components.train.input_pipeline import (
     balancing_weights,
     choose_cache,
     class_frequencies,
+    shuffle_buffer,
     training_dataset,
 )
 from models.preprocessing import PreprocessingSpec
@@ -79,6 +80,13 @@ def test_cache_choice_follows_the_budgets(tmp_path):
     assert pick(memory_budget_mb=1, file_budget_mb=1).kind == "off"
     assert pick(cache="off").kind == "off" and pick(cache="file", memory_budget_mb=100).kind == "file"
     assert pick(cache="file").prefix != choose_cache(InputConfig(cache="file"), 10, SPEC, tmp_path / "c", "data-v2").prefix
+
+
+def test_a_split_cached_in_memory_is_shuffled_whole():
+    file_cache = CacheChoice("file", "/tmp/x", 0.0, "test")
+    assert shuffle_buffer(InputConfig(), MEMORY, 40_000) == 40_000
+    assert shuffle_buffer(InputConfig(), file_cache, 40_000) == shuffle_buffer(InputConfig(), MEMORY, None) == 10_000
+    assert shuffle_buffer(InputConfig(shuffle_buffer=500), MEMORY, 40_000) == 500
 
 
 def test_file_cache_is_written_once_and_survives_a_stale_lock(tmp_path):

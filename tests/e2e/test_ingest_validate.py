@@ -237,6 +237,33 @@ def test_tfrecord_source_with_configurable_feature_names(tmp_path):
     assert {r.class_name for rs in records(stage).values() for r in rs} == {"cat", "dog"}
 
 
+def class_changes(stage) -> int:
+    """How often the class changes from one train record to the next, in file order."""
+    classes = [r.class_name for r in records(stage)["train"]]
+    return sum(a != b for a, b in zip(classes, classes[1:]))
+
+
+def test_class_sorted_sources_are_written_in_mixed_order(tmp_path):
+    # Class folders and a class-sorted TFRecord file: sorted shards would starve training's
+    # bounded shuffle buffer of classes. 72 train images of 3 classes in random order change
+    # class about 48 times; written in source order they change twice.
+    folder = ingest(tmp_path / "runs", "data.source=folder", f"data.path={make_folder(tmp_path / 'images', 30)}")
+    assert class_changes(folder) > 30
+    import tensorflow as tf
+    with tf.io.TFRecordWriter(str(tmp_path / "sorted.tfrecord")) as writer:
+        for i in range(2000):  # records are dealt into 1,024 buckets: enough that buckets mix
+            pixels = np.full((4, 4, 3), i % 251, np.uint8)
+            pixels[0, 0] = [i // 251, 0, 0]
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
+                    value=[tf.io.encode_png(pixels).numpy()])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i // 1000])),
+            })).SerializeToString())
+    stage = ingest(tmp_path / "runs2", "data.source=tfrecord", f"data.path={tmp_path}/sorted.tfrecord")
+    # 1,600 train records of 2 classes: about 800 changes in random order, 1 in source order
+    assert stage.summary["ingested"] == 2000 and class_changes(stage) > 400
+
+
 def test_tfds_source_keeps_its_splits(tmp_path, tfds_data_dir):
     stage = ingest(tmp_path / "runs", "data.source=tfds", f"data.tfds_name={DS_NAME}",
                    f"data.tfds_data_dir={tfds_data_dir}")
