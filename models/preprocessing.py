@@ -6,10 +6,9 @@
 shuffles those compact pixels) and scales whole batches with ``to_float``; the exported
 serving signature and ``visionpipe predict`` call ``load_image`` (the two composed) per
 image. The scaling is element-wise, so the same bytes give the same tensor everywhere (no
-train/serve skew). A resized image is rounded back to 8 bits on every path,
-like a camera frame an app would send. Per-channel normalisation with the train split's
-mean/std is the model's first layer (``normalization_layer``), so it travels inside every
-exported model too.
+train/serve skew). A resized image is rounded back to 8 bits on every path, like a camera
+frame an app would send. Per-channel normalisation with the train split's mean/std is the
+model's first layer (``normalization_layer``), so it travels inside every exported model too.
 """
 from __future__ import annotations
 
