@@ -93,6 +93,7 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
+    from components.common import record_format
     from components.common.dataset import AUTOTUNE, pixels, split_files
     from components.train.augment import build_policy
     from components.train.executor import build_classifier, preprocessing_spec
@@ -125,12 +126,12 @@ def main() -> None:
     def decode_only():  # the idiomatic tf.data reader: one parallel map call per record
         files = tf.data.Dataset.from_tensor_slices(split_files(examples.path, "train"))
         ds = files.interleave(tf.data.TFRecordDataset, num_parallel_calls=AUTOTUNE, deterministic=False)
-        features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
-                    "image/label": tf.io.FixedLenFeature([], tf.int64)}
+        # Only the two features a trainer needs, so the baseline parses no more than it must.
+        features = {key: record_format.tf_parse_spec()[key] for key in (record_format.ENCODED, record_format.LABEL)}
 
         def parse_and_decode(serialized):
             parsed = tf.io.parse_single_example(serialized, features)
-            return decode(parsed["image/encoded"], spec.channels), parsed["image/label"]
+            return decode(parsed[record_format.ENCODED], spec.channels), parsed[record_format.LABEL]
         return ds.map(parse_and_decode, num_parallel_calls=AUTOTUNE, deterministic=False).batch(batch).prefetch(AUTOTUNE)
 
     def visionpipe_decode():  # visionpipe's reader, batched decode, no cache and no augmentation
