@@ -11,6 +11,7 @@ Each is run ``--repeats`` times, interleaved, and the medians and their ratios a
 
     python benchmarks/ingest_throughput.py /tmp/cifar10/train --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,8 @@ def image_files(folder: Path, limit: int) -> list[Path]:
 def plain_loop(files: list[Path], out: Path, channels: int) -> float:
     import tensorflow as tf
 
-    from components.common import record_format
-    from components.ingest.images import check_image
+    from visionpipe.components.common import record_format
+    from visionpipe.components.ingest.images import check_image
 
     start = time.perf_counter()
     with tf.io.TFRecordWriter(str(out / "plain.tfrecord")) as writer:
@@ -48,21 +49,36 @@ def decode_limit(files: list[Path], channels: int) -> float:
     import tensorflow as tf
 
     start = time.perf_counter()
-    ds = (tf.data.Dataset.from_tensor_slices([str(p) for p in files])
-          .map(lambda p: tf.io.decode_image(tf.io.read_file(p), channels=channels, expand_animations=False),
-               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-          .ignore_errors().batch(256).prefetch(tf.data.AUTOTUNE))
+    ds = (
+        tf.data.Dataset.from_tensor_slices([str(p) for p in files])
+        .map(
+            lambda p: tf.io.decode_image(tf.io.read_file(p), channels=channels, expand_animations=False),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=False,
+        )
+        .ignore_errors()
+        .batch(256)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     for _ in ds:
         pass
     return time.perf_counter() - start
 
 
 def visionpipe_stages(folder: Path, root: Path, channels: int, workers: int) -> tuple[float, float]:
-    from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from visionpipe.pipeline.config import load_config
+    from visionpipe.pipeline.runner import run_pipeline
 
-    config = load_config(None, [f"run.root={root}", "data.source=folder", f"data.path={folder}",
-                                f"preprocessing.channels={channels}", f"beam.direct_num_workers={workers}"])
+    config = load_config(
+        None,
+        [
+            f"run.root={root}",
+            "data.source=folder",
+            f"data.path={folder}",
+            f"preprocessing.channels={channels}",
+            f"beam.direct_num_workers={workers}",
+        ],
+    )
     start = time.perf_counter()
     result = run_pipeline(config, only="ingest")
     ingest = time.perf_counter() - start
@@ -94,10 +110,13 @@ def main() -> None:
     rates = Rates()
     for repeat in range(args.repeats):
         work = Path(tempfile.mkdtemp(prefix="vp-bench-"))
-        seconds = {"plain loop": plain_loop(files, work, args.channels),
-                   "decode limit (tf.data)": decode_limit(files, args.channels)}
+        seconds = {
+            "plain loop": plain_loop(files, work, args.channels),
+            "decode limit (tf.data)": decode_limit(files, args.channels),
+        }
         seconds["visionpipe ingest"], seconds["visionpipe ingest+validate"] = visionpipe_stages(
-            folder, work / "root", args.channels, args.workers)
+            folder, work / "root", args.channels, args.workers
+        )
         shutil.rmtree(work)
         rates.add_repeat(repeat, {name: len(files) / s for name, s in seconds.items()})
 

@@ -19,6 +19,7 @@ Each contender runs ``--repeats`` times, interleaved; medians and ratios are pri
 
     python benchmarks/input_pipeline.py /tmp/cifar10/train --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,8 @@ def training_rate(model, ds, steps: int) -> float:
 
 def prepare(folder: Path, root: Path, config_path: Path):
     """Ingests and validates the folder (cached by the runner across benchmark runs)."""
-    from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from visionpipe.pipeline.config import load_config
+    from visionpipe.pipeline.runner import run_pipeline
 
     config = load_config(config_path, [f"run.root={root}", f"data.path={folder}"])
     outputs = {}
@@ -82,8 +83,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="folder of class sub-folders, e.g. /tmp/cifar10/train")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "cifar10.yaml")
-    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "vp-bench-input",
-                        help="run root for the ingest (reused when the folder is unchanged)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "vp-bench-input",
+        help="run root for the ingest (reused when the folder is unchanged)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=40000, help="images timed per light contender")
     parser.add_argument("--heavy-images", type=int, default=6000, help="images timed per RandAugment contender")
@@ -93,14 +98,14 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from components.common import record_format
-    from components.common.dataset import AUTOTUNE, pixels, split_files
-    from components.train.augment import build_policy
-    from components.train.executor import build_classifier, preprocessing_spec
-    from components.train.input_pipeline import choose_cache, training_dataset
-    from components.train.spec import SPEC as TRAIN_SPEC
-    from models.preprocessing import decode
-    from pipeline.config import AugmentConfig, AugmentOpConfig
+    from visionpipe.components.common import record_format
+    from visionpipe.components.common.dataset import AUTOTUNE, pixels, split_files
+    from visionpipe.components.train.augment import build_policy
+    from visionpipe.components.train.executor import build_classifier, preprocessing_spec
+    from visionpipe.components.train.input_pipeline import choose_cache, training_dataset
+    from visionpipe.components.train.spec import SPEC as TRAIN_SPEC
+    from visionpipe.models.preprocessing import decode
+    from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
 
     config, examples, statistics_artifact = prepare(args.folder, args.root, args.config)
     params = TRAIN_SPEC.params(config)
@@ -111,16 +116,26 @@ def main() -> None:
     default_policy = build_policy(config.train.augment, config.seed)
     keras_rand_augment = build_policy(AugmentConfig(policy=(AugmentOpConfig("flip_horizontal"),)), config.seed)
     keras_rand_augment.image_layers.append(keras.layers.RandAugment(value_range=(0, 1), seed=config.seed))
-    fast_rand_augment = build_policy(AugmentConfig(policy=(AugmentOpConfig("flip_horizontal"),
-                                                           AugmentOpConfig("rand_augment"))), config.seed)
+    fast_rand_augment = build_policy(
+        AugmentConfig(policy=(AugmentOpConfig("flip_horizontal"), AugmentOpConfig("rand_augment"))), config.seed
+    )
     policy_names = ", ".join(step.op for step in config.train.augment.policy)
     print(f"{counts['train']} train images {spec.input_shape}, batch {batch}, policy: {policy_names}", flush=True)
 
     def keras_directory():
-        ds = keras.utils.image_dataset_from_directory(args.folder, image_size=spec.input_shape[:2], batch_size=batch,
-                                                      shuffle=True, seed=config.seed, verbose=False)
-        ds = ds.map(lambda x, y: default_policy.on_batch(x / 255.0, tf.one_hot(y, len(classes))),
-                    num_parallel_calls=AUTOTUNE, deterministic=False)
+        ds = keras.utils.image_dataset_from_directory(
+            args.folder,
+            image_size=spec.input_shape[:2],
+            batch_size=batch,
+            shuffle=True,
+            seed=config.seed,
+            verbose=False,
+        )
+        ds = ds.map(
+            lambda x, y: default_policy.on_batch(x / 255.0, tf.one_hot(y, len(classes))),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=False,
+        )
         return ds.prefetch(AUTOTUNE)
 
     def decode_only():  # the idiomatic tf.data reader: one parallel map call per record
@@ -132,7 +147,10 @@ def main() -> None:
         def parse_and_decode(serialized):
             parsed = tf.io.parse_single_example(serialized, features)
             return decode(parsed[record_format.ENCODED], spec.channels), parsed[record_format.LABEL]
-        return ds.map(parse_and_decode, num_parallel_calls=AUTOTUNE, deterministic=False).batch(batch).prefetch(AUTOTUNE)
+
+        return (
+            ds.map(parse_and_decode, num_parallel_calls=AUTOTUNE, deterministic=False).batch(batch).prefetch(AUTOTUNE)
+        )
 
     def visionpipe_decode():  # visionpipe's reader, batched decode, no cache and no augmentation
         ds = pixels(examples.path, "train", spec, deterministic=False)
@@ -159,7 +177,8 @@ def main() -> None:
 
     model = build_classifier(config.model.name, spec, len(classes), config.model)
     synthetic = tf.data.Dataset.from_tensors(
-        (tf.random.uniform([batch, *spec.input_shape]), tf.one_hot(tf.zeros([batch], tf.int32), len(classes)))).repeat()
+        (tf.random.uniform([batch, *spec.input_shape]), tf.one_hot(tf.zeros([batch], tf.int32), len(classes)))
+    ).repeat()
     light = min(args.images, counts["train"] - batch)
     rates = Rates()
     for repeat in range(args.repeats):
@@ -169,28 +188,44 @@ def main() -> None:
             "visionpipe decode only (batched)": images_per_second(visionpipe_decode(), light),
         }
         measured["visionpipe epoch 1 + policy"], measured["visionpipe cached + policy"] = epoch_one_and_cached()
-        measured["visionpipe cached, Keras RandAugment"] = images_per_second(filled(keras_rand_augment),
-                                                                               args.heavy_images)
+        measured["visionpipe cached, Keras RandAugment"] = images_per_second(
+            filled(keras_rand_augment), args.heavy_images
+        )
         measured["visionpipe cached, FastRandAugment"] = images_per_second(filled(fast_rand_augment), light)
         training = [
             ("training step, synthetic batch", lambda: training_rate(model, synthetic, args.train_steps)),
-            ("training fed by visionpipe + policy",
-             lambda: training_rate(model, filled(default_policy).repeat(), args.train_steps)),
-            ("training fed by visionpipe + Keras RandAugment",
-             lambda: training_rate(model, filled(keras_rand_augment).repeat(), args.train_steps)),
-            ("training fed by visionpipe + FastRandAugment",
-             lambda: training_rate(model, filled(fast_rand_augment).repeat(), args.train_steps)),
-            ("training, FastRandAugment inside the model",
-             lambda: training_rate(in_model(fast_rand_augment), filled(None).repeat(), args.train_steps)),
+            (
+                "training fed by visionpipe + policy",
+                lambda: training_rate(model, filled(default_policy).repeat(), args.train_steps),
+            ),
+            (
+                "training fed by visionpipe + Keras RandAugment",
+                lambda: training_rate(model, filled(keras_rand_augment).repeat(), args.train_steps),
+            ),
+            (
+                "training fed by visionpipe + FastRandAugment",
+                lambda: training_rate(model, filled(fast_rand_augment).repeat(), args.train_steps),
+            ),
+            (
+                "training, FastRandAugment inside the model",
+                lambda: training_rate(in_model(fast_rand_augment), filled(None).repeat(), args.train_steps),
+            ),
         ]
         # The machine drifts within minutes; rotating the order spreads the drift over all of them.
-        for name, measure in training[repeat % len(training):] + training[:repeat % len(training)]:
+        for name, measure in training[repeat % len(training) :] + training[: repeat % len(training)]:
             measured[name] = measure()
         rates.add_repeat(repeat, measured)
 
     print(f"\nimages/s, medians of {args.repeats} repeats; model {config.model.name} (width {config.model.width})")
-    print(rates.table({"vs (a)": "keras directory + policy (a)", "vs (b)": "decode only, TFRecords (b)",
-                       "vs step": "training step, synthetic batch"}))
+    print(
+        rates.table(
+            {
+                "vs (a)": "keras directory + policy (a)",
+                "vs (b)": "decode only, TFRecords (b)",
+                "vs step": "training step, synthetic batch",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Each contender's rate is kept per repeat; the table shows the median over repeat
 ratio to each baseline measured in the same run, because on a shared, noisy machine only
 same-run ratios mean anything.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,8 +20,9 @@ class Rates:
     def add_repeat(self, repeat: int, measured: dict[str, float]) -> None:
         for name, value in measured.items():
             self.per_repeat.setdefault(name, []).append(value)
-        print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {value:,.0f}" for name, value in measured.items()),
-              flush=True)
+        print(
+            f"repeat {repeat + 1}: " + ", ".join(f"{name} {value:,.0f}" for name, value in measured.items()), flush=True
+        )
 
     def medians(self) -> dict[str, float]:
         return {name: statistics.median(values) for name, values in self.per_repeat.items()}

@@ -10,6 +10,7 @@ train/serve skew). A resized image is rounded back to 8 bits on every path, like
 frame an app would send. Per-channel normalisation with the train split's mean/std is the
 model's first layer (``normalization_layer``), so it travels inside every exported model too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,7 @@ class PreprocessingSpec:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: Path) -> "PreprocessingSpec":
+    def load(cls, path: Path) -> PreprocessingSpec:
         data = json.loads(path.read_text())
         return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 

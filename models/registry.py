@@ -4,13 +4,14 @@ Every builder takes ``(input_shape, num_classes, config)`` and returns an uncomp
 model that maps normalized images to class probabilities. All model modules are imported
 explicitly at the bottom of this file so the registry is complete wherever it is used.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 
-from pipeline.config import ModelConfig
+from visionpipe.pipeline.config import ModelConfig
 
 Builder = Callable[[tuple[int, int, int], int, ModelConfig], keras.Model]
 _BUILDERS: dict[str, Builder] = {}
@@ -22,6 +23,7 @@ def register(name: str) -> Callable[[Builder], Builder]:
             raise ValueError(f"model {name!r} is registered twice")
         _BUILDERS[name] = builder
         return builder
+
     return decorate
 
 
@@ -29,13 +31,15 @@ def model_names() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
-                 config: ModelConfig | None = None) -> keras.Model:
-    from pipeline.errors import UserError
+def create_model(
+    name: str, input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig | None = None
+) -> keras.Model:
+    from visionpipe.pipeline.errors import UserError
+
     if name not in _BUILDERS:
         raise UserError(f"unknown model {name!r} (model.name); registered models: {', '.join(model_names())}")
     return _BUILDERS[name](input_shape, num_classes, config or ModelConfig(name=name))
 
 
 # Explicit imports: each module registers its builders on import.
-from models import small_cnn, resnet, mobilenet  # noqa: E402,F401
+from visionpipe.models import mobilenet, resnet, small_cnn  # noqa: E402,F401

@@ -2,14 +2,15 @@
 
 Suited to real photos at 32-64 px; ``width`` scales every stage (64 gives the recipe's size).
 """
+
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from models.registry import register
-from models.small_cnn import conv_bn_relu
-from pipeline.config import ModelConfig
+from visionpipe.models.registry import register
+from visionpipe.models.small_cnn import conv_bn_relu
+from visionpipe.pipeline.config import ModelConfig
 
 
 def _residual(x, filters: int, name: str):

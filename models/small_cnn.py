@@ -1,11 +1,12 @@
 """A small, fast CNN for low-resolution images such as the built-in MNIST sample."""
+
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from models.registry import register
-from pipeline.config import ModelConfig
+from visionpipe.models.registry import register
+from visionpipe.pipeline.config import ModelConfig
 
 
 def conv_bn_relu(x, filters: int, name: str):

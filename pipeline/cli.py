@@ -3,6 +3,7 @@ augmentation, predict.
 
 The CLI is the only place that reads flags; it builds the config and passes it on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_config
-from pipeline.errors import UserError
+from visionpipe.pipeline.config import ConfigError, load_config
+from visionpipe.pipeline.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +38,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline (all stages, one stage, or from a stage on)")
     run.add_argument("--config", help="YAML config; defaults apply to every key it leaves out")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value by dotted path, e.g. --set train.epochs=5")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted path, e.g. --set train.epochs=5",
+    )
     which = run.add_mutually_exclusive_group()
     which.add_argument("--stage", help="run only this stage, on the latest upstream artifacts")
     which.add_argument("--from", dest="start", help="rerun from this stage onward")
@@ -51,27 +57,40 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=10)
     runs.set_defaults(handler=_runs)
 
-    schema = sub.add_parser("schema", help="compare the latest inferred data schema with the accepted one; "
-                                           "--accept promotes it after review")
+    schema = sub.add_parser(
+        "schema",
+        help="compare the latest inferred data schema with the accepted one; --accept promotes it after review",
+    )
     schema.add_argument("--config", help="config whose run.root to use")
     schema.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    schema.add_argument("--accept", action="store_true",
-                        help="accept the latest schema (and its data version's drift) as reviewed")
+    schema.add_argument(
+        "--accept", action="store_true", help="accept the latest schema (and its data version's drift) as reviewed"
+    )
     schema.set_defaults(handler=_schema)
 
-    preview = sub.add_parser("augment-preview", help="write a PNG grid of training images under the "
-                                                     "configured augmentation policy")
+    preview = sub.add_parser(
+        "augment-preview", help="write a PNG grid of training images under the configured augmentation policy"
+    )
     preview.add_argument("--config", help="config whose train.augment.policy and run.root to use")
-    preview.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="e.g. --set 'train.augment.policy=[flip_horizontal, rand_augment]'")
+    preview.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. --set 'train.augment.policy=[flip_horizontal, rand_augment]'",
+    )
     preview.add_argument("--out", type=Path, default=Path("augment_preview.png"))
     preview.add_argument("--images", type=int, default=8, help="rows: training images shown")
     preview.add_argument("--variants", type=int, default=5, help="augmented versions of each image")
     preview.set_defaults(handler=_augment_preview)
 
     predict = sub.add_parser("predict", help="top-k classes for images, with a SavedModel or .tflite")
-    predict.add_argument("--model", required=True, type=Path,
-                         help=".tflite file, SavedModel dir, TF Serving model base path, or export artifact dir")
+    predict.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help=".tflite file, SavedModel dir, TF Serving model base path, or export artifact dir",
+    )
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("images", nargs="+", type=Path)
@@ -80,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from pipeline.runner import run_pipeline
+    from visionpipe.pipeline.runner import run_pipeline
+
     config = load_config(args.config, args.set)
     command = "visionpipe " + " ".join(sys.argv[1:])
     result = run_pipeline(config, only=args.stage, start=args.start, force=args.force, command=command)
@@ -95,19 +115,27 @@ def _run(args) -> int:
 def _summary_table(result) -> str:
     rows = [("stage", "status", "cached", "seconds", "key metric")]
     for s in result.stages:
-        rows.append((s.stage, s.status, "yes" if s.status == "cached" else "no" if s.status == "succeeded" else "-",
-                     f"{s.seconds:.1f}" if s.status != "not run" else "-", s.key_metric))
+        rows.append(
+            (
+                s.stage,
+                s.status,
+                "yes" if s.status == "cached" else "no" if s.status == "succeeded" else "-",
+                f"{s.seconds:.1f}" if s.status != "not run" else "-",
+                s.key_metric,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"\nrun {result.run_id} under {result.root}"]
     for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def _runs(args) -> int:
-    from pipeline.metadata import MetadataStore
+    from visionpipe.pipeline.metadata import MetadataStore
+
     config = load_config(args.config, args.set)
     db = Path(config.run.root) / "metadata.sqlite"
     if not db.is_file():
@@ -120,16 +148,22 @@ def _runs(args) -> int:
         for ex in store.executions_of_run(run["id"]):
             seconds = f"{ex['finished'] - ex['started']:.1f}s" if ex["finished"] else "-"
             summary = json.loads(ex["summary"]) if ex["summary"] else {}
-            metric = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in list(summary.items())[:3] if k != "seconds")
-            print(f"    {ex['stage']:<9} {ex['status']:<9} cached={'yes' if ex['cached'] else 'no':<3} "
-                  f"{seconds:>8}  {metric}")
+            metric = ", ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in list(summary.items())[:3]
+                if k != "seconds"
+            )
+            print(
+                f"    {ex['stage']:<9} {ex['status']:<9} cached={'yes' if ex['cached'] else 'no':<3} "
+                f"{seconds:>8}  {metric}"
+            )
     store.close()
     return 0
 
 
 def _schema(args) -> int:
-    from components.validate import accept
+    from visionpipe.components.validate import accept
+
     root = Path(load_config(args.config, args.set).run.root).resolve()
     result = accept.accept(root) if args.accept else accept.review(root)
     print(f"latest schema:   {result.latest}")
@@ -138,26 +172,34 @@ def _schema(args) -> int:
     if result.blocking:
         print(f"the latest validate run has blocking anomalies: {', '.join(result.blocking)}")
     if args.accept:
-        print("accepted: validate checks classes against this schema, and this data version's drift counts "
-              "as reviewed; rerun `visionpipe run` to continue")
+        print(
+            "accepted: validate checks classes against this schema, and this data version's drift counts "
+            "as reviewed; rerun `visionpipe run` to continue"
+        )
     else:
         print("review it, then run `visionpipe schema --accept` to make it the accepted schema")
     return 0
 
 
 def _augment_preview(args) -> int:
-    from components.train.preview import write_preview
+    from visionpipe.components.train.preview import write_preview
+
     out = write_preview(load_config(args.config, args.set), args.out, args.images, args.variants)
     print(f"wrote {out}")
     return 0
 
 
 def _predict(args) -> int:
-    from serving.predict import predict
+    from visionpipe.serving.predict import predict
+
     results = predict(args.model, args.images, args.top_k)
     if args.json:
-        print(json.dumps([{"image": r.path, "top_k": [{"class": c, "probability": p} for c, p in r.top]}
-                          for r in results], indent=2))
+        print(
+            json.dumps(
+                [{"image": r.path, "top_k": [{"class": c, "probability": p} for c, p in r.top]} for r in results],
+                indent=2,
+            )
+        )
         return 0
     for r in results:
         print(r.path)

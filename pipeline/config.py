@@ -5,6 +5,7 @@ and ``--set a.b=value`` overrides are checked against these types: an unknown ke
 of the wrong type fails with a ``ConfigError`` that names the key, the expected type and the
 valid keys, so a typo never silently falls back to a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,6 +36,7 @@ class SplitConfig:
 @dataclasses.dataclass(frozen=True)
 class TFRecordSourceConfig:
     """Feature names in a user's TFRecords of tf.train.Example (data.source == "tfrecord")."""
+
     image_key: str = "image/encoded"
     label_key: str = "image/class/label"  # int64 class id or bytes class name
     split_key: str = ""  # optional bytes feature holding train/val/test; "" = visionpipe splits
@@ -71,6 +73,7 @@ class BeamConfig:
 @dataclasses.dataclass(frozen=True)
 class SeverityConfig:
     """Whether each anomaly kind stops the pipeline ("block") or is only reported ("warn")."""
+
     empty_class: Literal["block", "warn"] = "block"
     undecodable_image: Literal["block", "warn"] = "block"
     class_missing_from_split: Literal["block", "warn"] = "block"
@@ -88,6 +91,7 @@ class SeverityConfig:
 @dataclasses.dataclass(frozen=True)
 class DriftConfig:
     """Limits against the previous data version's statistics (see README, data validation)."""
+
     max_label_linf: float = 0.1  # L-infinity distance between per-split class distributions
     max_size_change: float = 0.25  # relative change of mean image height or width
     max_channel_linf: float = 0.1  # L-infinity distance between channel-count distributions
@@ -125,6 +129,7 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
     """The tf.data input pipeline that feeds training (see README, input pipeline)."""
+
     # auto: cache the decoded 8-bit train/val images in memory when they fit memory_budget_mb,
     # else in files under cache_dir when they fit file_budget_mb, else decode every epoch.
     cache: Literal["auto", "memory", "file", "off"] = "auto"
@@ -141,13 +146,27 @@ class InputConfig:
     deterministic: bool = False
 
 
-AugmentOp = Literal["random_resized_crop", "flip_horizontal", "flip_vertical", "translate", "rotate", "zoom",
-                    "brightness", "contrast", "color_jitter", "rand_augment", "random_erasing", "mixup", "cutmix"]
+AugmentOp = Literal[
+    "random_resized_crop",
+    "flip_horizontal",
+    "flip_vertical",
+    "translate",
+    "rotate",
+    "zoom",
+    "brightness",
+    "contrast",
+    "color_jitter",
+    "rand_augment",
+    "random_erasing",
+    "mixup",
+    "cutmix",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentOpConfig:
     """One step of an augmentation policy; what ``magnitude`` means per op is in the README."""
+
     op: AugmentOp
     probability: float = 1.0  # chance that an image (and its label, for mixup/cutmix) gets this op
     magnitude: float | None = None  # None = the op's default strength
@@ -268,7 +287,8 @@ def build(cls: type, data: Any, where: str) -> Any:
     if unknown:
         raise ConfigError(
             f"unknown config key {_join(where, unknown[0])!r}; valid keys under "
-            f"{where or 'the top level'}: {', '.join(names)}")
+            f"{where or 'the top level'}: {', '.join(names)}"
+        )
     required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
     missing = [name for name in required if name not in data]
     if missing:
@@ -301,7 +321,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key} must be a list of {len(args)} items; got {value!r}")
-        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
@@ -320,12 +340,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain-data view of a config (tuples become lists) for YAML/JSON output and fingerprints."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return value
+
     return plain(dataclasses.asdict(config))
 
 

@@ -5,6 +5,7 @@ whatever it reads from outside the store, and the code version. An output artifa
 fingerprint also includes the execution that produced it, so a forced rerun of a stage
 (which may produce different weights) makes every downstream stage run again.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,9 @@ def code_version() -> str:
 
 
 def stage_fingerprint(stage: str, params: Any, input_fingerprints: dict[str, str], external: str) -> str:
-    return digest({"stage": stage, "params": params, "inputs": input_fingerprints,
-                   "external": external, "code": code_version()})
+    return digest(
+        {"stage": stage, "params": params, "inputs": input_fingerprints, "external": external, "code": code_version()}
+    )
 
 
 def artifact_fingerprint(stage_fp: str, execution_id: int, output_name: str) -> str:

@@ -1,12 +1,13 @@
 """The stage graph: which stages exist and in what order. Only specs are wired here."""
+
 from __future__ import annotations
 
-from components.evaluate.spec import SPEC as EVALUATE
-from components.export.spec import SPEC as EXPORT
-from components.ingest.spec import SPEC as INGEST
-from components.push.spec import SPEC as PUSH
-from components.train.spec import SPEC as TRAIN
-from components.validate.spec import SPEC as VALIDATE
+from visionpipe.components.evaluate.spec import SPEC as EVALUATE
+from visionpipe.components.export.spec import SPEC as EXPORT
+from visionpipe.components.ingest.spec import SPEC as INGEST
+from visionpipe.components.push.spec import SPEC as PUSH
+from visionpipe.components.train.spec import SPEC as TRAIN
+from visionpipe.components.validate.spec import SPEC as VALIDATE
 
 STAGES = [INGEST, VALIDATE, TRAIN, EVALUATE, EXPORT, PUSH]
 

@@ -5,15 +5,17 @@ events link it to the artifacts it read (``input``) and wrote (``output``). Only
 succeeded registers output artifacts, in one transaction, so a crashed stage leaves nothing
 that a later run could mistake for a result.
 """
+
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from pipeline.artifacts import ALL_TYPES, Artifact
+from visionpipe.pipeline.artifacts import ALL_TYPES, Artifact
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -52,7 +54,8 @@ class MetadataStore:
     def start_run(self, code_version: str, config: dict[str, Any], command: str) -> int:
         cur = self._db.execute(
             "INSERT INTO runs (started, status, code_version, config, command) VALUES (?,?,?,?,?)",
-            (time.time(), "running", code_version, json.dumps(config), command))
+            (time.time(), "running", code_version, json.dumps(config), command),
+        )
         return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, status: str) -> None:
@@ -65,37 +68,47 @@ class MetadataStore:
         return self._db.execute("SELECT * FROM executions WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
 
     # executions ---------------------------------------------------------------------------
-    def start_execution(self, run_id: int, stage: str, fingerprint: str,
-                        inputs: dict[str, Artifact], data_key: str = "") -> int:
+    def start_execution(
+        self, run_id: int, stage: str, fingerprint: str, inputs: dict[str, Artifact], data_key: str = ""
+    ) -> int:
         """``data_key`` identifies the data the execution read (its inputs and external source)."""
         with self._transaction():
             cur = self._db.execute(
-                "INSERT INTO executions (run_id, stage, fingerprint, status, started, data_key) "
-                "VALUES (?,?,?,?,?,?)", (run_id, stage, fingerprint, "running", time.time(), data_key))
+                "INSERT INTO executions (run_id, stage, fingerprint, status, started, data_key) VALUES (?,?,?,?,?,?)",
+                (run_id, stage, fingerprint, "running", time.time(), data_key),
+            )
             execution_id = int(cur.lastrowid)
             self._add_events(execution_id, "input", inputs.items())
         return execution_id
 
-    def finish_execution(self, execution_id: int, outputs: dict[str, Artifact],
-                         summary: dict[str, Any], cached: bool = False) -> None:
+    def finish_execution(
+        self, execution_id: int, outputs: dict[str, Artifact], summary: dict[str, Any], cached: bool = False
+    ) -> None:
         """Marks an execution succeeded (or cached) and registers its outputs atomically."""
         with self._transaction():
             for artifact in outputs.values():
                 if artifact.id is None:
                     cur = self._db.execute(
                         "INSERT INTO artifacts (type, uri, properties, fingerprint, created) VALUES (?,?,?,?,?)",
-                        (artifact.TYPE, artifact.uri, json.dumps(artifact.properties),
-                         artifact.fingerprint, time.time()))
+                        (
+                            artifact.TYPE,
+                            artifact.uri,
+                            json.dumps(artifact.properties),
+                            artifact.fingerprint,
+                            time.time(),
+                        ),
+                    )
                     artifact.id = int(cur.lastrowid)
             self._add_events(execution_id, "output", outputs.items())
             self._db.execute(
                 "UPDATE executions SET status=?, cached=?, finished=?, summary=? WHERE id=?",
-                ("cached" if cached else "succeeded", int(cached), time.time(), json.dumps(summary),
-                 execution_id))
+                ("cached" if cached else "succeeded", int(cached), time.time(), json.dumps(summary), execution_id),
+            )
 
     def fail_execution(self, execution_id: int, error: str) -> None:
-        self._db.execute("UPDATE executions SET status='failed', finished=?, error=? WHERE id=?",
-                         (time.time(), error, execution_id))
+        self._db.execute(
+            "UPDATE executions SET status='failed', finished=?, error=? WHERE id=?", (time.time(), error, execution_id)
+        )
 
     def abandon_running(self) -> None:
         """Executions left 'running' by a killed process are marked so; they registered nothing."""
@@ -106,8 +119,9 @@ class MetadataStore:
     def cached_outputs(self, stage: str, fingerprint: str) -> dict[str, Artifact] | None:
         """Outputs of the newest successful execution with this fingerprint, if still on disk."""
         row = self._db.execute(
-            "SELECT id FROM executions WHERE stage=? AND fingerprint=? AND status='succeeded' "
-            "ORDER BY id DESC LIMIT 1", (stage, fingerprint)).fetchone()
+            "SELECT id FROM executions WHERE stage=? AND fingerprint=? AND status='succeeded' ORDER BY id DESC LIMIT 1",
+            (stage, fingerprint),
+        ).fetchone()
         if row is None:
             return None
         outputs = self.artifacts_of(row["id"], "output")
@@ -118,24 +132,30 @@ class MetadataStore:
     def succeeded_summary(self, stage: str, fingerprint: str) -> dict[str, Any]:
         row = self._db.execute(
             "SELECT summary FROM executions WHERE stage=? AND fingerprint=? AND status='succeeded' "
-            "ORDER BY id DESC LIMIT 1", (stage, fingerprint)).fetchone()
+            "ORDER BY id DESC LIMIT 1",
+            (stage, fingerprint),
+        ).fetchone()
         return json.loads(row["summary"]) if row and row["summary"] else {}
 
     def latest_outputs(self, stage: str) -> tuple[int, dict[str, Artifact]] | None:
         row = self._db.execute(
-            "SELECT id FROM executions WHERE stage=? AND status IN ('succeeded','cached') "
-            "ORDER BY id DESC LIMIT 1", (stage,)).fetchone()
+            "SELECT id FROM executions WHERE stage=? AND status IN ('succeeded','cached') ORDER BY id DESC LIMIT 1",
+            (stage,),
+        ).fetchone()
         if row is None:
             return None
         return row["id"], self.artifacts_of(row["id"], "output")
 
-    def previous_output(self, stage: str, artifact_type: type[Artifact],
-                        other_than_data_key: str | None = None) -> Artifact | None:
+    def previous_output(
+        self, stage: str, artifact_type: type[Artifact], other_than_data_key: str | None = None
+    ) -> Artifact | None:
         """The newest artifact of this type the stage produced itself (not from cache), optionally
         from data other than ``other_than_data_key``; None if there is none on disk."""
         rows = self._db.execute(
             "SELECT id FROM executions WHERE stage=? AND status='succeeded' AND (? IS NULL OR data_key != ?) "
-            "ORDER BY id DESC", (stage, other_than_data_key, other_than_data_key)).fetchall()
+            "ORDER BY id DESC",
+            (stage, other_than_data_key, other_than_data_key),
+        ).fetchall()
         for row in rows:
             found = [a for a in self.artifacts_of(row["id"], "output").values() if isinstance(a, artifact_type)]
             if found and found[0].path.exists():
@@ -145,7 +165,9 @@ class MetadataStore:
     def artifacts_of(self, execution_id: int, kind: str) -> dict[str, Artifact]:
         rows = self._db.execute(
             "SELECT e.name, a.* FROM events e JOIN artifacts a ON a.id = e.artifact_id "
-            "WHERE e.execution_id=? AND e.kind=?", (execution_id, kind)).fetchall()
+            "WHERE e.execution_id=? AND e.kind=?",
+            (execution_id, kind),
+        ).fetchall()
         return {r["name"]: _artifact(r) for r in rows}
 
     def lineage(self, artifact_id: int) -> list[dict[str, Any]]:
@@ -159,13 +181,20 @@ class MetadataStore:
             producer = self._db.execute(
                 "SELECT x.* FROM events e JOIN executions x ON x.id = e.execution_id "
                 "WHERE e.artifact_id=? AND e.kind='output' AND x.status='succeeded' "
-                "ORDER BY x.id LIMIT 1", (current,)).fetchone()
+                "ORDER BY x.id LIMIT 1",
+                (current,),
+            ).fetchone()
             if producer is None:
                 continue
             inputs = self.artifacts_of(producer["id"], "input")
-            chain.append({"artifact_id": current, "stage": producer["stage"],
-                          "execution_id": producer["id"],
-                          "inputs": {n: a.id for n, a in inputs.items()}})
+            chain.append(
+                {
+                    "artifact_id": current,
+                    "stage": producer["stage"],
+                    "execution_id": producer["id"],
+                    "inputs": {n: a.id for n, a in inputs.items()},
+                }
+            )
             frontier.extend(a.id for a in inputs.values())
         return chain
 
@@ -173,7 +202,8 @@ class MetadataStore:
     def _add_events(self, execution_id: int, kind: str, items: Iterable[tuple[str, Artifact]]) -> None:
         self._db.executemany(
             "INSERT INTO events (execution_id, artifact_id, kind, name) VALUES (?,?,?,?)",
-            [(execution_id, a.id, kind, name) for name, a in items])
+            [(execution_id, a.id, kind, name) for name, a in items],
+        )
 
     def _transaction(self):
         return _Transaction(self._db)
@@ -192,5 +222,4 @@ class _Transaction:
 
 def _artifact(row: sqlite3.Row) -> Artifact:
     cls = ALL_TYPES[row["type"]]
-    return cls(uri=row["uri"], properties=json.loads(row["properties"]),
-               fingerprint=row["fingerprint"], id=row["id"])
+    return cls(uri=row["uri"], properties=json.loads(row["properties"]), fingerprint=row["fingerprint"], id=row["id"])

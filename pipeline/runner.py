@@ -5,6 +5,7 @@ to ``artifacts/<stage>/<execution>/`` only when the executor returns; the output
 registered in the metadata store in one transaction. A stage that fails or is killed leaves
 only a temp directory, which the next run deletes before it redoes the stage.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,13 +17,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from pipeline import fingerprint as fp
-from pipeline.artifacts import Artifact
-from pipeline.config import Config, dump_yaml, to_dict
-from pipeline.errors import GateError, PipelineBusy, UserError
-from pipeline.graph import STAGES, stage_names
-from pipeline.metadata import MetadataStore
-from pipeline.stage import StageContext, StageSpec
+from visionpipe.pipeline import fingerprint as fp
+from visionpipe.pipeline.artifacts import Artifact
+from visionpipe.pipeline.config import Config, dump_yaml, to_dict
+from visionpipe.pipeline.errors import GateError, PipelineBusy, UserError
+from visionpipe.pipeline.graph import STAGES, stage_names
+from visionpipe.pipeline.metadata import MetadataStore
+from visionpipe.pipeline.stage import StageContext, StageSpec
 
 
 @dataclasses.dataclass
@@ -61,12 +62,13 @@ def select_stages(only: str | None, start: str | None) -> list[StageSpec]:
     if only:
         return [s for s in STAGES if s.name == only]
     if start:
-        return STAGES[names.index(start):]
+        return STAGES[names.index(start) :]
     return list(STAGES)
 
 
-def run_pipeline(config: Config, only: str | None = None, start: str | None = None,
-                 force: bool = False, command: str = "") -> RunResult:
+def run_pipeline(
+    config: Config, only: str | None = None, start: str | None = None, force: bool = False, command: str = ""
+) -> RunResult:
     """Runs the whole graph, one stage (``only``) or a stage onward (``start``).
 
     A stage named by ``only``/``start`` always executes; the others are cached when their
@@ -94,8 +96,9 @@ def run_pipeline(config: Config, only: str | None = None, start: str | None = No
             store.close()
 
 
-def _run_stages(store: MetadataStore, config: Config, root: Path, run_id: int,
-                selected: list[StageSpec], forced: set[str]) -> list[StageResult]:
+def _run_stages(
+    store: MetadataStore, config: Config, root: Path, run_id: int, selected: list[StageSpec], forced: set[str]
+) -> list[StageResult]:
     available: dict[type, Artifact] = {}
     results: list[StageResult] = []
     selected_names = {s.name for s in selected}
@@ -111,15 +114,22 @@ def _run_stages(store: MetadataStore, config: Config, root: Path, run_id: int,
         result = _run_stage(store, config, root, run_id, spec, available, spec.name in forced)
         results.append(result)
         if result.status not in ("succeeded", "cached"):
-            results.extend(StageResult(s.name, "not run") for s in selected[i + 1:])
+            results.extend(StageResult(s.name, "not run") for s in selected[i + 1 :])
             break
         for artifact in result.outputs.values():
             available[type(artifact)] = artifact
     return results
 
 
-def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, spec: StageSpec,
-               available: dict[type, Artifact], force: bool) -> StageResult:
+def _run_stage(
+    store: MetadataStore,
+    config: Config,
+    root: Path,
+    run_id: int,
+    spec: StageSpec,
+    available: dict[type, Artifact],
+    force: bool,
+) -> StageResult:
     started = time.time()
     params = spec.params(config)
     try:
@@ -134,8 +144,13 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
     data_key = fp.digest(upstream_fps or external)
     inputs = spec.inputs(**upstream, **_resolve_previous(store, spec, data_key))
     input_map = {n: a for n, a in _as_map(inputs).items() if a is not None}
-    ctx = StageContext(stage=spec.name, run_root=root, seed=config.seed, beam_args=beam_args(config),
-                       scratch_dir=root / "scratch" / f"{spec.name}-{stage_fp[:16]}")
+    ctx = StageContext(
+        stage=spec.name,
+        run_root=root,
+        seed=config.seed,
+        beam_args=beam_args(config),
+        scratch_dir=root / "scratch" / f"{spec.name}-{stage_fp[:16]}",
+    )
     reason = spec.gate(inputs) if spec.gate else None
     if reason:
         ctx.log(f"refused: {reason}")
@@ -147,8 +162,9 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
         summary = store.succeeded_summary(spec.name, stage_fp)
         store.finish_execution(execution_id, cached, summary, cached=True)
         ctx.log("cached (inputs, params and code unchanged)")
-        return StageResult(spec.name, "cached", time.time() - started, summary, cached,
-                           key_metric=_key_metric(spec, summary))
+        return StageResult(
+            spec.name, "cached", time.time() - started, summary, cached, key_metric=_key_metric(spec, summary)
+        )
 
     execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map, data_key)
     stage_dir = root / "artifacts" / spec.name
@@ -168,8 +184,9 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
             raise
         if not user_facing:
             traceback.print_exc()
-        return StageResult(spec.name, "refused" if isinstance(err, GateError) else "failed",
-                           time.time() - started, message=message)
+        return StageResult(
+            spec.name, "refused" if isinstance(err, GateError) else "failed", time.time() - started, message=message
+        )
     os.replace(tmp_dir, final_dir)
     ctx.log(f"outputs in {final_dir}")
     for name, artifact in outputs.items():
@@ -178,23 +195,28 @@ def _run_stage(store: MetadataStore, config: Config, root: Path, run_id: int, sp
     summary["seconds"] = round(time.time() - started, 2)
     store.finish_execution(execution_id, outputs, summary)
     shutil.rmtree(ctx.scratch_dir, ignore_errors=True)  # resumable state is no longer needed
-    return StageResult(spec.name, "succeeded", time.time() - started, summary, outputs,
-                       key_metric=_key_metric(spec, summary))
+    return StageResult(
+        spec.name, "succeeded", time.time() - started, summary, outputs, key_metric=_key_metric(spec, summary)
+    )
 
 
 def _resolve_inputs(spec: StageSpec, available: dict[type, Artifact]) -> dict[str, Artifact]:
     values = {}
     for name, cls in spec.input_fields().items():
         if cls not in available:
-            raise UserError(f"stage {spec.name!r} needs a {cls.TYPE} artifact but none has been "
-                            f"produced yet; run the upstream stages first (visionpipe run)")
+            raise UserError(
+                f"stage {spec.name!r} needs a {cls.TYPE} artifact but none has been "
+                f"produced yet; run the upstream stages first (visionpipe run)"
+            )
         values[name] = available[cls]
     return values
 
 
 def _resolve_previous(store: MetadataStore, spec: StageSpec, data_key: str) -> dict[str, Artifact | None]:
-    return {name: store.previous_output(spec.name, cls, data_key if other_data else None)
-            for name, (cls, other_data) in spec.previous_fields().items()}
+    return {
+        name: store.previous_output(spec.name, cls, data_key if other_data else None)
+        for name, (cls, other_data) in spec.previous_fields().items()
+    }
 
 
 def _as_map(inputs: Any) -> dict[str, Artifact]:
@@ -213,8 +235,7 @@ def beam_args(config: Config) -> list[str]:
     beam = config.beam
     args = [f"--runner={beam.runner}"]
     if beam.runner == "DirectRunner":
-        args += [f"--direct_num_workers={beam.direct_num_workers}",
-                 f"--direct_running_mode={beam.direct_running_mode}"]
+        args += [f"--direct_num_workers={beam.direct_num_workers}", f"--direct_running_mode={beam.direct_running_mode}"]
     return args + list(beam.extra_options)
 
 
@@ -237,8 +258,10 @@ class _RootLock:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.close()
-            raise PipelineBusy(f"another visionpipe run is using {self._path.parent}; wait for it "
-                               "to finish or use a different run.root") from None
+            raise PipelineBusy(
+                f"another visionpipe run is using {self._path.parent}; wait for it "
+                "to finish or use a different run.root"
+            ) from None
         return self
 
     def __exit__(self, *_):

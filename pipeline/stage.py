@@ -5,17 +5,19 @@ fields are artifact types; the runner resolves each input field by its type from
 outputs, creates each output artifact in a temporary directory, and calls the executor named
 by ``executor`` (imported lazily, so listing runs never imports TensorFlow).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pipeline.artifacts import Artifact
-from pipeline.config import Config
+from visionpipe.pipeline.artifacts import Artifact
+from visionpipe.pipeline.config import Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +41,14 @@ class StageSpec:
     def previous_fields(self) -> dict[str, tuple[type[Artifact], bool]]:
         """Inputs that are this stage's own earlier outputs: name -> (type, other_data_only)."""
         hints = typing.get_type_hints(self.inputs)
-        return {f.name: (next(t for t in typing.get_args(hints[f.name]) if t is not type(None)),
-                         f.metadata["previous"] == "other_data")
-                for f in dataclasses.fields(self.inputs) if "previous" in f.metadata}
+        return {
+            f.name: (
+                next(t for t in typing.get_args(hints[f.name]) if t is not type(None)),
+                f.metadata["previous"] == "other_data",
+            )
+            for f in dataclasses.fields(self.inputs)
+            if "previous" in f.metadata
+        }
 
     def output_fields(self) -> dict[str, type[Artifact]]:
         return typing.get_type_hints(self.outputs)
@@ -65,6 +72,7 @@ def previous(other_data: bool = False) -> Any:
 @dataclasses.dataclass
 class StageContext:
     """What an executor may know about the run besides its inputs, outputs and params."""
+
     stage: str
     run_root: Path
     scratch_dir: Path  # survives a killed run (keyed by fingerprint): resumable state lives here

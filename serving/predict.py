@@ -4,6 +4,7 @@ Both paths use the exported artifacts only, as a deployment would: the SavedMode
 ``serving_default`` signature decodes the bytes itself; the TFLite model gets images from the
 shared preprocessing module with the spec and labels the export wrote beside it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from components.ingest.images import BadImage, check_image
-from pipeline.errors import UserError
+from visionpipe.components.ingest.images import BadImage, check_image
+from visionpipe.pipeline.errors import UserError
 
 
 @dataclasses.dataclass
@@ -40,8 +41,10 @@ def find_saved_model(path: Path) -> Path:
     candidates += [p.parent for p in path.glob("serving/*/*/saved_model.pb")]
     numbered = [c for c in candidates if c.name.isdigit()]
     if not numbered:
-        raise UserError(f"no SavedModel found at {path}; pass a .tflite file, a SavedModel directory, "
-                        "a TF Serving model base path, or an export artifact directory")
+        raise UserError(
+            f"no SavedModel found at {path}; pass a .tflite file, a SavedModel directory, "
+            "a TF Serving model base path, or an export artifact directory"
+        )
     return max(numbered, key=lambda c: int(c.name))
 
 
@@ -52,7 +55,7 @@ def predict(model_path: Path, images: list[Path], top_k: int = 3) -> list[Predic
     else:
         probabilities, classes = _saved_model_probabilities(find_saved_model(model_path), data)
     results = []
-    for path, probs in zip(images, probabilities):
+    for path, probs in zip(images, probabilities, strict=True):
         order = np.argsort(-probs)[:top_k]
         results.append(Prediction(str(path), [(classes[i], float(probs[i])) for i in order]))
     return results
@@ -60,6 +63,7 @@ def predict(model_path: Path, images: list[Path], top_k: int = 3) -> list[Predic
 
 def _saved_model_probabilities(path: Path, data: list[bytes]):
     import tensorflow as tf
+
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     out = serve(image_bytes=tf.constant(data))
     classes = [c.decode() for c in out["classes"].numpy()[0]]
@@ -69,8 +73,9 @@ def _saved_model_probabilities(path: Path, data: list[bytes]):
 def _tflite_probabilities(path: Path, data: list[bytes]):
     import tensorflow as tf
 
-    from models.preprocessing import PreprocessingSpec, load_image
-    from serving.tflite_runner import TFLiteClassifier
+    from visionpipe.models.preprocessing import PreprocessingSpec, load_image
+    from visionpipe.serving.tflite_runner import TFLiteClassifier
+
     spec_path, labels_path = path.with_name("preprocessing.json"), path.with_name("labels.txt")
     for needed in (spec_path, labels_path):
         if not needed.is_file():

@@ -1,4 +1,5 @@
 """Runs a .tflite classifier with ai-edge-litert, quantising inputs as the model expects."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny image folders the tests make themselves (no downloads)."""
+
 from __future__ import annotations
 
 import os
@@ -12,15 +13,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 
-from tests.tfds_fixture import tfds_data_dir  # noqa: F401  (a fixture for every test module)
+from tests.tfds_fixture import tfds_data_dir  # noqa: E402,F401  (a fixture for every test module)
 
 
-def make_image(path: Path, size: tuple[int, int], color: tuple[int, int, int], seed: int, fmt: str | None = None) -> None:
+def make_image(
+    path: Path, size: tuple[int, int], color: tuple[int, int, int], seed: int, fmt: str | None = None
+) -> None:
     """A class-coloured image with noise and a bright square, so classes are learnable."""
     rng = np.random.default_rng(seed)
     w, h = size
     pixels = np.clip(rng.normal(0, 25, (h, w, 3)) + np.array(color), 0, 255).astype(np.uint8)
-    pixels[h // 4: h // 2, w // 4: w // 2] = 255 - np.array(color, np.uint8)
+    pixels[h // 4 : h // 2, w // 4 : w // 2] = 255 - np.array(color, np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format=fmt)
 
@@ -46,12 +49,26 @@ def image_folder(tmp_path: Path) -> Path:
 def tiny_config_yaml(root: Path, data: Path) -> str:
     """A config that trains a tiny model in seconds on ``make_folder`` data."""
     lines = [
-        "run:", f"  root: {root}",
-        "data:", "  source: folder", f"  path: {data}",
-        "beam:", "  direct_running_mode: in_memory", "  direct_num_workers: 1",
-        "preprocessing:", "  image_size: [32, 32]", "  channels: 3", "  resize_policy: pad",
-        "model:", "  name: small_cnn", "  width: 8",
-        "train:", "  epochs: 2", "  batch_size: 8", "  verbose: 0",
-        "export:", "  calibration_samples: 16",
+        "run:",
+        f"  root: {root}",
+        "data:",
+        "  source: folder",
+        f"  path: {data}",
+        "beam:",
+        "  direct_running_mode: in_memory",
+        "  direct_num_workers: 1",
+        "preprocessing:",
+        "  image_size: [32, 32]",
+        "  channels: 3",
+        "  resize_policy: pad",
+        "model:",
+        "  name: small_cnn",
+        "  width: 8",
+        "train:",
+        "  epochs: 2",
+        "  batch_size: 8",
+        "  verbose: 0",
+        "export:",
+        "  calibration_samples: 16",
     ]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 Session-scoped: TFDS registers a builder class once per process.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,10 +31,15 @@ def tfds_data_dir(tmp_path_factory) -> Path:
         __module__ = DS_NAME
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "label": tfds.features.ClassLabel(names=["cat", "dog"]),
-            }))
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(None, None, 3)),
+                        "label": tfds.features.ClassLabel(names=["cat", "dog"]),
+                    }
+                ),
+            )
 
         def _split_generators(self, dl_manager):
             return {split: self._generate_examples(split) for split in COUNTS}

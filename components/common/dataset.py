@@ -6,14 +6,15 @@ lets both hand out whichever element is ready first, which keeps the cores busy;
 and the deterministic training mode keep the file order. Labels come out one-hot so label
 smoothing and mixing augmentations work.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import tensorflow as tf
 
-from components.common import record_format
-from models.preprocessing import PreprocessingSpec, load_pixels, to_float
+from visionpipe.components.common import record_format
+from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 AUTOTUNE = tf.data.AUTOTUNE
 _FEATURES = record_format.tf_parse_spec()
@@ -27,25 +28,39 @@ def split_files(examples_dir: Path, split: str) -> list[str]:
     return files
 
 
-def _serialized(examples_dir: Path, split: str, shuffle_files: bool, seed: int | None,
-                deterministic: bool) -> tf.data.Dataset:
+def _serialized(
+    examples_dir: Path, split: str, shuffle_files: bool, seed: int | None, deterministic: bool
+) -> tf.data.Dataset:
     paths = split_files(examples_dir, split)
     files = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle_files:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    return files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 16),
-                            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    return files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(paths), 16),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
 
 
-def records(examples_dir: Path, split: str, shuffle_files: bool = False, seed: int | None = None,
-            deterministic: bool = True) -> tf.data.Dataset:
+def records(
+    examples_dir: Path, split: str, shuffle_files: bool = False, seed: int | None = None, deterministic: bool = True
+) -> tf.data.Dataset:
     """Parsed examples of one split: dicts with encoded bytes, label id and source path."""
     return _serialized(examples_dir, split, shuffle_files, seed, deterministic).map(
-        lambda x: tf.io.parse_single_example(x, _FEATURES), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        lambda x: tf.io.parse_single_example(x, _FEATURES), num_parallel_calls=AUTOTUNE, deterministic=deterministic
+    )
 
 
-def pixels(examples_dir: Path, split: str, spec: PreprocessingSpec, shuffle_files: bool = False,
-           seed: int | None = None, deterministic: bool = True, num_images: int | None = None) -> tf.data.Dataset:
+def pixels(
+    examples_dir: Path,
+    split: str,
+    spec: PreprocessingSpec,
+    shuffle_files: bool = False,
+    seed: int | None = None,
+    deterministic: bool = True,
+    num_images: int | None = None,
+) -> tf.data.Dataset:
     """(uint8 image fitted to the spec, label id) pairs: the compact form worth caching.
 
     Records are parsed and decoded DECODE_BATCH at a time (one parallel map call loops over
@@ -56,15 +71,22 @@ def pixels(examples_dir: Path, split: str, spec: PreprocessingSpec, shuffle_file
     ``num_images`` (the split's count from ingest) makes the length known, so Keras sizes its
     epochs from the start, and a split whose files hold another number of images fails loudly.
     """
+
     def decode_batch(serialized):
         parsed = tf.io.parse_example(serialized, _FEATURES)
-        images = tf.map_fn(lambda data: load_pixels(data, spec), parsed[record_format.ENCODED],
-                           fn_output_signature=tf.TensorSpec(spec.input_shape, tf.uint8))
+        images = tf.map_fn(
+            lambda data: load_pixels(data, spec),
+            parsed[record_format.ENCODED],
+            fn_output_signature=tf.TensorSpec(spec.input_shape, tf.uint8),
+        )
         return images, parsed[record_format.LABEL]
-    ds = (_serialized(examples_dir, split, shuffle_files, seed, deterministic)
-          .batch(DECODE_BATCH)
-          .map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-          .unbatch())
+
+    ds = (
+        _serialized(examples_dir, split, shuffle_files, seed, deterministic)
+        .batch(DECODE_BATCH)
+        .map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        .unbatch()
+    )
     return ds if num_images is None else ds.apply(tf.data.experimental.assert_cardinality(num_images))
 
 
@@ -73,8 +95,15 @@ def float_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tuple
     return to_float(images), tf.one_hot(labels, num_classes)
 
 
-def image_dataset(examples_dir: Path, split: str, spec: PreprocessingSpec, num_classes: int,
-                  batch_size: int, cache: str | None = None, num_images: int | None = None) -> tf.data.Dataset:
+def image_dataset(
+    examples_dir: Path,
+    split: str,
+    spec: PreprocessingSpec,
+    num_classes: int,
+    batch_size: int,
+    cache: str | None = None,
+    num_images: int | None = None,
+) -> tf.data.Dataset:
     """Batches of (images in [0, 1], one-hot labels) in file order, for evaluation.
 
     ``cache`` is None (no cache), "" (memory) or a file prefix, as ``tf.data.Dataset.cache``.
@@ -82,13 +111,18 @@ def image_dataset(examples_dir: Path, split: str, spec: PreprocessingSpec, num_c
     ds = pixels(examples_dir, split, spec, num_images=num_images)
     if cache is not None:
         ds = ds.cache(cache)
-    return (ds.batch(batch_size)
-            .map(lambda x, y: float_batch(x, y, num_classes), num_parallel_calls=AUTOTUNE)
-            .prefetch(AUTOTUNE))
+    return (
+        ds.batch(batch_size)
+        .map(lambda x, y: float_batch(x, y, num_classes), num_parallel_calls=AUTOTUNE)
+        .prefetch(AUTOTUNE)
+    )
 
 
 def encoded_images(examples_dir: Path, split: str, batch_size: int) -> tf.data.Dataset:
     """Batches of (encoded bytes, label id): what a serving client would send."""
-    return (records(examples_dir, split)
-            .map(lambda r: (r[record_format.ENCODED], r[record_format.LABEL]))
-            .batch(batch_size).prefetch(AUTOTUNE))
+    return (
+        records(examples_dir, split)
+        .map(lambda r: (r[record_format.ENCODED], r[record_format.LABEL]))
+        .batch(batch_size)
+        .prefetch(AUTOTUNE)
+    )

@@ -6,6 +6,7 @@ sizes (min/max/mean/std and a coarse height x width histogram), and, over a dete
 sample of images, per-channel pixel sums for the mean/std of the model's normalisation
 (a sample of thousands estimates them as well as a full pass, at a bounded cost).
 """
+
 from __future__ import annotations
 
 import collections
@@ -50,11 +51,21 @@ class ImageStatsFn(beam.CombineFn):
     """ImageMeta of one split -> a JSON-ready dict of its statistics."""
 
     def create_accumulator(self):
-        return {"count": 0, "classes": collections.Counter(), "formats": collections.Counter(),
-                "modes": collections.Counter(), "channels": collections.Counter(),
-                "size_buckets": collections.Counter(), "converted": 0,
-                "height": [math.inf, -math.inf, 0.0, 0.0], "width": [math.inf, -math.inf, 0.0, 0.0],
-                "pixel_images": 0, "pixels": 0, "sum": 0.0, "sumsq": 0.0}
+        return {
+            "count": 0,
+            "classes": collections.Counter(),
+            "formats": collections.Counter(),
+            "modes": collections.Counter(),
+            "channels": collections.Counter(),
+            "size_buckets": collections.Counter(),
+            "converted": 0,
+            "height": [math.inf, -math.inf, 0.0, 0.0],
+            "width": [math.inf, -math.inf, 0.0, 0.0],
+            "pixel_images": 0,
+            "pixels": 0,
+            "sum": 0.0,
+            "sumsq": 0.0,
+        }
 
     def add_input(self, acc, meta: ImageMeta):
         acc["count"] += 1
@@ -95,11 +106,15 @@ class ImageStatsFn(beam.CombineFn):
         for dim in ("height", "width"):
             lo, hi, s, ss = acc[dim]
             mean = s / n
-            result[dim] = {"min": lo if acc["count"] else 0, "max": hi if acc["count"] else 0,
-                           "mean": mean, "std": math.sqrt(max(ss / n - mean * mean, 0.0))}
+            result[dim] = {
+                "min": lo if acc["count"] else 0,
+                "max": hi if acc["count"] else 0,
+                "mean": mean,
+                "std": math.sqrt(max(ss / n - mean * mean, 0.0)),
+            }
         if acc["pixels"]:
             mean = acc["sum"] / acc["pixels"]
-            std = np.sqrt(np.maximum(acc["sumsq"] / acc["pixels"] - mean ** 2, 0.0))
+            std = np.sqrt(np.maximum(acc["sumsq"] / acc["pixels"] - mean**2, 0.0))
             result.update(pixel_mean=mean.tolist(), pixel_std=std.tolist(), pixel_images=acc["pixel_images"])
         return result
 
@@ -122,8 +137,7 @@ def to_proto(split_stats: dict[str, dict]):
     out = sp.DatasetFeatureStatisticsList()
     for split, stats in split_stats.items():
         ds = out.datasets.add(name=split, num_examples=stats["count"])
-        for feature, key in (("label", "classes"), ("format", "formats"), ("mode", "modes"),
-                             ("channels", "channels")):
+        for feature, key in (("label", "classes"), ("format", "formats"), ("mode", "modes"), ("channels", "channels")):
             f = ds.features.add(type=sp.FeatureNameStatistics.STRING)
             f.path.step.append(feature)
             counts = sorted(stats[key].items(), key=lambda kv: (-kv[1], kv[0]))
@@ -131,22 +145,27 @@ def to_proto(split_stats: dict[str, dict]):
             f.string_stats.common_stats.num_non_missing = stats["count"]
             for rank, (value, count) in enumerate(counts):
                 f.string_stats.top_values.add(value=str(value), frequency=count)
-                f.string_stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank,
-                                                          label=str(value), sample_count=count)
+                f.string_stats.rank_histogram.buckets.add(
+                    low_rank=rank, high_rank=rank, label=str(value), sample_count=count
+                )
         for dim, axis in (("height", 0), ("width", 1)):
             f = ds.features.add(type=sp.FeatureNameStatistics.INT)
             f.path.step.append(dim)
             d = stats[dim]
             f.num_stats.min, f.num_stats.max, f.num_stats.mean, f.num_stats.std_dev = (
-                d["min"], d["max"], d["mean"], d["std"])
+                d["min"],
+                d["max"],
+                d["mean"],
+                d["std"],
+            )
             f.num_stats.common_stats.num_non_missing = stats["count"]
             histogram = f.num_stats.histograms.add(type=sp.Histogram.STANDARD)
             per_edge = collections.Counter()
             for cell, count in stats["size_buckets"].items():
                 per_edge[int(cell.split("x")[axis])] += count
-            for low, high in zip(SIZE_EDGES, SIZE_EDGES[1:] + (math.inf,)):
+            for low, high in zip(SIZE_EDGES, SIZE_EDGES[1:] + (math.inf,), strict=True):
                 histogram.buckets.add(low_value=low, high_value=high, sample_count=per_edge[low])
-        for i, (m, s) in enumerate(zip(stats.get("pixel_mean", []), stats.get("pixel_std", []))):
+        for i, (m, s) in enumerate(zip(stats.get("pixel_mean", []), stats.get("pixel_std", []), strict=True)):
             f = ds.features.add(type=sp.FeatureNameStatistics.FLOAT)
             f.path.step.append(f"pixel_channel_{i}")
             f.num_stats.mean, f.num_stats.std_dev = m, s

@@ -4,6 +4,7 @@ ingest writes these records, validate aggregates their per-image statistics, and
 pipelines parse them. Beam workers build and read them with TFDS's copy of the Example
 proto (wire-identical to TensorFlow's), so a worker never pays TensorFlow's import time.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,12 +58,21 @@ def label_bytes(label: int) -> bytes:
 def serialize_unlabelled(record: Record) -> bytes:
     example = example_pb2.Example()
     feature = example.features.feature
-    for key, value in ((ENCODED, record.encoded), (CLASS_NAME, record.class_name.encode()),
-                       (SOURCE, record.source.encode()), (SHA256, record.sha256.encode()),
-                       (FORMAT, record.format.encode()), (MODE, record.mode.encode())):
+    for key, value in (
+        (ENCODED, record.encoded),
+        (CLASS_NAME, record.class_name.encode()),
+        (SOURCE, record.source.encode()),
+        (SHA256, record.sha256.encode()),
+        (FORMAT, record.format.encode()),
+        (MODE, record.mode.encode()),
+    ):
         feature[key].bytes_list.value.append(value)
-    for key, value in ((HEIGHT, record.height), (WIDTH, record.width), (CHANNELS, record.channels),
-                       (CONVERTED, int(record.converted))):
+    for key, value in (
+        (HEIGHT, record.height),
+        (WIDTH, record.width),
+        (CHANNELS, record.channels),
+        (CONVERTED, int(record.converted)),
+    ):
         feature[key].int64_list.value.append(value)
     return example.SerializeToString()
 
@@ -78,14 +88,25 @@ def parse(serialized: bytes, with_image: bool = True) -> Record:
 
     return Record(
         encoded=feature[ENCODED].bytes_list.value[0] if with_image else b"",
-        label=number(LABEL), class_name=text(CLASS_NAME), source=text(SOURCE), sha256=text(SHA256),
-        format=text(FORMAT), mode=text(MODE), height=number(HEIGHT), width=number(WIDTH),
-        channels=number(CHANNELS), converted=bool(number(CONVERTED)))
+        label=number(LABEL),
+        class_name=text(CLASS_NAME),
+        source=text(SOURCE),
+        sha256=text(SHA256),
+        format=text(FORMAT),
+        mode=text(MODE),
+        height=number(HEIGHT),
+        width=number(WIDTH),
+        channels=number(CHANNELS),
+        converted=bool(number(CONVERTED)),
+    )
 
 
 def tf_parse_spec() -> dict:
     """What the tf.data pipelines read: image bytes, label id and source."""
     import tensorflow as tf
 
-    return {ENCODED: tf.io.FixedLenFeature([], tf.string), LABEL: tf.io.FixedLenFeature([], tf.int64),
-            SOURCE: tf.io.FixedLenFeature([], tf.string)}
+    return {
+        ENCODED: tf.io.FixedLenFeature([], tf.string),
+        LABEL: tf.io.FixedLenFeature([], tf.int64),
+        SOURCE: tf.io.FixedLenFeature([], tf.string),
+    }

@@ -1,13 +1,16 @@
 """One pass over a split's batches through any runtime: Keras, a SavedModel signature, TFLite."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 
-def predict_batches(batches: Iterable[tuple[Any, Any]], predict: Callable[[Any], np.ndarray],
-                    one_hot: bool) -> tuple[np.ndarray, np.ndarray]:
+def predict_batches(
+    batches: Iterable[tuple[Any, Any]], predict: Callable[[Any], np.ndarray], one_hot: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, labels) batches -> (label ids, probabilities), reading each batch once."""
     labels, probabilities = [], []
     for inputs, batch_labels in batches:

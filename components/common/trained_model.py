@@ -1,4 +1,5 @@
 """Loads what the train stage wrote: the Keras model, its preprocessing spec and class names."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from models.preprocessing import PreprocessingSpec
+from visionpipe.models.preprocessing import PreprocessingSpec
 
 
 def load_trained(model_dir: Path) -> tuple[keras.Model, PreprocessingSpec, list[str]]:

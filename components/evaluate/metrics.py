@@ -1,16 +1,17 @@
 """Classification metrics from labels and predicted probabilities (scikit-learn does the maths)."""
+
 from __future__ import annotations
 
 import numpy as np
 from sklearn import metrics
 
 
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str],
-                           top_k: int) -> dict:
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str], top_k: int) -> dict:
     predicted = probabilities.argmax(axis=1)
     ids = list(range(len(classes)))
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        labels, predicted, labels=ids, zero_division=0)
+        labels, predicted, labels=ids, zero_division=0
+    )
     k = min(top_k, len(classes))
     return {
         "examples": int(len(labels)),
@@ -18,8 +19,10 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
         "top_k": k,
         "top_k_accuracy": float(metrics.top_k_accuracy_score(labels, probabilities, k=k, labels=ids)),
         "macro_f1": float(f1.mean()),
-        "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for name, p, r, f, s in zip(classes, precision, recall, f1, support)},
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        },
         "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=ids).tolist(),
         "classes": classes,
     }

@@ -1,11 +1,12 @@
 """evaluate: test-split metrics and the Blessing gate that export and push require."""
+
 from __future__ import annotations
 
 import dataclasses
 
-from pipeline.artifacts import Blessing, Evaluation, Examples, Model
-from pipeline.config import EvaluateConfig
-from pipeline.stage import StageSpec
+from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model
+from visionpipe.pipeline.config import EvaluateConfig
+from visionpipe.pipeline.stage import StageSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,11 @@ def not_blessed_reason(blessing: Blessing) -> str | None:
     return f"the model is not blessed: {reasons}"
 
 
-SPEC = StageSpec(name="evaluate", inputs=Inputs, outputs=Outputs,
-                 params=lambda config: Params(evaluate=config.evaluate),
-                 executor="components.evaluate.executor:run", key_metric="accuracy")
+SPEC = StageSpec(
+    name="evaluate",
+    inputs=Inputs,
+    outputs=Outputs,
+    params=lambda config: Params(evaluate=config.evaluate),
+    executor="visionpipe.components.evaluate.executor:run",
+    key_metric="accuracy",
+)

@@ -1,19 +1,20 @@
 """export executor: writes the serving SavedModel and TFLite files, then re-evaluates each
 through its own runtime on the test split and records the accuracies side by side."""
+
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
 
-from components.common.dataset import encoded_images, image_dataset
-from components.common.scoring import predict_batches
-from components.common.trained_model import load_trained
-from components.evaluate.metrics import accuracy
-from components.export import saved_model, tflite
-from components.export.spec import Inputs, Outputs, Params
-from pipeline.stage import StageContext
-from serving.tflite_runner import TFLiteClassifier
+from visionpipe.components.common.dataset import encoded_images, image_dataset
+from visionpipe.components.common.scoring import predict_batches
+from visionpipe.components.common.trained_model import load_trained
+from visionpipe.components.evaluate.metrics import accuracy
+from visionpipe.components.export import saved_model, tflite
+from visionpipe.components.export.spec import Inputs, Outputs, Params
+from visionpipe.pipeline.stage import StageContext
+from visionpipe.serving.tflite_runner import TFLiteClassifier
 
 SERVING_VERSION = "1"  # push assigns the version at the serving destination
 
@@ -26,9 +27,10 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     version_dir = out / "serving" / cfg.model_name / SERVING_VERSION
     saved_model.export_saved_model(model, spec, classes, version_dir)
     ctx.log(f"SavedModel for TF Serving written to {version_dir}")
-    results = {"keras": {"accuracy": inputs.evaluation.properties["accuracy"]},
-               "saved_model": {"accuracy": _saved_model_accuracy(version_dir, examples),
-                               "size_bytes": _size(version_dir)}}
+    results = {
+        "keras": {"accuracy": inputs.evaluation.properties["accuracy"]},
+        "saved_model": {"accuracy": _saved_model_accuracy(version_dir, examples), "size_bytes": _size(version_dir)},
+    }
 
     tflite_dir = out / "tflite"
     tflite_dir.mkdir()
@@ -38,13 +40,20 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     if cfg.tflite_float:
         results["tflite_float"] = _tflite(tflite.convert_float(model), tflite_dir / "model_float.tflite", test)
     if cfg.tflite_int8:
-        calibration = (image_dataset(examples, "train", spec, len(classes), batch_size=1)
-                       .unbatch().shuffle(4096, seed=params.seed).batch(1).take(cfg.calibration_samples))
+        calibration = (
+            image_dataset(examples, "train", spec, len(classes), batch_size=1)
+            .unbatch()
+            .shuffle(4096, seed=params.seed)
+            .batch(1)
+            .take(cfg.calibration_samples)
+        )
         int8 = tflite.convert_int8(model, (x.numpy() for x, _ in calibration))
         results["tflite_int8"] = _tflite(int8, tflite_dir / "model_int8.tflite", test)
     for runtime, r in results.items():
-        ctx.log(f"{runtime:<12} test accuracy {r['accuracy']:.4f}"
-                + (f", {r['size_bytes'] / 1024:.0f} KiB" if "size_bytes" in r else ""))
+        ctx.log(
+            f"{runtime:<12} test accuracy {r['accuracy']:.4f}"
+            + (f", {r['size_bytes'] / 1024:.0f} KiB" if "size_bytes" in r else "")
+        )
 
     summary = {f"{runtime}_accuracy": r["accuracy"] for runtime, r in results.items()}
     if "tflite_int8" in results:
@@ -52,19 +61,26 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         summary["int8_accuracy_drop"] = drop
         summary["int8_within_tolerance"] = drop <= cfg.max_int8_accuracy_drop
         if drop > cfg.max_int8_accuracy_drop:
-            ctx.log(f"WARNING: int8 TFLite loses {drop:.4f} accuracy, more than "
-                    f"export.max_int8_accuracy_drop={cfg.max_int8_accuracy_drop}")
+            ctx.log(
+                f"WARNING: int8 TFLite loses {drop:.4f} accuracy, more than "
+                f"export.max_int8_accuracy_drop={cfg.max_int8_accuracy_drop}"
+            )
     (out / "accuracy.json").write_text(json.dumps(results, indent=2))
-    outputs.exported_model.properties.update(summary, model_name=cfg.model_name,
-                                             serving_dir=str(Path("serving") / cfg.model_name))
+    outputs.exported_model.properties.update(
+        summary, model_name=cfg.model_name, serving_dir=str(Path("serving") / cfg.model_name)
+    )
     return summary
 
 
 def _saved_model_accuracy(version_dir: Path, examples: Path) -> float:
     serve = saved_model.load_signature(version_dir)
-    return accuracy(*predict_batches(encoded_images(examples, "test", batch_size=256),
-                                     lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"],
-                                     one_hot=False))
+    return accuracy(
+        *predict_batches(
+            encoded_images(examples, "test", batch_size=256),
+            lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"],
+            one_hot=False,
+        )
+    )
 
 
 def _tflite(model_bytes: bytes, path: Path, test) -> dict:

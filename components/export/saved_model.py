@@ -5,6 +5,7 @@ fed training. The input is named ``image_bytes`` so TF Serving's REST API accept
 ``{"instances": [{"b64": "..."}]}``. A second signature, ``preprocess``, returns the images
 exactly as the model receives them, so a client can check what the model sees.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from models.preprocessing import PreprocessingSpec, load_image
+from visionpipe.models.preprocessing import PreprocessingSpec, load_image
 
 SIGNATURE = "serving_default"
 PREPROCESS_SIGNATURE = "preprocess"
@@ -23,8 +24,9 @@ def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: lis
     bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def load_batch(image_bytes):
-        return tf.map_fn(lambda b: load_image(b, spec), image_bytes,
-                         fn_output_signature=tf.TensorSpec(spec.input_shape, tf.float32))
+        return tf.map_fn(
+            lambda b: load_image(b, spec), image_bytes, fn_output_signature=tf.TensorSpec(spec.input_shape, tf.float32)
+        )
 
     @tf.function(input_signature=[bytes_spec])
     def preprocess(image_bytes):
@@ -34,9 +36,11 @@ def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: lis
     def serve(image_bytes):
         probabilities = model(load_batch(image_bytes), training=False)
         n = tf.shape(probabilities)[0]
-        return {"probabilities": probabilities,
-                "classes": tf.tile(class_names[tf.newaxis], [n, 1]),
-                "predicted_class": tf.gather(class_names, tf.argmax(probabilities, axis=1))}
+        return {
+            "probabilities": probabilities,
+            "classes": tf.tile(class_names[tf.newaxis], [n, 1]),
+            "predicted_class": tf.gather(class_names, tf.argmax(probabilities, axis=1)),
+        }
 
     archive = keras.export.ExportArchive()
     archive.track(model)

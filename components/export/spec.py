@@ -1,12 +1,13 @@
 """export: a TF Serving SavedModel and TFLite models (float, full-integer int8), re-evaluated."""
+
 from __future__ import annotations
 
 import dataclasses
 
-from components.evaluate.spec import not_blessed_reason
-from pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
-from pipeline.config import ExportConfig
-from pipeline.stage import StageSpec
+from visionpipe.components.evaluate.spec import not_blessed_reason
+from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
+from visionpipe.pipeline.config import ExportConfig
+from visionpipe.pipeline.stage import StageSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,12 @@ class Params:
     seed: int
 
 
-SPEC = StageSpec(name="export", inputs=Inputs, outputs=Outputs,
-                 params=lambda config: Params(export=config.export, seed=config.seed),
-                 executor="components.export.executor:run",
-                 gate=lambda inputs: not_blessed_reason(inputs.blessing), key_metric="tflite_int8_accuracy")
+SPEC = StageSpec(
+    name="export",
+    inputs=Inputs,
+    outputs=Outputs,
+    params=lambda config: Params(export=config.export, seed=config.seed),
+    executor="visionpipe.components.export.executor:run",
+    gate=lambda inputs: not_blessed_reason(inputs.blessing),
+    key_metric="tflite_int8_accuracy",
+)

@@ -3,11 +3,12 @@
 The int8 model takes uint8 pixels (0-255, the [0, 1] image times 255) and returns float
 probabilities: what a phone camera pipeline hands over, with no float maths before the model.
 """
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import keras
 import numpy as np

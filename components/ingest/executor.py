@@ -12,6 +12,7 @@ read by the next ingest so old images keep their split), ``plan.json`` (duplicat
 leakage, label conflicts) and ``split_stats.json`` (per-split statistics measured while the
 images were decoded anyway; validate turns them into protos, schema and anomalies).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,8 @@ import json
 import pickle
 import uuid
 import zlib
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -30,24 +32,25 @@ from apache_beam.io.tfrecordio import ReadAllFromTFRecord
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from components.common import record_format
-from components.common.image_stats import (
+from visionpipe.components.common import record_format
+from visionpipe.components.common.image_stats import (
     ImageMeta,
     ImageStatsFn,
     MergeImageStats,
     empty_split,
 )
-from components.ingest import images, sources
-from components.ingest.spec import Inputs, Outputs, Params
-from components.ingest.split import SPLITS, Candidate, Plan, make_plan
-from pipeline.errors import DataError
-from pipeline.stage import StageContext
+from visionpipe.components.ingest import images, sources
+from visionpipe.components.ingest.spec import Inputs, Outputs, Params
+from visionpipe.components.ingest.split import SPLITS, Candidate, Plan, make_plan
+from visionpipe.pipeline.errors import DataError
+from visionpipe.pipeline.stage import StageContext
 
 
 class TaskResult(NamedTuple):
     """What a worker reports for one task. The serialized Examples (still without their label
     ids, which need every task's classes) wait in a spill file: only this small summary
     travels through the runner to the split plan."""
+
     spill: str
     checked: list[tuple[Candidate, ImageMeta]]
     quarantined: list[tuple[str, str]]  # (item, reason)
@@ -81,8 +84,21 @@ class _CheckTask(beam.DoFn):
                 quarantined.append((where, f"cannot read file: {err.strerror or err}"))
             else:
                 candidate = Candidate(where, image.sha256, label, split)
-                checked.append((candidate, ImageMeta(label, image.format, image.mode, image.height, image.width,
-                                                     image.channels, image.converted, image.pixels)))
+                checked.append(
+                    (
+                        candidate,
+                        ImageMeta(
+                            label,
+                            image.format,
+                            image.mode,
+                            image.height,
+                            image.width,
+                            image.channels,
+                            image.converted,
+                            image.pixels,
+                        ),
+                    )
+                )
                 examples.append(record_format.serialize_unlabelled(image.record(label, where)))
         spill = FileSystems.join(self._spill_dir, f"{uuid.uuid4().hex}.pickle")
         with FileSystems.create(spill) as f:
@@ -128,8 +144,9 @@ class CheckRecords(_CheckTask):
             raise ValueError("not a serialized tf.train.Example") from None
         for key, setting in ((keys.image_key, "image_key"), (keys.label_key, "label_key")):
             if key not in feature:
-                raise ValueError(f"record has no feature {key!r} (it has {', '.join(sorted(feature))}); "
-                                 f"set data.tfrecord.{setting}")
+                raise ValueError(
+                    f"record has no feature {key!r} (it has {', '.join(sorted(feature))}); set data.tfrecord.{setting}"
+                )
         data = bytes(feature[keys.image_key].bytes_list.value[0]) if feature[keys.image_key].bytes_list.value else b""
         label_feature = feature[keys.label_key]
         if label_feature.bytes_list.value:
@@ -137,8 +154,9 @@ class CheckRecords(_CheckTask):
         elif label_feature.int64_list.value:
             label_id = label_feature.int64_list.value[0]
             if keys.class_names and not 0 <= label_id < len(keys.class_names):
-                raise ValueError(f"label id {label_id} is outside data.tfrecord.class_names "
-                                 f"(0..{len(keys.class_names) - 1})")
+                raise ValueError(
+                    f"label id {label_id} is outside data.tfrecord.class_names (0..{len(keys.class_names) - 1})"
+                )
             label = keys.class_names[label_id] if keys.class_names else str(label_id)
         else:
             raise ValueError(f"feature {keys.label_key!r} is empty; every record needs a label")
@@ -166,7 +184,7 @@ class ToExamples(beam.DoFn):
             unlabelled = pickle.load(f)
         stats = ImageStatsFn()
         accumulators = {}
-        for (candidate, meta), example in zip(task.checked, unlabelled):
+        for (candidate, meta), example in zip(task.checked, unlabelled, strict=True):
             split, reason = plan.place(candidate)
             if reason:
                 yield beam.pvalue.TaggedOutput("quarantine", (candidate.source, reason))
@@ -179,7 +197,7 @@ class ToExamples(beam.DoFn):
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _previous_index(inputs: Inputs) -> dict[str, str]:
@@ -210,60 +228,84 @@ def _spread_order(entries: list[sources.Entry]) -> list[sources.Entry]:
     return sorted(entries, key=lambda e: hashlib.sha1(e.path.encode()).digest())
 
 
-def build_pipeline(pipeline: beam.Pipeline, listing: sources.Listing, params: Params,
-                   previous_index: dict[str, str], out: str, spill_dir: str) -> None:
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    listing: sources.Listing,
+    params: Params,
+    previous_index: dict[str, str],
+    out: str,
+    spill_dir: str,
+) -> None:
     data = params.data
     fractions = {"train": data.split.train, "val": data.split.val, "test": data.split.test}
     check_args = (data.max_pixels, params.channels, _pixel_fraction(listing, data.pixel_stats_sample), spill_dir)
     tasks = []
     if listing.entries:
         entries = [tuple(e) for e in _spread_order(listing.entries)]
-        tasks.append(pipeline
-                     # Declared types: Beam would otherwise infer them by walking every entry.
-                     | "ListFiles" >> beam.Create(_chunks(entries, params.files_per_task),
-                                                reshuffle=True).with_output_types(list)
-                     | "CheckFiles" >> beam.ParDo(CheckFiles(*check_args)).with_output_types(TaskResult))
+        tasks.append(
+            pipeline
+            # Declared types: Beam would otherwise infer them by walking every entry.
+            | "ListFiles"
+            >> beam.Create(_chunks(entries, params.files_per_task), reshuffle=True).with_output_types(list)
+            | "CheckFiles" >> beam.ParDo(CheckFiles(*check_args)).with_output_types(TaskResult)
+        )
     if listing.records:
-        tasks.append(pipeline
-                     | "ListRecordFiles" >> beam.Create([f for f, _ in listing.records.files])
-                     | "ReadRecords" >> ReadAllFromTFRecord(with_filename=True)
-                     | "SpreadRecords" >> beam.Map(lambda item: (zlib.crc32(item[1]) % RECORD_BUCKETS, item))
-                     | "DealRecords" >> beam.GroupByKey()
-                     | "Tasks" >> beam.FlatMapTuple(lambda _, dealt: _chunks(list(dealt), params.files_per_task))
-                     | "CheckRecords" >> beam.ParDo(CheckRecords(listing.records, *check_args)).with_output_types(
-                         TaskResult))
+        tasks.append(
+            pipeline
+            | "ListRecordFiles" >> beam.Create([f for f, _ in listing.records.files])
+            | "ReadRecords" >> ReadAllFromTFRecord(with_filename=True)
+            | "SpreadRecords" >> beam.Map(lambda item: (zlib.crc32(item[1]) % RECORD_BUCKETS, item))
+            | "DealRecords" >> beam.GroupByKey()
+            | "Tasks" >> beam.FlatMapTuple(lambda _, dealt: _chunks(list(dealt), params.files_per_task))
+            | "CheckRecords" >> beam.ParDo(CheckRecords(listing.records, *check_args)).with_output_types(TaskResult)
+        )
     checked = tasks | "AllTasks" >> beam.Flatten()
-    plan = (checked
-            # One list of plain tuples per task: per-candidate elements would each pay Beam's
-            # element cost, and named tuples its slow generic encoding.
-            | "Candidates" >> beam.Map(lambda task: [tuple(c) for c, _ in task.checked])
-            | "AllCandidates" >> beam.combiners.ToList()
-            | "Plan" >> beam.Map(lambda lists: make_plan(map(Candidate._make, itertools.chain.from_iterable(lists)),
-                                                         fractions, previous_index)))
+    plan = (
+        checked
+        # One list of plain tuples per task: per-candidate elements would each pay Beam's
+        # element cost, and named tuples its slow generic encoding.
+        | "Candidates" >> beam.Map(lambda task: [tuple(c) for c, _ in task.checked])
+        | "AllCandidates" >> beam.combiners.ToList()
+        | "Plan"
+        >> beam.Map(
+            lambda lists: make_plan(
+                map(Candidate._make, itertools.chain.from_iterable(lists)), fractions, previous_index
+            )
+        )
+    )
     written = checked | "ToExamples" >> beam.ParDo(ToExamples(), plan=beam.pvalue.AsSingleton(plan)).with_outputs(
-        "quarantine", "stats", *SPLITS)
+        "quarantine", "stats", *SPLITS
+    )
     for split in SPLITS:
         written[split] | f"Write_{split}" >> beam.io.WriteToTFRecord(
-            FileSystems.join(out, split, "data"), file_name_suffix=".tfrecord", num_shards=params.num_shards)
-    stats = (written.stats
-             | "SplitStats" >> beam.CombinePerKey(MergeImageStats())
-             | "StatsBySplit" >> beam.combiners.ToDict())
-    quarantined = ((written.quarantine, pipeline | "ListedRejects" >> beam.Create(listing.rejected))
-                   | "AllQuarantined" >> beam.Flatten()
-                   | "QuarantineList" >> beam.combiners.ToList())
+            FileSystems.join(out, split, "data"), file_name_suffix=".tfrecord", num_shards=params.num_shards
+        )
+    stats = (
+        written.stats
+        | "SplitStats" >> beam.CombinePerKey(MergeImageStats())
+        | "StatsBySplit" >> beam.combiners.ToDict()
+    )
+    quarantined = (
+        (written.quarantine, pipeline | "ListedRejects" >> beam.Create(listing.rejected))
+        | "AllQuarantined" >> beam.Flatten()
+        | "QuarantineList" >> beam.combiners.ToList()
+    )
     # The small outputs are written by one step (idempotent, so retries are safe): a Beam
     # file sink per output would add several pipeline stages each.
-    plan | "WriteReports" >> beam.Map(_write_reports, out, stats=beam.pvalue.AsSingleton(stats),
-                                      quarantined=beam.pvalue.AsSingleton(quarantined))
+    plan | "WriteReports" >> beam.Map(
+        _write_reports, out, stats=beam.pvalue.AsSingleton(stats), quarantined=beam.pvalue.AsSingleton(quarantined)
+    )
 
 
 def _write_reports(plan: Plan, out: str, stats: dict[str, dict], quarantined: list[tuple[str, str]]) -> None:
     report = dataclasses.asdict(plan)
     index = report.pop("index")
     files = {
-        "plan.json": json.dumps(report, indent=2), "split_index.json": json.dumps(index),
+        "plan.json": json.dumps(report, indent=2),
+        "split_index.json": json.dumps(index),
         "split_stats.json": json.dumps({s: stats.get(s, empty_split()) for s in SPLITS}, indent=2),
-        "quarantine.jsonl": "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in sorted(quarantined))}
+        "quarantine.jsonl": "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in sorted(quarantined)),
+    }
     for name, text in files.items():
         with FileSystems.create(FileSystems.join(out, name)) as f:
             f.write(text.encode())
@@ -277,10 +319,12 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     listing = sources.list_source(data, ctx.run_root / "datasets")
     previous_index = _previous_index(inputs)
     out = outputs.examples.path
-    ctx.log(f"{listing.description}: {len(listing.entries)} candidate files, {len(listing.rejected)} rejected"
-            + (f", {len(listing.records.files)} TFRecord files" if listing.records else "")
-            + (f"; {len(previous_index)} images keep their split from the previous ingest" if previous_index else "")
-            + f"; Beam {' '.join(ctx.beam_args)}")
+    ctx.log(
+        f"{listing.description}: {len(listing.entries)} candidate files, {len(listing.rejected)} rejected"
+        + (f", {len(listing.records.files)} TFRecord files" if listing.records else "")
+        + (f"; {len(previous_index)} images keep their split from the previous ingest" if previous_index else "")
+        + f"; Beam {' '.join(ctx.beam_args)}"
+    )
 
     options = PipelineOptions(ctx.beam_args)
     # Workers on other machines cannot see our scratch folder: with a remote runner the spill
@@ -294,22 +338,40 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     result.wait_until_finish()
     FileSystems.delete([spill_dir])
 
-    counters = {m.key.metric.name: m.committed
-                for m in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]}
+    counters = {
+        m.key.metric.name: m.committed
+        for m in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]
+    }
     counts = {split: counters.get(split, 0) for split in SPLITS}
     found = len(listing.entries) + len(listing.rejected) + counters.get("records_found", 0)
     quarantined = sum(1 for line in (out / "quarantine.jsonl").open() if line.strip())
     ingested = sum(counts.values())
     plan = json.loads((out / "plan.json").read_text())
-    (out / "classes.json").write_text(json.dumps({
-        "classes": plan["classes"], "empty_classes": listing.empty_classes, "source": listing.description,
-        "pre_split": listing.pre_split}, indent=2))
-    summary = {"found": found, "ingested": ingested, "quarantined": quarantined, "classes": len(plan["classes"]),
-               **{f"{s}_images": n for s, n in counts.items()},
-               "duplicate_groups": len(plan["duplicates_in_split"]), "leaked_copies": len(plan["leakage"])}
+    (out / "classes.json").write_text(
+        json.dumps(
+            {
+                "classes": plan["classes"],
+                "empty_classes": listing.empty_classes,
+                "source": listing.description,
+                "pre_split": listing.pre_split,
+            },
+            indent=2,
+        )
+    )
+    summary = {
+        "found": found,
+        "ingested": ingested,
+        "quarantined": quarantined,
+        "classes": len(plan["classes"]),
+        **{f"{s}_images": n for s, n in counts.items()},
+        "duplicate_groups": len(plan["duplicates_in_split"]),
+        "leaked_copies": len(plan["leakage"]),
+    }
     outputs.examples.properties.update(summary, split_names=list(SPLITS), classes=plan["classes"])
-    ctx.log(f"found {found} = ingested {ingested} + quarantined {quarantined}; "
-            + ", ".join(f"{s}: {n}" for s, n in counts.items()))
+    ctx.log(
+        f"found {found} = ingested {ingested} + quarantined {quarantined}; "
+        + ", ".join(f"{s}: {n}" for s, n in counts.items())
+    )
     if ingested + quarantined != found:
         raise RuntimeError(f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}")
     return summary

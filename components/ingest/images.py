@@ -6,6 +6,7 @@ RGBA/palette, CMYK, 16-bit, EXIF-rotated) is converted to the configured channel
 upright orientation and stored as PNG, so training sees what the serving signature sees.
 A file that cannot be used raises ``BadImage`` whose message is the quarantine reason.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,12 +17,30 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from components.common import image_stats, record_format
+from visionpipe.components.common import image_stats, record_format
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 _KEPT_MODES = ("L", "RGB")  # decoded identically by Pillow and tf.io.decode_image
-_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1, "LA": 2, "La": 2,
-             "P": 3, "PA": 4, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "CMYK": 4}
+_CHANNELS = {
+    "1": 1,
+    "L": 1,
+    "I": 1,
+    "I;16": 1,
+    "I;16B": 1,
+    "I;16L": 1,
+    "F": 1,
+    "LA": 2,
+    "La": 2,
+    "P": 3,
+    "PA": 4,
+    "RGB": 3,
+    "YCbCr": 3,
+    "LAB": 3,
+    "HSV": 3,
+    "RGBA": 4,
+    "RGBa": 4,
+    "CMYK": 4,
+}
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -44,9 +63,18 @@ class CheckedImage:
     def record(self, class_name: str, source: str, label: int = -1) -> record_format.Record:
         """The ingested record of this image (label -1: the id is appended once classes are known)."""
         return record_format.Record(
-            encoded=self.data, label=label, class_name=class_name, source=source, sha256=self.sha256,
-            format=self.format, mode=self.mode, height=self.height, width=self.width, channels=self.channels,
-            converted=self.converted)
+            encoded=self.data,
+            label=label,
+            class_name=class_name,
+            source=source,
+            sha256=self.sha256,
+            format=self.format,
+            mode=self.mode,
+            height=self.height,
+            width=self.width,
+            channels=self.channels,
+            converted=self.converted,
+        )
 
 
 def check_image(data: bytes, max_pixels: int, channels: int, pixel_sample: float = 0.0) -> CheckedImage:
@@ -66,8 +94,17 @@ def check_image(data: bytes, max_pixels: int, channels: int, pixel_sample: float
         data = _png(image)
     sampled = image_stats.in_pixel_sample(sha256, pixel_sample)
     pixels = image_stats.pixel_moments(image.convert(target_mode)) if sampled else None
-    return CheckedImage(data=data, sha256=sha256, format=fmt, mode=mode, height=image.height,
-                        width=image.width, channels=_CHANNELS.get(mode, 3), converted=converted, pixels=pixels)
+    return CheckedImage(
+        data=data,
+        sha256=sha256,
+        format=fmt,
+        mode=mode,
+        height=image.height,
+        width=image.width,
+        channels=_CHANNELS.get(mode, 3),
+        converted=converted,
+        pixels=pixels,
+    )
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -77,11 +114,15 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in SUPPORTED_FORMATS:
-                raise BadImage(f"unsupported image format {image.format}; supported: "
-                               f"{', '.join(SUPPORTED_FORMATS)} (convert it, e.g. to PNG)")
+                raise BadImage(
+                    f"unsupported image format {image.format}; supported: "
+                    f"{', '.join(SUPPORTED_FORMATS)} (convert it, e.g. to PNG)"
+                )
             if image.width * image.height > max_pixels:
-                raise BadImage(f"image of {image.width}x{image.height} pixels exceeds data.max_pixels="
-                               f"{max_pixels} (possible decompression bomb; raise data.max_pixels if real)")
+                raise BadImage(
+                    f"image of {image.width}x{image.height} pixels exceeds data.max_pixels="
+                    f"{max_pixels} (possible decompression bomb; raise data.max_pixels if real)"
+                )
             image.load()
     except BadImage:
         raise
@@ -89,8 +130,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise BadImage(f"decompression bomb: {err}") from None
     except Exception as err:  # Pillow raises many types for broken files
         detail = str(err) or type(err).__name__
-        raise BadImage(f"cannot decode image ({type(err).__name__}: {detail}); the file is corrupt, "
-                       "truncated or not an image") from None
+        raise BadImage(
+            f"cannot decode image ({type(err).__name__}: {detail}); the file is corrupt, truncated or not an image"
+        ) from None
     return image
 
 

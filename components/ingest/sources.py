@@ -5,6 +5,7 @@ Every item a user gave us becomes a candidate ``Entry``, a TFRecord file whose r
 read in Beam, or a ``rejected`` (item, reason) pair: nothing is silently skipped.
 Paths go through Beam's FileSystems, so gs:// or s3:// work where their extras are installed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,12 +19,20 @@ from typing import NamedTuple
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.config import DataConfig
-from pipeline.errors import DataError
+from visionpipe.pipeline.config import DataConfig
+from visionpipe.pipeline.errors import DataError
 
 # Folder and manifest spellings of a split, mapped to ours.
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 class Entry(NamedTuple):
@@ -35,6 +44,7 @@ class Entry(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class RecordFiles:
     """TFRecord files of tf.train.Example whose records are the candidates."""
+
     files: list[tuple[str, str]]  # (file, split given by the source or "")
     image_key: str
     label_key: str
@@ -58,9 +68,12 @@ def list_source(data: DataConfig, datasets_dir: Path) -> Listing:
     if data.source == "tfds":
         return _list_tfds(data)
     if not data.path:
-        raise DataError(f"data.source is {data.source!r} but data.path is empty; set data.path to your "
-                        + {"folder": "image folder", "manifest": "CSV or JSONL manifest",
-                           "tfrecord": "TFRecord file pattern"}[data.source])
+        raise DataError(
+            f"data.source is {data.source!r} but data.path is empty; set data.path to your "
+            + {"folder": "image folder", "manifest": "CSV or JSONL manifest", "tfrecord": "TFRecord file pattern"}[
+                data.source
+            ]
+        )
     if data.source == "folder":
         return list_folder(data.path, data.extensions)
     if data.source == "manifest":
@@ -78,9 +91,11 @@ def list_folder(root: str, extensions: tuple[str, ...]) -> Listing:
     split_tops = {t for t in top if t.lower() in SPLIT_ALIASES}
     pre_split = bool(split_tops) and split_tops == top
     if split_tops and not pre_split:
-        raise DataError(f"{root} mixes split folders ({', '.join(sorted(split_tops))}) with other folders "
-                        f"({', '.join(sorted(top - split_tops))}); use either <path>/<class>/... or "
-                        "<path>/<train|val|test>/<class>/...")
+        raise DataError(
+            f"{root} mixes split folders ({', '.join(sorted(split_tops))}) with other folders "
+            f"({', '.join(sorted(top - split_tops))}); use either <path>/<class>/... or "
+            "<path>/<train|val|test>/<class>/..."
+        )
     depth = 2 if pre_split else 1  # folders above the image that name its split and class
     listing = Listing(description=root, pre_split=pre_split)
     for parts, path in files:
@@ -89,18 +104,21 @@ def list_folder(root: str, extensions: tuple[str, ...]) -> Listing:
             listing.rejected.append((path, f"not inside a class folder (expected {root}/{where})"))
         elif os.path.splitext(parts[-1])[1].lower() not in wanted:
             suffix = os.path.splitext(parts[-1])[1] or "(no extension)"
-            listing.rejected.append((path, f"unsupported file type {suffix!r}; data.extensions allows "
-                                           f"{', '.join(sorted(wanted))}"))
+            listing.rejected.append(
+                (path, f"unsupported file type {suffix!r}; data.extensions allows {', '.join(sorted(wanted))}")
+            )
         else:
             split = SPLIT_ALIASES[parts[0].lower()] if pre_split else ""
             listing.entries.append(Entry(path, parts[depth - 1], split))
     with_images = {(e.split, e.label) for e in listing.entries}
-    class_folders = {(SPLIT_ALIASES[p[0].lower()] if pre_split else "", p[depth - 1])
-                     for p in folders if len(p) == depth}
+    class_folders = {
+        (SPLIT_ALIASES[p[0].lower()] if pre_split else "", p[depth - 1]) for p in folders if len(p) == depth
+    }
     listing.empty_classes = sorted(f"{s}/{c}" if s else c for s, c in class_folders - with_images)
     if not listing.entries:
-        raise DataError(f"no images found under {root}; expected {root}/<class>/<image> with "
-                        f"extensions {', '.join(sorted(wanted))}")
+        raise DataError(
+            f"no images found under {root}; expected {root}/<class>/<image> with extensions {', '.join(sorted(wanted))}"
+        )
     return listing
 
 
@@ -112,10 +130,12 @@ def _walk(root: str) -> tuple[list[tuple[tuple[str, ...], str]], list[tuple[str,
         except Exception as err:  # the filesystem's own error says what is wrong (auth, bucket)
             raise DataError(f"cannot list data.path {root!r}: {err}") from None
         prefix = root.rstrip("/") + "/"
-        return [(tuple(m.path[len(prefix):].split("/")), m.path) for m in sorted(matches, key=lambda m: m.path)], []
+        return [(tuple(m.path[len(prefix) :].split("/")), m.path) for m in sorted(matches, key=lambda m: m.path)], []
     if not Path(root).is_dir():
-        raise DataError(f"data.path {root!r} is not a folder; point it at a folder with one sub-folder "
-                        "per class (or train/val/test folders holding class folders)")
+        raise DataError(
+            f"data.path {root!r} is not a folder; point it at a folder with one sub-folder "
+            "per class (or train/val/test folders holding class folders)"
+        )
     files, folders = [], []
     # os.walk (not glob) so that broken symlinks are listed, and reported, like any other file.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -144,13 +164,15 @@ def list_manifest(manifest: str) -> Listing:
     for line, row in rows:
         where = f"{manifest}:{line}"
         if not isinstance(row, dict):
-            listing.rejected.append((where, f"not a JSON object ({row}); each line needs "
-                                            '{"path": ..., "label": ..., "split": optional}'))
+            listing.rejected.append(
+                (where, f'not a JSON object ({row}); each line needs {{"path": ..., "label": ..., "split": optional}}')
+            )
             continue
         path, label, split = (str(row.get(k) or "").strip() for k in ("path", "label", "split"))
         if not path or not label:
-            listing.rejected.append((where, f"row has no {'path' if not path else 'label'}; every row needs "
-                                            "a path and a label"))
+            listing.rejected.append(
+                (where, f"row has no {'path' if not path else 'label'}; every row needs a path and a label")
+            )
             continue
         if split and split.lower() not in SPLIT_ALIASES:
             listing.rejected.append((where, f"split {split!r} is not one of train, val, test"))
@@ -162,11 +184,14 @@ def list_manifest(manifest: str) -> Listing:
         listing.entries.append(Entry(full, label, SPLIT_ALIASES[split.lower()] if split else ""))
     listing.pre_split = any(e.split for e in listing.entries)
     if listing.pre_split and not all(e.split for e in listing.entries):
-        raise DataError(f"{manifest} gives a split for some rows but not others; give every row a split "
-                        "(train, val, test) or none")
+        raise DataError(
+            f"{manifest} gives a split for some rows but not others; give every row a split (train, val, test) or none"
+        )
     if not listing.entries:
-        raise DataError(f"manifest {manifest} lists no usable images ({len(listing.rejected)} rows rejected, "
-                        f"first: {listing.rejected[0][1] if listing.rejected else 'none'})")
+        raise DataError(
+            f"manifest {manifest} lists no usable images ({len(listing.rejected)} rows rejected, "
+            f"first: {listing.rejected[0][1] if listing.rejected else 'none'})"
+        )
     return listing
 
 
@@ -187,8 +212,10 @@ def _manifest_rows(manifest: str, text: str) -> list[tuple[int, dict | object]]:
     reader = csv.DictReader(io.StringIO(text))
     missing = {"path", "label"} - set(reader.fieldnames or [])
     if missing:
-        raise DataError(f"manifest {manifest} has columns {reader.fieldnames}; it needs a header with "
-                        "path and label (and optionally split)")
+        raise DataError(
+            f"manifest {manifest} has columns {reader.fieldnames}; it needs a header with "
+            "path and label (and optionally split)"
+        )
     return [(i + 2, row) for i, row in enumerate(reader)]  # line 1 is the header
 
 
@@ -201,19 +228,25 @@ def _list_tfrecords(data: DataConfig) -> Listing:
     if not files:
         raise DataError(f"no TFRecord files match data.path={data.path!r}")
     keys = data.tfrecord
-    return Listing(description=data.path, pre_split=bool(keys.split_key), records=RecordFiles(
-        [(f, "") for f in files], keys.image_key, keys.label_key, keys.split_key, keys.class_names))
+    return Listing(
+        description=data.path,
+        pre_split=bool(keys.split_key),
+        records=RecordFiles([(f, "") for f in files], keys.image_key, keys.label_key, keys.split_key, keys.class_names),
+    )
 
 
 def _list_tfds(data: DataConfig) -> Listing:
-    from components.ingest.tfds_source import locate_tfds
+    from visionpipe.components.ingest.tfds_source import locate_tfds
 
     if not data.tfds_name:
         raise DataError("data.source is 'tfds' but data.tfds_name is empty; set it, e.g. data.tfds_name=mnist")
     found = locate_tfds(data.tfds_name, data.tfds_data_dir)
     files = [(f, split) for split, paths in found.files.items() for f in paths]
-    return Listing(description=f"tfds:{data.tfds_name} in {data.tfds_data_dir}", pre_split=True,
-                   records=RecordFiles(files, found.image_key, found.label_key, "", tuple(found.class_names)))
+    return Listing(
+        description=f"tfds:{data.tfds_name} in {data.tfds_data_dir}",
+        pre_split=True,
+        records=RecordFiles(files, found.image_key, found.label_key, "", tuple(found.class_names)),
+    )
 
 
 def listed_items(listing: Listing):
@@ -229,7 +262,7 @@ def listed_items(listing: Listing):
                 yield f"{path}|{tag}|{st.st_size}|{st.st_mtime_ns}"
             except OSError:
                 yield f"{path}|{tag}|unreadable"
-    for result in (FileSystems.match(list(remote)) if remote else []):
+    for result in FileSystems.match(list(remote)) if remote else []:
         for m in result.metadata_list:
             yield f"{m.path}|{remote.get(m.path)}|{m.size_in_bytes}|{m.last_updated_in_seconds}"
     yield from (f"{item}|{reason}" for item, reason in listing.rejected)
@@ -255,7 +288,7 @@ def materialize_builtin(name: str, dest: Path) -> Path:
 
     images, labels = mnist_data()
     tmp = dest / f".tmp-{name}-{os.getpid()}"
-    for i, (pixels, label) in enumerate(zip(images, labels)):
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         class_dir = tmp / f"digit_{label}"
         class_dir.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels.reshape(28, 28).astype(np.uint8), mode="L").save(class_dir / f"{i:05d}.png")

@@ -1,12 +1,13 @@
 """ingest: images from a folder, manifest, TFRecords, TFDS or the built-in dataset -> TFRecords per split."""
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 
-from pipeline.artifacts import Examples
-from pipeline.config import Config, DataConfig
-from pipeline.stage import StageSpec, previous
+from visionpipe.pipeline.artifacts import Examples
+from visionpipe.pipeline.config import Config, DataConfig
+from visionpipe.pipeline.stage import StageSpec, previous
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +30,12 @@ class Params:
 
 
 def _params(config: Config) -> Params:
-    return Params(data=config.data, channels=config.preprocessing.channels,
-                  num_shards=config.beam.num_shards, files_per_task=config.beam.files_per_task)
+    return Params(
+        data=config.data,
+        channels=config.preprocessing.channels,
+        num_shards=config.beam.num_shards,
+        files_per_task=config.beam.files_per_task,
+    )
 
 
 def _source_fingerprint(params: Params) -> str:
@@ -38,8 +43,8 @@ def _source_fingerprint(params: Params) -> str:
     data = params.data
     if data.source == "builtin":
         return f"builtin:{data.builtin_name}"
-    from components.ingest import sources
-    from pipeline.errors import DataError
+    from visionpipe.components.ingest import sources
+    from visionpipe.pipeline.errors import DataError
 
     try:  # listing is cheap; the executor repeats it and reports any error properly
         listing = sources.list_source(data, datasets_dir=None)
@@ -51,6 +56,12 @@ def _source_fingerprint(params: Params) -> str:
     return h.hexdigest()
 
 
-SPEC = StageSpec(name="ingest", inputs=Inputs, outputs=Outputs, params=_params,
-                 executor="components.ingest.executor:run", external_fingerprint=_source_fingerprint,
-                 key_metric="ingested")
+SPEC = StageSpec(
+    name="ingest",
+    inputs=Inputs,
+    outputs=Outputs,
+    params=_params,
+    executor="visionpipe.components.ingest.executor:run",
+    external_fingerprint=_source_fingerprint,
+    key_metric="ingested",
+)

@@ -13,11 +13,13 @@ put copies in two splits: that is leakage, and only the copy in the earliest spl
 val, test) is kept; the others are quarantined with the reason. Copies within one split are
 kept and reported; one content under two labels is reported as conflicting labels.
 """
+
 from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 SPLITS = ("train", "val", "test")
 
@@ -43,8 +45,10 @@ class Plan:
         split = self.index[candidate.sha256]
         if not candidate.split or candidate.split == split:
             return split, ""
-        return "", (f"same content as {self.leak_keepers[candidate.sha256]} in the {split} split; a copy "
-                    f"in the {candidate.split} split would leak between splits, so only the {split} copy is kept")
+        return "", (
+            f"same content as {self.leak_keepers[candidate.sha256]} in the {split} split; a copy "
+            f"in the {candidate.split} split would leak between splits, so only the {split} copy is kept"
+        )
 
 
 def split_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
@@ -58,14 +62,18 @@ def split_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
     return sizes
 
 
-def make_plan(candidates: Iterable[Candidate], fractions: dict[str, float],
-              previous_index: dict[str, str]) -> Plan:
+def make_plan(candidates: Iterable[Candidate], fractions: dict[str, float], previous_index: dict[str, str]) -> Plan:
     by_hash: dict[str, list[Candidate]] = collections.defaultdict(list)
     for c in candidates:
         by_hash[c.sha256].append(c)
-    plan = Plan(classes=sorted({c.label for group in by_hash.values() for c in group}),
-                index=dict(previous_index), leak_keepers={}, duplicates_in_split=[], leakage=[],
-                conflicting_labels=[])
+    plan = Plan(
+        classes=sorted({c.label for group in by_hash.values() for c in group}),
+        index=dict(previous_index),
+        leak_keepers={},
+        duplicates_in_split=[],
+        leakage=[],
+        conflicting_labels=[],
+    )
     hash_split: dict[str, str] = {}
     new_by_class: dict[str, list[str]] = collections.defaultdict(list)
     placed_by_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -95,8 +103,8 @@ def _fill(new: list[str], placed: collections.Counter, fractions: dict[str, floa
     order = []
     for split in ("test", "val"):
         order += [split] * max(0, target[split] - placed[split])
-    order = order[:len(new)] + ["train"] * max(0, len(new) - len(order))
-    return dict(zip(new, order))
+    order = order[: len(new)] + ["train"] * max(0, len(new) - len(order))
+    return dict(zip(new, order, strict=True))
 
 
 def _report_copies(plan: Plan, group: list[Candidate], split: str) -> None:
@@ -111,4 +119,5 @@ def _report_copies(plan: Plan, group: list[Candidate], split: str) -> None:
     labels = sorted({c.label for c in group})
     if len(labels) > 1:
         plan.conflicting_labels.append(
-            f"{', '.join(sorted(c.source for c in group))} are the same image labelled {' and '.join(labels)}")
+            f"{', '.join(sorted(c.source for c in group))} are the same image labelled {' and '.join(labels)}"
+        )

@@ -6,13 +6,14 @@ wrote under ``data_dir`` and returns the TFRecord files per visionpipe split plu
 the feature keys needed to parse their ``tf.train.Example`` records. It works
 for datasets whose builder code is not importable here (custom datasets).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
 
-from pipeline.errors import DataError
+from visionpipe.pipeline.errors import DataError
 
 # TFDS split name -> visionpipe split; any other split ("extra", ...) is ignored.
 _SPLIT_MAP = {"train": "train", "validation": "val", "valid": "val", "val": "val", "test": "test"}
@@ -22,18 +23,20 @@ _TRAILING_VERSION = re.compile(r"^(?P<head>[^:]+)/(?P<version>(\d+|\*)(\.(\d+|\*
 
 @dataclasses.dataclass(frozen=True)
 class TfdsSource:
-    name: str                      # dataset name as given
-    files: dict[str, list[str]]    # visionpipe split -> TFRecord paths of that TFDS split
-    image_key: str                 # tf.train.Example key of the encoded image
-    label_key: str                 # tf.train.Example key of the int64 ClassLabel
-    class_names: list[str]         # index -> class name
+    name: str  # dataset name as given
+    files: dict[str, list[str]]  # visionpipe split -> TFRecord paths of that TFDS split
+    image_key: str  # tf.train.Example key of the encoded image
+    label_key: str  # tf.train.Example key of the int64 ClassLabel
+    class_names: list[str]  # index -> class name
 
 
 def locate_tfds(name: str, data_dir: str) -> TfdsSource:
     """Find the prepared TFDS dataset ``name`` under ``data_dir`` (offline only)."""
     if not data_dir:
-        raise DataError(f"data.source is 'tfds' ({name!r}) but data.tfds_data_dir is empty; set it to the folder "
-                        "holding the prepared dataset (the --data_dir given to `tfds build`)")
+        raise DataError(
+            f"data.source is 'tfds' ({name!r}) but data.tfds_data_dir is empty; set it to the folder "
+            "holding the prepared dataset (the --data_dir given to `tfds build`)"
+        )
     data_dir = os.path.expanduser(str(data_dir))
     tfds_name = _TRAILING_VERSION.sub(r"\g<head>:\g<version>", name.strip())
 
@@ -44,8 +47,10 @@ def locate_tfds(name: str, data_dir: str) -> TfdsSource:
     try:
         folder = os.path.join(data_dir, naming.parse_builder_name_kwargs(tfds_name)[0].name)
     except ValueError:
-        raise DataError(f"data.tfds_name {name!r} is not a TFDS name; use name, name/config, name/version "
-                        "or name/config/version (e.g. mnist, mnist/3.0.1)") from None
+        raise DataError(
+            f"data.tfds_name {name!r} is not a TFDS name; use name, name/config, name/version "
+            "or name/config/version (e.g. mnist, mnist/3.0.1)"
+        ) from None
     try:
         # Files only, never the builder code: this is what tfds.builder itself falls back to
         # for unregistered names, it picks whatever version is on disk (even if this TFDS
@@ -56,24 +61,32 @@ def locate_tfds(name: str, data_dir: str) -> TfdsSource:
             f"TFDS dataset {name!r} is not prepared under data_dir {data_dir} and this machine cannot download "
             f"it. On a machine with internet run:\n  tfds build {tfds_name} --data_dir {data_dir}\n"
             f"(for a custom dataset: run `tfds build --data_dir {data_dir}` in its source folder), then copy "
-            f"the resulting folder {folder}/ to this machine at the same path.") from None
+            f"the resulting folder {folder}/ to this machine at the same path."
+        ) from None
     except (ValueError, OSError, json_format.Error) as e:  # found, but dataset_info/features.json unusable
         raise DataError(f"cannot read TFDS dataset {name!r} under {data_dir}: {e}") from None
     info = builder.info
 
     if info.file_format != tfds.core.FileFormat.TFRECORD:
         if tfds.core.FileFormat.TFRECORD not in info.alternative_file_formats:
-            raise DataError(f"TFDS dataset {name!r} at {builder.data_dir} is stored as "
-                            f"{info.file_format.value}; visionpipe reads only tfrecord. Rebuild it with "
-                            f"`tfds build {tfds_name} --file_format tfrecord --data_dir {data_dir}`.")
+            raise DataError(
+                f"TFDS dataset {name!r} at {builder.data_dir} is stored as "
+                f"{info.file_format.value}; visionpipe reads only tfrecord. Rebuild it with "
+                f"`tfds build {tfds_name} --file_format tfrecord --data_dir {data_dir}`."
+            )
         # tfds.builder_from_directory(file_format="tfrecord") refuses this in 4.9.x ("already set"),
         # so repoint the split file templates at the tfrecord copies the way TFDS does internally.
         info.set_file_format(tfds.core.FileFormat.TFRECORD, override=True, override_if_initialized=True)
 
     files = _split_files(name, builder.data_dir, info.splits)
     image_key, label_key = _feature_keys(name, info)
-    return TfdsSource(name=name, files=files, image_key=image_key, label_key=label_key,
-                      class_names=list(info.features[label_key].names))
+    return TfdsSource(
+        name=name,
+        files=files,
+        image_key=image_key,
+        label_key=label_key,
+        class_names=list(info.features[label_key].names),
+    )
 
 
 def _split_files(name: str, builder_dir: str, splits) -> dict[str, list[str]]:
@@ -86,13 +99,17 @@ def _split_files(name: str, builder_dir: str, splits) -> dict[str, list[str]]:
         paths = list(split_info.filepaths)
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
-            raise DataError(f"TFDS dataset {name!r} at {builder_dir} is incomplete: split {tfds_split!r} "
-                            f"is missing {len(missing)} of {len(paths)} files, e.g. {missing[0]}. Copy it again.")
+            raise DataError(
+                f"TFDS dataset {name!r} at {builder_dir} is incomplete: split {tfds_split!r} "
+                f"is missing {len(missing)} of {len(paths)} files, e.g. {missing[0]}. Copy it again."
+            )
         if paths:
             files[target] = [os.fspath(p) for p in paths]
     if "train" not in files:
-        raise DataError(f"TFDS dataset {name!r} at {builder_dir} has no (non-empty) train split; its splits are "
-                        f"{sorted(splits)}. visionpipe needs 'train' (optional: 'validation'/'valid'/'val', 'test').")
+        raise DataError(
+            f"TFDS dataset {name!r} at {builder_dir} has no (non-empty) train split; its splits are "
+            f"{sorted(splits)}. visionpipe needs 'train' (optional: 'validation'/'valid'/'val', 'test')."
+        )
     return files
 
 
@@ -104,11 +121,12 @@ def _feature_keys(name: str, info) -> tuple[str, str]:
     labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
     # Prefer the dataset author's (input, target) pair when it fits, e.g. cifar100's "label"
     # over "coarse_label"; otherwise the first feature of each kind.
-    for key, found in zip(info.supervised_keys or (), (images, labels)):
+    for key, found in zip(info.supervised_keys or (), (images, labels), strict=False):
         if isinstance(key, str) and key in found:
             found.insert(0, key)
     if not images or not labels:
         kinds = {k: type(f).__name__ for k, f in features.items()}
-        raise DataError(f"TFDS dataset {name!r} needs an Image feature and a ClassLabel feature; "
-                        f"it has {kinds or info.features!r}.")
+        raise DataError(
+            f"TFDS dataset {name!r} needs an Image feature and a ClassLabel feature; it has {kinds or info.features!r}."
+        )
     return images[0], labels[0]

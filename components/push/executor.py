@@ -3,6 +3,7 @@
 The copy goes to a hidden temp folder first and is renamed into place, so TF Serving (which
 polls the base path) never sees a half-written version.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from components.push.spec import Inputs, Outputs, Params
-from pipeline.stage import StageContext
+from visionpipe.components.push.spec import Inputs, Outputs, Params
+from visionpipe.pipeline.stage import StageContext
 
 
 def next_version(base: Path) -> int:

@@ -1,13 +1,14 @@
 """push: copies a blessed SavedModel into a TF Serving model base path as a new version."""
+
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from components.evaluate.spec import not_blessed_reason
-from pipeline.artifacts import Blessing, ExportedModel, PushedModel
-from pipeline.config import Config
-from pipeline.stage import StageSpec
+from visionpipe.components.evaluate.spec import not_blessed_reason
+from visionpipe.pipeline.artifacts import Blessing, ExportedModel, PushedModel
+from visionpipe.pipeline.config import Config
+from visionpipe.pipeline.stage import StageSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,12 @@ def _params(config: Config) -> Params:
     return Params(destination=destination)
 
 
-SPEC = StageSpec(name="push", inputs=Inputs, outputs=Outputs, params=_params,
-                 executor="components.push.executor:run",
-                 gate=lambda inputs: not_blessed_reason(inputs.blessing), key_metric="version")
+SPEC = StageSpec(
+    name="push",
+    inputs=Inputs,
+    outputs=Outputs,
+    params=_params,
+    executor="visionpipe.components.push.executor:run",
+    gate=lambda inputs: not_blessed_reason(inputs.blessing),
+    key_metric="version",
+)

@@ -7,17 +7,19 @@ accelerator (``placement: model``). MixUp and CutMix change labels as well, so t
 run in tf.data, after the image ops. Augmentation only ever touches training batches; the
 layers are not part of the saved model.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
-from components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
-from pipeline.config import AugmentConfig, AugmentOpConfig
-from pipeline.errors import UserError
+from visionpipe.components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
+from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
+from visionpipe.pipeline.errors import UserError
 
 VALUE_RANGE = (0.0, 1.0)
 
@@ -32,39 +34,84 @@ class Op(NamedTuple):
 
 def _color_jitter(m: float, _, seed: int) -> keras.layers.Layer:
     return keras.layers.RandomColorJitter(
-        value_range=VALUE_RANGE, brightness_factor=m, contrast_factor=m,
-        saturation_factor=(max(0.0, 0.5 - m), min(1.0, 0.5 + m)), hue_factor=m / 4, seed=seed)
+        value_range=VALUE_RANGE,
+        brightness_factor=m,
+        contrast_factor=m,
+        saturation_factor=(max(0.0, 0.5 - m), min(1.0, 0.5 + m)),
+        hue_factor=m / 4,
+        seed=seed,
+    )
 
 
 OPS: dict[str, Op] = {
-    "random_resized_crop": Op(lambda m, _, s: RandomResizedCrop(1.0 - m, seed=s), 0.65,
-                              "largest share of the area cut away (crops keep 1 - magnitude .. 100%)"),
-    "flip_horizontal": Op(lambda m, _, s: keras.layers.RandomFlip("horizontal", seed=s), None,
-                          "no magnitude; flips half of the images it is applied to"),
-    "flip_vertical": Op(lambda m, _, s: keras.layers.RandomFlip("vertical", seed=s), None,
-                        "no magnitude; flips half of the images it is applied to"),
+    "random_resized_crop": Op(
+        lambda m, _, s: RandomResizedCrop(1.0 - m, seed=s),
+        0.65,
+        "largest share of the area cut away (crops keep 1 - magnitude .. 100%)",
+    ),
+    "flip_horizontal": Op(
+        lambda m, _, s: keras.layers.RandomFlip("horizontal", seed=s),
+        None,
+        "no magnitude; flips half of the images it is applied to",
+    ),
+    "flip_vertical": Op(
+        lambda m, _, s: keras.layers.RandomFlip("vertical", seed=s),
+        None,
+        "no magnitude; flips half of the images it is applied to",
+    ),
     # Nearest-neighbour sampling makes this the classic pad-and-crop: whole-pixel shifts,
     # borders reflected, no blur, and about 1.3x faster than bilinear on CIFAR batches.
-    "translate": Op(lambda m, _, s: keras.layers.RandomTranslation(
-        m, m, fill_mode="reflect", interpolation="nearest", seed=s), 0.125, "largest shift as a fraction of the size"),
-    "rotate": Op(lambda m, _, s: keras.layers.RandomRotation(m / 360, fill_mode="reflect", seed=s), 15.0,
-                 "largest rotation in degrees"),
-    "zoom": Op(lambda m, _, s: keras.layers.RandomZoom(m, fill_mode="reflect", seed=s), 0.1,
-               "largest zoom in or out as a fraction of the size"),
-    "brightness": Op(lambda m, _, s: keras.layers.RandomBrightness(m, value_range=VALUE_RANGE, seed=s), 0.2,
-                     "largest brightness change as a fraction of the value range"),
-    "contrast": Op(lambda m, _, s: keras.layers.RandomContrast(m, value_range=VALUE_RANGE, seed=s), 0.2,
-                   "largest contrast change as a fraction"),
+    "translate": Op(
+        lambda m, _, s: keras.layers.RandomTranslation(m, m, fill_mode="reflect", interpolation="nearest", seed=s),
+        0.125,
+        "largest shift as a fraction of the size",
+    ),
+    "rotate": Op(
+        lambda m, _, s: keras.layers.RandomRotation(m / 360, fill_mode="reflect", seed=s),
+        15.0,
+        "largest rotation in degrees",
+    ),
+    "zoom": Op(
+        lambda m, _, s: keras.layers.RandomZoom(m, fill_mode="reflect", seed=s),
+        0.1,
+        "largest zoom in or out as a fraction of the size",
+    ),
+    "brightness": Op(
+        lambda m, _, s: keras.layers.RandomBrightness(m, value_range=VALUE_RANGE, seed=s),
+        0.2,
+        "largest brightness change as a fraction of the value range",
+    ),
+    "contrast": Op(
+        lambda m, _, s: keras.layers.RandomContrast(m, value_range=VALUE_RANGE, seed=s),
+        0.2,
+        "largest contrast change as a fraction",
+    ),
     "color_jitter": Op(_color_jitter, 0.2, "brightness, contrast and saturation change; hue change is a quarter"),
-    "rand_augment": Op(lambda m, c, s: FastRandAugment(value_range=VALUE_RANGE, num_ops=c.num_ops, factor=m, seed=s),
-                       0.5, "strength of each operation, 0..1 (num_ops operations per batch)"),
-    "random_erasing": Op(lambda m, c, s: keras.layers.RandomErasing(
-        factor=(c.probability, c.probability), scale=(0.02, m), value_range=VALUE_RANGE, seed=s), 0.33,
-        "largest erased share of the area", own_probability=True),
-    "mixup": Op(lambda m, _, s: keras.layers.MixUp(alpha=m, seed=s), 0.2,
-                "alpha of the Beta distribution of mixing weights", mixes_labels=True),
-    "cutmix": Op(lambda m, _, s: keras.layers.CutMix(factor=m, seed=s), 1.0,
-                 "alpha of the Beta distribution of the pasted area", mixes_labels=True),
+    "rand_augment": Op(
+        lambda m, c, s: FastRandAugment(value_range=VALUE_RANGE, num_ops=c.num_ops, factor=m, seed=s),
+        0.5,
+        "strength of each operation, 0..1 (num_ops operations per batch)",
+    ),
+    "random_erasing": Op(
+        lambda m, c, s: keras.layers.RandomErasing(
+            factor=(c.probability, c.probability), scale=(0.02, m), value_range=VALUE_RANGE, seed=s
+        ),
+        0.33,
+        "largest erased share of the area",
+        own_probability=True,
+    ),
+    "mixup": Op(
+        lambda m, _, s: keras.layers.MixUp(alpha=m, seed=s),
+        0.2,
+        "alpha of the Beta distribution of mixing weights",
+        mixes_labels=True,
+    ),
+    "cutmix": Op(
+        lambda m, _, s: keras.layers.CutMix(factor=m, seed=s),
+        1.0,
+        "alpha of the Beta distribution of the pasted area",
+        mixes_labels=True,
+    ),
 }
 
 
@@ -112,8 +159,10 @@ def build_policy(config: AugmentConfig, seed: int) -> AugmentPolicy | None:
         if step.op == "rand_augment" and (magnitude > 1 or step.num_ops < 1):
             raise UserError(f"{where}: needs magnitude in 0..1 and num_ops >= 1; got {magnitude}, {step.num_ops}")
         if label_mixers and not op.mixes_labels:
-            raise UserError(f"{where}: image ops must come before mixup/cutmix in the policy, "
-                            "because those also mix the labels and always run last, in tf.data")
+            raise UserError(
+                f"{where}: image ops must come before mixup/cutmix in the policy, "
+                "because those also mix the labels and always run last, in tf.data"
+            )
         layer = op.build(magnitude or 0.0, step, seed + index)
         if step.probability < 1.0 and not op.own_probability:
             layer = RandomApply(layer, step.probability, seed=seed + 1000 + index)

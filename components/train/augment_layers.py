@@ -11,6 +11,7 @@
 All take and return float images in [0, 1]. They are plain Keras layers, so the same
 objects run in tf.data (CPU) or inside the model on an accelerator.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,12 @@ class RandomApply(keras.layers.Layer):
         self.generator = keras.random.SeedGenerator(seed)
 
     def get_config(self):
-        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer),
-                "probability": self.probability, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "probability": self.probability,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -47,6 +52,7 @@ class RandomApply(keras.layers.Layer):
         def pick(new, old):
             mask = tf.reshape(chosen, [-1] + [1] * (len(old.shape) - 1))
             return tf.where(mask, tf.cast(new, old.dtype), old)
+
         if isinstance(data, dict):
             return {key: pick(changed[key], value) for key, value in data.items()}
         return pick(changed, data)

@@ -6,6 +6,7 @@ layers sit in front of it in a training-only wrapper that shares its weights; on
 classifier is saved. BackupAndRestore keeps per-epoch state in the stage's scratch directory
 (keyed by fingerprint): a killed run resumes from its last finished epoch.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,30 +15,36 @@ import math
 import keras
 import tensorflow as tf
 
-from components.common.dataset import image_dataset
-from components.train.augment import build_policy
-from components.train.input_pipeline import (
+from visionpipe.components.common.dataset import image_dataset
+from visionpipe.components.train.augment import build_policy
+from visionpipe.components.train.input_pipeline import (
     balancing_weights,
     choose_cache,
     class_frequencies,
     shuffle_buffer,
     training_dataset,
 )
-from components.train.spec import Inputs, Outputs, Params
-from components.train.strategy import choose_strategy
-from models.preprocessing import PreprocessingSpec, normalization_layer
-from models.registry import create_model
-from pipeline.errors import UserError
-from pipeline.stage import StageContext
+from visionpipe.components.train.spec import Inputs, Outputs, Params
+from visionpipe.components.train.strategy import choose_strategy
+from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer
+from visionpipe.models.registry import create_model
+from visionpipe.pipeline.errors import UserError
+from visionpipe.pipeline.stage import StageContext
 
 
 def preprocessing_spec(params: Params, statistics) -> PreprocessingSpec:
     p = params.preprocessing
     mean = statistics.properties.get("pixel_mean") or [0.5] * p.channels
     std = statistics.properties.get("pixel_std") or [0.25] * p.channels
-    return PreprocessingSpec(height=p.image_size[0], width=p.image_size[1], channels=p.channels,
-                             resize_policy=p.resize_policy, mean=tuple(mean), std=tuple(std),
-                             crop_fraction=p.crop_fraction)
+    return PreprocessingSpec(
+        height=p.image_size[0],
+        width=p.image_size[1],
+        channels=p.channels,
+        resize_policy=p.resize_policy,
+        mean=tuple(mean),
+        std=tuple(std),
+        crop_fraction=p.crop_fraction,
+    )
 
 
 def build_classifier(name: str, spec: PreprocessingSpec, num_classes: int, model_config) -> keras.Model:
@@ -52,8 +59,10 @@ def _balance(params: Params, statistics, classes: list[str]) -> tuple[list[float
         return None, None
     counts = statistics.properties.get("class_counts") or {}
     if not any(counts.get(c) for c in classes):
-        raise UserError("train.class_balance needs per-class counts of the train split; rerun validate "
-                        "(`visionpipe run --stage validate --force`)")
+        raise UserError(
+            "train.class_balance needs per-class counts of the train split; rerun validate "
+            "(`visionpipe run --stage validate --force`)"
+        )
     if params.train.class_balance == "weights":
         return balancing_weights(counts, classes), None
     return None, class_frequencies(counts, classes)
@@ -68,23 +77,43 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     classes = inputs.examples.properties["classes"]
     counts = inputs.statistics.properties["counts"]
     examples = inputs.examples.path
-    cache = choose_cache(params.input, counts["train"] + counts["val"], spec,
-                         params.input.cache_dir or ctx.run_root / "cache", inputs.examples.fingerprint or inputs.examples.uri)
+    cache = choose_cache(
+        params.input,
+        counts["train"] + counts["val"],
+        spec,
+        params.input.cache_dir or ctx.run_root / "cache",
+        inputs.examples.fingerprint or inputs.examples.uri,
+    )
     policy = build_policy(cfg.augment, params.seed)
     class_weights, resample_from = _balance(params, inputs.statistics, classes)
 
     strategy = choose_strategy(cfg)
-    ctx.log(f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, "
-            f"model {params.model.name}, strategy {type(strategy).__name__} "
-            f"({strategy.num_replicas_in_sync} replicas), cache {cache.kind}: {cache.reason}, "
-            f"shuffle buffer {shuffle_buffer(params.input, cache, counts['train']):,} images")
+    ctx.log(
+        f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, "
+        f"model {params.model.name}, strategy {type(strategy).__name__} "
+        f"({strategy.num_replicas_in_sync} replicas), cache {cache.kind}: {cache.reason}, "
+        f"shuffle buffer {shuffle_buffer(params.input, cache, counts['train']):,} images"
+    )
     if policy is not None:
-        ctx.log(f"augmentation: {', '.join(step.op for step in cfg.augment.policy)} "
-                f"(placement {cfg.augment.placement})")
-    train_ds = training_dataset(examples, spec, len(classes), cfg.batch_size, params.input, params.seed, cache,
-                                policy, class_weights, resample_from, num_images=counts["train"])
-    val_ds = image_dataset(examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"),
-                           num_images=counts["val"])
+        ctx.log(
+            f"augmentation: {', '.join(step.op for step in cfg.augment.policy)} (placement {cfg.augment.placement})"
+        )
+    train_ds = training_dataset(
+        examples,
+        spec,
+        len(classes),
+        cfg.batch_size,
+        params.input,
+        params.seed,
+        cache,
+        policy,
+        class_weights,
+        resample_from,
+        num_images=counts["train"],
+    )
+    val_ds = image_dataset(
+        examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"), num_images=counts["val"]
+    )
     steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
     if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
         train_ds = train_ds.repeat()
@@ -97,35 +126,50 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             image = keras.Input(spec.input_shape, name="image")
             trainee = keras.Model(image, model(augment_in_model(image)), name="trainee")
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(cfg.epochs * steps - steps, 1), warmup_target=cfg.learning_rate,
-            warmup_steps=steps)
+            0.0, decay_steps=max(cfg.epochs * steps - steps, 1), warmup_target=cfg.learning_rate, warmup_steps=steps
+        )
         trainee.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                     keras.metrics.TopKCategoricalAccuracy(k=min(3, len(classes)), name="top_k_accuracy")])
+            metrics=[
+                keras.metrics.CategoricalAccuracy(name="accuracy"),
+                keras.metrics.TopKCategoricalAccuracy(k=min(3, len(classes)), name="top_k_accuracy"),
+            ],
+        )
     out = outputs.model.path
     callbacks = [
         keras.callbacks.BackupAndRestore(str(ctx.scratch_dir / "backup")),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience,
-                                      restore_best_weights=True),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True
+        ),
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=False),
     ]
     # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
     # tf.data input, which shuffles itself (input.shuffle_buffer).
-    history = trainee.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, shuffle=False,
-                          steps_per_epoch=steps if (cfg.steps_per_epoch or resample_from) else None,
-                          callbacks=callbacks, verbose=cfg.verbose)
+    history = trainee.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.epochs,
+        shuffle=False,
+        steps_per_epoch=steps if (cfg.steps_per_epoch or resample_from) else None,
+        callbacks=callbacks,
+        verbose=cfg.verbose,
+    )
     model.save(out / "model.keras")
     spec.save(out / "preprocessing.json")
     (out / "classes.json").write_text(json.dumps(classes))
     (out / "history.json").write_text(json.dumps(history.history, indent=2))
     val_loss = history.history["val_loss"]
     best = min(range(len(val_loss)), key=val_loss.__getitem__)  # the epoch EarlyStopping restored
-    summary = {"epochs_run": len(val_loss), "best_epoch": best + 1,
-               "val_accuracy": float(history.history["val_accuracy"][best]),
-               "val_loss": float(val_loss[best]), "params": model.count_params()}
-    outputs.model.properties.update(summary, model_name=params.model.name, classes=classes,
-                                    input_shape=list(spec.input_shape), cache=cache.kind)
+    summary = {
+        "epochs_run": len(val_loss),
+        "best_epoch": best + 1,
+        "val_accuracy": float(history.history["val_accuracy"][best]),
+        "val_loss": float(val_loss[best]),
+        "params": model.count_params(),
+    }
+    outputs.model.properties.update(
+        summary, model_name=params.model.name, classes=classes, input_shape=list(spec.input_shape), cache=cache.kind
+    )
     return summary

@@ -6,19 +6,21 @@ move those compact pixels; scaling to [0, 1], augmentation and mixing run once p
 vectorised, in a parallel map that overlaps the training step. ``input.deterministic`` trades
 that parallelism for the same batches on every run.
 """
+
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import tensorflow as tf
 
-from components.common.dataset import AUTOTUNE, float_batch, pixels
-from components.train.augment import AugmentPolicy
-from models.preprocessing import PreprocessingSpec
-from pipeline.config import InputConfig
+from visionpipe.components.common.dataset import AUTOTUNE, float_batch, pixels
+from visionpipe.components.train.augment import AugmentPolicy
+from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.pipeline.config import InputConfig
 
 
 class CacheChoice(NamedTuple):
@@ -32,8 +34,9 @@ class CacheChoice(NamedTuple):
         return {"memory": "", "file": f"{self.prefix}-{split}"}.get(self.kind)
 
 
-def choose_cache(config: InputConfig, num_images: int, spec: PreprocessingSpec, cache_dir: Path,
-                 data_key: str) -> CacheChoice:
+def choose_cache(
+    config: InputConfig, num_images: int, spec: PreprocessingSpec, cache_dir: Path, data_key: str
+) -> CacheChoice:
     """Memory when the decoded images fit the memory budget, else files within the file budget.
 
     ``data_key`` names the data version, so a file cache is never read for other data.
@@ -50,7 +53,9 @@ def choose_cache(config: InputConfig, num_images: int, spec: PreprocessingSpec, 
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         for stale in Path(cache_dir).glob(f"tfdata-{key}-*.lockfile"):
             stale.unlink()  # left by a killed run; tf.data would refuse to write the cache again
-        return CacheChoice("file", prefix, megabytes, f"{size} in {cache_dir} (file budget {config.file_budget_mb:,} MB)")
+        return CacheChoice(
+            "file", prefix, megabytes, f"{size} in {cache_dir} (file budget {config.file_budget_mb:,} MB)"
+        )
     return CacheChoice("off", prefix, megabytes, f"{size} exceed both budgets: decoding every epoch")
 
 
@@ -64,10 +69,19 @@ def shuffle_buffer(config: InputConfig, cache: CacheChoice, num_images: int | No
     return num_images if cache.kind == "memory" and num_images else BOUNDED_SHUFFLE_BUFFER
 
 
-def training_dataset(examples_dir: Path, spec: PreprocessingSpec, num_classes: int, batch_size: int,
-                     config: InputConfig, seed: int, cache: CacheChoice, policy: AugmentPolicy | None = None,
-                     class_weights: Sequence[float] | None = None,
-                     resample_from: Sequence[float] | None = None, num_images: int | None = None) -> tf.data.Dataset:
+def training_dataset(
+    examples_dir: Path,
+    spec: PreprocessingSpec,
+    num_classes: int,
+    batch_size: int,
+    config: InputConfig,
+    seed: int,
+    cache: CacheChoice,
+    policy: AugmentPolicy | None = None,
+    class_weights: Sequence[float] | None = None,
+    resample_from: Sequence[float] | None = None,
+    num_images: int | None = None,
+) -> tf.data.Dataset:
     """Batches of (images, one-hot labels) or, with ``class_weights``, (images, labels, weights).
 
     ``resample_from`` (the train split's class frequencies) resamples an endless stream to
@@ -75,17 +89,24 @@ def training_dataset(examples_dir: Path, spec: PreprocessingSpec, num_classes: i
     train split's size, as ``pixels`` takes it.
     """
     deterministic = config.deterministic
-    ds = pixels(examples_dir, "train", spec, shuffle_files=True, seed=seed, deterministic=deterministic,
-                num_images=num_images)
+    ds = pixels(
+        examples_dir, "train", spec, shuffle_files=True, seed=seed, deterministic=deterministic, num_images=num_images
+    )
     cache_arg = cache.for_split("train")
     if cache_arg is not None:
         ds = ds.cache(cache_arg)
     ds = ds.shuffle(shuffle_buffer(config, cache, num_images), seed=seed, reshuffle_each_iteration=True)
     if resample_from is not None:
-        ds = (ds.repeat()
-              .rejection_resample(lambda image, label: tf.cast(label, tf.int32), [1 / num_classes] * num_classes,
-                                  initial_dist=list(resample_from), seed=seed)
-              .map(lambda _, pair: pair))
+        ds = (
+            ds.repeat()
+            .rejection_resample(
+                lambda image, label: tf.cast(label, tf.int32),
+                [1 / num_classes] * num_classes,
+                initial_dist=list(resample_from),
+                seed=seed,
+            )
+            .map(lambda _, pair: pair)
+        )
     weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
 
     def finish(images, labels):

@@ -4,6 +4,7 @@ Each row is one training image: the original, then independently augmented versi
 by the same policy code the train stage runs (whatever its placement). Under an image whose
 label was mixed (MixUp, CutMix), the two largest label weights are printed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,37 +12,46 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Config
-from pipeline.errors import UserError
+from visionpipe.pipeline.config import Config
+from visionpipe.pipeline.errors import UserError
 
 
 def latest_examples(root: Path):
-    from pipeline.metadata import MetadataStore
+    from visionpipe.pipeline.metadata import MetadataStore
 
     db = root / "metadata.sqlite"
     latest = MetadataStore(db).latest_outputs("ingest") if db.is_file() else None
     if latest is None:
-        raise UserError(f"no ingested data under {root}; run `visionpipe run --config <your config> --stage ingest` "
-                        "first")
+        raise UserError(
+            f"no ingested data under {root}; run `visionpipe run --config <your config> --stage ingest` first"
+        )
     return latest[1]["examples"]
 
 
 def write_preview(config: Config, out: Path, num_images: int = 8, variants: int = 5) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from components.common.dataset import float_batch, pixels
-    from components.train.augment import build_policy
-    from models.preprocessing import PreprocessingSpec
+    from visionpipe.components.common.dataset import float_batch, pixels
+    from visionpipe.components.train.augment import build_policy
+    from visionpipe.models.preprocessing import PreprocessingSpec
 
     if not config.train.augment.policy:
         raise UserError("train.augment.policy is empty: there is nothing to preview")
     examples = latest_examples(Path(config.run.root))
     classes = examples.properties["classes"]
     p = config.preprocessing
-    spec = PreprocessingSpec(p.image_size[0], p.image_size[1], p.channels, p.resize_policy,
-                             (0.0,) * p.channels, (1.0,) * p.channels, p.crop_fraction)
+    spec = PreprocessingSpec(
+        p.image_size[0],
+        p.image_size[1],
+        p.channels,
+        p.resize_policy,
+        (0.0,) * p.channels,
+        (1.0,) * p.channels,
+        p.crop_fraction,
+    )
     images, labels = float_batch(*next(iter(pixels(examples.path, "train", spec).batch(num_images))), len(classes))
     # The preview shows every op, including those the model would run on the accelerator.
     policy = build_policy(dataclasses.replace(config.train.augment, placement="data"), config.seed)

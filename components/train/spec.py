@@ -1,12 +1,13 @@
 """train: a registry model trained on the train split under a tf.distribute strategy."""
+
 from __future__ import annotations
 
 import dataclasses
 
-from components.validate.spec import blocking_reason
-from pipeline.artifacts import Anomalies, Examples, Model, Statistics
-from pipeline.config import Config, InputConfig, ModelConfig, PreprocessingConfig, TrainConfig
-from pipeline.stage import StageSpec
+from visionpipe.components.validate.spec import blocking_reason
+from visionpipe.pipeline.artifacts import Anomalies, Examples, Model, Statistics
+from visionpipe.pipeline.config import Config, InputConfig, ModelConfig, PreprocessingConfig, TrainConfig
+from visionpipe.pipeline.stage import StageSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +32,17 @@ class Params:
 
 
 def _params(config: Config) -> Params:
-    return Params(train=config.train, input=config.input, model=config.model, preprocessing=config.preprocessing, seed=config.seed)
+    return Params(
+        train=config.train, input=config.input, model=config.model, preprocessing=config.preprocessing, seed=config.seed
+    )
 
 
-SPEC = StageSpec(name="train", inputs=Inputs, outputs=Outputs, params=_params,
-                 executor="components.train.executor:run",
-                 gate=lambda inputs: blocking_reason(inputs.anomalies), key_metric="val_accuracy")
+SPEC = StageSpec(
+    name="train",
+    inputs=Inputs,
+    outputs=Outputs,
+    params=_params,
+    executor="visionpipe.components.train.executor:run",
+    gate=lambda inputs: blocking_reason(inputs.anomalies),
+    key_metric="val_accuracy",
+)

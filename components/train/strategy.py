@@ -1,10 +1,11 @@
 """Chooses the tf.distribute strategy from config: one device, several GPUs, workers, or TPU."""
+
 from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.config import TrainConfig
-from pipeline.errors import UserError
+from visionpipe.pipeline.config import TrainConfig
+from visionpipe.pipeline.errors import UserError
 
 
 def choose_strategy(config: TrainConfig) -> tf.distribute.Strategy:
@@ -27,7 +28,8 @@ def choose_strategy(config: TrainConfig) -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.OpError) as err:
-            raise UserError(f"train.strategy=tpu but no TPU was found ({err}); set train.tpu_address "
-                            "or use train.strategy=auto") from None
+            raise UserError(
+                f"train.strategy=tpu but no TPU was found ({err}); set train.tpu_address or use train.strategy=auto"
+            ) from None
         return tf.distribute.TPUStrategy(resolver)
     raise UserError(f"unknown train.strategy {name!r}")

@@ -5,6 +5,7 @@ records which data version it came from. From then on validate checks classes ag
 accepted schema (unless ``validate.schema_path`` names another one), and the accepted data
 version's drift counts as reviewed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,10 +15,10 @@ import shutil
 import time
 from pathlib import Path
 
-from components.validate.anomalies import load_schema, schema_classes
-from components.validate.spec import accepted_dir
-from pipeline.errors import UserError
-from pipeline.metadata import MetadataStore
+from visionpipe.components.validate.anomalies import load_schema, schema_classes
+from visionpipe.components.validate.spec import accepted_dir
+from visionpipe.pipeline.errors import UserError
+from visionpipe.pipeline.metadata import MetadataStore
 
 
 @dataclasses.dataclass
@@ -47,10 +48,14 @@ def review(root: Path) -> SchemaReview:
     accepted = accepted_dir(root) / "schema.pbtxt"
     new = schema_classes(load_schema(schema_file))
     old = schema_classes(load_schema(accepted)) if accepted.is_file() else []
-    return SchemaReview(latest=schema_file, accepted=accepted, added=[c for c in new if c not in old],
-                        removed=[c for c in old if c not in new],
-                        blocking=outputs["anomalies"].properties.get("blocking", []),
-                        examples_fingerprint=examples.fingerprint)
+    return SchemaReview(
+        latest=schema_file,
+        accepted=accepted,
+        added=[c for c in new if c not in old],
+        removed=[c for c in old if c not in new],
+        blocking=outputs["anomalies"].properties.get("blocking", []),
+        examples_fingerprint=examples.fingerprint,
+    )
 
 
 def accept(root: Path) -> SchemaReview:
@@ -61,7 +66,11 @@ def accept(root: Path) -> SchemaReview:
     tmp = folder / f".schema-{os.getpid()}.pbtxt"
     shutil.copyfile(result.latest, tmp)
     os.replace(tmp, result.accepted)
-    record = {"examples": result.examples_fingerprint, "schema_from": str(result.latest),
-              "accepted_at": time.strftime("%Y-%m-%d %H:%M:%S"), "blocking_when_accepted": result.blocking}
+    record = {
+        "examples": result.examples_fingerprint,
+        "schema_from": str(result.latest),
+        "accepted_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "blocking_when_accepted": result.blocking,
+    }
     (folder / "accepted.json").write_text(json.dumps(record, indent=2))
     return result

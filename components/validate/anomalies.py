@@ -4,6 +4,7 @@ Each anomaly has a kind (its key in ``validate.severity``), a severity (block or
 message, and the offending files, classes or splits, so the report says exactly what to fix.
 Drift is measured against the previous data version's statistics (``baseline``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,19 +12,30 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from pipeline.config import ValidateConfig
+from visionpipe.pipeline.config import ValidateConfig
 
 # Our anomaly kinds as TFDV's anomaly types, so TFDV/Facets users see familiar reasons.
 _TFMD_TYPES = {
-    "empty_class": "FEATURE_TYPE_LOW_NUMBER_PRESENT", "undecodable_image": "LOW_SUPPORTED_IMAGE_FRACTION",
+    "empty_class": "FEATURE_TYPE_LOW_NUMBER_PRESENT",
+    "undecodable_image": "LOW_SUPPORTED_IMAGE_FRACTION",
     "class_missing_from_split": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
     "class_missing_vs_schema": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
-    "new_class_vs_schema": "ENUM_TYPE_UNEXPECTED_STRING_VALUES", "conflicting_labels": "MULTIPLE_REASONS",
-    "split_leakage": "FEATURE_TYPE_HIGH_UNIQUE", "duplicate_in_split": "FEATURE_TYPE_LOW_UNIQUE",
-    "class_imbalance": "COMPARATOR_L_INFTY_HIGH", "label_drift": "COMPARATOR_L_INFTY_HIGH",
-    "size_drift": "COMPARATOR_L_INFTY_HIGH", "channel_drift": "COMPARATOR_L_INFTY_HIGH"}
-_FEATURE = {"undecodable_image": "image", "split_leakage": "image", "duplicate_in_split": "image",
-            "size_drift": "height", "channel_drift": "channels"}
+    "new_class_vs_schema": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
+    "conflicting_labels": "MULTIPLE_REASONS",
+    "split_leakage": "FEATURE_TYPE_HIGH_UNIQUE",
+    "duplicate_in_split": "FEATURE_TYPE_LOW_UNIQUE",
+    "class_imbalance": "COMPARATOR_L_INFTY_HIGH",
+    "label_drift": "COMPARATOR_L_INFTY_HIGH",
+    "size_drift": "COMPARATOR_L_INFTY_HIGH",
+    "channel_drift": "COMPARATOR_L_INFTY_HIGH",
+}
+_FEATURE = {
+    "undecodable_image": "image",
+    "split_leakage": "image",
+    "duplicate_in_split": "image",
+    "size_drift": "height",
+    "channel_drift": "channels",
+}
 
 
 @dataclasses.dataclass
@@ -44,9 +56,11 @@ def infer_schema(classes: list[str], split_stats: dict[str, dict], config: Valid
     label.drift_comparator.infinity_norm.threshold = config.drift.max_label_linf
     present = [s for s in split_stats.values() if s["count"]]
     channels = [int(c) for s in present for c in s["channels"]]
-    for name, values in (("channels", channels),
-                         ("height", [s["height"][k] for s in present for k in ("min", "max")]),
-                         ("width", [s["width"][k] for s in present for k in ("min", "max")])):
+    for name, values in (
+        ("channels", channels),
+        ("height", [s["height"][k] for s in present for k in ("min", "max")]),
+        ("width", [s["width"][k] for s in present for k in ("min", "max")]),
+    ):
         feature = schema.feature.add(name=name, type=schema_pb2.INT)
         if values:
             feature.int_domain.min, feature.int_domain.max = int(min(values)), int(max(values))
@@ -59,12 +73,14 @@ def schema_classes(schema) -> list[str]:
 
 def load_schema(path: Path):
     from tensorflow_metadata.proto.v0 import schema_pb2
+
     return text_format.Parse(path.read_text(), schema_pb2.Schema())
 
 
 @dataclasses.dataclass
 class Findings:
     """What ingest and validate know about the data, for the checks below."""
+
     classes: list[str]
     empty_classes: list[str]
     quarantine: list[dict]
@@ -82,30 +98,54 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
             found.append(Anomaly(kind, getattr(config.severity, kind), message, items))
 
     add("empty_class", "class folders with no images; add images or remove the folder", f.empty_classes)
-    add("undecodable_image", "items that could not be ingested (see reason); fix or remove them",
-        [f"{q['path']}: {q['reason']}" for q in f.quarantine])
-    add("conflicting_labels", "the same image content appears under different classes; keep one label",
-        f.plan["conflicting_labels"])
-    add("split_leakage", "identical images were given in two splits; each was kept in one split only",
-        f.plan["leakage"])
-    add("duplicate_in_split", "identical images within one split (each group listed); they weigh double "
-        "in training and metrics", [f"{split}: {', '.join(group)}" for split, group in f.plan["duplicates_in_split"]])
+    add(
+        "undecodable_image",
+        "items that could not be ingested (see reason); fix or remove them",
+        [f"{q['path']}: {q['reason']}" for q in f.quarantine],
+    )
+    add(
+        "conflicting_labels",
+        "the same image content appears under different classes; keep one label",
+        f.plan["conflicting_labels"],
+    )
+    add(
+        "split_leakage", "identical images were given in two splits; each was kept in one split only", f.plan["leakage"]
+    )
+    add(
+        "duplicate_in_split",
+        "identical images within one split (each group listed); they weigh double in training and metrics",
+        [f"{split}: {', '.join(group)}" for split, group in f.plan["duplicates_in_split"]],
+    )
     for split, stats in f.split_stats.items():
         if stats["count"] == 0:
             add("class_missing_from_split", f"the {split} split is empty; add images or adjust data.split", [split])
             continue
-        add("class_missing_from_split", f"classes with no images in the {split} split; add images to these "
+        add(
+            "class_missing_from_split",
+            f"classes with no images in the {split} split; add images to these "
             "classes (each needs at least 3 for train/val/test)",
-            [c for c in f.classes if stats["classes"].get(c, 0) == 0])
-    add("class_imbalance", f"the train split's largest class outnumbers its smallest by more than "
+            [c for c in f.classes if stats["classes"].get(c, 0) == 0],
+        )
+    add(
+        "class_imbalance",
+        f"the train split's largest class outnumbers its smallest by more than "
         f"validate.max_class_imbalance={config.max_class_imbalance:g}; collect more of the small classes or "
-        "use class weights", _imbalance(f.split_stats.get("train"), config.max_class_imbalance))
+        "use class weights",
+        _imbalance(f.split_stats.get("train"), config.max_class_imbalance),
+    )
     if f.reviewed_schema is not None:
         expected = schema_classes(f.reviewed_schema)
-        add("class_missing_vs_schema", "classes in the reviewed schema that the data no longer has",
-            [c for c in expected if c not in f.classes])
-        add("new_class_vs_schema", "classes the reviewed schema does not know; review them, then accept the "
-            "new schema with `visionpipe schema --accept`", [c for c in f.classes if c not in expected])
+        add(
+            "class_missing_vs_schema",
+            "classes in the reviewed schema that the data no longer has",
+            [c for c in expected if c not in f.classes],
+        )
+        add(
+            "new_class_vs_schema",
+            "classes the reviewed schema does not know; review them, then accept the "
+            "new schema with `visionpipe schema --accept`",
+            [c for c in f.classes if c not in expected],
+        )
     if f.baseline:
         _drift(f.split_stats, f.baseline, config, add)
     return found
@@ -138,23 +178,37 @@ def _drift(current: dict[str, dict], baseline: dict[str, dict], config: Validate
         distance, cls = linf(now["classes"], before["classes"])
         if distance > limits.max_label_linf:
             share = {k: s["classes"].get(cls, 0) / s["count"] for k, s in (("before", before), ("now", now))}
-            labels.append(f"{split}: L-infinity {distance:.3f} > {limits.max_label_linf:g} (class {cls}: "
-                          f"{share['before']:.1%} -> {share['now']:.1%})")
+            labels.append(
+                f"{split}: L-infinity {distance:.3f} > {limits.max_label_linf:g} (class {cls}: "
+                f"{share['before']:.1%} -> {share['now']:.1%})"
+            )
         for dim in ("height", "width"):
             old, new = before[dim]["mean"], now[dim]["mean"]
             if old and abs(new - old) / old > limits.max_size_change:
                 sizes.append(f"{split}: mean {dim} {old:.1f} -> {new:.1f} px")
         distance, count = linf(now["channels"], before["channels"])
         if distance > limits.max_channel_linf:
-            channels.append(f"{split}: L-infinity {distance:.3f} > {limits.max_channel_linf:g} "
-                            f"(images with {count} channels moved most)")
-    add("label_drift", "the class distribution moved since the previous data version (limit: "
+            channels.append(
+                f"{split}: L-infinity {distance:.3f} > {limits.max_channel_linf:g} "
+                f"(images with {count} channels moved most)"
+            )
+    add(
+        "label_drift",
+        "the class distribution moved since the previous data version (limit: "
         "validate.drift.max_label_linf); check the new data, then accept it with `visionpipe schema --accept`",
-        labels)
-    add("size_drift", "image sizes changed since the previous data version (limit: "
-        "validate.drift.max_size_change)", sizes)
-    add("channel_drift", "the mix of gray/colour/alpha images changed since the previous data version "
-        "(limit: validate.drift.max_channel_linf)", channels)
+        labels,
+    )
+    add(
+        "size_drift",
+        "image sizes changed since the previous data version (limit: validate.drift.max_size_change)",
+        sizes,
+    )
+    add(
+        "channel_drift",
+        "the mix of gray/colour/alpha images changed since the previous data version "
+        "(limit: validate.drift.max_channel_linf)",
+        channels,
+    )
 
 
 def to_proto(anomalies: list[Anomaly]):
@@ -166,23 +220,29 @@ def to_proto(anomalies: list[Anomaly]):
         feature = _FEATURE.get(anomaly.kind, "label")
         info = proto.anomaly_info[f"{feature}:{anomaly.kind}"]
         info.path.step.append(feature)
-        info.severity = (anomalies_pb2.AnomalyInfo.ERROR if anomaly.severity == "block"
-                         else anomalies_pb2.AnomalyInfo.WARNING)
+        info.severity = (
+            anomalies_pb2.AnomalyInfo.ERROR if anomaly.severity == "block" else anomalies_pb2.AnomalyInfo.WARNING
+        )
         info.short_description = anomaly.kind
         info.description = f"{anomaly.message}: {', '.join(anomaly.items[:20])}"
-        info.reason.add(type=anomalies_pb2.AnomalyInfo.Type.Value(_TFMD_TYPES[anomaly.kind]),
-                        short_description=anomaly.kind, description=anomaly.message)
+        info.reason.add(
+            type=anomalies_pb2.AnomalyInfo.Type.Value(_TFMD_TYPES[anomaly.kind]),
+            short_description=anomaly.kind,
+            description=anomaly.message,
+        )
     return proto
 
 
 def report(anomalies: list[Anomaly], split_stats: dict[str, dict], max_listed: int) -> str:
     lines = ["# Data validation report", ""]
-    lines += ["| split | images | classes | height min-max | width min-max | formats |",
-              "|---|---|---|---|---|---|"]
+    lines += ["| split | images | classes | height min-max | width min-max | formats |", "|---|---|---|---|---|---|"]
     for split, s in split_stats.items():
-        lines.append(f"| {split} | {s['count']} | {len(s['classes'])} | {s['height']['min']}-{s['height']['max']} "
-                     f"| {s['width']['min']}-{s['width']['max']} | "
-                     + ", ".join(f"{k}: {v}" for k, v in sorted(s["formats"].items())) + " |")
+        lines.append(
+            f"| {split} | {s['count']} | {len(s['classes'])} | {s['height']['min']}-{s['height']['max']} "
+            f"| {s['width']['min']}-{s['width']['max']} | "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(s["formats"].items()))
+            + " |"
+        )
     lines.append("")
     if not anomalies:
         lines.append("No anomalies.")

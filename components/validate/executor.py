@@ -10,6 +10,7 @@ Writes ``stats.pb`` + ``summary.json`` (Statistics), ``schema.pbtxt`` (Schema) a
 Blocking anomalies do not fail this stage, whose outputs are the report; they stop the
 pipeline at train's gate.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,12 +19,12 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from components.common.image_stats import to_proto as stats_proto
-from components.validate import anomalies as checks
-from components.validate import summary
-from components.validate.spec import Inputs, Outputs, Params, reviewed_schema_path
-from pipeline.errors import DataError
-from pipeline.stage import StageContext
+from visionpipe.components.common.image_stats import to_proto as stats_proto
+from visionpipe.components.validate import anomalies as checks
+from visionpipe.components.validate import summary
+from visionpipe.components.validate.spec import Inputs, Outputs, Params, reviewed_schema_path
+from visionpipe.pipeline.errors import DataError
+from visionpipe.pipeline.stage import StageContext
 
 
 def _baseline(inputs: Inputs, params: Params, ctx: StageContext) -> dict | None:
@@ -50,9 +51,14 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     if schema_path is not None and not schema_path.is_file():
         raise DataError(f"validate.schema_path {str(schema_path)!r} does not exist")
     findings = checks.Findings(
-        classes=classes_info["classes"], empty_classes=classes_info["empty_classes"], quarantine=quarantine,
-        plan=plan, split_stats=split_stats, reviewed_schema=checks.load_schema(schema_path) if schema_path else None,
-        baseline=_baseline(inputs, params, ctx))
+        classes=classes_info["classes"],
+        empty_classes=classes_info["empty_classes"],
+        quarantine=quarantine,
+        plan=plan,
+        split_stats=split_stats,
+        reviewed_schema=checks.load_schema(schema_path) if schema_path else None,
+        baseline=_baseline(inputs, params, ctx),
+    )
     found = checks.find_anomalies(findings, params.validate)
 
     (outputs.statistics.path / "stats.pb").write_bytes(stats_proto(split_stats).SerializeToString())
@@ -69,13 +75,22 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     blocking = sorted({a.kind for a in found if a.severity == "block"})
     outputs.anomalies.properties.update(blocking=blocking, warnings=sorted({a.kind for a in found} - set(blocking)))
     train = split_stats.get("train", {})
-    outputs.statistics.properties.update(pixel_mean=train.get("pixel_mean"), pixel_std=train.get("pixel_std"),
-                                         class_counts=train.get("classes", {}), counts={s: v["count"] for s, v in split_stats.items()})
+    outputs.statistics.properties.update(
+        pixel_mean=train.get("pixel_mean"),
+        pixel_std=train.get("pixel_std"),
+        class_counts=train.get("classes", {}),
+        counts={s: v["count"] for s, v in split_stats.items()},
+    )
     outputs.schema.properties.update(classes=classes_info["classes"])
     for a in found:
-        ctx.log(f"{'BLOCKING' if a.severity == 'block' else 'warning'} {a.kind}: {len(a.items)} "
-                f"({', '.join(a.items[:3])}{', ...' if len(a.items) > 3 else ''})")
+        ctx.log(
+            f"{'BLOCKING' if a.severity == 'block' else 'warning'} {a.kind}: {len(a.items)} "
+            f"({', '.join(a.items[:3])}{', ...' if len(a.items) > 3 else ''})"
+        )
     if blocking:
         print(report, flush=True)
-    return {"anomalies": len(found), "blocking": len(blocking),
-            **{f"{s}_images": v["count"] for s, v in split_stats.items()}}
+    return {
+        "anomalies": len(found),
+        "blocking": len(blocking),
+        **{f"{s}_images": v["count"] for s, v in split_stats.items()},
+    }

@@ -1,13 +1,14 @@
 """validate: statistics, schema and anomalies for the ingested examples."""
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 from pathlib import Path
 
-from pipeline.artifacts import Anomalies, Examples, Schema, Statistics
-from pipeline.config import Config, ValidateConfig
-from pipeline.stage import StageSpec, previous
+from visionpipe.pipeline.artifacts import Anomalies, Examples, Schema, Statistics
+from visionpipe.pipeline.config import Config, ValidateConfig
+from visionpipe.pipeline.stage import StageSpec, previous
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +60,15 @@ def blocking_reason(anomalies: Anomalies) -> str | None:
     blocking = anomalies.properties.get("blocking", [])
     if not blocking:
         return None
-    return (f"data validation found blocking anomalies ({', '.join(blocking)}); "
-            f"see {anomalies.path / 'report.md'}")
+    return f"data validation found blocking anomalies ({', '.join(blocking)}); see {anomalies.path / 'report.md'}"
 
 
-SPEC = StageSpec(name="validate", inputs=Inputs, outputs=Outputs, params=_params,
-                 executor="components.validate.executor:run", external_fingerprint=_reviewed_fingerprint,
-                 key_metric="anomalies")
+SPEC = StageSpec(
+    name="validate",
+    inputs=Inputs,
+    outputs=Outputs,
+    params=_params,
+    executor="visionpipe.components.validate.executor:run",
+    external_fingerprint=_reviewed_fingerprint,
+    key_metric="anomalies",
+)

@@ -6,6 +6,7 @@ why a run was blocked: per-split tables, a class histogram, an image-size heatma
 anomalies with their offending files, and the train pixel mean/std. Plots are embedded as base64
 PNGs so the file has no external assets and needs no JavaScript.
 """
+
 from __future__ import annotations
 
 import base64
@@ -68,18 +69,22 @@ def _dim(stats: dict, name: str, count: int) -> str:
     d = stats.get(name) or {}
     if not count:
         return "—"  # min/max are 0 for an empty split: showing "0–0" would look like a bug
-    return (f"{d.get('min', 0)}–{d.get('max', 0)} "
-            f"(mean {d.get('mean', 0):.1f}, std {d.get('std', 0):.1f})")
+    return f"{d.get('min', 0)}–{d.get('max', 0)} (mean {d.get('mean', 0):.1f}, std {d.get('std', 0):.1f})"
 
 
 def _split_table(split: str, stats: dict) -> str:
     count = stats.get("count", 0)
-    rows = [("images", count), ("classes", len(stats.get("classes") or {})),
-            ("converted", stats.get("converted", 0)), ("duplicates", stats.get("duplicates", 0)),
-            ("height (px)", _dim(stats, "height", count)), ("width (px)", _dim(stats, "width", count)),
-            ("formats", _counts(stats.get("formats") or {})),
-            ("original modes", _counts(stats.get("modes") or {})),
-            ("channels", _counts(stats.get("channels") or {}))]
+    rows = [
+        ("images", count),
+        ("classes", len(stats.get("classes") or {})),
+        ("converted", stats.get("converted", 0)),
+        ("duplicates", stats.get("duplicates", 0)),
+        ("height (px)", _dim(stats, "height", count)),
+        ("width (px)", _dim(stats, "width", count)),
+        ("formats", _counts(stats.get("formats") or {})),
+        ("original modes", _counts(stats.get("modes") or {})),
+        ("channels", _counts(stats.get("channels") or {})),
+    ]
     body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
     return f"<h3>{_esc(split)}</h3><table>{body}</table>"
 
@@ -114,16 +119,14 @@ def _class_plot(split_stats: dict[str, dict]) -> str:
         for j, split in enumerate(splits):
             ax.barh(y, matrix[:, j], left=left, height=0.8, label=_plain(split))
             left += matrix[:, j]
-        for yi, total in zip(y, left):
+        for yi, total in zip(y, left, strict=True):
             ax.text(total, yi, f" {int(total)}", va="center", fontsize=7)
         ax.set_title("Images per class (all splits stacked, sorted by total)")
     else:
         height = 0.8 / len(splits)
         for j, split in enumerate(splits):
-            bars = ax.barh(y - 0.4 + height * (j + 0.5), matrix[:, j], height=height,
-                           label=_plain(split))
-            ax.bar_label(bars, labels=[str(v) if v else "" for v in matrix[:, j]],
-                         padding=2, fontsize=7)
+            bars = ax.barh(y - 0.4 + height * (j + 0.5), matrix[:, j], height=height, label=_plain(split))
+            ax.bar_label(bars, labels=[str(v) if v else "" for v in matrix[:, j]], padding=2, fontsize=7)
         ax.set_title("Images per class and split")
     ax.set_yticks(y, [_plain(c) for c in classes], fontsize=7)
     ax.set_ylim(len(classes) - 0.5, -0.5)  # first class at the top, like the tables
@@ -142,10 +145,14 @@ def _class_table(split_stats: dict[str, dict]) -> str:
     if not classes:
         return ""
     head = "".join(f"<th>{_esc(s)}</th>" for s in splits)
-    rows = "".join(f"<tr><th>{_esc(c)}</th>" + "".join(f"<td>{counts[s].get(c, 0)}</td>" for s in splits)
-                   + "</tr>" for c in classes)
-    return (f"<details><summary>Counts per class ({len(classes)} classes)</summary>"
-            f"<table><tr><th>class</th>{head}</tr>{rows}</table></details>")
+    rows = "".join(
+        f"<tr><th>{_esc(c)}</th>" + "".join(f"<td>{counts[s].get(c, 0)}</td>" for s in splits) + "</tr>"
+        for c in classes
+    )
+    return (
+        f"<details><summary>Counts per class ({len(classes)} classes)</summary>"
+        f"<table><tr><th>class</th>{head}</tr>{rows}</table></details>"
+    )
 
 
 def _bucket_label(i: int) -> str:
@@ -179,8 +186,7 @@ def _size_plot(split_stats: dict[str, dict]) -> str:
     threshold = np.sqrt(matrix.max())  # midpoint on the log scale: dark cells get white text
     for (i, j), n in np.ndenumerate(matrix):
         if n:
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
-                    color="white" if n > threshold else "black")
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=8, color="white" if n > threshold else "black")
     labels = [_bucket_label(i) for i in range(len(SIZE_EDGES))]
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -196,8 +202,10 @@ def _size_plot(split_stats: dict[str, dict]) -> str:
 def _anomaly(a: dict) -> str:
     severity = a.get("severity", "warn")
     items = list(a.get("items") or [])
-    parts = [f'<h3 class="{_esc(severity)}">[{_esc(severity).upper()}] {_esc(a.get("kind", ""))}</h3>',
-             f"<p>{_esc(a.get('message', ''))}</p>"]
+    parts = [
+        f'<h3 class="{_esc(severity)}">[{_esc(severity).upper()}] {_esc(a.get("kind", ""))}</h3>',
+        f"<p>{_esc(a.get('message', ''))}</p>",
+    ]
     if items:
         parts.append("<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in items[:MAX_ITEMS]) + "</ul>")
     if len(items) > MAX_ITEMS:  # thousands of files would make the page unusable
@@ -223,22 +231,25 @@ def _pixel_stats(split_stats: dict[str, dict]) -> str:
         head = "".join(f"<th>channel {i}</th>" for i in range(len(mean)))
         row_mean = "".join(f"<td>{v:.4f}</td>" for v in mean)
         row_std = "".join(f"<td>{v:.4f}</td>" for v in std)
-        parts.append(f"<h3>{_esc(split)}</h3><table><tr><th></th>{head}</tr>"
-                     f"<tr><th>mean</th>{row_mean}</tr><tr><th>std</th>{row_std}</tr></table>")
+        parts.append(
+            f"<h3>{_esc(split)}</h3><table><tr><th></th>{head}</tr>"
+            f"<tr><th>mean</th>{row_mean}</tr><tr><th>std</th>{row_std}</tr></table>"
+        )
     if not parts:
         return ""
     return "<h2>Pixel statistics</h2>" + "".join(parts)
 
 
-def render_html(split_stats: dict[str, dict], anomalies: list[dict],
-                title: str = "Data validation report") -> str:
+def render_html(split_stats: dict[str, dict], anomalies: list[dict], title: str = "Data validation report") -> str:
     """The whole report as one HTML document (plots inlined as base64 PNG)."""
     tables = "".join(_split_table(s, st) for s, st in split_stats.items())
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{_esc(title)}</h1>{_verdict(anomalies)}"
-            f"<h2>Splits</h2>{tables}"
-            f"<h2>Classes</h2>{_class_plot(split_stats)}{_class_table(split_stats)}"
-            f"<h2>Image sizes</h2>{_size_plot(split_stats)}"
-            f"<h2>Anomalies</h2>{_anomalies(anomalies)}"
-            f"{_pixel_stats(split_stats)}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{_esc(title)}</h1>{_verdict(anomalies)}"
+        f"<h2>Splits</h2>{tables}"
+        f"<h2>Classes</h2>{_class_plot(split_stats)}{_class_table(split_stats)}"
+        f"<h2>Image sizes</h2>{_size_plot(split_stats)}"
+        f"<h2>Anomalies</h2>{_anomalies(anomalies)}"
+        f"{_pixel_stats(split_stats)}</body></html>\n"
+    )

@@ -1,13 +1,14 @@
 """Augmentation policies: every op runs where it is placed, probabilities hold, bad entries are named."""
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.train.augment import OPS, build_policy
-from components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
-from pipeline.config import AugmentConfig, AugmentOpConfig
-from pipeline.errors import UserError
+from visionpipe.components.train.augment import OPS, build_policy
+from visionpipe.components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
+from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
+from visionpipe.pipeline.errors import UserError
 
 
 def _batch(n=16, size=24, classes=4, seed=0):
@@ -18,8 +19,13 @@ def _batch(n=16, size=24, classes=4, seed=0):
 
 
 def _policy(*steps, placement="data", seed=1):
-    return build_policy(AugmentConfig(policy=tuple(AugmentOpConfig(**s) if isinstance(s, dict) else AugmentOpConfig(s)
-                                                   for s in steps), placement=placement), seed)
+    return build_policy(
+        AugmentConfig(
+            policy=tuple(AugmentOpConfig(**s) if isinstance(s, dict) else AugmentOpConfig(s) for s in steps),
+            placement=placement,
+        ),
+        seed,
+    )
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
@@ -48,8 +54,9 @@ def test_model_placement_moves_image_ops_into_the_model_and_keeps_mixers_in_tf_d
     assert (np.count_nonzero(mixed_labels.numpy() > 1e-6, axis=1) == 2).any()
     inputs = keras.Input(images.shape[1:])
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(in_model(inputs)))
-    np.testing.assert_allclose(model(images, training=False).numpy(), tf.reduce_mean(images, [1, 2]).numpy(),
-                               rtol=1e-5)  # inference passes images through untouched
+    np.testing.assert_allclose(
+        model(images, training=False).numpy(), tf.reduce_mean(images, [1, 2]).numpy(), rtol=1e-5
+    )  # inference passes images through untouched
     assert model(images, training=True).shape == (16, 3)
 
 
@@ -77,8 +84,11 @@ def test_fast_rand_augment_gives_the_keras_layer_result_for_the_same_draw():
     reference = keras.layers.RandAugment(value_range=(0, 1), num_ops=2, factor=0.7, seed=5)
     for draw in range(4):
         transformation = reference.get_random_transformation(images, training=True, seed=draw)
-        np.testing.assert_allclose(fast.transform_images(images, transformation).numpy(),
-                                   reference.transform_images(images, transformation).numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            fast.transform_images(images, transformation).numpy(),
+            reference.transform_images(images, transformation).numpy(),
+            atol=1e-5,
+        )
 
 
 def test_random_resized_crop_keeps_size_and_full_area_is_identity():
@@ -88,14 +98,17 @@ def test_random_resized_crop_keeps_size_and_full_area_is_identity():
     assert cropped.shape == images.shape and not np.allclose(cropped.numpy(), images.numpy())
 
 
-@pytest.mark.parametrize("steps, message", [
-    ([{"op": "flip_horizontal", "magnitude": 0.3}], r"policy\[0\] \(flip_horizontal\) takes no magnitude"),
-    ([{"op": "rotate", "probability": 1.5}], r"policy\[0\] \(rotate\): probability must be between 0 and 1"),
-    ([{"op": "zoom", "magnitude": -0.1}], r"policy\[0\] \(zoom\): magnitude .* must not be negative"),
-    ([{"op": "random_resized_crop", "magnitude": 1.0}], r"magnitude .* must be below 1"),
-    ([{"op": "rand_augment", "num_ops": 0}], r"rand_augment\): needs magnitude in 0..1 and num_ops >= 1"),
-    (["mixup", "translate"], r"policy\[1\] \(translate\): image ops must come before mixup/cutmix"),
-])
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        ([{"op": "flip_horizontal", "magnitude": 0.3}], r"policy\[0\] \(flip_horizontal\) takes no magnitude"),
+        ([{"op": "rotate", "probability": 1.5}], r"policy\[0\] \(rotate\): probability must be between 0 and 1"),
+        ([{"op": "zoom", "magnitude": -0.1}], r"policy\[0\] \(zoom\): magnitude .* must not be negative"),
+        ([{"op": "random_resized_crop", "magnitude": 1.0}], r"magnitude .* must be below 1"),
+        ([{"op": "rand_augment", "num_ops": 0}], r"rand_augment\): needs magnitude in 0..1 and num_ops >= 1"),
+        (["mixup", "translate"], r"policy\[1\] \(translate\): image ops must come before mixup/cutmix"),
+    ],
+)
 def test_bad_policy_entries_are_named(steps, message):
     with pytest.raises(UserError, match=message):
         _policy(*steps)

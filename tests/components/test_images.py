@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from components.ingest.images import BadImage, check_image
+from visionpipe.components.ingest.images import BadImage, check_image
 
 
 def encode(image: Image.Image, fmt: str, **kw) -> bytes:
@@ -19,10 +19,13 @@ def test_jpeg_is_kept_as_is():
     assert (checked.format, checked.mode, checked.width, checked.height, checked.channels) == ("JPEG", "RGB", 30, 20, 3)
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty file"),
-    (b"this is not an image", "cannot decode"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (b"this is not an image", "cannot decode"),
+    ],
+)
 def test_unusable_files_are_rejected_with_a_reason(data, reason):
     with pytest.raises(BadImage, match=reason):
         check_image(data, max_pixels=10_000, channels=3)

@@ -1,4 +1,5 @@
 """The training input pipeline: every image once per epoch, caches, determinism, class balance."""
+
 import hashlib
 from pathlib import Path
 
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.common import record_format
-from components.train.augment import build_policy
-from components.train.input_pipeline import (
+from visionpipe.components.common import record_format
+from visionpipe.components.train.augment import build_policy
+from visionpipe.components.train.input_pipeline import (
     CacheChoice,
     balancing_weights,
     choose_cache,
@@ -17,8 +18,8 @@ from components.train.input_pipeline import (
     shuffle_buffer,
     training_dataset,
 )
-from models.preprocessing import PreprocessingSpec
-from pipeline.config import AugmentConfig, AugmentOpConfig, InputConfig
+from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig, InputConfig
 
 SPEC = PreprocessingSpec(height=8, width=8, channels=3, resize_policy="stretch", mean=(0.5,) * 3, std=(0.25,) * 3)
 
@@ -26,17 +27,26 @@ SPEC = PreprocessingSpec(height=8, width=8, channels=3, resize_policy="stretch",
 def _examples(folder, labels: list[int], shards: int = 3):
     """One distinct 8x8 PNG per label, spread over ``shards`` TFRecord files of the train split."""
     (folder / "train").mkdir(parents=True)
-    writers = [tf.io.TFRecordWriter(str(folder / "train" / f"data-{i:05d}-of-{shards:05d}.tfrecord"))
-               for i in range(shards)]
+    writers = [
+        tf.io.TFRecordWriter(str(folder / "train" / f"data-{i:05d}-of-{shards:05d}.tfrecord")) for i in range(shards)
+    ]
     for i, label in enumerate(labels):
         pixels = np.full((8, 8, 3), i % 256, np.uint8)
         pixels[0, 0] = [i // 256, label, 7]
         encoded = tf.io.encode_png(pixels).numpy()
-        writers[i % shards].write(tf.train.Example(features=tf.train.Features(feature={
-            record_format.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-            record_format.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-            record_format.SOURCE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"{i}.png".encode()])),
-        })).SerializeToString())
+        writers[i % shards].write(
+            tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        record_format.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+                        record_format.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                        record_format.SOURCE: tf.train.Feature(
+                            bytes_list=tf.train.BytesList(value=[f"{i}.png".encode()])
+                        ),
+                    }
+                )
+            ).SerializeToString()
+        )
     for writer in writers:
         writer.close()
     return folder
@@ -52,8 +62,15 @@ MEMORY = CacheChoice("memory", "", 0.0, "test")
 
 
 def test_each_epoch_yields_every_image_once_in_a_new_order(tmp_path):
-    ds = training_dataset(_examples(tmp_path, [i % 3 for i in range(50)]), SPEC, 3, 8, InputConfig(shuffle_buffer=64),
-                          seed=1, cache=MEMORY)
+    ds = training_dataset(
+        _examples(tmp_path, [i % 3 for i in range(50)]),
+        SPEC,
+        3,
+        8,
+        InputConfig(shuffle_buffer=64),
+        seed=1,
+        cache=MEMORY,
+    )
     epochs = [[i for x, _ in ds for i in _ids(x.numpy())] for _ in range(2)]
     assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(50))
     assert epochs[0] != epochs[1]
@@ -79,7 +96,9 @@ def test_cache_choice_follows_the_budgets(tmp_path):
     assert pick(memory_budget_mb=1).kind == "file"
     assert pick(memory_budget_mb=1, file_budget_mb=1).kind == "off"
     assert pick(cache="off").kind == "off" and pick(cache="file", memory_budget_mb=100).kind == "file"
-    assert pick(cache="file").prefix != choose_cache(InputConfig(cache="file"), 10, SPEC, tmp_path / "c", "data-v2").prefix
+    assert (
+        pick(cache="file").prefix != choose_cache(InputConfig(cache="file"), 10, SPEC, tmp_path / "c", "data-v2").prefix
+    )
 
 
 def test_a_split_cached_in_memory_is_shuffled_whole():
@@ -111,10 +130,26 @@ def _digest(ds, batches=4) -> str:
 
 def test_deterministic_mode_repeats_batches_and_augmentations(tmp_path):
     examples = _examples(tmp_path, [i % 4 for i in range(96)])
-    policy = lambda: build_policy(AugmentConfig(policy=(
-        AugmentOpConfig("translate"), AugmentOpConfig("rand_augment", probability=0.5), AugmentOpConfig("mixup"))), 3)
-    make = lambda seed: training_dataset(examples, SPEC, 4, 16, InputConfig(deterministic=True, shuffle_buffer=32),
-                                         seed=seed, cache=MEMORY, policy=policy())
+    policy = lambda: build_policy(
+        AugmentConfig(
+            policy=(
+                AugmentOpConfig("translate"),
+                AugmentOpConfig("rand_augment", probability=0.5),
+                AugmentOpConfig("mixup"),
+            )
+        ),
+        3,
+    )
+    make = lambda seed: training_dataset(
+        examples,
+        SPEC,
+        4,
+        16,
+        InputConfig(deterministic=True, shuffle_buffer=32),
+        seed=seed,
+        cache=MEMORY,
+        policy=policy(),
+    )
     keras.utils.set_random_seed(3)
     first = _digest(make(3))
     keras.utils.set_random_seed(3)
@@ -128,8 +163,9 @@ def test_class_weights_ride_along_as_sample_weights(tmp_path):
     counts = {"a": 30, "b": 10}
     weights = balancing_weights(counts, ["a", "b"])
     assert weights == pytest.approx([40 / 60, 40 / 20])
-    ds = training_dataset(_examples(tmp_path, labels), SPEC, 2, 8, InputConfig(), seed=0, cache=MEMORY,
-                          class_weights=weights)
+    ds = training_dataset(
+        _examples(tmp_path, labels), SPEC, 2, 8, InputConfig(), seed=0, cache=MEMORY, class_weights=weights
+    )
     for _, y, w in ds:
         np.testing.assert_allclose(w.numpy(), np.array(weights)[np.argmax(y.numpy(), axis=1)], rtol=1e-6)
 
@@ -137,7 +173,15 @@ def test_class_weights_ride_along_as_sample_weights(tmp_path):
 def test_resampling_balances_the_stream(tmp_path):
     labels = [0] * 90 + [1] * 10
     frequencies = class_frequencies({"a": 90, "b": 10}, ["a", "b"])
-    ds = training_dataset(_examples(tmp_path, labels), SPEC, 2, 20, InputConfig(shuffle_buffer=100), seed=0,
-                          cache=MEMORY, resample_from=frequencies)
+    ds = training_dataset(
+        _examples(tmp_path, labels),
+        SPEC,
+        2,
+        20,
+        InputConfig(shuffle_buffer=100),
+        seed=0,
+        cache=MEMORY,
+        resample_from=frequencies,
+    )
     seen = np.concatenate([y.numpy().argmax(axis=1) for _, y in ds.take(40)])
     assert seen.mean() == pytest.approx(0.5, abs=0.08)

@@ -1,7 +1,7 @@
 import hashlib
 from collections import Counter
 
-from components.ingest.split import Candidate, make_plan, split_sizes
+from visionpipe.components.ingest.split import Candidate, make_plan, split_sizes
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 

@@ -1,4 +1,5 @@
 """The HTML validation summary: well-formed, self-contained, escaped, and readable at scale."""
+
 from __future__ import annotations
 
 import base64
@@ -6,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from components.validate.summary import render_html
+from visionpipe.components.validate.summary import render_html
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VOID_TAGS = {"meta", "img", "br", "hr", "link", "input"}
@@ -45,16 +46,20 @@ def parse(page: str) -> Collector:
 def split(classes: dict[str, int], buckets: dict[str, int], **extra) -> dict:
     count = sum(classes.values())
     stats = {
-        "count": count, "classes": classes,
+        "count": count,
+        "classes": classes,
         "formats": {"JPEG": count - 2, "PNG": 2} if count else {},
         "modes": {"RGB": count - 3, "L": 2, "CMYK": 1} if count else {},
         "channels": {"3": count} if count else {},
         "converted": 3 if count else 0,
-        "height": {"min": 20, "max": 1100, "mean": 48.5, "std": 12.5} if count else
-                  {"min": 0, "max": 0, "mean": 0.0, "std": 0.0},
-        "width": {"min": 18, "max": 600, "mean": 44.0, "std": 9.75} if count else
-                 {"min": 0, "max": 0, "mean": 0.0, "std": 0.0},
-        "size_buckets": buckets, "duplicates": 1 if count else 0,
+        "height": {"min": 20, "max": 1100, "mean": 48.5, "std": 12.5}
+        if count
+        else {"min": 0, "max": 0, "mean": 0.0, "std": 0.0},
+        "width": {"min": 18, "max": 600, "mean": 44.0, "std": 9.75}
+        if count
+        else {"min": 0, "max": 0, "mean": 0.0, "std": 0.0},
+        "size_buckets": buckets,
+        "duplicates": 1 if count else 0,
     }
     stats.update(extra)
     return stats
@@ -62,9 +67,12 @@ def split(classes: dict[str, int], buckets: dict[str, int], **extra) -> dict:
 
 def realistic_stats() -> dict[str, dict]:
     return {
-        "train": split({"cat": 412, "dog": 388, "<script>alert(1)</script>": 7, "price$5": 3},
-                       {"16x32": 500, "32x32": 300, "1024x512": 2, "4096x4096": 8},
-                       pixel_mean=[0.4851, 0.4562, 0.4063], pixel_std=[0.2290, 0.2240, 0.2250]),
+        "train": split(
+            {"cat": 412, "dog": 388, "<script>alert(1)</script>": 7, "price$5": 3},
+            {"16x32": 500, "32x32": 300, "1024x512": 2, "4096x4096": 8},
+            pixel_mean=[0.4851, 0.4562, 0.4063],
+            pixel_std=[0.2290, 0.2240, 0.2250],
+        ),
         "val": split({"cat": 51, "dog": 49, "price$5": 1}, {"16x32": 80, "32x32": 21}),
         "test": split({"cat": 52, "dog": 47, "<script>alert(1)</script>": 1}, {"32x16": 100}),
         "holdout": split({}, {}),
@@ -74,10 +82,18 @@ def realistic_stats() -> dict[str, dict]:
 def blocking_anomalies() -> list[dict]:
     files = [f"/data/cat/img_{i:05d}.jpg" for i in range(1234)]
     return [
-        {"kind": "duplicate_across_splits", "severity": "block",
-         "message": "Same content in train and test", "items": files},
-        {"kind": "small_class", "severity": "warn", "message": "Class has < 10 images",
-         "items": ["<script>alert(1)</script>", "price$5"]},
+        {
+            "kind": "duplicate_across_splits",
+            "severity": "block",
+            "message": "Same content in train and test",
+            "items": files,
+        },
+        {
+            "kind": "small_class",
+            "severity": "warn",
+            "message": "Class has < 10 images",
+            "items": ["<script>alert(1)</script>", "price$5"],
+        },
     ]
 
 
@@ -86,7 +102,7 @@ def png_payloads(parser: Collector) -> list[bytes]:
     images = [attrs for tag, attrs in parser.tags if tag == "img"]
     assert len(images) == 2
     assert all(attrs["src"].startswith(prefix) for attrs in images)
-    return [base64.b64decode(attrs["src"][len(prefix):], validate=True) for attrs in images]
+    return [base64.b64decode(attrs["src"][len(prefix) :], validate=True) for attrs in images]
 
 
 @pytest.fixture(scope="module")
@@ -160,16 +176,19 @@ def test_pixel_stats_shown_for_train_only(blocked_page):
     text = " ".join(parse(blocked_page).text)
     assert "Pixel statistics" in text
     assert "0.4851" in text and "0.2250" in text
-    no_pixels = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("pixel_")}
-                 for k, v in realistic_stats().items()}
+    no_pixels = {
+        k: {kk: vv for kk, vv in v.items() if not kk.startswith("pixel_")} for k, v in realistic_stats().items()
+    }
     assert "Pixel statistics" not in render_html(no_pixels, [])
 
 
 def test_many_classes_render_every_class():
     classes = {f"class_{i:03d}": 5 + i for i in range(150)}
-    stats = {"train": split(classes, {"32x32": sum(classes.values())}),
-             "val": split({k: 1 for k in classes}, {"32x32": 150}),
-             "test": split({k: 2 for k in list(classes)[:75]}, {"64x64": 150})}
+    stats = {
+        "train": split(classes, {"32x32": sum(classes.values())}),
+        "val": split({k: 1 for k in classes}, {"32x32": 150}),
+        "test": split({k: 2 for k in list(classes)[:75]}, {"64x64": 150}),
+    }
     page = render_html(stats, [])
     class_png, size_png = png_payloads(parse(page))
     assert class_png.startswith(PNG_SIGNATURE) and size_png.startswith(PNG_SIGNATURE)
@@ -188,4 +207,3 @@ def test_empty_splits_do_not_crash():
     all_empty = render_html({"train": split({}, {}), "val": split({}, {}), "test": split({}, {})}, [])
     for payload in png_payloads(parse(all_empty)):
         assert payload.startswith(PNG_SIGNATURE)
-

@@ -1,4 +1,5 @@
 """locate_tfds against a tiny TFDS dataset prepared offline inside the test (no downloads)."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from components.ingest.tfds_source import TfdsSource, locate_tfds
-from pipeline.errors import DataError
 from tests.conftest import REPO
 from tests.tfds_fixture import COUNTS, DS_NAME, _example
+from visionpipe.components.ingest.tfds_source import TfdsSource, locate_tfds
+from visionpipe.pipeline.errors import DataError
 
 SPLITS = {"train": "train", "validation": "val", "test": "test"}
 
@@ -28,6 +29,7 @@ def data_dir(tfds_data_dir: Path) -> Path:
 def _no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args}")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
@@ -55,8 +57,9 @@ def test_finds_splits_keys_and_class_names(data_dir, name, monkeypatch):
         paths = found.files[split]
         assert paths and all(Path(p).is_file() for p in paths)
         assert all(Path(p).is_relative_to(data_dir / DS_NAME / "1.0.0") and tfds_split in Path(p).name for p in paths)
-        expected = sorted((_example(tfds_split, i)[0].shape, _example(tfds_split, i)[1])
-                          for i in range(COUNTS[tfds_split]))
+        expected = sorted(
+            (_example(tfds_split, i)[0].shape, _example(tfds_split, i)[1]) for i in range(COUNTS[tfds_split])
+        )
         assert sorted(_read_records(paths)) == expected
 
 
@@ -67,13 +70,20 @@ def test_works_in_a_process_where_the_builder_is_not_registered(data_dir):
         "socket.socket.connect = refuse; socket.getaddrinfo = refuse\n"
         "import tensorflow_datasets as tfds\n"
         f"assert {DS_NAME!r} not in tfds.list_builders(with_community_datasets=False)\n"
-        "from components.ingest.tfds_source import locate_tfds\n"
+        "from visionpipe.components.ingest.tfds_source import locate_tfds\n"
         "found = locate_tfds(sys.argv[1], sys.argv[2])\n"
         "print(json.dumps([found.files, found.image_key, found.label_key, found.class_names]))\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, "-c", script, DS_NAME, str(data_dir)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", script, DS_NAME, str(data_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     files, image_key, label_key, class_names = json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -129,12 +139,15 @@ def _drop_label(features):
     return features
 
 
-@pytest.mark.parametrize("file, edit, expected", [
-    ("dataset_info.json", lambda info: {**info, "fileFormat": "array_record"}, "stored as array_record"),
-    ("dataset_info.json", _drop_train, r"no \(non-empty\) train split; its splits are \['test', 'validation'\]"),
-    ("features.json", _drop_label, r"needs an Image feature and a ClassLabel feature; it has \{'image': 'Image'\}"),
-    (f"{DS_NAME}-validation.tfrecord-*", None, "incomplete: split 'validation' is missing 1 of 1 files"),
-])
+@pytest.mark.parametrize(
+    "file, edit, expected",
+    [
+        ("dataset_info.json", lambda info: {**info, "fileFormat": "array_record"}, "stored as array_record"),
+        ("dataset_info.json", _drop_train, r"no \(non-empty\) train split; its splits are \['test', 'validation'\]"),
+        ("features.json", _drop_label, r"needs an Image feature and a ClassLabel feature; it has \{'image': 'Image'\}"),
+        (f"{DS_NAME}-validation.tfrecord-*", None, "incomplete: split 'validation' is missing 1 of 1 files"),
+    ],
+)
 def test_unusable_prepared_dataset_is_a_data_error(data_dir, tmp_path, file, edit, expected):
     root = _broken_copy(data_dir, tmp_path, file, edit)
     with pytest.raises(DataError, match=expected):

@@ -1,4 +1,5 @@
 """Runs the real ``visionpipe`` CLI in a subprocess, as a user would."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,8 +10,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def visionpipe(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "visionpipe", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def stage_rows(stdout: str) -> dict[str, list[str]]:

@@ -1,5 +1,6 @@
 """Training with augmentation in the model, class balancing and a file cache, and the preview
 command, through the CLI on a generated image folder."""
+
 from __future__ import annotations
 
 import keras
@@ -33,8 +34,19 @@ def test_preview_needs_ingested_data_and_a_policy(project):
 def test_preview_writes_a_grid_of_augmented_samples(project):
     tmp, config = project
     out = tmp / "preview.png"
-    done = visionpipe("augment-preview", "--config", str(config), "--set", POLICY, "--out", str(out),
-                      "--images", "3", "--variants", "4")
+    done = visionpipe(
+        "augment-preview",
+        "--config",
+        str(config),
+        "--set",
+        POLICY,
+        "--out",
+        str(out),
+        "--images",
+        "3",
+        "--variants",
+        "4",
+    )
     assert done.returncode == 0, done.stderr
     width, height = Image.open(out).size
     assert width > height > 300  # 5 columns of 3 rows
@@ -43,9 +55,23 @@ def test_preview_writes_a_grid_of_augmented_samples(project):
 def test_train_with_augmentation_in_the_model_class_weights_and_a_file_cache(project):
     tmp, config = project
     assert visionpipe("run", "--config", str(config), "--stage", "validate").returncode == 0
-    done = visionpipe("run", "--config", str(config), "--stage", "train", "--set", POLICY,
-                      "--set", "train.augment.placement=model", "--set", "train.class_balance=weights",
-                      "--set", "input.cache=file", "--set", "train.verbose=0")
+    done = visionpipe(
+        "run",
+        "--config",
+        str(config),
+        "--stage",
+        "train",
+        "--set",
+        POLICY,
+        "--set",
+        "train.augment.placement=model",
+        "--set",
+        "train.class_balance=weights",
+        "--set",
+        "input.cache=file",
+        "--set",
+        "train.verbose=0",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cache file:" in done.stdout and "placement model" in done.stdout
     model_dir = max((tmp / "runs" / "artifacts" / "train").iterdir(), key=lambda p: int(p.name)) / "model"
@@ -57,7 +83,18 @@ def test_train_with_augmentation_in_the_model_class_weights_and_a_file_cache(pro
 
 def test_train_with_a_resampled_stream(project):
     _, config = project
-    done = visionpipe("run", "--config", str(config), "--stage", "train", "--set", "train.class_balance=resample",
-                      "--set", "train.augment.policy=[cutmix]", "--set", "input.deterministic=true")
+    done = visionpipe(
+        "run",
+        "--config",
+        str(config),
+        "--stage",
+        "train",
+        "--set",
+        "train.class_balance=resample",
+        "--set",
+        "train.augment.policy=[cutmix]",
+        "--set",
+        "input.deterministic=true",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert stage_rows(done.stdout)["train"][0] == "succeeded"

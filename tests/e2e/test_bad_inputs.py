@@ -1,4 +1,5 @@
 """Bad inputs end in a clear message or anomaly report, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ def test_warn_severity_lets_the_pipeline_continue(tmp_path):
     config.write_text(tiny_config_yaml(tmp_path / "runs", data))
     out = visionpipe("run", "--config", str(config), "--stage", "ingest")
     assert out.returncode == 0
-    out = visionpipe("run", "--config", str(config), "--stage", "validate",
-                     "--set", "validate.severity.undecodable_image=warn")
+    out = visionpipe(
+        "run", "--config", str(config), "--stage", "validate", "--set", "validate.severity.undecodable_image=warn"
+    )
     assert out.returncode == 0 and "warning undecodable_image: 1" in out.stdout
 
 
@@ -63,8 +65,15 @@ def test_config_typo_is_a_clear_error(tmp_path):
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
-    out = visionpipe("run", "--set", f"run.root={tmp_path / 'runs'}", "--set", "data.source=folder",
-                     "--set", f"data.path={tmp_path / 'nope'}")
+    out = visionpipe(
+        "run",
+        "--set",
+        f"run.root={tmp_path / 'runs'}",
+        "--set",
+        "data.source=folder",
+        "--set",
+        f"data.path={tmp_path / 'nope'}",
+    )
     assert out.returncode == 1
     assert "is not a folder" in out.stderr and "Traceback" not in out.stderr
 

@@ -1,4 +1,5 @@
 """The README's demo: the built-in dataset reaches the accuracy the product promises."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ and each kind of source (nested and pre-split folders, manifests, TFRecords, TFD
 These run ingest/validate in-process on the in-memory Beam runner (seconds each); the
 multi-process runner is exercised by the demo test.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,18 +16,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from components.common import record_format
-from components.validate import accept
-from pipeline import cli
-from pipeline.config import load_config
-from pipeline.runner import run_pipeline
 from tests.conftest import make_folder, make_image
 from tests.tfds_fixture import DS_NAME
+from visionpipe.components.common import record_format
+from visionpipe.components.validate import accept
+from visionpipe.pipeline import cli
+from visionpipe.pipeline.config import load_config
+from visionpipe.pipeline.runner import run_pipeline
 
 
 def run_stage(root: Path, stage: str, *overrides: str):
-    config = load_config(None, [f"run.root={root}", "beam.direct_running_mode=in_memory",
-                                "beam.direct_num_workers=1", "preprocessing.channels=3", *overrides])
+    config = load_config(
+        None,
+        [
+            f"run.root={root}",
+            "beam.direct_running_mode=in_memory",
+            "beam.direct_num_workers=1",
+            "preprocessing.channels=3",
+            *overrides,
+        ],
+    )
     result = run_pipeline(config, only=stage)
     assert result.stages[0].status == "succeeded", result.stages[0].message
     return result.stages[0]
@@ -39,6 +48,7 @@ def ingest(root: Path, *overrides: str):
 def records(stage) -> dict[str, list[record_format.Record]]:
     """Every ingested record by split, read back from the TFRecords."""
     import tensorflow as tf
+
     out = {}
     for split in ("train", "val", "test"):
         files = sorted(str(p) for p in (stage.outputs["examples"].path / split).glob("data-*"))
@@ -102,10 +112,17 @@ def test_every_bad_and_odd_file_is_accounted_for(tmp_path):
     assert summary["found"] == 18 + 11 + 9 == summary["ingested"] + summary["quarantined"]
     assert (summary["ingested"], summary["quarantined"]) == (29, 9)
     reasons = quarantine(stage)
-    expected = {"truncated.png": "cannot decode", "corrupt.jpg": "cannot decode", "zero.png": "empty file",
-                "text.jpg": "cannot decode", "scan.png": "unsupported image format TIFF",
-                "scan.tiff": "unsupported file type '.tiff'", "huge.png": "data.max_pixels=100000",
-                "dangling.jpg": "cannot read file", "README.txt": "not inside a class folder"}
+    expected = {
+        "truncated.png": "cannot decode",
+        "corrupt.jpg": "cannot decode",
+        "zero.png": "empty file",
+        "text.jpg": "cannot decode",
+        "scan.png": "unsupported image format TIFF",
+        "scan.tiff": "unsupported file type '.tiff'",
+        "huge.png": "data.max_pixels=100000",
+        "dangling.jpg": "cannot read file",
+        "README.txt": "not inside a class folder",
+    }
     assert reasons.keys() == expected.keys()
     for name, fragment in expected.items():
         assert fragment in reasons[name], (name, reasons[name])
@@ -113,8 +130,16 @@ def test_every_bad_and_odd_file_is_accounted_for(tmp_path):
     ingested = [r for split in records(stage).values() for r in split]
     assert len(ingested) == 29
     by_name = {Path(r.source).name: r for r in ingested}
-    originals = {"print.jpg": "CMYK", "deep16.png": "I;16", "alpha.png": "RGBA", "palette.png": "P",
-                 "gray.png": "L", "anim.gif": "P", "bitmap.bmp": "RGB", "photo.webp": "RGB"}
+    originals = {
+        "print.jpg": "CMYK",
+        "deep16.png": "I;16",
+        "alpha.png": "RGBA",
+        "palette.png": "P",
+        "gray.png": "L",
+        "anim.gif": "P",
+        "bitmap.bmp": "RGB",
+        "photo.webp": "RGB",
+    }
     for name, mode in originals.items():
         record = by_name[name]
         assert record.mode == mode, (name, record.mode)
@@ -193,8 +218,11 @@ def test_pre_split_folders_are_honoured_and_cross_split_copies_are_leakage(tmp_p
     stage = ingest(tmp_path / "runs", "data.source=folder", f"data.path={data}")
     got = records(stage)
     assert {s: len(rs) for s, rs in got.items()} == {"train": 24, "val": 6, "test": 6}
-    assert all(Path(r.source).parts[-3] == {"train": "train", "val": "validation", "test": "test"}[s]
-               for s, rs in got.items() for r in rs)
+    assert all(
+        Path(r.source).parts[-3] == {"train": "train", "val": "validation", "test": "test"}[s]
+        for s, rs in got.items()
+        for r in rs
+    )
     assert "leak" in quarantine(stage)["leaked.png"]
     validated = run_stage(tmp_path / "runs", "validate", "validate.severity.undecodable_image=warn")
     assert "split_leakage" in anomalies(validated)
@@ -211,8 +239,10 @@ def test_csv_and_jsonl_manifests_with_bad_rows(tmp_path):
     reasons = " | ".join(quarantine(stage).values())
     assert "does not exist" in reasons and "list.csv:14" in reasons and "no label" in reasons
 
-    lines = [json.dumps({"path": str(p), "label": p.parent.name, "split": "test" if i % 4 == 0 else "train"})
-             for i, p in enumerate(files)] + ["{not json"]
+    lines = [
+        json.dumps({"path": str(p), "label": p.parent.name, "split": "test" if i % 4 == 0 else "train"})
+        for i, p in enumerate(files)
+    ] + ["{not json"]
     (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n")
     stage = ingest(tmp_path / "runs2", "data.source=manifest", f"data.path={tmp_path / 'list.jsonl'}")
     assert (stage.summary["test_images"], stage.summary["train_images"], stage.summary["quarantined"]) == (3, 9, 1)
@@ -221,17 +251,26 @@ def test_csv_and_jsonl_manifests_with_bad_rows(tmp_path):
 
 def test_tfrecord_source_with_configurable_feature_names(tmp_path):
     import tensorflow as tf
+
     with tf.io.TFRecordWriter(str(tmp_path / "mine.tfrecord")) as writer:
         for i in range(12):
             buffer = io.BytesIO()
             pattern("RGB").rotate(i * 30).save(buffer, format="PNG")
-            feature = {"img": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
-                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2]))}
+            feature = {
+                "img": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2])),
+            }
             if i == 11:
                 del feature["img"]
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    stage = ingest(tmp_path / "runs", "data.source=tfrecord", f"data.path={tmp_path}/*.tfrecord",
-                   "data.tfrecord.image_key=img", "data.tfrecord.label_key=y", "data.tfrecord.class_names=[cat, dog]")
+    stage = ingest(
+        tmp_path / "runs",
+        "data.source=tfrecord",
+        f"data.path={tmp_path}/*.tfrecord",
+        "data.tfrecord.image_key=img",
+        "data.tfrecord.label_key=y",
+        "data.tfrecord.class_names=[cat, dog]",
+    )
     assert (stage.summary["found"], stage.summary["ingested"], stage.summary["quarantined"]) == (12, 11, 1)
     assert "no feature 'img'" in next(iter(quarantine(stage).values()))
     assert {r.class_name for rs in records(stage).values() for r in rs} == {"cat", "dog"}
@@ -240,7 +279,7 @@ def test_tfrecord_source_with_configurable_feature_names(tmp_path):
 def class_changes(stage) -> int:
     """How often the class changes from one train record to the next, in file order."""
     classes = [r.class_name for r in records(stage)["train"]]
-    return sum(a != b for a, b in zip(classes, classes[1:]))
+    return sum(a != b for a, b in zip(classes, classes[1:], strict=False))
 
 
 def test_class_sorted_sources_are_written_in_mixed_order(tmp_path):
@@ -250,29 +289,40 @@ def test_class_sorted_sources_are_written_in_mixed_order(tmp_path):
     folder = ingest(tmp_path / "runs", "data.source=folder", f"data.path={make_folder(tmp_path / 'images', 30)}")
     assert class_changes(folder) > 30
     import tensorflow as tf
+
     with tf.io.TFRecordWriter(str(tmp_path / "sorted.tfrecord")) as writer:
         for i in range(2000):  # records are dealt into 1,024 buckets: enough that buckets mix
             pixels = np.full((4, 4, 3), i % 251, np.uint8)
             pixels[0, 0] = [i // 251, 0, 0]
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
-                    value=[tf.io.encode_png(pixels).numpy()])),
-                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i // 1000])),
-            })).SerializeToString())
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "image/encoded": tf.train.Feature(
+                                bytes_list=tf.train.BytesList(value=[tf.io.encode_png(pixels).numpy()])
+                            ),
+                            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i // 1000])),
+                        }
+                    )
+                ).SerializeToString()
+            )
     stage = ingest(tmp_path / "runs2", "data.source=tfrecord", f"data.path={tmp_path}/sorted.tfrecord")
     # 1,600 train records of 2 classes: about 800 changes in random order, 1 in source order
     assert stage.summary["ingested"] == 2000 and class_changes(stage) > 400
 
 
 def test_tfds_source_keeps_its_splits(tmp_path, tfds_data_dir):
-    stage = ingest(tmp_path / "runs", "data.source=tfds", f"data.tfds_name={DS_NAME}",
-                   f"data.tfds_data_dir={tfds_data_dir}")
+    stage = ingest(
+        tmp_path / "runs", "data.source=tfds", f"data.tfds_name={DS_NAME}", f"data.tfds_data_dir={tfds_data_dir}"
+    )
     assert {s: stage.summary[f"{s}_images"] for s in ("train", "val", "test")} == {"train": 6, "val": 3, "test": 3}
     assert {r.class_name for rs in records(stage).values() for r in rs} == {"cat", "dog"}
 
 
 def test_missing_tfds_dataset_is_a_clear_error(tmp_path):
-    config = load_config(None, [f"run.root={tmp_path / 'runs'}", "data.source=tfds", "data.tfds_name=mnist",
-                                f"data.tfds_data_dir={tmp_path}"])
+    config = load_config(
+        None,
+        [f"run.root={tmp_path / 'runs'}", "data.source=tfds", "data.tfds_name=mnist", f"data.tfds_data_dir={tmp_path}"],
+    )
     result = run_pipeline(config, only="ingest")
     assert result.stages[0].status == "failed" and "tfds build mnist" in result.stages[0].message

@@ -1,5 +1,6 @@
 """The whole pipeline through the CLI on a generated image folder: every artifact, caching,
 single-stage reruns, the gate, predictions, and recovery from a run killed mid-train."""
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,10 @@ def test_stage_reruns_only_that_stage(project):
 def test_predict_with_saved_model_and_tflite(project):
     tmp, _, data, _ = project
     images = [str(data / "red" / "img_000.png"), str(data / "blue" / "img_001.jpg")]
-    for model in (tmp / "runs" / "serving" / "visionpipe",
-                  latest(tmp / "runs", "export") / "exported_model" / "tflite" / "model_int8.tflite"):
+    for model in (
+        tmp / "runs" / "serving" / "visionpipe",
+        latest(tmp / "runs", "export") / "exported_model" / "tflite" / "model_int8.tflite",
+    ):
         out = visionpipe("predict", "--model", str(model), "--json", *images)
         assert out.returncode == 0, out.stderr
         result = json.loads(out.stdout)
@@ -108,8 +111,9 @@ def test_runs_lists_stages(project):
 
 def test_gate_stops_export_and_names_the_threshold(project):
     _, config, _, _ = project
-    out = visionpipe("run", "--config", str(config), "--from", "evaluate",
-                     "--set", "evaluate.thresholds.min_accuracy=1.01")
+    out = visionpipe(
+        "run", "--config", str(config), "--from", "evaluate", "--set", "evaluate.thresholds.min_accuracy=1.01"
+    )
     assert out.returncode == 1
     rows = stage_rows(out.stdout)
     assert rows["evaluate"][0] == "succeeded" and rows["export"][0] == "refused" and rows["push"][0] == "not"
@@ -119,10 +123,19 @@ def test_gate_stops_export_and_names_the_threshold(project):
 def test_killed_mid_train_resumes_without_cleanup(tmp_path):
     data = make_folder(tmp_path / "images")
     config = tmp_path / "config.yaml"
-    config.write_text(tiny_config_yaml(tmp_path / "runs", data).replace("  epochs: 2", "  epochs: 40")
-                      .replace("  verbose: 0", "  verbose: 2\n  early_stopping_patience: 100"))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    config.write_text(
+        tiny_config_yaml(tmp_path / "runs", data)
+        .replace("  epochs: 2", "  epochs: 40")
+        .replace("  verbose: 0", "  verbose: 2\n  early_stopping_patience: 100")
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionpipe", "run", "--config", str(config)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     for line in proc.stdout:
         if line.startswith("Epoch 5/"):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,4 +1,5 @@
 """One preprocessing path: the training input pipeline and the serving signature agree."""
+
 import io
 
 import keras
@@ -7,26 +8,32 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.common.dataset import image_dataset
-from components.export.saved_model import (
+from visionpipe.components.common.dataset import image_dataset
+from visionpipe.components.export.saved_model import (
     PREPROCESS_SIGNATURE,
     export_saved_model,
     load_signature,
 )
-from components.train.input_pipeline import CacheChoice, training_dataset
-from models.preprocessing import RESIZE_POLICIES, PreprocessingSpec, load_image
-from pipeline.config import InputConfig
+from visionpipe.components.train.input_pipeline import CacheChoice, training_dataset
+from visionpipe.models.preprocessing import RESIZE_POLICIES, PreprocessingSpec, load_image
+from visionpipe.pipeline.config import InputConfig
 
 
 def _write_examples(folder, encoded: list[bytes], split: str = "test"):
     (folder / split).mkdir(parents=True)
     with tf.io.TFRecordWriter(str(folder / split / "data-00000-of-00001.tfrecord")) as writer:
         for i, data in enumerate(encoded):
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-                "image/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-                "image/source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"{i}".encode()])),
-            })).SerializeToString())
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+                            "image/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+                            "image/source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"{i}".encode()])),
+                        }
+                    )
+                ).SerializeToString()
+            )
 
 
 def _encoded(size, fmt, mode="RGB"):
@@ -39,13 +46,15 @@ def _encoded(size, fmt, mode="RGB"):
 
 @pytest.mark.parametrize("policy", RESIZE_POLICIES)
 def test_training_path_and_serving_signature_give_the_same_tensor(tmp_path, policy):
-    spec = PreprocessingSpec(height=24, width=16, channels=3, resize_policy=policy, mean=(0,) * 3, std=(1,) * 3,
-                             crop_fraction=0.8)
+    spec = PreprocessingSpec(
+        height=24, width=16, channels=3, resize_policy=policy, mean=(0,) * 3, std=(1,) * 3, crop_fraction=0.8
+    )
     encoded = [_encoded((40, 30), "JPEG"), _encoded((13, 50), "PNG"), _encoded((16, 24), "PNG", "L")]
     # the training pipeline proper: cached 8-bit pixels, shuffled, scaled per batch
     _write_examples(tmp_path / "examples", encoded, split="train")
-    trained = training_dataset(tmp_path / "examples", spec, 1, 8, InputConfig(), seed=0,
-                               cache=CacheChoice("memory", "", 0.0, "test"))
+    trained = training_dataset(
+        tmp_path / "examples", spec, 1, 8, InputConfig(), seed=0, cache=CacheChoice("memory", "", 0.0, "test")
+    )
     train_by_size = sorted(x.numpy().tobytes() for batch, _ in trained for x in batch)
     _write_examples(tmp_path / "examples", encoded)
     train_images = np.concatenate([x.numpy() for x, _ in image_dataset(tmp_path / "examples", "test", spec, 1, 8)])
@@ -65,11 +74,13 @@ def test_training_path_and_serving_signature_give_the_same_tensor(tmp_path, poli
 
 def test_crop_keeps_aspect_ratio_and_pad_adds_borders():
     wide = tf.ones([10, 40, 1])
-    padded = load_image(tf.io.encode_png(tf.cast(wide * 255, tf.uint8)),
-                        PreprocessingSpec(20, 20, 1, "pad", (0,), (1,))).numpy()
+    padded = load_image(
+        tf.io.encode_png(tf.cast(wide * 255, tf.uint8)), PreprocessingSpec(20, 20, 1, "pad", (0,), (1,))
+    ).numpy()
     assert padded[0, 10, 0] == 0.0 and padded[10, 10, 0] == pytest.approx(1.0)
-    cropped = load_image(tf.io.encode_png(tf.cast(wide * 255, tf.uint8)),
-                         PreprocessingSpec(20, 20, 1, "crop", (0,), (1,))).numpy()
+    cropped = load_image(
+        tf.io.encode_png(tf.cast(wide * 255, tf.uint8)), PreprocessingSpec(20, 20, 1, "crop", (0,), (1,))
+    ).numpy()
     assert cropped.min() == pytest.approx(1.0)
 
 

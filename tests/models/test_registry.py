@@ -1,19 +1,21 @@
 """Every registered model builds, trains a step, saves/loads, exports and converts to TFLite."""
+
 import keras
 import numpy as np
 import pytest
 
-from components.export import tflite
-from components.export.saved_model import export_saved_model, load_signature
-from components.train.executor import build_classifier
-from models.preprocessing import PreprocessingSpec
-from models.registry import create_model, model_names
-from pipeline.config import ModelConfig
-from pipeline.errors import UserError
-from serving.tflite_runner import TFLiteClassifier
+from visionpipe.components.export import tflite
+from visionpipe.components.export.saved_model import export_saved_model, load_signature
+from visionpipe.components.train.executor import build_classifier
+from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.models.registry import create_model, model_names
+from visionpipe.pipeline.config import ModelConfig
+from visionpipe.pipeline.errors import UserError
+from visionpipe.serving.tflite_runner import TFLiteClassifier
 
-SPEC = PreprocessingSpec(height=32, width=32, channels=3, resize_policy="stretch",
-                         mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+SPEC = PreprocessingSpec(
+    height=32, width=32, channels=3, resize_policy="stretch", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+)
 CLASSES = ["a", "b", "c"]
 
 
@@ -43,6 +45,7 @@ def test_model_round_trip(name, tmp_path):
 
     export_saved_model(reloaded, SPEC, CLASSES, tmp_path / "serving" / "1")
     import io
+
     buffer = io.BytesIO()
     keras.utils.array_to_img(x[0]).save(buffer, format="PNG")
     out = load_signature(tmp_path / "serving" / "1")(image_bytes=np.array([buffer.getvalue()]))
@@ -50,7 +53,7 @@ def test_model_round_trip(name, tmp_path):
     assert out["predicted_class"].numpy()[0].decode() in CLASSES
 
     int8_path = tmp_path / "m.tflite"
-    int8_path.write_bytes(tflite.convert_int8(reloaded, (x[i:i + 1] for i in range(4))))
+    int8_path.write_bytes(tflite.convert_int8(reloaded, (x[i : i + 1] for i in range(4))))
     runner = TFLiteClassifier(int8_path)
     assert runner.input_dtype == np.uint8
     assert runner.predict(x).shape == (4, 3)

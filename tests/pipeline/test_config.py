@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import AugmentOpConfig, Config, ConfigError, dump_yaml, load_config
+from visionpipe.pipeline.config import AugmentOpConfig, Config, ConfigError, dump_yaml, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -38,18 +38,28 @@ def test_bool_is_not_an_int(tmp_path):
 
 
 def test_choice_fields_list_the_choices():
-    with pytest.raises(ConfigError, match="preprocessing.resize_policy must be one of 'stretch', 'pad', 'crop', 'center_crop'"):
+    with pytest.raises(
+        ConfigError, match="preprocessing.resize_policy must be one of 'stretch', 'pad', 'crop', 'center_crop'"
+    ):
         load_config(overrides=["preprocessing.resize_policy=squash"])
 
 
 def test_dotted_overrides_are_typed():
-    config = load_config(overrides=["train.epochs=5", "train.learning_rate=1", "preprocessing.image_size=[64, 48]",
-                                    "train.augment.policy=[flip_horizontal, {op: translate, probability: 0.5}]"])
+    config = load_config(
+        overrides=[
+            "train.epochs=5",
+            "train.learning_rate=1",
+            "preprocessing.image_size=[64, 48]",
+            "train.augment.policy=[flip_horizontal, {op: translate, probability: 0.5}]",
+        ]
+    )
     assert config.train.epochs == 5
     assert config.train.learning_rate == 1.0 and isinstance(config.train.learning_rate, float)
     assert config.preprocessing.image_size == (64, 48)
-    assert config.train.augment.policy == (AugmentOpConfig("flip_horizontal"),
-                                           AugmentOpConfig("translate", probability=0.5))
+    assert config.train.augment.policy == (
+        AugmentOpConfig("flip_horizontal"),
+        AugmentOpConfig("translate", probability=0.5),
+    )
 
 
 def test_a_missing_required_key_and_a_bad_op_are_named():

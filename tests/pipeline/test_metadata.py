@@ -1,5 +1,5 @@
-from pipeline.artifacts import Examples, Model
-from pipeline.metadata import MetadataStore
+from visionpipe.pipeline.artifacts import Examples, Model
+from visionpipe.pipeline.metadata import MetadataStore
 
 
 def test_failed_execution_registers_nothing(tmp_path):

@@ -1,0 +1,1 @@
+"""Orchestration: the config tree, the stage graph, artifacts, the metadata store, the runner and the CLI."""

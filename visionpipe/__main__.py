@@ -1,0 +1,7 @@
+"""``python -m visionpipe``: the same as the ``visionpipe`` command."""
+
+import sys
+
+from visionpipe.pipeline.cli import main
+
+sys.exit(main())
