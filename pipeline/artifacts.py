@@ -30,10 +30,25 @@ class Artifact:
 
 
 class Examples(Artifact):
-    """Sharded TFRecords of tf.train.Example per split (``<split>/data-*.tfrecord.gz``),
+    """Sharded TFRecords of tf.train.Example per split (``<split>/data-*.tfrecord``),
     ``classes.json`` and ``quarantine.jsonl`` (files that could not be ingested, with reasons)."""
 
     TYPE = "Examples"
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")  # the one list of split names
+
+    @property
+    def classes(self) -> list[str]:
+        return self.properties["classes"]
+
+    @property
+    def split_counts(self) -> dict[str, int]:
+        return {split: self.properties.get(f"{split}_images", 0) for split in self.SPLITS}
+
+    @property
+    def evaluation_split(self) -> str | None:
+        """The split models are scored on: test, or val when there is no test split."""
+        counts = self.split_counts
+        return next((split for split in ("test", "val") if counts[split]), None)
 
 
 class Statistics(Artifact):

@@ -11,17 +11,21 @@ import datetime
 import json
 import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from visionpipe.pipeline.config import ConfigError, load_config
 from visionpipe.pipeline.errors import UserError
+from visionpipe.pipeline.output import Output
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ INFO/WARNING lines drown the progress output; errors still show.
-    # Set before TensorFlow loads, and inherited by Beam's worker processes.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
+    if not (args.verbose or args.handler is _run):
+        # TensorFlow's C++ INFO/WARNING lines would drown the output; errors still show. A run
+        # keeps them, in its log file. Set before TensorFlow loads.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return args.handler(args)
     except (UserError, ConfigError) as err:
@@ -30,13 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug or a broken environment: one line, the traceback on file
+        trace = Path(tempfile.gettempdir()) / f"visionpipe-traceback-{os.getpid()}.txt"
+        trace.write_text(traceback.format_exc())
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: unexpected {type(err).__name__}: {err} (full traceback in {trace})", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionpipe", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the libraries' own logs (TensorFlow, Beam, ...)"
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the pipeline (all stages, one stage, or from a stage on)")
+    run = sub.add_parser("run", parents=[common], help="run the pipeline (all stages, one stage, or from a stage on)")
     run.add_argument("--config", help="YAML config; defaults apply to every key it leaves out")
     run.add_argument(
         "--set",
@@ -51,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun stages even when cached")
     run.set_defaults(handler=_run)
 
-    runs = sub.add_parser("runs", help="list recent runs and each stage's status")
+    runs = sub.add_parser("runs", parents=[common], help="list recent runs and each stage's status")
     runs.add_argument("--config", help="config whose run.root to read")
     runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     runs.add_argument("--limit", type=int, default=10)
@@ -59,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser(
         "schema",
+        parents=[common],
         help="compare the latest inferred data schema with the accepted one; --accept promotes it after review",
     )
     schema.add_argument("--config", help="config whose run.root to use")
@@ -69,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=_schema)
 
     preview = sub.add_parser(
-        "augment-preview", help="write a PNG grid of training images under the configured augmentation policy"
+        "augment-preview",
+        parents=[common],
+        help="write a PNG grid of training images under the configured augmentation policy",
     )
     preview.add_argument("--config", help="config whose train.augment.policy and run.root to use")
     preview.add_argument(
@@ -84,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--variants", type=int, default=5, help="augmented versions of each image")
     preview.set_defaults(handler=_augment_preview)
 
-    predict = sub.add_parser("predict", help="top-k classes for images, with a SavedModel or .tflite")
+    predict = sub.add_parser("predict", parents=[common], help="top-k classes for images, with a SavedModel or .tflite")
     predict.add_argument(
         "--model",
         required=True,
@@ -103,8 +121,14 @@ def _run(args) -> int:
 
     config = load_config(args.config, args.set)
     command = "visionpipe " + " ".join(sys.argv[1:])
-    result = run_pipeline(config, only=args.stage, start=args.start, force=args.force, command=command)
+    output = Output(verbose=args.verbose, capture_logs=True)
+    result = run_pipeline(config, only=args.stage, start=args.start, force=args.force, command=command, output=output)
     print(_summary_table(result))
+    notes = [f"{s.stage}: {note}" for s in result.stages for note in s.notes]
+    if notes:
+        print("\n" + "\n".join(notes))
+    if result.log_path is not None:
+        print(f"\nfull log (libraries included): {result.log_path}")
     failure = result.failure()
     if failure is not None:
         print(f"\nerror: stage {failure.stage} {failure.status}: {failure.message}", file=sys.stderr)

@@ -28,6 +28,10 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
+    """Shares of each class per split, where visionpipe assigns splits or carves a split that a
+    pre-split layout lacks out of its train images. 0 = the split is deliberately absent:
+    val 0 trains on all of train (no early stopping); test 0 evaluates on val."""
+
     train: float = 0.8
     val: float = 0.1
     test: float = 0.1
@@ -64,7 +68,8 @@ class DataConfig:
 class BeamConfig:
     runner: str = "DirectRunner"
     direct_num_workers: int = 2
-    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "multi_processing"
+    # auto: worker processes (direct_num_workers) when the work repays their start-up, else in this process
+    direct_running_mode: Literal["auto", "in_memory", "multi_threading", "multi_processing"] = "auto"
     extra_options: tuple[str, ...] = ()  # passed through verbatim, e.g. "--flink_master=host:8081"
     num_shards: int = 0  # 0 lets the runner choose
     files_per_task: int = 250  # files one worker call reads and checks: amortises Beam's per-element cost
@@ -79,7 +84,7 @@ class SeverityConfig:
     class_missing_from_split: Literal["block", "warn"] = "block"
     class_missing_vs_schema: Literal["block", "warn"] = "block"
     new_class_vs_schema: Literal["block", "warn"] = "block"
-    conflicting_labels: Literal["block", "warn"] = "block"  # one image content under two classes
+    conflicting_labels: Literal["block", "warn"] = "warn"  # one content under two classes: all copies quarantined
     split_leakage: Literal["block", "warn"] = "warn"  # kept in one split only, so it is already fixed
     duplicate_in_split: Literal["block", "warn"] = "warn"
     class_imbalance: Literal["block", "warn"] = "warn"
@@ -197,7 +202,7 @@ class TrainConfig:
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu_address: str = ""
     steps_per_epoch: int = 0  # 0 = one pass over the train split
-    verbose: Literal[0, 1, 2] = 2
+    verbose: Literal[0, 1, 2] = 0  # Keras' own fit output, into the run log (visionpipe shows its progress)
 
 
 @dataclasses.dataclass(frozen=True)

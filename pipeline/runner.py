@@ -8,6 +8,7 @@ only a temp directory, which the next run deletes before it redoes the stage.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -23,7 +24,8 @@ from visionpipe.pipeline.config import Config, dump_yaml, to_dict
 from visionpipe.pipeline.errors import GateError, PipelineBusy, UserError
 from visionpipe.pipeline.graph import STAGES, stage_names
 from visionpipe.pipeline.metadata import MetadataStore
-from visionpipe.pipeline.stage import StageContext, StageSpec
+from visionpipe.pipeline.output import Output
+from visionpipe.pipeline.stage import ExternalInput, StageContext, StageSpec
 
 
 @dataclasses.dataclass
@@ -36,12 +38,18 @@ class StageResult:
     message: str = ""
     key_metric: str = ""
 
+    @property
+    def notes(self) -> list[str]:
+        """What a person should know about the stage's choices (e.g. how splits were made)."""
+        return list(self.summary.get("notes", []))
+
 
 @dataclasses.dataclass
 class RunResult:
     run_id: int
     root: Path
     stages: list[StageResult]
+    log_path: Path | None = None  # everything the run printed, libraries included (CLI runs)
 
     @property
     def ok(self) -> bool:
@@ -67,13 +75,21 @@ def select_stages(only: str | None, start: str | None) -> list[StageSpec]:
 
 
 def run_pipeline(
-    config: Config, only: str | None = None, start: str | None = None, force: bool = False, command: str = ""
+    config: Config,
+    only: str | None = None,
+    start: str | None = None,
+    force: bool = False,
+    command: str = "",
+    output: Output | None = None,
 ) -> RunResult:
     """Runs the whole graph, one stage (``only``) or a stage onward (``start``).
 
     A stage named by ``only``/``start`` always executes; the others are cached when their
-    fingerprint is unchanged, unless ``force``.
+    fingerprint is unchanged, unless ``force``. ``output`` receives the run's messages and
+    progress (default: plain lines on stdout); one made with ``capture_logs`` also keeps
+    everything the libraries print in ``runs/<id>/run.log`` instead of on the console.
     """
+    output = output or Output()
     selected = select_stages(only, start)
     forced = {s.name for s in selected} if force else {selected[0].name} if (only or start) else set()
     root = Path(config.run.root).resolve()
@@ -84,21 +100,33 @@ def run_pipeline(
             store.abandon_running()
             _remove_temp_dirs(root)
             run_id = store.start_run(fp.code_version(), to_dict(config), command)
-            run_dir = root / "runs" / str(run_id)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(dump_yaml(config))
-            (run_dir / "code_version.txt").write_text(fp.code_version() + "\n")
-            results = _run_stages(store, config, root, run_id, selected, forced)
+            run = _Run(store, config, root, root / "runs" / str(run_id), run_id, output)
+            run.dir.mkdir(parents=True, exist_ok=True)
+            (run.dir / "config.yaml").write_text(dump_yaml(config))
+            (run.dir / "code_version.txt").write_text(fp.code_version() + "\n")
+            log = run.dir / "run.log"
+            with output.capture(log) if output.capture_logs else contextlib.nullcontext():
+                results = _run_stages(run, selected, forced)
             status = "succeeded" if all(r.status in ("succeeded", "cached") for r in results) else "failed"
             store.finish_run(run_id, status)
-            return RunResult(run_id, root, results)
+            return RunResult(run_id, root, results, log if output.capture_logs else None)
         finally:
             store.close()
 
 
-def _run_stages(
-    store: MetadataStore, config: Config, root: Path, run_id: int, selected: list[StageSpec], forced: set[str]
-) -> list[StageResult]:
+@dataclasses.dataclass
+class _Run:
+    """One run in progress: where it records, what it runs on, where it reports."""
+
+    store: MetadataStore
+    config: Config
+    root: Path
+    dir: Path
+    id: int
+    output: Output
+
+
+def _run_stages(run: _Run, selected: list[StageSpec], forced: set[str]) -> list[StageResult]:
     available: dict[type, Artifact] = {}
     results: list[StageResult] = []
     selected_names = {s.name for s in selected}
@@ -106,12 +134,12 @@ def _run_stages(
     for spec in STAGES:
         if spec.name in selected_names:
             break
-        latest = store.latest_outputs(spec.name)
+        latest = run.store.latest_outputs(spec.name)
         if latest is not None:
             for artifact in latest[1].values():
                 available[type(artifact)] = artifact
     for i, spec in enumerate(selected):
-        result = _run_stage(store, config, root, run_id, spec, available, spec.name in forced)
+        result = _run_stage(run, spec, available, spec.name in forced)
         results.append(result)
         if result.status not in ("succeeded", "cached"):
             results.extend(StageResult(s.name, "not run") for s in selected[i + 1 :])
@@ -121,27 +149,21 @@ def _run_stages(
     return results
 
 
-def _run_stage(
-    store: MetadataStore,
-    config: Config,
-    root: Path,
-    run_id: int,
-    spec: StageSpec,
-    available: dict[type, Artifact],
-    force: bool,
-) -> StageResult:
+def _run_stage(run: _Run, spec: StageSpec, available: dict[type, Artifact], force: bool) -> StageResult:
     started = time.time()
+    store, config, root = run.store, run.config, run.root
     params = spec.params(config)
     try:
         upstream = _resolve_inputs(spec, available)
-        external = spec.external_fingerprint(params) if spec.external_fingerprint else ""
+        external = spec.external_input(params) if spec.external_input else ExternalInput("")
     except UserError as err:
+        run.output.log(spec.name, f"failed: {err}")
         return StageResult(spec.name, "failed", time.time() - started, message=str(err))
     upstream_fps = {n: a.fingerprint for n, a in upstream.items()}
-    stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external)
+    stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external.fingerprint)
     # What data the stage read: its upstream artifacts, or for a source stage what it reads
     # from outside (a reviewed schema file is a setting, not data, for validate).
-    data_key = fp.digest(upstream_fps or external)
+    data_key = fp.digest(upstream_fps or external.fingerprint)
     inputs = spec.inputs(**upstream, **_resolve_previous(store, spec, data_key))
     input_map = {n: a for n, a in _as_map(inputs).items() if a is not None}
     ctx = StageContext(
@@ -150,6 +172,8 @@ def _run_stage(
         seed=config.seed,
         beam_args=beam_args(config),
         scratch_dir=root / "scratch" / f"{spec.name}-{stage_fp[:16]}",
+        output=run.output,
+        external=external.value,
     )
     reason = spec.gate(inputs) if spec.gate else None
     if reason:
@@ -158,7 +182,7 @@ def _run_stage(
 
     cached = None if force else store.cached_outputs(spec.name, stage_fp)
     if cached is not None:
-        execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map, data_key)
+        execution_id = store.start_execution(run.id, spec.name, stage_fp, input_map, data_key)
         summary = store.succeeded_summary(spec.name, stage_fp)
         store.finish_execution(execution_id, cached, summary, cached=True)
         ctx.log("cached (inputs, params and code unchanged)")
@@ -166,7 +190,7 @@ def _run_stage(
             spec.name, "cached", time.time() - started, summary, cached, key_metric=_key_metric(spec, summary)
         )
 
-    execution_id = store.start_execution(run_id, spec.name, stage_fp, input_map, data_key)
+    execution_id = store.start_execution(run.id, spec.name, stage_fp, input_map, data_key)
     stage_dir = root / "artifacts" / spec.name
     tmp_dir, final_dir = stage_dir / f".tmp-{execution_id}", stage_dir / str(execution_id)
     outputs = {name: cls(uri=str(tmp_dir / name)) for name, cls in spec.output_fields().items()}
@@ -182,8 +206,12 @@ def _run_stage(
         store.fail_execution(execution_id, message if user_facing else traceback.format_exc())
         if isinstance(err, KeyboardInterrupt):
             raise
-        if not user_facing:
-            traceback.print_exc()
+        if not user_facing:  # a bug or an environment problem: one line here, the traceback on file
+            trace = run.dir / f"{spec.name}.traceback.txt"
+            trace.write_text(traceback.format_exc())
+            run.output.detail(traceback.format_exc())
+            message = f"{message} (unexpected; full traceback in {trace})"
+        ctx.log(f"failed: {message}")
         return StageResult(
             spec.name, "refused" if isinstance(err, GateError) else "failed", time.time() - started, message=message
         )
@@ -235,7 +263,9 @@ def beam_args(config: Config) -> list[str]:
     beam = config.beam
     args = [f"--runner={beam.runner}"]
     if beam.runner == "DirectRunner":
-        args += [f"--direct_num_workers={beam.direct_num_workers}", f"--direct_running_mode={beam.direct_running_mode}"]
+        args.append(f"--direct_num_workers={beam.direct_num_workers}")
+        if beam.direct_running_mode != "auto":  # auto: the stage picks a mode for its amount of work
+            args.append(f"--direct_running_mode={beam.direct_running_mode}")
     return args + list(beam.extra_options)
 
 

@@ -18,6 +18,13 @@ from typing import Any
 
 from visionpipe.pipeline.artifacts import Artifact
 from visionpipe.pipeline.config import Config
+from visionpipe.pipeline.output import Output
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternalInput:
+    fingerprint: str
+    value: Any = None  # e.g. the listing the fingerprint was computed from, so it is read once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +36,9 @@ class StageSpec:
     executor: str  # "package.module:function"
     # Refuses to run on inputs that did not pass a check (e.g. no Blessing); returns why.
     gate: Callable[[Any], str | None] | None = None
-    # Fingerprint of what the stage reads from outside the artifact store (e.g. a folder).
-    external_fingerprint: Callable[[Any], str] | None = None
+    # What the stage reads from outside the artifact store (e.g. a folder): its fingerprint,
+    # and what was read to compute it, handed to the executor as ``ctx.external``.
+    external_input: Callable[[Any], ExternalInput] | None = None
     key_metric: str = ""
 
     def input_fields(self) -> dict[str, type[Artifact]]:
@@ -78,7 +86,13 @@ class StageContext:
     scratch_dir: Path  # survives a killed run (keyed by fingerprint): resumable state lives here
     seed: int
     beam_args: list[str]
+    output: Output = dataclasses.field(default_factory=Output)
+    external: Any = None  # what the spec's ``external_input`` read (e.g. ingest's source listing)
     started: float = dataclasses.field(default_factory=time.time)
 
     def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {self.stage:<9} {message}", flush=True)
+        self.output.log(self.stage, message)
+
+    def progress(self, description: str, total: int | None, unit: str = ""):
+        """A context manager tracking long work (counts, rate, ETA); see ``pipeline.output``."""
+        return self.output.progress(self.stage, description, total, unit)

@@ -3,6 +3,7 @@ top-level ``models`` package (a very common name)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -27,23 +28,11 @@ def test_pyproject_lists_every_package_folder():
 
 
 def test_wheel_holds_nothing_outside_the_visionpipe_namespace(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    # Built from a copy: setuptools writes build/ and *.egg-info into the source tree.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__"))
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*pip_wheel, "-w", str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     names = zipfile.ZipFile(next(tmp_path.glob("visionpipe-*.whl"))).namelist()
     tops = {name.split("/")[0] for name in names}
     assert tops == {"visionpipe", next(t for t in tops if t.endswith(".dist-info"))}

@@ -37,10 +37,14 @@ def in_pixel_sample(sha256: str, fraction: float) -> bool:
     return int(sha256[:8], 16) < fraction * 0x100000000
 
 
+_LEVELS = np.arange(256, dtype=np.float64) / 255.0
+
+
 def pixel_moments(image) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-    """Of a Pillow image already in the model's mode (L or RGB)."""
-    pixels = np.asarray(image, np.float64).reshape(image.width * image.height, -1) / 255.0
-    return pixels.shape[0], tuple(pixels.sum(axis=0)), tuple(np.square(pixels).sum(axis=0))
+    """Of a Pillow image already in the model's mode (L or RGB), from its histogram: Pillow
+    counts the pixel values in C, ten times faster than summing the pixels as floats."""
+    histogram = np.asarray(image.histogram(), np.float64).reshape(-1, 256)  # a row per channel
+    return image.width * image.height, tuple(histogram @ _LEVELS), tuple(histogram @ np.square(_LEVELS))
 
 
 def bucket(pixels: int) -> int:

@@ -9,12 +9,15 @@ import numpy as np
 
 
 def predict_batches(
-    batches: Iterable[tuple[Any, Any]], predict: Callable[[Any], np.ndarray], one_hot: bool
+    batches: Iterable[tuple[Any, Any]], predict: Callable[[Any], np.ndarray], one_hot: bool, progress: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, labels) batches -> (label ids, probabilities), reading each batch once."""
+    """(inputs, labels) batches -> (label ids, probabilities), reading each batch once;
+    ``progress`` (a ``pipeline.output`` tracker) advances by each batch's images."""
     labels, probabilities = [], []
     for inputs, batch_labels in batches:
         probabilities.append(np.asarray(predict(inputs)))
         batch_labels = batch_labels.numpy()
         labels.append(batch_labels.argmax(axis=1) if one_hot else batch_labels)
+        if progress is not None:
+            progress.advance(len(batch_labels))
     return np.concatenate(labels), np.concatenate(probabilities)

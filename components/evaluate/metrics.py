@@ -7,17 +7,16 @@ from sklearn import metrics
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str], top_k: int) -> dict:
+    """Accuracy, per-class precision/recall/F1, macro F1 and the confusion matrix; top-k
+    accuracy only where k < the number of classes (with two classes top-2 is always 1)."""
     predicted = probabilities.argmax(axis=1)
     ids = list(range(len(classes)))
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         labels, predicted, labels=ids, zero_division=0
     )
-    k = min(top_k, len(classes))
-    return {
+    result = {
         "examples": int(len(labels)),
         "accuracy": float(metrics.accuracy_score(labels, predicted)),
-        "top_k": k,
-        "top_k_accuracy": float(metrics.top_k_accuracy_score(labels, probabilities, k=k, labels=ids)),
         "macro_f1": float(f1.mean()),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
@@ -26,6 +25,10 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
         "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=ids).tolist(),
         "classes": classes,
     }
+    if top_k < len(classes):
+        result["top_k"] = top_k
+        result["top_k_accuracy"] = float(metrics.top_k_accuracy_score(labels, probabilities, k=top_k, labels=ids))
+    return result
 
 
 def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:

@@ -23,22 +23,34 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     cfg = params.export
     model, spec, classes = load_trained(inputs.model.path)
     examples, out = inputs.examples.path, outputs.exported_model.path
+    split = inputs.evaluation.properties.get("split", "test")  # the split evaluate scored
+    score = Scorer(ctx, split, inputs.examples.split_counts[split])
 
     version_dir = out / "serving" / cfg.model_name / SERVING_VERSION
     saved_model.export_saved_model(model, spec, classes, version_dir)
     ctx.log(f"SavedModel for TF Serving written to {version_dir}")
+    serve = saved_model.load_signature(version_dir)
     results = {
         "keras": {"accuracy": inputs.evaluation.properties["accuracy"]},
-        "saved_model": {"accuracy": _saved_model_accuracy(version_dir, examples), "size_bytes": _size(version_dir)},
+        "saved_model": {
+            "accuracy": score(
+                "SavedModel",
+                encoded_images(examples, split, batch_size=256),
+                lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"],
+                one_hot=False,
+            ),
+            "size_bytes": _size(version_dir),
+        },
     }
 
     tflite_dir = out / "tflite"
     tflite_dir.mkdir()
     (tflite_dir / "labels.txt").write_text("\n".join(classes) + "\n")
     shutil.copy(inputs.model.path / "preprocessing.json", tflite_dir / "preprocessing.json")
-    test = image_dataset(examples, "test", spec, len(classes), batch_size=256)
+    data = image_dataset(examples, split, spec, len(classes), batch_size=256)
+    conversions = []
     if cfg.tflite_float:
-        results["tflite_float"] = _tflite(tflite.convert_float(model), tflite_dir / "model_float.tflite", test)
+        conversions.append(("tflite_float", "model_float.tflite", lambda: tflite.convert_float(model)))
     if cfg.tflite_int8:
         calibration = (
             image_dataset(examples, "train", spec, len(classes), batch_size=1)
@@ -47,11 +59,19 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             .batch(1)
             .take(cfg.calibration_samples)
         )
-        int8 = tflite.convert_int8(model, (x.numpy() for x, _ in calibration))
-        results["tflite_int8"] = _tflite(int8, tflite_dir / "model_int8.tflite", test)
+        images = (x.numpy() for x, _ in calibration)
+        conversions.append(("tflite_int8", "model_int8.tflite", lambda: tflite.convert_int8(model, images)))
+    for name, filename, convert in conversions:
+        ctx.log(f"converting {name} ...")
+        (tflite_dir / filename).write_bytes(convert())
+        runner = TFLiteClassifier(tflite_dir / filename)
+        results[name] = {
+            "accuracy": score(name, data, lambda images, r=runner: r.predict(images.numpy()), one_hot=True),
+            "size_bytes": (tflite_dir / filename).stat().st_size,
+        }
     for runtime, r in results.items():
         ctx.log(
-            f"{runtime:<12} test accuracy {r['accuracy']:.4f}"
+            f"{runtime:<12} {split} accuracy {r['accuracy']:.4f}"
             + (f", {r['size_bytes'] / 1024:.0f} KiB" if "size_bytes" in r else "")
         )
 
@@ -69,25 +89,21 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     outputs.exported_model.properties.update(
         summary, model_name=cfg.model_name, serving_dir=str(Path("serving") / cfg.model_name)
     )
+    summary["notes"] = [
+        f"{split} accuracy " + ", ".join(f"{runtime} {r['accuracy']:.4f}" for runtime, r in results.items())
+    ]
     return summary
 
 
-def _saved_model_accuracy(version_dir: Path, examples: Path) -> float:
-    serve = saved_model.load_signature(version_dir)
-    return accuracy(
-        *predict_batches(
-            encoded_images(examples, "test", batch_size=256),
-            lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"],
-            one_hot=False,
-        )
-    )
+class Scorer:
+    """Accuracy of one runtime on the evaluated split, with progress."""
 
+    def __init__(self, ctx: StageContext, split: str, images: int):
+        self._ctx, self._split, self._images = ctx, split, images
 
-def _tflite(model_bytes: bytes, path: Path, test) -> dict:
-    path.write_bytes(model_bytes)
-    runner = TFLiteClassifier(path)
-    labels_and_probabilities = predict_batches(test, lambda images: runner.predict(images.numpy()), one_hot=True)
-    return {"accuracy": accuracy(*labels_and_probabilities), "size_bytes": len(model_bytes)}
+    def __call__(self, runtime: str, batches, predict, one_hot: bool) -> float:
+        with self._ctx.progress(f"scoring {runtime} on {self._split}", self._images, "images") as progress:
+            return accuracy(*predict_batches(batches, predict, one_hot=one_hot, progress=progress))
 
 
 def _size(folder: Path) -> int:

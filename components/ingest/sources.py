@@ -60,6 +60,7 @@ class Listing:
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (item, reason)
     empty_classes: list[str] = dataclasses.field(default_factory=list)
     pre_split: bool = False  # splits come from the user (layout, manifest or TFDS)
+    total_bytes: int = 0  # of the listed files, once ``stamp`` has run (0 = not known)
 
 
 def list_source(data: DataConfig, datasets_dir: Path) -> Listing:
@@ -249,23 +250,30 @@ def _list_tfds(data: DataConfig) -> Listing:
     )
 
 
-def listed_items(listing: Listing):
-    """Each listed item with its label, split, size and modification time: a fingerprint of what
-    the source holds now, without reading any image."""
+def stamp(listing: Listing) -> list[str]:
+    """One line per listed item with its label, split, size and modification time: a
+    fingerprint of what the source holds now, without reading any image. Also sets
+    ``listing.total_bytes``."""
     items = [(e.path, f"{e.label}|{e.split}") for e in listing.entries]
     items += [(f, split) for f, split in (listing.records.files if listing.records else [])]
     remote = {p: tag for p, tag in items if FileSystems.get_scheme(p) is not None}
+    lines, total = [], 0
     for path, tag in items:
         if path not in remote:
             try:
                 st = os.stat(path)
-                yield f"{path}|{tag}|{st.st_size}|{st.st_mtime_ns}"
             except OSError:
-                yield f"{path}|{tag}|unreadable"
+                lines.append(f"{path}|{tag}|unreadable")
+            else:
+                lines.append(f"{path}|{tag}|{st.st_size}|{st.st_mtime_ns}")
+                total += st.st_size
     for result in FileSystems.match(list(remote)) if remote else []:
         for m in result.metadata_list:
-            yield f"{m.path}|{remote.get(m.path)}|{m.size_in_bytes}|{m.last_updated_in_seconds}"
-    yield from (f"{item}|{reason}" for item, reason in listing.rejected)
+            lines.append(f"{m.path}|{remote.get(m.path)}|{m.size_in_bytes}|{m.last_updated_in_seconds}")
+            total += m.size_in_bytes
+    lines += [f"{item}|{reason}" for item, reason in listing.rejected]
+    listing.total_bytes = total
+    return lines
 
 
 # the built-in demo dataset -------------------------------------------------------------------

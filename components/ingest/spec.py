@@ -7,7 +7,7 @@ import hashlib
 
 from visionpipe.pipeline.artifacts import Examples
 from visionpipe.pipeline.config import Config, DataConfig
-from visionpipe.pipeline.stage import StageSpec, previous
+from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,22 +38,18 @@ def _params(config: Config) -> Params:
     )
 
 
-def _source_fingerprint(params: Params) -> str:
-    """What the source holds now (paths, sizes, modification times), without reading images."""
+def _source(params: Params) -> ExternalInput:
+    """The source's listing and a fingerprint of what it holds now (paths, sizes, modification
+    times), without reading any image; the executor ingests this same listing."""
     data = params.data
     if data.source == "builtin":
-        return f"builtin:{data.builtin_name}"
+        return ExternalInput(f"builtin:{data.builtin_name}")
     from visionpipe.components.ingest import sources
-    from visionpipe.pipeline.errors import DataError
 
-    try:  # listing is cheap; the executor repeats it and reports any error properly
-        listing = sources.list_source(data, datasets_dir=None)
-    except DataError as err:
-        return f"unavailable:{err}"
+    listing = sources.list_source(data, datasets_dir=None)
     h = hashlib.sha256(f"{listing.description}|{listing.empty_classes}".encode())
-    for item in sources.listed_items(listing):
-        h.update(f"{item}\n".encode())
-    return h.hexdigest()
+    h.update("\n".join(sources.stamp(listing)).encode())
+    return ExternalInput(h.hexdigest(), listing)
 
 
 SPEC = StageSpec(
@@ -62,6 +58,6 @@ SPEC = StageSpec(
     outputs=Outputs,
     params=_params,
     executor="visionpipe.components.ingest.executor:run",
-    external_fingerprint=_source_fingerprint,
+    external_input=_source,
     key_metric="ingested",
 )

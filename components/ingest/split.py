@@ -4,14 +4,23 @@ Rules, in order:
 1. A split the user gave (train/val/test folders, a manifest column, a TFRecord feature,
    TFDS splits) is kept.
 2. An image (by content hash) that a previous ingest of this run root placed stays in that
-   split: adding images never moves an old one, so val/test stay unseen.
+   split while that split is still open: adding images never moves an old one, so val/test
+   stay unseen.
 3. New images fill each class's shortfall against the configured fractions, in content-hash
    order (a fixed pseudo-random order), so splits stay stratified as data grows.
+
+A split whose fraction is 0 (``data.split.val: 0``) is deliberately absent: nothing is
+assigned or carved into it. When the user gave every image a split but left out a split
+that has a fraction (the common ``train/`` + ``val/`` layout with no ``test/``), that split is
+*carved* out of the given train images: train is shared between itself and the carved
+splits in the proportions of ``data.split``, by rules 2 and 3, so the carve is stratified and
+stable as data grows.
 
 Identical files share one hash and therefore one split, except where the user's own splits
 put copies in two splits: that is leakage, and only the copy in the earliest split (train,
 val, test) is kept; the others are quarantined with the reason. Copies within one split are
-kept and reported; one content under two labels is reported as conflicting labels.
+kept and reported. One content under two labels cannot be trusted in either class: every
+copy is quarantined, and the conflict reported.
 """
 
 from __future__ import annotations
@@ -21,7 +30,17 @@ import dataclasses
 from collections.abc import Iterable
 from typing import NamedTuple
 
-SPLITS = ("train", "val", "test")
+from visionpipe.pipeline.artifacts import Examples
+
+SPLITS = Examples.SPLITS
+CARVED_FROM = "train"  # the given split that missing splits are carved out of
+
+# Where each split's images come from, for the run summary and validate (``Plan.origins``).
+# ABSENT is a choice (a fraction of 0); MISSING is a gap (a given layout with no train images).
+GIVEN, ASSIGNED, CARVED, ABSENT, MISSING = "given", "assigned", "carved", "absent", "missing"
+
+# The anomaly kind (validate.severity.<kind>) that reports each kind of quarantined item.
+UNUSABLE, LEAKED, CONFLICTING = "undecodable_image", "split_leakage", "conflicting_labels"
 
 
 class Candidate(NamedTuple):  # a tuple: millions of these cross Beam stages, pickled
@@ -31,24 +50,52 @@ class Candidate(NamedTuple):  # a tuple: millions of these cross Beam stages, pi
     split: str  # given by the user, or ""
 
 
+class Placement(NamedTuple):
+    split: str  # "" when the candidate is quarantined
+    reason: str = ""  # why it is quarantined
+    kind: str = ""  # the anomaly kind that reports it (LEAKED or CONFLICTING)
+
+
 @dataclasses.dataclass
 class Plan:
     classes: list[str]
     index: dict[str, str]  # content hash -> split: this ingest's and every earlier one's
+    origins: dict[str, str]  # split -> GIVEN, ASSIGNED, CARVED (out of CARVED_FROM), ABSENT or MISSING
+    shares: dict[str, float]  # split -> its share of the images visionpipe places (assigns or carves)
     leak_keepers: dict[str, str]  # content hash -> the source kept where copies leaked across splits
+    conflicted: dict[str, str]  # content hash -> why all its copies are quarantined
     duplicates_in_split: list[tuple[str, list[str]]]  # (split, sources with identical content)
     leakage: list[str]
     conflicting_labels: list[str]
 
-    def place(self, candidate: Candidate) -> tuple[str, str]:
-        """(split, "") for a kept candidate, or ("", quarantine reason) for a leaked copy."""
+    def fits(self, given: str, split: str) -> bool:
+        """Whether a candidate the user gave ``given`` (or "") may sit in ``split``."""
+        return not given or given == split or (given == CARVED_FROM and self.origins.get(split) == CARVED)
+
+    def place(self, candidate: Candidate) -> Placement:
+        """Where a candidate goes, or why it is quarantined (a conflicting label or a leaked copy)."""
+        if candidate.sha256 in self.conflicted:
+            return Placement("", self.conflicted[candidate.sha256], CONFLICTING)
         split = self.index[candidate.sha256]
-        if not candidate.split or candidate.split == split:
-            return split, ""
-        return "", (
+        if self.fits(candidate.split, split):
+            return Placement(split)
+        return Placement(
+            "",
             f"same content as {self.leak_keepers[candidate.sha256]} in the {split} split; a copy "
-            f"in the {candidate.split} split would leak between splits, so only the {split} copy is kept"
+            f"in the {candidate.split} split would leak between splits, so only the {split} copy is kept",
+            LEAKED,
         )
+
+    def describe(self) -> dict[str, str]:
+        """A phrase per split on where its images came from, for the run summary."""
+        words = {
+            GIVEN: "as given",
+            ASSIGNED: "assigned by visionpipe ({share:.0%} of each class)",
+            CARVED: "carved out of the given " + CARVED_FROM + " images ({share:.0%} of them, stratified)",
+            ABSENT: "absent (data.split.{split} is 0)",
+            MISSING: "missing from the given layout",
+        }
+        return {s: words[self.origins[s]].format(share=self.shares.get(s, 0.0), split=s) for s in SPLITS}
 
 
 def split_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
@@ -62,39 +109,90 @@ def split_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
     return sizes
 
 
+def origins(given: set[str], all_given: bool, fractions: dict[str, float]) -> dict[str, str]:
+    """How each split is made, from the splits the user gave and the configured fractions."""
+    result = {}
+    for split in SPLITS:
+        if split in given:
+            result[split] = GIVEN
+        elif fractions[split] <= 0:
+            result[split] = ABSENT
+        elif not all_given:
+            result[split] = ASSIGNED
+        elif split != CARVED_FROM and CARVED_FROM in given:
+            result[split] = CARVED
+        else:
+            result[split] = MISSING
+    return result
+
+
 def make_plan(candidates: Iterable[Candidate], fractions: dict[str, float], previous_index: dict[str, str]) -> Plan:
     by_hash: dict[str, list[Candidate]] = collections.defaultdict(list)
     for c in candidates:
         by_hash[c.sha256].append(c)
+    groups = list(by_hash.values())
+    given_splits = {c.split for group in groups for c in group if c.split}
+    all_given = all(c.split for group in groups for c in group)
     plan = Plan(
-        classes=sorted({c.label for group in by_hash.values() for c in group}),
+        classes=sorted({c.label for group in groups for c in group}),
         index=dict(previous_index),
+        origins=origins(given_splits, all_given, fractions),
+        shares={},
         leak_keepers={},
+        conflicted=_conflicts(groups),
         duplicates_in_split=[],
         leakage=[],
         conflicting_labels=[],
     )
+    # The splits that new images (or, when carving, the given train images) fill, in
+    # data.split's proportions.
+    carving = CARVED in plan.origins.values()
+    if all_given:
+        open_splits = {s for s, origin in plan.origins.items() if origin == CARVED} | (
+            {CARVED_FROM} if carving else set()
+        )
+    else:
+        open_splits = {s for s in SPLITS if fractions[s] > 0}
+    pool_fractions = {s: fractions[s] if s in open_splits else 0.0 for s in SPLITS}
+    plan.shares = {s: f / (sum(pool_fractions.values()) or 1.0) for s, f in pool_fractions.items() if f}
     hash_split: dict[str, str] = {}
     new_by_class: dict[str, list[str]] = collections.defaultdict(list)
     placed_by_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for sha, group in by_hash.items():
-        label = min(c.label for c in group)  # the class a multi-labelled content is stratified in
+        if sha in plan.conflicted:
+            continue
+        label = group[0].label
         given = sorted({c.split for c in group if c.split}, key=SPLITS.index)
-        if given:
-            hash_split[sha] = given[0]
-        elif sha in previous_index:
+        if given and not (carving and given == [CARVED_FROM]):
+            hash_split[sha] = given[0]  # a given split, or the earliest of several (leakage)
+        elif previous_index.get(sha) in open_splits:
             hash_split[sha] = previous_index[sha]
+            placed_by_class[label][hash_split[sha]] += 1
         else:
             new_by_class[label].append(sha)
-            continue
-        placed_by_class[label][hash_split[sha]] += 1
     for label, new in new_by_class.items():
-        hash_split.update(_fill(sorted(new), placed_by_class[label], fractions))
+        hash_split.update(_fill(sorted(new), placed_by_class[label], pool_fractions))
 
     plan.index.update(hash_split)
     for sha, group in sorted(by_hash.items()):
-        _report_copies(plan, group, hash_split[sha])
+        if sha in hash_split:
+            _report_copies(plan, group, hash_split[sha])
+    plan.conflicting_labels = sorted(plan.conflicted.values())
     return plan
+
+
+def _conflicts(groups: list[list[Candidate]]) -> dict[str, str]:
+    """Content hash -> quarantine reason, for contents filed under more than one class."""
+    conflicted = {}
+    for group in groups:
+        labels = sorted({c.label for c in group})
+        if len(labels) > 1:
+            where = ", ".join(f"{c.source} ({c.label})" for c in sorted(group, key=lambda c: c.source))
+            conflicted[group[0].sha256] = (
+                f"the same image is filed under {' and '.join(labels)}: {where}; it cannot be trusted in "
+                "either class, so every copy is quarantined (keep it in one class folder)"
+            )
+    return conflicted
 
 
 def _fill(new: list[str], placed: collections.Counter, fractions: dict[str, float]) -> dict[str, str]:
@@ -108,16 +206,11 @@ def _fill(new: list[str], placed: collections.Counter, fractions: dict[str, floa
 
 
 def _report_copies(plan: Plan, group: list[Candidate], split: str) -> None:
-    """Reports copies within a split, copies leaking across splits, and label conflicts."""
-    kept = sorted(c.source for c in group if not c.split or c.split == split)
+    """Reports copies within a split and copies leaking across splits."""
+    kept = sorted(c.source for c in group if plan.fits(c.split, split))
     for c in group:
-        if c.split and c.split != split:
+        if not plan.fits(c.split, split):
             plan.leak_keepers[c.sha256] = kept[0]
             plan.leakage.append(f"{c.source} ({c.split}) = {kept[0]} ({split})")
     if len(kept) > 1:
         plan.duplicates_in_split.append((split, kept))
-    labels = sorted({c.label for c in group})
-    if len(labels) > 1:
-        plan.conflicting_labels.append(
-            f"{', '.join(sorted(c.source for c in group))} are the same image labelled {' and '.join(labels)}"
-        )

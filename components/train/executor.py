@@ -24,6 +24,7 @@ from visionpipe.components.train.input_pipeline import (
     shuffle_buffer,
     training_dataset,
 )
+from visionpipe.components.train.progress import TrainingProgress
 from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy
 from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer
@@ -74,7 +75,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     if params.input.deterministic:
         tf.config.experimental.enable_op_determinism()
     spec = preprocessing_spec(params, inputs.statistics)
-    classes = inputs.examples.properties["classes"]
+    classes = inputs.examples.classes
     counts = inputs.statistics.properties["counts"]
     examples = inputs.examples.path
     cache = choose_cache(
@@ -111,9 +112,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         resample_from,
         num_images=counts["train"],
     )
-    val_ds = image_dataset(
-        examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"), num_images=counts["val"]
-    )
+    val_ds = None
+    if counts["val"]:
+        val_ds = image_dataset(
+            examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"), num_images=counts["val"]
+        )
+    else:
+        ctx.log(f"no val split: all {cfg.epochs} epochs run without early stopping, and the last epoch's model is kept")
     steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
     if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
         train_ds = train_ds.repeat()
@@ -131,20 +136,23 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         trainee.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=[
-                keras.metrics.CategoricalAccuracy(name="accuracy"),
-                keras.metrics.TopKCategoricalAccuracy(k=min(3, len(classes)), name="top_k_accuracy"),
-            ],
+            # Top-3 only where it says something: with 3 classes or fewer it is always 1.
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
+            + ([keras.metrics.TopKCategoricalAccuracy(k=3, name="top_k_accuracy")] if len(classes) > 3 else []),
         )
     out = outputs.model.path
     callbacks = [
         keras.callbacks.BackupAndRestore(str(ctx.scratch_dir / "backup")),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True
-        ),
         keras.callbacks.TensorBoard(str(out / "logs")),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=False),
+        TrainingProgress(ctx, cfg.epochs, steps),
     ]
+    if val_ds is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True
+            )
+        )
     # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
     # tf.data input, which shuffles itself (input.shuffle_buffer).
     history = trainee.fit(
@@ -160,15 +168,23 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     spec.save(out / "preprocessing.json")
     (out / "classes.json").write_text(json.dumps(classes))
     (out / "history.json").write_text(json.dumps(history.history, indent=2))
-    val_loss = history.history["val_loss"]
-    best = min(range(len(val_loss)), key=val_loss.__getitem__)  # the epoch EarlyStopping restored
+    monitored = "val_loss" if val_ds is not None else "loss"
+    losses = history.history[monitored]
+    # With a val split, EarlyStopping restored the best epoch; without one, the last is kept.
+    best = min(range(len(losses)), key=losses.__getitem__) if val_ds is not None else len(losses) - 1
+    prefix = "val_" if val_ds is not None else ""
     summary = {
-        "epochs_run": len(val_loss),
+        "epochs_run": len(losses),
         "best_epoch": best + 1,
-        "val_accuracy": float(history.history["val_accuracy"][best]),
-        "val_loss": float(val_loss[best]),
+        f"{prefix}accuracy": float(history.history[f"{prefix}accuracy"][best]),
+        f"{prefix}loss": float(losses[best]),
         "params": model.count_params(),
     }
+    summary["notes"] = [
+        f"{len(losses)} epochs; kept the model of epoch {best + 1}"
+        + (" (lowest val loss)" if val_ds is not None else " (the last: there is no val split)")
+        + f", {prefix}accuracy {summary[f'{prefix}accuracy']:.4f}"
+    ]
     outputs.model.properties.update(
         summary, model_name=params.model.name, classes=classes, input_shape=list(spec.input_shape), cache=cache.kind
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from visionpipe.components.ingest.split import ABSENT, MISSING, UNUSABLE
 from visionpipe.pipeline.config import ValidateConfig
 
 # Our anomaly kinds as TFDV's anomaly types, so TFDV/Facets users see familiar reasons.
@@ -101,11 +102,12 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
     add(
         "undecodable_image",
         "items that could not be ingested (see reason); fix or remove them",
-        [f"{q['path']}: {q['reason']}" for q in f.quarantine],
+        [f"{q['path']}: {q['reason']}" for q in f.quarantine if q.get("anomaly", UNUSABLE) == UNUSABLE],
     )
     add(
         "conflicting_labels",
-        "the same image content appears under different classes; keep one label",
+        "the same image content is filed under different classes; every copy was quarantined (it cannot be "
+        "trusted in either class): keep it in one class folder",
         f.plan["conflicting_labels"],
     )
     add(
@@ -116,9 +118,18 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
         "identical images within one split (each group listed); they weigh double in training and metrics",
         [f"{split}: {', '.join(group)}" for split, group in f.plan["duplicates_in_split"]],
     )
+    origins = f.plan.get("origins", {})
     for split, stats in f.split_stats.items():
+        if stats["count"] == 0 and origins.get(split) == ABSENT:
+            continue  # deliberately: data.split.<split> is 0
         if stats["count"] == 0:
-            add("class_missing_from_split", f"the {split} split is empty; add images or adjust data.split", [split])
+            where = "the given layout has no such folder" if origins.get(split) == MISSING else "it is empty"
+            add(
+                "class_missing_from_split",
+                f"the {split} split has no images ({where}); add images, or set data.split.{split}: 0 "
+                "if it is meant to be absent",
+                [split],
+            )
             continue
         add(
             "class_missing_from_split",
@@ -248,7 +259,12 @@ def report(anomalies: list[Anomaly], split_stats: dict[str, dict], max_listed: i
         lines.append("No anomalies.")
     for a in anomalies:
         lines.append(f"## {'BLOCKING' if a.severity == 'block' else 'warning'}: {a.kind} ({len(a.items)})")
-        lines.append(f"{a.message}. Set validate.severity.{a.kind}=warn to continue anyway.")
+        if a.severity == "block":
+            lines.append(
+                f"{a.message}. This stops the pipeline; set validate.severity.{a.kind}=warn to continue anyway."
+            )
+        else:
+            lines.append(f"{a.message}. A warning: the pipeline continues (validate.severity.{a.kind}=block stops it).")
         lines += [f"- {item}" for item in a.items[:max_listed]]
         if len(a.items) > max_listed:
             lines.append(f"- ... and {len(a.items) - max_listed} more (all in anomalies.json)")

@@ -88,7 +88,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             f"({', '.join(a.items[:3])}{', ...' if len(a.items) > 3 else ''})"
         )
     if blocking:
-        print(report, flush=True)
+        ctx.log(
+            f"blocking anomalies stop the pipeline before training; the report: {outputs.anomalies.path / 'report.md'}"
+        )
     return {
         "anomalies": len(found),
         "blocking": len(blocking),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from visionpipe.pipeline.artifacts import Anomalies, Examples, Schema, Statistics
 from visionpipe.pipeline.config import Config, ValidateConfig
-from visionpipe.pipeline.stage import StageSpec, previous
+from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +47,12 @@ def reviewed_schema_path(params: Params) -> Path | None:
     return accepted if accepted.is_file() else None
 
 
-def _reviewed_fingerprint(params: Params) -> str:
+def _reviewed_schema(params: Params) -> ExternalInput:
     h = hashlib.sha256()
     for path in (reviewed_schema_path(params), Path(params.accepted_dir) / "accepted.json"):
         if path is not None and path.is_file():
             h.update(path.read_bytes())
-    return h.hexdigest()
+    return ExternalInput(h.hexdigest())
 
 
 def blocking_reason(anomalies: Anomalies) -> str | None:
@@ -69,6 +69,6 @@ SPEC = StageSpec(
     outputs=Outputs,
     params=_params,
     executor="visionpipe.components.validate.executor:run",
-    external_fingerprint=_reviewed_fingerprint,
+    external_input=_reviewed_schema,
     key_metric="anomalies",
 )

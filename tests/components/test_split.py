@@ -1,7 +1,17 @@
 import hashlib
 from collections import Counter
 
-from visionpipe.components.ingest.split import Candidate, make_plan, split_sizes
+from visionpipe.components.ingest.split import (
+    ABSENT,
+    CARVED,
+    CONFLICTING,
+    GIVEN,
+    LEAKED,
+    MISSING,
+    Candidate,
+    make_plan,
+    split_sizes,
+)
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
@@ -55,15 +65,69 @@ def test_copies_given_in_two_splits_are_kept_in_the_earliest_only():
     in_train = Candidate("train/cat/a.png", "e" * 64, "cat", "train")
     in_test = Candidate("test/cat/a.png", "e" * 64, "cat", "test")
     plan = make_plan([in_test, in_train], FRACTIONS, {})
-    assert plan.place(in_train) == ("train", "")
-    split, reason = plan.place(in_test)
-    assert split == "" and "train/cat/a.png" in reason and "leak" in reason
+    assert plan.place(in_train) == ("train", "", "")
+    split, reason, kind = plan.place(in_test)
+    assert split == "" and "train/cat/a.png" in reason and "leak" in reason and kind == LEAKED
     assert len(plan.leakage) == 1
 
 
-def test_given_splits_win_over_the_index_and_label_conflicts_are_reported():
+def test_given_splits_win_over_the_index():
     image = Candidate("val/dog/x.png", "d" * 64, "dog", "val")
-    relabelled = Candidate("val/cat/x.png", "d" * 64, "cat", "val")
-    plan = make_plan([image, relabelled], FRACTIONS, {"d" * 64: "train"})
-    assert plan.place(image) == ("val", "")
-    assert len(plan.conflicting_labels) == 1 and "cat and dog" in plan.conflicting_labels[0]
+    other = Candidate("test/dog/y.png", "c" * 64, "dog", "test")
+    plan = make_plan([image, other] + candidates("dog", 5, split="train"), FRACTIONS, {"d" * 64: "train"})
+    assert plan.place(image) == ("val", "", "")
+
+
+def test_every_copy_of_an_image_filed_under_two_classes_is_quarantined():
+    as_dog = Candidate("dog/x.png", "d" * 64, "dog", "")
+    as_cat = Candidate("cat/x.png", "d" * 64, "cat", "")
+    plan = make_plan([as_dog, as_cat] + candidates("cat", 10) + candidates("dog", 10), FRACTIONS, {})
+    for copy in (as_dog, as_cat):
+        split, reason, kind = plan.place(copy)
+        assert split == "" and kind == CONFLICTING
+        assert "cat/x.png (cat)" in reason and "dog/x.png (dog)" in reason and "every copy" in reason
+    assert len(plan.conflicting_labels) == 1 and "d" * 64 not in plan.index
+    assert Counter(plan.place(c)[0] for c in candidates("cat", 10)) == {"train": 8, "val": 1, "test": 1}
+
+
+def test_a_missing_split_is_carved_out_of_train_stratified_and_stable():
+    given_train = candidates("cat", 90, split="train") + candidates("dog", 45, split="train")
+    given_val = candidates("cat", 10, start=90, split="val") + candidates("dog", 5, start=45, split="val")
+    plan = make_plan(given_train + given_val, FRACTIONS, {})
+    assert plan.origins == {"train": GIVEN, "val": GIVEN, "test": CARVED}
+    by_class = Counter((c.label, plan.place(c).split) for c in given_train + given_val)
+    # train/ is shared between train and test as 0.8 : 0.1
+    assert by_class == {
+        ("cat", "train"): 80,
+        ("cat", "test"): 10,
+        ("cat", "val"): 10,
+        ("dog", "train"): 40,
+        ("dog", "test"): 5,
+        ("dog", "val"): 5,
+    }
+    assert all(plan.place(c).reason == "" for c in given_train + given_val)
+    assert "carved out of the given train images (11% of them" in plan.describe()["test"]
+
+    grown = given_train + candidates("cat", 18, start=200, split="train") + given_val
+    again = make_plan(grown, FRACTIONS, plan.index)
+    assert all(again.place(c).split == plan.place(c).split for c in given_train)
+    assert Counter(again.place(c).split for c in grown if c.label == "cat" and c.split == "train") == {
+        "train": 96,
+        "test": 12,
+    }
+
+
+def test_a_split_with_fraction_zero_is_absent_and_others_are_not_carved():
+    fractions = {"train": 0.9, "val": 0.0, "test": 0.1}
+    assigned = make_plan(candidates("cat", 20), fractions, {})
+    assert assigned.origins["val"] == ABSENT and "absent (data.split.val is 0)" == assigned.describe()["val"]
+    assert Counter(assigned.place(c).split for c in candidates("cat", 20)) == {"train": 18, "test": 2}
+    given = candidates("cat", 20, split="train") + candidates("cat", 5, start=20, split="test")
+    pre_split = make_plan(given, fractions, {})
+    assert pre_split.origins == {"train": GIVEN, "val": ABSENT, "test": GIVEN}
+    assert Counter(pre_split.place(c).split for c in given) == {"train": 20, "test": 5}
+
+
+def test_a_layout_without_train_reports_it_missing():
+    plan = make_plan(candidates("cat", 5, split="val") + candidates("cat", 5, start=5, split="test"), FRACTIONS, {})
+    assert plan.origins["train"] == MISSING

@@ -22,7 +22,9 @@ def stage_rows(stdout: str) -> dict[str, list[str]]:
         if line.startswith("stage "):
             in_table = True
             continue
-        if in_table and line and not line.startswith("-"):
+        if in_table and not line.strip():
+            break  # the notes follow the table after a blank line
+        if in_table and not line.startswith("-"):
             cells = line.split()
             rows[cells[0]] = cells[1:]
     return rows

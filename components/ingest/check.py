@@ -1,0 +1,163 @@
+"""The ingest workers' first job: read and check every item of a task.
+
+A task is a slice of the source listing (files) or a batch of TFRecord records. Each item is
+read, fully decoded, hashed and measured (``images.check_image``); the serialized Examples
+(still without label ids, which need every task's classes) wait in a spill file, and only a
+small ``TaskResult`` travels through the runner to the split plan. Taking a few hundred items
+per call keeps Beam's per-element cost out of the per-image cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pickle
+import uuid
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from visionpipe.components.common import record_format
+from visionpipe.components.common.image_stats import ImageMeta
+from visionpipe.components.ingest import images, sources
+from visionpipe.components.ingest.split import Candidate
+
+SPILL_SUFFIX = ".spill"  # <uuid>.<items in the task>.spill: the driver counts progress from the names
+
+
+class TaskResult(NamedTuple):
+    spill: str
+    checked: list[tuple[Candidate, ImageMeta]]
+    quarantined: list[tuple[str, str]]  # (item, reason)
+
+
+# One pickle per task result: Beam's default coder would encode every nested named tuple
+# on its own, pickling its type each time, and that cost more than checking the image.
+beam.coders.registry.register_coder(TaskResult, beam.coders.PickleCoder)
+
+
+def write_listing(entries: list[sources.Entry], path: str) -> None:
+    """The listed files, read by every worker once (cheaper than pickling them into the graph)."""
+    with FileSystems.create(path) as f:
+        pickle.dump([tuple(e) for e in entries], f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def spilled_items(names: list[str]) -> int:
+    """Items checked so far, from the names of the spill files written."""
+    return sum(int(name.split(".")[-2]) for name in names if name.endswith(SPILL_SUFFIX))
+
+
+class _CheckTask(beam.DoFn):
+    """Checks a task's items; subclasses say how an item becomes (candidate, image bytes)."""
+
+    def __init__(self, max_pixels: int, channels: int, pixel_fraction: float, spill_dir: str):
+        self._max_pixels, self._channels = max_pixels, channels
+        self._pixel_fraction, self._spill_dir = pixel_fraction, spill_dir
+
+    def items(self, task) -> Iterator[tuple[str, Callable[[], tuple[bytes, str, str]]]]:
+        """(item name, read) pairs; read() -> (image bytes, label, given split) or raises."""
+        raise NotImplementedError
+
+    def process(self, task):
+        checked, examples, quarantined = [], [], []
+        for where, read in self.items(task):
+            try:
+                data, label, split = read()
+                image = images.check_image(data, self._max_pixels, self._channels, self._pixel_fraction)
+            except (images.BadImage, ValueError) as err:
+                quarantined.append((where, str(err)))
+            except OSError as err:  # unreadable file, broken symlink, permission denied
+                quarantined.append((where, f"cannot read file: {err.strerror or err}"))
+            else:
+                meta = ImageMeta(
+                    label,
+                    image.format,
+                    image.mode,
+                    image.height,
+                    image.width,
+                    image.channels,
+                    image.converted,
+                    image.pixels,
+                )
+                checked.append((Candidate(where, image.sha256, label, split), meta))
+                examples.append(record_format.serialize_unlabelled(image.record(label, where)))
+        name = f"{uuid.uuid4().hex}.{len(checked) + len(quarantined)}{SPILL_SUFFIX}"
+        spill = FileSystems.join(self._spill_dir, name)
+        with FileSystems.create(spill) as f:
+            pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
+        yield TaskResult(spill, checked, quarantined)
+
+
+class CheckFiles(_CheckTask):
+    """A task is a (start, stop) slice of the listing file's entries."""
+
+    def __init__(self, listing_path: str, *args):
+        super().__init__(*args)
+        self._listing_path = listing_path
+        self._entries: list[tuple[str, str, str]] = []
+
+    def setup(self):
+        with FileSystems.open(self._listing_path, compression_type="uncompressed") as f:
+            self._entries = pickle.load(f)
+
+    def items(self, task):
+        start, stop = task
+        for path, label, split in self._entries[start:stop]:
+            yield path, functools.partial(_read_file, path, label, split)
+
+
+def _read_file(path: str, label: str, split: str) -> tuple[bytes, str, str]:
+    if FileSystems.get_scheme(path) is None:  # local: skip FileSystems' per-call plugin lookup
+        with open(path, "rb") as f:
+            return f.read(), label, split
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read(), label, split
+
+
+class CheckRecords(_CheckTask):
+    """A task is a list of (TFRecord file, serialized tf.train.Example) pairs."""
+
+    def __init__(self, keys: sources.RecordFiles, *args):
+        super().__init__(*args)
+        self._keys = keys
+        self._file_splits = dict(keys.files)
+        self._found = beam.metrics.Metrics.counter("ingest", "records_found")
+
+    def items(self, task):
+        self._found.inc(len(task))
+        for filename, raw in task:
+            yield f"{filename}#{hashlib.sha256(raw).hexdigest()[:12]}", functools.partial(self._fields, filename, raw)
+
+    def _fields(self, filename: str, raw: bytes) -> tuple[bytes, str, str]:
+        keys = self._keys
+        try:
+            feature = record_format.example_pb2.Example.FromString(raw).features.feature
+        except Exception:
+            raise ValueError("not a serialized tf.train.Example") from None
+        for key, setting in ((keys.image_key, "image_key"), (keys.label_key, "label_key")):
+            if key not in feature:
+                raise ValueError(
+                    f"record has no feature {key!r} (it has {', '.join(sorted(feature))}); set data.tfrecord.{setting}"
+                )
+        data = bytes(feature[keys.image_key].bytes_list.value[0]) if feature[keys.image_key].bytes_list.value else b""
+        label_feature = feature[keys.label_key]
+        if label_feature.bytes_list.value:
+            label = label_feature.bytes_list.value[0].decode()
+        elif label_feature.int64_list.value:
+            label_id = label_feature.int64_list.value[0]
+            if keys.class_names and not 0 <= label_id < len(keys.class_names):
+                raise ValueError(
+                    f"label id {label_id} is outside data.tfrecord.class_names (0..{len(keys.class_names) - 1})"
+                )
+            label = keys.class_names[label_id] if keys.class_names else str(label_id)
+        else:
+            raise ValueError(f"feature {keys.label_key!r} is empty; every record needs a label")
+        split = self._file_splits.get(filename, "")
+        if keys.split_key and feature[keys.split_key].bytes_list.value:
+            given = feature[keys.split_key].bytes_list.value[0].decode().lower()
+            if given not in sources.SPLIT_ALIASES:
+                raise ValueError(f"split {given!r} in feature {keys.split_key!r} is not one of train, val, test")
+            split = sources.SPLIT_ALIASES[given]
+        return data, label, split
