@@ -5,7 +5,8 @@
 - decode limit: tf.data reading and decoding the same files in parallel (no checks, no
   writing): what the machine can do at best;
 - visionpipe: the ingest stage (listing, fingerprint, Beam pipeline, split plan, TFRecords),
-  and ingest + validate (statistics, schema, anomalies), through ``run_pipeline``.
+  and ingest + validate (statistics, schema, anomalies), through ``run_pipeline`` (``--mode``:
+  the DirectRunner mode, auto by default: worker processes only when they pay).
 
 Each is run ``--repeats`` times, interleaved, and the medians and their ratios are printed.
 
@@ -65,7 +66,7 @@ def decode_limit(files: list[Path], channels: int) -> float:
     return time.perf_counter() - start
 
 
-def visionpipe_stages(folder: Path, root: Path, channels: int, workers: int) -> tuple[float, float]:
+def visionpipe_stages(folder: Path, root: Path, channels: int, workers: int, mode: str) -> tuple[float, float]:
     from visionpipe.pipeline.config import load_config
     from visionpipe.pipeline.runner import run_pipeline
 
@@ -77,6 +78,7 @@ def visionpipe_stages(folder: Path, root: Path, channels: int, workers: int) -> 
             f"data.path={folder}",
             f"preprocessing.channels={channels}",
             f"beam.direct_num_workers={workers}",
+            f"beam.direct_running_mode={mode}",
         ],
     )
     start = time.perf_counter()
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="Beam DirectRunner worker processes")
+    parser.add_argument("--mode", default="auto", help="beam.direct_running_mode: auto, in_memory or multi_processing")
     args = parser.parse_args()
     files = image_files(args.folder, args.limit)
     folder = args.folder
@@ -115,12 +118,13 @@ def main() -> None:
             "decode limit (tf.data)": decode_limit(files, args.channels),
         }
         seconds["visionpipe ingest"], seconds["visionpipe ingest+validate"] = visionpipe_stages(
-            folder, work / "root", args.channels, args.workers
+            folder, work / "root", args.channels, args.workers, args.mode
         )
         shutil.rmtree(work)
         rates.add_repeat(repeat, {name: len(files) / s for name, s in seconds.items()})
 
-    print(f"\n{len(files)} images, medians of {args.repeats} repeats; Beam DirectRunner with {args.workers} workers")
+    runner = f"DirectRunner mode {args.mode}, {args.workers} workers"
+    print(f"\n{len(files)} images, medians of {args.repeats} repeats; {runner}")
     print(rates.table({"vs plain loop": "plain loop", "vs decode limit": "decode limit (tf.data)"}))
 
 

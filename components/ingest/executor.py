@@ -40,10 +40,14 @@ from visionpipe.pipeline.stage import StageContext
 
 # What one process checks per second, to decide whether worker processes pay for their
 # start-up: a fixed cost per file (open, parse, hash, serialize) plus decoding, which grows
-# with the compressed size. Measured on the shared CIFAR-10 and Caltech-101 JPEGs.
+# with the compressed size (measured on the shared CIFAR-10 and Caltech-101 JPEGs). A worker
+# process costs about 1.5 s before its first file (Python, Beam and our modules imported).
+# Measured with benchmarks/ingest_throughput.py: 50,000 CIFAR-10 JPEGs (an estimated 3.3 s of
+# work) ingest at 0.54x the plain loop with two workers and 0.49x in this process; 10,000 at
+# 0.28x in this process.
 SECONDS_PER_FILE = 50e-6
-BYTES_PER_SECOND = 40e6
-WORKER_STARTUP_SECONDS = 1.0
+BYTES_PER_SECOND = 80e6
+WORKER_STARTUP_SECONDS = 1.5
 
 
 def _previous_index(inputs: Inputs) -> dict[str, str]:
