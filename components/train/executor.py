@@ -181,7 +181,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         "params": model.count_params(),
     }
     summary["notes"] = [
-        f"{len(losses)} epochs; kept the model of epoch {best + 1}"
+        f"{len(losses)} epoch{'s' if len(losses) != 1 else ''}; kept the model of epoch {best + 1}"
         + (" (lowest val loss)" if val_ds is not None else " (the last: there is no val split)")
         + f", {prefix}accuracy {summary[f'{prefix}accuracy']:.4f}"
     ]
