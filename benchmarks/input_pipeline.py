@@ -101,15 +101,16 @@ def main() -> None:
     from visionpipe.components.common import record_format
     from visionpipe.components.common.dataset import AUTOTUNE, pixels, split_files
     from visionpipe.components.train.augment import build_policy
-    from visionpipe.components.train.executor import build_classifier, preprocessing_spec
     from visionpipe.components.train.input_pipeline import choose_cache, training_dataset
     from visionpipe.components.train.spec import SPEC as TRAIN_SPEC
+    from visionpipe.models.classifier import build_classifier, preprocessing_spec
     from visionpipe.models.preprocessing import decode
     from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
 
     config, examples, statistics_artifact = prepare(args.folder, args.root, args.config)
     params = TRAIN_SPEC.params(config)
-    spec = preprocessing_spec(params, statistics_artifact)
+    pixel_stats = statistics_artifact.properties
+    spec = preprocessing_spec(params.preprocessing, pixel_stats.get("pixel_mean"), pixel_stats.get("pixel_std"))
     classes = examples.properties["classes"]
     counts = statistics_artifact.properties["counts"]
     batch = config.train.batch_size
@@ -175,7 +176,7 @@ def main() -> None:
         image = keras.Input(spec.input_shape)
         return keras.Model(image, model(keras.Sequential(policy.image_layers)(image)))
 
-    model = build_classifier(config.model.name, spec, len(classes), config.model)
+    model = build_classifier(spec, len(classes), config.model)
     synthetic = tf.data.Dataset.from_tensors(
         (tf.random.uniform([batch, *spec.input_shape]), tf.one_hot(tf.zeros([batch], tf.int32), len(classes)))
     ).repeat()
@@ -216,7 +217,7 @@ def main() -> None:
             measured[name] = measure()
         rates.add_repeat(repeat, measured)
 
-    print(f"\nimages/s, medians of {args.repeats} repeats; model {config.model.name} (width {config.model.width})")
+    print(f"\nimages/s, medians of {args.repeats} repeats; model {config.model.name} {config.model.args}")
     print(
         rates.table(
             {

@@ -118,6 +118,8 @@ def load_image(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> tf.Tensor:
     return to_float(load_pixels(image_bytes, spec))
 
 
-def normalization_layer(spec: PreprocessingSpec) -> keras.layers.Layer:
+def normalization_layer(spec: PreprocessingSpec, keras_module=keras):
+    """Per-channel (x - mean) / std with the train split's statistics, built with the given
+    Keras module (Keras 3, or tf_keras for a twin)."""
     variance = [max(s, 1e-3) ** 2 for s in spec.std]  # a constant channel must not divide by zero
-    return keras.layers.Normalization(mean=list(spec.mean), variance=variance, name="normalize")
+    return keras_module.layers.Normalization(mean=list(spec.mean), variance=variance, name="normalize")

@@ -126,9 +126,13 @@ class PreprocessingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "small_cnn"
-    width: int = 32  # filters of the first block; later blocks scale from it
-    dropout: float = 0.25
+    name: str = "small_cnn"  # a registered model (models/registry.py)
+    # The model's own keyword arguments, checked against its builder's signature when the
+    # config loads, e.g. {width: 32, dropout: 0.25} for small_cnn (README: models).
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # none: random initialisation; imagenet: Keras' pretrained weights (models that offer
+    # them); or a path to a weights file (.weights.h5 or .h5), layers that do not fit skipped.
+    weights: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,12 +192,51 @@ class AugmentConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LookaheadConfig:
+    """Every ``every`` steps the weights move to a slow average of themselves (airbench)."""
+
+    every: int = 0  # 0 = off; airbench: 5
+    decay: float = 0.95  # per step; the averaging weight is decay^every x (step / total)^power
+    power: float = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Transfer learning (model.weights set): train the head on a frozen backbone first, then
+    fine-tune the backbone's top layers (or all of it) at a lower learning rate."""
+
+    head_epochs: int = 3  # phase 1; 0 = fine-tune from the start
+    unfreeze: int = -1  # phase 2 trains this many of the backbone's top layers; -1 = all; 0 = none
+    learning_rate_scale: float = 0.1  # phase 2's learning rate, as a fraction of train.learning_rate
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 12  # with model.weights: the fine-tuning epochs after finetune.head_epochs
     batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd uses Nesterov momentum
+    momentum: float = 0.9  # sgd
+    learning_rate: float = 2e-3  # the peak of the schedule
+    # Learning-rate schedule after a linear warmup from start_lr_fraction x the peak:
+    # cosine or linear/onecycle down to final_lr_fraction x the peak, step (x step_gamma at
+    # each of step_milestones, fractions of training) or constant.
+    schedule: Literal["cosine", "onecycle", "linear", "step", "constant"] = "cosine"
+    warmup_epochs: float = 1.0
+    start_lr_fraction: float = 0.0
+    final_lr_fraction: float = 0.0
+    step_milestones: tuple[float, ...] = (0.5, 0.75)
+    step_gamma: float = 0.1
+    weight_decay: float = 1e-4  # decoupled (AdamW-style); kept off biases and norm layers unless:
+    decay_norm_and_bias: bool = False
+    norm_bias_lr_scale: float = 1.0  # learning-rate multiplier for normalisation shifts (airbench: 64)
+    gradient_clip_norm: float = 0.0  # clip the global gradient norm; 0 = off
+    ema_momentum: float = 0.0  # EMA of the weights, used for validation and kept; 0 = off, e.g. 0.999
+    lookahead: LookaheadConfig = LookaheadConfig()
     label_smoothing: float = 0.0
+    # Mixed precision for accelerators (float16 on GPUs, bfloat16 on TPUs and some CPUs); the
+    # saved and exported model is float32 either way.
+    mixed_precision: Literal["off", "mixed_float16", "mixed_bfloat16"] = "off"
+    finetune: FinetuneConfig = FinetuneConfig()
     augment: AugmentConfig = AugmentConfig()
     # Class imbalance. weights: each example's loss is weighted by n_train / (n_classes *
     # n_class). resample: the train stream is resampled to equal class frequencies.
@@ -215,6 +258,9 @@ class ThresholdConfig:
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
     top_k: int = 3
+    # Test-time augmentation: average the predictions of the image and its mirror image, or
+    # (flip_translate) also of 1-pixel shifts of both (airbench). Reported next to the plain figure.
+    tta: Literal["none", "flip", "flip_translate"] = "none"
     thresholds: ThresholdConfig = ThresholdConfig()
 
 
@@ -225,6 +271,7 @@ class ExportConfig:
     tflite_float: bool = True
     calibration_samples: int = 256
     max_int8_accuracy_drop: float = 0.01  # int8 model may lose at most this much test accuracy
+    tta_flip: bool = False  # the exported SavedModel averages each image with its mirror image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +311,23 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         data = loaded or {}
     for override in overrides:
         _apply_override(data, override)
-    return build(Config, data, "")
+    config = build(Config, data, "")
+    return dataclasses.replace(config, model=_checked_model(config.model))
+
+
+def _checked_model(model: ModelConfig) -> ModelConfig:
+    """model.name and model.args against the registry, so a typo fails before any stage runs."""
+    from visionpipe.models.registry import check_args, entry
+
+    args = check_args(model.name, model.args)
+    pretrained = entry(model.name).pretrained
+    if model.weights != "none" and model.weights.isidentifier() and model.weights not in pretrained:
+        offered = ", ".join(pretrained) or "no pretrained weights"
+        raise ConfigError(
+            f"model.weights {model.weights!r} is not offered by model {model.name!r} ({offered}); use none, "
+            "one of those, or a path to a weights file"
+        )
+    return dataclasses.replace(model, args=args)
 
 
 def _apply_override(data: dict[str, Any], override: str) -> None:
@@ -294,7 +357,7 @@ def build(cls: type, data: Any, where: str) -> Any:
             f"unknown config key {_join(where, unknown[0])!r}; valid keys under "
             f"{where or 'the top level'}: {', '.join(names)}"
         )
-    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+    required = _required(cls)
     missing = [name for name in required if name not in data]
     if missing:
         raise ConfigError(f"{_join(where, missing[0])} is required")
@@ -302,14 +365,32 @@ def build(cls: type, data: Any, where: str) -> Any:
     return cls(**values)
 
 
+def _required(cls: type) -> list[str]:
+    missing = dataclasses.MISSING
+    return [f.name for f in dataclasses.fields(cls) if f.default is missing and f.default_factory is missing]
+
+
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
+def coerce(tp: Any, value: Any, key: str) -> Any:
+    """``value`` checked against type ``tp`` (as YAML gives it: lists become tuples where the
+    type says so); ConfigError naming ``key`` if it does not fit."""
+    return _coerce(tp, value, key)
+
+
 def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key} must be a mapping of names to values; got {value!r}")
+        value_type = typing.get_args(tp)[1]
+        return {k: _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        required = [f.name for f in dataclasses.fields(tp) if f.default is dataclasses.MISSING]
+        required = _required(tp)
         if isinstance(value, str) and len(required) == 1:
             value = {required[0]: value}  # shorthand: "translate" for {op: translate}
         return build(tp, value, key)

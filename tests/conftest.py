@@ -63,7 +63,7 @@ def tiny_config_yaml(root: Path, data: Path) -> str:
         "  resize_policy: pad",
         "model:",
         "  name: small_cnn",
-        "  width: 8",
+        "  args: {width: 8}",
         "train:",
         "  epochs: 2",
         "  batch_size: 8",

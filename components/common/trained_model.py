@@ -7,11 +7,14 @@ from pathlib import Path
 
 import keras
 
+from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
 
 
 def load_trained(model_dir: Path) -> tuple[keras.Model, PreprocessingSpec, list[str]]:
-    model = keras.models.load_model(model_dir / "model.keras")
+    custom_layers(keras)  # registered before the model file names them
+    # Not compiled: scoring and export need no optimizer (and so no training-only classes).
+    model = keras.models.load_model(model_dir / "model.keras", compile=False)
     spec = PreprocessingSpec.load(model_dir / "preprocessing.json")
     classes = json.loads((model_dir / "classes.json").read_text())
     return model, spec, classes

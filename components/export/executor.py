@@ -13,6 +13,7 @@ from visionpipe.components.common.trained_model import load_trained
 from visionpipe.components.evaluate.metrics import accuracy
 from visionpipe.components.export import saved_model, tflite
 from visionpipe.components.export.spec import Inputs, Outputs, Params
+from visionpipe.models.tta import flip_averaged
 from visionpipe.pipeline.stage import StageContext
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 
@@ -22,6 +23,9 @@ SERVING_VERSION = "1"  # push assigns the version at the serving destination
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.export
     model, spec, classes = load_trained(inputs.model.path)
+    if cfg.tta_flip:  # every exported file averages each image with its mirror image
+        model = flip_averaged(model)
+        ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
     examples, out = inputs.examples.path, outputs.exported_model.path
     split = inputs.evaluation.properties.get("split", "test")  # the split evaluate scored
     score = Scorer(ctx, split, inputs.examples.split_counts[split])
@@ -31,7 +35,14 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     ctx.log(f"SavedModel for TF Serving written to {version_dir}")
     serve = saved_model.load_signature(version_dir)
     results = {
-        "keras": {"accuracy": inputs.evaluation.properties["accuracy"]},
+        # With tta_flip the exported model is not the evaluated one: it is scored here too.
+        "keras": {
+            "accuracy": score(
+                "Keras", image_dataset(examples, split, spec, len(classes), 256), model.predict_on_batch, True
+            )
+            if cfg.tta_flip
+            else inputs.evaluation.properties["accuracy"]
+        },
         "saved_model": {
             "accuracy": score(
                 "SavedModel",

@@ -1,72 +1,32 @@
-"""train executor: builds the model from the registry and fits it with Keras callbacks.
+"""train executor: the datasets (``data.py``), the compiled model (``recipe.py``) and the
+callbacks (``callbacks.py``), then ``fit``: once, or in two phases for transfer learning
+(``finetune.py``).
 
-The model is ``Input -> Normalization(train mean/std) -> registry model``, so normalisation
+The model is ``Input -> [Normalization(train mean/std)] -> registry model``, so normalisation
 travels with it into every export. With ``train.augment.placement: model`` the augmentation
 layers sit in front of it in a training-only wrapper that shares its weights; only the
-classifier is saved. BackupAndRestore keeps per-epoch state in the stage's scratch directory
-(keyed by fingerprint): a killed run resumes from its last finished epoch.
+classifier is saved, in float32 whatever ``train.mixed_precision`` trained it in.
+BackupAndRestore keeps per-epoch state in the stage's scratch directory (keyed by
+fingerprint): a killed run resumes from its last finished epoch.
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 import keras
 import tensorflow as tf
 
-from visionpipe.components.common.dataset import image_dataset
-from visionpipe.components.train.augment import build_policy
-from visionpipe.components.train.input_pipeline import (
-    balancing_weights,
-    choose_cache,
-    class_frequencies,
-    shuffle_buffer,
-    training_dataset,
-)
-from visionpipe.components.train.progress import TrainingProgress
+from visionpipe.components.train import finetune
+from visionpipe.components.train.callbacks import training_callbacks
+from visionpipe.components.train.data import TrainingData, training_data
+from visionpipe.components.train.recipe import Compiled, build_and_compile, compile_model
 from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy
-from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer
-from visionpipe.models.registry import create_model
-from visionpipe.pipeline.errors import UserError
+from visionpipe.models.classifier import build_classifier
 from visionpipe.pipeline.stage import StageContext
 
-
-def preprocessing_spec(params: Params, statistics) -> PreprocessingSpec:
-    p = params.preprocessing
-    mean = statistics.properties.get("pixel_mean") or [0.5] * p.channels
-    std = statistics.properties.get("pixel_std") or [0.25] * p.channels
-    return PreprocessingSpec(
-        height=p.image_size[0],
-        width=p.image_size[1],
-        channels=p.channels,
-        resize_policy=p.resize_policy,
-        mean=tuple(mean),
-        std=tuple(std),
-        crop_fraction=p.crop_fraction,
-    )
-
-
-def build_classifier(name: str, spec: PreprocessingSpec, num_classes: int, model_config) -> keras.Model:
-    inputs = keras.Input(spec.input_shape, name="image")
-    backbone = create_model(name, spec.input_shape, num_classes, model_config)
-    return keras.Model(inputs, backbone(normalization_layer(spec)(inputs)), name=f"{name}_classifier")
-
-
-def _balance(params: Params, statistics, classes: list[str]) -> tuple[list[float] | None, list[float] | None]:
-    """(class weights, class frequencies to resample from) as ``train.class_balance`` asks."""
-    if params.train.class_balance == "none":
-        return None, None
-    counts = statistics.properties.get("class_counts") or {}
-    if not any(counts.get(c) for c in classes):
-        raise UserError(
-            "train.class_balance needs per-class counts of the train split; rerun validate "
-            "(`visionpipe run --stage validate --force`)"
-        )
-    if params.train.class_balance == "weights":
-        return balancing_weights(counts, classes), None
-    return None, class_frequencies(counts, classes)
+ADAPT_IMAGES = 5000  # training images shown to layers that initialise from data
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
@@ -74,118 +34,142 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     keras.utils.set_random_seed(params.seed)
     if params.input.deterministic:
         tf.config.experimental.enable_op_determinism()
-    spec = preprocessing_spec(params, inputs.statistics)
-    classes = inputs.examples.classes
-    counts = inputs.statistics.properties["counts"]
-    examples = inputs.examples.path
-    cache = choose_cache(
-        params.input,
-        counts["train"] + counts["val"],
-        spec,
-        params.input.cache_dir or ctx.run_root / "cache",
-        inputs.examples.fingerprint or inputs.examples.uri,
-    )
-    policy = build_policy(cfg.augment, params.seed)
-    class_weights, resample_from = _balance(params, inputs.statistics, classes)
-
+    keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "off" else cfg.mixed_precision)
+    data = training_data(inputs, params, ctx)
     strategy = choose_strategy(cfg)
     ctx.log(
-        f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, "
-        f"model {params.model.name}, strategy {type(strategy).__name__} "
-        f"({strategy.num_replicas_in_sync} replicas), cache {cache.kind}: {cache.reason}, "
-        f"shuffle buffer {shuffle_buffer(params.input, cache, counts['train']):,} images"
+        f"model {params.model.name} {params.model.args or ''}, weights {params.model.weights}, "
+        f"strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas), "
+        f"{cfg.optimizer} at {cfg.learning_rate:g} ({cfg.schedule}), batch {cfg.batch_size}"
     )
-    if policy is not None:
-        ctx.log(
-            f"augmentation: {', '.join(step.op for step in cfg.augment.policy)} (placement {cfg.augment.placement})"
-        )
-    train_ds = training_dataset(
-        examples,
-        spec,
-        len(classes),
-        cfg.batch_size,
-        params.input,
-        params.seed,
-        cache,
-        policy,
-        class_weights,
-        resample_from,
-        num_images=counts["train"],
-    )
-    val_ds = None
-    if counts["val"]:
-        val_ds = image_dataset(
-            examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"), num_images=counts["val"]
-        )
-    else:
+    if data.val is None:
         ctx.log(f"no val split: all {cfg.epochs} epochs run without early stopping, and the last epoch's model is kept")
-    steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
-    if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
-        train_ds = train_ds.repeat()
-
     with strategy.scope():
-        model = build_classifier(params.model.name, spec, len(classes), params.model)
-        augment_in_model = policy.in_model if policy is not None else None
-        trainee = model
-        if augment_in_model is not None:
-            image = keras.Input(spec.input_shape, name="image")
-            trainee = keras.Model(image, model(augment_in_model(image)), name="trainee")
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(cfg.epochs * steps - steps, 1), warmup_target=cfg.learning_rate, warmup_steps=steps
+        compiled = build_and_compile(
+            cfg, params.model, data.spec, len(data.classes), data.steps_per_epoch, data.policy and data.policy.in_model
         )
-        trainee.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            # Top-3 only where it says something: with 3 classes or fewer it is always 1.
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
-            + ([keras.metrics.TopKCategoricalAccuracy(k=3, name="top_k_accuracy")] if len(classes) > 3 else []),
-        )
+    _adapt_to_data(compiled.classifier, data, ctx)
     out = outputs.model.path
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(ctx.scratch_dir / "backup")),
-        keras.callbacks.TensorBoard(str(out / "logs")),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=False),
-        TrainingProgress(ctx, cfg.epochs, steps),
-    ]
-    if val_ds is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True
-            )
-        )
+    backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
+    if backbone is not None:
+        history = _fit_in_two_phases(compiled, backbone, data, params, ctx, out)
+    else:
+        history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs)
+
+    classifier = _float32(compiled.classifier, data, params) if cfg.mixed_precision != "off" else compiled.classifier
+    classifier.save(out / "model.keras")
+    data.spec.save(out / "preprocessing.json")
+    (out / "classes.json").write_text(json.dumps(data.classes))
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    summary = _summary(history, data.val is not None, classifier.count_params())
+    outputs.model.properties.update(
+        {k: v for k, v in summary.items() if k != "notes"},
+        model_name=params.model.name,
+        classes=data.classes,
+        input_shape=list(data.spec.input_shape),
+        cache=data.cache.kind,
+    )
+    return summary
+
+
+def _fit(
+    trainee: keras.Model,
+    data: TrainingData,
+    params: Params,
+    ctx: StageContext,
+    out,
+    backup: str,
+    epochs: int,
+    initial_epoch: int = 0,
+) -> dict[str, list[float]]:
+    callbacks = training_callbacks(
+        params.train,
+        ctx,
+        out / "logs",
+        ctx.scratch_dir / backup,
+        epochs,
+        data.steps_per_epoch,
+        validate=data.val is not None,
+        initial_epoch=initial_epoch,
+    )
     # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
     # tf.data input, which shuffles itself (input.shuffle_buffer).
     history = trainee.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.epochs,
+        data.train,
+        validation_data=data.val,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
         shuffle=False,
-        steps_per_epoch=steps if (cfg.steps_per_epoch or resample_from) else None,
+        steps_per_epoch=data.steps_per_epoch if data.fixed_steps else None,
         callbacks=callbacks,
-        verbose=cfg.verbose,
+        verbose=params.train.verbose,
     )
-    model.save(out / "model.keras")
-    spec.save(out / "preprocessing.json")
-    (out / "classes.json").write_text(json.dumps(classes))
-    (out / "history.json").write_text(json.dumps(history.history, indent=2))
-    monitored = "val_loss" if val_ds is not None else "loss"
-    losses = history.history[monitored]
+    return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def _fit_in_two_phases(compiled: Compiled, backbone, data: TrainingData, params: Params, ctx: StageContext, out):
+    cfg, head_epochs = params.train, params.train.finetune.head_epochs
+    head_weights = ctx.scratch_dir / "head_phase.weights.h5"
+    history: dict[str, list[float]] = {}
+    if head_epochs and head_weights.is_file():  # a rerun after a kill in phase 2
+        compiled.classifier.load_weights(head_weights)
+        ctx.log("phase 1 (head on the frozen backbone) was done before the run stopped; its weights are reused")
+    elif head_epochs:
+        finetune.freeze(backbone)
+        compile_model(compiled.trainee, cfg, len(data.classes), data.steps_per_epoch, head_epochs)
+        ctx.log(f"phase 1: {head_epochs} epochs training the head on the frozen backbone")
+        history = _fit(compiled.trainee, data, params, ctx, out, "backup_head", head_epochs)
+        compiled.classifier.save_weights(head_weights)
+    trained = finetune.unfreeze_top(backbone, cfg.finetune.unfreeze)
+    compile_model(
+        compiled.trainee, cfg, len(data.classes), data.steps_per_epoch, cfg.epochs, cfg.finetune.learning_rate_scale
+    )
+    ctx.log(
+        f"phase 2: {cfg.epochs} epochs fine-tuning {trained} backbone layers (BatchNorm frozen) at "
+        f"{cfg.finetune.learning_rate_scale:g} x the learning rate"
+    )
+    tuned = _fit(compiled.trainee, data, params, ctx, out, "backup_finetune", head_epochs + cfg.epochs, head_epochs)
+    return {k: history.get(k, []) + tuned.get(k, []) for k in tuned}
+
+
+def _adapt_to_data(classifier: keras.Model, data: TrainingData, ctx: StageContext) -> None:
+    """Layers that initialise from training images (``adapt_from_data``) see them as the layer
+    receives them, after the normalisation in front."""
+    layers = [layer for layer in classifier._flatten_layers() if hasattr(layer, "adapt_from_data")]
+    if not layers:
+        return
+    images = data.sample_images(ADAPT_IMAGES)
+    for layer in layers:
+        inputs = keras.Model(classifier.inputs, layer.input).predict(images, batch_size=256, verbose=0)
+        layer.adapt_from_data(inputs)
+        ctx.log(f"{layer.name}: initialised from {len(images):,} training images")
+
+
+def _float32(classifier: keras.Model, data: TrainingData, params: Params) -> keras.Model:
+    """The trained classifier rebuilt in float32 with its weights: exports are float32."""
+    keras.mixed_precision.set_global_policy("float32")
+    twin = build_classifier(data.spec, len(data.classes), params.model)
+    twin.set_weights(classifier.get_weights())
+    return twin
+
+
+def _summary(history: dict[str, list[float]], validated: bool, parameters: int) -> dict:
+    monitored = "val_loss" if validated else "loss"
+    losses = history[monitored]
     # With a val split, EarlyStopping restored the best epoch; without one, the last is kept.
-    best = min(range(len(losses)), key=losses.__getitem__) if val_ds is not None else len(losses) - 1
-    prefix = "val_" if val_ds is not None else ""
-    summary = {
-        "epochs_run": len(losses),
+    best = min(range(len(losses)), key=losses.__getitem__) if validated else len(losses) - 1
+    prefix = "val_" if validated else ""
+    accuracy = float(history[f"{prefix}accuracy"][best])
+    epochs = len(losses)
+    return {
+        "epochs_run": epochs,
         "best_epoch": best + 1,
-        f"{prefix}accuracy": float(history.history[f"{prefix}accuracy"][best]),
+        f"{prefix}accuracy": accuracy,
         f"{prefix}loss": float(losses[best]),
-        "params": model.count_params(),
+        "params": parameters,
+        "notes": [
+            f"{epochs} epoch{'s' if epochs != 1 else ''}; kept the model of epoch {best + 1}"
+            + (" (lowest val loss)" if validated else " (the last: there is no val split)")
+            + f", {prefix}accuracy {accuracy:.4f}"
+        ],
     }
-    summary["notes"] = [
-        f"{len(losses)} epoch{'s' if len(losses) != 1 else ''}; kept the model of epoch {best + 1}"
-        + (" (lowest val loss)" if val_ds is not None else " (the last: there is no val split)")
-        + f", {prefix}accuracy {summary[f'{prefix}accuracy']:.4f}"
-    ]
-    outputs.model.properties.update(
-        summary, model_name=params.model.name, classes=classes, input_shape=list(spec.input_shape), cache=cache.kind
-    )
-    return summary

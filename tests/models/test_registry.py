@@ -1,4 +1,8 @@
-"""Every registered model builds, trains a step, saves/loads, exports and converts to TFLite."""
+"""The registry contract: every registered model builds behind the classifier, trains a step
+on two images, saves and loads, exports a SavedModel that serves, and converts to int8
+TFLite; model names and arguments are checked when the config loads."""
+
+import io
 
 import keras
 import numpy as np
@@ -6,46 +10,72 @@ import pytest
 
 from visionpipe.components.export import tflite
 from visionpipe.components.export.saved_model import export_saved_model, load_signature
-from visionpipe.components.train.executor import build_classifier
+from visionpipe.components.train.recipe import compile_model
+from visionpipe.models.classifier import build_classifier
+from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.models.registry import create_model, model_names
-from visionpipe.pipeline.config import ModelConfig
-from visionpipe.pipeline.errors import UserError
+from visionpipe.models.registry import check_args, model_names
+from visionpipe.pipeline.config import ConfigError, ModelConfig, TrainConfig, load_config
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 
 SPEC = PreprocessingSpec(
     height=32, width=32, channels=3, resize_policy="stretch", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
 )
 CLASSES = ["a", "b", "c"]
+# Small arguments keep the contract test fast; each model's defaults are what users get.
+SMALL = {
+    "small_cnn": {"width": 8},
+    "resnet9": {"width": 8},
+    "airbench": {"widths": (8, 16, 16)},
+    "vit": {"dim": 32, "depth": 2, "heads": 2},
+    "mobilenet_v3_small": {"alpha": 0.75},
+    "mobilenet_v3_large": {"alpha": 0.75},
+    "mobilenet_v2": {"alpha": 0.35},
+}
+HEAVY = {"efficientnet_v2_b0", "resnet50_v2", "mobilenet_v3_large", "mobilenet_v2"}  # the slow-marked run covers them
 
 
-def test_unknown_model_lists_the_registered_names():
-    with pytest.raises(UserError, match="registered models: .*small_cnn"):
-        create_model("nope", (32, 32, 3), 3)
+def test_every_registered_model_is_in_the_contract():
+    assert set(model_names()) == set(SMALL) | HEAVY
 
 
-def test_registry_has_a_small_and_a_larger_model():
-    assert {"small_cnn", "resnet9", "mobilenet_v2"} <= set(model_names())
+def test_unknown_model_name_and_argument_fail_at_config_load():
+    with pytest.raises(ConfigError, match="unknown model 'resnet10'.*registered models: .*resnet9"):
+        load_config(None, ["model.name=resnet10"])
+    with pytest.raises(ConfigError, match=r"unknown argument model.args.widht for model 'resnet9'.*width \(default"):
+        load_config(None, ["model.name=resnet9", "model.args.widht=16"])
+    with pytest.raises(ConfigError, match="model.args.width must be of type int"):
+        load_config(None, ["model.name=resnet9", "model.args.width=wide"])
+    with pytest.raises(ConfigError, match="not offered by model 'small_cnn'"):
+        load_config(None, ["model.weights=imagenet"])
+    assert load_config(None, ["model.name=airbench", "model.args.widths=[32, 64, 64]"]).model.args == {
+        "widths": (32, 64, 64)
+    }
 
 
-@pytest.mark.parametrize("name", model_names())
-def test_model_round_trip(name, tmp_path):
-    model = build_classifier(name, SPEC, len(CLASSES), ModelConfig(name=name, width=8))
-    model.compile("adam", "categorical_crossentropy")
-    x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
-    y = keras.utils.to_categorical([0, 1, 2, 0], 3)
+def _params(name):
+    return pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name
+
+
+@pytest.mark.parametrize("name", [_params(n) for n in model_names()])
+def test_model_contract(name, tmp_path):
+    model = build_classifier(SPEC, len(CLASSES), ModelConfig(name=name, args=check_args(name, SMALL.get(name, {}))))
+    compile_model(model, TrainConfig(), len(CLASSES), steps_per_epoch=1, epochs=1)
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    y = keras.utils.to_categorical([0, 1], 3)
+    before = [np.array(w) for w in model.trainable_weights]
     model.fit(x, y, epochs=1, verbose=0)
+    assert any(not np.array_equal(b, np.array(w)) for b, w in zip(before, model.trainable_weights, strict=True))
     probabilities = model.predict(x, verbose=0)
-    assert probabilities.shape == (4, 3)
+    assert probabilities.shape == (2, 3) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
     model.save(tmp_path / "m.keras")
-    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    custom_layers(keras)
+    reloaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), probabilities, atol=1e-5)
 
     export_saved_model(reloaded, SPEC, CLASSES, tmp_path / "serving" / "1")
-    import io
-
     buffer = io.BytesIO()
     keras.utils.array_to_img(x[0]).save(buffer, format="PNG")
     out = load_signature(tmp_path / "serving" / "1")(image_bytes=np.array([buffer.getvalue()]))
@@ -53,7 +83,7 @@ def test_model_round_trip(name, tmp_path):
     assert out["predicted_class"].numpy()[0].decode() in CLASSES
 
     int8_path = tmp_path / "m.tflite"
-    int8_path.write_bytes(tflite.convert_int8(reloaded, (x[i : i + 1] for i in range(4))))
+    int8_path.write_bytes(tflite.convert_int8(reloaded, (x[i : i + 1] for i in range(2))))
     runner = TFLiteClassifier(int8_path)
     assert runner.input_dtype == np.uint8
-    assert runner.predict(x).shape == (4, 3)
+    assert runner.predict(x).shape == (2, 3)

@@ -1,0 +1,90 @@
+"""The callbacks of a training run, and the two that Keras does not have.
+
+``training_callbacks`` assembles, in an order that matters: BackupAndRestore (resume after a
+kill; it saves before the EMA swap, so a backup holds the raw weights), SwapEMAWeights
+(validation and early stopping see the EMA of the weights), EarlyStopping (when there is a
+val split), Lookahead, the layers' own epoch hooks, TensorBoard, a CSV log and the progress.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import ops
+
+from visionpipe.components.train.progress import TrainingProgress
+from visionpipe.pipeline.config import TrainConfig
+from visionpipe.pipeline.stage import StageContext
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Every ``every`` steps the weights (and BatchNorm statistics) step towards a slow copy
+    and are replaced by it: slow = slow + (1 - d) (fast - slow), with d = decay^every x
+    (step / total)^power, so the averaging is off at the start and strongest at the end; the
+    run ends on the slow weights (airbench's "Lookahead": Zhang et al., 2019, with an EMA)."""
+
+    def __init__(self, every: int, decay: float, power: float, total_steps: int):
+        super().__init__()
+        self.every, self.decay, self.power, self.total_steps = every, decay, power, max(total_steps, 1)
+        self._slow = []
+
+    def _variables(self):
+        return [v for v in self.model.variables if "float" in str(v.dtype)]
+
+    def on_train_begin(self, logs=None):
+        self._slow = [ops.copy(v.value) for v in self._variables()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every:
+            return
+        d = self.decay**self.every * min(step / self.total_steps, 1.0) ** self.power
+        for i, (variable, slow) in enumerate(zip(self._variables(), self._slow, strict=True)):
+            self._slow[i] = slow + (1.0 - d) * (variable.value - slow)
+            variable.assign(self._slow[i])
+
+    def on_train_end(self, logs=None):
+        for variable, slow in zip(self._variables(), self._slow, strict=True):
+            variable.assign(slow)
+
+
+class LayerEpochHooks(keras.callbacks.Callback):
+    """Calls ``on_epoch_begin(epoch)`` on layers that schedule themselves (e.g. airbench's
+    whitening layer, whose bias trains for the first epochs only)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.model._flatten_layers():
+            if hasattr(layer, "on_epoch_begin") and not isinstance(layer, keras.Model):
+                layer.on_epoch_begin(epoch)
+
+
+def training_callbacks(
+    train: TrainConfig,
+    ctx: StageContext,
+    logs: Path,
+    backup: Path,
+    epochs: int,
+    steps_per_epoch: int,
+    validate: bool,
+    initial_epoch: int = 0,
+) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.BackupAndRestore(str(backup))]
+    if train.ema_momentum > 0:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if validate:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=train.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    if train.lookahead.every:
+        lookahead = train.lookahead
+        callbacks.append(Lookahead(lookahead.every, lookahead.decay, lookahead.power, epochs * steps_per_epoch))
+    callbacks += [
+        LayerEpochHooks(),
+        keras.callbacks.TensorBoard(str(logs)),
+        keras.callbacks.CSVLogger(str(logs.parent / "history.csv"), append=initial_epoch > 0),
+        TrainingProgress(ctx, epochs, steps_per_epoch),
+    ]
+    return callbacks

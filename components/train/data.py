@@ -1,0 +1,114 @@
+"""The train stage's data: the preprocessing spec, the train and val datasets, the epoch length
+and the augmentation policy, built once from the stage's inputs. The train executor and the
+tune stage's trials use the same ``TrainingData`` (so trials never decode images again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from visionpipe.components.common.dataset import image_dataset
+from visionpipe.components.train.augment import AugmentPolicy, build_policy
+from visionpipe.components.train.input_pipeline import (
+    CacheChoice,
+    balancing_weights,
+    choose_cache,
+    class_frequencies,
+    shuffle_buffer,
+    training_dataset,
+)
+from visionpipe.components.train.spec import Inputs, Params
+from visionpipe.models.classifier import preprocessing_spec
+from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.pipeline.errors import UserError
+from visionpipe.pipeline.stage import StageContext
+
+
+@dataclasses.dataclass
+class TrainingData:
+    examples: Path  # the Examples folder the datasets read
+    spec: PreprocessingSpec
+    classes: list[str]
+    counts: dict[str, int]
+    train: tf.data.Dataset
+    val: tf.data.Dataset | None  # None when there is no val split
+    steps_per_epoch: int
+    fixed_steps: bool  # the train stream is endless: fit needs steps_per_epoch
+    policy: AugmentPolicy | None
+    cache: CacheChoice
+
+    def sample_images(self, count: int) -> np.ndarray:
+        """Up to ``count`` training images as float [0, 1] arrays, without augmentation (for
+        data-dependent initialisation, e.g. airbench's whitening layer)."""
+        batches = image_dataset(self.examples, "train", self.spec, len(self.classes), batch_size=256)
+        images = np.concatenate([x.numpy() for x, _ in batches.take(math.ceil(count / 256))])
+        return images[:count]
+
+
+def training_data(inputs: Inputs, params: Params, ctx: StageContext) -> TrainingData:
+    cfg = params.train
+    statistics = inputs.statistics.properties
+    spec = preprocessing_spec(params.preprocessing, statistics.get("pixel_mean"), statistics.get("pixel_std"))
+    classes = inputs.examples.classes
+    counts = statistics["counts"]
+    examples = inputs.examples.path
+    cache = choose_cache(
+        params.input,
+        counts["train"] + counts["val"],
+        spec,
+        params.input.cache_dir or ctx.run_root / "cache",
+        inputs.examples.fingerprint or inputs.examples.uri,
+    )
+    policy = build_policy(cfg.augment, params.seed)
+    class_weights, resample_from = _balance(params, statistics, classes)
+    ctx.log(
+        f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, cache {cache.kind}: "
+        f"{cache.reason}, shuffle buffer {shuffle_buffer(params.input, cache, counts['train']):,} images"
+    )
+    if policy is not None:
+        ctx.log(
+            f"augmentation: {', '.join(step.op for step in cfg.augment.policy)} (placement {cfg.augment.placement})"
+        )
+    train = training_dataset(
+        examples,
+        spec,
+        len(classes),
+        cfg.batch_size,
+        params.input,
+        params.seed,
+        cache,
+        policy,
+        class_weights,
+        resample_from,
+        num_images=counts["train"],
+    )
+    val = None
+    if counts["val"]:
+        val = image_dataset(
+            examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"), num_images=counts["val"]
+        )
+    steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
+    if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
+        train = train.repeat()
+    fixed = bool(cfg.steps_per_epoch or resample_from)
+    return TrainingData(examples, spec, classes, counts, train, val, steps, fixed, policy, cache)
+
+
+def _balance(params: Params, statistics: dict, classes: list[str]) -> tuple[list[float] | None, list[float] | None]:
+    """(class weights, class frequencies to resample from) as ``train.class_balance`` asks."""
+    if params.train.class_balance == "none":
+        return None, None
+    counts = statistics.get("class_counts") or {}
+    if not any(counts.get(c) for c in classes):
+        raise UserError(
+            "train.class_balance needs per-class counts of the train split; rerun validate "
+            "(`visionpipe run --stage validate --force`)"
+        )
+    if params.train.class_balance == "weights":
+        return balancing_weights(counts, classes), None
+    return None, class_frequencies(counts, classes)

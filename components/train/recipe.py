@@ -1,0 +1,122 @@
+"""Building and compiling the model from a config: the seam that plain training and the tune
+stage's ``HyperModel.build(hp)`` share.
+
+``build_and_compile`` makes the classifier (``models.classifier``) and compiles it with the
+recipe of ``train.*``: AdamW or SGD with Nesterov momentum, a warmup schedule
+(``schedules.py``), decoupled weight decay kept off biases and normalisation parameters,
+optional gradient clipping, an EMA of the weights (used for validation and kept at the
+end), label smoothing and an optional learning-rate multiplier for normalisation shifts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+
+from visionpipe.components.train.schedules import WarmupSchedule
+from visionpipe.models.classifier import build_classifier
+from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.pipeline.config import ModelConfig, TrainConfig
+
+NORMALIZATION_LAYERS = (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
+
+
+@dataclasses.dataclass
+class Compiled:
+    classifier: keras.Model  # what is saved and exported
+    trainee: keras.Model  # what is fitted: the classifier, behind in-model augmentation if any
+
+
+def build_and_compile(
+    train: TrainConfig,
+    model: ModelConfig,
+    spec: PreprocessingSpec,
+    num_classes: int,
+    steps_per_epoch: int,
+    augment_in_model: keras.layers.Layer | None = None,
+) -> Compiled:
+    """Call inside the distribution strategy's scope."""
+    classifier = build_classifier(spec, num_classes, model)
+    trainee = classifier
+    if augment_in_model is not None:
+        image = keras.Input(spec.input_shape, name="image")
+        trainee = keras.Model(image, classifier(augment_in_model(image)), name="trainee")
+    compile_model(trainee, train, num_classes, steps_per_epoch, train.epochs)
+    return Compiled(classifier, trainee)
+
+
+def compile_model(
+    model: keras.Model, train: TrainConfig, num_classes: int, steps_per_epoch: int, epochs: int, lr_scale: float = 1.0
+) -> None:
+    """(Re)compiles ``model`` for ``epochs`` epochs at ``lr_scale`` x train.learning_rate."""
+    model.compile(
+        optimizer=make_optimizer(train, model, steps_per_epoch * epochs, steps_per_epoch, lr_scale),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
+        # Top-3 only where it says something: with 3 classes or fewer it is always 1.
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
+        + ([keras.metrics.TopKCategoricalAccuracy(k=3, name="top_k_accuracy")] if num_classes > 3 else []),
+    )
+
+
+def make_optimizer(
+    train: TrainConfig, model: keras.Model, total_steps: int, steps_per_epoch: int, lr_scale: float = 1.0
+) -> keras.optimizers.Optimizer:
+    schedule = WarmupSchedule(
+        peak=train.learning_rate * lr_scale,
+        total_steps=total_steps,
+        warmup_steps=math.ceil(train.warmup_epochs * steps_per_epoch),
+        kind=train.schedule,
+        start_fraction=train.start_lr_fraction,
+        final_fraction=train.final_lr_fraction,
+        milestones=train.step_milestones,
+        gamma=train.step_gamma,
+    )
+    common = {
+        "weight_decay": train.weight_decay or None,
+        "global_clipnorm": train.gradient_clip_norm or None,
+        "use_ema": train.ema_momentum > 0,
+        "ema_momentum": train.ema_momentum or 0.99,
+    }
+    if train.optimizer == "sgd":
+        optimizer = ScaledSGD(schedule, momentum=train.momentum, nesterov=True, **common)
+    else:
+        optimizer = ScaledAdamW(schedule, **common)
+    if train.norm_bias_lr_scale != 1.0:
+        optimizer.scaled_variables = {optimizer._var_key(v) for v in _norm_shifts(model)}
+        optimizer.scale = train.norm_bias_lr_scale
+    if train.weight_decay and not train.decay_norm_and_bias:
+        # Biases, normalisation scales and shifts: decaying them only fights the normalisation.
+        optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) <= 1])
+    return optimizer
+
+
+def _norm_shifts(model: keras.Model) -> list:
+    """The shift (beta) variables of the model's normalisation layers."""
+    return [
+        layer.beta
+        for layer in model._flatten_layers()
+        if isinstance(layer, NORMALIZATION_LAYERS) and getattr(layer, "beta", None) is not None
+    ]
+
+
+class _ScaledLearningRate:
+    """A learning-rate multiplier for some variables (airbench trains BatchNorm shifts 64x
+    faster); Keras optimizers have one learning rate for all."""
+
+    scaled_variables: set = frozenset()  # optimizer variable keys
+    scale: float = 1.0
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.scaled_variables and self._var_key(variable) in self.scaled_variables:
+            learning_rate = learning_rate * self.scale
+        return super().update_step(gradient, variable, learning_rate)
+
+
+class ScaledSGD(_ScaledLearningRate, keras.optimizers.SGD):
+    pass
+
+
+class ScaledAdamW(_ScaledLearningRate, keras.optimizers.AdamW):
+    pass

@@ -1,0 +1,178 @@
+"""ImageNet backbones from keras.applications for real photos, each with a configurable head.
+
+Each model takes [0, 1] images (``normalize=False``: no dataset mean/std in front) and scales
+them to what its backbone was trained on, so ImageNet weights (``model.weights: imagenet``)
+see the inputs they expect. The backbone is one nested model named ``backbone``: transfer
+learning freezes it, then unfreezes its top layers (``components/train/finetune.py``); with
+pretrained weights it always runs its BatchNormalization in inference mode, as Keras' transfer
+learning guide recommends, so fine-tuning does not wreck the learned statistics.
+
+``imagenet`` uses Keras' own download and cache (``~/.keras/models``, or ``$KERAS_HOME``).
+Offline with no cached file, building fails within seconds with the file name, its URL and
+where to put it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable
+from typing import Literal
+
+from visionpipe.models.registry import default_keras, register
+from visionpipe.pipeline.errors import UserError
+
+DOWNLOAD_TIMEOUT_SECONDS = 15  # a blocked network must fail, not hang
+
+
+def _classifier(backbone_fn: Callable, scale, input_shape, num_classes, weights, pooling, dropout, name, keras):
+    """[0, 1] images -> ``scale`` -> backbone -> pooling -> dropout -> softmax."""
+    if input_shape[-1] != 3 or min(input_shape[:2]) < 32:
+        raise UserError(
+            f"{name} needs preprocessing.channels=3 and image_size of at least 32; got input shape {input_shape}"
+        )
+    layers = keras.layers
+    inputs = keras.Input(input_shape, name="image")
+    x = scale(layers)(inputs)
+    backbone = _load_backbone(backbone_fn, input_shape, weights, keras)
+    # Pretrained: BatchNormalization stays in inference mode, in both transfer phases.
+    x = backbone(x, training=False) if weights else backbone(x)
+    x = (layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D)(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(num_classes, name="logits")(x)
+    # Softmax in float32 even under a mixed-precision policy, for a stable loss.
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _load_backbone(backbone_fn: Callable, input_shape, weights: str | None, keras):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
+    try:
+        # A weights file is loaded onto the whole classifier afterwards (models/classifier.py).
+        backbone = backbone_fn(
+            input_shape=input_shape, include_top=False, weights="imagenet" if weights == "imagenet" else None
+        )
+    except Exception as err:
+        url = re.search(r"https?://\S+?\.h5", str(err))
+        if weights != "imagenet" or url is None:
+            raise
+        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+        filename = url.group(0).rsplit("/", 1)[-1]
+        raise UserError(
+            f"model.weights=imagenet needs {filename}, which is not in Keras' cache ({cache}) and could not be "
+            f"downloaded ({str(err).rsplit(' -- ', 1)[-1].strip()}); on a machine with internet download "
+            f"{url.group(0)} and copy it to {os.path.join(cache, filename)}"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    backbone.name = "backbone"
+    return backbone
+
+
+def _to_255(layers):
+    return layers.Rescaling(255.0, name="to_255")  # the backbone's own preprocessing follows
+
+
+def _to_symmetric(layers):
+    return layers.Rescaling(2.0, offset=-1.0, name="to_symmetric")  # [-1, 1], as ResNetV2/MobileNetV2 expect
+
+
+@register("mobilenet_v3_small", normalize=False, pretrained=("imagenet",))
+def mobilenet_v3_small(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    alpha: float = 1.0,
+    minimalistic: bool = False,
+    pooling: Literal["avg", "max"] = "avg",
+    dropout: float = 0.2,
+    weights: str | None = None,  # None, "imagenet" or a weights file (BatchNormalization then frozen)
+    keras=None,
+):
+    keras = default_keras(keras)
+
+    def backbone(**kw):
+        return keras.applications.MobileNetV3Small(alpha=alpha, minimalistic=minimalistic, **kw)
+
+    return _classifier(
+        backbone, _to_255, input_shape, num_classes, weights, pooling, dropout, "mobilenet_v3_small", keras
+    )
+
+
+@register("mobilenet_v3_large", normalize=False, pretrained=("imagenet",))
+def mobilenet_v3_large(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    alpha: float = 1.0,
+    minimalistic: bool = False,
+    pooling: Literal["avg", "max"] = "avg",
+    dropout: float = 0.2,
+    weights: str | None = None,  # None, "imagenet" or a weights file (BatchNormalization then frozen)
+    keras=None,
+):
+    keras = default_keras(keras)
+
+    def backbone(**kw):
+        return keras.applications.MobileNetV3Large(alpha=alpha, minimalistic=minimalistic, **kw)
+
+    return _classifier(
+        backbone, _to_255, input_shape, num_classes, weights, pooling, dropout, "mobilenet_v3_large", keras
+    )
+
+
+@register("mobilenet_v2", normalize=False, pretrained=("imagenet",))
+def mobilenet_v2(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    alpha: float = 1.0,
+    pooling: Literal["avg", "max"] = "avg",
+    dropout: float = 0.2,
+    weights: str | None = None,  # None, "imagenet" or a weights file (BatchNormalization then frozen)
+    keras=None,
+):
+    keras = default_keras(keras)
+
+    def backbone(**kw):
+        return keras.applications.MobileNetV2(alpha=alpha, **kw)
+
+    return _classifier(
+        backbone, _to_symmetric, input_shape, num_classes, weights, pooling, dropout, "mobilenet_v2", keras
+    )
+
+
+@register("efficientnet_v2_b0", normalize=False, pretrained=("imagenet",))
+def efficientnet_v2_b0(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    pooling: Literal["avg", "max"] = "avg",
+    dropout: float = 0.2,
+    weights: str | None = None,  # None, "imagenet" or a weights file (BatchNormalization then frozen)
+    keras=None,
+):
+    keras = default_keras(keras)
+    return _classifier(
+        keras.applications.EfficientNetV2B0, _to_255, input_shape, num_classes, weights, pooling, dropout,
+        "efficientnet_v2_b0", keras,
+    )  # fmt: skip
+
+
+@register("resnet50_v2", normalize=False, pretrained=("imagenet",))
+def resnet50_v2(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    pooling: Literal["avg", "max"] = "avg",
+    dropout: float = 0.2,
+    weights: str | None = None,  # None, "imagenet" or a weights file (BatchNormalization then frozen)
+    keras=None,
+):
+    keras = default_keras(keras)
+    return _classifier(
+        keras.applications.ResNet50V2, _to_symmetric, input_shape, num_classes, weights, pooling, dropout,
+        "resnet50_v2", keras,
+    )  # fmt: skip

@@ -1,0 +1,67 @@
+"""The classifier every stage trains, evaluates and exports: ``image -> [normalise] -> model``.
+
+``preprocessing_spec`` fixes what the model sees (size, channels, resize policy, and the
+train split's mean/std from validate); ``build_classifier`` puts the registered model behind
+a normalisation layer with that mean/std (models that bring their own input scaling, such as
+ImageNet backbones, take the [0, 1] image directly) and loads ``model.weights`` when it names
+a file. Training, the tune stage and the compression tools all build through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer
+from visionpipe.models.registry import create_model, default_keras, entry
+from visionpipe.pipeline.config import ModelConfig, PreprocessingConfig
+from visionpipe.pipeline.errors import UserError
+
+
+def preprocessing_spec(
+    preprocessing: PreprocessingConfig, pixel_mean: list[float] | None, pixel_std: list[float] | None
+) -> PreprocessingSpec:
+    """The spec from the config and the train split's pixel statistics (None: neutral values)."""
+    p = preprocessing
+    return PreprocessingSpec(
+        height=p.image_size[0],
+        width=p.image_size[1],
+        channels=p.channels,
+        resize_policy=p.resize_policy,
+        mean=tuple(pixel_mean or [0.5] * p.channels),
+        std=tuple(pixel_std or [0.25] * p.channels),
+        crop_fraction=p.crop_fraction,
+    )
+
+
+def build_classifier(spec: PreprocessingSpec, num_classes: int, model: ModelConfig, keras=None):
+    """The registered model behind the input and its normalisation, with ``model.weights``."""
+    keras = default_keras(keras)
+    inputs = keras.Input(spec.input_shape, name="image")
+    network = create_model(model.name, spec.input_shape, num_classes, model.args, model.weights, keras=keras)
+    x = normalization_layer(spec, keras)(inputs) if entry(model.name).normalize else inputs
+    classifier = keras.Model(inputs, network(x), name=f"{model.name}_classifier")
+    if model.weights not in ("none", *entry(model.name).pretrained):
+        load_weights_file(classifier, Path(model.weights))
+    return classifier
+
+
+def load_weights_file(classifier, path: Path) -> tuple[int, int]:
+    """Loads a weights file (``.weights.h5``, ``.h5`` or ``.keras``) onto the classifier,
+    skipping layers whose weights do not fit (e.g. a head trained for other classes); returns
+    (weights changed, weights in the model) so the caller can say what was loaded."""
+    if not path.is_file():
+        raise UserError(f"model.weights file {path} does not exist; give a .weights.h5, .h5 or .keras file, or none")
+    before = [np.array(v) for v in classifier.weights]
+    try:
+        classifier.load_weights(str(path), skip_mismatch=True)
+    except Exception as err:  # the file's own format error says what is wrong
+        raise UserError(f"cannot load model.weights {path}: {type(err).__name__}: {err}") from None
+    changed = sum(not np.array_equal(b, np.array(v)) for b, v in zip(before, classifier.weights, strict=True))
+    if not changed:
+        raise UserError(
+            f"model.weights {path} has no weights that fit this model ({classifier.name}); was it saved from "
+            "the same model.name?"
+        )
+    return changed, len(before)

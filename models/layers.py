@@ -1,0 +1,126 @@
+"""The few layers the registered models need that Keras does not have.
+
+They are made for a given Keras module (``custom_layers(keras)``), like the builders, so the
+same classes exist in Keras 3 and in a tf_keras twin; each is registered for saving under the
+``visionpipe`` package, so ``model.keras`` files load wherever ``visionpipe.models`` is
+imported.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+
+import numpy as np
+
+
+@functools.cache
+def custom_layers(keras) -> SimpleNamespace:
+    register = functools.partial(keras.saving.register_keras_serializable, package="visionpipe")
+    ops = keras.ops if hasattr(keras, "ops") else None
+
+    @register(name="PositionEmbedding")
+    class PositionEmbedding(keras.layers.Layer):
+        """Adds a learned embedding per token position to [batch, tokens, dim] inputs."""
+
+        def build(self, input_shape):
+            self.embedding = self.add_weight(
+                name="embedding", shape=tuple(input_shape[1:]), initializer=keras.initializers.TruncatedNormal(0.02)
+            )
+
+        def call(self, tokens):
+            return tokens + self.embedding
+
+    @register(name="Scale")
+    class Scale(keras.layers.Layer):
+        """Multiplies by a fixed factor (airbench scales its logits by 1/9)."""
+
+        def __init__(self, factor: float, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x):
+            return x * self.factor
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    @register(name="Whitening")
+    class Whitening(keras.layers.Layer):
+        """A valid convolution whose fixed kernel whitens the input's patches, set from training
+        images by ``adapt_from_data``; its bias learns for the first ``bias_epochs`` epochs only
+        (``on_epoch_begin`` flips a multiplier, so nothing needs recompiling)."""
+
+        def __init__(self, filters: int, kernel_size: int, bias_epochs: int = 3, eps: float = 5e-4, **kwargs):
+            super().__init__(**kwargs)
+            self.filters, self.kernel_size, self.bias_epochs, self.eps = filters, kernel_size, bias_epochs, eps
+
+        def adapt_from_data(self, images) -> None:
+            """Kernel = the eigenvectors of the patch covariance of ``images`` (this layer's
+            inputs), scaled by 1/sqrt(eigenvalue), and their negatives (airbench's init)."""
+            x = np.asarray(images, np.float64)
+            k, channels = self.kernel_size, x.shape[-1]
+            h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
+            # Patch vectors in the kernel's (row, column, channel) order.
+            patches = np.stack([x[:, i : i + h, j : j + w, :] for i in range(k) for j in range(k)], axis=3)
+            patches = patches.reshape(-1, k * k * channels)
+            eigenvalues, eigenvectors = np.linalg.eigh(patches.T @ patches / len(patches))
+            order = np.argsort(eigenvalues)[::-1]
+            scaled = eigenvectors[:, order] / np.sqrt(eigenvalues[order] + self.eps)
+            kernel = np.concatenate([scaled, -scaled], axis=1).reshape(k, k, channels, -1)
+            self.kernel.assign(kernel[..., : self.filters].astype(np.float32))
+
+        def on_epoch_begin(self, epoch: int) -> None:
+            self.bias_trainable.assign(1.0 if epoch < self.bias_epochs else 0.0)
+
+        def build(self, input_shape):
+            shape = (self.kernel_size, self.kernel_size, input_shape[-1], self.filters)
+            self.kernel = self.add_weight(name="kernel", shape=shape, initializer="zeros", trainable=False)
+            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            self.bias_trainable = self.add_weight(name="bias_trainable", shape=(), initializer="ones", trainable=False)
+
+        def call(self, x):
+            if ops is not None:
+                y, frozen = ops.conv(x, self.kernel, padding="VALID"), ops.stop_gradient(self.bias)
+            else:  # tf_keras
+                import tensorflow as tf
+
+                y, frozen = tf.nn.conv2d(x, self.kernel, 1, "VALID"), tf.stop_gradient(self.bias)
+            return y + frozen + self.bias_trainable * (self.bias - frozen)
+
+        def get_config(self):
+            return {
+                **super().get_config(),
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "bias_epochs": self.bias_epochs,
+                "eps": self.eps,
+            }
+
+    @register(name="Mirror")
+    class Mirror(keras.layers.Layer):
+        """Flips [N, H, W, C] images left to right (for flip test-time augmentation)."""
+
+        def call(self, images):
+            return images[:, :, ::-1, :]
+
+    @register(name="PartialDirac")
+    class PartialDirac(keras.initializers.Initializer):
+        """A convolution kernel whose first min(in, out) filters pass their own input channel
+        through unchanged (identity), the rest PyTorch's default uniform init (airbench's init)."""
+
+        def __call__(self, shape, dtype=None):
+            kh, kw, fan_in, fan_out = shape
+            limit = 1.0 / np.sqrt(kh * kw * fan_in)
+            kernel = np.random.default_rng().uniform(-limit, limit, shape)
+            n = min(fan_in, fan_out)
+            kernel[..., :n] = 0.0
+            kernel[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+            return keras.ops.convert_to_tensor(kernel, dtype or "float32") if ops is not None else kernel
+
+        def get_config(self):
+            return {}
+
+    return SimpleNamespace(
+        PositionEmbedding=PositionEmbedding, Scale=Scale, Whitening=Whitening, Mirror=Mirror, PartialDirac=PartialDirac
+    )
