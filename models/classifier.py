@@ -65,3 +65,19 @@ def load_weights_file(classifier, path: Path) -> tuple[int, int]:
             "the same model.name?"
         )
     return changed, len(before)
+
+
+def adapt_to_data(classifier, images: np.ndarray, keras=None) -> list[str]:
+    """Shows training images to the layers that initialise from data (``adapt_from_data``, e.g.
+    airbench's whitening layer), each seeing them as it will in training: normalised, and
+    through the layers before it. Returns the names of the layers adapted."""
+    keras = default_keras(keras)
+    network = classifier.layers[-1]  # Input -> [normalize] -> network, as built above
+    layers = [layer for layer in network._flatten_layers() if hasattr(layer, "adapt_from_data")]
+    if not layers:
+        return []
+    names = [layer.name for layer in classifier.layers]
+    inputs = np.asarray(classifier.get_layer("normalize")(images)) if "normalize" in names else images
+    for layer in layers:
+        layer.adapt_from_data(keras.Model(network.inputs, layer.input).predict(inputs, batch_size=256, verbose=0))
+    return [layer.name for layer in layers]

@@ -23,7 +23,7 @@ from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.recipe import Compiled, build_and_compile, compile_model
 from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy
-from visionpipe.models.classifier import build_classifier
+from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.pipeline.stage import StageContext
 
 ADAPT_IMAGES = 5000  # training images shown to layers that initialise from data
@@ -133,16 +133,10 @@ def _fit_in_two_phases(compiled: Compiled, backbone, data: TrainingData, params:
 
 
 def _adapt_to_data(classifier: keras.Model, data: TrainingData, ctx: StageContext) -> None:
-    """Layers that initialise from training images (``adapt_from_data``) see them as the layer
-    receives them, after the normalisation in front."""
-    layers = [layer for layer in classifier._flatten_layers() if hasattr(layer, "adapt_from_data")]
-    if not layers:
-        return
-    images = data.sample_images(ADAPT_IMAGES)
-    for layer in layers:
-        inputs = keras.Model(classifier.inputs, layer.input).predict(images, batch_size=256, verbose=0)
-        layer.adapt_from_data(inputs)
-        ctx.log(f"{layer.name}: initialised from {len(images):,} training images")
+    if any(hasattr(layer, "adapt_from_data") for layer in classifier._flatten_layers()):
+        images = data.sample_images(ADAPT_IMAGES)
+        for name in adapt_to_data(classifier, images):
+            ctx.log(f"{name}: initialised from {len(images):,} training images")
 
 
 def _float32(classifier: keras.Model, data: TrainingData, params: Params) -> keras.Model:

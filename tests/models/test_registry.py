@@ -11,7 +11,7 @@ import pytest
 from visionpipe.components.export import tflite
 from visionpipe.components.export.saved_model import export_saved_model, load_signature
 from visionpipe.components.train.recipe import compile_model
-from visionpipe.models.classifier import build_classifier
+from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.registry import check_args, model_names
@@ -87,3 +87,16 @@ def test_model_contract(name, tmp_path):
     runner = TFLiteClassifier(int8_path)
     assert runner.input_dtype == np.uint8
     assert runner.predict(x).shape == (2, 3)
+
+
+def test_layers_that_initialise_from_data_see_normalised_training_images():
+    model = build_classifier(SPEC, 3, ModelConfig(name="airbench", args={"widths": (8, 16, 16)}))
+    whiten = model.layers[-1].get_layer("whiten")
+    assert not np.any(np.array(whiten.kernel))
+    images = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
+    assert adapt_to_data(model, images) == ["whiten"]
+    kernel = np.array(whiten.kernel).reshape(-1, 24)[:, :12]
+    # the whitening of normalised images: (x - 0.5) / 0.25 has 16x the variance of x
+    patches = ((images - 0.5) / 0.25)[:, :2, :2, :].reshape(16, -1)
+    assert np.abs(kernel).max() < 20 and np.linalg.matrix_rank(kernel) == 12
+    assert float(np.mean((patches @ kernel) ** 2)) == pytest.approx(1.0, rel=0.5)
