@@ -13,6 +13,7 @@ fingerprint): a killed run resumes from its last finished epoch.
 from __future__ import annotations
 
 import json
+import time
 
 import keras
 import tensorflow as tf
@@ -51,10 +52,12 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     _adapt_to_data(compiled.classifier, data, ctx)
     out = outputs.model.path
     backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
+    started = time.monotonic()
     if backbone is not None:
         history = _fit_in_two_phases(compiled, backbone, data, params, ctx, out)
     else:
         history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs)
+    fit_seconds = time.monotonic() - started
 
     classifier = _float32(compiled.classifier, data, params) if cfg.mixed_precision != "off" else compiled.classifier
     classifier.save(out / "model.keras")
@@ -62,6 +65,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     (out / "classes.json").write_text(json.dumps(data.classes))
     (out / "history.json").write_text(json.dumps(history, indent=2))
     summary = _summary(history, data.val is not None, classifier.count_params())
+    summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
     outputs.model.properties.update(
         {k: v for k, v in summary.items() if k != "notes"},
         model_name=params.model.name,
