@@ -109,10 +109,9 @@ def main() -> None:
 
     config, examples, statistics_artifact = prepare(args.folder, args.root, args.config)
     params = TRAIN_SPEC.params(config)
-    pixel_stats = statistics_artifact.properties
-    spec = preprocessing_spec(params.preprocessing, pixel_stats.get("pixel_mean"), pixel_stats.get("pixel_std"))
-    classes = examples.properties["classes"]
-    counts = statistics_artifact.properties["counts"]
+    spec = preprocessing_spec(params.preprocessing, statistics_artifact.pixel_mean, statistics_artifact.pixel_std)
+    classes = examples.classes
+    counts = statistics_artifact.counts
     batch = config.train.batch_size
     default_policy = build_policy(config.train.augment, config.seed)
     keras_rand_augment = build_policy(AugmentConfig(policy=(AugmentOpConfig("flip_horizontal"),)), config.seed)

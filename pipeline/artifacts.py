@@ -1,8 +1,9 @@
 """Typed artifacts: what stages consume and produce.
 
 An artifact is a directory (``uri``) plus JSON ``properties``. Its type says what the
-directory holds; each stage's spec declares its inputs and outputs with these types, and the
-runner resolves a stage's inputs by type from the artifacts upstream stages produced.
+directory holds and gives its properties names (``examples.classes``, ``blessing.blessed``)
+so no stage reads another's string keys. Each type registers itself by ``TYPE`` when its
+class is defined (``artifact_type`` finds it again when the metadata store loads one).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
+
+_TYPES: dict[str, type[Artifact]] = {}
 
 
 @dataclasses.dataclass
@@ -21,12 +24,22 @@ class Artifact:
 
     TYPE: ClassVar[str] = "Artifact"
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.TYPE in _TYPES:
+            raise TypeError(f"artifact type {cls.TYPE!r} is defined twice")
+        _TYPES[cls.TYPE] = cls
+
     @property
     def path(self) -> Path:
         return Path(self.uri)
 
     def __repr__(self) -> str:
         return f"{self.TYPE}(id={self.id}, uri={self.uri!r})"
+
+
+def artifact_type(name: str) -> type[Artifact]:
+    return _TYPES[name]
 
 
 class Examples(Artifact):
@@ -56,6 +69,24 @@ class Statistics(Artifact):
 
     TYPE = "Statistics"
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Images per split."""
+        return self.properties["counts"]
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Images per class in the train split."""
+        return self.properties.get("class_counts") or {}
+
+    @property
+    def pixel_mean(self) -> list[float] | None:
+        return self.properties.get("pixel_mean")
+
+    @property
+    def pixel_std(self) -> list[float] | None:
+        return self.properties.get("pixel_std")
+
 
 class Schema(Artifact):
     """``schema.pbtxt``: tensorflow_metadata Schema text proto (classes, channels, size range)."""
@@ -67,6 +98,25 @@ class Anomalies(Artifact):
     """``anomalies.pbtxt`` (tensorflow_metadata Anomalies), ``anomalies.json`` and ``report.md``."""
 
     TYPE = "Anomalies"
+    REPORT: ClassVar[str] = "report.md"
+
+    @property
+    def blocking(self) -> list[str]:
+        """The kinds of anomaly that stop the pipeline before training."""
+        return self.properties.get("blocking", [])
+
+
+class HyperParameters(Artifact):
+    """``best_hyperparameters.txt`` (KerasTuner's ``HyperParameters.get_config()`` JSON, as TFX's
+    Tuner writes it), ``trials.csv`` and ``objective.png`` of the search that found them."""
+
+    TYPE = "HyperParameters"
+    FILE: ClassVar[str] = "best_hyperparameters.txt"
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Config key (dotted path) -> the value the search chose."""
+        return self.properties.get("values", {})
 
 
 class Model(Artifact):
@@ -81,11 +131,28 @@ class Evaluation(Artifact):
 
     TYPE = "Evaluation"
 
+    @property
+    def accuracy(self) -> float:
+        return self.properties["accuracy"]
+
+    @property
+    def split(self) -> str:
+        """The split the model was scored on."""
+        return self.properties.get("split", "test")
+
 
 class Blessing(Artifact):
     """``blessing.json``: whether the model passed every threshold, and the reasons."""
 
     TYPE = "Blessing"
+
+    @property
+    def blessed(self) -> bool:
+        return bool(self.properties.get("blessed"))
+
+    @property
+    def reasons(self) -> list[str]:
+        return self.properties.get("reasons", [])
 
 
 class ExportedModel(Artifact):
@@ -94,14 +161,12 @@ class ExportedModel(Artifact):
 
     TYPE = "ExportedModel"
 
+    @property
+    def model_name(self) -> str:
+        return self.properties["model_name"]
+
 
 class PushedModel(Artifact):
     """Where the blessed model was pushed: a TF Serving model base path and version."""
 
     TYPE = "PushedModel"
-
-
-ALL_TYPES: dict[str, type[Artifact]] = {
-    cls.TYPE: cls
-    for cls in (Examples, Statistics, Schema, Anomalies, Model, Evaluation, Blessing, ExportedModel, PushedModel)
-}

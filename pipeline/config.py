@@ -280,12 +280,33 @@ class PushConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """The optional tune stage: a KerasTuner search between validate and train (README: tuning)."""
+
+    enabled: bool = False  # off: the graph is ingest -> validate -> train -> ...
+    tuner: Literal["hyperband", "bayesian", "random"] = "hyperband"
+    # Config key -> its range. Keys are dotted paths under model, train, input or
+    # preprocessing (list items by index: train.augment.policy.1.magnitude); ranges are
+    # {log: [lo, hi]}, {range: [lo, hi], step: optional}, {int: [lo, hi], step: optional} or
+    # {choice: [a, b, ...]}. Checked against the config tree when the config loads.
+    space: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    max_trials: int = 12
+    max_epochs: int = 10  # per trial (Hyperband's largest bracket)
+    executions_per_trial: int = 1
+    max_seconds: float = 0.0  # wall-clock budget: no trial starts after it; 0 = none
+    hyperband_factor: int = 3
+    directory: str = ""  # "" = <run.root>/tuning; a folder every process of a distributed search shares
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     run: RunConfig = RunConfig()
     seed: int = 42
     data: DataConfig = DataConfig()
     beam: BeamConfig = BeamConfig()
     validate: ValidateConfig = ValidateConfig()
+    tune: TuneConfig = TuneConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     model: ModelConfig = ModelConfig()
     input: InputConfig = InputConfig()
@@ -312,7 +333,12 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     for override in overrides:
         _apply_override(data, override)
     config = build(Config, data, "")
-    return dataclasses.replace(config, model=_checked_model(config.model))
+    config = dataclasses.replace(config, model=_checked_model(config.model))
+    if config.tune.space:
+        from visionpipe.pipeline.search_space import check_space
+
+        check_space(config)
+    return config
 
 
 def _checked_model(model: ModelConfig) -> ModelConfig:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from visionpipe.pipeline.artifacts import ALL_TYPES, Artifact
+from visionpipe.pipeline.artifacts import Artifact, artifact_type
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -221,5 +221,5 @@ class _Transaction:
 
 
 def _artifact(row: sqlite3.Row) -> Artifact:
-    cls = ALL_TYPES[row["type"]]
+    cls = artifact_type(row["type"])
     return cls(uri=row["uri"], properties=json.loads(row["properties"]), fingerprint=row["fingerprint"], id=row["id"])

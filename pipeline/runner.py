@@ -22,7 +22,7 @@ from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.artifacts import Artifact
 from visionpipe.pipeline.config import Config, dump_yaml, to_dict
 from visionpipe.pipeline.errors import GateError, PipelineBusy, UserError
-from visionpipe.pipeline.graph import STAGES, stage_names
+from visionpipe.pipeline.graph import stage_names, stages
 from visionpipe.pipeline.metadata import MetadataStore
 from visionpipe.pipeline.output import Output
 from visionpipe.pipeline.stage import ExternalInput, StageContext, StageSpec
@@ -62,16 +62,16 @@ class RunResult:
         return next((s for s in self.stages if s.status in ("failed", "refused")), None)
 
 
-def select_stages(only: str | None, start: str | None) -> list[StageSpec]:
-    names = stage_names()
+def select_stages(graph: list[StageSpec], only: str | None, start: str | None) -> list[StageSpec]:
+    names = [s.name for s in graph]
     for name in (only, start):
         if name is not None and name not in names:
-            raise UserError(f"unknown stage {name!r}; stages are: {', '.join(names)}")
+            raise UserError(f"unknown stage {name!r}; stages are: {', '.join(stage_names())}")
     if only:
-        return [s for s in STAGES if s.name == only]
+        return [s for s in graph if s.name == only]
     if start:
-        return STAGES[names.index(start) :]
-    return list(STAGES)
+        return graph[names.index(start) :]
+    return list(graph)
 
 
 def run_pipeline(
@@ -81,6 +81,7 @@ def run_pipeline(
     force: bool = False,
     command: str = "",
     output: Output | None = None,
+    graph: list[StageSpec] | None = None,
 ) -> RunResult:
     """Runs the whole graph, one stage (``only``) or a stage onward (``start``).
 
@@ -88,9 +89,11 @@ def run_pipeline(
     fingerprint is unchanged, unless ``force``. ``output`` receives the run's messages and
     progress (default: plain lines on stdout); one made with ``capture_logs`` also keeps
     everything the libraries print in ``runs/<id>/run.log`` instead of on the console.
+    ``graph`` replaces the stage graph the config implies (``pipeline.graph``), e.g. in tests.
     """
     output = output or Output()
-    selected = select_stages(only, start)
+    graph = graph or stages(config, asked=only or start)
+    selected = select_stages(graph, only, start)
     forced = {s.name for s in selected} if force else {selected[0].name} if (only or start) else set()
     root = Path(config.run.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -106,7 +109,7 @@ def run_pipeline(
             (run.dir / "code_version.txt").write_text(fp.code_version() + "\n")
             log = run.dir / "run.log"
             with output.capture(log) if output.capture_logs else contextlib.nullcontext():
-                results = _run_stages(run, selected, forced)
+                results = _run_stages(run, graph, selected, forced)
             status = "succeeded" if all(r.status in ("succeeded", "cached") for r in results) else "failed"
             store.finish_run(run_id, status)
             return RunResult(run_id, root, results, log if output.capture_logs else None)
@@ -126,30 +129,31 @@ class _Run:
     output: Output
 
 
-def _run_stages(run: _Run, selected: list[StageSpec], forced: set[str]) -> list[StageResult]:
-    available: dict[type, Artifact] = {}
+Outputs = dict[tuple[str, str], Artifact]  # (stage, output name) -> artifact
+
+
+def _run_stages(run: _Run, graph: list[StageSpec], selected: list[StageSpec], forced: set[str]) -> list[StageResult]:
+    available: Outputs = {}
     results: list[StageResult] = []
     selected_names = {s.name for s in selected}
-    # Stages before the selection contribute their latest successful outputs.
-    for spec in STAGES:
+    # Stages of the graph before the selection contribute their latest successful outputs.
+    for spec in graph:
         if spec.name in selected_names:
             break
         latest = run.store.latest_outputs(spec.name)
         if latest is not None:
-            for artifact in latest[1].values():
-                available[type(artifact)] = artifact
+            available.update({(spec.name, name): artifact for name, artifact in latest[1].items()})
     for i, spec in enumerate(selected):
         result = _run_stage(run, spec, available, spec.name in forced)
         results.append(result)
         if result.status not in ("succeeded", "cached"):
             results.extend(StageResult(s.name, "not run") for s in selected[i + 1 :])
             break
-        for artifact in result.outputs.values():
-            available[type(artifact)] = artifact
+        available.update({(spec.name, name): artifact for name, artifact in result.outputs.items()})
     return results
 
 
-def _run_stage(run: _Run, spec: StageSpec, available: dict[type, Artifact], force: bool) -> StageResult:
+def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> StageResult:
     started = time.time()
     store, config, root = run.store, run.config, run.root
     params = spec.params(config)
@@ -159,7 +163,8 @@ def _run_stage(run: _Run, spec: StageSpec, available: dict[type, Artifact], forc
     except UserError as err:
         run.output.log(spec.name, f"failed: {err}")
         return StageResult(spec.name, "failed", time.time() - started, message=str(err))
-    upstream_fps = {n: a.fingerprint for n, a in upstream.items()}
+    # An optional input that is absent leaves the fingerprint as if the input did not exist.
+    upstream_fps = {n: a.fingerprint for n, a in upstream.items() if a is not None}
     stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external.fingerprint)
     # What data the stage read: its upstream artifacts, or for a source stage what it reads
     # from outside (a reviewed schema file is a setting, not data, for validate).
@@ -228,15 +233,16 @@ def _run_stage(run: _Run, spec: StageSpec, available: dict[type, Artifact], forc
     )
 
 
-def _resolve_inputs(spec: StageSpec, available: dict[type, Artifact]) -> dict[str, Artifact]:
+def _resolve_inputs(spec: StageSpec, available: Outputs) -> dict[str, Artifact | None]:
     values = {}
-    for name, cls in spec.input_fields().items():
-        if cls not in available:
+    for name, wire in spec.input_fields().items():
+        artifact = available.get((wire.stage, wire.output))
+        if artifact is None and not wire.optional:
             raise UserError(
-                f"stage {spec.name!r} needs a {cls.TYPE} artifact but none has been "
-                f"produced yet; run the upstream stages first (visionpipe run)"
+                f"stage {spec.name!r} needs the {wire.output} ({wire.type.TYPE}) of stage {wire.stage!r}, which has "
+                "not been produced yet; run the upstream stages first (visionpipe run)"
             )
-        values[name] = available[cls]
+        values[name] = artifact
     return values
 
 

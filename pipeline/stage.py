@@ -1,9 +1,11 @@
 """What a stage is: a spec (typed inputs, outputs, params) and an executor.
 
 The pipeline wires specs only. A spec's ``inputs`` and ``outputs`` are dataclasses whose
-fields are artifact types; the runner resolves each input field by its type from upstream
-outputs, creates each output artifact in a temporary directory, and calls the executor named
-by ``executor`` (imported lazily, so listing runs never imports TensorFlow).
+fields are artifact types. Each input names where it comes from (``upstream(stage, output)``,
+or ``previous()`` for the stage's own earlier output); the runner resolves it from this run's
+outputs or the latest run of that stage, creates each output artifact in a temporary
+directory, and calls the executor named by ``executor`` (imported lazily, so listing runs
+never imports TensorFlow). An ``optional`` input is None when its stage is not in the graph.
 """
 
 from __future__ import annotations
@@ -41,19 +43,20 @@ class StageSpec:
     external_input: Callable[[Any], ExternalInput] | None = None
     key_metric: str = ""
 
-    def input_fields(self) -> dict[str, type[Artifact]]:
+    def input_fields(self) -> dict[str, Wire]:
         """Inputs produced upstream in this run (or the latest upstream run)."""
         hints = typing.get_type_hints(self.inputs)
-        return {f.name: hints[f.name] for f in dataclasses.fields(self.inputs) if "previous" not in f.metadata}
+        return {
+            f.name: Wire(_artifact_type(hints[f.name]), *f.metadata["upstream"], f.metadata["optional"])
+            for f in dataclasses.fields(self.inputs)
+            if "upstream" in f.metadata
+        }
 
     def previous_fields(self) -> dict[str, tuple[type[Artifact], bool]]:
         """Inputs that are this stage's own earlier outputs: name -> (type, other_data_only)."""
         hints = typing.get_type_hints(self.inputs)
         return {
-            f.name: (
-                next(t for t in typing.get_args(hints[f.name]) if t is not type(None)),
-                f.metadata["previous"] == "other_data",
-            )
+            f.name: (_artifact_type(hints[f.name]), f.metadata["previous"] == "other_data")
             for f in dataclasses.fields(self.inputs)
             if "previous" in f.metadata
         }
@@ -64,6 +67,28 @@ class StageSpec:
     def load_executor(self) -> Callable[..., dict[str, Any]]:
         module, _, func = self.executor.partition(":")
         return getattr(importlib.import_module(module), func)
+
+
+@dataclasses.dataclass(frozen=True)
+class Wire:
+    """Where an input comes from: ``stage``'s output named ``output``."""
+
+    type: type[Artifact]
+    stage: str
+    output: str
+    optional: bool
+
+
+def _artifact_type(hint: Any) -> type[Artifact]:
+    """``X`` from ``X`` or ``X | None``."""
+    return next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+
+
+def upstream(stage: str, output: str, optional: bool = False) -> Any:
+    """Declares an input wired to ``stage``'s output ``output``. An optional input (typed
+    ``X | None``) is None when that stage is not part of the run's graph or has not run."""
+    metadata = {"upstream": (stage, output), "optional": optional}
+    return dataclasses.field(default=None, metadata=metadata) if optional else dataclasses.field(metadata=metadata)
 
 
 def previous(other_data: bool = False) -> Any:

@@ -6,13 +6,13 @@ import dataclasses
 
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model
 from visionpipe.pipeline.config import EvaluateConfig
-from visionpipe.pipeline.stage import StageSpec
+from visionpipe.pipeline.stage import StageSpec, upstream
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    model: Model
-    examples: Examples
+    model: Model = upstream("train", "model")
+    examples: Examples = upstream("ingest", "examples")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +28,9 @@ class Params:
 
 def not_blessed_reason(blessing: Blessing) -> str | None:
     """Why a model may not be exported or pushed, or None: the gate of export and push."""
-    if blessing.properties.get("blessed"):
+    if blessing.blessed:
         return None
-    reasons = "; ".join(blessing.properties.get("reasons", [])) or "no blessing recorded"
+    reasons = "; ".join(blessing.reasons) or "no blessing recorded"
     return f"the model is not blessed: {reasons}"
 
 

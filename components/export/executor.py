@@ -27,7 +27,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         model = flip_averaged(model)
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
     examples, out = inputs.examples.path, outputs.exported_model.path
-    split = inputs.evaluation.properties.get("split", "test")  # the split evaluate scored
+    split = inputs.evaluation.split
     score = Scorer(ctx, split, inputs.examples.split_counts[split])
 
     version_dir = out / "serving" / cfg.model_name / SERVING_VERSION
@@ -41,7 +41,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
                 "Keras", image_dataset(examples, split, spec, len(classes), 256), model.predict_on_batch, True
             )
             if cfg.tta_flip
-            else inputs.evaluation.properties["accuracy"]
+            else inputs.evaluation.accuracy
         },
         "saved_model": {
             "accuracy": score(

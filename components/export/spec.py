@@ -7,15 +7,16 @@ import dataclasses
 from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
 from visionpipe.pipeline.config import ExportConfig
-from visionpipe.pipeline.stage import StageSpec
+from visionpipe.pipeline.stage import StageSpec, upstream
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    model: Model
-    blessing: Blessing
-    evaluation: Evaluation
-    examples: Examples  # train split calibrates int8; test split re-evaluates every runtime
+    model: Model = upstream("train", "model")
+    blessing: Blessing = upstream("evaluate", "blessing")
+    evaluation: Evaluation = upstream("evaluate", "evaluation")
+    # The train split calibrates int8; the evaluated split re-scores every runtime.
+    examples: Examples = upstream("ingest", "examples")
 
 
 @dataclasses.dataclass(frozen=True)

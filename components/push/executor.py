@@ -21,7 +21,7 @@ def next_version(base: Path) -> int:
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
-    name = inputs.exported_model.properties["model_name"]
+    name = inputs.exported_model.model_name
     source_versions = inputs.exported_model.path / "serving" / name
     source = max(source_versions.iterdir(), key=lambda p: int(p.name))
     base = Path(params.destination) / name

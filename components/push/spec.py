@@ -8,13 +8,13 @@ from pathlib import Path
 from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.pipeline.artifacts import Blessing, ExportedModel, PushedModel
 from visionpipe.pipeline.config import Config
-from visionpipe.pipeline.stage import StageSpec
+from visionpipe.pipeline.stage import StageSpec, upstream
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    exported_model: ExportedModel
-    blessing: Blessing
+    exported_model: ExportedModel = upstream("export", "exported_model")
+    blessing: Blessing = upstream("evaluate", "blessing")
 
 
 @dataclasses.dataclass(frozen=True)

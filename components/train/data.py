@@ -52,10 +52,10 @@ class TrainingData:
 
 def training_data(inputs: Inputs, params: Params, ctx: StageContext) -> TrainingData:
     cfg = params.train
-    statistics = inputs.statistics.properties
-    spec = preprocessing_spec(params.preprocessing, statistics.get("pixel_mean"), statistics.get("pixel_std"))
+    statistics = inputs.statistics
+    spec = preprocessing_spec(params.preprocessing, statistics.pixel_mean, statistics.pixel_std)
     classes = inputs.examples.classes
-    counts = statistics["counts"]
+    counts = statistics.counts
     examples = inputs.examples.path
     cache = choose_cache(
         params.input,
@@ -99,11 +99,11 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext) -> Training
     return TrainingData(examples, spec, classes, counts, train, val, steps, fixed, policy, cache)
 
 
-def _balance(params: Params, statistics: dict, classes: list[str]) -> tuple[list[float] | None, list[float] | None]:
+def _balance(params: Params, statistics, classes: list[str]) -> tuple[list[float] | None, list[float] | None]:
     """(class weights, class frequencies to resample from) as ``train.class_balance`` asks."""
     if params.train.class_balance == "none":
         return None, None
-    counts = statistics.get("class_counts") or {}
+    counts = statistics.class_counts
     if not any(counts.get(c) for c in classes):
         raise UserError(
             "train.class_balance needs per-class counts of the train split; rerun validate "

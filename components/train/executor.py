@@ -25,12 +25,18 @@ from visionpipe.components.train.recipe import Compiled, build_and_compile, comp
 from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy
 from visionpipe.models.classifier import adapt_to_data, build_classifier
+from visionpipe.pipeline.config import to_dict
+from visionpipe.pipeline.search_space import apply_values
 from visionpipe.pipeline.stage import StageContext
 
 ADAPT_IMAGES = 5000  # training images shown to layers that initialise from data
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
+    tuned = inputs.hyperparameters.values if inputs.hyperparameters is not None else {}
+    if tuned:  # the tune stage's best values over the config; the trials' models are not used
+        params = apply_values(params, tuned)
+        ctx.log("with the tune stage's best hyperparameters: " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
     cfg = params.train
     keras.utils.set_random_seed(params.seed)
     if params.input.deterministic:
@@ -64,8 +70,11 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     data.spec.save(out / "preprocessing.json")
     (out / "classes.json").write_text(json.dumps(data.classes))
     (out / "history.json").write_text(json.dumps(history, indent=2))
+    (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
     summary = _summary(history, data.val is not None, classifier.count_params())
     summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
+    if tuned:
+        summary["notes"].append("trained with the tuned " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
     outputs.model.properties.update(
         {k: v for k, v in summary.items() if k != "notes"},
         model_name=params.model.name,

@@ -41,7 +41,7 @@ def write_preview(config: Config, out: Path, num_images: int = 8, variants: int 
     if not config.train.augment.policy:
         raise UserError("train.augment.policy is empty: there is nothing to preview")
     examples = latest_examples(Path(config.run.root))
-    classes = examples.properties["classes"]
+    classes = examples.classes
     p = config.preprocessing
     spec = PreprocessingSpec(
         p.image_size[0],

@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 
 from visionpipe.components.validate.spec import blocking_reason
-from visionpipe.pipeline.artifacts import Anomalies, Examples, Model, Statistics
+from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Model, Statistics
 from visionpipe.pipeline.config import Config, InputConfig, ModelConfig, PreprocessingConfig, TrainConfig
-from visionpipe.pipeline.stage import StageSpec
+from visionpipe.pipeline.stage import StageSpec, upstream
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    examples: Examples
-    statistics: Statistics
-    anomalies: Anomalies
+    examples: Examples = upstream("ingest", "examples")
+    statistics: Statistics = upstream("validate", "statistics")
+    anomalies: Anomalies = upstream("validate", "anomalies")
+    # The tune stage's best hyperparameters, applied over the config (when tune is in the graph).
+    hyperparameters: HyperParameters | None = upstream("tune", "best_hyperparameters", optional=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Params:
     seed: int
 
 
-def _params(config: Config) -> Params:
+def params_of(config: Config) -> Params:
     return Params(
         train=config.train, input=config.input, model=config.model, preprocessing=config.preprocessing, seed=config.seed
     )
@@ -41,7 +43,7 @@ SPEC = StageSpec(
     name="train",
     inputs=Inputs,
     outputs=Outputs,
-    params=_params,
+    params=params_of,
     executor="visionpipe.components.train.executor:run",
     gate=lambda inputs: blocking_reason(inputs.anomalies),
     key_metric="val_accuracy",

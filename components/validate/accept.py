@@ -53,7 +53,7 @@ def review(root: Path) -> SchemaReview:
         accepted=accepted,
         added=[c for c in new if c not in old],
         removed=[c for c in old if c not in new],
-        blocking=outputs["anomalies"].properties.get("blocking", []),
+        blocking=outputs["anomalies"].blocking,
         examples_fingerprint=examples.fingerprint,
     )
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from visionpipe.pipeline.artifacts import Anomalies, Examples, Schema, Statistics
 from visionpipe.pipeline.config import Config, ValidateConfig
-from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous
+from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous, upstream
 
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    examples: Examples
+    examples: Examples = upstream("ingest", "examples")
     # Statistics of the previous data version: the baseline that drift is measured against.
     previous: Statistics | None = previous(other_data=True)
 
@@ -57,7 +57,7 @@ def _reviewed_schema(params: Params) -> ExternalInput:
 
 def blocking_reason(anomalies: Anomalies) -> str | None:
     """Why the data may not be trained on, or None: used as the gate of the train stage."""
-    blocking = anomalies.properties.get("blocking", [])
+    blocking = anomalies.blocking
     if not blocking:
         return None
     return f"data validation found blocking anomalies ({', '.join(blocking)}); see {anomalies.path / 'report.md'}"

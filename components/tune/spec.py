@@ -1,0 +1,48 @@
+"""tune: a KerasTuner search over config keys; its best hyperparameters feed the train stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from visionpipe.components.train.spec import Params as TrainParams
+from visionpipe.components.train.spec import params_of as train_params
+from visionpipe.components.validate.spec import blocking_reason
+from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Statistics
+from visionpipe.pipeline.config import Config, TuneConfig
+from visionpipe.pipeline.stage import StageSpec, upstream
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    examples: Examples = upstream("ingest", "examples")
+    statistics: Statistics = upstream("validate", "statistics")
+    anomalies: Anomalies = upstream("validate", "anomalies")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    best_hyperparameters: HyperParameters
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    tune: TuneConfig
+    base: TrainParams  # what each trial starts from before the sampled values are applied
+    directory: str  # the tuner's folder; searches live in <directory>/<search key>
+
+
+def _params(config: Config) -> Params:
+    directory = config.tune.directory or str(Path(config.run.root).resolve() / "tuning")
+    return Params(tune=config.tune, base=train_params(config), directory=directory)
+
+
+SPEC = StageSpec(
+    name="tune",
+    inputs=Inputs,
+    outputs=Outputs,
+    params=_params,
+    executor="visionpipe.components.tune.executor:run",
+    gate=lambda inputs: blocking_reason(inputs.anomalies),
+    key_metric="best_score",
+)

@@ -1,0 +1,109 @@
+"""The runner with small fake stages: explicit wiring, optional stages and inputs, caching,
+and a failing stage that registers nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from visionpipe.pipeline.artifacts import Examples, HyperParameters, Model
+from visionpipe.pipeline.config import Config, load_config
+from visionpipe.pipeline.runner import run_pipeline
+from visionpipe.pipeline.stage import StageSpec, upstream
+
+
+@dataclasses.dataclass(frozen=True)
+class NoInputs:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class MakesExamples:
+    examples: Examples
+
+
+@dataclasses.dataclass(frozen=True)
+class FromSecond:
+    # Two stages produce Examples: the wiring, not the type, says which one this reads.
+    examples: Examples = upstream("second", "examples")
+    hyperparameters: HyperParameters | None = upstream("tuner", "best", optional=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class MakesModel:
+    model: Model
+
+
+@dataclasses.dataclass(frozen=True)
+class MakesHyperParameters:
+    best: HyperParameters
+
+
+def write(inputs, outputs, params, ctx) -> dict:
+    """Writes the stage's name and what it read into each output."""
+    read = {
+        f.name: getattr(inputs, f.name).uri if getattr(inputs, f.name) else None for f in dataclasses.fields(inputs)
+    }
+    for f in dataclasses.fields(outputs):
+        getattr(outputs, f.name).path.joinpath("made.json").write_text(json.dumps({"by": ctx.stage, "read": read}))
+    if params == "fail":
+        raise ValueError("this stage fails")
+    return {}
+
+
+def spec(name: str, inputs: type, outputs: type, param: str = "") -> StageSpec:
+    return StageSpec(name, inputs, outputs, lambda config, p=param: p, f"{__name__}:write")
+
+
+FIRST = spec("first", NoInputs, MakesExamples)
+SECOND = spec("second", NoInputs, MakesExamples)
+TUNER = spec("tuner", NoInputs, MakesHyperParameters)
+CONSUMER = spec("consumer", FromSecond, MakesModel)
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return load_config(None, [f"run.root={tmp_path / 'runs'}"])
+
+
+def made(result, stage: str) -> dict:
+    outputs = result.outputs(stage)
+    return json.loads(next(iter(outputs.values())).path.joinpath("made.json").read_text())
+
+
+def test_an_input_reads_the_stage_and_output_it_names(config):
+    result = run_pipeline(config, graph=[FIRST, SECOND, CONSUMER])
+    assert result.ok
+    read = made(result, "consumer")["read"]
+    assert read["examples"] == result.outputs("second")["examples"].uri
+    assert read["hyperparameters"] is None  # the optional stage is not in the graph
+
+
+def test_an_optional_stage_feeds_its_consumer_and_changes_its_fingerprint_only_when_present(config):
+    without = run_pipeline(config, graph=[SECOND, CONSUMER])
+    again = run_pipeline(config, graph=[SECOND, CONSUMER])
+    assert [s.status for s in again.stages] == ["cached", "cached"]
+    with_tuner = run_pipeline(config, graph=[SECOND, TUNER, CONSUMER])
+    assert [s.status for s in with_tuner.stages] == ["cached", "succeeded", "succeeded"]
+    assert made(with_tuner, "consumer")["read"]["hyperparameters"] == with_tuner.outputs("tuner")["best"].uri
+    back = run_pipeline(config, graph=[SECOND, CONSUMER])  # the tuner out of the graph: as before
+    assert [s.status for s in back.stages] == ["cached", "cached"]
+    assert back.outputs("consumer")["model"].uri == without.outputs("consumer")["model"].uri
+
+
+def test_a_missing_upstream_output_is_a_clear_error(config):
+    result = run_pipeline(config, graph=[FIRST, CONSUMER])
+    assert result.stages[1].status == "failed"
+    assert "needs the examples (Examples) of stage 'second'" in result.stages[1].message
+
+
+def test_a_failing_stage_registers_nothing_and_stops_the_run(config, tmp_path):
+    failing = spec("second", NoInputs, MakesExamples, param="fail")
+    result = run_pipeline(config, graph=[FIRST, failing, CONSUMER])
+    assert [s.status for s in result.stages] == ["succeeded", "failed", "not run"]
+    assert "ValueError: this stage fails" in result.stages[1].message
+    assert not list((tmp_path / "runs" / "artifacts" / "second").iterdir())
+    later = run_pipeline(config, graph=[FIRST, SECOND, CONSUMER], only="consumer")
+    assert later.stages[0].status == "failed"  # nothing from the failed execution can be used
