@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--config", help="config whose run.root to read")
     runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     runs.add_argument("--limit", type=int, default=10)
+    runs.add_argument("--lineage", action="store_true", help="also show which stage's output each stage read")
     runs.set_defaults(handler=_runs)
 
     schema = sub.add_parser(
@@ -175,12 +176,15 @@ def _runs(args) -> int:
             metric = ", ".join(
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in list(summary.items())[:3]
-                if k != "seconds"
+                if k not in ("seconds", "notes")
             )
             print(
                 f"    {ex['stage']:<9} {ex['status']:<9} cached={'yes' if ex['cached'] else 'no':<3} "
                 f"{seconds:>8}  {metric}"
             )
+            if args.lineage:
+                sources = store.input_sources(ex["id"])
+                print("".join(f"        {ex['stage']} <- {stage}.{output}\n" for _, stage, output in sources), end="")
     store.close()
     return 0
 

@@ -170,6 +170,17 @@ class MetadataStore:
         ).fetchall()
         return {r["name"]: _artifact(r) for r in rows}
 
+    def input_sources(self, execution_id: int) -> list[tuple[str, str, str]]:
+        """(input name, stage that produced it, that stage's output name) of an execution."""
+        rows = self._db.execute(
+            "SELECT i.name AS input, x.stage, o.name AS output FROM events i "
+            "JOIN events o ON o.artifact_id = i.artifact_id AND o.kind = 'output' "
+            "JOIN executions x ON x.id = o.execution_id AND x.status = 'succeeded' "
+            "WHERE i.execution_id = ? AND i.kind = 'input' ORDER BY i.name",
+            (execution_id,),
+        ).fetchall()
+        return [(r["input"], r["stage"], r["output"]) for r in rows]
+
     def lineage(self, artifact_id: int) -> list[dict[str, Any]]:
         """The chain of executions and artifacts that led to an artifact, newest first."""
         chain, frontier, seen = [], [artifact_id], set()

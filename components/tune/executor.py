@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import keras_tuner as kt
+from keras_tuner.src.distribute.oracle_client import OracleClient
 
 from visionpipe.components.tune.hypermodel import ConfigHyperModel, config_values
 from visionpipe.components.tune.spec import Inputs, Outputs, Params
@@ -62,7 +63,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 
     hypermodel = ConfigHyperModel(params.base, cfg.space, inputs, ctx, cfg.max_epochs)
     tuner = _make_tuner(cfg, hypermodel, folder, ctx)
-    finished = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    finished = sum(t.status == "COMPLETED" for t in tuner.all_trials())
     if finished:
         ctx.log(f"resuming search {key}: {finished} trials already finished are kept")
     try:
@@ -98,10 +99,25 @@ def budgeted(base: type, **kwargs):
 
 
 class _Budget:
+    def _populate_initial_space(self):
+        # KerasTuner builds a model here to discover conditional hyperparameters; a config
+        # space has none, and a build that fails (a bad value) belongs to a trial, not here.
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
     def report_to(self, ctx: StageContext, cfg) -> None:
         self._ctx, self._cfg, self._started = ctx, cfg, time.monotonic()
         self._seconds_file = Path(self.project_dir) / SECONDS_FILE
         self._seconds = json.loads(self._seconds_file.read_text()) if self._seconds_file.is_file() else {}
+        self.ran: list[str] = []  # trial ids this process ran
+
+    def all_trials(self) -> list:
+        """Every trial of the search; a distributed worker knows only the ones it ran (its
+        oracle is the chief's client)."""
+        if hasattr(self.oracle, "trials") and not isinstance(self.oracle, OracleClient):
+            return sorted(self.oracle.trials.values(), key=lambda t: int(t.trial_id))
+        return [self.oracle.get_trial(trial_id) for trial_id in self.ran]
 
     def on_trial_begin(self, trial):
         self._trial_started = time.monotonic()
@@ -112,23 +128,23 @@ class _Budget:
         seconds = time.monotonic() - self._trial_started
         self._seconds[trial.trial_id] = round(seconds, 1)
         self._seconds_file.write_text(json.dumps(self._seconds))
-        trials = list(self.oracle.trials.values())
-        scores = [t.score for t in trials if t.status == "COMPLETED" and t.score is not None]
-        best = (max if self._cfg.objective.endswith("accuracy") else min)(scores) if scores else None
+        self.ran.append(trial.trial_id)
+        trial = self.oracle.get_trial(trial.trial_id)  # as the oracle recorded it, with its score
+        best = self.oracle.get_best_trials(1)
         elapsed = time.monotonic() - self._started
-        left = max(self._cfg.max_trials - len(trials), 0)
-        eta = elapsed / max(len(self._seconds), 1) * left
+        left = max(self._cfg.max_trials - int(trial.trial_id) - 1, 0)
+        eta = elapsed / len(self.ran) * left
         if self._cfg.max_seconds:
             eta = min(eta, max(self._cfg.max_seconds - elapsed, 0))
         score = f"{trial.score:.4f}" if trial.score is not None else trial.status.lower()
         self._ctx.log(
             f"trial {int(trial.trial_id) + 1}/{self._cfg.max_trials}: {_short(config_values(trial.hyperparameters))} "
-            f"-> {self._cfg.objective} {score} ({seconds:.0f} s); best {best if best is None else f'{best:.4f}'}; "
-            f"ETA {eta / 60:.0f} min"
+            f"-> {self._cfg.objective} {score} ({seconds:.0f} s); best "
+            f"{f'{best[0].score:.4f}' if best and best[0].score is not None else 'none yet'}; ETA {eta / 60:.0f} min"
         )
-        if self._cfg.max_seconds and elapsed > self._cfg.max_seconds:
+        if self._cfg.max_seconds and elapsed > self._cfg.max_seconds and not isinstance(self.oracle, OracleClient):
             self._ctx.log(f"tune.max_seconds={self._cfg.max_seconds:g} reached: no more trials start")
-            self.oracle.max_trials = len(trials)
+            self.oracle.max_trials = len(self.oracle.trials)
 
 
 def _short(values: dict) -> str:
@@ -149,7 +165,7 @@ def _say_what_changed(directory: Path, key: str, parts: dict, ctx: StageContext)
 
 
 def _report(tuner, artifact: HyperParameters, cfg, key: str, ctx: StageContext) -> dict:
-    trials = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+    trials = tuner.all_trials()
     completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
     failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
     if not completed:

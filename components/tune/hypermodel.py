@@ -53,6 +53,9 @@ class ConfigHyperModel(kt.HyperModel):
         self._data: dict[str, TrainingData] = {}
         self._trial: tuple[TrainParams, TrainingData] | None = None
 
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        sample(hp, self._space)
+
     def trial_params(self, hp: kt.HyperParameters) -> TrainParams:
         params = apply_values(self._base, sample(hp, self._space))
         # The epochs this trial trains for (Hyperband sets them per bracket), and a file cache

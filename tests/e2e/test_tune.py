@@ -1,0 +1,163 @@
+"""The tune stage through the CLI: a search the train stage consumes, resuming a killed search,
+a changed range starting a new one, every trial failing, and a distributed search."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_folder, tiny_config_yaml
+from tests.e2e.helpers import REPO, stage_rows, visionpipe
+
+pytestmark = pytest.mark.slow
+
+SPACE = """tune:
+  enabled: true
+  tuner: random
+  max_trials: 6
+  max_epochs: 1
+  space:
+    train.learning_rate: {log: [0.0001, 0.01]}
+    model.args.width: {choice: [4, 8]}
+"""
+
+
+def project(tmp_path: Path, space: str = SPACE, root: str = "runs") -> Path:
+    data = tmp_path / "images"
+    if not data.exists():
+        make_folder(data, per_class=20)
+    config = tmp_path / f"{root}.yaml"
+    config.write_text(tiny_config_yaml(tmp_path / root, data) + space)
+    return config
+
+
+def ingest_and_validate(config: Path) -> None:
+    for stage in ("ingest", "validate"):
+        out = visionpipe("run", "--config", str(config), "--stage", stage)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def latest(root: Path, stage: str) -> Path:
+    return max((root / "artifacts" / stage).iterdir(), key=lambda p: int(p.name))
+
+
+def trials(root: Path) -> list[dict]:
+    with (latest(root, "tune") / "best_hyperparameters" / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_search_feeds_train_and_lineage_shows_it(tmp_path):
+    config = project(tmp_path)
+    out = visionpipe("run", "--config", str(config), "--stage", "ingest")
+    out = visionpipe("run", "--config", str(config), "--from", "validate", "--set", "export.tflite_int8=false")
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = stage_rows(out.stdout)
+    assert list(rows) == ["validate", "tune", "train", "evaluate", "export", "push"]
+    assert len(trials(tmp_path / "runs")) == 6 and all(t["status"] == "COMPLETED" for t in trials(tmp_path / "runs"))
+    best = json.loads((latest(tmp_path / "runs", "tune") / "best_hyperparameters" / "best_hyperparameters.txt")
+                      .read_text())  # fmt: skip
+    assert set(best["values"]) == {"train.learning_rate", "model.args.width"}
+    params = json.loads((latest(tmp_path / "runs", "train") / "model" / "params.json").read_text())
+    assert params["train"]["learning_rate"] == best["values"]["train.learning_rate"]
+    assert params["model"]["args"]["width"] == best["values"]["model.args.width"]
+    runs = visionpipe("runs", "--config", str(config), "--lineage")
+    assert runs.returncode == 0, runs.stderr
+    assert "train <- tune.best_hyperparameters" in runs.stdout
+
+    disabled = visionpipe("run", "--config", str(config), "--set", "tune.enabled=false", "--stage", "train")
+    assert "tune" not in stage_rows(disabled.stdout) and "tuned" not in disabled.stdout
+
+
+def test_a_killed_search_resumes_and_a_changed_range_starts_anew(tmp_path):
+    config = project(tmp_path)
+    ingest_and_validate(config)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "tune"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for line in proc.stdout:
+            if " tune      trial 2/6:" in line:  # killed during trial 3
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, "the search finished before it could be killed"
+
+    resumed = visionpipe("run", "--config", str(config), "--stage", "tune")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "2 trials already finished are kept" in resumed.stdout
+    assert " tune      trial 1/6:" not in resumed.stdout and " tune      trial 3/6:" in resumed.stdout
+    assert len(trials(tmp_path / "runs")) == 6
+
+    # Space keys hold dots, so an override replaces the whole space.
+    space = "tune.space={train.learning_rate: {log: [0.001, 0.1]}, model.args.width: {choice: [4, 8]}}"
+    changed = visionpipe("run", "--config", str(config), "--stage", "tune", "--set", space)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "a new search" in changed.stdout and "the space changed since search" in changed.stdout
+    assert " tune      trial 1/6:" in changed.stdout
+
+
+def test_a_search_where_every_trial_fails_fails_with_their_errors(tmp_path):
+    config = project(tmp_path, SPACE.replace("{choice: [4, 8]}", "{choice: [-1, -2]}"))
+    out = visionpipe("run", "--config", str(config), "--stage", "ingest")
+    out = visionpipe("run", "--config", str(config), "--from", "validate")
+    assert out.returncode == 1
+    rows = stage_rows(out.stdout)
+    assert rows["tune"][0] == "failed" and rows["train"][0] == "not"
+    assert "no trial of the search completed (6 failed): trial 1: ValueError" in out.stderr
+    assert "filters" in out.stderr and "Traceback" not in out.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_search_chief_and_two_workers(tmp_path):
+    shared = tmp_path / "shared_tuning"
+    space = SPACE + f"  directory: {shared}\n"
+    roots = {name: project(tmp_path, space, root=name) for name in ("chief", "tuner0", "tuner1")}
+    for config in roots.values():
+        ingest_and_validate(config)
+    port = str(free_port())
+    procs = {}
+    try:
+        for name, config in roots.items():
+            env = {**os.environ, "KERASTUNER_TUNER_ID": name, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                   "KERASTUNER_ORACLE_PORT": port}  # fmt: skip
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "tune"],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        outputs = {name: proc.communicate(timeout=300)[0] for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():  # stop only what this test started
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    for name, proc in procs.items():
+        assert proc.returncode == 0, f"{name}:\n{outputs[name]}"
+    ran = {name: outputs[name].count(" tune      trial ") for name in ("tuner0", "tuner1")}
+    assert sum(ran.values()) == 6 and all(ran.values()), ran
+    assert "best of 6 trials" in outputs["chief"]
+    assert len(trials(tmp_path / "chief")) == 6
