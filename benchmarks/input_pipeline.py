@@ -18,6 +18,8 @@ configs/cifar10.yaml, flip + translate) and batch size:
 Each contender runs ``--repeats`` times, interleaved; medians and ratios are printed.
 
     python benchmarks/input_pipeline.py /tmp/cifar10/train --repeats 3
+    python benchmarks/input_pipeline.py /tmp/caltech101/101_ObjectCategories --config configs/photos.yaml \
+        --repeats 3 --images 6000
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def main() -> None:
     policy_names = ", ".join(step.op for step in config.train.augment.policy)
     print(f"{counts['train']} train images {spec.input_shape}, batch {batch}, policy: {policy_names}", flush=True)
 
-    def keras_directory():
+    def keras_directory():  # the same resize policy, as far as Keras has one
         ds = keras.utils.image_dataset_from_directory(
             args.folder,
             image_size=spec.input_shape[:2],
@@ -130,6 +132,8 @@ def main() -> None:
             shuffle=True,
             seed=config.seed,
             verbose=False,
+            crop_to_aspect_ratio=spec.resize_policy in ("crop", "center_crop"),
+            pad_to_aspect_ratio=spec.resize_policy == "pad",
         )
         ds = ds.map(
             lambda x, y: default_policy.on_batch(x / 255.0, tf.one_hot(y, len(classes))),
