@@ -300,6 +300,15 @@ class TuneConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrackingConfig:
+    """Optional experiment tracking: every tune trial and train run logs its params, metrics and
+    model to MLflow (``pip install visionpipe[tracking]``)."""
+
+    mlflow_uri: str = ""  # "" = off; a local path (a file store), sqlite:///..., or an http(s):// server
+    experiment: str = "visionpipe"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     run: RunConfig = RunConfig()
     seed: int = 42
@@ -314,6 +323,7 @@ class Config:
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     push: PushConfig = PushConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

@@ -18,6 +18,7 @@ import time
 import keras
 import tensorflow as tf
 
+from visionpipe.components.common.tracking import EpochMetrics, log_folder, tracked_run
 from visionpipe.components.train import finetune
 from visionpipe.components.train.callbacks import training_callbacks
 from visionpipe.components.train.data import TrainingData, training_data
@@ -58,21 +59,26 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     _adapt_to_data(compiled.classifier, data, ctx)
     out = outputs.model.path
     backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
-    started = time.monotonic()
-    if backbone is not None:
-        history = _fit_in_two_phases(compiled, backbone, data, params, ctx, out)
-    else:
-        history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs)
-    fit_seconds = time.monotonic() - started
+    with tracked_run(params.tracking, "train", to_dict(params)) as tracking:
+        started = time.monotonic()
+        if backbone is not None:
+            history = _fit_in_two_phases(compiled, backbone, data, params, ctx, out)
+        else:
+            history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs)
+        fit_seconds = time.monotonic() - started
 
-    classifier = _float32(compiled.classifier, data, params) if cfg.mixed_precision != "off" else compiled.classifier
-    classifier.save(out / "model.keras")
-    data.spec.save(out / "preprocessing.json")
-    (out / "classes.json").write_text(json.dumps(data.classes))
-    (out / "history.json").write_text(json.dumps(history, indent=2))
-    (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
-    summary = _summary(history, data.val is not None, classifier.count_params())
-    summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
+        classifier = (
+            compiled.classifier if cfg.mixed_precision == "off" else _float32(compiled.classifier, data, params)
+        )
+        classifier.save(out / "model.keras")
+        data.spec.save(out / "preprocessing.json")
+        (out / "classes.json").write_text(json.dumps(data.classes))
+        (out / "history.json").write_text(json.dumps(history, indent=2))
+        (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
+        summary = _summary(history, data.val is not None, classifier.count_params())
+        summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
+        if tracking is not None:
+            log_folder(out)
     if tuned:
         summary["notes"].append("trained with the tuned " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
     outputs.model.properties.update(
@@ -104,7 +110,7 @@ def _fit(
         data.steps_per_epoch,
         validate=data.val is not None,
         initial_epoch=initial_epoch,
-    )
+    ) + ([EpochMetrics()] if params.tracking.mlflow_uri else [])
     # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
     # tf.data input, which shuffles itself (input.shuffle_buffer).
     history = trainee.fit(

@@ -6,7 +6,14 @@ import dataclasses
 
 from visionpipe.components.validate.spec import blocking_reason
 from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Model, Statistics
-from visionpipe.pipeline.config import Config, InputConfig, ModelConfig, PreprocessingConfig, TrainConfig
+from visionpipe.pipeline.config import (
+    Config,
+    InputConfig,
+    ModelConfig,
+    PreprocessingConfig,
+    TrackingConfig,
+    TrainConfig,
+)
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 
@@ -31,11 +38,17 @@ class Params:
     model: ModelConfig
     preprocessing: PreprocessingConfig
     seed: int
+    tracking: TrackingConfig
 
 
 def params_of(config: Config) -> Params:
     return Params(
-        train=config.train, input=config.input, model=config.model, preprocessing=config.preprocessing, seed=config.seed
+        train=config.train,
+        input=config.input,
+        model=config.model,
+        preprocessing=config.preprocessing,
+        seed=config.seed,
+        tracking=config.tracking,
     )
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import keras_tuner as kt
 from keras_tuner.src.distribute.oracle_client import OracleClient
 
-from visionpipe.components.tune.hypermodel import ConfigHyperModel, config_values
+from visionpipe.components.common.tracking import tracked_run
+from visionpipe.components.tune.hypermodel import ConfigHyperModel, config_values, describe
 from visionpipe.components.tune.spec import Inputs, Outputs, Params
 from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.artifacts import HyperParameters
@@ -52,7 +53,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     parts = {
         "space": cfg.space,
         "tuner": {k: v for k, v in to_dict(cfg).items() if k not in ("enabled", "space", "max_seconds", "directory")},
-        "base config": to_dict(params.base),
+        "base config": {k: v for k, v in to_dict(params.base).items() if k != "tracking"},
         "data": inputs.examples.fingerprint,
     }
     key = fp.digest(parts)[:16]
@@ -66,12 +67,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     finished = sum(t.status == "COMPLETED" for t in tuner.all_trials())
     if finished:
         ctx.log(f"resuming search {key}: {finished} trials already finished are kept")
-    try:
-        tuner.search()
-    except RuntimeError as err:  # KerasTuner gives up after tune's consecutive failed trials
-        if "consecutive failures" not in str(err):
-            raise
-    return _report(tuner, outputs.best_hyperparameters, cfg, key, ctx)
+    with tracked_run(params.base.tracking, f"tune {key}", {"search": key, **cfg.space}):
+        try:
+            tuner.search()
+        except RuntimeError as err:  # KerasTuner gives up after tune's consecutive failed trials
+            if "consecutive failures" not in str(err):
+                raise
+        return _report(tuner, outputs.best_hyperparameters, cfg, key, ctx)
 
 
 def _make_tuner(cfg, hypermodel, folder: Path, ctx: StageContext):
@@ -138,17 +140,13 @@ class _Budget:
             eta = min(eta, max(self._cfg.max_seconds - elapsed, 0))
         score = f"{trial.score:.4f}" if trial.score is not None else trial.status.lower()
         self._ctx.log(
-            f"trial {int(trial.trial_id) + 1}/{self._cfg.max_trials}: {_short(config_values(trial.hyperparameters))} "
+            f"trial {int(trial.trial_id) + 1}/{self._cfg.max_trials}: {describe(config_values(trial.hyperparameters))} "
             f"-> {self._cfg.objective} {score} ({seconds:.0f} s); best "
             f"{f'{best[0].score:.4f}' if best and best[0].score is not None else 'none yet'}; ETA {eta / 60:.0f} min"
         )
         if self._cfg.max_seconds and elapsed > self._cfg.max_seconds and not isinstance(self.oracle, OracleClient):
             self._ctx.log(f"tune.max_seconds={self._cfg.max_seconds:g} reached: no more trials start")
             self.oracle.max_trials = len(self.oracle.trials)
-
-
-def _short(values: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def _say_what_changed(directory: Path, key: str, parts: dict, ctx: StageContext) -> None:
@@ -185,7 +183,7 @@ def _report(tuner, artifact: HyperParameters, cfg, key: str, ctx: StageContext) 
     values = config_values(best)
     artifact.properties.update(values=values, best_score=best_trial.score, search=key, trials=len(trials))
     note = (
-        f"best of {len(trials)} trials ({len(completed)} completed, {len(failed)} failed): {_short(values)} -> "
+        f"best of {len(trials)} trials ({len(completed)} completed, {len(failed)} failed): {describe(values)} -> "
         f"{cfg.objective} {best_trial.score:.4f}; the train stage retrains with these values"
     )
     ctx.log(note)

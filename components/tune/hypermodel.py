@@ -15,6 +15,7 @@ from typing import Any
 
 import keras_tuner as kt
 
+from visionpipe.components.common.tracking import EpochMetrics, log_file, tracked_run
 from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.recipe import build_and_compile
 from visionpipe.components.train.spec import Params as TrainParams
@@ -39,6 +40,10 @@ def sample(hp: kt.HyperParameters, space: dict[str, dict[str, Any]]) -> dict[str
         else:
             values[key] = hp.Float(key, *spec["range"], step=spec.get("step"))
     return values
+
+
+def describe(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def config_values(hp: kt.HyperParameters) -> dict[str, Any]:
@@ -86,16 +91,24 @@ class ConfigHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         params, data = self._trial
-        return model.fit(
-            data.train,
-            validation_data=data.val,
-            epochs=kwargs.get("epochs", params.train.epochs),
-            initial_epoch=kwargs.get("initial_epoch", 0),
-            steps_per_epoch=data.steps_per_epoch if data.fixed_steps else None,
-            callbacks=kwargs.get("callbacks", []),
-            shuffle=False,
-            verbose=0,
-        )
+        tracking = params.tracking
+        with tracked_run(tracking, f"trial: {describe(config_values(hp))}", config_values(hp), nested=True) as run:
+            history = model.fit(
+                data.train,
+                validation_data=data.val,
+                epochs=kwargs.get("epochs", params.train.epochs),
+                initial_epoch=kwargs.get("initial_epoch", 0),
+                steps_per_epoch=data.steps_per_epoch if data.fixed_steps else None,
+                callbacks=kwargs.get("callbacks", []) + ([EpochMetrics()] if run is not None else []),
+                shuffle=False,
+                verbose=0,
+            )
+            if run is not None:  # the trial's model, as its weights
+                weights = self._ctx.scratch_dir / "trial.weights.h5"
+                weights.parent.mkdir(parents=True, exist_ok=True)
+                model.save_weights(weights)
+                log_file(weights)
+        return history
 
     def _datasets(self, params: TrainParams) -> TrainingData:
         """The datasets for a trial's params; rebuilt only when what they depend on changes."""

@@ -54,8 +54,8 @@ def trials(root: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_search_feeds_train_and_lineage_shows_it(tmp_path):
-    config = project(tmp_path)
+def test_search_feeds_train_and_lineage_shows_it(tmp_path, monkeypatch):
+    config = project(tmp_path, SPACE + f"tracking:\n  mlflow_uri: {tmp_path / 'mlruns'}\n")
     out = visionpipe("run", "--config", str(config), "--stage", "ingest")
     out = visionpipe("run", "--config", str(config), "--from", "validate", "--set", "export.tflite_int8=false")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -71,6 +71,20 @@ def test_search_feeds_train_and_lineage_shows_it(tmp_path):
     runs = visionpipe("runs", "--config", str(config), "--lineage")
     assert runs.returncode == 0, runs.stderr
     assert "train <- tune.best_hyperparameters" in runs.stdout
+
+    # Tracking: a train run with its params, metrics and model; a tune run with a run per trial.
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # reading a local file store
+
+    client = MlflowClient((tmp_path / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("visionpipe").experiment_id])
+    assert sum(r.info.run_name.startswith("tune ") for r in runs) == 1
+    train = next(r for r in runs if r.info.run_name == "train")
+    assert float(train.data.params["train.learning_rate"]) == best["values"]["train.learning_rate"]
+    assert "val_accuracy" in train.data.metrics
+    assert "model.keras" in [a.path for a in client.list_artifacts(train.info.run_id)]
+    assert sum(r.info.run_name.startswith("trial") for r in runs) == 6
 
     disabled = visionpipe("run", "--config", str(config), "--set", "tune.enabled=false", "--stage", "train")
     assert "tune" not in stage_rows(disabled.stdout) and "tuned" not in disabled.stdout
