@@ -265,6 +265,35 @@ class EvaluateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PruneConfig:
+    """Magnitude pruning (tfmot) of convolutions and dense layers, then full-integer int8."""
+
+    enabled: bool = False
+    target_sparsity: float = 0.75
+    begin_step: int = 0
+    end_step: int = 0  # 0 = at 80% of the fine-tuning steps
+    frequency: int = 50  # steps between pruning updates
+    skip_layers: tuple[str, ...] = ()  # layer names kept dense (the first convolution always is)
+    min_weights: int = 1000  # layers with fewer weights are kept dense
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressionConfig:
+    """Pruning and quantization-aware training through tfmot (README: compression)."""
+
+    prune: PruneConfig = PruneConfig()
+    qat: bool = False  # quantization-aware training, then full-integer int8
+    # With prune and qat both on, QAT keeps the pruned zeros (tfmot's collaborative
+    # optimization): one pruned + QAT file instead of two.
+    preserve_sparsity: bool = True
+    epochs: int = 2  # fine-tuning epochs on the train split, per technique
+    steps_per_epoch: int = 0  # 0 = one pass over the train split
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    timeout_seconds: int = 3600
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportConfig:
     model_name: str = "visionpipe"
     tflite_int8: bool = True
@@ -272,6 +301,7 @@ class ExportConfig:
     calibration_samples: int = 256
     max_int8_accuracy_drop: float = 0.01  # int8 model may lose at most this much test accuracy
     tta_flip: bool = False  # the exported SavedModel averages each image with its mirror image
+    compression: CompressionConfig = CompressionConfig()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,8 @@ import keras
 
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.models.registry import check_args
+from visionpipe.pipeline.config import ModelConfig
 
 
 def load_trained(model_dir: Path) -> tuple[keras.Model, PreprocessingSpec, list[str]]:
@@ -18,3 +20,9 @@ def load_trained(model_dir: Path) -> tuple[keras.Model, PreprocessingSpec, list[
     spec = PreprocessingSpec.load(model_dir / "preprocessing.json")
     classes = json.loads((model_dir / "classes.json").read_text())
     return model, spec, classes
+
+
+def trained_model_config(model_dir: Path) -> ModelConfig:
+    """The model settings the train stage actually used (tuned values included)."""
+    model = json.loads((model_dir / "params.json").read_text())["model"]
+    return ModelConfig(name=model["name"], args=check_args(model["name"], model["args"]), weights=model["weights"])

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from visionpipe.components.common.dataset import encoded_images, image_dataset
 from visionpipe.components.common.scoring import predict_batches
-from visionpipe.components.common.trained_model import load_trained
+from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.evaluate.metrics import accuracy
 from visionpipe.components.export import saved_model, tflite
+from visionpipe.components.export.compression import compress, techniques
+from visionpipe.components.export.measure import sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.models.tta import flip_averaged
 from visionpipe.pipeline.stage import StageContext
@@ -22,7 +24,8 @@ SERVING_VERSION = "1"  # push assigns the version at the serving destination
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.export
-    model, spec, classes = load_trained(inputs.model.path)
+    trained, spec, classes = load_trained(inputs.model.path)
+    model = trained
     if cfg.tta_flip:  # every exported file averages each image with its mirror image
         model = flip_averaged(model)
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
@@ -75,15 +78,24 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     for name, filename, convert in conversions:
         ctx.log(f"converting {name} ...")
         (tflite_dir / filename).write_bytes(convert())
-        runner = TFLiteClassifier(tflite_dir / filename)
-        results[name] = {
-            "accuracy": score(name, data, lambda images, r=runner: r.predict(images.numpy()), one_hot=True),
-            "size_bytes": (tflite_dir / filename).stat().st_size,
-        }
+    model_config = trained_model_config(inputs.model.path)
+    train_images = inputs.examples.split_counts["train"]
+    for technique in techniques(cfg.compression):  # pruned and QAT files come from the tfmot bridge
+        path, _ = compress(
+            technique, trained, model_config, spec, len(classes), train_images, examples, cfg.compression,
+            params.seed, tflite_dir, ctx,
+        )  # fmt: skip
+        conversions.append((f"tflite_{technique}_int8", path.name, None))
+    for name, filename, _ in conversions:
+        path = tflite_dir / filename
+        runner = TFLiteClassifier(path)
+        accuracy_of = score(name, data, lambda images, r=runner: r.predict(images.numpy()), one_hot=True)
+        results[name] = {"accuracy": accuracy_of, **sizes(path), "sparsity": round(tflite_sparsity(path), 4)}
     for runtime, r in results.items():
         ctx.log(
-            f"{runtime:<12} {split} accuracy {r['accuracy']:.4f}"
+            f"{runtime:<22} {split} accuracy {r['accuracy']:.4f}"
             + (f", {r['size_bytes'] / 1024:.0f} KiB" if "size_bytes" in r else "")
+            + (f" ({r['gzip_bytes'] / 1024:.0f} KiB gzipped, {r['sparsity']:.0%} zeros)" if "gzip_bytes" in r else "")
         )
 
     summary = {f"{runtime}_accuracy": r["accuracy"] for runtime, r in results.items()}

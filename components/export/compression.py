@@ -1,0 +1,91 @@
+"""Pruning and quantization-aware training for the export stage, through the tfmot bridge.
+
+The trained network's weights and a job file go to ``tfmot_bridge`` in a subprocess (tfmot
+needs tf_keras and switches its process to legacy Keras, which must never reach this one);
+the bridge writes a full-integer int8 .tflite and a report. A model the bridge cannot rebuild
+or compress fails with the bridge's own last error line, and the files made so far stay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.pipeline.config import CompressionConfig, ModelConfig
+from visionpipe.pipeline.errors import UserError
+from visionpipe.pipeline.stage import StageContext
+
+FILES = {"prune": "model_pruned_int8.tflite", "qat": "model_qat_int8.tflite", "pqat": "model_pruned_qat_int8.tflite"}
+
+
+def techniques(config: CompressionConfig) -> list[str]:
+    """What the config asks for: prune, qat, or both in one (pqat) or separately."""
+    prune, qat = config.prune.enabled, config.qat
+    if prune and qat and config.preserve_sparsity:
+        return ["pqat"]
+    return [t for t, on in (("prune", prune), ("qat", qat)) if on]
+
+
+def compress(
+    technique: str,
+    classifier: keras.Model,
+    model: ModelConfig,
+    spec: PreprocessingSpec,
+    num_classes: int,
+    train_images: int,
+    examples: Path,
+    config: CompressionConfig,
+    seed: int,
+    out: Path,
+    ctx: StageContext,
+) -> tuple[Path, dict]:
+    """Runs the bridge for one technique; returns (the .tflite written, the bridge's report)."""
+    work = ctx.scratch_dir / f"tfmot-{technique}"
+    work.mkdir(parents=True, exist_ok=True)
+    network = classifier.layers[-1]  # Input -> [normalize] -> network (models/classifier.py)
+    np.savez(work / "weights.npz", **{f"w{i}": np.asarray(w) for i, w in enumerate(network.weights)})
+    job = {
+        "technique": technique,
+        "model": model.name,
+        "args": {k: list(v) if isinstance(v, tuple) else v for k, v in model.args.items()},
+        "spec": dataclasses.asdict(spec),
+        "num_classes": num_classes,
+        "weights": str(work / "weights.npz"),
+        "examples": str(examples),
+        "prune": dataclasses.asdict(config.prune),
+        "epochs": config.epochs,
+        "steps_per_epoch": config.steps_per_epoch or math.ceil(train_images / config.batch_size),
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "calibration_samples": 256,
+        "seed": seed,
+        "output": str(out / FILES[technique]),
+        "report": str(work / "report.json"),
+    }
+    (work / "job.json").write_text(json.dumps(job, indent=2))
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    command = [sys.executable, "-m", "visionpipe.components.export.tfmot_bridge", str(work / "job.json")]
+    ctx.log(f"{technique}: tfmot in a subprocess ({config.epochs} fine-tuning epochs)")
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=config.timeout_seconds)
+    except subprocess.TimeoutExpired:
+        raise UserError(
+            f"{technique} did not finish within export.compression.timeout_seconds={config.timeout_seconds}"
+        ) from None
+    (work / "bridge.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        lines = [line for line in (done.stdout + done.stderr).strip().splitlines() if line.strip()]
+        raise UserError(
+            f"{technique} of model {model.name!r} failed in the tfmot bridge: {lines[-1] if lines else 'no output'} "
+            f"(full log: {work / 'bridge.log'})"
+        )
+    return out / FILES[technique], json.loads((work / "report.json").read_text())

@@ -1,0 +1,167 @@
+"""The one place that uses tensorflow-model-optimization (tfmot): pruning and quantization-aware
+training for Keras 3 models, run as its own process.
+
+tfmot 0.8 only takes tf_keras models, and importing it switches the whole process to legacy
+Keras (``TF_USE_LEGACY_KERAS=1``). So ``compression.py`` starts this module as a subprocess
+with a job file; here the trained architecture is rebuilt in tf_keras from the same registered
+builder (builders take the Keras module to build with), the trained weights are copied in,
+and then:
+
+- ``prune``: ``prune_low_magnitude`` with a ``PolynomialDecay`` to the target sparsity on the
+  convolutions and dense layers (the first convolution and layers with few weights skipped),
+  fine-tuned on the train split through the same input pipeline, then ``strip_pruning``;
+- ``qat``: ``quantize_model`` (quantization-aware training), fine-tuned the same way;
+- ``pqat``: prune, then QAT that keeps the zeros (tfmot's collaborative optimization,
+  ``Default8BitPrunePreserveQuantizeScheme``), for the smallest accurate file;
+
+and the result is converted to full-integer int8 TFLite with uint8 input, as export's
+post-training int8 file is. The job's report (``report.json``) says what was done.
+
+    python -m visionpipe.components.export.tfmot_bridge job.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # this process only: tfmot needs tf_keras
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+import tf_keras  # noqa: E402
+
+from visionpipe.components.common.dataset import image_dataset  # noqa: E402
+from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer  # noqa: E402
+from visionpipe.models.registry import create_model, entry  # noqa: E402
+
+
+def classifier_spec(job: dict) -> PreprocessingSpec:
+    return PreprocessingSpec(**{**job["spec"], "mean": tuple(job["spec"]["mean"]), "std": tuple(job["spec"]["std"])})
+
+
+PRUNABLE = (tf_keras.layers.Conv2D, tf_keras.layers.Dense, tf_keras.layers.DepthwiseConv2D)
+
+
+def twin(job: dict) -> tuple[tf_keras.Model, tf_keras.Model, PreprocessingSpec]:
+    """(classifier, its network) rebuilt in tf_keras, with the trained weights."""
+    spec = classifier_spec(job)
+    network = create_model(job["model"], spec.input_shape, job["num_classes"], job["args"], keras=tf_keras)
+    weights = np.load(job["weights"])
+    values = [weights[f"w{i}"] for i in range(len(weights.files))]
+    if [v.shape for v in values] != [tuple(w.shape) for w in network.weights]:
+        raise SystemExit(
+            f"the tf_keras twin of {job['model']!r} does not have the trained model's weights "
+            f"({len(network.weights)} vs {len(values)} tensors): this model cannot go through tfmot"
+        )
+    network.set_weights(values)
+    return _classifier(network, spec, job), network, spec
+
+
+def _classifier(network: tf_keras.Model, spec: PreprocessingSpec, job: dict) -> tf_keras.Model:
+    inputs = tf_keras.Input(spec.input_shape, name="image")
+    x = normalization_layer(spec, tf_keras)(inputs) if entry(job["model"]).normalize else inputs
+    return tf_keras.Model(inputs, network(x), name=f"{job['model']}_classifier")
+
+
+def _prunable(layer, job: dict, first_conv: str) -> bool:
+    return (
+        isinstance(layer, PRUNABLE)
+        and layer.name not in job["prune"]["skip_layers"]
+        and layer.name != first_conv
+        and layer.count_params() >= job["prune"]["min_weights"]
+    )
+
+
+def _default_end(begin: int, frequency: int, steps: int) -> int:
+    """At about 80% of the fine-tuning, on a pruning step: masks are only updated every
+    ``frequency`` steps, and the target sparsity is reached at the end step exactly."""
+    return begin + frequency * max(1, int((0.8 * steps - begin) / frequency))
+
+
+def prune(network: tf_keras.Model, job: dict, steps: int) -> tuple[tf_keras.Model, list[str]]:
+    """The network with its prunable layers wrapped for pruning, and their names."""
+    cfg = job["prune"]
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=cfg["target_sparsity"],
+        begin_step=cfg["begin_step"],
+        end_step=cfg["end_step"] or _default_end(cfg["begin_step"], cfg["frequency"], steps),
+        frequency=cfg["frequency"],
+    )
+    first_conv = next((layer.name for layer in network.layers if isinstance(layer, PRUNABLE)), "")
+
+    def wrap(layer):
+        if _prunable(layer, job, first_conv):
+            pruned.append(layer.name)
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    pruned: list[str] = []
+    return tf_keras.models.clone_model(network, clone_function=wrap), pruned
+
+
+def fine_tune(classifier: tf_keras.Model, job: dict, epochs: int, callbacks=()) -> dict:
+    spec = classifier_spec(job)
+    train = image_dataset(Path(job["examples"]), "train", spec, job["num_classes"], job["batch_size"])
+    train = train.unbatch().shuffle(10_000, seed=job["seed"]).batch(job["batch_size"]).repeat()
+    classifier.compile(
+        optimizer=tf_keras.optimizers.Adam(job["learning_rate"]),
+        loss=tf_keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    history = classifier.fit(
+        train, epochs=epochs, steps_per_epoch=job["steps_per_epoch"], callbacks=list(callbacks), verbose=0
+    )
+    return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def convert_int8(classifier: tf_keras.Model, job: dict) -> bytes:
+    spec = classifier_spec(job)
+    calibration = image_dataset(Path(job["examples"]), "train", spec, job["num_classes"], batch_size=1).take(
+        job["calibration_samples"]
+    )
+
+    def representative_dataset():
+        for image, _ in calibration:
+            yield [tf.cast(image, tf.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(classifier)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    return converter.convert()
+
+
+def main(job_path: str) -> None:
+    job = json.loads(Path(job_path).read_text())
+    tf_keras.utils.set_random_seed(job["seed"])
+    classifier, network, _ = twin(job)
+    technique, report = job["technique"], {"technique": job["technique"]}
+    steps = job["epochs"] * job["steps_per_epoch"]
+    if technique in ("prune", "pqat"):
+        pruned, report["pruned_layers"] = prune(network, job, steps)
+        model = _classifier(pruned, classifier_spec(job), job)
+        report["prune_history"] = fine_tune(model, job, job["epochs"], [tfmot.sparsity.keras.UpdatePruningStep()])
+        network = tfmot.sparsity.keras.strip_pruning(pruned)
+        classifier = _classifier(network, classifier_spec(job), job)
+    if technique in ("qat", "pqat"):
+        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if technique == "pqat" else None
+        annotated = tfmot.quantization.keras.quantize_annotate_model(network)
+        quantized = (
+            tfmot.quantization.keras.quantize_apply(annotated, scheme)
+            if scheme
+            else tfmot.quantization.keras.quantize_apply(annotated)
+        )
+        classifier = _classifier(quantized, classifier_spec(job), job)
+        report["qat_history"] = fine_tune(classifier, job, job["epochs"])
+    Path(job["output"]).write_bytes(convert_int8(classifier, job))
+    Path(job["report"]).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
