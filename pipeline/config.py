@@ -278,10 +278,24 @@ class PruneConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation (keras.distillation): a small student learns from the trained
+    model's softened predictions as well as from the labels."""
+
+    student: str = ""  # a registered model name; "" = off
+    student_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    epochs: int = 5
+    temperature: float = 3.0
+    student_loss_weight: float = 0.5  # the labels' share of the loss; the teacher's is the rest
+    learning_rate: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
 class CompressionConfig:
     """Pruning and quantization-aware training through tfmot (README: compression)."""
 
     prune: PruneConfig = PruneConfig()
+    distill: DistillConfig = DistillConfig()
     qat: bool = False  # quantization-aware training, then full-integer int8
     # With prune and qat both on, QAT keeps the pruned zeros (tfmot's collaborative
     # optimization): one pruned + QAT file instead of two.
@@ -293,13 +307,42 @@ class CompressionConfig:
     timeout_seconds: int = 3600
 
 
+# Every file export can make, by the name its gate and its row in the table go by.
+EXPORT_ARTIFACTS = (
+    "saved_model",
+    "tflite_float",
+    "tflite_float16",
+    "tflite_dynamic_int8",
+    "tflite_int8",
+    "tflite_prune_int8",
+    "tflite_qat_int8",
+    "tflite_pqat_int8",
+    "tflite_student_int8",
+    "onnx",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactGate:
+    max_accuracy_drop: float | None = None  # vs the Keras model; None = export.max_accuracy_drop
+    max_size_kib: float | None = None  # None = no limit
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     model_name: str = "visionpipe"
-    tflite_int8: bool = True
     tflite_float: bool = True
+    tflite_float16: bool = False
+    tflite_dynamic_int8: bool = False  # int8 weights, float activations: no calibration
+    tflite_int8: bool = True  # full-integer, uint8 input, calibrated on train images
+    onnx: bool = False  # Keras' own ONNX export, scored with onnxruntime (pip install visionpipe[onnx])
     calibration_samples: int = 256
-    max_int8_accuracy_drop: float = 0.01  # int8 model may lose at most this much test accuracy
+    # Each artifact's gate: at most this accuracy drop against the Keras model on the
+    # evaluated split (and at most a size, per artifact). An artifact that fails is recorded
+    # with the reason and not pushed.
+    max_accuracy_drop: float = 0.01
+    gates: dict[str, ArtifactGate] = dataclasses.field(default_factory=dict)  # by name in EXPORT_ARTIFACTS
+    latency: bool = True  # time batch-1 TFLite inference at 1 and 4 threads
     tta_flip: bool = False  # the exported SavedModel averages each image with its mirror image
     compression: CompressionConfig = CompressionConfig()
 
@@ -374,6 +417,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         _apply_override(data, override)
     config = build(Config, data, "")
     config = dataclasses.replace(config, model=_checked_model(config.model))
+    distill = config.export.compression.distill
+    if distill.student:
+        from visionpipe.models.registry import check_args
+
+        check_args(distill.student, distill.student_args)
+    unknown = [name for name in config.export.gates if name not in EXPORT_ARTIFACTS]
+    if unknown:
+        raise ConfigError(f"unknown export.gates key {unknown[0]!r}; artifacts: {', '.join(EXPORT_ARTIFACTS)}")
     if config.tune.space:
         from visionpipe.pipeline.search_space import check_space
 

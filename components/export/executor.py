@@ -1,5 +1,16 @@
-"""export executor: writes the serving SavedModel and TFLite files, then re-evaluates each
-through its own runtime on the test split and records the accuracies side by side."""
+"""export executor: every deployable file, each measured in its own runtime and gated.
+
+Files, as ``export.*`` asks: the TF Serving SavedModel; TFLite float32, float16, dynamic-range
+int8 and full-integer int8; pruned and QAT int8 from the tfmot bridge (``compression.py``);
+ONNX. Each is scored on the split evaluate scored, in its own runtime (the SavedModel's
+serving signature on encoded bytes, ai-edge-litert, onnxruntime), and measured: raw and
+gzipped size, sparsity read back from the file, batch-1 latency (``measure.py``). No TFLite
+file may need Flex (Select-TF) ops. Each artifact's gate (accuracy drop against the Keras
+model, size) is checked and recorded; push publishes only what passed.
+
+Writes ``serving/<name>/1/``, ``tflite/`` (with ``labels.txt`` and ``preprocessing.json``),
+``model.onnx``, and ``artifacts.json`` + ``artifacts.md``: one table of every file.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +18,25 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from visionpipe.components.common.dataset import encoded_images, image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.evaluate.metrics import accuracy
 from visionpipe.components.export import saved_model, tflite
 from visionpipe.components.export.compression import compress, techniques
-from visionpipe.components.export.measure import sizes, tflite_sparsity
+from visionpipe.components.export.distill import distill
+from visionpipe.components.export.gates import check_gates, table
+from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.models.tta import flip_averaged
+from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 
 SERVING_VERSION = "1"  # push assigns the version at the serving destination
+ARTIFACTS_FILE = "artifacts.json"
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
@@ -27,11 +44,12 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     trained, spec, classes = load_trained(inputs.model.path)
     model = trained
     if cfg.tta_flip:  # every exported file averages each image with its mirror image
-        model = flip_averaged(model)
+        model = flip_averaged(trained)
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
     examples, out = inputs.examples.path, outputs.exported_model.path
     split = inputs.evaluation.split
     score = Scorer(ctx, split, inputs.examples.split_counts[split])
+    data = image_dataset(examples, split, spec, len(classes), batch_size=256)
 
     version_dir = out / "serving" / cfg.model_name / SERVING_VERSION
     saved_model.export_saved_model(model, spec, classes, version_dir)
@@ -40,9 +58,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     results = {
         # With tta_flip the exported model is not the evaluated one: it is scored here too.
         "keras": {
-            "accuracy": score(
-                "Keras", image_dataset(examples, split, spec, len(classes), 256), model.predict_on_batch, True
-            )
+            "accuracy": score("Keras", data, model.predict_on_batch, True)
             if cfg.tta_flip
             else inputs.evaluation.accuracy
         },
@@ -53,7 +69,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
                 lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"],
                 one_hot=False,
             ),
-            "size_bytes": _size(version_dir),
+            "size_bytes": sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file()),
         },
     }
 
@@ -61,23 +77,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     tflite_dir.mkdir()
     (tflite_dir / "labels.txt").write_text("\n".join(classes) + "\n")
     shutil.copy(inputs.model.path / "preprocessing.json", tflite_dir / "preprocessing.json")
-    data = image_dataset(examples, split, spec, len(classes), batch_size=256)
-    conversions = []
-    if cfg.tflite_float:
-        conversions.append(("tflite_float", "model_float.tflite", lambda: tflite.convert_float(model)))
-    if cfg.tflite_int8:
-        calibration = (
-            image_dataset(examples, "train", spec, len(classes), batch_size=1)
-            .unbatch()
-            .shuffle(4096, seed=params.seed)
-            .batch(1)
-            .take(cfg.calibration_samples)
-        )
-        images = (x.numpy() for x, _ in calibration)
-        conversions.append(("tflite_int8", "model_int8.tflite", lambda: tflite.convert_int8(model, images)))
-    for name, filename, convert in conversions:
-        ctx.log(f"converting {name} ...")
-        (tflite_dir / filename).write_bytes(convert())
+    files = _convert(model, cfg, examples, spec, len(classes), params.seed, tflite_dir, ctx)
     model_config = trained_model_config(inputs.model.path)
     train_images = inputs.examples.split_counts["train"]
     for technique in techniques(cfg.compression):  # pruned and QAT files come from the tfmot bridge
@@ -85,37 +85,99 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             technique, trained, model_config, spec, len(classes), train_images, examples, cfg.compression,
             params.seed, tflite_dir, ctx,
         )  # fmt: skip
-        conversions.append((f"tflite_{technique}_int8", path.name, None))
-    for name, filename, _ in conversions:
-        path = tflite_dir / filename
-        runner = TFLiteClassifier(path)
-        accuracy_of = score(name, data, lambda images, r=runner: r.predict(images.numpy()), one_hot=True)
-        results[name] = {"accuracy": accuracy_of, **sizes(path), "sparsity": round(tflite_sparsity(path), 4)}
-    for runtime, r in results.items():
-        ctx.log(
-            f"{runtime:<22} {split} accuracy {r['accuracy']:.4f}"
-            + (f", {r['size_bytes'] / 1024:.0f} KiB" if "size_bytes" in r else "")
-            + (f" ({r['gzip_bytes'] / 1024:.0f} KiB gzipped, {r['sparsity']:.0%} zeros)" if "gzip_bytes" in r else "")
+        files[f"tflite_{technique}_int8"] = path
+    if cfg.compression.distill.student:
+        student = distill(
+            trained, cfg.compression.distill, spec, len(classes), examples, train_images,
+            cfg.compression.batch_size, params.seed, ctx,
+        )  # fmt: skip
+        student_file = tflite_dir / "model_student_int8.tflite"
+        student_file.write_bytes(
+            tflite.convert_int8(student, _calibration(examples, spec, len(classes), params.seed, cfg))
         )
+        files["tflite_student_int8"] = student_file
+    sample = next(iter(data))[0].numpy()[:1]
+    for name, path in files.items():
+        runner = TFLiteClassifier(path)
+        results[name] = {
+            "accuracy": score(name, data, lambda images, r=runner: r.predict(images.numpy()), one_hot=True),
+            **sizes(path),
+            "sparsity": round(tflite_sparsity(path), 4),
+            **(latencies(lambda n, p=path: TFLiteClassifier(p, n).predict, sample) if cfg.latency else {}),
+        }
+    if cfg.onnx:
+        results["onnx"] = _onnx(model, out / "model.onnx", data, score, sample, cfg.latency)
 
-    summary = {f"{runtime}_accuracy": r["accuracy"] for runtime, r in results.items()}
-    if "tflite_int8" in results:
-        drop = results["keras"]["accuracy"] - results["tflite_int8"]["accuracy"]
-        summary["int8_accuracy_drop"] = drop
-        summary["int8_within_tolerance"] = drop <= cfg.max_int8_accuracy_drop
-        if drop > cfg.max_int8_accuracy_drop:
-            ctx.log(
-                f"WARNING: int8 TFLite loses {drop:.4f} accuracy, more than "
-                f"export.max_int8_accuracy_drop={cfg.max_int8_accuracy_drop}"
-            )
-    (out / "accuracy.json").write_text(json.dumps(results, indent=2))
+    check_gates(results, cfg)
+    (out / ARTIFACTS_FILE).write_text(json.dumps(results, indent=2))
+    (out / "artifacts.md").write_text(table(results, split) + "\n")
+    for line in table(results, split).splitlines():
+        ctx.log(line)
+    passed = [name for name, r in results.items() if r.get("gate", "passed") == "passed" and name != "keras"]
+    summary = {f"{name}_accuracy": r["accuracy"] for name, r in results.items()}
+    summary["failed_gates"] = {name: r["gate"] for name, r in results.items() if r.get("gate", "passed") != "passed"}
     outputs.exported_model.properties.update(
-        summary, model_name=cfg.model_name, serving_dir=str(Path("serving") / cfg.model_name)
+        summary,
+        model_name=cfg.model_name,
+        serving_dir=str(Path("serving") / cfg.model_name),
+        passed=passed,
+        tflite_files={name: str(Path("tflite") / path.name) for name, path in files.items()},
     )
     summary["notes"] = [
-        f"{split} accuracy " + ", ".join(f"{runtime} {r['accuracy']:.4f}" for runtime, r in results.items())
+        f"{split} accuracy " + ", ".join(f"{name} {r['accuracy']:.4f}" for name, r in results.items()),
+        *(f"gate failed: {name}: {reason}" for name, reason in summary["failed_gates"].items()),
     ]
     return summary
+
+
+def _convert(model, cfg, examples: Path, spec, num_classes: int, seed: int, tflite_dir: Path, ctx) -> dict[str, Path]:
+    """The TFLite files the config asks for: name -> path. Flex ops fail the stage."""
+
+    def int8():
+        return tflite.convert_int8(model, _calibration(examples, spec, num_classes, seed, cfg))
+
+    conversions = {
+        "tflite_float": (cfg.tflite_float, "model_float.tflite", lambda: tflite.convert_float(model)),
+        "tflite_float16": (cfg.tflite_float16, "model_float16.tflite", lambda: tflite.convert_float16(model)),
+        "tflite_dynamic_int8": (
+            cfg.tflite_dynamic_int8, "model_dynamic_int8.tflite", lambda: tflite.convert_dynamic_range(model)
+        ),
+        "tflite_int8": (cfg.tflite_int8, "model_int8.tflite", int8),
+    }  # fmt: skip
+    files = {}
+    for name, (wanted, filename, convert) in conversions.items():
+        if not wanted:
+            continue
+        ctx.log(f"converting {name} ...")
+        model_bytes = convert()
+        flex = tflite.flex_ops(model_bytes)
+        if flex:
+            raise UserError(f"{name} needs TensorFlow (Flex) ops a phone runtime lacks: {', '.join(flex)}")
+        (tflite_dir / filename).write_bytes(model_bytes)
+        files[name] = tflite_dir / filename
+    return files
+
+
+def _calibration(examples: Path, spec, num_classes: int, seed: int, cfg):
+    calibration = (
+        image_dataset(examples, "train", spec, num_classes, batch_size=1)
+        .unbatch()
+        .shuffle(4096, seed=seed)
+        .batch(1)
+        .take(cfg.calibration_samples)
+    )
+    return (x.numpy() for x, _ in calibration)
+
+
+def _onnx(model, path: Path, data, score, sample: np.ndarray, latency: bool) -> dict:
+    from visionpipe.components.export.onnx_model import OnnxClassifier, export_onnx
+
+    export_onnx(model, path)
+    runner = OnnxClassifier(path)
+    result = {"accuracy": score("ONNX", data, lambda images: runner.predict(images.numpy()), True), **sizes(path)}
+    if latency:
+        result.update(latencies(lambda threads: OnnxClassifier(path, threads).predict, sample))
+    return result
 
 
 class Scorer:
@@ -127,7 +189,3 @@ class Scorer:
     def __call__(self, runtime: str, batches, predict, one_hot: bool) -> float:
         with self._ctx.progress(f"scoring {runtime} on {self._split}", self._images, "images") as progress:
             return accuracy(*predict_batches(batches, predict, one_hot=one_hot, progress=progress))
-
-
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -1,4 +1,5 @@
-"""TFLite conversion: float32, and full-integer int8 calibrated on train images.
+"""TFLite conversion: float32, float16, dynamic-range int8, and full-integer int8 calibrated on
+train images.
 
 The int8 model takes uint8 pixels (0-255, the [0, 1] image times 255) and returns float
 probabilities: what a phone camera pipeline hands over, with no float maths before the model.
@@ -24,6 +25,34 @@ def _converter(model: keras.Model, workdir: Path) -> tf.lite.TFLiteConverter:
 def convert_float(model: keras.Model) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         return _converter(model, Path(tmp) / "sm").convert()
+
+
+def convert_float16(model: keras.Model) -> bytes:
+    """float16 weights (half the size; GPU delegates compute in float16, CPUs dequantize)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = _converter(model, Path(tmp) / "sm")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def convert_dynamic_range(model: keras.Model) -> bytes:
+    """int8 weights, float activations quantized on the fly: no calibration data needed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = _converter(model, Path(tmp) / "sm")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter.convert()
+
+
+def flex_ops(model_bytes: bytes) -> list[str]:
+    """Select-TF ("Flex") ops in a .tflite file: phones without the Flex delegate cannot run them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=model_bytes)
+    except (RuntimeError, ValueError) as err:  # the interpreter refuses unresolved custom ops
+        return [str(err)]
+    return sorted({op["op_name"] for op in interpreter._get_ops_details() if op["op_name"].startswith("Flex")})
 
 
 def convert_int8(model: keras.Model, calibration_images: Iterable[np.ndarray]) -> bytes:

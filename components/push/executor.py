@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from visionpipe.components.push.spec import Inputs, Outputs, Params
+from visionpipe.pipeline.errors import GateError
 from visionpipe.pipeline.stage import StageContext
 
 
@@ -21,8 +22,12 @@ def next_version(base: Path) -> int:
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
-    name = inputs.exported_model.model_name
-    source_versions = inputs.exported_model.path / "serving" / name
+    exported = inputs.exported_model
+    name = exported.model_name
+    failed = exported.properties.get("failed_gates", {})
+    if "saved_model" in failed:
+        raise GateError(f"the SavedModel failed its export gate ({failed['saved_model']}); nothing is pushed")
+    source_versions = exported.path / "serving" / name
     source = max(source_versions.iterdir(), key=lambda p: int(p.name))
     base = Path(params.destination) / name
     base.mkdir(parents=True, exist_ok=True)
@@ -30,7 +35,24 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     tmp = base / f".tmp-{version}-{os.getpid()}"
     shutil.copytree(source, tmp)
     os.replace(tmp, base / str(version))
-    record = {"model_base_path": str(base), "version": version, "source": str(source)}
+    # Phone and edge files that passed their gates, beside the serving versions.
+    mobile = {k: v for k, v in exported.properties.get("tflite_files", {}).items() if k not in failed}
+    mobile_dir = Path(params.destination) / f"{name}_tflite" / str(version)
+    if mobile:
+        tmp = mobile_dir.parent / f".tmp-{version}-{os.getpid()}"
+        tmp.mkdir(parents=True)
+        for extra in ("labels.txt", "preprocessing.json", *(Path(p).name for p in mobile.values())):
+            shutil.copy(exported.path / "tflite" / extra, tmp / extra)
+        os.replace(tmp, mobile_dir)
+    for artifact, reason in failed.items():
+        ctx.log(f"not pushed: {artifact} ({reason})")
+    record = {
+        "model_base_path": str(base),
+        "version": version,
+        "source": str(source),
+        "tflite": str(mobile_dir) if mobile else "",
+        "not_pushed": failed,
+    }
     (outputs.pushed_model.path / "push.json").write_text(json.dumps(record, indent=2))
     outputs.pushed_model.properties.update(record)
     ctx.log(f"pushed version {version} to {base} (serve it with TF Serving --model_base_path={base})")

@@ -36,7 +36,7 @@ def test_prune_and_qat_files_are_made_scored_and_sparse_and_the_process_stays_on
     assert "TF_USE_LEGACY_KERAS" not in os.environ and "tensorflow_model_optimization" not in sys.modules
     export = max((tmp_path / "runs" / "artifacts" / "export").iterdir(), key=lambda p: int(p.name))
     tflite = export / "exported_model" / "tflite"
-    results = json.loads((export / "exported_model" / "accuracy.json").read_text())
+    results = json.loads((export / "exported_model" / "artifacts.json").read_text())
     assert {"tflite_prune_int8", "tflite_qat_int8"} <= set(results)
     pruned = tflite_sparsity(tflite / "model_pruned_int8.tflite")
     # The first convolution stays dense (432 of about 140,000 weights here).
@@ -45,3 +45,35 @@ def test_prune_and_qat_files_are_made_scored_and_sparse_and_the_process_stays_on
     assert tflite_sparsity(tflite / "model_int8.tflite") < 0.05
     assert results["tflite_prune_int8"]["gzip_bytes"] < 0.6 * results["tflite_int8"]["gzip_bytes"]
     assert all(0 <= r["accuracy"] <= 1 for r in results.values())
+
+
+def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
+    data = make_folder(tmp_path / "images", per_class=10)
+    config = tmp_path / "config.yaml"
+    config.write_text(tiny_config_yaml(tmp_path / "runs", data))
+    kinds = ["export.tflite_float16=true", "export.tflite_dynamic_int8=true", "export.onnx=true",
+             "export.compression.distill.student=small_cnn", "export.compression.distill.student_args={width: 4}",
+             "export.compression.distill.epochs=2", "export.max_accuracy_drop=1.0"]  # fmt: skip
+    result = visionpipe_api.run_pipeline(visionpipe_api.load_config(config, kinds))
+    assert result.ok, result.failure()
+    rows = json.loads((result.outputs("export")["exported_model"].path / "artifacts.json").read_text())
+    assert set(rows) == {"keras", "saved_model", "tflite_float", "tflite_float16", "tflite_dynamic_int8",
+                         "tflite_int8", "tflite_student_int8", "onnx"}  # fmt: skip
+    for name in ("tflite_float", "tflite_float16", "tflite_dynamic_int8", "tflite_int8", "tflite_student_int8", "onnx"):
+        row = rows[name]
+        assert row["p50_ms_1t"] > 0 and row["p95_ms_4t"] >= row["p50_ms_4t"] and row["gzip_bytes"] > 0
+        assert row["gate"] == "passed", (name, row)
+    # ONNX gives the Keras model's predictions in onnxruntime.
+    import numpy as np
+
+    from visionpipe.components.common.trained_model import load_trained
+    from visionpipe.components.export.onnx_model import OnnxClassifier
+
+    model, _, _ = load_trained(result.outputs("train")["model"].path)
+    images = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    onnx = OnnxClassifier(result.outputs("export")["exported_model"].path / "model.onnx")
+    np.testing.assert_allclose(onnx.predict(images), model.predict(images, verbose=0), atol=1e-4)
+    sizes = {name: rows[name]["size_bytes"] for name in rows if name.startswith("tflite")}
+    assert sizes["tflite_int8"] < sizes["tflite_float16"] < sizes["tflite_float"]
+    assert sizes["tflite_dynamic_int8"] < sizes["tflite_float16"]
+    assert sizes["tflite_student_int8"] < sizes["tflite_int8"]  # a quarter of the width

@@ -67,7 +67,7 @@ def test_full_run_produces_every_artifact(project):
 
     export = latest(root, "export") / "exported_model"
     assert (export / "serving" / "visionpipe" / "1" / "saved_model.pb").is_file()
-    accuracy = json.loads((export / "accuracy.json").read_text())
+    accuracy = json.loads((export / "artifacts.json").read_text())
     assert set(accuracy) == {"keras", "saved_model", "tflite_float", "tflite_int8"}
     assert accuracy["saved_model"]["accuracy"] == pytest.approx(accuracy["keras"]["accuracy"], abs=1e-6)
     assert (root / "serving" / "visionpipe" / "1" / "saved_model.pb").is_file()
@@ -152,3 +152,20 @@ def test_killed_mid_train_resumes_without_cleanup(tmp_path):
     assert not list((tmp_path / "runs" / "artifacts").glob("*/.tmp-*"))
     history = json.loads((latest(tmp_path / "runs", "train") / "model" / "history.json").read_text())
     assert len(history["val_loss"]) < 40, "training restarted from scratch instead of resuming"
+
+
+def test_export_gates_keep_failing_files_from_push(project):
+    tmp, config, _, _ = project
+    out = visionpipe("run", "--config", str(config), "--from", "export", "--set",
+                     "export.gates={tflite_int8: {max_size_kib: 1}}")  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "export: gate failed: tflite_int8: size" in out.stdout
+    pushed = json.loads((latest(tmp / "runs", "push") / "pushed_model" / "push.json").read_text())
+    assert "tflite_int8" in pushed["not_pushed"]
+    files = {p.name for p in Path(pushed["tflite"]).iterdir()}
+    assert files == {"model_float.tflite", "labels.txt", "preprocessing.json"}
+
+    refused = visionpipe("run", "--config", str(config), "--from", "export", "--set", "export.max_accuracy_drop=-1")
+    assert refused.returncode == 1
+    assert stage_rows(refused.stdout)["push"][0] == "refused"
+    assert "the SavedModel failed its export gate (failed: accuracy drop 0.0000 > -1)" in refused.stderr

@@ -1,0 +1,63 @@
+"""Knowledge distillation for the export stage: a small registered model (the student) learns
+from the trained model (the teacher) on the train split with ``keras.distillation``; the
+student then goes through the same int8 conversion, scoring and gates as every other file.
+
+Both models output probabilities; their logarithms are logits up to a constant, which is what
+``LogitsDistillation`` softens with its temperature, and what the student's supervised loss
+(``from_logits``) reads.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+
+from visionpipe.components.common.dataset import image_dataset
+from visionpipe.models.classifier import adapt_to_data, build_classifier
+from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.pipeline.config import DistillConfig, ModelConfig
+from visionpipe.pipeline.stage import StageContext
+
+
+def _log_probabilities(model: keras.Model) -> keras.Model:
+    outputs = keras.layers.Activation(lambda p: keras.ops.log(keras.ops.maximum(p, 1e-7)), name="log")(model.output)
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
+
+
+def distill(
+    teacher: keras.Model,
+    config: DistillConfig,
+    spec: PreprocessingSpec,
+    num_classes: int,
+    examples: Path,
+    train_images: int,
+    batch_size: int,
+    seed: int,
+    ctx: StageContext,
+) -> keras.Model:
+    """The trained student classifier."""
+    keras.utils.set_random_seed(seed)
+    student = build_classifier(spec, num_classes, ModelConfig(name=config.student, args=config.student_args))
+    train = image_dataset(examples, "train", spec, num_classes, batch_size)
+    adapt_to_data(student, next(iter(train.unbatch().batch(2000)))[0].numpy())
+    teacher.trainable = False
+    distiller = keras.distillation.Distiller(
+        teacher=_log_probabilities(teacher),
+        student=_log_probabilities(student),
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=config.temperature),
+        student_loss_weight=config.student_loss_weight,
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.AdamW(config.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    )
+    ctx.log(
+        f"distilling into a {config.student} {config.student_args or ''} for {config.epochs} epochs "
+        f"(temperature {config.temperature:g}, labels {config.student_loss_weight:.0%} of the loss)"
+    )
+    steps = math.ceil(train_images / batch_size)
+    shuffled = train.unbatch().shuffle(10_000, seed=seed).batch(batch_size).repeat()
+    distiller.fit(shuffled, epochs=config.epochs, steps_per_epoch=steps, verbose=0)
+    return student

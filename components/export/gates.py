@@ -1,0 +1,45 @@
+"""Per-artifact gates and the table of every exported file.
+
+An artifact passes when it loses at most ``max_accuracy_drop`` against the Keras model on the
+evaluated split and, if a size limit is set for it, is no larger; ``export.gates.<name>``
+overrides either limit for one artifact. The verdict and its reason go into the artifact's
+row; push publishes only the files that passed.
+"""
+
+from __future__ import annotations
+
+from visionpipe.pipeline.config import ArtifactGate, ExportConfig
+
+
+def check_gates(results: dict[str, dict], config: ExportConfig) -> None:
+    """Adds ``gate`` ("passed" or "failed: <reason>") and ``drop`` to every artifact's row."""
+    reference = results["keras"]["accuracy"]
+    for name, row in results.items():
+        if name == "keras":
+            continue
+        gate = config.gates.get(name, ArtifactGate())
+        max_drop = config.max_accuracy_drop if gate.max_accuracy_drop is None else gate.max_accuracy_drop
+        row["drop"] = round(reference - row["accuracy"], 6)
+        reasons = []
+        if row["drop"] > max_drop:
+            reasons.append(f"accuracy drop {row['drop']:.4f} > {max_drop:g}")
+        if gate.max_size_kib is not None and row.get("size_bytes", 0) / 1024 > gate.max_size_kib:
+            reasons.append(f"size {row['size_bytes'] / 1024:.0f} KiB > {gate.max_size_kib:g} KiB")
+        row["gate"] = "failed: " + "; ".join(reasons) if reasons else "passed"
+
+
+def table(results: dict[str, dict], split: str) -> str:
+    """One Markdown table of every artifact: accuracy, drop, sizes, sparsity, latency, gate."""
+    columns = [f"{split} accuracy", "drop", "size KiB", "gzipped KiB", "zeros", "p50 ms 1t", "p95 ms 1t", "p50 ms 4t"]
+    lines = ["| artifact | " + " | ".join(columns) + " | gate |", "|---" * (len(columns) + 2) + "|"]
+    for name, r in results.items():
+
+        def cell(key: str, scale: float = 1.0, fmt: str = ".1f", r=r) -> str:
+            return format(r[key] / scale, fmt) if key in r else "-"
+
+        lines.append(
+            f"| {name} | {r['accuracy']:.4f} | {cell('drop', fmt='.4f')} | {cell('size_bytes', 1024, '.0f')} | "
+            f"{cell('gzip_bytes', 1024, '.0f')} | {cell('sparsity', fmt='.0%')} | {cell('p50_ms_1t', fmt='.2f')} | "
+            f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {r.get('gate', '-')} |"
+        )
+    return "\n".join(lines)
