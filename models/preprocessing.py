@@ -121,5 +121,10 @@ def load_image(image_bytes: tf.Tensor, spec: PreprocessingSpec) -> tf.Tensor:
 def normalization_layer(spec: PreprocessingSpec, keras_module=keras):
     """Per-channel (x - mean) / std with the train split's statistics, built with the given
     Keras module (Keras 3, or tf_keras for a twin)."""
-    variance = [max(s, 1e-3) ** 2 for s in spec.std]  # a constant channel must not divide by zero
-    return keras_module.layers.Normalization(mean=list(spec.mean), variance=variance, name="normalize")
+    std = [max(s, 1e-3) for s in spec.std]  # a constant channel must not divide by zero
+    # x / std - mean / std, as a Rescaling: its constants live in the graph, where every
+    # exporter finds them (Normalization's are captured tensors, which tf2onnx turns into
+    # required inputs of the ONNX file).
+    return keras_module.layers.Rescaling(
+        scale=[1.0 / s for s in std], offset=[-m / s for m, s in zip(spec.mean, std, strict=True)], name="normalize"
+    )

@@ -341,6 +341,10 @@ class ExportConfig:
     max_accuracy_drop: float = 0.01
     gates: dict[str, ArtifactGate] = dataclasses.field(default_factory=dict)  # by name in EXPORT_ARTIFACTS
     latency: bool = True  # time batch-1 TFLite inference at 1 and 4 threads
+    # The Python of tflite-support's own virtualenv, to embed TFLite metadata (labels,
+    # normalisation) for the Task Library: auto = the project's .venv-tflite-support if set up
+    # (make does), off, or a path.
+    metadata_python: str = "auto"
     tta_flip: bool = False  # the exported SavedModel averages each image with its mirror image
     compression: CompressionConfig = CompressionConfig()
 

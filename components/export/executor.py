@@ -30,6 +30,7 @@ from visionpipe.components.export.distill import distill
 from visionpipe.components.export.gates import check_gates, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
+from visionpipe.components.export.tflite_metadata import embed, metadata_python
 from visionpipe.models.tta import flip_averaged
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
@@ -96,6 +97,15 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             tflite.convert_int8(student, _calibration(examples, spec, len(classes), params.seed, cfg))
         )
         files["tflite_student_int8"] = student_file
+    python = metadata_python(cfg.metadata_python)
+    for path in files.values():  # before they are measured: the metadata is part of the file
+        if python is not None:
+            embed(python, path, tflite_dir / "labels.txt")
+    ctx.log(
+        f"TFLite metadata (labels, normalisation) embedded with tflite-support ({python})"
+        if python is not None
+        else "no TFLite metadata: tflite-support's virtualenv is not set up (make install creates it)"
+    )
     sample = next(iter(data))[0].numpy()[:1]
     for name, path in files.items():
         runner = TFLiteClassifier(path)

@@ -30,10 +30,14 @@ def tflite_sparsity(path: Path) -> float:
 
     interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    # float16 files keep weights in float16 behind a DEQUANTIZE op: read its input instead.
+    dequantized = {int(op["outputs"][0]): int(op["inputs"][0]) for op in ops if op["op_name"] == "DEQUANTIZE"}
     zeros = total = 0
-    for op in interpreter._get_ops_details():
+    for op in ops:
         if op["op_name"] in WEIGHTED_OPS and len(op["inputs"]) > 1:
-            weights = interpreter.get_tensor(int(op["inputs"][1]))
+            index = int(op["inputs"][1])
+            weights = interpreter.get_tensor(dequantized.get(index, index))
             zeros += int(np.count_nonzero(weights == 0))
             total += weights.size
     return zeros / total if total else 0.0

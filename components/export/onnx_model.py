@@ -14,6 +14,7 @@ from visionpipe.pipeline.errors import UserError
 
 
 def export_onnx(model: keras.Model, path: Path) -> None:
+    model(np.zeros((1, *model.input_shape[1:]), np.float32))  # Keras exports only a model that has run
     try:
         model.export(str(path), format="onnx", verbose=False)
     except ImportError as err:

@@ -77,3 +77,35 @@ def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
     assert sizes["tflite_int8"] < sizes["tflite_float16"] < sizes["tflite_float"]
     assert sizes["tflite_dynamic_int8"] < sizes["tflite_float16"]
     assert sizes["tflite_student_int8"] < sizes["tflite_int8"]  # a quarter of the width
+
+
+def test_metadata_loads_in_tflite_support_and_the_task_library_agrees_with_the_interpreter(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import COLORS, make_image
+    from visionpipe.components.export.tflite_metadata import classify, metadata_python, show
+    from visionpipe.serving.tflite_runner import TFLiteClassifier
+
+    python = metadata_python("auto")
+    assert python is not None, "make install sets up .venv-tflite-support"
+    data = make_folder(tmp_path / "images", per_class=10)
+    config = tmp_path / "config.yaml"
+    config.write_text(tiny_config_yaml(tmp_path / "runs", data))
+    result = visionpipe_api.run_pipeline(visionpipe_api.load_config(config, ["export.tflite_float=false"]))
+    assert result.ok, result.failure()
+    model = result.outputs("export")["exported_model"].path / "tflite" / "model_int8.tflite"
+    shown = show(python, model)
+    assert shown["files"] == ["labels.txt"] and shown["labels"] == ["blue", "green", "red"]
+    # Images at the model's size, so the Task Library's own resizing does not come into it.
+    images = []
+    for i, (name, color) in enumerate(COLORS.items()):
+        images.append(tmp_path / f"{name}.png")
+        make_image(images[-1], (32, 32), color, seed=900 + i)
+    task = classify(python, model, images)
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32) / 255.0 for p in images])
+    probabilities = TFLiteClassifier(model).predict(pixels)
+    for row, probs in zip(task, probabilities, strict=True):
+        # The same top-1 (a tie may be broken either way) with the same score.
+        assert probs[["blue", "green", "red"].index(row["label"])] == pytest.approx(probs.max(), abs=1e-6)
+        assert row["score"] == pytest.approx(probs.max(), abs=1e-6)

@@ -1,0 +1,46 @@
+"""Runs in its own virtualenv (``make`` creates ``.venv-tflite-support``): tflite-support 0.4.4
+needs protobuf<4, which cannot share visionpipe's environment. No visionpipe imports here.
+
+    python tflite_support_script.py write MODEL LABELS MEAN STD      # embeds metadata in place
+    python tflite_support_script.py show MODEL                       # JSON: files and metadata
+    python tflite_support_script.py classify MODEL IMAGE...          # JSON: Task Library top-1s
+"""
+
+import json
+import sys
+
+
+def write(model: str, labels: str, mean: str, std: str) -> None:
+    from tflite_support.metadata_writers import image_classifier, writer_utils
+
+    writer = image_classifier.MetadataWriter.create_for_inference(
+        writer_utils.load_file(model), input_norm_mean=[float(mean)], input_norm_std=[float(std)],
+        label_file_paths=[labels],
+    )  # fmt: skip
+    writer_utils.save_file(writer.populate(), model)
+
+
+def show(model: str) -> None:
+    from tflite_support import metadata
+
+    displayer = metadata.MetadataDisplayer.with_model_file(model)
+    labels = displayer.get_associated_file_buffer("labels.txt").decode().split()
+    print(json.dumps({"files": displayer.get_packed_associated_file_list(), "labels": labels,
+                      "metadata": json.loads(displayer.get_metadata_json())}))  # fmt: skip
+
+
+def classify(model: str, *images: str) -> None:
+    from tflite_support.task import core, vision
+
+    options = vision.ImageClassifierOptions(base_options=core.BaseOptions(file_name=model))
+    classifier = vision.ImageClassifier.create_from_options(options)
+    top = []
+    for image in images:
+        result = classifier.classify(vision.TensorImage.create_from_file(image))
+        best = result.classifications[0].categories[0]
+        top.append({"image": image, "label": best.category_name, "score": best.score})
+    print(json.dumps(top))
+
+
+if __name__ == "__main__":
+    {"write": write, "show": show, "classify": classify}[sys.argv[1]](*sys.argv[2:])
