@@ -24,7 +24,7 @@ from visionpipe.components.train.callbacks import training_callbacks
 from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.recipe import Compiled, build_and_compile, compile_model
 from visionpipe.components.train.spec import Inputs, Outputs, Params
-from visionpipe.components.train.strategy import choose_strategy
+from visionpipe.components.train.strategy import choose_strategy, describe
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.pipeline.config import to_dict
 from visionpipe.pipeline.search_space import apply_values
@@ -45,10 +45,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "off" else cfg.mixed_precision)
     data = training_data(inputs, params, ctx)
     strategy = choose_strategy(cfg)
+    distribution = describe(strategy)
     ctx.log(
         f"model {params.model.name} {params.model.args or ''}, weights {params.model.weights}, "
-        f"strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas), "
-        f"{cfg.optimizer} at {cfg.learning_rate:g} ({cfg.schedule}), batch {cfg.batch_size}"
+        f"{cfg.optimizer} at {cfg.learning_rate:g} ({cfg.schedule}); strategy {distribution['strategy']} with "
+        f"{distribution['replicas']} replicas, global batch {cfg.batch_size} "
+        f"({cfg.batch_size // distribution['replicas']} per replica)"
+        + (f", cluster {distribution['cluster']}" if distribution["cluster"] else "")
     )
     if data.val is None:
         ctx.log(f"no val split: all {cfg.epochs} epochs run without early stopping, and the last epoch's model is kept")
@@ -77,6 +80,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
         summary = _summary(history, data.val is not None, classifier.count_params())
         summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
+        summary["distribution"] = distribution
         if tracking is not None:
             log_folder(out)
     if tuned:
