@@ -243,6 +243,7 @@ class TrainConfig:
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu_address: str = ""
     steps_per_epoch: int = 0  # 0 = one pass over the train split
+    backup_every_steps: int = 0  # resumable backups every N steps as well as every epoch; 0 = epochs only
     verbose: Literal[0, 1, 2] = 0  # Keras' own fit output, into the run log (visionpipe shows its progress)
 
 

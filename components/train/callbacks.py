@@ -8,6 +8,7 @@ val split), Lookahead, the layers' own epoch hooks, TensorBoard, a CSV log and t
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import keras
@@ -49,6 +50,37 @@ class Lookahead(keras.callbacks.Callback):
             variable.assign(slow)
 
 
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: try again; distinct from a crash (1) or a kill (-9)
+
+
+class Preemption(keras.callbacks.Callback):
+    """On SIGTERM (a preemptible VM, a Kubernetes eviction), finishes the current step, writes
+    a backup and exits with ``PREEMPTED_EXIT_CODE``; rerunning the same command resumes."""
+
+    def __init__(self, backup: keras.callbacks.BackupAndRestore, ctx: StageContext):
+        super().__init__()
+        self._backup, self._ctx, self._signalled = backup, ctx, False
+
+    def on_train_begin(self, logs=None):
+        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame):
+        self._signalled = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._signalled:
+            self._backup._last_batch_seen = batch
+            self._backup._save_model()
+            self._ctx.log(
+                f"preempted (SIGTERM) in epoch {self._backup._current_epoch + 1}, step {batch + 1}: backup written; "
+                f"exiting with code {PREEMPTED_EXIT_CODE}. Rerun the same command to resume"
+            )
+            raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    def on_train_end(self, logs=None):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
 class LayerEpochHooks(keras.callbacks.Callback):
     """Calls ``on_epoch_begin(epoch)`` on layers that schedule themselves (e.g. airbench's
     whitening layer, whose bias trains for the first epochs only)."""
@@ -69,7 +101,12 @@ def training_callbacks(
     validate: bool,
     initial_epoch: int = 0,
 ) -> list[keras.callbacks.Callback]:
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.BackupAndRestore(str(backup))]
+    # Every epoch, and every train.backup_every_steps steps; the previous backup is kept until
+    # the new one is complete, so a kill in the middle of a write leaves one that restores.
+    backup_and_restore = keras.callbacks.BackupAndRestore(
+        str(backup), save_freq=train.backup_every_steps or "epoch", double_checkpoint=True
+    )
+    callbacks: list[keras.callbacks.Callback] = [backup_and_restore, Preemption(backup_and_restore, ctx)]
     if train.ema_momentum > 0:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if validate:

@@ -66,8 +66,10 @@ def choose_strategy(config: TrainConfig) -> tf.distribute.Strategy:
 
 def describe(strategy: tf.distribute.Strategy) -> dict:
     """Strategy, replicas, devices and cluster, for the log and the run's metadata."""
-    extended = strategy.extended
-    devices = list(getattr(extended, "worker_devices", ()) or ())
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has none to list: the one default device
+        devices = []
     return {
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,

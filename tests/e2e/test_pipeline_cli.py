@@ -169,3 +169,42 @@ def test_export_gates_keep_failing_files_from_push(project):
     assert refused.returncode == 1
     assert stage_rows(refused.stdout)["push"][0] == "refused"
     assert "the SavedModel failed its export gate (failed: accuracy drop 0.0000 > -1)" in refused.stderr
+
+
+def test_sigterm_writes_a_backup_exits_75_and_the_rerun_resumes(tmp_path):
+    data = make_folder(tmp_path / "images")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        tiny_config_yaml(tmp_path / "runs", data)
+        .replace("  epochs: 2", "  epochs: 5")
+        .replace("  verbose: 0", "  early_stopping_patience: 100\n  backup_every_steps: 1")
+    )
+    assert visionpipe("run", "--config", str(config), "--stage", "ingest").returncode == 0
+    assert visionpipe("run", "--config", str(config), "--stage", "validate").returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "train"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if " train     epoch 2/5: " in line:
+                os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = "".join(lines)
+    assert proc.returncode == 75, output[-2000:]
+    assert "preempted (SIGTERM) in epoch" in output and "backup written" in output
+
+    rerun = visionpipe("run", "--config", str(config), "--stage", "train")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert " train     epoch 1/5: " not in rerun.stdout and " train     epoch 5/5: " in rerun.stdout
+    history = json.loads((latest(tmp_path / "runs", "train") / "model" / "history.json").read_text())
+    assert 1 <= len(history["loss"]) <= 3  # resumed at epoch 3 or 4, not from the start
