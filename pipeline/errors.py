@@ -15,3 +15,8 @@ class GateError(UserError):
 
 class PipelineBusy(UserError):
     """Another visionpipe process holds the run root."""
+
+
+class NotRegistered(Exception):
+    """A stage did its share of the work but another process registers the result (e.g. a
+    non-chief worker of multi-worker training). Not a failure: the run goes on without it."""

@@ -21,7 +21,7 @@ from typing import Any
 from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.artifacts import Artifact
 from visionpipe.pipeline.config import Config, dump_yaml, to_dict
-from visionpipe.pipeline.errors import GateError, PipelineBusy, UserError
+from visionpipe.pipeline.errors import GateError, NotRegistered, PipelineBusy, UserError
 from visionpipe.pipeline.graph import stage_names, stages
 from visionpipe.pipeline.metadata import MetadataStore
 from visionpipe.pipeline.output import Output
@@ -31,7 +31,7 @@ from visionpipe.pipeline.stage import ExternalInput, StageContext, StageSpec
 @dataclasses.dataclass
 class StageResult:
     stage: str
-    status: str  # succeeded | cached | failed | refused | not run
+    status: str  # succeeded | cached | failed | refused | done elsewhere | not run
     seconds: float = 0.0
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     outputs: dict[str, Artifact] = dataclasses.field(default_factory=dict)
@@ -110,7 +110,8 @@ def run_pipeline(
             log = run.dir / "run.log"
             with output.capture(log) if output.capture_logs else contextlib.nullcontext():
                 results = _run_stages(run, graph, selected, forced)
-            status = "succeeded" if all(r.status in ("succeeded", "cached") for r in results) else "failed"
+            # "not run" only follows a failed, refused or done-elsewhere stage, so it needs no check.
+            status = "failed" if any(r.status in ("failed", "refused") for r in results) else "succeeded"
             store.finish_run(run_id, status)
             return RunResult(run_id, root, results, log if output.capture_logs else None)
         finally:
@@ -204,6 +205,11 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
     ctx.log("running")
     try:
         summary = spec.load_executor()(inputs, spec.outputs(**outputs), params, ctx) or {}
+    except NotRegistered as done:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        store.fail_execution(execution_id, f"not registered: {done}")
+        ctx.log(str(done))
+        return StageResult(spec.name, "done elsewhere", time.time() - started, message=str(done))
     except (Exception, KeyboardInterrupt) as err:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         user_facing = isinstance(err, UserError)

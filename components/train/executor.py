@@ -24,9 +24,10 @@ from visionpipe.components.train.callbacks import training_callbacks
 from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.recipe import Compiled, build_and_compile, compile_model
 from visionpipe.components.train.spec import Inputs, Outputs, Params
-from visionpipe.components.train.strategy import choose_strategy, describe
+from visionpipe.components.train.strategy import choose_strategy, describe, shard_for_workers, worker_id
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.pipeline.config import to_dict
+from visionpipe.pipeline.errors import NotRegistered
 from visionpipe.pipeline.search_space import apply_values
 from visionpipe.pipeline.stage import StageContext
 
@@ -55,12 +56,18 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     )
     if data.val is None:
         ctx.log(f"no val split: all {cfg.epochs} epochs run without early stopping, and the last epoch's model is kept")
+    if distribution["cluster"]:
+        data.train = shard_for_workers(data.train, data.examples, distribution)
     with strategy.scope():
         compiled = build_and_compile(
             cfg, params.model, data.spec, len(data.classes), data.steps_per_epoch, data.policy and data.policy.in_model
         )
     _adapt_to_data(compiled.classifier, data, ctx)
-    out = outputs.model.path
+    # In multi-worker training only the chief writes the model, checkpoints and logs; the other
+    # workers write theirs to their own scratch folder (and register nothing).
+    chief = distribution["is_chief"]
+    out = outputs.model.path if chief else ctx.scratch_dir / f"not-chief-{worker_id(strategy)}"
+    out.mkdir(parents=True, exist_ok=True)
     backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
     with tracked_run(params.tracking, "train", to_dict(params)) as tracking:
         started = time.monotonic()
@@ -83,6 +90,10 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         summary["distribution"] = distribution
         if tracking is not None:
             log_folder(out)
+    if not chief:
+        raise NotRegistered(
+            f"{worker_id(strategy)} trained its share with the chief, which writes and registers the model"
+        )
     if tuned:
         summary["notes"].append("trained with the tuned " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
     outputs.model.properties.update(
@@ -109,7 +120,7 @@ def _fit(
         params.train,
         ctx,
         out / "logs",
-        ctx.scratch_dir / backup,
+        ctx.scratch_dir / backup / worker_id(trainee.distribute_strategy),  # one folder per worker
         epochs,
         data.steps_per_epoch,
         validate=data.val is not None,

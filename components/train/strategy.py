@@ -93,3 +93,16 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
     if resolver is None or not resolver.task_type:
         return ""
     return f"{resolver.task_type}-{resolver.task_id}"
+
+
+def shard_for_workers(dataset: tf.data.Dataset, examples, distribution: dict) -> tf.data.Dataset:
+    """Each worker reads its share: whole TFRecord files when there are at least as many as
+    workers (no worker reads what another discards), else every worker's slice of each batch."""
+    from visionpipe.components.common.dataset import split_files
+
+    workers = sum(len(v) for k, v in distribution["cluster"].items() if k in ("worker", "chief"))
+    files = len(split_files(examples, "train"))
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if files >= workers else policy.DATA
+    return dataset.with_options(options)

@@ -5,9 +5,6 @@ single-device training unpatched."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,36 +13,18 @@ import keras
 import numpy as np
 import pytest
 
+from tests.processes import free_ports, run_together
 from visionpipe.components.train import keras_compat
 
 pytestmark = pytest.mark.slow
 TASK = Path(__file__).with_name("multiworker_task.py")
 
 
-def free_ports(n: int) -> list[str]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [str(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def two_workers(tmp_path: Path, patch: bool) -> tuple[list[subprocess.CompletedProcess], Path]:
-    ports, out = ",".join(free_ports(2)), tmp_path / "multi.npz"
-    procs = [
-        subprocess.Popen([sys.executable, str(TASK), str(i), ports, "patch" if patch else "no", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        for i in (0, 1)
-    ]  # fmt: skip
-    try:
-        outputs = [p.communicate(timeout=240)[0] for p in procs]
-    finally:
-        for p in procs:  # stop only what this test started
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-    return [subprocess.CompletedProcess(p.args, p.returncode, o) for p, o in zip(procs, outputs, strict=True)], out
+    ports, out = ",".join(map(str, free_ports(2))), tmp_path / "multi.npz"
+    commands = {i: [sys.executable, str(TASK), str(i), ports, "patch" if patch else "no", str(out)] for i in (0, 1)}
+    done = run_together(commands, timeout=240)
+    return [done[0], done[1]], out
 
 
 def test_two_workers_match_single_process_training(tmp_path):

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from tests.conftest import make_folder, tiny_config_yaml
 from tests.e2e.helpers import REPO, stage_rows, visionpipe
+from tests.processes import free_ports, run_together
 
 pytestmark = pytest.mark.slow
 
@@ -137,40 +137,26 @@ def test_a_search_where_every_trial_fails_fails_with_their_errors(tmp_path):
     assert "filters" in out.stderr and "Traceback" not in out.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_distributed_search_chief_and_two_workers(tmp_path):
     shared = tmp_path / "shared_tuning"
     space = SPACE + f"  directory: {shared}\n"
     roots = {name: project(tmp_path, space, root=name) for name in ("chief", "tuner0", "tuner1")}
     for config in roots.values():
         ingest_and_validate(config)
-    port = str(free_port())
-    procs = {}
-    try:
-        for name, config in roots.items():
-            env = {**os.environ, "KERASTUNER_TUNER_ID": name, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-                   "KERASTUNER_ORACLE_PORT": port}  # fmt: skip
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "tune"],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-        outputs = {name: proc.communicate(timeout=300)[0] for name, proc in procs.items()}
-    finally:
-        for proc in procs.values():  # stop only what this test started
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-    for name, proc in procs.items():
-        assert proc.returncode == 0, f"{name}:\n{outputs[name]}"
+    port = str(free_ports(1)[0])
+    envs = {
+        name: {**os.environ, "KERASTUNER_TUNER_ID": name, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+               "KERASTUNER_ORACLE_PORT": port}
+        for name in roots
+    }  # fmt: skip
+    commands = {
+        name: [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "tune"]
+        for name, config in roots.items()
+    }
+    done = run_together(commands, timeout=300, envs=envs, cwd=REPO)
+    outputs = {name: d.stdout for name, d in done.items()}
+    for name, d in done.items():
+        assert d.returncode == 0, f"{name}:\n{d.stdout}"
     ran = {name: outputs[name].count(" tune      trial ") for name in ("tuner0", "tuner1")}
     assert sum(ran.values()) == 6 and all(ran.values()), ran
     assert "best of 6 trials" in outputs["chief"]
