@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from visionpipe.pipeline import cluster
 from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.artifacts import Artifact
 from visionpipe.pipeline.config import Config, dump_yaml, to_dict
@@ -50,6 +51,7 @@ class RunResult:
     root: Path
     stages: list[StageResult]
     log_path: Path | None = None  # everything the run printed, libraries included (CLI runs)
+    task: str = ""  # a non-chief task of a multi-worker cluster ("worker-1"); its run_id is 0
 
     @property
     def ok(self) -> bool:
@@ -97,6 +99,9 @@ def run_pipeline(
     forced = {s.name for s in selected} if force else {selected[0].name} if (only or start) else set()
     root = Path(config.run.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    task = cluster.non_chief_task(config.train.strategy)
+    if task:
+        return _join_cluster(config, root, graph, selected, task, output)
     with _RootLock(root):
         store = MetadataStore(root / "metadata.sqlite")
         try:
@@ -118,6 +123,31 @@ def run_pipeline(
             store.close()
 
 
+def _join_cluster(
+    config: Config, root: Path, graph: list[StageSpec], selected: list[StageSpec], task: str, output: Output
+) -> RunResult:
+    """A non-chief task of a multi-worker cluster trains with the chief on the artifacts the
+    chief registered under the run root they share. It takes no lock and records nothing: the
+    chief does both. Its logs go to ``scratch/<task>/``."""
+    if not selected[0].distributed:
+        first = next(s.name for s in graph if s.distributed)
+        raise UserError(
+            f"this process is {task} of the multi-worker cluster in TF_CONFIG, and only the chief runs the "
+            f"stages before {first}: run them first (with TF_CONFIG unset), then start every task, chief "
+            f"included, on the same run.root with: visionpipe run --from {first}"
+        )
+    store = MetadataStore(root / "metadata.sqlite")
+    try:
+        run = _Run(store, config, root, root / "scratch" / task, 0, output, task)
+        run.dir.mkdir(parents=True, exist_ok=True)
+        log = run.dir / "run.log"
+        with output.capture(log) if output.capture_logs else contextlib.nullcontext():
+            results = _run_stages(run, graph, selected, {selected[0].name})
+        return RunResult(0, root, results, log if output.capture_logs else None, task)
+    finally:
+        store.close()
+
+
 @dataclasses.dataclass
 class _Run:
     """One run in progress: where it records, what it runs on, where it reports."""
@@ -128,6 +158,7 @@ class _Run:
     dir: Path
     id: int
     output: Output
+    task: str = ""  # set for a non-chief task of a multi-worker cluster, which registers nothing
 
 
 Outputs = dict[tuple[str, str], Artifact]  # (stage, output name) -> artifact
@@ -177,7 +208,8 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         run_root=root,
         seed=config.seed,
         beam_args=beam_args(config),
-        scratch_dir=root / "scratch" / f"{spec.name}-{stage_fp[:16]}",
+        # A non-chief task keeps its own: the chief deletes the shared one when it registers.
+        scratch_dir=root / "scratch" / f"{spec.name}-{stage_fp[:16]}{'-' + run.task if run.task else ''}",
         output=run.output,
         external=external.value,
     )
@@ -186,6 +218,8 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         ctx.log(f"refused: {reason}")
         return StageResult(spec.name, "refused", time.time() - started, message=reason)
 
+    if run.task:
+        return _run_unregistered(run, spec, inputs, params, ctx, started)
     cached = None if force else store.cached_outputs(spec.name, stage_fp)
     if cached is not None:
         execution_id = store.start_execution(run.id, spec.name, stage_fp, input_map, data_key)
@@ -205,11 +239,6 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
     ctx.log("running")
     try:
         summary = spec.load_executor()(inputs, spec.outputs(**outputs), params, ctx) or {}
-    except NotRegistered as done:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        store.fail_execution(execution_id, f"not registered: {done}")
-        ctx.log(str(done))
-        return StageResult(spec.name, "done elsewhere", time.time() - started, message=str(done))
     except (Exception, KeyboardInterrupt) as err:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         user_facing = isinstance(err, UserError)
@@ -237,6 +266,29 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
     return StageResult(
         spec.name, "succeeded", time.time() - started, summary, outputs, key_metric=_key_metric(spec, summary)
     )
+
+
+def _run_unregistered(
+    run: _Run, spec: StageSpec, inputs: Any, params: Any, ctx: StageContext, started: float
+) -> StageResult:
+    """A non-chief task's share of a distributed stage: the executor raises NotRegistered once
+    its work with the chief is done; anything it writes stays in its scratch folder."""
+    outputs = {name: cls(uri=str(ctx.scratch_dir / "outputs" / name)) for name, cls in spec.output_fields().items()}
+    for artifact in outputs.values():
+        artifact.path.mkdir(parents=True, exist_ok=True)
+    ctx.log(f"running as {run.task}")
+    try:
+        spec.load_executor()(inputs, spec.outputs(**outputs), params, ctx)
+    except NotRegistered as done:
+        ctx.log(str(done))
+        shutil.rmtree(ctx.scratch_dir, ignore_errors=True)
+        return StageResult(spec.name, "done elsewhere", time.time() - started, message=str(done))
+    except UserError as err:
+        ctx.log(f"failed: {err}")
+        return StageResult(spec.name, "failed", time.time() - started, message=str(err))
+    message = f"{run.task} was not made part of a multi-worker cluster; check TF_CONFIG and train.strategy"
+    ctx.log(f"failed: {message}")
+    return StageResult(spec.name, "failed", time.time() - started, message=message)
 
 
 def _resolve_inputs(spec: StageSpec, available: Outputs) -> dict[str, Artifact | None]:

@@ -42,6 +42,9 @@ class StageSpec:
     # and what was read to compute it, handed to the executor as ``ctx.external``.
     external_input: Callable[[Any], ExternalInput] | None = None
     key_metric: str = ""
+    # Trains across a multi-worker cluster: every task of the cluster runs it, and only the
+    # chief's outputs are registered (``pipeline.cluster``).
+    distributed: bool = False
 
     def input_fields(self) -> dict[str, Wire]:
         """Inputs produced upstream in this run (or the latest upstream run)."""

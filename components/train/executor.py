@@ -12,6 +12,7 @@ fingerprint): a killed run resumes from its last finished epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -44,8 +45,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     if params.input.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "off" else cfg.mixed_precision)
+    strategy = choose_strategy(cfg)  # first: multi-worker collectives must be set up before any op runs
     data = training_data(inputs, params, ctx)
-    strategy = choose_strategy(cfg)
     distribution = describe(strategy)
     ctx.log(
         f"model {params.model.name} {params.model.args or ''}, weights {params.model.weights}, "
@@ -57,17 +58,21 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     if data.val is None:
         ctx.log(f"no val split: all {cfg.epochs} epochs run without early stopping, and the last epoch's model is kept")
     if distribution["cluster"]:
-        data.train = shard_for_workers(data.train, data.examples, distribution)
+        data.train = shard_for_workers(data.train, data.examples, "train", distribution)
+        if data.val is not None:
+            data.val = shard_for_workers(data.val, data.examples, "val", distribution)
     with strategy.scope():
         compiled = build_and_compile(
             cfg, params.model, data.spec, len(data.classes), data.steps_per_epoch, data.policy and data.policy.in_model
         )
     _adapt_to_data(compiled.classifier, data, ctx)
-    # In multi-worker training only the chief writes the model, checkpoints and logs; the other
-    # workers write theirs to their own scratch folder (and register nothing).
+    # In multi-worker training every task trains, but only the chief's model is kept and only it
+    # reports to MLflow. The other tasks' outputs (checkpoints, logs) are in their own scratch
+    # folder, which the runner gives them (pipeline.cluster).
     chief = distribution["is_chief"]
-    out = outputs.model.path if chief else ctx.scratch_dir / f"not-chief-{worker_id(strategy)}"
-    out.mkdir(parents=True, exist_ok=True)
+    if not chief:
+        params = dataclasses.replace(params, tracking=dataclasses.replace(params.tracking, mlflow_uri=""))
+    out = outputs.model.path
     backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
     with tracked_run(params.tracking, "train", to_dict(params)) as tracking:
         started = time.monotonic()
@@ -76,6 +81,10 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         else:
             history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs)
         fit_seconds = time.monotonic() - started
+        if not chief:
+            raise NotRegistered(
+                f"{worker_id(strategy)} trained its share with the chief, which saves and registers the model"
+            )
 
         classifier = (
             compiled.classifier if cfg.mixed_precision == "off" else _float32(compiled.classifier, data, params)
@@ -90,10 +99,6 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         summary["distribution"] = distribution
         if tracking is not None:
             log_folder(out)
-    if not chief:
-        raise NotRegistered(
-            f"{worker_id(strategy)} trained its share with the chief, which writes and registers the model"
-        )
     if tuned:
         summary["notes"].append("trained with the tuned " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
     outputs.model.properties.update(
@@ -120,7 +125,7 @@ def _fit(
         params.train,
         ctx,
         out / "logs",
-        ctx.scratch_dir / backup / worker_id(trainee.distribute_strategy),  # one folder per worker
+        ctx.scratch_dir / backup,
         epochs,
         data.steps_per_epoch,
         validate=data.val is not None,

@@ -60,4 +60,5 @@ SPEC = StageSpec(
     executor="visionpipe.components.train.executor:run",
     gate=lambda inputs: blocking_reason(inputs.anomalies),
     key_metric="val_accuracy",
+    distributed=True,
 )

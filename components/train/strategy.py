@@ -35,7 +35,7 @@ def _tpu(address: str):
 
 def choose_strategy(config: TrainConfig) -> tf.distribute.Strategy:
     name = config.strategy
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")  # logical devices would start TensorFlow too early
     resolver = None
     if name == "auto":
         resolver = _tpu(config.tpu_address) if config.tpu_address else None
@@ -54,14 +54,29 @@ def choose_strategy(config: TrainConfig) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         keras_compat.apply()
-        # Reads the cluster from TF_CONFIG, which the cluster launcher sets on every worker.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:  # reads the cluster from TF_CONFIG, which the cluster launcher sets on every worker
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as err:
+            if "program startup" not in str(err):
+                raise
+            raise UserError(
+                "multi-worker training must be the first TensorFlow work of its process, and an earlier "
+                "stage of this run already used TensorFlow; run the stages before train first, then start "
+                "every task with: visionpipe run --from train"
+            ) from None
     if name == "tpu":
         resolver = resolver or _tpu(config.tpu_address)
         if resolver is None:
             raise UserError("train.strategy=tpu but no TPU was found; set train.tpu_address or use train.strategy=auto")
         return tf.distribute.TPUStrategy(resolver)
     raise UserError(f"unknown train.strategy {name!r}")
+
+
+# The names users know (tf.distribute's public ones) for classes whose own name differs.
+_PUBLIC_NAMES = {
+    "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
+    "_DefaultDistributionStrategy": "default (one device)",
+}
 
 
 def describe(strategy: tf.distribute.Strategy) -> dict:
@@ -71,7 +86,7 @@ def describe(strategy: tf.distribute.Strategy) -> dict:
     except RuntimeError:  # the default strategy has none to list: the one default device
         devices = []
     return {
-        "strategy": type(strategy).__name__,
+        "strategy": _PUBLIC_NAMES.get(type(strategy).__name__, type(strategy).__name__),
         "replicas": strategy.num_replicas_in_sync,
         "devices": devices,
         "cluster": json.loads(json.dumps(_cluster())),
@@ -95,13 +110,13 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
     return f"{resolver.task_type}-{resolver.task_id}"
 
 
-def shard_for_workers(dataset: tf.data.Dataset, examples, distribution: dict) -> tf.data.Dataset:
-    """Each worker reads its share: whole TFRecord files when there are at least as many as
-    workers (no worker reads what another discards), else every worker's slice of each batch."""
+def shard_for_workers(dataset: tf.data.Dataset, examples, split: str, distribution: dict) -> tf.data.Dataset:
+    """Each worker reads its share of ``split``: whole TFRecord files when there are at least as
+    many as workers (no worker reads what another discards), else its slice of every batch."""
     from visionpipe.components.common.dataset import split_files
 
     workers = sum(len(v) for k, v in distribution["cluster"].items() if k in ("worker", "chief"))
-    files = len(split_files(examples, "train"))
+    files = len(split_files(examples, split))
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
     options.experimental_distribute.auto_shard_policy = policy.FILE if files >= workers else policy.DATA

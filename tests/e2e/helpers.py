@@ -9,9 +9,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def visionpipe(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def visionpipe(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "visionpipe", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "visionpipe", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
