@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("images", nargs="+", type=Path)
     predict.set_defaults(handler=_predict)
+
+    spec = sub.add_parser(
+        "cluster-spec", parents=[common], help="print the TF_CONFIG of every task of a multi-worker training cluster"
+    )
+    spec.add_argument(
+        "--workers", required=True, help="comma-separated host:port of every task, the chief first (worker 0)"
+    )
+    spec.set_defaults(handler=_cluster_spec)
     return parser
 
 
@@ -134,6 +142,17 @@ def _run(args) -> int:
     if failure is not None:
         print(f"\nerror: stage {failure.stage} {failure.status}: {failure.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cluster_spec(args) -> int:
+    from visionpipe.pipeline.cluster import tf_configs
+
+    configs = tf_configs([w.strip() for w in args.workers.split(",") if w.strip()])
+    for index, tf_config in enumerate(configs):
+        role = " (the chief: it runs the pipeline and registers the model)" if index == 0 else ""
+        print(f"# worker {index}{role}\nexport TF_CONFIG='{tf_config}'")
+    print("\n# then, on every task, on the same run.root: visionpipe run --config <config> --from train")
     return 0
 
 

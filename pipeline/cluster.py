@@ -41,3 +41,18 @@ def non_chief_task(strategy: str) -> str:
     # The chief is the "chief" task, or worker 0 when the cluster names no chief (TensorFlow's rule).
     chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
     return "" if chief else f"{kind}-{index}"
+
+
+def tf_configs(workers: list[str]) -> list[str]:
+    """The TF_CONFIG of every task of a multi-worker cluster of ``host:port`` addresses, in
+    order; the first is worker 0, the chief."""
+    for address in workers:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UserError(f"worker address {address!r} is not host:port (e.g. 10.0.0.5:2222)")
+    if len(set(workers)) != len(workers):
+        raise UserError(f"worker addresses repeat: {', '.join(workers)}; give each task its own host:port")
+    cluster = {"worker": list(workers)}
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}) for index in range(len(workers))
+    ]

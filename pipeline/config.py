@@ -9,6 +9,7 @@ valid keys, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -214,7 +215,12 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd uses Nesterov momentum
     momentum: float = 0.9  # sgd
-    learning_rate: float = 2e-3  # the peak of the schedule
+    learning_rate: float = 2e-3  # the peak of the schedule (see learning_rate_scaling)
+    # How the learning rate follows the global batch: learning_rate was set for a global batch
+    # of learning_rate_batch, and linear (Goyal et al. 2017) or sqrt scales it to batch_size, e.g.
+    # when more replicas run a bigger batch. none: learning_rate as given.
+    learning_rate_scaling: Literal["none", "linear", "sqrt"] = "none"
+    learning_rate_batch: int = 0
     # Learning-rate schedule after a linear warmup from start_lr_fraction x the peak:
     # cosine or linear/onecycle down to final_lr_fraction x the peak, step (x step_gamma at
     # each of step_milestones, fractions of training) or constant.
@@ -244,7 +250,17 @@ class TrainConfig:
     tpu_address: str = ""
     steps_per_epoch: int = 0  # 0 = one pass over the train split
     backup_every_steps: int = 0  # resumable backups every N steps as well as every epoch; 0 = epochs only
+    # XLA compilation of the train step. auto: Keras' rule, on with a GPU or TPU when every layer
+    # supports it, off on CPUs.
+    jit_compile: bool | Literal["auto"] = "auto"
     verbose: Literal[0, 1, 2] = 0  # Keras' own fit output, into the run log (visionpipe shows its progress)
+
+    def peak_learning_rate(self) -> float:
+        """learning_rate scaled to batch_size by learning_rate_scaling."""
+        if self.learning_rate_scaling == "none":
+            return self.learning_rate
+        ratio = self.batch_size / self.learning_rate_batch
+        return self.learning_rate * (ratio if self.learning_rate_scaling == "linear" else math.sqrt(ratio))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,6 +441,12 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         from visionpipe.models.registry import check_args
 
         check_args(distill.student, distill.student_args)
+    train = config.train
+    if train.learning_rate_scaling != "none" and train.learning_rate_batch <= 0:
+        raise ConfigError(
+            f"train.learning_rate_scaling is {train.learning_rate_scaling}: set train.learning_rate_batch to the "
+            "global batch train.learning_rate was chosen for (e.g. 512)"
+        )
     unknown = [name for name in config.export.gates if name not in EXPORT_ARTIFACTS]
     if unknown:
         raise ConfigError(f"unknown export.gates key {unknown[0]!r}; artifacts: {', '.join(EXPORT_ARTIFACTS)}")

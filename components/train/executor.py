@@ -28,7 +28,7 @@ from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy, describe, shard_for_workers, worker_id
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.pipeline.config import to_dict
-from visionpipe.pipeline.errors import NotRegistered
+from visionpipe.pipeline.errors import NotRegistered, UserError
 from visionpipe.pipeline.search_space import apply_values
 from visionpipe.pipeline.stage import StageContext
 
@@ -48,11 +48,22 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     strategy = choose_strategy(cfg)  # first: multi-worker collectives must be set up before any op runs
     data = training_data(inputs, params, ctx)
     distribution = describe(strategy)
+    replicas = distribution["replicas"]
+    if cfg.batch_size % replicas:
+        raise UserError(
+            f"train.batch_size {cfg.batch_size} is the global batch and must split evenly over the {replicas} "
+            f"replicas; use a multiple of {replicas}"
+        )
+    scaled = (
+        f" ({cfg.learning_rate:g} {cfg.learning_rate_scaling}-scaled from batch {cfg.learning_rate_batch})"
+        if cfg.learning_rate_scaling != "none"
+        else ""
+    )
     ctx.log(
         f"model {params.model.name} {params.model.args or ''}, weights {params.model.weights}, "
-        f"{cfg.optimizer} at {cfg.learning_rate:g} ({cfg.schedule}); strategy {distribution['strategy']} with "
-        f"{distribution['replicas']} replicas, global batch {cfg.batch_size} "
-        f"({cfg.batch_size // distribution['replicas']} per replica)"
+        f"{cfg.optimizer} at {cfg.peak_learning_rate():g}{scaled}, {cfg.schedule} schedule; strategy "
+        f"{distribution['strategy']} with {replicas} replicas, global batch {cfg.batch_size} "
+        f"({cfg.batch_size // replicas} per replica)"
         + (f", cluster {distribution['cluster']}" if distribution["cluster"] else "")
     )
     if data.val is None:

@@ -50,13 +50,14 @@ def build_and_compile(
 def compile_model(
     model: keras.Model, train: TrainConfig, num_classes: int, steps_per_epoch: int, epochs: int, lr_scale: float = 1.0
 ) -> None:
-    """(Re)compiles ``model`` for ``epochs`` epochs at ``lr_scale`` x train.learning_rate."""
+    """(Re)compiles ``model`` for ``epochs`` epochs at ``lr_scale`` x the (scaled) learning rate."""
     model.compile(
         optimizer=make_optimizer(train, model, steps_per_epoch * epochs, steps_per_epoch, lr_scale),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
         # Top-3 only where it says something: with 3 classes or fewer it is always 1.
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
         + ([keras.metrics.TopKCategoricalAccuracy(k=3, name="top_k_accuracy")] if num_classes > 3 else []),
+        jit_compile=train.jit_compile,
     )
 
 
@@ -64,7 +65,7 @@ def make_optimizer(
     train: TrainConfig, model: keras.Model, total_steps: int, steps_per_epoch: int, lr_scale: float = 1.0
 ) -> keras.optimizers.Optimizer:
     schedule = WarmupSchedule(
-        peak=train.learning_rate * lr_scale,
+        peak=train.peak_learning_rate() * lr_scale,
         total_steps=total_steps,
         warmup_steps=math.ceil(train.warmup_epochs * steps_per_epoch),
         kind=train.schedule,

@@ -1,5 +1,6 @@
-"""The training recipe: schedules, weight decay and learning-rate scaling per variable,
-Lookahead, the layers that schedule or initialise themselves, and test-time augmentation."""
+"""The training recipe: schedules, the learning rate scaled to the global batch, weight decay and
+learning-rate scaling per variable, Lookahead, the layers that schedule or initialise
+themselves, and test-time augmentation."""
 
 import typing
 
@@ -39,6 +40,14 @@ def test_schedules_warm_up_then_follow_their_shape():
     assert lrs(WarmupSchedule(0.3, 100, 0, "constant"), [0, 50, 99]).tolist() == pytest.approx([0.3] * 3)
     restored = WarmupSchedule.from_config(onecycle.get_config())
     assert float(restored(61)) == float(onecycle(61))
+
+
+def test_the_optimizer_peaks_at_the_learning_rate_scaled_to_the_global_batch():
+    config = TrainConfig(
+        batch_size=2048, learning_rate=0.1, learning_rate_scaling="linear", learning_rate_batch=512, warmup_epochs=0
+    )
+    optimizer = make_optimizer(config, _bn_model(), total_steps=10, steps_per_epoch=10)
+    assert float(optimizer.learning_rate) == pytest.approx(0.4)
 
 
 def _bn_model():

@@ -4,7 +4,6 @@ asked to run the data stages is told how to start instead."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -13,13 +12,9 @@ import pytest
 from tests.conftest import make_folder, tiny_config_yaml
 from tests.e2e.helpers import REPO, stage_rows, visionpipe
 from tests.processes import free_ports, run_together
+from visionpipe.pipeline.cluster import tf_configs
 
 pytestmark = pytest.mark.slow
-
-
-def tf_config(ports: list[int], index: int) -> str:
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
 
 
 def test_chief_and_worker_train_together_and_only_the_chief_registers(tmp_path):
@@ -30,8 +25,8 @@ def test_chief_and_worker_train_together_and_only_the_chief_registers(tmp_path):
         out = visionpipe("run", "--config", str(config), "--stage", stage)
         assert out.returncode == 0, out.stdout + out.stderr
 
-    ports = free_ports(2)
-    envs = {i: {**os.environ, "TF_CONFIG": tf_config(ports, i)} for i in (0, 1)}
+    configs = tf_configs([f"127.0.0.1:{port}" for port in free_ports(2)])
+    envs = {i: {**os.environ, "TF_CONFIG": tf_config} for i, tf_config in enumerate(configs)}
     worker_alone = visionpipe("run", "--config", str(config), env=envs[1])
     assert worker_alone.returncode == 2  # a usage error
     assert "worker-1 of the multi-worker cluster" in worker_alone.stderr
@@ -42,7 +37,7 @@ def test_chief_and_worker_train_together_and_only_the_chief_registers(tmp_path):
     for d in done.values():
         assert d.returncode == 0, d.stdout[-4000:]
     chief, worker = stage_rows(done[0].stdout), stage_rows(done[1].stdout)
-    assert chief["train"][0] == "succeeded" and chief["export"][0] == "succeeded", done[0].stdout
+    assert [chief[stage][0] for stage in ("train", "evaluate", "export")] == ["succeeded"] * 3, done[0].stdout
     assert worker["train"][:2] == ["done", "elsewhere"] and worker["evaluate"][0] == "not", done[1].stdout
     assert "strategy MultiWorkerMirroredStrategy with 2 replicas" in done[0].stdout + done[1].stdout
 

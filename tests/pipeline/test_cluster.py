@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from visionpipe.pipeline.cluster import non_chief_task
+from visionpipe.pipeline.cluster import non_chief_task, tf_configs
 from visionpipe.pipeline.errors import UserError
 
 TWO_WORKERS = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
@@ -50,3 +50,14 @@ def test_a_malformed_tf_config_says_what_to_fix(monkeypatch, raw, says):
     monkeypatch.setenv("TF_CONFIG", raw)
     with pytest.raises(UserError, match=says):
         non_chief_task("auto")
+
+
+def test_cluster_spec_gives_every_task_its_tf_config_the_first_being_the_chief(monkeypatch):
+    roles = []
+    for tf_config in tf_configs(["10.0.0.5:2222", "10.0.0.6:2222", "10.0.0.7:2222"]):
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+        roles.append(non_chief_task("auto"))
+    assert roles == ["", "worker-1", "worker-2"]
+    for bad, says in (["10.0.0.5", "10.0.0.6:1"], "not host:port"), (["a:1", "a:1"], "repeat"):
+        with pytest.raises(UserError, match=says):
+            tf_configs(bad)

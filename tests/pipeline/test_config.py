@@ -87,3 +87,21 @@ def test_resolved_config_round_trips(tmp_path):
 def test_shipped_configs_load():
     for path in Path(__file__).resolve().parents[2].glob("configs/*.yaml"):
         load_config(path)
+
+
+def test_learning_rate_follows_the_global_batch_by_the_chosen_rule():
+    tuned_for_256 = ["train.batch_size=1024", "train.learning_rate=0.1", "train.learning_rate_batch=256"]
+    peak = {
+        rule: load_config(None, [*tuned_for_256, f"train.learning_rate_scaling={rule}"]).train.peak_learning_rate()
+        for rule in ("none", "linear", "sqrt")
+    }
+    assert peak == pytest.approx({"none": 0.1, "linear": 0.4, "sqrt": 0.2})
+    with pytest.raises(ConfigError, match="set train.learning_rate_batch"):
+        load_config(None, ["train.learning_rate_scaling=linear"])
+
+
+def test_jit_compile_is_auto_or_a_boolean():
+    assert load_config(None, ["train.jit_compile=true"]).train.jit_compile is True
+    assert load_config().train.jit_compile == "auto"
+    with pytest.raises(ConfigError, match="train.jit_compile"):
+        load_config(None, ["train.jit_compile=sometimes"])
