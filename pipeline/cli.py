@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument(
         "--workers", required=True, help="comma-separated host:port of every task, the chief first (worker 0)"
     )
+    spec.add_argument("--index", type=int, help="print only this task's TF_CONFIG, as JSON (for scripts)")
     spec.set_defaults(handler=_cluster_spec)
     return parser
 
@@ -149,6 +150,11 @@ def _cluster_spec(args) -> int:
     from visionpipe.pipeline.cluster import tf_configs
 
     configs = tf_configs([w.strip() for w in args.workers.split(",") if w.strip()])
+    if args.index is not None:
+        if not 0 <= args.index < len(configs):
+            raise UserError(f"--index {args.index} is not a task of this {len(configs)}-worker cluster")
+        print(configs[args.index])
+        return 0
     for index, tf_config in enumerate(configs):
         role = " (the chief: it runs the pipeline and registers the model)" if index == 0 else ""
         print(f"# worker {index}{role}\nexport TF_CONFIG='{tf_config}'")

@@ -12,7 +12,6 @@ import pytest
 from tests.conftest import make_folder, tiny_config_yaml
 from tests.e2e.helpers import REPO, stage_rows, visionpipe
 from tests.processes import free_ports, run_together
-from visionpipe.pipeline.cluster import tf_configs
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +24,9 @@ def test_chief_and_worker_train_together_and_only_the_chief_registers(tmp_path):
         out = visionpipe("run", "--config", str(config), "--stage", stage)
         assert out.returncode == 0, out.stdout + out.stderr
 
-    configs = tf_configs([f"127.0.0.1:{port}" for port in free_ports(2)])
-    envs = {i: {**os.environ, "TF_CONFIG": tf_config} for i, tf_config in enumerate(configs)}
+    workers = ",".join(f"127.0.0.1:{port}" for port in free_ports(2))
+    tf_configs = [visionpipe("cluster-spec", "--workers", workers, "--index", str(i)).stdout.strip() for i in (0, 1)]
+    envs = {i: {**os.environ, "TF_CONFIG": tf_config} for i, tf_config in enumerate(tf_configs)}
     worker_alone = visionpipe("run", "--config", str(config), env=envs[1])
     assert worker_alone.returncode == 2  # a usage error
     assert "worker-1 of the multi-worker cluster" in worker_alone.stderr
