@@ -50,7 +50,10 @@ class TrainingData:
         return images[:count]
 
 
-def training_data(inputs: Inputs, params: Params, ctx: StageContext) -> TrainingData:
+def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str = "") -> TrainingData:
+    """The train and val datasets and what they were made from. ``worker`` (e.g. "worker-1" in
+    multi-worker training) gives each task its own file cache: tasks that share the run root
+    read different shards, and tf.data lets only one process write a cache file."""
     cfg = params.train
     statistics = inputs.statistics
     spec = preprocessing_spec(params.preprocessing, statistics.pixel_mean, statistics.pixel_std)
@@ -61,7 +64,7 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext) -> Training
         params.input,
         counts["train"] + counts["val"],
         spec,
-        params.input.cache_dir or ctx.run_root / "cache",
+        Path(params.input.cache_dir or ctx.run_root / "cache") / worker,
         inputs.examples.fingerprint or inputs.examples.uri,
     )
     policy = build_policy(cfg.augment, params.seed)

@@ -46,7 +46,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "off" else cfg.mixed_precision)
     strategy = choose_strategy(cfg)  # first: multi-worker collectives must be set up before any op runs
-    data = training_data(inputs, params, ctx)
+    data = training_data(inputs, params, ctx, worker_id(strategy))
     distribution = describe(strategy)
     replicas = distribution["replicas"]
     if cfg.batch_size % replicas:

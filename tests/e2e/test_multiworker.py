@@ -32,7 +32,8 @@ def test_chief_and_worker_train_together_and_only_the_chief_registers(tmp_path):
     assert "worker-1 of the multi-worker cluster" in worker_alone.stderr
     assert "visionpipe run --from train" in worker_alone.stderr and "Traceback" not in worker_alone.stderr
 
-    command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--from", "train"]
+    command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--from", "train",
+               "--set", "input.cache=file"]  # fmt: skip
     done = run_together({0: command, 1: command}, timeout=420, envs=envs, cwd=REPO)
     for d in done.values():
         assert d.returncode == 0, d.stdout[-4000:]
@@ -48,3 +49,6 @@ def test_chief_and_worker_train_together_and_only_the_chief_registers(tmp_path):
     scratch = tmp_path / "runs" / "scratch"
     assert not list(scratch.glob("train-*-worker-1")), "the worker left its checkpoints behind"
     assert (scratch / "worker-1" / "run.log").is_file()  # its log is kept
+    cache = tmp_path / "runs" / "cache"  # one file cache per task: each reads its own share
+    for task in ("worker-0", "worker-1"):
+        assert list((cache / task).glob("tfdata-*-train*")), list(cache.rglob("*"))
