@@ -3,7 +3,8 @@
 Each model takes [0, 1] images (``normalize=False``: no dataset mean/std in front) and scales
 them to what its backbone was trained on, so ImageNet weights (``model.weights: imagenet``)
 see the inputs they expect. The backbone is one nested model named ``backbone``: transfer
-learning freezes it, then unfreezes its top layers (``components/train/finetune.py``); with
+learning freezes it, then unfreezes its top layers (``components/train/finetune.py``). (The
+tf_keras twin that compression builds has the same layers, not nested.) With
 pretrained weights it always runs its BatchNormalization in inference mode, as Keras' transfer
 learning guide recommends, so fine-tuning does not wreck the learned statistics.
 
@@ -35,9 +36,15 @@ def _classifier(backbone_fn: Callable, scale, input_shape, num_classes, weights,
     layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
     x = scale(layers)(inputs)
-    backbone = _load_backbone(backbone_fn, input_shape, weights, keras)
-    # Pretrained: BatchNormalization stays in inference mode, in both transfer phases.
-    x = backbone(x, training=False) if weights else backbone(x)
+    if keras.__name__ == "tf_keras":
+        # The compression twin (components/export/tfmot_bridge.py) gets the trained weights
+        # copied in, and tfmot cannot prune or quantize inside a nested model: its backbone's
+        # layers are built straight into the classifier, in the same order.
+        x = backbone_fn(input_shape=input_shape, include_top=False, weights=None, input_tensor=x).output
+    else:
+        backbone = _load_backbone(backbone_fn, input_shape, weights, keras)
+        # Pretrained: BatchNormalization stays in inference mode, in both transfer phases.
+        x = backbone(x, training=False) if weights else backbone(x)
     x = (layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D)(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)

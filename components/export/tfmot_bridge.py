@@ -10,7 +10,8 @@ and then:
 - ``prune``: ``prune_low_magnitude`` with a ``PolynomialDecay`` to the target sparsity on the
   convolutions and dense layers (the first convolution and layers with few weights skipped),
   fine-tuned on the train split through the same input pipeline, then ``strip_pruning``;
-- ``qat``: ``quantize_model`` (quantization-aware training), fine-tuned the same way;
+- ``qat``: quantization-aware training of every layer tfmot supports (``annotate_for_qat``;
+  the rest train in float and are quantized after training), fine-tuned the same way;
 - ``pqat``: prune, then QAT that keeps the zeros (tfmot's collaborative optimization,
   ``Default8BitPrunePreserveQuantizeScheme``), for the smallest accurate file;
 
@@ -18,6 +19,7 @@ and the result is converted to full-integer int8 TFLite with uint8 input, as exp
 post-training int8 file is. The job's report (``report.json``) says what was done.
 
     python -m visionpipe.components.export.tfmot_bridge job.json
+    python -m visionpipe.components.export.tfmot_bridge --check '{"resnet9": {"width": 8}}' '[32, 32, 3]'
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (  # noqa: E402,E501
+    Default8BitQuantizeRegistry,  # tfmot does not export it; its quantize_apply asks the same registry
+)
 
 from visionpipe.components.common.dataset import image_dataset  # noqa: E402
 from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer  # noqa: E402
@@ -43,7 +48,8 @@ def classifier_spec(job: dict) -> PreprocessingSpec:
     return PreprocessingSpec(**{**job["spec"], "mean": tuple(job["spec"]["mean"]), "std": tuple(job["spec"]["std"])})
 
 
-PRUNABLE = (tf_keras.layers.Conv2D, tf_keras.layers.Dense, tf_keras.layers.DepthwiseConv2D)
+CONVOLUTIONS = (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D)
+PRUNABLE = (*CONVOLUTIONS, tf_keras.layers.Dense)
 
 
 def twin(job: dict) -> tuple[tf_keras.Model, tf_keras.Model, PreprocessingSpec]:
@@ -104,6 +110,27 @@ def prune(network: tf_keras.Model, job: dict, steps: int) -> tuple[tf_keras.Mode
     return tf_keras.models.clone_model(network, clone_function=wrap), pruned
 
 
+def annotate_for_qat(network: tf_keras.Model) -> tuple[tf_keras.Model, list[str]]:
+    """The network with every layer tfmot can quantize-aware-train annotated, and the names of
+    the others (input rescaling, custom layers, attention, hard-swish arithmetic), which train
+    in float and are quantized after training from the calibration images, as in the
+    post-training file. BatchNormalization right after a convolution is annotated: tfmot
+    folds it into the convolution, as the TFLite converter does."""
+    registry = Default8BitQuantizeRegistry()
+    kept_float: list[str] = []
+
+    def annotate(layer):
+        inbound = layer.inbound_nodes[0].inbound_layers if layer.inbound_nodes else None
+        folded = isinstance(layer, tf_keras.layers.BatchNormalization) and isinstance(inbound, CONVOLUTIONS)
+        if registry.supports(layer) or folded:
+            return tfmot.quantization.keras.quantize_annotate_layer(layer)
+        if not isinstance(layer, tf_keras.layers.InputLayer):
+            kept_float.append(layer.name)
+        return layer
+
+    return tf_keras.models.clone_model(network, clone_function=annotate), kept_float
+
+
 def fine_tune(classifier: tf_keras.Model, job: dict, epochs: int, callbacks=()) -> dict:
     spec = classifier_spec(job)
     train = image_dataset(Path(job["examples"]), "train", spec, job["num_classes"], job["batch_size"])
@@ -151,7 +178,7 @@ def main(job_path: str) -> None:
         classifier = _classifier(network, classifier_spec(job), job)
     if technique in ("qat", "pqat"):
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if technique == "pqat" else None
-        annotated = tfmot.quantization.keras.quantize_annotate_model(network)
+        annotated, report["float_in_qat"] = annotate_for_qat(network)
         quantized = (
             tfmot.quantization.keras.quantize_apply(annotated, scheme)
             if scheme
@@ -163,5 +190,24 @@ def main(job_path: str) -> None:
     Path(job["report"]).write_text(json.dumps(report, indent=2))
 
 
+def check(models: dict[str, dict], input_shape: list[int]) -> dict[str, dict]:
+    """For the model contract: each model's tf_keras twin (its weight shapes, to compare with the
+    Keras 3 model's), the layers pruning wraps, and the layers QAT keeps in float."""
+    prune_all = {"target_sparsity": 0.5, "begin_step": 0, "end_step": 0, "frequency": 10, "skip_layers": [],
+                 "min_weights": 0}  # fmt: skip
+    report = {}
+    for name, args in models.items():
+        network = create_model(name, tuple(input_shape), 3, args, keras=tf_keras)
+        _, pruned = prune(network, {"prune": prune_all}, steps=100)
+        annotated, kept_float = annotate_for_qat(network)
+        tfmot.quantization.keras.quantize_apply(annotated)
+        shapes = [list(w.shape) for w in network.weights]
+        report[name] = {"weight_shapes": shapes, "pruned": pruned, "float_in_qat": kept_float}
+    return report
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--check":  # --check '{"model": {args}}' '[h, w, c]'
+        print(json.dumps(check(json.loads(sys.argv[2]), json.loads(sys.argv[3]))))
+    else:
+        main(sys.argv[1])

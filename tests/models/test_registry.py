@@ -1,8 +1,13 @@
 """The registry contract: every registered model builds behind the classifier, trains a step
 on two images, saves and loads, exports a SavedModel that serves, and converts to int8
-TFLite; model names and arguments are checked when the config loads."""
+TFLite, and its tf_keras twin goes through the compression bridge; model names and arguments
+are checked when the config loads."""
 
 import io
+import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -14,7 +19,7 @@ from visionpipe.components.train.recipe import compile_model
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.models.registry import check_args, model_names
+from visionpipe.models.registry import check_args, create_model, model_names
 from visionpipe.pipeline.config import ConfigError, ModelConfig, TrainConfig, load_config
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 
@@ -100,3 +105,21 @@ def test_layers_that_initialise_from_data_see_normalised_training_images():
     patches = ((images - 0.5) / 0.25)[:, :2, :2, :].reshape(16, -1)
     assert np.abs(kernel).max() < 20 and np.linalg.matrix_rank(kernel) == 12
     assert float(np.mean((patches @ kernel) ** 2)) == pytest.approx(1.0, rel=0.5)
+
+
+@pytest.mark.slow
+def test_the_compression_bridge_rebuilds_prunes_and_quantizes_every_model():
+    """tfmot works on tf_keras twins (components/export/tfmot_bridge.py): each model's twin has
+    the Keras 3 model's weights in the same order, has layers to prune, and accepts QAT."""
+    models = {name: check_args(name, SMALL.get(name, {})) for name in model_names()}
+    bridge = "visionpipe.components.export.tfmot_bridge"
+    command = [sys.executable, "-m", bridge, "--check", json.dumps(models), json.dumps(list(SPEC.input_shape))]
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, args in models.items():
+        network = create_model(name, SPEC.input_shape, len(CLASSES), args)
+        assert report[name]["weight_shapes"] == [list(w.shape) for w in network.weights], name
+        assert report[name]["pruned"], f"{name}: no layer to prune"
+    assert report["resnet9"]["float_in_qat"] == []  # a plain CNN is quantized-aware trained throughout
