@@ -89,3 +89,19 @@ def compress(
             f"(full log: {work / 'bridge.log'})"
         )
     return out / FILES[technique], json.loads((work / "report.json").read_text())
+
+
+def describe_report(report: dict) -> str:
+    """One line on what the bridge did: the layers it pruned, the layers QAT kept in float."""
+    parts = []
+    if "pruned_layers" in report:
+        parts.append(f"{len(report['pruned_layers'])} layers pruned")
+    if "float_in_qat" in report:
+        kept = report["float_in_qat"]
+        parts.append(
+            f"quantization-aware training of every layer but {len(kept)} kept in float and quantized after "
+            f"training ({', '.join(kept[:6])}{', ...' if len(kept) > 6 else ''})"
+            if kept
+            else "quantization-aware training of every layer"
+        )
+    return f"{report['technique']}: " + "; ".join(parts)

@@ -25,7 +25,7 @@ from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.evaluate.metrics import accuracy
 from visionpipe.components.export import saved_model, tflite
-from visionpipe.components.export.compression import compress, techniques
+from visionpipe.components.export.compression import compress, describe_report, techniques
 from visionpipe.components.export.distill import distill
 from visionpipe.components.export.gates import check_gates, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
@@ -82,10 +82,11 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     model_config = trained_model_config(inputs.model.path)
     train_images = inputs.examples.split_counts["train"]
     for technique in techniques(cfg.compression):  # pruned and QAT files come from the tfmot bridge
-        path, _ = compress(
+        path, report = compress(
             technique, trained, model_config, spec, len(classes), train_images, examples, cfg.compression,
             params.seed, tflite_dir, ctx,
         )  # fmt: skip
+        ctx.log(describe_report(report))
         files[f"tflite_{technique}_int8"] = path
     if cfg.compression.distill.student:
         student = distill(
