@@ -86,6 +86,17 @@ def _to_symmetric(layers):
     return layers.Rescaling(2.0, offset=-1.0, name="to_symmetric")  # [-1, 1], as ResNetV2/MobileNetV2 expect
 
 
+def _mobilenet_v3(size: str, input_shape, num_classes, alpha, minimalistic, pooling, dropout, weights, keras):
+    keras = default_keras(keras)
+    application = getattr(keras.applications, f"MobileNetV3{size}")
+
+    def backbone(**kw):
+        return application(alpha=alpha, minimalistic=minimalistic, **kw)
+
+    name = f"mobilenet_v3_{size.lower()}"
+    return _classifier(backbone, _to_255, input_shape, num_classes, weights, pooling, dropout, name, keras)
+
+
 @register("mobilenet_v3_small", normalize=False, pretrained=("imagenet",))
 def mobilenet_v3_small(
     input_shape: tuple[int, int, int],
@@ -98,14 +109,7 @@ def mobilenet_v3_small(
     weights: str | None = None,  # None, "imagenet" or a weights file (BatchNormalization then frozen)
     keras=None,
 ):
-    keras = default_keras(keras)
-
-    def backbone(**kw):
-        return keras.applications.MobileNetV3Small(alpha=alpha, minimalistic=minimalistic, **kw)
-
-    return _classifier(
-        backbone, _to_255, input_shape, num_classes, weights, pooling, dropout, "mobilenet_v3_small", keras
-    )
+    return _mobilenet_v3("Small", input_shape, num_classes, alpha, minimalistic, pooling, dropout, weights, keras)
 
 
 @register("mobilenet_v3_large", normalize=False, pretrained=("imagenet",))
@@ -120,14 +124,7 @@ def mobilenet_v3_large(
     weights: str | None = None,  # None, "imagenet" or a weights file (BatchNormalization then frozen)
     keras=None,
 ):
-    keras = default_keras(keras)
-
-    def backbone(**kw):
-        return keras.applications.MobileNetV3Large(alpha=alpha, minimalistic=minimalistic, **kw)
-
-    return _classifier(
-        backbone, _to_255, input_shape, num_classes, weights, pooling, dropout, "mobilenet_v3_large", keras
-    )
+    return _mobilenet_v3("Large", input_shape, num_classes, alpha, minimalistic, pooling, dropout, weights, keras)
 
 
 @register("mobilenet_v2", normalize=False, pretrained=("imagenet",))

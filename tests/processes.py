@@ -45,3 +45,25 @@ def run_together(
     return {
         name: subprocess.CompletedProcess(proc.args, proc.returncode, outputs[name]) for name, proc in procs.items()
     }
+
+
+def signal_on_line(
+    command: list[str], marker: str, sig: signal.Signals, timeout: int, cwd=None
+) -> subprocess.CompletedProcess:
+    """Runs ``command`` and sends ``sig`` to its process group when a line of its output (stdout
+    and stderr merged) contains ``marker``, once; returns the exit code and the whole output."""
+    proc = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    lines, sent = [], False
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if not sent and marker in line:
+                os.killpg(proc.pid, sig)
+                sent = True
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # stop only what this test started
+            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(command, proc.returncode, "".join(lines))

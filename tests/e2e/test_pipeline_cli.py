@@ -4,9 +4,7 @@ single-stage reruns, the gate, predictions, and recovery from a run killed mid-t
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from tests.conftest import make_folder, tiny_config_yaml
 from tests.e2e.helpers import REPO, stage_rows, visionpipe
+from tests.processes import signal_on_line
 
 pytestmark = pytest.mark.slow
 STAGES = ["ingest", "validate", "train", "evaluate", "export", "push"]
@@ -128,20 +127,9 @@ def test_killed_mid_train_resumes_without_cleanup(tmp_path):
         .replace("  epochs: 2", "  epochs: 40")
         .replace("  verbose: 0", "  early_stopping_patience: 100")
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "visionpipe", "run", "--config", str(config)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    for line in proc.stdout:
-        if " train     epoch 4/40: " in line:  # killed during epoch 5
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config)]
+    killed = signal_on_line(command, " train     epoch 4/40: ", signal.SIGKILL, timeout=300, cwd=REPO)  # in epoch 5
+    assert killed.returncode == -signal.SIGKILL, "training finished before it could be killed"
     assert list((tmp_path / "runs" / "artifacts" / "train").glob(".tmp-*")), "the killed stage left its temp dir"
 
     rerun = visionpipe("run", "--config", str(config))
@@ -181,27 +169,10 @@ def test_sigterm_writes_a_backup_exits_75_and_the_rerun_resumes(tmp_path):
     )
     assert visionpipe("run", "--config", str(config), "--stage", "ingest").returncode == 0
     assert visionpipe("run", "--config", str(config), "--stage", "validate").returncode == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "train"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if " train     epoch 2/5: " in line:
-                os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    output = "".join(lines)
-    assert proc.returncode == 75, output[-2000:]
-    assert "preempted (SIGTERM) in epoch" in output and "backup written" in output
+    command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "train"]
+    preempted = signal_on_line(command, " train     epoch 2/5: ", signal.SIGTERM, timeout=120, cwd=REPO)
+    assert preempted.returncode == 75, preempted.stdout[-2000:]
+    assert "preempted (SIGTERM) in epoch" in preempted.stdout and "backup written" in preempted.stdout
 
     rerun = visionpipe("run", "--config", str(config), "--stage", "train")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from tests.conftest import make_folder, tiny_config_yaml
 from tests.e2e.helpers import REPO, stage_rows, visionpipe
-from tests.processes import free_ports, run_together
+from tests.processes import free_ports, run_together, signal_on_line
 
 pytestmark = pytest.mark.slow
 
@@ -93,24 +92,9 @@ def test_search_feeds_train_and_lineage_shows_it(tmp_path, monkeypatch):
 def test_a_killed_search_resumes_and_a_changed_range_starts_anew(tmp_path):
     config = project(tmp_path)
     ingest_and_validate(config)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "tune"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        for line in proc.stdout:
-            if " tune      trial 2/6:" in line:  # killed during trial 3
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == -signal.SIGKILL, "the search finished before it could be killed"
+    command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "tune"]
+    killed = signal_on_line(command, " tune      trial 2/6:", signal.SIGKILL, timeout=300, cwd=REPO)  # in trial 3
+    assert killed.returncode == -signal.SIGKILL, "the search finished before it could be killed"
 
     resumed = visionpipe("run", "--config", str(config), "--stage", "tune")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
