@@ -136,7 +136,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     )
     summary["notes"] = [
         f"{split} accuracy " + ", ".join(f"{name} {r['accuracy']:.4f}" for name, r in results.items()),
-        *(f"gate failed: {name}: {reason}" for name, reason in summary["failed_gates"].items()),
+        *(f"{name} gate {reason}" for name, reason in summary["failed_gates"].items()),
     ]
     return summary
 
