@@ -5,8 +5,9 @@ configs/cifar10.yaml, flip + translate) and batch size:
 
 - keras directory: ``keras.utils.image_dataset_from_directory`` on the JPEG folder, the same
   augmentation layers mapped over its batches (baseline a);
-- decode only: parallel read + parse + decode of visionpipe's TFRecords, batched, no
-  augmentation, no cache (baseline b, the limit of reading);
+- decode only: parallel read + parse + decode (+ resize to the model's input by the same
+  policy, for photos of varying size) of visionpipe's TFRecords, batched, no augmentation,
+  no cache (baseline b, the limit of reading);
 - visionpipe epoch 1: the training pipeline's first pass (decodes and fills the cache);
 - visionpipe cached: a later epoch, what training sees from epoch 2 on;
 - heavy policies on later epochs: Keras RandAugment and visionpipe's FastRandAugment;
@@ -106,7 +107,7 @@ def main() -> None:
     from visionpipe.components.train.input_pipeline import choose_cache, training_dataset
     from visionpipe.components.train.spec import SPEC as TRAIN_SPEC
     from visionpipe.models.classifier import build_classifier, preprocessing_spec
-    from visionpipe.models.preprocessing import decode
+    from visionpipe.models.preprocessing import load_pixels
     from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
 
     config, examples, statistics_artifact = prepare(args.folder, args.root, args.config)
@@ -150,7 +151,7 @@ def main() -> None:
 
         def parse_and_decode(serialized):
             parsed = tf.io.parse_single_example(serialized, features)
-            return decode(parsed[record_format.ENCODED], spec.channels), parsed[record_format.LABEL]
+            return load_pixels(parsed[record_format.ENCODED], spec), parsed[record_format.LABEL]
 
         return (
             ds.map(parse_and_decode, num_parallel_calls=AUTOTUNE, deterministic=False).batch(batch).prefetch(AUTOTUNE)

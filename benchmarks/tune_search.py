@@ -6,9 +6,10 @@ class and a fifth as many test images; val is carved from train), ingested once.
 
 - default: the base config trained as it is (no tune stage);
 - random / hyperband: the tune stage with ``tune.max_seconds`` = ``--budget`` over the space
-  below, then the train stage retrained with the best values.
+  (``--space``, default SPACE below), then the train stage retrained with the best values.
 
     python benchmarks/tune_search.py /tmp/cifar10 --budget 300
+    python benchmarks/tune_search.py /tmp/cifar10 --space '{train.batch_size: {choice: [32, 64, 128]}, ...}'
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ BASE = [
     "export.tflite_float=false",
 ]
 SPACE = (
-    "tune.space={train.learning_rate: {log: [0.0003, 0.03]}, train.weight_decay: {log: [0.00001, 0.01]}, "
+    "{train.learning_rate: {log: [0.0003, 0.03]}, train.weight_decay: {log: [0.00001, 0.01]}, "
     "train.label_smoothing: {range: [0.0, 0.2]}, train.optimizer: {choice: [adamw, sgd]}}"
 )
 
@@ -73,16 +74,19 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--budget", type=float, default=300, help="seconds each search may take")
     parser.add_argument("--max-trials", type=int, default=12)
+    parser.add_argument("--space", default=SPACE, help="tune.space, as YAML (default: %(default)s)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vp-bench-tune")
     args = parser.parse_args()
     data = subset(args.folder, args.per_class, args.work / "data")
-    search = ["tune.enabled=true", SPACE, f"tune.max_seconds={args.budget}", f"tune.max_trials={args.max_trials}"]
+    search = [f"tune.space={args.space}", f"tune.max_seconds={args.budget}", f"tune.max_trials={args.max_trials}"]
+    search.append("tune.enabled=true")
     results = {
         "default": contender(args.work / "default", data, []),
         "random": contender(args.work / "random", data, [*search, "tune.tuner=random", "tune.max_epochs=4"]),
         "hyperband": contender(args.work / "hyperband", data, [*search, "tune.tuner=hyperband", "tune.max_epochs=4"]),
     }
     print(f"\nCIFAR-10 subset: {args.per_class} train images per class; search budget {args.budget:.0f} s")
+    print(f"space: {args.space}")
     print(f"{'contender':<10} {'trials':>6} {'best trial val':>14} {'retrained val':>13} {'test':>7} {'seconds':>8}")
     for name, r in results.items():
         tune = r["tune"]
