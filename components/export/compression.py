@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import keras
@@ -24,6 +25,9 @@ from visionpipe.pipeline.config import CompressionConfig, ModelConfig
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 
+# The bridge prints "<prefix><steps done> <loss>" lines while it fine-tunes (the job file
+# carries the prefix); everything else it prints goes to bridge.log.
+PROGRESS_PREFIX = "@visionpipe-progress "
 FILES = {"prune": "model_pruned_int8.tflite", "qat": "model_qat_int8.tflite", "pqat": "model_pruned_qat_int8.tflite"}
 
 
@@ -70,25 +74,60 @@ def compress(
         "seed": seed,
         "output": str(out / FILES[technique]),
         "report": str(work / "report.json"),
+        "progress_prefix": PROGRESS_PREFIX,
     }
     (work / "job.json").write_text(json.dumps(job, indent=2))
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     command = [sys.executable, "-m", "visionpipe.components.export.tfmot_bridge", str(work / "job.json")]
-    ctx.log(f"{technique}: tfmot in a subprocess ({config.epochs} fine-tuning epochs)")
-    try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=config.timeout_seconds)
-    except subprocess.TimeoutExpired:
+    steps = job["epochs"] * job["steps_per_epoch"] * (2 if technique == "pqat" else 1)
+    ctx.log(f"{technique}: tfmot in a subprocess ({config.epochs} fine-tuning epochs, {steps:,} steps)")
+    returncode, output = _run_bridge(
+        command, env, config.timeout_seconds, ctx.progress(f"{technique} fine-tuning", steps, "steps")
+    )
+    (work / "bridge.log").write_text(output)
+    if returncode is None:
         raise UserError(
-            f"{technique} did not finish within export.compression.timeout_seconds={config.timeout_seconds}"
-        ) from None
-    (work / "bridge.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        lines = [line for line in (done.stdout + done.stderr).strip().splitlines() if line.strip()]
+            f"{technique} did not finish within export.compression.timeout_seconds={config.timeout_seconds} "
+            f"(log so far: {work / 'bridge.log'})"
+        )
+    if returncode != 0:
+        lines = [line for line in output.strip().splitlines() if line.strip()]
         raise UserError(
             f"{technique} of model {model.name!r} failed in the tfmot bridge: {lines[-1] if lines else 'no output'} "
             f"(full log: {work / 'bridge.log'})"
         )
     return out / FILES[technique], json.loads((work / "report.json").read_text())
+
+
+def _run_bridge(command: list[str], env: dict, timeout: float, progress) -> tuple[int | None, str]:
+    """Runs the bridge, feeding its progress lines to ``progress``; (exit code or None when it
+    was stopped at the timeout, everything else it printed)."""
+    env = {**env, "PYTHONUNBUFFERED": "1"}  # its log lines in the order they were printed
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, stop)
+    timer.start()
+    output = []
+    try:
+        with progress as tracker:
+            for line in process.stdout:
+                if line.startswith(PROGRESS_PREFIX):
+                    done, loss = line[len(PROGRESS_PREFIX) :].split()
+                    tracker.update(int(done), loss=loss)
+                else:
+                    output.append(line)
+        returncode = process.wait()
+    finally:
+        timer.cancel()
+        if process.poll() is None:  # the stage itself was interrupted
+            process.kill()
+            process.wait()
+    return (None if timed_out.is_set() else returncode), "".join(output)
 
 
 def describe_report(report: dict) -> str:

@@ -131,6 +131,20 @@ def annotate_for_qat(network: tf_keras.Model) -> tuple[tf_keras.Model, list[str]
     return tf_keras.models.clone_model(network, clone_function=annotate), kept_float
 
 
+class ReportProgress(tf_keras.callbacks.Callback):
+    """Prints the job's progress lines (prefix, steps done over all fine-tuning, loss) that the
+    export stage turns into its progress bar; ``done`` carries on from an earlier phase."""
+
+    def __init__(self, job: dict, done: int = 0):
+        super().__init__()
+        self.prefix, self.done = job["progress_prefix"], done
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        if self.done % 10 == 0:
+            print(f"{self.prefix}{self.done} {(logs or {}).get('loss', float('nan')):.4f}", flush=True)
+
+
 def fine_tune(classifier: tf_keras.Model, job: dict, epochs: int, callbacks=()) -> dict:
     spec = classifier_spec(job)
     train = image_dataset(Path(job["examples"]), "train", spec, job["num_classes"], job["batch_size"])
@@ -173,7 +187,8 @@ def main(job_path: str) -> None:
     if technique in ("prune", "pqat"):
         pruned, report["pruned_layers"] = prune(network, job, steps)
         model = _classifier(pruned, classifier_spec(job), job)
-        report["prune_history"] = fine_tune(model, job, job["epochs"], [tfmot.sparsity.keras.UpdatePruningStep()])
+        callbacks = [tfmot.sparsity.keras.UpdatePruningStep(), ReportProgress(job)]
+        report["prune_history"] = fine_tune(model, job, job["epochs"], callbacks)
         network = tfmot.sparsity.keras.strip_pruning(pruned)
         classifier = _classifier(network, classifier_spec(job), job)
     if technique in ("qat", "pqat"):
@@ -185,7 +200,8 @@ def main(job_path: str) -> None:
             else tfmot.quantization.keras.quantize_apply(annotated)
         )
         classifier = _classifier(quantized, classifier_spec(job), job)
-        report["qat_history"] = fine_tune(classifier, job, job["epochs"])
+        done_before = steps if technique == "pqat" else 0
+        report["qat_history"] = fine_tune(classifier, job, job["epochs"], [ReportProgress(job, done_before)])
     Path(job["output"]).write_bytes(convert_int8(classifier, job))
     Path(job["report"]).write_text(json.dumps(report, indent=2))
 
