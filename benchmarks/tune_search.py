@@ -78,8 +78,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vp-bench-tune")
     args = parser.parse_args()
     data = subset(args.folder, args.per_class, args.work / "data")
-    search = [f"tune.space={args.space}", f"tune.max_seconds={args.budget}", f"tune.max_trials={args.max_trials}"]
-    search.append("tune.enabled=true")
+    search = [
+        "tune.enabled=true",
+        f"tune.space={args.space}",
+        f"tune.max_seconds={args.budget}",
+        f"tune.max_trials={args.max_trials}",
+    ]
     results = {
         "default": contender(args.work / "default", data, []),
         "random": contender(args.work / "random", data, [*search, "tune.tuner=random", "tune.max_epochs=4"]),
