@@ -98,9 +98,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             tflite.convert_int8(student, _calibration(examples, spec, len(classes), params.seed, cfg))
         )
         files["tflite_student_int8"] = student_file
+    for name, path in files.items():  # converted here, by the tfmot bridge or from the student
+        flex = tflite.flex_ops(path.read_bytes())
+        if flex:
+            raise UserError(f"{name} needs TensorFlow (Flex) ops a phone runtime lacks: {', '.join(flex)}")
     python = metadata_python(cfg.metadata_python)
-    for path in files.values():  # before they are measured: the metadata is part of the file
-        if python is not None:
+    if python is not None:  # before the files are measured: the metadata is part of the file
+        for path in files.values():
             embed(python, path, tflite_dir / "labels.txt")
     ctx.log(
         f"TFLite metadata (labels, normalisation) embedded with tflite-support ({python})"
@@ -121,12 +125,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 
     check_gates(results, cfg)
     (out / ARTIFACTS_FILE).write_text(json.dumps(results, indent=2))
-    (out / "artifacts.md").write_text(table(results, split) + "\n")
-    for line in table(results, split).splitlines():
+    artifacts_table = table(results, split)
+    (out / "artifacts.md").write_text(artifacts_table + "\n")
+    for line in artifacts_table.splitlines():
         ctx.log(line)
-    passed = [name for name, r in results.items() if r.get("gate", "passed") == "passed" and name != "keras"]
     summary = {f"{name}_accuracy": r["accuracy"] for name, r in results.items()}
     summary["failed_gates"] = {name: r["gate"] for name, r in results.items() if r.get("gate", "passed") != "passed"}
+    passed = [name for name in results if name != "keras" and name not in summary["failed_gates"]]
     outputs.exported_model.properties.update(
         summary,
         model_name=cfg.model_name,
@@ -142,7 +147,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 
 
 def _convert(model, cfg, examples: Path, spec, num_classes: int, seed: int, tflite_dir: Path, ctx) -> dict[str, Path]:
-    """The TFLite files the config asks for: name -> path. Flex ops fail the stage."""
+    """The TFLite files the config asks for: name -> path."""
 
     def int8():
         return tflite.convert_int8(model, _calibration(examples, spec, num_classes, seed, cfg))
@@ -160,11 +165,7 @@ def _convert(model, cfg, examples: Path, spec, num_classes: int, seed: int, tfli
         if not wanted:
             continue
         ctx.log(f"converting {name} ...")
-        model_bytes = convert()
-        flex = tflite.flex_ops(model_bytes)
-        if flex:
-            raise UserError(f"{name} needs TensorFlow (Flex) ops a phone runtime lacks: {', '.join(flex)}")
-        (tflite_dir / filename).write_bytes(model_bytes)
+        (tflite_dir / filename).write_bytes(convert())
         files[name] = tflite_dir / filename
     return files
 
