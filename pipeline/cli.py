@@ -175,8 +175,12 @@ def _summary_table(result) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    who = f"{result.task} of the multi-worker cluster (the chief records the run)" if result.task else "run"
-    lines = [f"\n{who} under {result.root}" if result.task else f"\nrun {result.run_id} under {result.root}"]
+    who = (
+        f"{result.task} of the multi-worker cluster (the chief records the run)"
+        if result.task
+        else f"run {result.run_id}"
+    )
+    lines = [f"\n{who} under {result.root}"]
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
