@@ -20,6 +20,12 @@ pytestmark = pytest.mark.slow
 TASK = Path(__file__).with_name("multiworker_task.py")
 
 
+def one_process(mode: str, out: Path) -> None:
+    """``single`` (one device) or ``mirrored`` (two logical CPUs) training, weights to ``out``."""
+    subprocess.run([sys.executable, str(TASK), mode, "0,0", "no", str(out)], check=True, timeout=240,
+                   capture_output=True)  # fmt: skip
+
+
 def two_workers(tmp_path: Path, patch: bool) -> tuple[list[subprocess.CompletedProcess], Path]:
     ports, out = ",".join(map(str, free_ports(2))), tmp_path / "multi.npz"
     commands = {i: [sys.executable, str(TASK), str(i), ports, "patch" if patch else "no", str(out)] for i in (0, 1)}
@@ -29,8 +35,7 @@ def two_workers(tmp_path: Path, patch: bool) -> tuple[list[subprocess.CompletedP
 
 def test_two_workers_match_single_process_training(tmp_path):
     single = tmp_path / "single.npz"
-    subprocess.run([sys.executable, str(TASK), "single", "0,0", "no", str(single)], check=True, timeout=240,
-                   capture_output=True)  # fmt: skip
+    one_process("single", single)
     done, multi = two_workers(tmp_path, patch=True)
     assert all(d.returncode == 0 for d in done), "\n".join(d.stdout[-2000:] for d in done)
     a, b = np.load(single), np.load(multi)
@@ -51,8 +56,7 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path):
     runs = {}
     for mode in ("single", "mirrored"):
         runs[mode] = tmp_path / f"{mode}.npz"
-        subprocess.run([sys.executable, str(TASK), mode, "0,0", "no", str(runs[mode])], check=True, timeout=240,
-                       capture_output=True)  # fmt: skip
+        one_process(mode, runs[mode])
     a, b = np.load(runs["single"]), np.load(runs["mirrored"])
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
     for key in a.files:

@@ -119,14 +119,20 @@ def test_gate_stops_export_and_names_the_threshold(project):
     assert "evaluate.thresholds.min_accuracy 1.01" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_killed_mid_train_resumes_without_cleanup(tmp_path):
-    data = make_folder(tmp_path / "images")
+def interruptible_project(tmp_path: Path, epochs: int, *train_lines: str) -> Path:
+    """A tiny project whose training runs all ``epochs`` (no early stopping), for a test to
+    interrupt; ``train_lines`` are more ``train:`` settings."""
     config = tmp_path / "config.yaml"
     config.write_text(
-        tiny_config_yaml(tmp_path / "runs", data)
-        .replace("  epochs: 2", "  epochs: 40")
-        .replace("  verbose: 0", "  early_stopping_patience: 100")
+        tiny_config_yaml(tmp_path / "runs", make_folder(tmp_path / "images"))
+        .replace("  epochs: 2", f"  epochs: {epochs}")
+        .replace("  verbose: 0", "\n".join(["  early_stopping_patience: 100", *train_lines]))
     )
+    return config
+
+
+def test_killed_mid_train_resumes_without_cleanup(tmp_path):
+    config = interruptible_project(tmp_path, 40)
     command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config)]
     killed = signal_on_line(command, " train     epoch 4/40: ", signal.SIGKILL, timeout=300, cwd=REPO)  # in epoch 5
     assert killed.returncode == -signal.SIGKILL, "training finished before it could be killed"
@@ -161,13 +167,7 @@ def test_export_gates_keep_failing_files_from_push(project):
 
 
 def test_sigterm_writes_a_backup_exits_75_and_the_rerun_resumes(tmp_path):
-    data = make_folder(tmp_path / "images")
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        tiny_config_yaml(tmp_path / "runs", data)
-        .replace("  epochs: 2", "  epochs: 5")
-        .replace("  verbose: 0", "  early_stopping_patience: 100\n  backup_every_steps: 1")
-    )
+    config = interruptible_project(tmp_path, 5, "  backup_every_steps: 1")
     assert visionpipe("run", "--config", str(config), "--stage", "ingest").returncode == 0
     assert visionpipe("run", "--config", str(config), "--stage", "validate").returncode == 0
     command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "train"]
