@@ -367,8 +367,60 @@ class ExportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BatchingConfig:
+    """TF Serving's server-side batching (``batching.config``, ``--enable_batching``)."""
+
+    enabled: bool = True
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 2000  # a partial batch waits at most this long for company
+    num_batch_threads: int = 2  # about the cores the server may use
+    max_enqueued_batches: int = 100
+    allowed_batch_sizes: tuple[int, ...] = (8, 16, 32)  # increasing, ending at max_batch_size; () = any
+
+    def __post_init__(self):
+        from visionpipe.serving.tf_serving_config import batching_problems
+
+        problems = batching_problems(
+            self.max_batch_size,
+            self.allowed_batch_sizes,
+            self.batch_timeout_micros,
+            self.num_batch_threads,
+            self.max_enqueued_batches,
+        )
+        if problems:
+            raise ConfigError(f"push.batching: {problems[0]}")
+
+
+@dataclasses.dataclass(frozen=True)
 class PushConfig:
-    destination: str = ""  # TF Serving model base path; "" = <run.root>/serving
+    destination: str = ""  # TF Serving models root: <destination>/<name>/<N>; "" = <run.root>/serving
+    keep_versions: int = 5  # older versions are deleted, except those a label points at
+    warmup_requests: int = 100  # records in assets.extra/tf_serving_warmup_requests (TF Serving reads <= 1000)
+    # The new version gets the label canary; stable stays on the previous one until
+    # `visionpipe promote`. Off: TF Serving serves the newest version (no labels).
+    canary: bool = False
+    # Where the server sees <destination> (base_path in models.config): /models for the
+    # compose and k8s files, which mount it there; "" = the destination's own path.
+    server_root: str = "/models"
+    # Matches serve.sh's --allow_version_labels_for_unavailable_models: a new label may name
+    # a version the server is still loading (needed when a label is set in the same config
+    # change that adds its version).
+    allow_labels_for_unavailable_versions: bool = True
+    infra_timeout_seconds: int = 300  # the fresh-process warmup replay (and the real server check)
+    batching: BatchingConfig = BatchingConfig()
+
+    def __post_init__(self):
+        from visionpipe.serving.tf_serving_config import MAX_WARMUP_RECORDS
+
+        if not 1 <= self.warmup_requests <= MAX_WARMUP_RECORDS:
+            raise ConfigError(
+                f"push.warmup_requests must be between 1 and {MAX_WARMUP_RECORDS} (TF Serving reads at most "
+                f"{MAX_WARMUP_RECORDS} warmup records); got {self.warmup_requests}"
+            )
+        if self.keep_versions < 1:
+            raise ConfigError(f"push.keep_versions must be at least 1; got {self.keep_versions}")
+        if self.infra_timeout_seconds <= 0:
+            raise ConfigError(f"push.infra_timeout_seconds must be positive; got {self.infra_timeout_seconds}")
 
 
 @dataclasses.dataclass(frozen=True)

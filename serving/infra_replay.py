@@ -1,0 +1,148 @@
+"""The fresh-process half of infra validation: load a staged version as TF Serving would and
+replay its warmup requests, then one REST body, through the serving signature.
+
+Run as ``python -m visionpipe.serving.infra_replay VERSION_DIR MODEL_NAME``. A fresh process
+is what a server has: nothing of the exporting process (Python objects, traced functions,
+custom layers imported by training) can make a broken SavedModel look fine. It prints one
+JSON line: ``{"ok": ..., "problem": ..., "records": ..., "classes": ...}``. ``infra_validation``
+starts it with a timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUTPUTS = {"probabilities": "float32", "classes": "string", "predicted_class": "string"}
+REST_IMAGES = 3  # instances in the REST body: a batch, as clients send them
+SUM_TOLERANCE = 1e-3
+
+
+class ReplayProblem(Exception):
+    """The version would not serve correctly; the message says what failed."""
+
+
+def decode_rest_body(body: str, input_name: str) -> list[bytes]:
+    """The ``image_bytes`` batch of a TF Serving REST predict body, decoded the way the server
+    does for a single-input signature: ``{"instances": [{"b64": ...}, ...]}`` (row format, the
+    value of the only input), or ``{"instances": [{input_name: {"b64": ...}}, ...]}``."""
+    request = json.loads(body)
+    instances = request.get("instances") if isinstance(request, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise ReplayProblem('a REST body needs a non-empty "instances" list')
+    images = []
+    for i, instance in enumerate(instances):
+        if isinstance(instance, dict) and input_name in instance:
+            instance = instance[input_name]
+        if not (isinstance(instance, dict) and set(instance) == {"b64"}):
+            raise ReplayProblem(f'REST instance {i} must be {{"b64": ...}} for the binary input {input_name}')
+        images.append(base64.b64decode(instance["b64"], validate=True))
+    return images
+
+
+def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
+    """Checks the signature's outputs for a batch of ``batch`` images; returns the probabilities."""
+    missing = sorted(set(OUTPUTS) - set(outputs))
+    if missing:
+        raise ReplayProblem(f"{where}: the signature returned no {', '.join(missing)} (got {sorted(outputs)})")
+    for name, dtype in OUTPUTS.items():
+        if outputs[name].dtype.name != dtype:
+            raise ReplayProblem(f"{where}: output {name} is {outputs[name].dtype.name}, expected {dtype}")
+    probabilities = outputs["probabilities"].numpy()
+    classes, predicted = outputs["classes"].numpy(), outputs["predicted_class"].numpy()
+    if probabilities.ndim != 2 or probabilities.shape[0] != batch:
+        raise ReplayProblem(f"{where}: probabilities have shape {probabilities.shape}, expected [{batch}, classes]")
+    if classes.shape != probabilities.shape or predicted.shape != (batch,):
+        raise ReplayProblem(
+            f"{where}: classes {classes.shape} / predicted_class {predicted.shape} do not match probabilities "
+            f"{probabilities.shape}"
+        )
+    sums = probabilities.sum(axis=1)
+    if not np.all(np.isfinite(probabilities)) or np.any(np.abs(sums - 1) > SUM_TOLERANCE):
+        raise ReplayProblem(f"{where}: probabilities do not sum to 1 (sums {np.round(sums, 4).tolist()})")
+    expected = classes[np.arange(batch), probabilities.argmax(axis=1)]
+    if not np.array_equal(expected, predicted):
+        raise ReplayProblem(f"{where}: predicted_class is not the class of the highest probability")
+    return probabilities
+
+
+def replay(version_dir: Path, model_name: str) -> dict:
+    import tensorflow as tf
+
+    from visionpipe.serving.warmup import INPUT, SIGNATURE, read_warmup, warmup_path
+
+    started = time.time()
+    try:
+        loaded = tf.saved_model.load(str(version_dir))
+    except Exception as err:
+        raise ReplayProblem(f"the SavedModel does not load: {type(err).__name__}: {_first_line(err)}") from None
+    if SIGNATURE not in loaded.signatures:
+        raise ReplayProblem(f"no {SIGNATURE} signature (has {sorted(loaded.signatures)})")
+    signature = loaded.signatures[SIGNATURE]
+    inputs = signature.structured_input_signature[1]
+    if set(inputs) != {INPUT} or inputs[INPUT].dtype != tf.string:
+        raise ReplayProblem(f"{SIGNATURE} must take one tf.string input {INPUT}; it takes {inputs}")
+    try:
+        logs = read_warmup(warmup_path(version_dir))
+    except Exception as err:  # a corrupt TFRecord surfaces as DataLossError
+        raise ReplayProblem(f"the warmup file does not parse: {_first_line(err)}") from None
+    if not logs:
+        raise ReplayProblem("the warmup file holds no records")
+    first_images, first_probabilities = [], []
+    for i, log in enumerate(logs):
+        request = log.predict_log.request
+        where = f"warmup record {i}"
+        if request.model_spec.name != model_name or request.model_spec.signature_name != SIGNATURE:
+            raise ReplayProblem(
+                f"{where} asks for model {request.model_spec.name!r} signature "
+                f"{request.model_spec.signature_name!r}, not {model_name!r} {SIGNATURE!r}"
+            )
+        if set(request.inputs) != {INPUT}:
+            raise ReplayProblem(f"{where} has inputs {sorted(request.inputs)}, expected [{INPUT!r}]")
+        images = tf.make_ndarray(request.inputs[INPUT])
+        try:
+            outputs = signature(**{INPUT: tf.constant(images, tf.string)})
+        except Exception as err:
+            raise ReplayProblem(f"{where}: the signature failed: {type(err).__name__}: {_first_line(err)}") from None
+        probabilities = check_outputs(outputs, len(images), where)
+        if len(first_images) < REST_IMAGES:
+            first_images.extend(images.tolist())
+            first_probabilities.extend(probabilities)
+    body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in first_images[:REST_IMAGES]]})
+    rest_images = decode_rest_body(body, INPUT)
+    try:
+        outputs = signature(**{INPUT: tf.constant(rest_images, tf.string)})
+    except Exception as err:
+        raise ReplayProblem(f"REST body: the signature failed: {type(err).__name__}: {_first_line(err)}") from None
+    probabilities = check_outputs(outputs, len(rest_images), "REST body")
+    if not np.allclose(probabilities, first_probabilities[: len(rest_images)], atol=1e-5):
+        raise ReplayProblem("REST body: a batch gives other probabilities than the same images one at a time")
+    return {
+        "ok": True,
+        "records": len(logs),
+        "classes": int(probabilities.shape[1]),
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
+
+
+def main(argv: list[str]) -> int:
+    version_dir, model_name = Path(argv[0]), argv[1]
+    try:
+        result = replay(version_dir, model_name)
+    except ReplayProblem as problem:
+        result = {"ok": False, "problem": str(problem)}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
