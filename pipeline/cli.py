@@ -1,5 +1,5 @@
 """The ``visionpipe`` command: run the pipeline, list runs, review the data schema, preview
-augmentation, predict.
+augmentation, predict, serve and monitor.
 
 The CLI is the only place that reads flags; it builds the config and passes it on.
 """
@@ -15,6 +15,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from visionpipe.pipeline import cli_serve
 from visionpipe.pipeline.config import ConfigError, load_config
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.output import Output
@@ -103,17 +104,19 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--variants", type=int, default=5, help="augmented versions of each image")
     preview.set_defaults(handler=_augment_preview)
 
-    predict = sub.add_parser("predict", parents=[common], help="top-k classes for images, with a SavedModel or .tflite")
+    predict = sub.add_parser(
+        "predict", parents=[common], help="top-k classes for images, with a SavedModel, a .tflite or a model server"
+    )
     predict.add_argument(
         "--model",
-        required=True,
         type=Path,
-        help=".tflite file, SavedModel dir, TF Serving model base path, or export artifact dir",
+        help=".tflite file, SavedModel dir, TF Serving model base path, or export artifact dir (or use --server)",
     )
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("images", nargs="+", type=Path)
     predict.set_defaults(handler=_predict)
+    cli_serve.add_commands(sub, common, predict)  # serve, monitor, and predict --server
 
     spec = sub.add_parser(
         "cluster-spec", parents=[common], help="print the TF_CONFIG of every task of a multi-worker training cluster"
@@ -250,7 +253,9 @@ def _augment_preview(args) -> int:
 def _predict(args) -> int:
     from visionpipe.serving.predict import predict
 
-    results = predict(args.model, args.images, args.top_k)
+    if (args.model is None) == (args.server is None):
+        raise UserError("pass either --model PATH (in process) or --server HOST:PORT (through a model server)")
+    results = cli_serve.predict_remote(args) if args.server else predict(args.model, args.images, args.top_k)
     if args.json:
         print(
             json.dumps(

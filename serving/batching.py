@@ -31,7 +31,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 
 from visionpipe.serving.servable import Code, Servable, ServingError
 
-# (field, type) of tensorflow.serving.BatchingParameters, in field-number order.
+# (field, type) of tensorflow.serving.BatchingParameters in its proto's order; only the text
+# form is read here, so the field names are what must match.
 _FIELDS = (
     ("max_batch_size", "Int64Value"),
     ("batch_timeout_micros", "Int64Value"),
@@ -46,6 +47,12 @@ _FIELDS = (
 
 
 def _batching_parameters_class():
+    try:  # a tensorflow-serving-api build that ships the real message
+        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
+
+        return session_bundle_config_pb2.BatchingParameters
+    except ImportError:
+        pass
     pool = descriptor_pool.DescriptorPool()
     wrappers = descriptor_pb2.FileDescriptorProto()
     wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)

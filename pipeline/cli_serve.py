@@ -1,0 +1,189 @@
+"""The serving commands of the CLI: ``serve`` (the development model server), ``monitor``
+(serving drift from the request log) and ``predict --server`` (predict through a server).
+
+Flag names of ``serve`` are tensorflow_model_server's, so a command line moves between the
+two; this module turns flags into objects and hands them to serving/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from visionpipe.pipeline.config import load_config
+from visionpipe.pipeline.errors import UserError
+
+
+def add_commands(sub, common: argparse.ArgumentParser, predict: argparse.ArgumentParser) -> None:
+    """Adds ``serve`` and ``monitor`` to the subcommands and the server flags to ``predict``."""
+    from visionpipe.serving.client import PROTOCOLS
+
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="development model server with TF Serving's REST and gRPC APIs (production: the official image)",
+        description="A development stand-in for tensorflow_model_server, with its flags. Production serving uses "
+        "the official tensorflow/serving image with the files push writes (serving/deploy).",
+    )
+    which = serve.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model_base_path", type=Path, help="a model's base path: numbered version folders")
+    which.add_argument("--model_config_file", type=Path, help="a text ModelServerConfig (push writes models.config)")
+    serve.add_argument("--model_name", default="default", help="the name of the --model_base_path model")
+    serve.add_argument("--rest_api_port", type=int, default=8501, help="0: any free port")
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port; 0: any free port")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--enable_batching", action="store_true", help="batch concurrent requests server-side")
+    serve.add_argument("--batching_parameters_file", type=Path, help="a text BatchingParameters (batching.config)")
+    serve.add_argument(
+        "--file_system_poll_wait_seconds", type=float, default=1.0, help="how often to look for new versions; 0: never"
+    )
+    serve.add_argument("--max_request_bytes", type=int, default=64 << 20, help="larger REST bodies get HTTP 413")
+    serve.add_argument("--request_log", type=Path, help="append request statistics (JSONL) for `visionpipe monitor`")
+    serve.add_argument("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
+    serve.set_defaults(handler=_serve)
+
+    monitor = sub.add_parser(
+        "monitor",
+        parents=[common],
+        help="serving drift: compare a request log with the training data's statistics (exit code 1 on drift)",
+    )
+    monitor.add_argument("--request-log", required=True, type=Path, help="the log `visionpipe serve` wrote")
+    monitor.add_argument("--config", help="config whose run.root (latest statistics) and validate.drift to use")
+    monitor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    monitor.add_argument("--statistics", type=Path, help="a Statistics artifact dir instead of the latest one")
+    monitor.add_argument("--model-name", help="only requests to this model")
+    monitor.add_argument("--since-hours", type=float, help="only requests of the last N hours")
+    monitor.add_argument("--min-images", type=int, default=50, help="fewer logged images give no verdict")
+    monitor.set_defaults(handler=_monitor)
+
+    predict.add_argument("--server", metavar="HOST:PORT", help="predict through TF Serving or `visionpipe serve`")
+    predict.add_argument("--model-name", default="visionpipe", help="with --server: the served model's name")
+    predict.add_argument("--protocol", choices=PROTOCOLS, default="rest", help="with --server: REST or gRPC port")
+    version = predict.add_mutually_exclusive_group()
+    version.add_argument("--version", type=int, help="with --server: this model version")
+    version.add_argument("--label", help="with --server: the version with this label (e.g. stable, canary)")
+    predict.add_argument("--timeout", type=float, default=30.0, help="with --server: seconds per attempt")
+
+
+def predict_remote(args) -> list:
+    """``visionpipe predict --server``: the same Predictions as the in-process path."""
+    from visionpipe.serving.client import ServingClient
+    from visionpipe.serving.predict import Prediction, read_image
+
+    client = ServingClient(
+        args.server, args.model_name, args.protocol, version=args.version, label=args.label, timeout=args.timeout
+    )
+    try:
+        result = client.predict([read_image(p) for p in args.images])
+    finally:
+        client.close()
+    return [Prediction(str(p), top) for p, top in zip(args.images, result.top(args.top_k), strict=True)]
+
+
+def _serve(args) -> int:
+    from visionpipe.serving.batching import BatchingOptions
+    from visionpipe.serving.model_store import ModelSpec, specs_from_config_text
+    from visionpipe.serving.servable import ServingError
+    from visionpipe.serving.server import DevServer, ServerOptions
+
+    if args.model_config_file is not None:
+        specs = _read(args.model_config_file, lambda text: specs_from_config_text(text, args.model_config_file.parent))
+    else:
+        specs = [ModelSpec(args.model_name, args.model_base_path.resolve())]
+    batching = None
+    if args.enable_batching:
+        batching = (
+            _read(args.batching_parameters_file, BatchingOptions.parse) if args.batching_parameters_file else None
+        )
+        batching = batching or BatchingOptions()
+    elif args.batching_parameters_file:
+        raise UserError("--batching_parameters_file needs --enable_batching")
+    options = ServerOptions(
+        host=args.host,
+        rest_api_port=args.rest_api_port,
+        grpc_port=args.port,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        batching=batching,
+        max_body_bytes=args.max_request_bytes,
+        request_log=args.request_log,
+        request_log_sample_rate=args.request_log_sample_rate,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = DevServer(specs, options)
+    try:
+        server.start()
+    except ServingError as err:
+        server.stop()
+        raise UserError(
+            f"cannot serve: {err.message}; base paths: {', '.join(str(s.base_path) for s in specs)}"
+        ) from None
+    except OSError as err:
+        server.stop()
+        raise UserError(f"cannot listen on {args.host}: {err}") from None
+    for spec in specs:
+        versions = [v for v, state, _ in server.store.states(spec.name, None, None) if state == "AVAILABLE"]
+        labels = ", ".join(f"{label}={v}" for label, v in spec.labels)
+        print(
+            f"model {spec.name}: versions {versions} from {spec.base_path}" + (f"; labels {labels}" if labels else "")
+        )
+    print(
+        f"development server (not for production: use the official tensorflow/serving image, serving/deploy): "
+        f"REST http://{args.host}:{server.rest_port}/v1/models/NAME  gRPC {args.host}:{server.grpc_port}"
+        + ("  batching on" if batching else ""),
+        flush=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        print("stopping: in-flight requests finish first", flush=True)
+        server.stop()
+    return 0
+
+
+def _monitor(args) -> int:
+    from visionpipe.pipeline.artifacts import Statistics
+    from visionpipe.pipeline.metadata import MetadataStore
+    from visionpipe.serving import monitor, request_log
+
+    config = load_config(args.config, args.set)
+    if args.statistics is not None:
+        statistics = args.statistics
+    else:
+        db = Path(config.run.root) / "metadata.sqlite"
+        latest = MetadataStore(db).latest_outputs("validate") if db.is_file() else None
+        found = [a for a in (latest[1] if latest else {}).values() if isinstance(a, Statistics)]
+        if not found:
+            raise UserError(f"no Statistics artifact under {config.run.root}; run the pipeline or pass --statistics")
+        statistics = found[0].path
+    summary = statistics / "summary.json" if statistics.is_dir() else statistics
+    if not summary.is_file():
+        raise UserError(f"{summary} is missing; --statistics takes a Statistics artifact directory")
+    train = _read(summary, json.loads).get("train")
+    if not train or not train.get("count"):
+        raise UserError(f"{summary} has no train split statistics")
+    if not args.request_log.is_file():
+        raise UserError(f"no request log at {args.request_log}; start `visionpipe serve --request_log` first")
+    since = time.time() - args.since_hours * 3600 if args.since_hours else None
+    traffic = monitor.TrafficStats.of(request_log.read(args.request_log, args.model_name, since))
+    checks = monitor.compare(traffic, train, config.validate.drift, args.min_images)
+    print(monitor.report(traffic, checks, str(statistics)))
+    return 1 if any(c.verdict == monitor.DRIFT for c in checks) else 0
+
+
+def _read(path: Path, parse):
+    try:
+        return parse(path.read_text())
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from None
