@@ -127,13 +127,29 @@ class Model(Artifact):
 
 
 class Evaluation(Artifact):
-    """``metrics.json``: accuracy, top-k, per-class precision/recall/F1, confusion matrix."""
+    """``metrics.json`` (accuracy with bootstrap intervals, top-k, per-class and averaged
+    precision/recall/F1, ROC-AUC and PR-AUC, confusion matrix, calibration, slices,
+    robustness, most-confused pairs, the error gallery, the served model's score),
+    ``probabilities.npy``, ``confusion_matrix.csv`` and the figures as PNG files."""
 
     TYPE = "Evaluation"
+    METRICS: ClassVar[str] = "metrics.json"
+    CONFUSION_CSV: ClassVar[str] = "confusion_matrix.csv"
+    CONFUSION_PNG: ClassVar[str] = "confusion_matrix.png"
+    RELIABILITY: ClassVar[str] = "reliability.png"
+    PER_CLASS: ClassVar[str] = "per_class.png"
+    ROBUSTNESS: ClassVar[str] = "robustness.png"
+    GALLERY: ClassVar[str] = "gallery.png"
+    TRAINING_CURVES: ClassVar[str] = "training_curves.png"
 
     @property
     def accuracy(self) -> float:
         return self.properties["accuracy"]
+
+    @property
+    def temperature(self) -> float:
+        """Fitted on val by temperature scaling; export builds it into every served model."""
+        return float(self.properties.get("temperature", 1.0))
 
     @property
     def split(self) -> str:
@@ -142,9 +158,11 @@ class Evaluation(Artifact):
 
 
 class Blessing(Artifact):
-    """``blessing.json``: whether the model passed every threshold, and the reasons."""
+    """``blessing.json``: whether the model passed every check, and each check with its value,
+    threshold and verdict."""
 
     TYPE = "Blessing"
+    FILE: ClassVar[str] = "blessing.json"
 
     @property
     def blessed(self) -> bool:
@@ -167,6 +185,46 @@ class ExportedModel(Artifact):
 
 
 class PushedModel(Artifact):
-    """Where the blessed model was pushed: a TF Serving model base path and version."""
+    """``push.json``: where the blessed model was pushed (a TF Serving model base path and
+    version), the version labels after the push, and the TFLite files copied beside it."""
 
     TYPE = "PushedModel"
+    FILE: ClassVar[str] = "push.json"
+
+    @property
+    def model_base_path(self) -> str:
+        """The version's parent folder on disk (``<destination>/<name>``)."""
+        return self.properties["model_base_path"]
+
+    @property
+    def version(self) -> int:
+        return self.properties["version"]
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Version labels of the model after the push (``stable``, ``canary``); empty = latest."""
+        return self.properties.get("labels", {})
+
+
+class InfraBlessing(Artifact):
+    """``infra_blessing.json`` and an empty ``INFRA_BLESSED`` or ``INFRA_NOT_BLESSED`` file (as
+    TFX's InfraValidator writes): whether TF Serving would load and serve the pushed version,
+    every check run, and the reason when not."""
+
+    TYPE = "InfraBlessing"
+    FILE: ClassVar[str] = "infra_blessing.json"
+    BLESSED: ClassVar[str] = "INFRA_BLESSED"
+    NOT_BLESSED: ClassVar[str] = "INFRA_NOT_BLESSED"
+
+    @property
+    def blessed(self) -> bool:
+        return bool(self.properties.get("blessed"))
+
+    @property
+    def reason(self) -> str:
+        return self.properties.get("reason", "")
+
+    @property
+    def checks(self) -> list[dict[str, Any]]:
+        """``{"check", "status": passed | failed | skipped, "detail"}`` in the order run."""
+        return self.properties.get("checks", [])

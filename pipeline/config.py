@@ -265,9 +265,48 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdConfig:
+    """The gate's absolute checks; each is recorded in the Blessing with its value and verdict."""
+
     min_accuracy: float = 0.0
     min_top_k_accuracy: float = 0.0
     min_class_recall: float = 0.0
+    max_ece: float = 1.0  # expected calibration error of the served (temperature-scaled) probabilities
+    # Corruption name (CORRUPTIONS) -> the most accuracy it may lose at its strongest severity.
+    max_corruption_drop: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+# The common corruptions evaluate applies (components/evaluate/robustness.py implements each).
+CORRUPTIONS = ("gaussian_noise", "blur", "brightness", "contrast", "jpeg", "downscale")
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustnessConfig:
+    """Accuracy under common corruptions (three severities each) and an FGSM perturbation."""
+
+    enabled: bool = True
+    samples: int = 2000  # images of the evaluated split, drawn at random (seeded); 0 = all of them
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    fgsm_epsilons: tuple[float, ...] = (0.004, 0.008, 0.016)  # in [0, 1] pixel units: about 1, 2 and 4 of 255
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineConfig:
+    """Non-regression against the model being served: the version last pushed to push.destination,
+    re-scored on the same split in the same run. The first model (nothing pushed) skips it."""
+
+    enabled: bool = True
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    max_drop: float = 0.0  # the candidate may score at most this much below the served model
+    # Fail only when the bootstrap 95% interval of (candidate - served) lies wholly below -max_drop.
+    significant_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceConfig:
+    """Slices (class, source folder, original size, colour mode) far below the overall accuracy are flagged."""
+
+    max_gap: float = 0.1  # flag a slice whose accuracy is more than this below the overall accuracy
+    min_images: int = 20  # smaller slices are listed but never flagged (too noisy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +316,14 @@ class EvaluateConfig:
     # (flip_translate) also of 1-pixel shifts of both (airbench). Reported next to the plain figure.
     tta: Literal["none", "flip", "flip_translate"] = "none"
     thresholds: ThresholdConfig = ThresholdConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    bootstrap_resamples: int = 1000  # for the 95% intervals of accuracy and macro F1 (seeded by seed)
+    # Fit a temperature on the val split; export builds it into every served model's probabilities.
+    temperature_scaling: bool = True
+    calibration_bins: int = 15
+    slices: SliceConfig = SliceConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
+    gallery_images: int = 12  # the most confident mistakes shown with Grad-CAM; 0 = no gallery
 
 
 @dataclasses.dataclass(frozen=True)
@@ -502,6 +549,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     unknown = [name for name in config.export.gates if name not in EXPORT_ARTIFACTS]
     if unknown:
         raise ConfigError(f"unknown export.gates key {unknown[0]!r}; artifacts: {', '.join(EXPORT_ARTIFACTS)}")
+    evaluate = config.evaluate
+    for key, names in (
+        ("evaluate.robustness.corruptions", evaluate.robustness.corruptions),
+        ("evaluate.thresholds.max_corruption_drop", tuple(evaluate.thresholds.max_corruption_drop)),
+    ):
+        unknown = [name for name in names if name not in CORRUPTIONS]
+        if unknown:
+            raise ConfigError(f"unknown {key} entry {unknown[0]!r}; corruptions: {', '.join(CORRUPTIONS)}")
     if config.tune.space:
         from visionpipe.pipeline.search_space import check_space
 
@@ -526,3 +581,8 @@ def _checked_model(model: ModelConfig) -> ModelConfig:
 
 def dump_yaml(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def serving_destination(config: Config) -> Path:
+    """Where push publishes models for TF Serving: push.destination, else <run.root>/serving."""
+    return Path(config.push.destination) if config.push.destination else Path(config.run.root).resolve() / "serving"

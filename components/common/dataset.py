@@ -44,11 +44,18 @@ def _serialized(
 
 
 def records(
-    examples_dir: Path, split: str, shuffle_files: bool = False, seed: int | None = None, deterministic: bool = True
+    examples_dir: Path,
+    split: str,
+    shuffle_files: bool = False,
+    seed: int | None = None,
+    deterministic: bool = True,
+    origin: bool = False,
 ) -> tf.data.Dataset:
-    """Parsed examples of one split: dicts with encoded bytes, label id and source path."""
+    """Parsed examples of one split: dicts with encoded bytes, label id and source path (and,
+    with ``origin``, the original mode, height and width)."""
+    features = record_format.tf_parse_spec(origin=True) if origin else _FEATURES
     return _serialized(examples_dir, split, shuffle_files, seed, deterministic).map(
-        lambda x: tf.io.parse_single_example(x, _FEATURES), num_parallel_calls=AUTOTUNE, deterministic=deterministic
+        lambda x: tf.io.parse_single_example(x, features), num_parallel_calls=AUTOTUNE, deterministic=deterministic
     )
 
 

@@ -101,12 +101,17 @@ def parse(serialized: bytes, with_image: bool = True) -> Record:
     )
 
 
-def tf_parse_spec() -> dict:
-    """What the tf.data pipelines read: image bytes, label id and source."""
+def tf_parse_spec(origin: bool = False) -> dict:
+    """What the tf.data pipelines read: image bytes, label id and source; with ``origin`` also
+    the original mode, height and width (evaluate's slices)."""
     import tensorflow as tf
 
-    return {
+    spec = {
         ENCODED: tf.io.FixedLenFeature([], tf.string),
         LABEL: tf.io.FixedLenFeature([], tf.int64),
         SOURCE: tf.io.FixedLenFeature([], tf.string),
     }
+    if origin:
+        spec.update({MODE: tf.io.FixedLenFeature([], tf.string, default_value="")})
+        spec.update({key: tf.io.FixedLenFeature([], tf.int64, default_value=0) for key in (HEIGHT, WIDTH)})
+    return spec

@@ -1,47 +1,220 @@
 """evaluate executor: scores the trained model on the test split (val when there is no test
-split) and decides the Blessing."""
+split), measures how far to trust it, and decides the Blessing.
+
+Writes into the Evaluation artifact ``metrics.json`` (every figure below), the predicted
+``probabilities.npy``, ``confusion_matrix.csv`` and the figures (``plots.py``); into the
+Blessing ``blessing.json`` (every check with its value, threshold and verdict). In order:
+metrics with bootstrap intervals; temperature scaling fitted on val with ECE before and
+after; test-time augmentation if asked; slices; robustness under corruptions and FGSM; the
+most-confused pairs and a gallery of the most confident mistakes with Grad-CAM; the served
+model re-scored on the same images; the gate.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 
-from visionpipe.components.common.dataset import image_dataset
+from visionpipe.components.common.dataset import encoded_images, image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained
-from visionpipe.components.evaluate.metrics import classification_metrics
+from visionpipe.components.evaluate import bootstrap, calibration, gate, plots
+from visionpipe.components.evaluate.baseline import score_served
+from visionpipe.components.evaluate.data import EvalSplit, load_split
+from visionpipe.components.evaluate.gradcam import heat_maps
+from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
+from visionpipe.components.evaluate.robustness import robustness
+from visionpipe.components.evaluate.slices import slice_table
 from visionpipe.components.evaluate.spec import Inputs, Outputs, Params
 from visionpipe.models.tta import tta_predict
-from visionpipe.pipeline.config import ThresholdConfig
+from visionpipe.pipeline.artifacts import Blessing, Evaluation
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 
 
-def check_thresholds(result: dict, thresholds: ThresholdConfig) -> tuple[list[str], list[str]]:
-    """(every threshold the model misses, every threshold that does not apply), as sentences
-    naming the config key."""
-    failed, skipped = [], []
-    if result["accuracy"] < thresholds.min_accuracy:
-        failed.append(f"accuracy {result['accuracy']:.4f} < evaluate.thresholds.min_accuracy {thresholds.min_accuracy}")
-    if "top_k_accuracy" not in result:
-        if thresholds.min_top_k_accuracy:
-            skipped.append(
-                f"evaluate.thresholds.min_top_k_accuracy not checked: top-k needs more classes than "
-                f"evaluate.top_k, and there are {len(result['classes'])}"
+def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
+    cfg = params.evaluate
+    split = inputs.examples.evaluation_split
+    if split is None:
+        raise UserError("there is no test or val split to evaluate on; rerun ingest with data.split.test above 0")
+    model, spec, classes = load_trained(inputs.model.path)
+    out = outputs.evaluation.path
+    with ctx.progress(f"reading the {split} split", None) as _:
+        data = load_split(inputs.examples.path, split, spec)
+    with ctx.progress(f"scoring the {split} split", len(data), "images") as progress:
+        probabilities = _predict(model, data, progress)
+    labels = data.labels
+    result = classification_metrics(labels, probabilities, classes, cfg.top_k)
+    result["split"] = split
+    predicted = probabilities.argmax(axis=1)
+    result["intervals"] = bootstrap.confidence_intervals(
+        labels, predicted, len(classes), cfg.bootstrap_resamples, params.seed
+    )
+    result["intervals"]["resamples"] = cfg.bootstrap_resamples
+    result["calibration"] = _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx)
+    if cfg.tta != "none":  # reported next to the plain figures, which the gate judges (what is served)
+        with ctx.progress(f"scoring with {cfg.tta} test-time augmentation", len(data), "images") as progress:
+            augmented = _predict(
+                model, data, progress, lambda x: tta_predict(lambda v: model(v, training=False), x, cfg.tta)
             )
-    elif result["top_k_accuracy"] < thresholds.min_top_k_accuracy:
-        failed.append(
-            f"top-{result['top_k']} accuracy {result['top_k_accuracy']:.4f} < "
-            f"evaluate.thresholds.min_top_k_accuracy {thresholds.min_top_k_accuracy}"
+        tta_result = classification_metrics(labels, augmented, classes, cfg.top_k)
+        result["tta"] = {"mode": cfg.tta, **{k: tta_result[k] for k in ("accuracy", "macro_f1")}}
+    result["slices"] = slice_table(predicted == labels, data, classes, cfg.slices)
+    if cfg.robustness.enabled:
+        chosen = _robustness_sample(len(data), cfg.robustness.samples, params.seed)
+        with ctx.progress("robustness: corruptions and FGSM", len(chosen), "images") as progress:
+            result["robustness"] = robustness(
+                model, data, chosen, cfg.robustness.corruptions, cfg.robustness.fgsm_epsilons, params.seed, progress
+            )
+    result["most_confused"] = most_confused_pairs(result["confusion_matrix"], classes)
+    if cfg.gallery_images:
+        result["gallery"] = _gallery(model, data, probabilities, classes, cfg.gallery_images, out)
+    comparison = _against_served(ctx.external, inputs, split, labels, predicted, len(classes), params, ctx)
+    if comparison is not None:
+        result["baseline"] = comparison
+    checks = gate.absolute_checks(result, cfg) + [gate.baseline_check(comparison, cfg)]
+    blessing = gate.blessing(checks, inputs.model.uri)
+
+    _write(result, probabilities, classes, inputs.model.path, out)
+    (outputs.blessing.path / Blessing.FILE).write_text(json.dumps(blessing, indent=2))
+    outputs.blessing.properties.update(
+        blessed=blessing["blessed"], reasons=[] if blessing["blessed"] else blessing["reasons"]
+    )
+    headline = {k: result[k] for k in ("accuracy", "top_k_accuracy", "macro_f1", "examples") if k in result}
+    if "tta" in result:
+        headline["tta_accuracy"] = result["tta"]["accuracy"]
+    outputs.evaluation.properties.update(
+        headline, split=split, temperature=result["calibration"]["temperature"], ece=result["calibration"]["ece_served"]
+    )
+    notes = _notes(result, blessing)
+    for note in notes:
+        ctx.log(note)
+    return {**headline, "blessed": blessing["blessed"], "notes": notes}
+
+
+def _predict(model, data: EvalSplit, progress, predict=None, indices=None) -> np.ndarray:
+    predict = predict or model.predict_on_batch
+    probabilities = []
+    for images in data.batches(256, indices):
+        probabilities.append(np.asarray(predict(images)))
+        progress.advance(len(images))
+    return np.concatenate(probabilities)
+
+
+def _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx) -> dict:
+    """Temperature fitted on val (the split training stopped on, never the test split), then ECE
+    on the evaluated split before and after. Without a val split, or when switched off, the
+    temperature is 1 and the served ECE is the raw one."""
+    before = calibration.reliability(probabilities, labels, cfg.calibration_bins)
+    found = {"temperature": 1.0, "ece_before": before["ece"], "bins_before": before["bins"]}
+    val_images = inputs.examples.split_counts["val"]
+    if not cfg.temperature_scaling:
+        return {**found, "ece_served": before["ece"], "fitted_on": "off (evaluate.temperature_scaling: false)"}
+    if not val_images:
+        return {**found, "ece_served": before["ece"], "fitted_on": "not fitted: there is no val split"}
+    val = image_dataset(inputs.examples.path, "val", spec, len(classes), batch_size=256)
+    with ctx.progress("scoring the val split to fit a temperature", val_images, "images") as progress:
+        val_labels, val_probabilities = predict_batches(val, model.predict_on_batch, one_hot=True, progress=progress)
+    temperature = calibration.fit_temperature(val_probabilities, val_labels)
+    after = calibration.reliability(
+        calibration.with_temperature(probabilities, temperature), labels, cfg.calibration_bins
+    )
+    fitted_on = "val" if split != "val" else "val, which is also the evaluated split (no test split): optimistic"
+    return {
+        **found,
+        "temperature": temperature,
+        "fitted_on": fitted_on,
+        "ece_after": after["ece"],
+        "ece_served": after["ece"],
+        "bins_after": after["bins"],
+        "nll_before": calibration.negative_log_likelihood(probabilities, labels),
+        "nll_after": calibration.negative_log_likelihood(
+            calibration.with_temperature(probabilities, temperature), labels
+        ),
+    }
+
+
+def _robustness_sample(images: int, samples: int, seed: int) -> np.ndarray:
+    if not samples or samples >= images:
+        return np.arange(images)
+    return np.sort(np.random.default_rng(seed).choice(images, samples, replace=False))
+
+
+def _gallery(model, data: EvalSplit, probabilities: np.ndarray, classes: list[str], count: int, out: Path) -> dict:
+    """The ``count`` mistakes made with the highest confidence, with their heat maps."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != data.labels)
+    chosen = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    if not len(chosen):
+        return {"images": [], "method": "none: no mistakes"}
+    images = np.concatenate(list(data.batches(len(chosen), chosen)))
+    heat, method = heat_maps(model, images)
+    entries = [
+        {
+            "source": data.sources[i],
+            "true": classes[data.labels[i]],
+            "predicted": classes[predicted[i]],
+            "confidence": float(probabilities[i, predicted[i]]),
+        }
+        for i in chosen
+    ]
+    captions = [f"{e['true']} -> {e['predicted']} ({e['confidence']:.0%})" for e in entries]
+    plots.gallery(images, heat, captions, method, out / Evaluation.GALLERY)
+    return {"images": entries, "method": method}
+
+
+def _against_served(served, inputs, split, labels, predicted, num_classes, params, ctx) -> dict | None:
+    """The served model's score on the same images, and the paired-bootstrap interval of the
+    candidate's difference from it."""
+    if served is None:
+        return None
+    cfg = params.evaluate
+    with ctx.progress(f"scoring the served model (version {served.version})", len(labels), "images") as progress:
+        served_probabilities = score_served(served, encoded_images(inputs.examples.path, split, 256), progress)
+    if len(served_probabilities) != len(labels):
+        raise UserError(
+            f"the served model at {served.path} returned {len(served_probabilities)} predictions for "
+            f"{len(labels)} images"
         )
-    for name, per_class in result["per_class"].items():
-        if per_class["recall"] < thresholds.min_class_recall:
-            failed.append(
-                f"recall of class {name!r} {per_class['recall']:.4f} < "
-                f"evaluate.thresholds.min_class_recall {thresholds.min_class_recall}"
-            )
-    return failed, skipped
+    metric = cfg.baseline.metric
+    served_predicted = served_probabilities.argmax(axis=1)
+    indices = np.arange(len(labels))[None]  # the split itself: the point estimate
+    score = bootstrap.SCORES[metric]
+    candidate_score = float(score(labels, predicted, indices, num_classes)[0])
+    served_score = float(score(labels, served_predicted, indices, num_classes)[0])
+    return {
+        "version": served.version,
+        "path": str(served.path),
+        "metric": metric,
+        "candidate": candidate_score,
+        "baseline": served_score,
+        "difference": candidate_score - served_score,
+        "difference_interval": bootstrap.difference_interval(
+            metric, labels, predicted, served_predicted, num_classes, cfg.bootstrap_resamples, params.seed
+        ),
+    }
+
+
+def _write(result: dict, probabilities: np.ndarray, classes: list[str], model_dir: Path, out: Path) -> None:
+    (out / Evaluation.METRICS).write_text(json.dumps(result, indent=2))
+    np.save(out / "probabilities.npy", probabilities)
+    with open(out / Evaluation.CONFUSION_CSV, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *classes])
+        writer.writerows([name, *row] for name, row in zip(classes, result["confusion_matrix"], strict=True))
+    plots.confusion_matrix(result["confusion_matrix"], classes, out / Evaluation.CONFUSION_PNG)
+    c = result["calibration"]
+    after = {"ece": c["ece_after"], "bins": c["bins_after"]} if "ece_after" in c else None
+    plots.reliability({"ece": c["ece_before"], "bins": c["bins_before"]}, after, out / Evaluation.RELIABILITY)
+    plots.per_class(result["per_class"], out / Evaluation.PER_CLASS)
+    if "robustness" in result:
+        plots.robustness(result["robustness"], out / Evaluation.ROBUSTNESS)
+    history = model_dir / "history.json"
+    if history.is_file():
+        plots.training_curves(json.loads(history.read_text()), out / Evaluation.TRAINING_CURVES)
 
 
 def per_class_note(result: dict, most: int = 10) -> str:
@@ -57,51 +230,41 @@ def per_class_note(result: dict, most: int = 10) -> str:
     return f"{which}, precision/recall/F1 (images): " + "; ".join(cells)
 
 
-def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
-    split = inputs.examples.evaluation_split
-    if split is None:
-        raise UserError("there is no test or val split to evaluate on; rerun ingest with data.split.test above 0")
-    model, spec, classes = load_trained(inputs.model.path)
-    data = image_dataset(inputs.examples.path, split, spec, len(classes), batch_size=256)
-    images = inputs.examples.split_counts[split]
-    with ctx.progress(f"scoring the {split} split", images, "images") as progress:
-        labels, probabilities = predict_batches(data, model.predict_on_batch, one_hot=True, progress=progress)
-    result = classification_metrics(labels, probabilities, classes, params.evaluate.top_k)
-    result["split"] = split
-    tta = params.evaluate.tta
-    if tta != "none":  # reported next to the plain figures, which the gate judges (what is served)
-        with ctx.progress(f"scoring with {tta} test-time augmentation", images, "images") as progress:
-            _, augmented = predict_batches(
-                data, lambda x: tta_predict(lambda v: model(v, training=False), x, tta), one_hot=True, progress=progress
-            )
-        tta_result = classification_metrics(labels, augmented, classes, params.evaluate.top_k)
-        result["tta"] = {"mode": tta, **{k: tta_result[k] for k in ("accuracy", "macro_f1")}}
-    failed, skipped = check_thresholds(result, params.evaluate.thresholds)
-
-    (outputs.evaluation.path / "metrics.json").write_text(json.dumps(result, indent=2))
-    np.save(outputs.evaluation.path / "probabilities.npy", probabilities)
-    blessing = {
-        "blessed": not failed,
-        "reasons": failed or ["all thresholds passed"],
-        "not_checked": skipped,
-        "thresholds": vars(params.evaluate.thresholds),
-        "model_uri": inputs.model.uri,
-    }
-    (outputs.blessing.path / "blessing.json").write_text(json.dumps(blessing, indent=2))
-    outputs.blessing.properties.update(blessed=not failed, reasons=failed)
-    headline = {k: result[k] for k in ("accuracy", "top_k_accuracy", "macro_f1", "examples") if k in result}
-    if "tta" in result:
-        headline["tta_accuracy"] = result["tta"]["accuracy"]
-    outputs.evaluation.properties.update(headline, split=split)
+def _notes(result: dict, blessing: dict) -> list[str]:
+    split = result["split"]
+    low, high = result["intervals"]["accuracy"]
     top_k = f", top-{result['top_k']} {result['top_k_accuracy']:.4f}" if "top_k" in result else ""
-    verdict = "BLESSED (all thresholds passed)" if not failed else "NOT blessed: " + "; ".join(failed)
     with_tta = f" ({result['tta']['mode']} TTA {result['tta']['accuracy']:.4f})" if "tta" in result else ""
+    c = result["calibration"]
+    calibrated = (
+        f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} with temperature {c['temperature']:.3f} "
+        f"(fitted on {c['fitted_on']})"
+        if "ece_after" in c
+        else f"ECE {c['ece_before']:.4f}, temperature {c['fitted_on']}"
+    )
     notes = [
-        f"{split} accuracy {result['accuracy']:.4f}{with_tta}{top_k}, macro F1 {result['macro_f1']:.4f} on "
-        f"{result['examples']:,} images" + (" (there is no test split)" if split != "test" else ""),
+        f"{split} accuracy {result['accuracy']:.4f} (95% CI {low:.4f}-{high:.4f}){with_tta}{top_k}, macro F1 "
+        f"{result['macro_f1']:.4f} on {result['examples']:,} images"
+        + (" (there is no test split)" if split != "test" else ""),
         per_class_note(result),
-        f"gate: {verdict}" + "".join(f"; {s}" for s in skipped),
+        f"calibration: {calibrated}",
     ]
-    for note in notes:
-        ctx.log(note)
-    return {**headline, "blessed": not failed, "notes": notes}
+    flagged = [s for s in result["slices"]["slices"] if s["flagged"]]
+    if flagged:
+        notes.append(
+            "slices far below overall: "
+            + "; ".join(f"{s['feature']} {s['slice']} {s['accuracy']:.4f} ({s['images']} images)" for s in flagged[:5])
+        )
+    if "robustness" in result:
+        worst = max(
+            result["robustness"]["corruptions"].items(), key=lambda kv: kv[1]["drop_at_strongest"], default=None
+        )
+        fgsm = result["robustness"]["fgsm"]
+        notes.append(
+            f"robustness on {result['robustness']['images']:,} images: "
+            + (f"worst corruption {worst[0]} -{worst[1]['drop_at_strongest']:.4f}" if worst else "no corruptions")
+            + (f"; FGSM eps {fgsm[-1]['epsilon']:.3f} accuracy {fgsm[-1]['accuracy']:.4f}" if fgsm else "")
+        )
+    verdict = "BLESSED (all checks passed)" if blessing["blessed"] else "NOT blessed: " + "; ".join(blessing["reasons"])
+    notes.append(f"gate: {verdict}" + "".join(f"; not checked: {s}" for s in blessing["not_checked"]))
+    return notes

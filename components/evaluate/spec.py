@@ -1,12 +1,14 @@
-"""evaluate: test-split metrics and the Blessing gate that export and push require."""
+"""evaluate: test-split metrics, calibration, slices, robustness, explanations, and the
+Blessing gate (thresholds + no regression against the served model) that export and push require."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model
-from visionpipe.pipeline.config import EvaluateConfig
-from visionpipe.pipeline.stage import StageSpec, upstream
+from visionpipe.pipeline.config import Config, EvaluateConfig, serving_destination
+from visionpipe.pipeline.stage import ExternalInput, StageSpec, upstream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +26,29 @@ class Outputs:
 @dataclasses.dataclass(frozen=True)
 class Params:
     evaluate: EvaluateConfig
+    seed: int
+    serving_destination: str  # where push publishes: the served model found there is the baseline
+    model_name: str
+
+
+def _params(config: Config) -> Params:
+    return Params(
+        evaluate=config.evaluate,
+        seed=config.seed,
+        serving_destination=str(serving_destination(config)),
+        model_name=config.export.model_name,
+    )
+
+
+def _served_baseline(params: Params) -> ExternalInput:
+    """The served model, read from outside the artifact store. It stays out of the fingerprint:
+    otherwise pushing a model would make the next run evaluate (and push) the same model again.
+    A new model is always compared with what is served when it is evaluated; ``--from
+    evaluate`` re-scores a cached one against a newer push."""
+    from visionpipe.components.evaluate.baseline import served_model
+
+    enabled = params.evaluate.baseline.enabled
+    return ExternalInput("", served_model(Path(params.serving_destination), params.model_name) if enabled else None)
 
 
 def not_blessed_reason(blessing: Blessing) -> str | None:
@@ -38,7 +63,8 @@ SPEC = StageSpec(
     name="evaluate",
     inputs=Inputs,
     outputs=Outputs,
-    params=lambda config: Params(evaluate=config.evaluate),
+    params=_params,
     executor="visionpipe.components.evaluate.executor:run",
+    external_input=_served_baseline,
     key_metric="accuracy",
 )

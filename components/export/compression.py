@@ -49,10 +49,12 @@ def compress(
     examples: Path,
     config: CompressionConfig,
     seed: int,
+    temperature: float,
     out: Path,
     ctx: StageContext,
 ) -> tuple[Path, dict]:
-    """Runs the bridge for one technique; returns (the .tflite written, the bridge's report)."""
+    """Runs the bridge for one technique; returns (the .tflite written, the bridge's report).
+    The file's probabilities are divided by ``temperature`` (evaluate's calibration)."""
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
     network = classifier.layers[-1]  # Input -> [normalize] -> network (models/classifier.py)
@@ -72,6 +74,7 @@ def compress(
         "learning_rate": config.learning_rate,
         "calibration_samples": 256,
         "seed": seed,
+        "temperature": temperature,
         "output": str(out / FILES[technique]),
         "report": str(work / "report.json"),
         "progress_prefix": PROGRESS_PREFIX,

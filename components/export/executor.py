@@ -31,6 +31,7 @@ from visionpipe.components.export.gates import check_gates, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.components.export.tflite_metadata import embed, metadata_python
+from visionpipe.models.temperature import with_temperature
 from visionpipe.models.tta import flip_averaged
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
@@ -43,7 +44,10 @@ ARTIFACTS_FILE = "artifacts.json"
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.export
     trained, spec, classes = load_trained(inputs.model.path)
-    model = trained
+    temperature = inputs.evaluation.temperature
+    model = with_temperature(trained, temperature)
+    if temperature != 1.0:
+        ctx.log(f"every exported model divides its logits by the temperature {temperature:.3f} evaluate fitted on val")
     if cfg.tta_flip:  # every exported file averages each image with its mirror image
         model = flip_averaged(trained)
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
@@ -84,7 +88,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     for technique in techniques(cfg.compression):  # pruned and QAT files come from the tfmot bridge
         path, report = compress(
             technique, trained, model_config, spec, len(classes), train_images, examples, cfg.compression,
-            params.seed, tflite_dir, ctx,
+            params.seed, temperature, tflite_dir, ctx,
         )  # fmt: skip
         ctx.log(describe_report(report))
         files[f"tflite_{technique}_int8"] = path

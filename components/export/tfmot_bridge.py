@@ -42,6 +42,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.d
 from visionpipe.components.common.dataset import image_dataset  # noqa: E402
 from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer  # noqa: E402
 from visionpipe.models.registry import create_model, entry  # noqa: E402
+from visionpipe.models.temperature import with_temperature  # noqa: E402
 
 
 def classifier_spec(job: dict) -> PreprocessingSpec:
@@ -202,6 +203,8 @@ def main(job_path: str) -> None:
         classifier = _classifier(quantized, classifier_spec(job), job)
         done_before = steps if technique == "pqat" else 0
         report["qat_history"] = fine_tune(classifier, job, job["epochs"], [ReportProgress(job, done_before)])
+    # Served probabilities carry evaluate's temperature, as the other exported files' do.
+    classifier = with_temperature(classifier, job["temperature"], keras=tf_keras)
     Path(job["output"]).write_bytes(convert_int8(classifier, job))
     Path(job["report"]).write_text(json.dumps(report, indent=2))
 

@@ -1,0 +1,63 @@
+"""The baseline of the non-regression gate: the model being served, re-scored here.
+
+"Being served" is what push last published for this model name: the version the ``stable``
+label points at in ``<destination>/models.config`` when labels are in use, else the newest
+version under ``<destination>/<name>/``. It is scored through its own serving signature on
+the same encoded images as the candidate, so a model with another input size or
+preprocessing is compared fairly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+STABLE_LABEL = "stable"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+    version: int
+    path: Path
+
+
+def _stable_version(destination: Path, name: str) -> int | None:
+    config_file = destination / "models.config"
+    if not config_file.is_file():
+        return None
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse(config_file.read_text(), model_server_config_pb2.ModelServerConfig())
+    for model in config.model_config_list.config:
+        if model.name == name and STABLE_LABEL in model.version_labels:
+            return int(model.version_labels[STABLE_LABEL])
+    return None
+
+
+def served_model(destination: Path, name: str) -> ServedModel | None:
+    """The served version of ``name`` under ``destination``, or None before the first push."""
+    base = destination / name
+    versions = sorted(
+        int(p.name) for p in base.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()
+    ) if base.is_dir() else []  # fmt: skip
+    if not versions:
+        return None
+    stable = _stable_version(destination, name)
+    version = stable if stable in versions else versions[-1]
+    return ServedModel(version, base / str(version))
+
+
+def score_served(served: ServedModel, encoded_batches, progress=None) -> np.ndarray:
+    """Probabilities of the served model for batches of encoded image bytes."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(served.path)).signatures["serving_default"]
+    probabilities = []
+    for image_bytes, _ in encoded_batches:
+        probabilities.append(serve(image_bytes=image_bytes)["probabilities"].numpy())
+        if progress is not None:
+            progress.advance(len(probabilities[-1]))
+    return np.concatenate(probabilities)

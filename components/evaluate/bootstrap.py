@@ -1,0 +1,65 @@
+"""Bootstrap 95% intervals: how much a score could move on another draw of the same size.
+
+Each resample draws the split's images with replacement (seeded); the interval is the 2.5th
+to 97.5th percentile of the score over the resamples. A paired bootstrap (the same draws for
+two models' predictions) gives the interval of their difference, which the baseline gate uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def accuracy_scores(labels: np.ndarray, predicted: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    return (labels == predicted)[indices].mean(axis=1)
+
+
+def macro_f1_scores(labels: np.ndarray, predicted: np.ndarray, indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """Macro F1 of each resample, from its confusion counts (F1 = 2TP / (2TP + FP + FN))."""
+    scores = np.empty(len(indices))
+    for i, draw in enumerate(indices):
+        true, pred = labels[draw], predicted[draw]
+        tp = np.bincount(true[true == pred], minlength=num_classes)
+        actual = np.bincount(true, minlength=num_classes)
+        claimed = np.bincount(pred, minlength=num_classes)
+        denominator = actual + claimed
+        scores[i] = np.mean(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0))
+    return scores
+
+
+SCORES = {
+    "accuracy": lambda labels, predicted, indices, num_classes: accuracy_scores(labels, predicted, indices),
+    "macro_f1": macro_f1_scores,
+}
+
+
+def interval(scores: np.ndarray) -> list[float]:
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def confidence_intervals(
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int, resamples: int, seed: int
+) -> dict[str, list[float]]:
+    """metric -> [low, high] for accuracy and macro F1."""
+    indices = _resample_indices(len(labels), resamples, seed)
+    return {name: interval(score(labels, predicted, indices, num_classes)) for name, score in SCORES.items()}
+
+
+def difference_interval(
+    metric: str,
+    labels: np.ndarray,
+    candidate: np.ndarray,
+    baseline: np.ndarray,
+    num_classes: int,
+    resamples: int,
+    seed: int,
+) -> list[float]:
+    """[low, high] of (candidate - baseline) for ``metric``, both scored on the same draws."""
+    indices = _resample_indices(len(labels), resamples, seed)
+    score = SCORES[metric]
+    return interval(score(labels, candidate, indices, num_classes) - score(labels, baseline, indices, num_classes))

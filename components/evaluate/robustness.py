@@ -1,0 +1,135 @@
+"""Accuracy when images get worse: common corruptions at three severities, and FGSM.
+
+Each corruption maps a batch of float images in [0, 1] to the same images degraded, then
+rounded back to 8 bits like any frame a camera or an app would send. Severities go from
+mild to strong; the gate's ``max_corruption_drop`` reads the strongest. FGSM (fast gradient
+sign method) moves every pixel by epsilon in the direction that raises the loss the most:
+a worst case for tiny perturbations, where corruptions are the typical case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from visionpipe.pipeline.config import CORRUPTIONS
+
+
+def _gaussian_noise(images, sigma, seed):
+    return images + tf.random.stateless_normal(tf.shape(images), seed=[seed, 0], stddev=sigma)
+
+
+def _blur(images, sigma, seed):
+    radius = max(1, int(np.ceil(2 * sigma)))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    channels = images.shape[-1]
+    rows = tf.constant(np.tile(kernel[:, None, None, None], (1, 1, channels, 1)))
+    columns = tf.constant(np.tile(kernel[None, :, None, None], (1, 1, channels, 1)))
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="SYMMETRIC")
+    blurred = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, columns, [1, 1, 1, 1], "VALID")
+
+
+def _brightness(images, delta, seed):
+    return images + delta
+
+
+def _contrast(images, factor, seed):
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    return (images - mean) * factor + mean
+
+
+def _jpeg(images, quality, seed):
+    # adjust_jpeg_quality encodes and decodes 1 or 3 channels; a grayscale batch stays grayscale.
+    return tf.map_fn(lambda image: tf.image.adjust_jpeg_quality(image, quality), images)
+
+
+def _downscale(images, factor, seed):
+    height, width = images.shape[1], images.shape[2]
+    small = tf.image.resize(images, [max(1, height // factor), max(1, width // factor)], antialias=True)
+    return tf.image.resize(small, [height, width], method="bilinear")
+
+
+# name -> (how, its three severities, what the severities mean)
+CORRUPTION_FUNCTIONS: dict[str, tuple[Callable, tuple, str]] = {
+    "gaussian_noise": (_gaussian_noise, (0.04, 0.08, 0.16), "noise standard deviation"),
+    "blur": (_blur, (0.5, 1.0, 2.0), "Gaussian blur sigma in pixels"),
+    "brightness": (_brightness, (0.1, 0.2, 0.3), "added to every pixel"),
+    "contrast": (_contrast, (0.7, 0.5, 0.3), "contrast factor"),
+    "jpeg": (_jpeg, (50, 25, 10), "JPEG quality"),
+    "downscale": (_downscale, (2, 3, 4), "downscaled by, then scaled back up"),
+}
+assert tuple(CORRUPTION_FUNCTIONS) == CORRUPTIONS, "the config's corruption list and this module's must agree"
+
+
+def corrupt(images: tf.Tensor, name: str, severity: int, seed: int) -> tf.Tensor:
+    """``images`` (float [0, 1]) under corruption ``name`` at ``severity`` (0, 1 or 2)."""
+    function, levels, _ = CORRUPTION_FUNCTIONS[name]
+    degraded = function(images, levels[severity], seed)
+    return tf.round(tf.clip_by_value(degraded, 0.0, 1.0) * 255.0) / 255.0
+
+
+def fgsm(model, images: tf.Tensor, labels: np.ndarray, epsilon: float) -> tf.Tensor:
+    """Images moved by ``epsilon`` along the sign of the loss gradient (untargeted FGSM)."""
+    images = tf.convert_to_tensor(images)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        probabilities = model(images, training=False)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    gradient = tape.gradient(loss, images)
+    return tf.clip_by_value(images + epsilon * tf.sign(gradient), 0.0, 1.0)
+
+
+def robustness(
+    model,
+    split,
+    indices: np.ndarray,
+    corruptions: tuple[str, ...],
+    epsilons: tuple[float, ...],
+    seed: int,
+    progress=None,
+) -> dict:
+    """Accuracy of ``model`` on the images ``indices`` of ``split`` (an ``EvalSplit``): clean,
+    under each corruption at each severity, and under FGSM at each epsilon."""
+    # Compiled once per shape: eager calls would dominate the run time on small images.
+    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=1), reduce_retracing=True)
+    attack = tf.function(lambda x, y, e: fgsm(model, x, y, e), reduce_retracing=True)
+    degrade = tf.function(corrupt, reduce_retracing=True)
+    labels = split.labels[indices]
+    passes = {("clean", 0): None}
+    passes.update({(name, s): (name, s) for name in corruptions for s in range(3)})
+    correct: dict[tuple, list] = {key: [] for key in passes}
+    correct.update({("fgsm", e): [] for e in epsilons})
+    start = 0
+    for batch_number, images in enumerate(split.batches(256, indices)):
+        batch_labels = labels[start : start + len(images)]
+        start += len(images)
+        for key, corruption in passes.items():
+            shown = images if corruption is None else degrade(images, *corruption, seed=seed + batch_number)
+            correct[key].append(predict(shown).numpy() == batch_labels)
+        for epsilon in epsilons:
+            attacked = attack(images, tf.constant(batch_labels), tf.constant(epsilon, tf.float32))
+            correct[("fgsm", epsilon)].append(predict(attacked).numpy() == batch_labels)
+        if progress is not None:
+            progress.advance(len(images))
+    accuracy = {key: float(np.concatenate(hits).mean()) for key, hits in correct.items()}
+    clean = accuracy[("clean", 0)]
+    return {
+        "images": int(len(indices)),
+        "clean_accuracy": clean,
+        "corruptions": {
+            name: {
+                "parameter": CORRUPTION_FUNCTIONS[name][2],
+                "severities": [
+                    {"level": CORRUPTION_FUNCTIONS[name][1][s], "accuracy": accuracy[(name, s)]} for s in range(3)
+                ],
+                "drop_at_strongest": clean - accuracy[(name, 2)],
+            }
+            for name in corruptions
+        },
+        "fgsm": [{"epsilon": e, "accuracy": accuracy[("fgsm", e)]} for e in epsilons],
+    }

@@ -1,0 +1,36 @@
+"""A trained classifier with its logits divided by a fitted temperature before the softmax.
+
+evaluate fits the temperature (``components.evaluate.calibration``); export builds it in
+here, so the SavedModel, every TFLite file and ONNX all serve calibrated probabilities. The
+temperature is a Rescaling in front of a new softmax: two ops every converter handles,
+int8 included. Every registered model ends in a softmax layer named ``probabilities``.
+"""
+
+from __future__ import annotations
+
+from visionpipe.models.registry import default_keras
+
+HEAD = "probabilities"  # the name of every registered model's final softmax layer
+
+
+def with_temperature(classifier, temperature: float, keras=None):
+    """``classifier`` (Input -> [normalize] -> network) with softmax(logits / temperature)."""
+    keras = default_keras(keras)
+    if temperature == 1.0:
+        return classifier
+    network = classifier.layers[-1]
+    # tfmot's quantization-aware training wraps every layer and prefixes its name with "quant_".
+    head = next((layer for layer in network.layers if layer.name in (HEAD, f"quant_{HEAD}")), None)
+    if head is None:
+        raise ValueError(
+            f"model {network.name} has no final softmax layer named {HEAD!r}; temperature scaling needs it "
+            "(set evaluate.temperature_scaling: false)"
+        )
+    logits = keras.Model(network.inputs, head.input, name=f"{network.name}_logits")
+    images = keras.Input(classifier.input_shape[1:], name="image")
+    x = images
+    for layer in classifier.layers[1:-1]:  # what sits between the input and the network (normalize)
+        x = layer(x)
+    scaled = keras.layers.Rescaling(1.0 / temperature, dtype="float32", name="temperature")(logits(x))
+    probabilities = keras.layers.Activation("softmax", dtype="float32", name=HEAD)(scaled)
+    return keras.Model(images, probabilities, name=f"{classifier.name}_calibrated")
