@@ -105,7 +105,7 @@ class Servable:
             outputs = function(**tensors)
         except tf.errors.InvalidArgumentError as err:
             # e.g. bytes that are no image: "Unknown image file format. One of JPEG, PNG, GIF, BMP required."
-            raise ServingError(Code.INVALID_ARGUMENT, err.message.strip().splitlines()[0]) from None
+            raise ServingError(Code.INVALID_ARGUMENT, _op_message(err.message)) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
     def rows(self, inputs: dict[str, np.ndarray]) -> int:
@@ -114,3 +114,11 @@ class Servable:
         if len(sizes) != 1:
             raise ServingError(Code.INVALID_ARGUMENT, f"inputs have different batch sizes: {sorted(sizes)}")
         return sizes.pop()
+
+
+def _op_message(message: str) -> str:
+    """The op's own error out of TensorFlow's "Graph execution error: Detected at node ..."
+    wrapping (the node and stack lines mean nothing to a client)."""
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ")
+    lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
+    return lines[-1] if lines else message.strip()
