@@ -184,9 +184,11 @@ def check_models_config(
 ) -> list[str]:
     """What TF Serving would refuse in ``config``, or would serve wrongly, as messages.
 
-    ``on_disk``: each model's version folders after the change; ``available``: the versions
-    the server has loaded before it (what the previous config served), by model name;
-    ``allow_unavailable``: the server runs with --allow_version_labels_for_unavailable_models.
+    ``on_disk``: each model's version folders after the change (a model left out, e.g. one
+    added by hand elsewhere, gets the rules that need no disk: platform, label syntax);
+    ``available``: the versions the server has loaded before it (what the previous config
+    served), by model name; ``allow_unavailable``: the server runs with
+    --allow_version_labels_for_unavailable_models.
     """
     problems = []
     names = [m.name for m in config.model_config_list.config]
@@ -198,7 +200,11 @@ def check_models_config(
             problems.append(f"{where}: name and base_path are required")
         if model.model_platform != "tensorflow":
             problems.append(f"{where}: model_platform must be 'tensorflow'; got {model.model_platform!r}")
-        versions = sorted(on_disk.get(model.name, ()))
+        bad_labels = [label for label in model.version_labels if not LABEL_PATTERN.fullmatch(label)]
+        problems += [f"{where}: version label {label!r} must match [A-Za-z0-9_]+" for label in bad_labels]
+        if model.name not in on_disk:
+            continue
+        versions = sorted(on_disk[model.name])
         policy = model.model_version_policy
         if policy.WhichOneof("policy_choice") == "specific":
             missing = sorted(set(policy.specific.versions) - set(versions))
@@ -209,8 +215,6 @@ def check_models_config(
         served = entry.served(versions)
         loaded = available.get(model.name, set())
         for label, version in model.version_labels.items():
-            if not LABEL_PATTERN.fullmatch(label):
-                problems.append(f"{where}: version label {label!r} must match [A-Za-z0-9_]+")
             if version not in served:
                 problems.append(
                     f"{where}: label {label!r} points at version {version}, which is not served "

@@ -1,24 +1,147 @@
-"""push executor: publishes the SavedModel as version N+1 under the serving destination.
+"""push executor: publishes the SavedModel as version N+1 for TF Serving, once infra-validated.
 
-The copy goes to a hidden temp folder first and is renamed into place, so TF Serving (which
-polls the base path) never sees a half-written version.
+``push_version`` stages the version (SavedModel + warmup requests) in a hidden folder beside
+the base path and the new ``models.config`` / ``batching.config`` in another, runs infra
+validation on exactly those files, and only then renames the version into place, then the
+config files (so a config never names a version that is not on disk yet), then deletes old
+versions no label needs. A version that is not infra-blessed leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
+from visionpipe.components.push import rollout
 from visionpipe.components.push.spec import Inputs, Outputs, Params
+from visionpipe.components.push.versions import (
+    destination_lock,
+    next_version,
+    prune,
+    publish,
+    remove_stale_staging,
+    staging_dir,
+    versions,
+    write_record,
+)
+from visionpipe.pipeline.artifacts import InfraBlessing
+from visionpipe.pipeline.config import PushConfig
 from visionpipe.pipeline.errors import GateError
 from visionpipe.pipeline.stage import StageContext
+from visionpipe.serving import infra_validation
+from visionpipe.serving import tf_serving_config as tfs
+from visionpipe.serving.warmup import warmup_images, warmup_split, write_warmup
 
 
-def next_version(base: Path) -> int:
-    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
-    return max(versions, default=0) + 1
+class InfraNotBlessed(GateError):
+    """Infra validation failed: nothing was pushed. ``verdict`` holds every check."""
+
+    def __init__(self, verdict: infra_validation.InfraVerdict):
+        super().__init__(f"infra validation failed ({verdict.reason}); nothing was pushed")
+        self.verdict = verdict
+
+
+@dataclasses.dataclass
+class PushResult:
+    version: int
+    base: Path
+    entry: tfs.ModelEntry
+    note: str  # what changed for the labels
+    verdict: infra_validation.InfraVerdict
+    pruned: list[int]
+
+
+def push_version(
+    source: Path,
+    destination: Path,
+    name: str,
+    images: list[bytes],
+    push: PushConfig,
+    record: dict[str, Any],
+    real_server: str | None = "auto",
+) -> PushResult:
+    """Publishes SavedModel ``source`` as the next version of ``name`` under ``destination``,
+    with ``images`` as warmup requests; ``record`` (e.g. accuracy) is kept with the version.
+    Raises InfraNotBlessed when the staged version would not serve. Hold ``destination_lock``."""
+    base = destination / name
+    base.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(base)
+    remove_stale_staging(destination)
+    on_disk = versions(base)
+    version = next_version(base)
+    config_path = destination / tfs.MODELS_CONFIG
+    try:
+        previous = tfs.read_models_config(config_path) if config_path.is_file() else None
+    except Exception as err:
+        raise GateError(f"{config_path} does not parse ({err}); fix or remove it, then push again") from None
+    before = tfs.entry_named(previous, name)
+    server_base = f"{push.server_root.rstrip('/')}/{name}" if push.server_root else str(base.resolve())
+    entry, note = rollout.entry_after_push(before, name, server_base, on_disk, version, push.canary)
+
+    staged = staging_dir(base, version)
+    configs = staging_dir(destination, version)
+    try:
+        shutil.copytree(source, staged)
+        write_warmup(staged, name, images)
+        configs.mkdir()
+        tfs.write_text_proto(configs / tfs.MODELS_CONFIG, tfs.replace_entry(previous, entry))
+        batching = None
+        if push.batching.enabled:
+            b = push.batching
+            batching = configs / tfs.BATCHING_CONFIG
+            params = tfs.batching_parameters(
+                b.max_batch_size, b.batch_timeout_micros, b.num_batch_threads, b.max_enqueued_batches,
+                b.allowed_batch_sizes,
+            )  # fmt: skip
+            tfs.write_text_proto(batching, params)
+        available = (before or tfs.ModelEntry(name, server_base)).served(on_disk)
+        verdict = infra_validation.validate(
+            infra_validation.Staged(
+                version_dir=staged,
+                version=version,
+                model_name=name,
+                models_config=configs / tfs.MODELS_CONFIG,
+                batching_config=batching,
+                on_disk={name: [*on_disk, version]},
+                available={name: available},
+                before=before,
+                warmup_records=len(images),
+            ),
+            allow_unavailable=push.allow_labels_for_unavailable_versions,
+            timeout=push.infra_timeout_seconds,
+            real_server=real_server,
+        )
+        if not verdict.blessed:
+            raise InfraNotBlessed(verdict)
+        write_record(staged, {**record, "version": version, "infra": infra_record(verdict)})
+        publish(staged, base, version)
+        for config_file in configs.iterdir():
+            os.replace(config_file, destination / config_file.name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # gone already once published
+        shutil.rmtree(configs, ignore_errors=True)
+    protected = {version, *entry.labels.values(), *(entry.versions or ())}
+    pruned = prune(base, push.keep_versions, protected)
+    return PushResult(version, base, entry, note, verdict, pruned)
+
+
+def infra_record(verdict: infra_validation.InfraVerdict) -> dict[str, Any]:
+    status = InfraBlessing.BLESSED if verdict.blessed else InfraBlessing.NOT_BLESSED
+    return {"status": status, "blessed": verdict.blessed, "reason": verdict.reason, "checks": verdict.checks}
+
+
+def write_infra_blessing(directory: Path, verdict: infra_validation.InfraVerdict) -> dict[str, Any]:
+    """``infra_blessing.json`` and TFX's marker file into ``directory``; returns the record."""
+    directory.mkdir(parents=True, exist_ok=True)
+    record = infra_record(verdict)
+    (directory / InfraBlessing.FILE).write_text(json.dumps(record, indent=2))
+    (directory / record["status"]).touch()
+    return record
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
@@ -27,33 +150,64 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     failed = exported.properties.get("failed_gates", {})
     if "saved_model" in failed:
         raise GateError(f"the SavedModel failed its export gate ({failed['saved_model']}); nothing is pushed")
-    source_versions = exported.path / "serving" / name
-    source = max(source_versions.iterdir(), key=lambda p: int(p.name))
-    base = Path(params.destination) / name
-    base.mkdir(parents=True, exist_ok=True)
-    version = next_version(base)
-    tmp = base / f".tmp-{version}-{os.getpid()}"
-    shutil.copytree(source, tmp)
-    os.replace(tmp, base / str(version))
-    # Phone and edge files that passed their gates, beside the serving versions.
-    mobile = {k: v for k, v in exported.properties.get("tflite_files", {}).items() if k not in failed}
-    mobile_dir = Path(params.destination) / f"{name}_tflite" / str(version)
-    if mobile:
-        tmp = mobile_dir.parent / f".tmp-{version}-{os.getpid()}"
-        tmp.mkdir(parents=True)
-        for extra in ("labels.txt", "preprocessing.json", *(Path(p).name for p in mobile.values())):
-            shutil.copy(exported.path / "tflite" / extra, tmp / extra)
-        os.replace(tmp, mobile_dir)
+    source = max((exported.path / "serving" / name).iterdir(), key=lambda p: int(p.name))
+    destination = Path(params.destination)
+    images = warmup_images(inputs.examples, params.push.warmup_requests)
+    ctx.log(f"warmup: {len(images)} requests from the {warmup_split(inputs.examples)} split")
+    record = {
+        "model_name": name,
+        "source": str(source),
+        "pushed_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "accuracy": inputs.evaluation.accuracy,
+        "split": inputs.evaluation.split,
+    }
+    try:
+        with destination_lock(destination):
+            result = push_version(source, destination, name, images, params.push, record)
+    except InfraNotBlessed as err:
+        # The run registers nothing for a failed stage: the verdict stays in the scratch folder.
+        write_infra_blessing(ctx.scratch_dir, err.verdict)
+        raise GateError(f"{err} (every check: {ctx.scratch_dir / InfraBlessing.FILE})") from None
+    for check in result.verdict.checks:
+        ctx.log(f"infra {check['status']}: {check['check']}: {check['detail']}")
+    mobile_dir = _push_tflite(exported, failed, destination / f"{name}_tflite", result)
     for artifact, reason in failed.items():
         ctx.log(f"not pushed: {artifact} ({reason})")
-    record = {
-        "model_base_path": str(base),
-        "version": version,
+    outputs.infra_blessing.properties.update(write_infra_blessing(outputs.infra_blessing.path, result.verdict))
+    pushed = {
+        "model_base_path": str(result.base),
+        "version": result.version,
+        "labels": dict(result.entry.labels),
+        "models_config": str(destination / tfs.MODELS_CONFIG),
+        "warmup_requests": len(images),
+        "pruned": result.pruned,
         "source": str(source),
-        "tflite": str(mobile_dir) if mobile else "",
+        "tflite": str(mobile_dir) if mobile_dir else "",
         "not_pushed": failed,
     }
-    (outputs.pushed_model.path / "push.json").write_text(json.dumps(record, indent=2))
-    outputs.pushed_model.properties.update(record)
-    ctx.log(f"pushed version {version} to {base} (serve it with TF Serving --model_base_path={base})")
-    return {"version": version, "model_base_path": str(base)}
+    (outputs.pushed_model.path / outputs.pushed_model.FILE).write_text(json.dumps(pushed, indent=2))
+    outputs.pushed_model.properties.update(pushed)
+    if result.pruned:
+        ctx.log(f"deleted old versions {result.pruned} (push.keep_versions {params.push.keep_versions})")
+    ctx.log(
+        f"pushed version {result.version} to {result.base}: {result.note}; serve it with "
+        f"serving/deploy/serve.sh {destination}"
+    )
+    return {"version": result.version, "model_base_path": str(result.base), "labels": dict(result.entry.labels)}
+
+
+def _push_tflite(exported, failed: dict, root: Path, result: PushResult) -> Path | None:
+    """The phone and edge files that passed their gates, beside the serving versions and
+    numbered alike (pruned alike too)."""
+    for version in result.pruned:
+        shutil.rmtree(root / str(version), ignore_errors=True)
+    mobile = {k: v for k, v in exported.properties.get("tflite_files", {}).items() if k not in failed}
+    if not mobile:
+        return None
+    target = root / str(result.version)
+    tmp = root / f".tmp-{result.version}-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    for extra in ("labels.txt", "preprocessing.json", *(Path(p).name for p in mobile.values())):
+        shutil.copy(exported.path / "tflite" / extra, tmp / extra)
+    os.replace(tmp, target)
+    return target

@@ -1,4 +1,10 @@
-"""push: copies a blessed SavedModel into a TF Serving model base path as a new version."""
+"""push: publishes a blessed, infra-validated SavedModel to a TF Serving models root.
+
+Inputs: the export (the SavedModel and TFLite files), evaluate's Blessing (the gate) and
+Evaluation (its accuracy is recorded with the version, for ``visionpipe promote``), and the
+Examples (real val images for the warmup requests). Outputs: the PushedModel and the
+InfraBlessing of the version (push refuses a version that is not infra-blessed).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,8 @@ import dataclasses
 from pathlib import Path
 
 from visionpipe.components.evaluate.spec import not_blessed_reason
-from visionpipe.pipeline.artifacts import Blessing, ExportedModel, PushedModel
-from visionpipe.pipeline.config import Config
+from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, InfraBlessing, PushedModel
+from visionpipe.pipeline.config import Config, PushConfig
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 
@@ -15,21 +21,25 @@ from visionpipe.pipeline.stage import StageSpec, upstream
 class Inputs:
     exported_model: ExportedModel = upstream("export", "exported_model")
     blessing: Blessing = upstream("evaluate", "blessing")
+    evaluation: Evaluation = upstream("evaluate", "evaluation")
+    examples: Examples = upstream("ingest", "examples")
 
 
 @dataclasses.dataclass(frozen=True)
 class Outputs:
     pushed_model: PushedModel
+    infra_blessing: InfraBlessing
 
 
 @dataclasses.dataclass(frozen=True)
 class Params:
-    destination: str  # TF Serving --model_base_path's parent: models land in <destination>/<name>/<N>
+    destination: str  # the models root: models land in <destination>/<name>/<N>, configs beside them
+    push: PushConfig
 
 
 def _params(config: Config) -> Params:
     destination = config.push.destination or str(Path(config.run.root).resolve() / "serving")
-    return Params(destination=destination)
+    return Params(destination=destination, push=config.push)
 
 
 SPEC = StageSpec(
