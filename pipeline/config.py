@@ -446,9 +446,11 @@ class PushConfig:
     # The new version gets the label canary; stable stays on the previous one until
     # `visionpipe promote`. Off: TF Serving serves the newest version (no labels).
     canary: bool = False
-    # Where the server sees <destination> (base_path in models.config): /models for the
-    # compose and k8s files, which mount it there; "" = the destination's own path.
-    server_root: str = "/models"
+    # Where the server sees <destination> (base_path in models.config is <server_root>/<name>).
+    # "" = the destination's own absolute path: right for a tensorflow_model_server or
+    # `visionpipe serve` on this machine and for serve.sh / docker-compose.yml, which mount
+    # the destination at the same path. Set it to the mount path elsewhere (k8s.yaml: /models).
+    server_root: str = ""
     # Matches serve.sh's --allow_version_labels_for_unavailable_models: a new label may name
     # a version the server is still loading (needed when a label is set in the same config
     # change that adds its version).
