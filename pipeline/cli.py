@@ -15,7 +15,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from visionpipe.pipeline import cli_serve
+from visionpipe.pipeline import cli_promote, cli_serve
 from visionpipe.pipeline.config import ConfigError, load_config
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.output import Output
@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path)
     predict.set_defaults(handler=_predict)
     cli_serve.add_commands(sub, common, predict)  # serve, monitor, and predict --server
+    cli_promote.add_command(sub, common)  # promote: stable -> the canary version
 
     spec = sub.add_parser(
         "cluster-spec", parents=[common], help="print the TF_CONFIG of every task of a multi-worker training cluster"

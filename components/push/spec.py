@@ -9,11 +9,10 @@ InfraBlessing of the version (push refuses a version that is not infra-blessed).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, InfraBlessing, PushedModel
-from visionpipe.pipeline.config import Config, PushConfig
+from visionpipe.pipeline.config import Config, PushConfig, serving_destination
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 
@@ -38,8 +37,7 @@ class Params:
 
 
 def _params(config: Config) -> Params:
-    destination = config.push.destination or str(Path(config.run.root).resolve() / "serving")
-    return Params(destination=destination, push=config.push)
+    return Params(destination=str(serving_destination(config)), push=config.push)
 
 
 SPEC = StageSpec(
