@@ -1,10 +1,10 @@
 """Request log: one JSON line per sampled prediction request, for ``visionpipe monitor``.
 
 A line records when, which model version and signature, and per image its size and channel
-count (read from the encoded header, without decoding pixels) and the class the model
-predicted. ``visionpipe monitor`` compares these with the training data's statistics. Writes
-are appended under a lock and flushed per line, so a reader never sees half a line from
-this process.
+count (read from the encoded header, without decoding pixels; channels counted as ingest
+counts them) and the class the model predicted. ``visionpipe monitor`` compares these with
+the training data's statistics. Writes are appended under a lock and flushed per line, so a
+reader never sees half a line from this process.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Channels counted as ingest counts them for the training statistics (a palette image is colour).
+from visionpipe.components.ingest.images import _CHANNELS as CHANNELS_OF_MODE
+
 # The names components/export/saved_model.py gives the serving signature's image input and
 # its predicted-class output; a request to another signature is logged without them.
 IMAGE_INPUT = "image_bytes"
@@ -30,7 +33,7 @@ def image_header(data: bytes) -> dict:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return {"height": image.height, "width": image.width, "channels": len(image.getbands())}
+            return {"height": image.height, "width": image.width, "channels": CHANNELS_OF_MODE.get(image.mode, 3)}
     except (UnidentifiedImageError, OSError, ValueError):
         return {}
 
