@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--stage", help="run only this stage, on the latest upstream artifacts")
     which.add_argument("--from", dest="start", help="rerun from this stage onward")
     run.add_argument("--force", action="store_true", help="rerun stages even when cached")
+    run.add_argument(
+        "--override-gate",
+        action="store_true",
+        help="export and push even a model the gate refused; needs --reason, which is recorded with the model",
+    )
+    run.add_argument("--reason", default="", help="why the gate is overridden (recorded in the run's metadata)")
     run.set_defaults(handler=_run)
 
     runs = sub.add_parser("runs", parents=[common], help="list recent runs and each stage's status")
@@ -104,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--variants", type=int, default=5, help="augmented versions of each image")
     preview.set_defaults(handler=_augment_preview)
 
+    report = sub.add_parser(
+        "report", parents=[common], help="write a run's evaluation report (HTML and Markdown) and print its path"
+    )
+    report.add_argument("run", nargs="?", type=int, help="run id (default: the latest run with an evaluation)")
+    report.add_argument("--config", help="config whose run.root to read")
+    report.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    report.set_defaults(handler=_report)
+
     predict = sub.add_parser(
         "predict", parents=[common], help="top-k classes for images, with a SavedModel, a .tflite or a model server"
     )
@@ -133,16 +147,32 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args) -> int:
     from visionpipe.pipeline.runner import run_pipeline
 
+    if args.override_gate != bool(args.reason.strip()):
+        raise UserError("--override-gate and --reason go together: say why the gate is overridden, e.g. "
+                        '--override-gate --reason "hotfix approved by the model owner"')  # fmt: skip
     config = load_config(args.config, args.set)
     command = "visionpipe " + " ".join(sys.argv[1:])
     output = Output(verbose=args.verbose, capture_logs=True)
-    result = run_pipeline(config, only=args.stage, start=args.start, force=args.force, command=command, output=output)
+    result = run_pipeline(
+        config,
+        only=args.stage,
+        start=args.start,
+        force=args.force,
+        command=command,
+        output=output,
+        override_gate=args.reason.strip() if args.override_gate else "",
+    )
     print(_summary_table(result))
     notes = [f"{s.stage}: {note}" for s in result.stages for note in s.notes]
     if notes:
         print("\n" + "\n".join(notes))
     if result.log_path is not None:
         print(f"\nfull log (libraries included): {result.log_path}")
+    if result.run_id and any(s.stage == "evaluate" and s.status in ("succeeded", "cached") for s in result.stages):
+        from visionpipe.pipeline.run_report import write_run_report
+
+        html, _ = write_run_report(result.root, result.run_id)
+        print(f"report: {html}")
     failure = result.failure()
     if failure is not None:
         print(f"\nerror: stage {failure.stage} {failure.status}: {failure.message}", file=sys.stderr)
@@ -248,6 +278,16 @@ def _augment_preview(args) -> int:
 
     out = write_preview(load_config(args.config, args.set), args.out, args.images, args.variants)
     print(f"wrote {out}")
+    return 0
+
+
+def _report(args) -> int:
+    from visionpipe.pipeline.run_report import write_run_report
+
+    config = load_config(args.config, args.set)
+    html, markdown = write_run_report(Path(config.run.root).resolve(), args.run)
+    print(html)
+    print(markdown)
     return 0
 
 

@@ -84,8 +84,13 @@ def run_pipeline(
     command: str = "",
     output: Output | None = None,
     graph: list[StageSpec] | None = None,
+    override_gate: str = "",
 ) -> RunResult:
     """Runs the whole graph, one stage (``only``) or a stage onward (``start``).
+
+    ``override_gate``, when given, is a person's reason to run stages whose gate refuses
+    (e.g. push a model evaluate did not bless); each overridden gate is logged and recorded
+    with the reason in the stage's summary and its outputs' properties.
 
     A stage named by ``only``/``start`` always executes; the others are cached when their
     fingerprint is unchanged, unless ``force``. ``output`` receives the run's messages and
@@ -108,7 +113,7 @@ def run_pipeline(
             store.abandon_running()
             _remove_temp_dirs(root)
             run_id = store.start_run(fp.code_version(), to_dict(config), command)
-            run = _Run(store, config, root, root / "runs" / str(run_id), run_id, output)
+            run = _Run(store, config, root, root / "runs" / str(run_id), run_id, output, override_gate=override_gate)
             run.dir.mkdir(parents=True, exist_ok=True)
             (run.dir / "config.yaml").write_text(dump_yaml(config))
             (run.dir / "code_version.txt").write_text(fp.code_version() + "\n")
@@ -159,6 +164,7 @@ class _Run:
     id: int
     output: Output
     task: str = ""  # set for a non-chief task of a multi-worker cluster, which registers nothing
+    override_gate: str = ""  # a person's reason to run stages whose gate refuses
 
 
 Outputs = dict[tuple[str, str], Artifact]  # (stage, output name) -> artifact
@@ -214,7 +220,10 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         external=external.value,
     )
     reason = spec.gate(inputs) if spec.gate else None
-    if reason:
+    override = {"gate": reason, "reason": run.override_gate} if reason and run.override_gate else None
+    if override:
+        ctx.log(f"gate OVERRIDDEN (--override-gate): {reason}; reason given: {run.override_gate}")
+    elif reason:
         ctx.log(f"refused: {reason}")
         return StageResult(spec.name, "refused", time.time() - started, message=reason)
 
@@ -260,6 +269,11 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
     for name, artifact in outputs.items():
         artifact.uri = str(final_dir / name)
         artifact.fingerprint = fp.artifact_fingerprint(stage_fp, execution_id, name)
+        if override:
+            artifact.properties["gate_override"] = override
+    if override:
+        summary["gate_override"] = override
+        summary.setdefault("notes", []).append(f"gate overridden: {override['gate']} (reason: {override['reason']})")
     summary["seconds"] = round(time.time() - started, 2)
     store.finish_execution(execution_id, outputs, summary)
     shutil.rmtree(ctx.scratch_dir, ignore_errors=True)  # resumable state is no longer needed

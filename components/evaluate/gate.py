@@ -74,7 +74,7 @@ def baseline_check(comparison: dict | None, config: EvaluateConfig) -> Check:
     if not baseline.enabled:
         return Check(name, None, None, NOT_CHECKED, "evaluate.baseline.enabled is false")
     if comparison is None:
-        return Check(name, None, -baseline.max_drop, NOT_CHECKED, "no model has been pushed yet: thresholds only")
+        return Check(name, None, 0.0 - baseline.max_drop, NOT_CHECKED, "no model has been pushed yet: thresholds only")
     difference = comparison["difference"]
     low, high = comparison["difference_interval"]
     worse = difference < -baseline.max_drop
@@ -86,7 +86,7 @@ def baseline_check(comparison: dict | None, config: EvaluateConfig) -> Check:
         f"{high:+.4f}); evaluate.baseline.max_drop {baseline.max_drop}"
         + (", judged on the interval (significant_only)" if baseline.significant_only else "")
     )
-    return Check(name, difference, -baseline.max_drop, FAILED if worse else PASSED, detail)
+    return Check(name, difference, 0.0 - baseline.max_drop, FAILED if worse else PASSED, detail)
 
 
 def blessing(checks: list[Check], model_uri: str) -> dict:

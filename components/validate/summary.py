@@ -25,13 +25,13 @@ MAX_ITEMS = 50  # offending items listed per anomaly; the rest are only counted
 MANY_CLASSES = 60  # above this, grouped bars become unreadable: switch to sorted stacked bars
 DPI = 80
 
-_CSS = """body{font-family:sans-serif;margin:2em;max-width:70em}
+CSS = """body{font-family:sans-serif;margin:2em;max-width:70em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 .block{color:#b00020}.warn{color:#a65b00}.ok{color:#1b7d2a}img{max-width:100%}"""
 
 
-def _esc(value) -> str:
+def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
@@ -52,7 +52,7 @@ def _png(fig: Figure, alt: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _verdict(anomalies: list[dict]) -> str:
@@ -85,8 +85,8 @@ def _split_table(split: str, stats: dict) -> str:
         ("original modes", _counts(stats.get("modes") or {})),
         ("channels", _counts(stats.get("channels") or {})),
     ]
-    body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
-    return f"<h3>{_esc(split)}</h3><table>{body}</table>"
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return f"<h3>{esc(split)}</h3><table>{body}</table>"
 
 
 def _empty_plot(message: str) -> str:
@@ -144,10 +144,9 @@ def _class_table(split_stats: dict[str, dict]) -> str:
     classes = sorted({c for per in counts.values() for c in per})
     if not classes:
         return ""
-    head = "".join(f"<th>{_esc(s)}</th>" for s in splits)
+    head = "".join(f"<th>{esc(s)}</th>" for s in splits)
     rows = "".join(
-        f"<tr><th>{_esc(c)}</th>" + "".join(f"<td>{counts[s].get(c, 0)}</td>" for s in splits) + "</tr>"
-        for c in classes
+        f"<tr><th>{esc(c)}</th>" + "".join(f"<td>{counts[s].get(c, 0)}</td>" for s in splits) + "</tr>" for c in classes
     )
     return (
         f"<details><summary>Counts per class ({len(classes)} classes)</summary>"
@@ -203,11 +202,11 @@ def _anomaly(a: dict) -> str:
     severity = a.get("severity", "warn")
     items = list(a.get("items") or [])
     parts = [
-        f'<h3 class="{_esc(severity)}">[{_esc(severity).upper()}] {_esc(a.get("kind", ""))}</h3>',
-        f"<p>{_esc(a.get('message', ''))}</p>",
+        f'<h3 class="{esc(severity)}">[{esc(severity).upper()}] {esc(a.get("kind", ""))}</h3>',
+        f"<p>{esc(a.get('message', ''))}</p>",
     ]
     if items:
-        parts.append("<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in items[:MAX_ITEMS]) + "</ul>")
+        parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items[:MAX_ITEMS]) + "</ul>")
     if len(items) > MAX_ITEMS:  # thousands of files would make the page unusable
         parts.append(f"<p>... and {len(items) - MAX_ITEMS} more</p>")
     return "".join(parts)
@@ -232,7 +231,7 @@ def _pixel_stats(split_stats: dict[str, dict]) -> str:
         row_mean = "".join(f"<td>{v:.4f}</td>" for v in mean)
         row_std = "".join(f"<td>{v:.4f}</td>" for v in std)
         parts.append(
-            f"<h3>{_esc(split)}</h3><table><tr><th></th>{head}</tr>"
+            f"<h3>{esc(split)}</h3><table><tr><th></th>{head}</tr>"
             f"<tr><th>mean</th>{row_mean}</tr><tr><th>std</th>{row_std}</tr></table>"
         )
     if not parts:
@@ -240,15 +239,21 @@ def _pixel_stats(split_stats: dict[str, dict]) -> str:
     return "<h2>Pixel statistics</h2>" + "".join(parts)
 
 
-def render_html(split_stats: dict[str, dict], anomalies: list[dict], title: str = "Data validation report") -> str:
-    """The whole report as one HTML document (plots inlined as base64 PNG)."""
+def data_section(split_stats: dict[str, dict], anomalies: list[dict]) -> str:
+    """The verdict, the per-split tables and the class plot: the data summary the run report shows."""
     tables = "".join(_split_table(s, st) for s, st in split_stats.items())
     return (
+        f"{_verdict(anomalies)}<h3>Splits</h3>{tables}"
+        f"<h3>Classes</h3>{_class_plot(split_stats)}{_class_table(split_stats)}"
+    )
+
+
+def render_html(split_stats: dict[str, dict], anomalies: list[dict], title: str = "Data validation report") -> str:
+    """The whole report as one HTML document (plots inlined as base64 PNG)."""
+    return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_esc(title)}</h1>{_verdict(anomalies)}"
-        f"<h2>Splits</h2>{tables}"
-        f"<h2>Classes</h2>{_class_plot(split_stats)}{_class_table(split_stats)}"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{esc(title)}</h1>{data_section(split_stats, anomalies)}"
         f"<h2>Image sizes</h2>{_size_plot(split_stats)}"
         f"<h2>Anomalies</h2>{_anomalies(anomalies)}"
         f"{_pixel_stats(split_stats)}</body></html>\n"

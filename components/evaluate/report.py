@@ -1,0 +1,274 @@
+"""The run report: one self-contained HTML page and a Markdown summary of a run.
+
+The page opens anywhere, with no network: figures are the Evaluation artifact's PNG files,
+inlined as data URIs, and there is no script except a one-line check that every image
+decoded (the browser test reads it). Sections, in the order a reviewer asks: the gate's
+verdict and each check; headline metrics with their 95% intervals; the data (validate's
+summary); training curves; per-class figures and the confusion matrix; calibration; slices;
+robustness; the most-confused pairs and the error gallery with its heat maps; the exported
+artifacts' accuracy, size and latency; what was pushed.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from pathlib import Path
+
+from visionpipe.components.validate.summary import CSS, data_section, esc
+from visionpipe.pipeline.artifacts import Evaluation
+
+_EXTRA_CSS = (
+    ".fail{color:#b00020;font-weight:bold}.pass{color:#1b7d2a}.skip{color:#666}"
+    ".flag{background:#fde7e9}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+)
+# Sets data-images-ok on <body> once every image has decoded: what the browser test checks.
+_IMAGE_CHECK = (
+    "<script>addEventListener('load',()=>{const i=[...document.images];document.body.dataset.images="
+    "i.length;document.body.dataset.imagesOk=i.filter(x=>x.complete&&x.naturalWidth>0).length})</script>"
+)
+
+
+@dataclasses.dataclass
+class RunReport:
+    """What the report shows; ``pipeline.run_report`` gathers it from a run's artifacts."""
+
+    title: str
+    command: str
+    evaluation_dir: Path
+    metrics: dict
+    blessing: dict
+    split_stats: dict | None = None
+    anomalies: list | None = None
+    exported: dict | None = None  # export's artifacts.json
+    pushed: dict | None = None  # push.json
+    overrides: list = dataclasses.field(default_factory=list)  # (stage, {"gate", "reason"})
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return f"<p class='skip'>{esc(alt)}: not produced in this run.</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(headers: list[str], rows: list[list], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        f"<tr{f' class={chr(34)}{classes[i]}{chr(34)}' if classes and classes[i] else ''}>"
+        + "".join(f"<td class='num'>{esc(c)}</td>" if isinstance(c, int | float) else f"<td>{c}</td>" for c in row)
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _f(value, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _gate(report: RunReport) -> str:
+    blessing = report.blessing
+    verdict = (
+        "<p class='pass'><b>BLESSED</b>: every check passed</p>"
+        if blessing["blessed"]
+        else "<p class='fail'>NOT BLESSED: " + esc("; ".join(blessing["reasons"])) + "</p>"
+    )
+    style = {"passed": "pass", "failed": "fail", "not checked": "skip"}
+    rows = [
+        [esc(c["name"]), _f(c["value"]), _f(c["threshold"]),
+         f"<span class='{style[c['verdict']]}'>{esc(c['verdict'])}</span>", esc(c["detail"])]
+        for c in blessing.get("checks", [])
+    ]  # fmt: skip
+    overrides = "".join(
+        f"<p class='fail'>Gate overridden at {esc(stage)}: {esc(o['gate'])}. Reason given: {esc(o['reason'])}</p>"
+        for stage, o in report.overrides
+    )
+    return verdict + overrides + _table(["check", "value", "threshold", "verdict", "detail"], rows)
+
+
+def _headline(metrics: dict) -> str:
+    intervals = metrics["intervals"]
+    rows = [
+        ["accuracy", _f(metrics["accuracy"]), "{} – {}".format(*(_f(v) for v in intervals["accuracy"]))],
+        ["macro F1", _f(metrics["macro_f1"]), "{} – {}".format(*(_f(v) for v in intervals["macro_f1"]))],
+    ]
+    if "top_k_accuracy" in metrics:
+        rows.append([f"top-{metrics['top_k']} accuracy", _f(metrics["top_k_accuracy"]), ""])
+    for average, values in metrics["averages"].items():
+        three = " / ".join(_f(values[k]) for k in ("precision", "recall", "f1"))
+        rows.append([f"{average} precision / recall / F1", three, ""])
+    if "macro_roc_auc" in metrics:
+        aucs = f"{_f(metrics['macro_roc_auc'])} / {_f(metrics['macro_pr_auc'])}"
+        rows.append(["macro ROC-AUC / PR-AUC (one vs rest)", aucs, ""])
+    if "tta" in metrics:
+        rows.append([f"accuracy with {metrics['tta']['mode']} TTA (not served)", _f(metrics["tta"]["accuracy"]), ""])
+    if "baseline" in metrics:
+        b = metrics["baseline"]
+        difference = "difference {:+.4f} ({:+.4f} to {:+.4f})".format(b["difference"], *b["difference_interval"])
+        rows.append([f"served model (version {b['version']}) {b['metric']}", _f(b["baseline"]), difference])
+    split = (
+        f"{metrics['split']} split, {metrics['examples']:,} images; intervals from "
+        f"{intervals['resamples']} bootstrap resamples"
+    )
+    return f"<p>{esc(split)}</p>" + _table(["metric", "value", "95% interval"], rows)
+
+
+def _per_class(metrics: dict, figures: Path) -> str:
+    rows = [
+        [esc(name), _f(c["precision"]), _f(c["recall"]), _f(c["f1"]), c["support"], _f(c["roc_auc"]), _f(c["pr_auc"])]
+        for name, c in metrics["per_class"].items()
+    ]
+    table = _table(["class", "precision", "recall", "F1", "images", "ROC-AUC", "PR-AUC"], rows)
+    return (
+        _img(figures / Evaluation.PER_CLASS, "precision, recall and F1 per class")
+        + f"<details><summary>Per-class table ({len(rows)} classes)</summary>{table}</details>"
+        + "<h3>Confusion matrix</h3>"
+        + _img(figures / Evaluation.CONFUSION_PNG, "confusion matrix")
+        + f"<p>Counts: {esc(Evaluation.CONFUSION_CSV)} in {esc(str(figures))}</p>"
+    )
+
+
+def _calibration(metrics: dict, figures: Path) -> str:
+    c = metrics["calibration"]
+    rows = [["temperature", _f(c["temperature"], 3), esc(c["fitted_on"])], ["ECE before", _f(c["ece_before"]), ""]]
+    if "ece_after" in c:
+        rows += [["ECE after", _f(c["ece_after"]), "what the exported models serve"],
+                 ["NLL before / after", f"{_f(c['nll_before'])} / {_f(c['nll_after'])}", ""]]  # fmt: skip
+    return _table(["", "value", "note"], rows) + _img(figures / Evaluation.RELIABILITY, "reliability diagram")
+
+
+def _slices(metrics: dict) -> str:
+    table = metrics["slices"]
+    rows = sorted(table["slices"], key=lambda s: (not s["flagged"], s["feature"] == "class", -s["gap"]))
+    cells = [[esc(s["feature"]), esc(s["slice"]), s["images"], _f(s["accuracy"]), f"{-s['gap']:+.4f}",
+              "flagged" if s["flagged"] else ""] for s in rows]  # fmt: skip
+    uniform = (
+        f"<p>One value only (nothing to compare): {esc(', '.join(table['uniform']))}.</p>" if table["uniform"] else ""
+    )
+    return (
+        f"<p>Overall accuracy {_f(table['overall'])}; a slice is flagged when it is more than the configured gap "
+        f"below it with enough images.</p>{uniform}"
+        + _table(
+            ["feature", "slice", "images", "accuracy", "vs overall", ""],
+            cells,
+            ["flag" if s["flagged"] else "" for s in rows],
+        )  # fmt: skip
+    )
+
+
+def _robustness(metrics: dict, figures: Path) -> str:
+    if "robustness" not in metrics:
+        return "<p class='skip'>Not run (evaluate.robustness.enabled is false).</p>"
+    r = metrics["robustness"]
+    rows = [
+        [esc(name), esc(entry["parameter"]), *(f"{_f(s['accuracy'])} ({s['level']})" for s in entry["severities"]),
+         f"{-entry['drop_at_strongest']:+.4f}"]
+        for name, entry in r["corruptions"].items()
+    ]  # fmt: skip
+    rows += [["FGSM", "epsilon (of 1)", *(f"{_f(f['accuracy'])} ({f['epsilon']})" for f in r["fgsm"]), ""]]
+    return (
+        f"<p>On {r['images']:,} images; clean accuracy {_f(r['clean_accuracy'])}.</p>"
+        + _table(["corruption", "parameter", "severity 1", "severity 2", "severity 3", "change at 3"], rows)
+        + _img(figures / Evaluation.ROBUSTNESS, "accuracy by corruption severity and FGSM epsilon")
+    )
+
+
+def _errors(metrics: dict, figures: Path) -> str:
+    pairs = [[esc(p["true"]), esc(p["predicted"]), p["images"], f"{p['share_of_true_class']:.1%}"]
+             for p in metrics["most_confused"]]  # fmt: skip
+    parts = ["<h3>Most-confused pairs</h3>", _table(["true", "predicted as", "images", "share of true class"], pairs)]
+    gallery = metrics.get("gallery")
+    if gallery:
+        parts.append("<h3>Most confident mistakes</h3>")
+        parts.append(_img(figures / Evaluation.GALLERY, f"most confident mistakes with {gallery['method']}"))
+        parts.append(_table(["source", "true", "predicted", "confidence"],
+                            [[esc(e["source"]), esc(e["true"]), esc(e["predicted"]), _f(e["confidence"], 3)]
+                             for e in gallery["images"]]))  # fmt: skip
+    return "".join(parts)
+
+
+def _exported(report: RunReport) -> str:
+    if not report.exported:
+        return "<p class='skip'>No export in this run.</p>"
+
+    def kib(value):
+        return _f(value / 1024, 0) if value else "—"
+
+    rows = [
+        [esc(name), _f(r["accuracy"]), kib(r.get("size_bytes")), kib(r.get("gzip_bytes")), _f(r.get("p50_ms_1t"), 2),
+         _f(r.get("p50_ms_4t"), 2), esc(r.get("gate", "reference"))]
+        for name, r in report.exported.items()
+    ]  # fmt: skip
+    pushed = ""
+    if report.pushed:
+        pushed = f"<p>Pushed version {report.pushed['version']} to {esc(report.pushed['model_base_path'])}.</p>"
+    headers = ["artifact", "accuracy", "size (KiB)", "gzipped (KiB)", "p50 ms, 1 thread", "p50 ms, 4 threads", "gate"]
+    return _table(headers, rows) + pushed
+
+
+def render_html(report: RunReport) -> str:
+    figures, m = report.evaluation_dir, report.metrics
+    data = (
+        data_section(report.split_stats, report.anomalies or [])
+        if report.split_stats is not None
+        else "<p class='skip'>No validation statistics for this run.</p>"
+    )
+    sections = [
+        ("Gate", _gate(report)),
+        ("Metrics", _headline(m)),
+        ("Data", data),
+        ("Training curves", _img(figures / Evaluation.TRAINING_CURVES, "training and validation loss and accuracy")),
+        ("Per class", _per_class(m, figures)),
+        ("Calibration", _calibration(m, figures)),
+        ("Slices", _slices(m)),
+        ("Robustness", _robustness(m, figures)),
+        ("Errors", _errors(m, figures)),
+        ("Exported artifacts", _exported(report)),
+    ]
+    body = "".join(
+        f"<h2 id='{esc(title.lower().replace(' ', '-'))}'>{esc(title)}</h2>{html}" for title, html in sections
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(report.title)}</title>'
+        f"<style>{CSS}{_EXTRA_CSS}</style>{_IMAGE_CHECK}</head><body><h1>{esc(report.title)}</h1>"
+        f"<p><code>{esc(report.command)}</code></p>{body}</body></html>\n"
+    )
+
+
+def render_markdown(report: RunReport) -> str:
+    """The same verdict and headline figures as Markdown (for a PR or a ticket)."""
+    m, b = report.metrics, report.blessing
+    low, high = m["intervals"]["accuracy"]
+    lines = [
+        f"# {report.title}",
+        "",
+        f"`{report.command}`",
+        "",
+        f"**Gate: {'BLESSED' if b['blessed'] else 'NOT BLESSED'}**"
+        + ("" if b["blessed"] else ": " + "; ".join(b["reasons"])),
+        *(f"- gate overridden at {stage}: reason given: {o['reason']}" for stage, o in report.overrides),
+        "",
+        "| check | value | threshold | verdict |",
+        "|---|---|---|---|",
+        *(f"| {c['name']} | {_f(c['value'])} | {_f(c['threshold'])} | {c['verdict']} |" for c in b.get("checks", [])),
+        "",
+        f"{m['split']} accuracy {m['accuracy']:.4f} (95% CI {low:.4f}–{high:.4f}), macro F1 {m['macro_f1']:.4f} "
+        f"on {m['examples']:,} images; ECE {m['calibration']['ece_served']:.4f} at temperature "
+        f"{m['calibration']['temperature']:.3f}.",
+    ]
+    if "robustness" in m:
+        lines += ["", "| corruption | strongest severity accuracy | change |", "|---|---|---|"]
+        lines += [f"| {n} | {e['severities'][-1]['accuracy']:.4f} | {-e['drop_at_strongest']:+.4f} |"
+                  for n, e in m["robustness"]["corruptions"].items()]  # fmt: skip
+    flagged = [s for s in m["slices"]["slices"] if s["flagged"]]
+    if flagged:
+        lines += [
+            "",
+            "Flagged slices: " + "; ".join(f"{s['feature']} {s['slice']} {s['accuracy']:.4f}" for s in flagged),
+        ]
+    if report.exported:
+        lines += ["", "| artifact | accuracy | size (KiB) | gate |", "|---|---|---|---|"]
+        lines += [f"| {n} | {r['accuracy']:.4f} | {r.get('size_bytes', 0) / 1024:.0f} | {r.get('gate', '—')} |"
+                  for n, r in report.exported.items()]  # fmt: skip
+    return "\n".join(lines) + "\n"
