@@ -1,0 +1,119 @@
+"""Serving through the real CLI: run the pipeline on a tiny dataset, start `visionpipe serve` on
+the pushed base path, and check that `visionpipe predict --server` over REST and gRPC prints
+what `visionpipe predict --model` prints in process; then `visionpipe monitor` reads the
+server's request log against the run's statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import make_folder, tiny_config_yaml
+from tests.e2e.helpers import REPO, visionpipe
+from tests.processes import free_ports
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serving")
+    data = make_folder(tmp / "images", per_class=9)
+    config = tmp / "config.yaml"
+    config.write_text(tiny_config_yaml(tmp / "runs", data).replace("  epochs: 2", "  epochs: 1"))
+    run = visionpipe("run", "--config", str(config), timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    base = tmp / "runs" / "serving" / "visionpipe"
+    assert (base / "1" / "saved_model.pb").is_file()
+    return tmp, config, data, base
+
+
+class Server:
+    """`visionpipe serve` in its own process group; every wait is bounded; stops what it started."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "visionpipe", "serve", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, marker: str, timeout: float = 60) -> None:
+        try:
+            while True:
+                line = self.lines.get(timeout=timeout)
+                self.output.append(line)
+                if marker in line:
+                    return
+        except queue.Empty:
+            raise AssertionError(f"no {marker!r} in {timeout} s: {''.join(self.output)}") from None
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
+def test_predict_through_the_server_equals_in_process(pushed):
+    tmp, config, data, base = pushed
+    images = [str(p) for p in sorted(data.rglob("img_00[0-3].*"))]
+    local = visionpipe("predict", "--model", str(base), "--json", *images)
+    assert local.returncode == 0, local.stderr
+    expected = json.loads(local.stdout)
+
+    rest_port, grpc_port = free_ports(2)
+    log = tmp / "requests.jsonl"
+    server = Server(
+        "--model_base_path", str(base), "--model_name", "visionpipe", "--rest_api_port", str(rest_port),
+        "--port", str(grpc_port), "--request_log", str(log),
+    )  # fmt: skip
+    try:
+        server.wait_for("development server")
+        assert any("model visionpipe: versions [1]" in line for line in server.output), server.output
+        for protocol, port in (("rest", rest_port), ("grpc", grpc_port)):
+            remote = visionpipe(
+                "predict", "--server", f"127.0.0.1:{port}", "--model-name", "visionpipe", "--protocol", protocol,
+                "--json", *images,
+            )  # fmt: skip
+            assert remote.returncode == 0, remote.stderr
+            answer = json.loads(remote.stdout)
+            assert [r["image"] for r in answer] == [r["image"] for r in expected]
+            for got, want in zip(answer, expected, strict=True):
+                assert [t["class"] for t in got["top_k"]] == [t["class"] for t in want["top_k"]], protocol
+                assert [t["probability"] for t in got["top_k"]] == pytest.approx(
+                    [t["probability"] for t in want["top_k"]], abs=1e-6
+                )
+        wrong = visionpipe("predict", "--server", f"127.0.0.1:{rest_port}", "--model-name", "nope", images[0])
+        assert wrong.returncode == 2 and "HTTP 404" in wrong.stderr and "nope" in wrong.stderr
+    finally:
+        assert server.stop() == 0, "".join(server.output)
+
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(logged) == 2 and all(len(line["predicted"]) == len(images) for line in logged)
+    monitor = visionpipe("monitor", "--config", str(config), "--request-log", str(log), "--min-images", "1")
+    assert monitor.returncode in (0, 1), monitor.stderr
+    assert f"2 logged requests, {2 * len(images)} images" in monitor.stdout
+    assert "label_drift" in monitor.stdout and "size_drift" in monitor.stdout
+    assert str(tmp / "runs" / "artifacts" / "validate") in monitor.stdout
