@@ -1,0 +1,198 @@
+"""Load on the development model server: N concurrent clients, REST and gRPC, server-side
+batching off and on, against the model's own signature called in process (the limit).
+
+The server runs as `visionpipe serve` in its own process (two of them: batching off, on);
+each client thread sends one-image requests back to back through ``ServingClient`` for
+``--seconds``. Contenders, interleaved over ``--repeats``:
+
+- in-process, 1 image/call: the signature called from N threads, one image per call (what an
+  unbatched server can at most do per request);
+- in-process, batch B: one thread calling the signature on batches of ``--max-batch``
+  images (what batching can at most reach);
+- rest / grpc, batching off / on: requests/s (= images/s), p50 and p99 latency, errors.
+
+The model is a registry model (default small_cnn width 32 on 32x32 RGB, 10 classes) with
+random weights, exported as the pipeline exports it; request images are 32x32 PNGs.
+
+    python benchmarks/serving_load.py --clients 8 --seconds 2.5 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from ratios import Rates
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.processes import free_ports  # noqa: E402
+
+MODEL = "bench"
+
+
+def export_model(base: Path, name: str, width: int, size: int) -> None:
+    from visionpipe.components.export.saved_model import export_saved_model
+    from visionpipe.models.preprocessing import PreprocessingSpec
+    from visionpipe.models.registry import create_model
+
+    spec = PreprocessingSpec(size, size, 3, "stretch", (0.5,) * 3, (0.25,) * 3)
+    model = create_model(name, spec.input_shape, 10, {"width": width})
+    export_saved_model(model, spec, [f"class_{i}" for i in range(10)], base / MODEL / "1")
+
+
+def images(count: int, size: int) -> list[bytes]:
+    from PIL import Image
+
+    rng, out = np.random.default_rng(0), []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def load(clients: int, seconds: float, call) -> dict:
+    """``call(thread, i)`` from ``clients`` threads for ``seconds``: rate, latencies, errors."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop = threading.Event()
+
+    def run(thread: int) -> None:
+        i = 0
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                call(thread, i)
+                latencies[thread].append(time.perf_counter() - start)
+            except Exception:
+                errors[thread] += 1
+            i += 1
+
+    threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in range(clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    elapsed = time.perf_counter() - began
+    flat = sorted(x for per in latencies for x in per)
+    return {
+        "rate": len(flat) / elapsed,
+        "p50": 1000 * flat[len(flat) // 2] if flat else float("nan"),
+        "p99": 1000 * flat[min(len(flat) - 1, int(len(flat) * 0.99))] if flat else float("nan"),
+        "errors": sum(errors),
+    }
+
+
+def start_server(base: Path, batching: Path | None) -> tuple[subprocess.Popen, int, int]:
+    rest, grpc = free_ports(2)
+    command = [sys.executable, "-m", "visionpipe", "serve", "--model_base_path", str(base / MODEL)]
+    command += ["--model_name", MODEL, "--rest_api_port", str(rest), "--port", str(grpc)]
+    command += ["--enable_batching", "--batching_parameters_file", str(batching)] if batching else []
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if "development server" in line:
+            break
+        if time.monotonic() > deadline:
+            break
+    else:
+        raise RuntimeError("the server did not start")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
+    return proc, rest, grpc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.5, help="per contender and repeat")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", default="small_cnn")
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--size", type=int, default=32, help="model input and request image size (px)")
+    parser.add_argument("--max-batch", type=int, default=8, help="batching: max_batch_size")
+    parser.add_argument("--timeout-micros", type=int, default=2000, help="batching: batch_timeout_micros")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from visionpipe.components.export.saved_model import load_signature
+    from visionpipe.serving.client import ServingClient
+
+    tmp = Path(tempfile.mkdtemp(prefix="serving_load_"))
+    export_model(tmp, args.model, args.width, args.size)
+    batching = tmp / "batching.config"
+    sizes = [s for s in (1, 2, 4) if s < args.max_batch] + [args.max_batch]
+    batching.write_text(
+        f"max_batch_size {{ value: {args.max_batch} }}\nbatch_timeout_micros {{ value: {args.timeout_micros} }}\n"
+        f"max_enqueued_batches {{ value: 100 }}\nnum_batch_threads {{ value: 2 }}\n"
+        + "".join(f"allowed_batch_sizes: {s}\n" for s in sizes)
+    )
+    data = images(64, args.size)
+    signature = load_signature(tmp / MODEL / "1")
+    one = [tf.constant([d]) for d in data]
+    batch = tf.constant(data[: args.max_batch])
+    signature(image_bytes=one[0]), signature(image_bytes=batch)  # trace/warm both shapes
+
+    servers = {"off": start_server(tmp, None), "on": start_server(tmp, batching)}
+    clients = {
+        (protocol, mode): [
+            ServingClient(f"127.0.0.1:{ports[1 if protocol == 'rest' else 2]}", MODEL, protocol=protocol, retries=0)
+            for _ in range(args.clients)
+        ]
+        for protocol in ("rest", "grpc")
+        for mode, ports in servers.items()
+    }
+    contenders = {
+        "in-process, 1 image/call": (args.clients, lambda t, i: signature(image_bytes=one[i % len(one)])),
+        f"in-process, batch {args.max_batch}": (1, lambda t, i: signature(image_bytes=batch)),
+    }
+    for (protocol, mode), pool in clients.items():
+        contenders[f"{protocol}, batching {mode}"] = (
+            args.clients,
+            lambda t, i, pool=pool: pool[t].predict([data[(t * 7 + i) % len(data)]]),
+        )
+    for pool in clients.values():  # connect and warm every path once
+        for client in pool:
+            client.predict(data[:1])
+
+    rates, latency = Rates("images/s"), {name: [] for name in contenders}
+    try:
+        for repeat in range(args.repeats):
+            measured = {}
+            for name, (threads, call) in contenders.items():
+                result = load(threads, args.seconds, call)
+                images_per_call = args.max_batch if name.endswith(f"batch {args.max_batch}") else 1
+                measured[name] = result["rate"] * images_per_call
+                latency[name].append(result)
+            rates.add_repeat(repeat, measured)
+    finally:
+        for proc, *_ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"\n{args.clients} clients, {args.seconds:g} s per contender, {args.repeats} repeats, {args.model} "
+          f"width {args.width} at {args.size}x{args.size}; batching: max {args.max_batch}, "
+          f"timeout {args.timeout_micros} us, sizes {sizes}")  # fmt: skip
+    print(rates.table({"vs 1/call": "in-process, 1 image/call", f"vs batch {args.max_batch}": list(contenders)[1]}))
+    print(f"\n{'contender':<28} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, results in latency.items():
+        p50 = statistics.median(r["p50"] for r in results)
+        p99 = statistics.median(r["p99"] for r in results)
+        print(f"{name:<28} {p50:>8.2f} {p99:>8.2f} {sum(r['errors'] for r in results):>7}")
+
+
+if __name__ == "__main__":
+    main()
