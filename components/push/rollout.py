@@ -1,10 +1,11 @@
 """Which versions TF Serving serves and what ``stable`` and ``canary`` name, after a push or a
 promote: the models.config entry of one model, computed from the one before.
 
-Without canary the entry serves the latest version with no labels (or, if labels were in
-use, ``stable`` moves to the new version). With canary the new version gets ``canary`` and
-``stable`` stays where it was (the version the server was serving); a first push is stable
-only. ``promote`` moves ``stable`` to the canary version and drops ``canary``.
+Without canary the entry serves the latest version with no labels (labels in use are
+dropped: TF Serving would refuse to move ``stable`` onto a version it has not loaded yet).
+With canary the new version gets ``canary`` and ``stable`` stays where it was (the version
+the server was serving); a first push is stable only. ``promote`` moves ``stable`` to the
+canary version and drops ``canary``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ def entry_after_push(
     sentence saying what changed."""
     labels = dict(before.labels) if before else {}
     if not canary:
-        if not labels:
-            return ModelEntry(name, base_path), f"serving the latest version ({version})"
-        moved = f"stable -> {version} (was {labels.get(STABLE, 'unset')})"
-        dropped = f"; canary {labels[CANARY]} dropped" if CANARY in labels else ""
-        return ModelEntry(name, base_path, (version,), {STABLE: version}), moved + dropped
+        # TF Serving cannot move stable onto a version it has not loaded yet, so a direct push
+        # over labels goes back to serving the latest version, without labels.
+        dropped = f" (labels {labels} dropped: push.canary is off)" if labels else ""
+        return ModelEntry(name, base_path), f"serving the latest version ({version}){dropped}"
     stable = labels.get(STABLE)
     if stable is None:
         served = sorted((before or ModelEntry(name, base_path)).served(on_disk))
