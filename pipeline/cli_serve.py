@@ -43,6 +43,12 @@ def add_commands(sub, common: argparse.ArgumentParser, predict: argparse.Argumen
     serve.add_argument(
         "--file_system_poll_wait_seconds", type=float, default=1.0, help="how often to look for new versions; 0: never"
     )
+    serve.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0.0,
+        help="re-read --model_config_file this often (labels moved by `visionpipe promote`); 0: never",
+    )
     serve.add_argument("--max_request_bytes", type=int, default=64 << 20, help="larger REST bodies get HTTP 413")
     serve.add_argument("--request_log", type=Path, help="append request statistics (JSONL) for `visionpipe monitor`")
     serve.add_argument("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
@@ -88,12 +94,13 @@ def predict_remote(args) -> list:
 
 def _serve(args) -> int:
     from visionpipe.serving.batching import BatchingOptions
-    from visionpipe.serving.model_store import ModelSpec, specs_from_config_text
+    from visionpipe.serving.model_store import ConfigFile, ModelSpec
     from visionpipe.serving.servable import ServingError
     from visionpipe.serving.server import DevServer, ServerOptions
 
-    if args.model_config_file is not None:
-        specs = _read(args.model_config_file, lambda text: specs_from_config_text(text, args.model_config_file.parent))
+    config_file = ConfigFile(args.model_config_file.resolve()) if args.model_config_file is not None else None
+    if config_file is not None:
+        specs = _read(config_file.path, lambda _: config_file.specs_if_changed())
     else:
         specs = [ModelSpec(args.model_name, args.model_base_path.resolve())]
     batching = None
@@ -109,6 +116,7 @@ def _serve(args) -> int:
         rest_api_port=args.rest_api_port,
         grpc_port=args.port,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         batching=batching,
         max_body_bytes=args.max_request_bytes,
         request_log=args.request_log,
@@ -118,7 +126,7 @@ def _serve(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    server = DevServer(specs, options)
+    server = DevServer(specs, options, config_file)
     try:
         server.start()
     except ServingError as err:

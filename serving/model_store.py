@@ -4,7 +4,8 @@ Mirrors tensorflow_model_server's model management: one model from ``--model_bas
 ``--model_name``, or several from a ``--model_config_file`` (a text ``ModelServerConfig``,
 parsed with TF Serving's own proto) with its version policies and version labels. Every
 ``poll()`` lists each base path: a new version is loaded fully before it is swapped in under a
-lock, and only then are versions the policy no longer wants dropped. A request holds the
+lock (after its ``assets.extra`` warmup requests ran, as in TF Serving), and only then are
+versions the policy no longer wants dropped. A request holds the
 ``Servable`` it resolved, so in-flight requests finish on the version they started on.
 Directories whose name is not a number (push's hidden ``.tmp-*`` copies) are never loaded.
 """
@@ -79,6 +80,26 @@ def specs_from_config_text(text: str, relative_to: Path) -> list[ModelSpec]:
     return specs
 
 
+class ConfigFile:
+    """A models.config file, re-read only when it changed (``--model_config_file_poll_wait_seconds``:
+    `visionpipe promote` moves labels by rewriting it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+
+    def specs_if_changed(self) -> list[ModelSpec] | None:
+        """The file's ModelSpecs, or None if it is unchanged since the last call; raises
+        ValueError (a bad config) or OSError (unreadable)."""
+        stat = self.path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return None
+        specs = specs_from_config_text(self.path.read_text(), self.path.parent)
+        self._stamp = stamp
+        return specs
+
+
 def versions_on_disk(base: Path) -> list[int]:
     if not base.is_dir():
         return []
@@ -111,6 +132,7 @@ class ModelStore:
                     self._set_state(spec.name, version, "LOADING")
                     try:
                         servable = Servable(spec.name, version, spec.base_path / str(version))
+                        warmed = servable.warm_up()
                     except Exception as err:  # a broken version must not take the server down
                         self._errors[spec.name, version] = f"{type(err).__name__}: {err}"
                         self._set_state(spec.name, version, "END")
@@ -119,7 +141,7 @@ class ModelStore:
                     with self._lock:
                         self._loaded[spec.name] = {**self._loaded[spec.name], version: servable}
                         self._states[spec.name][version] = "AVAILABLE"
-                    changes.append(f"{spec.name} version {version} loaded")
+                    changes.append(f"{spec.name} version {version} loaded ({warmed} warmup requests replayed)")
                 stale = [v for v in self._loaded[spec.name] if v not in wanted]
                 if stale and any(v in self._loaded[spec.name] for v in wanted):  # never drop the last one
                     with self._lock:
@@ -130,6 +152,17 @@ class ModelStore:
         for change in changes:
             log.info(change)
         return changes
+
+    def reconfigure(self, specs: list[ModelSpec]) -> list[str]:
+        """Serves ``specs`` from now on (a re-read models.config: models added or removed, new
+        policies and labels), then polls so new versions load and dropped ones go."""
+        with self._poll_lock, self._lock:
+            changes = [f"model {n} removed" for n in self._specs if n not in {s.name for s in specs}]
+            changes += [f"model {s.name} added" for s in specs if s.name not in self._specs]
+            self._specs = {s.name: s for s in specs}
+            self._loaded = {s.name: self._loaded.get(s.name, {}) for s in specs}
+            self._states = {s.name: self._states.get(s.name, {}) for s in specs}
+        return changes + self.poll()
 
     def start_polling(self, interval: float) -> None:
         """Polls every ``interval`` seconds in a daemon thread (0: never, like TF Serving's flag)."""

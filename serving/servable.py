@@ -108,6 +108,23 @@ class Servable:
             raise ServingError(Code.INVALID_ARGUMENT, _op_message(err.message)) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
+    def warm_up(self) -> int:
+        """Replays the version's ``assets.extra/tf_serving_warmup_requests`` (push writes them)
+        as TF Serving does before it marks a version available; returns how many ran. A failing
+        record fails the load, as it does in TF Serving."""
+        import tensorflow as tf
+
+        from visionpipe.serving.warmup import read_warmup, warmup_path
+
+        path = warmup_path(self.path)
+        if not path.is_file():
+            return 0
+        logs = read_warmup(path)
+        for log in logs:
+            request = log.predict_log.request
+            self.run(request.model_spec.signature_name, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        return len(logs)
+
     def rows(self, inputs: dict[str, np.ndarray]) -> int:
         """The batch size of a request (every input's first dimension; they must agree)."""
         sizes = {np.shape(value)[0] if np.ndim(value) else 1 for value in inputs.values()}

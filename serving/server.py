@@ -11,14 +11,18 @@ stops the REST (rest_api) and gRPC (grpc_api) front ends around it.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from visionpipe.serving.batching import Batcher, BatchingOptions
-from visionpipe.serving.model_store import ModelSpec, ModelStore
+from visionpipe.serving.model_store import ConfigFile, ModelSpec, ModelStore
 from visionpipe.serving.request_log import RequestLog
 from visionpipe.serving.servable import Servable
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +33,7 @@ class ServerOptions:
     rest_api_port: int = 8501  # 0: any free port (see DevServer.rest_port); -1: no REST API
     grpc_port: int = 8500  # --port; 0: any free port; -1: no gRPC API
     file_system_poll_wait_seconds: float = 1.0  # 0: load once at start, never poll
+    model_config_file_poll_wait_seconds: float = 0.0  # 0: read models.config once (TF Serving's default)
     batching: BatchingOptions | None = None  # --enable_batching (+ --batching_parameters_file)
     max_body_bytes: int = 64 << 20  # REST bodies and gRPC messages larger than this are refused
     request_log: Path | None = None
@@ -82,10 +87,15 @@ class ServingCore:
 
 
 class DevServer:
-    """Loads the models, then serves them over REST and gRPC until ``stop()``."""
+    """Loads the models, then serves them over REST and gRPC until ``stop()``. A
+    ``config_file`` (where ``specs`` came from) is re-read if the options say so."""
 
-    def __init__(self, specs: list[ModelSpec], options: ServerOptions = ServerOptions()):
+    def __init__(
+        self, specs: list[ModelSpec], options: ServerOptions = ServerOptions(), config_file: ConfigFile | None = None
+    ):
         self.options = options
+        self.config_file = config_file
+        self._stop = threading.Event()
         self.store = ModelStore(specs)
         self.batcher = Batcher(options.batching) if options.batching is not None else None
         log = RequestLog(options.request_log, options.request_log_sample_rate) if options.request_log else None
@@ -103,6 +113,8 @@ class DevServer:
         for name in self.store.model_names:
             self.store.states(name, None, None)  # raises NOT_FOUND if a model has no version
         self.store.start_polling(self.options.file_system_poll_wait_seconds)
+        if self.config_file is not None and self.options.model_config_file_poll_wait_seconds > 0:
+            threading.Thread(target=self._watch_config, name="model-config-poll", daemon=True).start()
         try:
             if self.options.rest_api_port >= 0:
                 self._rest = rest_api.start(self.core, self.options.host, self.options.rest_api_port, self.options)
@@ -116,8 +128,19 @@ class DevServer:
             raise
         return self
 
+    def _watch_config(self) -> None:
+        while not self._stop.wait(self.options.model_config_file_poll_wait_seconds):
+            try:
+                specs = self.config_file.specs_if_changed()
+                if specs is not None:
+                    for change in ["models.config changed", *self.store.reconfigure(specs)]:
+                        log.info(change)
+            except (OSError, ValueError) as err:  # as TF Serving: keep serving the last good config
+                log.error("ignoring %s: %s", self.config_file.path, err)
+
     def stop(self) -> None:
-        """Stops listening (in-flight requests finish), then the batcher, poller and log."""
+        """Stops listening (in-flight requests finish), then the batcher, pollers and log."""
+        self._stop.set()
         if self._rest is not None:
             self._rest.shutdown()
             self._rest.server_close()

@@ -86,9 +86,9 @@ def serve():
     """serve(specs, **ServerOptions fields) -> a started DevServer on free ports; stopped after the test."""
     started = []
 
-    def start(specs: list[ModelSpec], **options) -> DevServer:
+    def start(specs: list[ModelSpec], config_file=None, **options) -> DevServer:
         options = {"rest_api_port": 0, "grpc_port": 0, "file_system_poll_wait_seconds": 0, **options}
-        server = DevServer(specs, ServerOptions(**options)).start()
+        server = DevServer(specs, ServerOptions(**options), config_file).start()
         started.append(server)
         return server
 

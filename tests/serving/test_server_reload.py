@@ -1,8 +1,11 @@
-"""A new version pushed while clients send requests: it is loaded, swapped in atomically, and no
-request fails; responses switch to it and never back."""
+"""Versions and labels changing under a running server: a version pushed while clients send
+requests is loaded, swapped in atomically and no request fails; warmup requests are replayed
+at load and a version whose warmup fails is not served; a rewritten models.config moves labels."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 
@@ -60,3 +63,53 @@ def test_pushing_a_version_under_load_drops_no_request(serve, base_path, exporte
         {"version": 2, "state": "AVAILABLE", "error": ""},
         {"version": 1, "state": "END", "error": ""},
     ]
+
+
+def test_versions_replay_their_warmup_requests_and_a_failing_one_is_not_served(base_path, exported, tmp_path):
+    from visionpipe.serving.model_store import ModelStore
+    from visionpipe.serving.warmup import write_warmup
+
+    write_warmup(base_path / "1", MODEL, IMAGES)
+    store = ModelStore([ModelSpec(MODEL, base_path)])
+    assert store.poll() == [f"{MODEL} version 1 loaded (3 warmup requests replayed)"]
+    broken = tmp_path / "broken"
+    shutil.copytree(exported[2], broken)
+    write_warmup(broken, MODEL, [b"not an image"])
+    push_version(broken, base_path, 2)
+    (change,) = store.poll()
+    assert change.startswith(f"{MODEL} version 2 failed to load") and "Unknown image file format" in change
+    assert store.resolve(MODEL).version == 1  # the last good version keeps serving
+    (v2, v1) = store.states(MODEL)
+    assert v2[:2] == (2, "END") and "Unknown image file format" in v2[2] and v1 == (1, "AVAILABLE", "")
+
+
+def test_a_rewritten_models_config_moves_labels_while_serving(serve, tmp_path, exported):
+    from visionpipe.serving.model_store import ConfigFile
+
+    base = tmp_path / "serving" / MODEL
+    base.mkdir(parents=True)
+    for version in (1, 2):
+        push_version(exported[version], base, version)
+    config = tmp_path / "serving" / "models.config"
+
+    def write(stable: int) -> None:
+        text = (
+            f"model_config_list {{ config {{ name: '{MODEL}' base_path: '{base}' model_platform: 'tensorflow' "
+            "model_version_policy { all {} } "
+            f"version_labels {{ key: 'stable' value: {stable} }} }} }}"
+        )
+        tmp = config.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, config)  # as promote rewrites it: never half a file
+
+    write(1)
+    watched = ConfigFile(config)
+    server = serve(watched.specs_if_changed(), model_config_file_poll_wait_seconds=0.1, config_file=watched)
+    stable = ServingClient(f"127.0.0.1:{server.grpc_port}", MODEL, protocol="grpc", label="stable")
+    expected = {v: in_process(exported[v], IMAGES) for v in (1, 2)}
+    assert np.allclose(stable.predict(IMAGES).probabilities, expected[1], atol=1e-6)
+    write(2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not np.allclose(stable.predict(IMAGES).probabilities, expected[2], atol=1e-6):
+        time.sleep(0.05)
+    assert np.allclose(stable.predict(IMAGES).probabilities, expected[2], atol=1e-6)
