@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -35,9 +36,6 @@ from ratios import Rates
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from tests.processes import free_ports  # noqa: E402
-
 MODEL = "bench"
 
 
@@ -98,21 +96,19 @@ def load(clients: int, seconds: float, call) -> dict:
 
 
 def start_server(base: Path, batching: Path | None) -> tuple[subprocess.Popen, int, int]:
-    rest, grpc = free_ports(2)
+    """`visionpipe serve` on free ports (0), which it prints when it listens."""
     command = [sys.executable, "-m", "visionpipe", "serve", "--model_base_path", str(base / MODEL)]
-    command += ["--model_name", MODEL, "--rest_api_port", str(rest), "--port", str(grpc)]
+    command += ["--model_name", MODEL, "--rest_api_port", "0", "--port", "0"]
     command += ["--enable_batching", "--batching_parameters_file", str(batching)] if batching else []
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
     for line in proc.stdout:
-        if "development server" in line:
-            break
-        if time.monotonic() > deadline:
-            break
-    else:
-        raise RuntimeError("the server did not start")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
-    return proc, rest, grpc
+        listening = re.search(r"REST http://[^:]+:(\d+)/.* gRPC [^:]+:(\d+)", line)
+        if listening:
+            # keep its pipe drained; its last lines say how it batched
+            proc.tail = []
+            threading.Thread(target=lambda: proc.tail.extend(proc.stdout), daemon=True).start()
+            return proc, int(listening[1]), int(listening[2])
+    raise RuntimeError(f"the server exited with code {proc.wait()} before it listened")
 
 
 def main() -> None:
@@ -183,9 +179,12 @@ def main() -> None:
         for proc, *_ in servers.values():
             proc.terminate()
             proc.wait(timeout=30)
+    time.sleep(0.5)  # the drain threads read the last lines
+    server_batching = [line.strip() for line in servers["on"][0].tail if line.startswith("batching:")]
     print(f"\n{args.clients} clients, {args.seconds:g} s per contender, {args.repeats} repeats, {args.model} "
           f"width {args.width} at {args.size}x{args.size}; batching: max {args.max_batch}, "
           f"timeout {args.timeout_micros} us, sizes {sizes}")  # fmt: skip
+    print(f"server with batching on: {server_batching[0] if server_batching else '?'} (warm-up requests included)")
     print(rates.table({"vs 1/call": "in-process, 1 image/call", f"vs batch {args.max_batch}": list(contenders)[1]}))
     print(f"\n{'contender':<28} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, results in latency.items():

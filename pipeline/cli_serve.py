@@ -155,6 +155,13 @@ def _serve(args) -> int:
     finally:
         print("stopping: in-flight requests finish first", flush=True)
         server.stop()
+        if server.batcher is not None:
+            stats = server.batcher.stats()
+            print(
+                f"batching: {stats['requests']} requests in {stats['batches']} batches "
+                f"({stats['rows'] / max(stats['batches'], 1):.2f} rows per batch, {stats['padded_rows']} padding rows)",
+                flush=True,
+            )
     return 0
 
 
