@@ -114,6 +114,9 @@ class ModelStore:
         self._loaded: dict[str, dict[int, Servable]] = {s.name: {} for s in specs}
         self._states: dict[str, dict[int, str]] = {s.name: {} for s in specs}  # TF Serving's state names
         self._errors: dict[tuple[str, int], str] = {}
+        # A version that failed to load is retried only once its folder changed (a copy that
+        # was still being written), not on every poll.
+        self._failed_stamp: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()  # one poll at a time (the thread and a direct call)
         self._stop = threading.Event()
@@ -127,17 +130,22 @@ class ModelStore:
             for spec in self._specs.values():
                 wanted = spec.wanted(versions_on_disk(spec.base_path))
                 for version in wanted:
-                    if version in self._loaded[spec.name] or (spec.name, version) in self._errors:
+                    path = spec.base_path / str(version)
+                    if version in self._loaded[spec.name] or self._failed_stamp.get((spec.name, version)) == _stamp(
+                        path
+                    ):
                         continue
                     self._set_state(spec.name, version, "LOADING")
                     try:
-                        servable = Servable(spec.name, version, spec.base_path / str(version))
+                        servable = Servable(spec.name, version, path)
                         warmed = servable.warm_up()
                     except Exception as err:  # a broken version must not take the server down
                         self._errors[spec.name, version] = f"{type(err).__name__}: {err}"
+                        self._failed_stamp[spec.name, version] = _stamp(path)
                         self._set_state(spec.name, version, "END")
                         changes.append(f"{spec.name} version {version} failed to load: {err}")
                         continue
+                    self._errors.pop((spec.name, version), None)
                     with self._lock:
                         self._loaded[spec.name] = {**self._loaded[spec.name], version: servable}
                         self._states[spec.name][version] = "AVAILABLE"
@@ -241,3 +249,11 @@ class ModelStore:
                 f"Unrecognized servable version label: {label} (model {name} has: {', '.join(labels) or 'none'})",
             )
         return labels[label]
+
+
+def _stamp(path: Path) -> int:
+    """Newest modification time of a version folder's files (0 if it vanished)."""
+    try:
+        return max((p.stat().st_mtime_ns for p in [path, *path.rglob("*")]), default=0)
+    except OSError:
+        return 0

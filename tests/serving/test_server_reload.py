@@ -65,7 +65,9 @@ def test_pushing_a_version_under_load_drops_no_request(serve, base_path, exporte
     ]
 
 
-def test_versions_replay_their_warmup_requests_and_a_failing_one_is_not_served(base_path, exported, tmp_path):
+def test_versions_replay_their_warmup_requests_and_a_failing_one_is_not_served_until_fixed(
+    base_path, exported, tmp_path
+):
     from visionpipe.serving.model_store import ModelStore
     from visionpipe.serving.warmup import write_warmup
 
@@ -81,6 +83,10 @@ def test_versions_replay_their_warmup_requests_and_a_failing_one_is_not_served(b
     assert store.resolve(MODEL).version == 1  # the last good version keeps serving
     (v2, v1) = store.states(MODEL)
     assert v2[:2] == (2, "END") and "Unknown image file format" in v2[2] and v1 == (1, "AVAILABLE", "")
+    assert store.poll() == []  # not retried while its folder is unchanged
+    write_warmup(base_path / "2", MODEL, IMAGES)  # fixed in place: loaded on the next poll
+    assert store.poll() == [f"{MODEL} version 2 loaded (3 warmup requests replayed)", f"{MODEL} version 1 unloaded"]
+    assert store.resolve(MODEL).version == 2 and store.states(MODEL)[0] == (2, "AVAILABLE", "")
 
 
 def test_a_rewritten_models_config_moves_labels_while_serving(serve, tmp_path, exported):
