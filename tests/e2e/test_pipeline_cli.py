@@ -69,7 +69,12 @@ def test_full_run_produces_every_artifact(project):
     accuracy = json.loads((export / "artifacts.json").read_text())
     assert set(accuracy) == {"keras", "saved_model", "tflite_float", "tflite_int8"}
     assert accuracy["saved_model"]["accuracy"] == pytest.approx(accuracy["keras"]["accuracy"], abs=1e-6)
-    assert (root / "serving" / "visionpipe" / "1" / "saved_model.pb").is_file()
+    version = root / "serving" / "visionpipe" / "1"
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    assert {p.name for p in (root / "serving").iterdir()} >= {"models.config", "batching.config", "visionpipe"}
+    infra = latest(root, "push") / "infra_blessing"
+    assert (infra / "INFRA_BLESSED").is_file() and json.loads((infra / "infra_blessing.json").read_text())["blessed"]
     assert (root / "runs" / "1" / "config.yaml").is_file()
 
 
