@@ -14,13 +14,16 @@ import dataclasses
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from visionpipe.serving.batching import Batcher, BatchingOptions
 from visionpipe.serving.model_store import ConfigFile, ModelSpec, ModelStore
-from visionpipe.serving.request_log import RequestLog
 from visionpipe.serving.servable import Servable
+
+if TYPE_CHECKING:
+    from visionpipe.serving.request_log import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,12 @@ class DevServer:
         self._stop = threading.Event()
         self.store = ModelStore(specs)
         self.batcher = Batcher(options.batching) if options.batching is not None else None
-        log = RequestLog(options.request_log, options.request_log_sample_rate) if options.request_log else None
-        self.core = ServingCore(self.store, self.batcher, log)
+        request_log = None
+        if options.request_log:  # imported only then: it reads channel counts from ingest (and Beam)
+            from visionpipe.serving.request_log import RequestLog
+
+            request_log = RequestLog(options.request_log, options.request_log_sample_rate)
+        self.core = ServingCore(self.store, self.batcher, request_log)
         self._rest = None
         self._grpc = None
         self.rest_port: int | None = None
