@@ -44,7 +44,10 @@ def promote(destination: Path, model_name: str, allow_unavailable: bool, check_a
     with destination_lock(destination):
         if not config_path.is_file():
             raise UserError(f"no {config_path}: nothing has been pushed to {destination}")
-        config = tfs.read_models_config(config_path)
+        try:
+            config = tfs.read_models_config(config_path)
+        except Exception as err:  # text_format.ParseError names the line
+            raise UserError(f"{config_path} does not parse as a ModelServerConfig: {err}") from None
         before = tfs.entry_named(config, model_name)
         if before is None:
             names = [e.name for e in tfs.entries_of(config)]

@@ -24,7 +24,7 @@ def entry_after_push(
     if not canary:
         # TF Serving cannot move stable onto a version it has not loaded yet, so a direct push
         # over labels goes back to serving the latest version, without labels.
-        dropped = f" (labels {labels} dropped: push.canary is off)" if labels else ""
+        dropped = f" (labels {dict(sorted(labels.items()))} dropped: push.canary is off)" if labels else ""
         return ModelEntry(name, base_path), f"serving the latest version ({version}){dropped}"
     stable = labels.get(STABLE)
     if stable is None:

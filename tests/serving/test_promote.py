@@ -11,6 +11,7 @@ from visionpipe.components.push import versions
 from visionpipe.components.push.executor import InfraNotBlessed, push_version
 from visionpipe.components.push.promote import promote
 from visionpipe.pipeline.errors import UserError
+from visionpipe.serving import infra_validation
 from visionpipe.serving.tf_serving_config import MODELS_CONFIG, entry_named, read_models_config
 from visionpipe.serving.warmup import warmup_images
 
@@ -25,6 +26,14 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     return warmup_images(make_examples(tmp_path_factory.mktemp("examples")), 4)
+
+
+@pytest.fixture
+def no_replay(monkeypatch):
+    """Tests about labels only: the fresh-process replay (seconds a push) passes; the configs
+    are still written and checked. test_canary_then_promote runs it for real."""
+    result = {"ok": True, "records": 4, "classes": 3, "seconds": 0.0}
+    monkeypatch.setattr(infra_validation, "replay_in_fresh_process", lambda *args: result)
 
 
 def push(model, images, destination, accuracy, canary=True):
@@ -48,7 +57,7 @@ def test_canary_then_promote(model, images, tmp_path):
         promote(tmp_path, NAME, allow_unavailable=True)
 
 
-def test_a_canary_over_an_unpromoted_canary_is_refused(model, images, tmp_path):
+def test_a_canary_over_an_unpromoted_canary_is_refused(model, images, tmp_path, no_replay):
     push(model, images, tmp_path, 0.8)
     push(model, images, tmp_path, 0.8)
     before = (tmp_path / MODELS_CONFIG).read_text()
@@ -58,7 +67,7 @@ def test_a_canary_over_an_unpromoted_canary_is_refused(model, images, tmp_path):
     assert versions.versions(tmp_path / NAME) == [1, 2] and (tmp_path / MODELS_CONFIG).read_text() == before
 
 
-def test_promote_refuses_a_worse_canary_unless_told(model, images, tmp_path):
+def test_promote_refuses_a_worse_canary_unless_told(model, images, tmp_path, no_replay):
     push(model, images, tmp_path, 0.90)
     push(model, images, tmp_path, 0.70)
     before = (tmp_path / MODELS_CONFIG).read_text()
@@ -69,7 +78,7 @@ def test_promote_refuses_a_worse_canary_unless_told(model, images, tmp_path):
     assert served(tmp_path) == ((2,), {"stable": 2})
 
 
-def test_promote_refuses_a_canary_without_an_infra_blessing(model, images, tmp_path):
+def test_promote_refuses_a_canary_without_an_infra_blessing(model, images, tmp_path, no_replay):
     push(model, images, tmp_path, 0.8)
     push(model, images, tmp_path, 0.9)
     record = versions.read_record(tmp_path / NAME / "2")
@@ -79,7 +88,7 @@ def test_promote_refuses_a_canary_without_an_infra_blessing(model, images, tmp_p
     assert served(tmp_path) == ((1, 2), {"stable": 1, "canary": 2})
 
 
-def test_a_direct_push_after_canaries_serves_the_latest_version(model, images, tmp_path):
+def test_a_direct_push_after_canaries_serves_the_latest_version(model, images, tmp_path, no_replay):
     push(model, images, tmp_path, 0.8)
     push(model, images, tmp_path, 0.8)
     result = push(model, images, tmp_path, 0.8, canary=False)
@@ -88,7 +97,7 @@ def test_a_direct_push_after_canaries_serves_the_latest_version(model, images, t
     assert served(tmp_path) == (None, {})
 
 
-def test_promote_through_the_cli(model, images, tmp_path):
+def test_promote_through_the_cli(model, images, tmp_path, no_replay):
     push(model, images, tmp_path, 0.8)
     push(model, images, tmp_path, 0.9)
     out = visionpipe("promote", "--destination", str(tmp_path), "--model-name", NAME)
