@@ -28,8 +28,9 @@ import numpy as np
 from visionpipe.pipeline.errors import UserError
 
 PROTOCOLS = ("rest", "grpc")
-# The serving signature's names (components/export/saved_model.py).
-SIGNATURE, IMAGE_INPUT = "serving_default", "image_bytes"
+# The serving signature's names as components/export/saved_model.py exports them (not imported
+# from there: that module loads TensorFlow, which a REST client does not need).
+SIGNATURE, IMAGE_INPUT, PREDICTED_OUTPUT = "serving_default", "image_bytes", "predicted_class"
 _RETRY_HTTP = {502, 503, 504}
 
 

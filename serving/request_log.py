@@ -20,11 +20,7 @@ import numpy as np
 
 # Channels counted as ingest counts them for the training statistics (a palette image is colour).
 from visionpipe.components.ingest.images import _CHANNELS as CHANNELS_OF_MODE
-
-# The names components/export/saved_model.py gives the serving signature's image input and
-# its predicted-class output; a request to another signature is logged without them.
-IMAGE_INPUT = "image_bytes"
-PREDICTED_OUTPUT = "predicted_class"
+from visionpipe.serving.client import IMAGE_INPUT, PREDICTED_OUTPUT
 
 
 def image_header(data: bytes) -> dict:
