@@ -168,11 +168,14 @@ def _run(args) -> int:
         print("\n" + "\n".join(notes))
     if result.log_path is not None:
         print(f"\nfull log (libraries included): {result.log_path}")
-    if result.run_id and any(s.stage == "evaluate" and s.status in ("succeeded", "cached") for s in result.stages):
+    if result.run_id:
         from visionpipe.pipeline.run_report import write_run_report
 
-        html, _ = write_run_report(result.root, result.run_id)
-        print(f"report: {html}")
+        try:
+            html, _ = write_run_report(result.root, result.run_id)
+            print(f"report: {html}")
+        except UserError:
+            pass  # the run stopped before evaluate, or started after it with no evaluation to read
     failure = result.failure()
     if failure is not None:
         print(f"\nerror: stage {failure.stage} {failure.status}: {failure.message}", file=sys.stderr)

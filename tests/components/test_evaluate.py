@@ -1,0 +1,220 @@
+"""Unit tests of evaluate's parts: intervals, calibration, corruptions, slices, Grad-CAM, the gate."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import special
+
+from visionpipe.components.evaluate import bootstrap, calibration, gate
+from visionpipe.components.evaluate.data import EvalSplit
+from visionpipe.components.evaluate.gradcam import heat_maps
+from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
+from visionpipe.components.evaluate.robustness import CORRUPTION_FUNCTIONS, corrupt, robustness
+from visionpipe.components.evaluate.slices import size_bucket, slice_table, source_folder
+from visionpipe.pipeline.config import CORRUPTIONS, BaselineConfig, EvaluateConfig, SliceConfig, ThresholdConfig
+
+
+def _noisy_predictions(n: int, classes: int, correct_share: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    predicted = np.where(rng.random(n) < correct_share, labels, (labels + 1) % classes)
+    return labels, predicted
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_images():
+    widths = []
+    for n in (200, 5000):
+        labels, predicted = _noisy_predictions(n, 5, 0.8)
+        found = bootstrap.confidence_intervals(labels, predicted, 5, resamples=500, seed=1)
+        low, high = found["accuracy"]
+        assert low < np.mean(labels == predicted) < high
+        assert found["macro_f1"][0] < found["macro_f1"][1]
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 3  # ~ 1/sqrt(n): 5x narrower for 25x the images
+
+
+def test_bootstrap_macro_f1_of_the_whole_split_matches_scikit_learn():
+    labels, predicted = _noisy_predictions(1000, 4, 0.7)
+    whole = np.arange(1000)[None]
+    probabilities = np.eye(4)[predicted]
+    expected = classification_metrics(labels, probabilities, ["a", "b", "c", "d"], top_k=2)["macro_f1"]
+    assert bootstrap.macro_f1_scores(labels, predicted, whole, 4)[0] == pytest.approx(expected)
+
+
+def test_difference_interval_is_paired_and_signed():
+    labels, better = _noisy_predictions(2000, 3, 0.9, seed=3)
+    worse = np.where(np.random.default_rng(4).random(2000) < 0.3, (labels + 1) % 3, better)
+    low, high = bootstrap.difference_interval("accuracy", labels, worse, better, 3, 500, seed=0)
+    assert high < 0  # the worse model is significantly worse
+    low, high = bootstrap.difference_interval("accuracy", labels, better, better, 3, 500, seed=0)
+    assert low == high == 0
+
+
+def test_temperature_scaling_recovers_the_temperature_and_lowers_ece():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 10)) * 4
+    labels = np.array([rng.choice(10, p=special.softmax(z / 2.5)) for z in logits])  # true T = 2.5
+    overconfident = special.softmax(logits, axis=1)
+    temperature = calibration.fit_temperature(overconfident, labels)
+    assert temperature == pytest.approx(2.5, rel=0.1)
+    before = calibration.reliability(overconfident, labels, 15)["ece"]
+    after = calibration.reliability(calibration.with_temperature(overconfident, temperature), labels, 15)
+    assert after["ece"] < before / 4
+    assert sum(b["images"] for b in after["bins"]) == 4000
+    # Temperature never changes the winner.
+    assert np.array_equal(calibration.with_temperature(overconfident, temperature).argmax(1), overconfident.argmax(1))
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_each_corruption_gets_stronger_with_severity_and_keeps_8_bit_images(name):
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)) / 255.0, tf.float32)
+    changes = []
+    for severity in range(3):
+        out = corrupt(images, name, severity, seed=0).numpy()
+        assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+        assert np.allclose(out * 255, np.round(out * 255), atol=1e-4)
+        changes.append(np.abs(out - images.numpy()).mean())
+    assert 0 < changes[0] < changes[1] < changes[2], changes
+
+
+def test_the_config_lists_the_corruptions_robustness_implements():
+    assert tuple(CORRUPTION_FUNCTIONS) == CORRUPTIONS
+
+
+def _split(images: np.ndarray, labels: np.ndarray, sources=None, sizes=None, modes=None) -> EvalSplit:
+    n = len(labels)
+    sizes = sizes if sizes is not None else [(32, 32)] * n
+    return EvalSplit(
+        images=images,
+        labels=labels,
+        sources=sources or [f"/data/c{label}/{i}.png" for i, label in enumerate(labels)],
+        heights=np.array([h for h, _ in sizes]),
+        widths=np.array([w for _, w in sizes]),
+        modes=modes or ["RGB"] * n,
+    )
+
+
+def _brightness_model():
+    """Class 1 when the image's mean is above 0.5: fragile to brightness, indifferent to blur."""
+    images = keras.Input((8, 8, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(images)
+    logits = keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant([[-40.0, 40.0]]),
+                                bias_initializer=keras.initializers.Constant([20.0, -20.0]))(mean)  # fmt: skip
+    return keras.Model(images, keras.layers.Activation("softmax")(logits))
+
+
+def test_robustness_measures_what_each_corruption_does_to_the_model():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 64)
+    images = np.where(labels[:, None, None, None] == 1, 160, 90) + rng.integers(-10, 10, (64, 8, 8, 1))
+    split = _split(images.astype(np.uint8), labels)
+    result = robustness(_brightness_model(), split, np.arange(64), ("blur", "brightness"), (0.01,), seed=0)
+    assert result["clean_accuracy"] == 1.0
+    assert result["corruptions"]["blur"]["drop_at_strongest"] == 0.0
+    assert result["corruptions"]["brightness"]["drop_at_strongest"] == pytest.approx(0.5, abs=0.1)  # class 0 flips
+    assert result["fgsm"][0]["accuracy"] == 1.0  # 0.01 cannot move a mean that is 0.14 from the boundary
+
+
+def test_source_folder_and_size_bucket():
+    assert source_folder("/photos/dog/indoor/1.jpg", "dog") == "dog/indoor"
+    assert source_folder("/photos/dog/1.jpg", "dog") is None
+    assert source_folder("row 17", "dog") is None
+    assert size_bucket(48, 300) == "short side <= 64 px"
+    assert size_bucket(600, 800) == "short side > 512 px"
+
+
+def test_slices_flag_only_large_enough_slices_far_below_overall():
+    labels = np.zeros(100, dtype=int)
+    correct = np.ones(100, dtype=bool)
+    correct[:30] = False  # all 30 grayscale images wrong
+    correct[99] = False  # the one tiny image wrong
+    modes = ["L"] * 30 + ["RGB"] * 70
+    sizes = [(32, 32)] * 99 + [(20, 20)]
+    split = _split(np.zeros((100, 1, 1, 1), np.uint8), labels, modes=modes, sizes=sizes)
+    table = slice_table(correct, split, ["c0"], SliceConfig(max_gap=0.1, min_images=20))
+    flagged = {(s["feature"], s["slice"]) for s in table["slices"] if s["flagged"]}
+    assert flagged == {("colour mode", "L")}  # the 1-image size slice is listed, never flagged
+    assert {"class", "source folder"} <= set(table["uniform"])
+
+
+def test_most_confused_pairs_come_from_the_off_diagonal():
+    pairs = most_confused_pairs([[5, 3, 0], [1, 9, 0], [0, 4, 2]], ["a", "b", "c"])
+    assert [(p["true"], p["predicted"], p["images"]) for p in pairs] == [("c", "b", 4), ("a", "b", 3), ("b", "a", 1)]
+
+
+def _feature_map_model():
+    """A conv feature map whose right half is masked out: Grad-CAM must put no heat there."""
+    images = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(4, 1, activation="relu", name="features")(images)
+    mask = np.zeros((1, 8, 8, 1), np.float32)
+    mask[:, :, :4] = 1
+    masked = keras.layers.Rescaling(mask, name="left_half")(features)
+    pooled = keras.layers.GlobalAveragePooling2D()(masked)
+    network = keras.Model(images, keras.layers.Dense(3, activation="softmax", name="probabilities")(pooled))
+    outer = keras.Input((8, 8, 1))
+    return keras.Model(outer, network(outer))
+
+
+def test_grad_cam_heat_lies_where_the_features_drive_the_prediction():
+    images = np.random.default_rng(0).random((3, 8, 8, 1)).astype(np.float32)
+    heat, method = heat_maps(_feature_map_model(), images)
+    assert "left_half" in method
+    assert heat.shape == (3, 8, 8) and heat.min() >= 0 and heat.max() <= 1
+    assert heat[:, :, :3].mean() > 10 * heat[:, :, 5:].mean()
+
+
+def _result(accuracy=0.9, recalls=(0.9, 0.2), ece=0.05, drops=None):
+    classes = [f"c{i}" for i in range(len(recalls))]
+    result = {
+        "accuracy": accuracy,
+        "classes": classes,
+        "per_class": {c: {"recall": r} for c, r in zip(classes, recalls, strict=True)},
+        "calibration": {"ece_served": ece},
+    }
+    if drops is not None:
+        result["robustness"] = {"corruptions": {n: {"drop_at_strongest": d} for n, d in drops.items()}}
+    return result
+
+
+def test_absolute_checks_record_value_threshold_and_verdict():
+    config = EvaluateConfig(
+        thresholds=ThresholdConfig(
+            min_accuracy=0.95, min_class_recall=0.5, max_ece=0.1, max_corruption_drop={"blur": 0.1, "jpeg": 0.1}
+        )  # fmt: skip
+    )
+    checks = {c.name: c for c in gate.absolute_checks(_result(drops={"blur": 0.3}), config)}
+    assert checks["accuracy"].verdict == gate.FAILED and checks["accuracy"].threshold == 0.95
+    assert "0.9000 < evaluate.thresholds.min_accuracy 0.95" in checks["accuracy"].detail
+    assert checks["recall of class 'c1' (the lowest)"].verdict == gate.FAILED
+    assert checks["ECE"].verdict == gate.PASSED
+    assert checks["accuracy drop under blur (strongest)"].verdict == gate.FAILED
+    assert checks["accuracy drop under jpeg (strongest)"].verdict == gate.NOT_CHECKED
+    assert checks["top-k accuracy"].verdict == gate.NOT_CHECKED  # two classes: no top-k
+    blessing = gate.blessing(list(checks.values()), "model-uri")
+    assert not blessing["blessed"] and len(blessing["reasons"]) == 3 and len(blessing["not_checked"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("difference", "interval", "significant_only", "verdict"),
+    [
+        (-0.02, [-0.04, -0.005], False, gate.FAILED),
+        (-0.02, [-0.04, 0.001], True, gate.PASSED),  # not significant: the interval reaches 0
+        (-0.02, [-0.04, -0.005], True, gate.FAILED),
+        (0.01, [-0.01, 0.03], False, gate.PASSED),
+    ],
+)
+def test_baseline_check_compares_with_the_served_model(difference, interval, significant_only, verdict):
+    comparison = {"version": 3, "candidate": 0.8 + difference, "baseline": 0.8, "difference": difference,
+                  "difference_interval": interval}  # fmt: skip
+    config = EvaluateConfig(baseline=BaselineConfig(max_drop=0.0, significant_only=significant_only))
+    check = gate.baseline_check(comparison, config)
+    assert check.verdict == verdict and check.value == difference
+    assert "served version 3" in check.detail
+
+
+def test_first_model_is_gated_on_thresholds_only():
+    check = gate.baseline_check(None, EvaluateConfig())
+    assert check.verdict == gate.NOT_CHECKED and "no model has been pushed yet" in check.detail
