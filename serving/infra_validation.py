@@ -170,23 +170,29 @@ def real_server_command() -> tuple[list[str] | None, str]:
 
 
 def check_with_real_server(command: list[str], staged: Staged, images: list[bytes], timeout: float) -> str | None:
-    """Serves the staged version alone with the real server and sends a REST predict; returns
-    a problem or None."""
+    """Serves the staged version alone with the real server, the way serve.sh starts it (a
+    models.config, the staged batching.config, paths mounted at their own path for Docker),
+    and sends a REST predict; returns a problem or None."""
     version_dir, model_name = staged.version_dir.resolve(), staged.model_name
     with tempfile.TemporaryDirectory(prefix="visionpipe-infra-") as tmp:
         root = Path(tmp)
         (root / model_name).mkdir()
         (root / model_name / str(staged.version)).symlink_to(version_dir)
+        config = tfs.model_server_config([tfs.ModelEntry(model_name, str(root / model_name))])
+        tfs.write_text_proto(root / tfs.MODELS_CONFIG, config)
+        flags = [f"--model_config_file={root / tfs.MODELS_CONFIG}"]
+        if staged.batching_config is not None:
+            shutil.copy(staged.batching_config, root / tfs.BATCHING_CONFIG)
+            # Bare boolean flag: tensorflow_model_server takes it so, and so does `visionpipe serve`.
+            flags += ["--enable_batching", f"--batching_parameters_file={root / tfs.BATCHING_CONFIG}"]
         port = _free_port()
         if command[0] == "docker":
-            name = f"visionpipe-infra-{port}"
-            start = ["docker", "run", "--rm", "--name", name, "-p", f"{port}:8501", "-v", f"{root}:/models:ro",
-                     "-v", f"{version_dir}:{version_dir}:ro", SERVING_IMAGE,
-                     f"--model_name={model_name}", f"--model_base_path=/models/{model_name}"]  # fmt: skip
-            stop = ["docker", "rm", "-f", name]
+            container = f"visionpipe-infra-{port}"
+            start = ["docker", "run", "--rm", "--name", container, "-p", f"{port}:8501", "-v", f"{root}:{root}:ro",
+                     "-v", f"{version_dir}:{version_dir}:ro", SERVING_IMAGE, *flags]  # fmt: skip
+            stop = ["docker", "rm", "-f", container]
         else:
-            start = [*command, "--port=0", f"--rest_api_port={port}", f"--model_name={model_name}",
-                     f"--model_base_path={root / model_name}"]  # fmt: skip
+            start = [*command, f"--port={_free_port()}", f"--rest_api_port={port}", *flags]
             stop = None
         server = subprocess.Popen(start, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
