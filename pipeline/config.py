@@ -456,6 +456,9 @@ class PushConfig:
     # change that adds its version).
     allow_labels_for_unavailable_versions: bool = True
     infra_timeout_seconds: int = 300  # the fresh-process warmup replay (and the real server check)
+    # Also validate with a real TF Serving when tensorflow_model_server is on PATH or a Docker
+    # daemon with the tensorflow/serving image answers; skipped (and recorded so) otherwise.
+    real_server_check: bool = True
     batching: BatchingConfig = BatchingConfig()
 
     def __post_init__(self):

@@ -69,8 +69,8 @@ class Staged:
     warmup_records: int  # how many the file must hold
 
 
-def validate(staged: Staged, allow_unavailable: bool, timeout: float, real_server: str | None = "auto") -> InfraVerdict:
-    """Runs every check on ``staged``; ``real_server`` None skips the real-server check."""
+def validate(staged: Staged, allow_unavailable: bool, timeout: float, real_server: bool = True) -> InfraVerdict:
+    """Runs every check on ``staged``; ``real_server`` False skips the real-server check."""
     verdict = InfraVerdict()
     try:
         config = tfs.read_models_config(staged.models_config)
@@ -116,8 +116,8 @@ def validate(staged: Staged, allow_unavailable: bool, timeout: float, real_serve
         f"({replayed['classes']} classes, {replayed['seconds']} s)",
     )
 
-    if real_server is None:
-        verdict.skipped("real server", "turned off")
+    if not real_server:
+        verdict.skipped("real server", "turned off (push.real_server_check)")
         return verdict
     images = [log.predict_log.request.inputs[INPUT].string_val[0] for log in logs[:3]]
     command, why_not = real_server_command()

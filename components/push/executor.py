@@ -63,7 +63,6 @@ def push_version(
     images: list[bytes],
     push: PushConfig,
     record: dict[str, Any],
-    real_server: str | None = "auto",
 ) -> PushResult:
     """Publishes SavedModel ``source`` as the next version of ``name`` under ``destination``,
     with ``images`` as warmup requests; ``record`` (e.g. accuracy) is kept with the version.
@@ -114,7 +113,7 @@ def push_version(
             ),
             allow_unavailable=push.allow_labels_for_unavailable_versions,
             timeout=push.infra_timeout_seconds,
-            real_server=real_server,
+            real_server=push.real_server_check,
         )
         if not verdict.blessed:
             raise InfraNotBlessed(verdict)

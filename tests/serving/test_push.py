@@ -187,3 +187,8 @@ def test_a_refused_push_keeps_the_served_config(model, examples, tmp_path, no_re
             executor.write_warmup = original
     assert versions.versions(tmp_path / NAME) == [1] and (tmp_path / MODELS_CONFIG).read_text() == before
     assert json.loads(json.dumps(versions.read_record(tmp_path / NAME / "1")))["version"] == 1
+
+
+def test_the_real_server_check_can_be_turned_off(model, examples, tmp_path, no_replay):
+    check = push(model, examples, tmp_path, real_server_check=False).verdict.checks[-1]
+    assert check == {"check": "real server", "status": "skipped", "detail": "turned off (push.real_server_check)"}
