@@ -109,8 +109,13 @@ def test_overriding_the_gate_pushes_and_records_the_reason(runs):
     assert (root / "serving" / "visionpipe" / "2" / "saved_model.pb").is_file()
     assert "gate overridden: the model is not blessed: accuracy" in out.stdout
     with sqlite3.connect(root / "metadata.sqlite") as db:
-        summaries = [json.loads(s) for (s,) in db.execute("SELECT summary FROM executions WHERE stage='push'") if s]
-        properties = [json.loads(p) for (p,) in db.execute("SELECT properties FROM artifacts WHERE type='PushedModel'")]
+        summaries = [
+            json.loads(s) for (s,) in db.execute("SELECT summary FROM executions WHERE stage='push' ORDER BY id") if s
+        ]
+        properties = [
+            json.loads(p)
+            for (p,) in db.execute("SELECT properties FROM artifacts WHERE type='PushedModel' ORDER BY id")
+        ]
     assert summaries[-1]["gate_override"]["reason"] == reason
     assert properties[-1]["gate_override"]["reason"] == reason
     assert f"reason given: {reason}" in _report_path(out.stdout).with_suffix(".md").read_text()
