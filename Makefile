@@ -6,8 +6,10 @@ STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # tflite-support needs protobuf<4: its own small virtualenv (TFLite metadata, Task Library).
 SUPPORT = .venv-tflite-support
 DEBIAN  = libusb-1.0-0
+# Headless Chromium renders the run report in the report test (tests/e2e/test_evaluation.py).
+BROWSER = chromium
 
-.PHONY: install lint demo test test-fast clean
+.PHONY: install browser lint demo test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,7 +25,11 @@ $(SUPPORT)/bin/python:
 	$(PYTHON) -m venv $(SUPPORT) || python3 -m venv $(SUPPORT)
 	$(SUPPORT)/bin/pip install --quiet 'tflite-support==0.4.4'
 
-install: $(STAMP) $(SUPPORT)/bin/python
+browser:
+	@dpkg -s $(BROWSER) >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q $(BROWSER); } || \
+		{ echo "install the Debian package $(BROWSER) (the report test opens the report in it)"; exit 1; }
+
+install: $(STAMP) $(SUPPORT)/bin/python browser
 
 demo: install
 	$(BIN)/visionpipe run --config configs/demo.yaml
