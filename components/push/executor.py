@@ -121,6 +121,8 @@ def push_version(
         publish(staged, base, version)
         for config_file in configs.iterdir():
             os.replace(config_file, destination / config_file.name)
+        if batching is None:  # serve.sh turns batching on when the file is there
+            (destination / tfs.BATCHING_CONFIG).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staged, ignore_errors=True)  # gone already once published
         shutil.rmtree(configs, ignore_errors=True)

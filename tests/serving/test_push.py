@@ -4,6 +4,7 @@ that keeps a version which would not serve out of the base path, saying why."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -187,6 +188,13 @@ def test_a_refused_push_keeps_the_served_config(model, examples, tmp_path, no_re
             executor.write_warmup = original
     assert versions.versions(tmp_path / NAME) == [1] and (tmp_path / MODELS_CONFIG).read_text() == before
     assert json.loads(json.dumps(versions.read_record(tmp_path / NAME / "1")))["version"] == 1
+
+
+def test_turning_batching_off_removes_batching_config(model, examples, tmp_path, no_replay):
+    push(model, examples, tmp_path)
+    assert (tmp_path / "batching.config").is_file()
+    push(model, examples, tmp_path, batching=dataclasses.replace(push_config().batching, enabled=False))
+    assert not (tmp_path / "batching.config").exists() and (tmp_path / MODELS_CONFIG).is_file()
 
 
 def test_the_real_server_check_can_be_turned_off(model, examples, tmp_path, no_replay):
