@@ -166,13 +166,22 @@ def batching_problems(
     return problems
 
 
+# What TF Serving uses for a field batching.config leaves out (BasicBatchScheduler::Options;
+# num_batch_threads defaults to the core count there, 1 here only passes the >= 1 check).
+BATCHING_DEFAULTS = {"max_batch_size": 1000, "batch_timeout_micros": 0, "num_batch_threads": 1,
+                     "max_enqueued_batches": 10}  # fmt: skip
+
+
 def check_batching(params: Message) -> list[str]:
+    """TF Serving's rules on a parsed BatchingParameters; absent fields take its defaults."""
+    value = {name: getattr(params, name).value if params.HasField(name) else default
+             for name, default in BATCHING_DEFAULTS.items()}  # fmt: skip
     return batching_problems(
-        params.max_batch_size.value,
+        value["max_batch_size"],
         list(params.allowed_batch_sizes),
-        params.batch_timeout_micros.value,
-        params.num_batch_threads.value,
-        params.max_enqueued_batches.value,
+        value["batch_timeout_micros"],
+        value["num_batch_threads"],
+        value["max_enqueued_batches"],
     )
 
 
