@@ -42,7 +42,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         raise UserError("there is no test or val split to evaluate on; rerun ingest with data.split.test above 0")
     model, spec, classes = load_trained(inputs.model.path)
     out = outputs.evaluation.path
-    with ctx.progress(f"reading the {split} split", None) as _:
+    with ctx.progress(f"reading the {split} split", None):
         data = load_split(inputs.examples.path, split, spec)
     with ctx.progress(f"scoring the {split} split", len(data), "images") as progress:
         probabilities = _predict(model, data, progress)
@@ -95,10 +95,10 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     return {**headline, "blessed": blessing["blessed"], "notes": notes}
 
 
-def _predict(model, data: EvalSplit, progress, predict=None, indices=None) -> np.ndarray:
+def _predict(model, data: EvalSplit, progress, predict=None) -> np.ndarray:
     predict = predict or model.predict_on_batch
     probabilities = []
-    for images in data.batches(256, indices):
+    for images in data.batches(256):
         probabilities.append(np.asarray(predict(images)))
         progress.advance(len(images))
     return np.concatenate(probabilities)
