@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-STABLE_LABEL = "stable"
-
 
 @dataclasses.dataclass(frozen=True)
 class ServedModel:
@@ -24,17 +22,13 @@ class ServedModel:
 
 
 def _stable_version(destination: Path, name: str) -> int | None:
-    config_file = destination / "models.config"
+    from visionpipe.serving import tf_serving_config
+
+    config_file = destination / tf_serving_config.MODELS_CONFIG
     if not config_file.is_file():
         return None
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    config = text_format.Parse(config_file.read_text(), model_server_config_pb2.ModelServerConfig())
-    for model in config.model_config_list.config:
-        if model.name == name and STABLE_LABEL in model.version_labels:
-            return int(model.version_labels[STABLE_LABEL])
-    return None
+    entry = tf_serving_config.entry_named(tf_serving_config.read_models_config(config_file), name)
+    return entry.labels.get(tf_serving_config.STABLE) if entry is not None else None
 
 
 def served_model(destination: Path, name: str) -> ServedModel | None:
