@@ -218,3 +218,18 @@ def test_baseline_check_compares_with_the_served_model(difference, interval, sig
 def test_first_model_is_gated_on_thresholds_only():
     check = gate.baseline_check(None, EvaluateConfig())
     assert check.verdict == gate.NOT_CHECKED and "no model has been pushed yet" in check.detail
+
+
+def test_the_served_model_is_the_stable_label_else_the_newest_version(tmp_path):
+    from visionpipe.components.evaluate.baseline import served_model
+    from visionpipe.serving import tf_serving_config
+
+    assert served_model(tmp_path, "m") is None  # nothing pushed: the first model
+    for version in (1, 2, 3):
+        (tmp_path / "m" / str(version)).mkdir(parents=True)
+        (tmp_path / "m" / str(version) / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "m" / "4").mkdir()  # a version folder without a SavedModel is not served
+    assert served_model(tmp_path, "m").version == 3
+    entry = tf_serving_config.ModelEntry("m", str(tmp_path / "m"), (2, 3), {"stable": 2, "canary": 3})
+    tf_serving_config.write_text_proto(tmp_path / "models.config", tf_serving_config.model_server_config([entry]))
+    assert served_model(tmp_path, "m").version == 2
