@@ -117,3 +117,43 @@ def test_predict_through_the_server_equals_in_process(pushed):
     assert f"2 logged requests, {2 * len(images)} images" in monitor.stdout
     assert "label_drift" in monitor.stdout and "size_drift" in monitor.stdout
     assert str(tmp / "runs" / "artifacts" / "validate") in monitor.stdout
+
+
+def test_serve_the_files_push_writes_with_labels_and_batching(pushed):
+    """`visionpipe serve` on push's models.config (base paths as the container sees them) and
+    batching.config, as serving/deploy runs the official image on them."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    tmp, _, data, base = pushed
+    config = base.parent / "models.config"
+    batching = base.parent / "batching.config"
+    assert config.is_file() and batching.is_file(), sorted(p.name for p in base.parent.iterdir())
+    parsed = text_format.Parse(config.read_text(), model_server_config_pb2.ModelServerConfig())
+    labels = dict(parsed.model_config_list.config[0].version_labels)
+    images = [str(p) for p in sorted(data.rglob("img_00[4-5].*"))]
+    expected = json.loads(visionpipe("predict", "--model", str(base / "1"), "--json", *images).stdout)
+
+    rest_port, grpc_port = free_ports(2)
+    server = Server(
+        "--model_config_file", str(config), "--enable_batching", "--batching_parameters_file", str(batching),
+        "--rest_api_port", str(rest_port), "--port", str(grpc_port), "--model_config_file_poll_wait_seconds", "1",
+    )  # fmt: skip
+    try:
+        server.wait_for("development server")
+        assert any("batching on" in line for line in server.output)
+        addressed = ["--label", next(iter(labels))] if labels else ["--version", "1"]
+        for protocol, port in (("rest", rest_port), ("grpc", grpc_port)):
+            remote = visionpipe(
+                "predict", "--server", f"127.0.0.1:{port}", "--model-name", "visionpipe", "--protocol", protocol,
+                *addressed, "--json", *images,
+            )  # fmt: skip
+            assert remote.returncode == 0, remote.stderr
+            for got, want in zip(json.loads(remote.stdout), expected, strict=True):
+                assert [t["class"] for t in got["top_k"]] == [t["class"] for t in want["top_k"]]
+                assert [t["probability"] for t in got["top_k"]] == pytest.approx(
+                    [t["probability"] for t in want["top_k"]], abs=1e-6
+                )
+    finally:
+        assert server.stop() == 0, "".join(server.output)
+    server.wait_for("batching: 2 requests in")  # its counts when it stopped (warmup runs unbatched)
