@@ -131,9 +131,7 @@ class ModelStore:
                 wanted = spec.wanted(versions_on_disk(spec.base_path))
                 for version in wanted:
                     path = spec.base_path / str(version)
-                    if version in self._loaded[spec.name] or self._failed_stamp.get((spec.name, version)) == _stamp(
-                        path
-                    ):
+                    if version in self._loaded[spec.name] or self._failed_unchanged(spec.name, version, path):
                         continue
                     self._set_state(spec.name, version, "LOADING")
                     try:
@@ -160,6 +158,10 @@ class ModelStore:
         for change in changes:
             log.info(change)
         return changes
+
+    def _failed_unchanged(self, name: str, version: int, path: Path) -> bool:
+        stamp = self._failed_stamp.get((name, version))
+        return stamp is not None and stamp == _stamp(path)
 
     def reconfigure(self, specs: list[ModelSpec]) -> list[str]:
         """Serves ``specs`` from now on (a re-read models.config: models added or removed, new
