@@ -29,13 +29,31 @@ _PATH = re.compile(
 )
 
 
+class _Server(ThreadingHTTPServer):
+    # Connection threads are daemons: an idle keep-alive connection must not block shutdown.
+    # Requests being answered are counted instead, so stop() can let them finish.
+    daemon_threads = True
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        self.in_flight = 0
+        self.idle = threading.Condition()
+
+
 def start(core, host: str, port: int, options) -> ThreadingHTTPServer:
     """Serves in a daemon thread; the returned server's ``server_address`` has the bound port."""
     handler = type("Handler", (_Handler,), {"core": core, "max_body_bytes": options.max_body_bytes})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+    server = _Server((host, port), handler)
     threading.Thread(target=server.serve_forever, name="rest-api", daemon=True).start()
     return server
+
+
+def stop(server: ThreadingHTTPServer, grace: float) -> None:
+    """Stops accepting connections, waits up to ``grace`` seconds for requests being answered."""
+    server.shutdown()
+    with server.idle:
+        server.idle.wait_for(lambda: server.in_flight == 0, timeout=grace)
+    server.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -56,6 +74,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(self._post)
 
     def _answer(self, handle) -> None:
+        with self.server.idle:
+            self.server.in_flight += 1
+        try:
+            self._respond(handle)
+        finally:
+            with self.server.idle:
+                self.server.in_flight -= 1
+                self.server.idle.notify_all()
+
+    def _respond(self, handle) -> None:
         try:
             status, body = 200, handle()
         except ServingError as err:

@@ -148,9 +148,10 @@ class DevServer:
     def stop(self) -> None:
         """Stops listening (in-flight requests finish), then the batcher, pollers and log."""
         self._stop.set()
+        from visionpipe.serving import rest_api
+
         if self._rest is not None:
-            self._rest.shutdown()
-            self._rest.server_close()
+            rest_api.stop(self._rest, grace=5)
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait(10)
         if self.batcher is not None:

@@ -4,6 +4,7 @@ as unbatched calls; a bad request in a batch fails alone; the parameters file is
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -91,3 +92,34 @@ def test_batching_parameters_are_checked_like_tf_serving():
         BatchingOptions.parse("max_batch_size { value: 8 }\nallowed_batch_sizes: 4")
     defaults = BatchingOptions.parse("")
     assert (defaults.max_batch_size, defaults.batch_timeout_micros, defaults.max_enqueued_batches) == (1000, 0, 10)
+
+
+def test_stopping_the_server_lets_requests_in_flight_finish(serve, base_path):
+    """A request waiting for its batch when the server is stopped still gets its answer."""
+    slow = BatchingOptions.parse("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }")
+    server = serve([ModelSpec(MODEL, base_path)], batching=slow)
+    images = [image_bytes(0)]
+    results = {}
+
+    def send(protocol, port):
+        client = ServingClient(f"127.0.0.1:{port}", MODEL, protocol=protocol, retries=0)
+        try:
+            results[protocol] = client.predict(images).probabilities
+        except Exception as err:
+            results[protocol] = err
+
+    threads = [
+        threading.Thread(target=send, args=("rest", server.rest_port), daemon=True),
+        threading.Thread(target=send, args=("grpc", server.grpc_port), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(server.batcher._queue) < 2:  # both wait for their batch
+        time.sleep(0.01)
+    server.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+    expected = in_process(base_path / "1", images)
+    for protocol in ("rest", "grpc"):
+        assert np.allclose(results[protocol], expected, atol=1e-6), results[protocol]
