@@ -109,3 +109,15 @@ def test_cli_finds_the_latest_statistics_and_exits_1_on_drift(run_root, tmp_path
 def test_cli_says_what_is_missing(tmp_path, capsys):
     code = cli.main(["monitor", "--set", f"run.root={tmp_path}", "--request-log", str(tmp_path / "x.jsonl")])
     assert code == 2 and "no Statistics artifact" in capsys.readouterr().err
+
+
+def test_the_log_is_read_per_model_and_time(tmp_path):
+    log = RequestLog(tmp_path / "log.jsonl")
+    outputs = {"predicted_class": np.array([b"red"], dtype=object)}
+    log.record("a", 1, "serving_default", {}, outputs)
+    log.record("b", 1, "serving_default", {}, outputs)
+    log.close()
+    lines = request_log.read(tmp_path / "log.jsonl")
+    assert [line["model"] for line in lines] == ["a", "b"] and lines[0]["images"] == []
+    assert [line["model"] for line in request_log.read(tmp_path / "log.jsonl", model="b")] == ["b"]
+    assert request_log.read(tmp_path / "log.jsonl", since=lines[-1]["time"] + 10) == []
