@@ -11,10 +11,8 @@ requests get UNAVAILABLE; ``num_batch_threads`` batches run at once. A request l
 If a batch fails on one request's bad input (bytes that are no image), its requests are rerun
 one by one, so only the bad request fails.
 
-The pip package tensorflow-serving-api does not ship ``session_bundle_config_pb2``, so the
-``BatchingParameters`` message is built here from its field list in TF Serving's
-session_bundle_config.proto, in a private descriptor pool; text files parse as the server
-parses them (unknown fields are errors).
+The ``BatchingParameters`` message comes from ``serving.tf_serving_config`` (push writes the
+same file); text files parse as the server parses them (unknown fields are errors).
 """
 
 from __future__ import annotations
@@ -27,61 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import text_format
 
 from visionpipe.serving.servable import Code, Servable, ServingError
+from visionpipe.serving.tf_serving_config import BATCHING_DEFAULTS, batching_parameters_class, check_batching
 
-# (field, type) of tensorflow.serving.BatchingParameters in its proto's order; only the text
-# form is read here, so the field names are what must match.
-_FIELDS = (
-    ("max_batch_size", "Int64Value"),
-    ("batch_timeout_micros", "Int64Value"),
-    ("max_enqueued_batches", "Int64Value"),
-    ("num_batch_threads", "Int64Value"),
-    ("thread_pool_name", "StringValue"),
-    ("allowed_batch_sizes", "repeated int64"),
-    ("pad_variable_length_inputs", "bool"),
-    ("enable_large_batch_splitting", "bool"),
-    ("max_execution_batch_size", "Int64Value"),
-)
-
-
-def _batching_parameters_class():
-    try:  # a tensorflow-serving-api build that ships the real message
-        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
-
-        return session_bundle_config_pb2.BatchingParameters
-    except ImportError:
-        pass
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    file = descriptor_pb2.FileDescriptorProto(
-        name="visionpipe/batching_parameters.proto",
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=[wrappers.name],
-    )
-    message = file.message_type.add(name="BatchingParameters")
-    scalar = {
-        "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-        "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
-    }
-    for number, (name, kind) in enumerate(_FIELDS, start=1):
-        field = message.field.add(name=name, number=number)
-        repeated = kind.startswith("repeated ")
-        kind = kind.removeprefix("repeated ")
-        field.label = field.LABEL_REPEATED if repeated else field.LABEL_OPTIONAL
-        if kind in scalar:
-            field.type = scalar[kind]
-        else:
-            field.type, field.type_name = field.TYPE_MESSAGE, f".google.protobuf.{kind}"
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
-
-
-BatchingParameters = _batching_parameters_class()
+BatchingParameters = batching_parameters_class()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,14 +50,11 @@ class BatchingOptions:
             proto = text_format.Parse(text, BatchingParameters())
         except text_format.ParseError as err:
             raise ValueError(f"not a BatchingParameters text proto: {err}") from None
-        values = {f: getattr(proto, f).value for f, _ in _FIELDS[:4] if proto.HasField(f)}
-        options = cls(**values, allowed_batch_sizes=tuple(proto.allowed_batch_sizes))
-        sizes = options.allowed_batch_sizes
-        if sizes and (list(sizes) != sorted(set(sizes)) or sizes[-1] != options.max_batch_size):
-            raise ValueError(
-                f"allowed_batch_sizes {list(sizes)} must increase and end at max_batch_size {options.max_batch_size}"
-            )
-        return options
+        problems = check_batching(proto)
+        if problems:
+            raise ValueError("; ".join(problems))
+        values = {f: getattr(proto, f).value for f in BATCHING_DEFAULTS if proto.HasField(f)}
+        return cls(**values, allowed_batch_sizes=tuple(proto.allowed_batch_sizes))
 
     @classmethod
     def from_file(cls, path: Path) -> BatchingOptions:

@@ -84,8 +84,26 @@ def entry_named(config: model_server_config_pb2.ModelServerConfig | None, name: 
     return next((e for e in entries_of(config) if e.name == name), None) if config is not None else None
 
 
+# (field, type) of tensorflow.serving.BatchingParameters, numbered in its proto's order
+# (session_bundle_config.proto); text files parse as the server parses them.
+_BATCHING_FIELDS = (
+    ("max_batch_size", "Int64Value"),
+    ("batch_timeout_micros", "Int64Value"),
+    ("max_enqueued_batches", "Int64Value"),
+    ("num_batch_threads", "Int64Value"),
+    ("thread_pool_name", "StringValue"),
+    ("allowed_batch_sizes", "repeated int64"),
+    ("pad_variable_length_inputs", "bool"),
+    ("enable_large_batch_splitting", "bool"),
+    ("max_execution_batch_size", "Int64Value"),
+)
+
+
 @functools.cache
 def batching_parameters_class() -> type[Message]:
+    """TF Serving's BatchingParameters message. The pip package tensorflow-serving-api does not
+    ship ``session_bundle_config_pb2``; without it the message is built from its field list in
+    a private descriptor pool (same package, names, numbers and wrapper types)."""
     try:
         from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
 
@@ -100,23 +118,21 @@ def batching_parameters_class() -> type[Message]:
         name="tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
         package="tensorflow.serving",
         syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
+        dependency=[wrappers.name],
     )
     message = file.message_type.add(name="BatchingParameters")
-    field = descriptor_pb2.FieldDescriptorProto
-    for number, name, wrapper in [
-        (1, "max_batch_size", "Int64Value"),
-        (2, "batch_timeout_micros", "Int64Value"),
-        (3, "max_enqueued_batches", "Int64Value"),
-        (4, "num_batch_threads", "Int64Value"),
-        (5, "thread_pool_name", "StringValue"),
-    ]:
-        message.field.add(
-            name=name, number=number, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
-            type_name=f".google.protobuf.{wrapper}",
-        )  # fmt: skip
-    message.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
-    message.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    scalar = {
+        "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+        "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    }
+    for number, (name, kind) in enumerate(_BATCHING_FIELDS, start=1):
+        field = message.field.add(name=name, number=number)
+        field.label = field.LABEL_REPEATED if kind.startswith("repeated ") else field.LABEL_OPTIONAL
+        kind = kind.removeprefix("repeated ")
+        if kind in scalar:
+            field.type = scalar[kind]
+        else:
+            field.type, field.type_name = field.TYPE_MESSAGE, f".google.protobuf.{kind}"
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
 

@@ -88,8 +88,10 @@ def test_a_bad_image_fails_only_its_own_request_in_a_batch(serve, base_path):
 def test_batching_parameters_are_checked_like_tf_serving():
     with pytest.raises(ValueError, match="max_batch_sise"):
         BatchingOptions.parse("max_batch_sise { value: 8 }")
-    with pytest.raises(ValueError, match="must increase and end at max_batch_size 8"):
+    with pytest.raises(ValueError, match=r"must end at max_batch_size \(8\)"):
         BatchingOptions.parse("max_batch_size { value: 8 }\nallowed_batch_sizes: 4")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        BatchingOptions.parse("max_batch_size { value: 8 }\nallowed_batch_sizes: [4, 2, 8]")
     defaults = BatchingOptions.parse("")
     assert (defaults.max_batch_size, defaults.batch_timeout_micros, defaults.max_enqueued_batches) == (1000, 0, 10)
 
