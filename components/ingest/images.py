@@ -21,7 +21,7 @@ from visionpipe.components.common import image_stats, record_format
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 _KEPT_MODES = ("L", "RGB")  # decoded identically by Pillow and tf.io.decode_image
-_CHANNELS = {
+CHANNELS_OF_MODE = {
     "1": 1,
     "L": 1,
     "I": 1,
@@ -101,7 +101,7 @@ def check_image(data: bytes, max_pixels: int, channels: int, pixel_sample: float
         mode=mode,
         height=image.height,
         width=image.width,
-        channels=_CHANNELS.get(mode, 3),
+        channels=CHANNELS_OF_MODE.get(mode, 3),
         converted=converted,
         pixels=pixels,
     )
