@@ -4,7 +4,6 @@ images, and a development server on free ports of 127.0.0.1 that each test stops
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from visionpipe.components.push.versions import publish, staging_dir
 from visionpipe.serving.model_store import ModelSpec
 from visionpipe.serving.server import DevServer, ServerOptions
 
@@ -36,10 +36,10 @@ def export_tiny(path: Path, seed: int) -> None:
 
 
 def push_version(exported: Path, base: Path, version: int) -> None:
-    """As push does: copy to a hidden folder, then rename into place in one step."""
-    tmp = base / f".tmp-{version}-{os.getpid()}"
-    shutil.copytree(exported, tmp)
-    os.replace(tmp, base / str(version))
+    """With push's own steps: staged in a hidden folder, then renamed into place in one step."""
+    staged = staging_dir(base, version)
+    shutil.copytree(exported, staged)
+    publish(staged, base, version)
 
 
 def image_bytes(seed: int, size=(12, 10), fmt="PNG", color=None) -> bytes:
