@@ -26,7 +26,10 @@ def with_temperature(classifier, temperature: float, keras=None):
             f"model {network.name} has no final softmax layer named {HEAD!r}; temperature scaling needs it "
             "(set evaluate.temperature_scaling: false)"
         )
-    logits = keras.Model(network.inputs, head.input, name=f"{network.name}_logits")
+    # tfmot's strip_pruning reuses the unwrapped layers in a new graph, so in a tf_keras twin the
+    # head has a node per graph: the last one is this network's (Keras 3 has one node per layer).
+    head_input = head.get_input_at(-1) if hasattr(head, "get_input_at") else head.input
+    logits = keras.Model(network.inputs, head_input, name=f"{network.name}_logits")
     images = keras.Input(classifier.input_shape[1:], name="image")
     x = images
     for layer in classifier.layers[1:-1]:  # what sits between the input and the network (normalize)

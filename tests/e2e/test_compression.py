@@ -45,6 +45,21 @@ def test_prune_and_qat_files_are_made_scored_and_sparse_and_the_process_stays_on
     assert tflite_sparsity(tflite / "model_int8.tflite") < 0.05
     assert results["tflite_prune_int8"]["gzip_bytes"] < 0.6 * results["tflite_int8"]["gzip_bytes"]
     assert all(0 <= r["accuracy"] <= 1 for r in results.values())
+    # The bridge's files carry evaluate's temperature like export's own: here the tiny model is
+    # under-confident (T << 1), so every served file is far more confident than the raw model.
+    import numpy as np
+
+    from visionpipe.components.common.trained_model import load_trained
+    from visionpipe.serving.tflite_runner import TFLiteClassifier
+
+    assert result.outputs("evaluate")["evaluation"].temperature < 0.5
+    model, _, _ = load_trained(result.outputs("train")["model"].path)
+    images = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
+    raw = model.predict(images, verbose=0).max(axis=1).mean()
+    served = TFLiteClassifier(tflite / "model_float.tflite").predict(images).max(axis=1).mean()
+    for name in ("model_pruned_int8.tflite", "model_qat_int8.tflite"):
+        confidence = TFLiteClassifier(tflite / name).predict(images).max(axis=1).mean()
+        assert abs(confidence - served) < abs(confidence - raw), (name, confidence, served, raw)
 
 
 def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
@@ -63,16 +78,19 @@ def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
         row = rows[name]
         assert row["p50_ms_1t"] > 0 and row["p95_ms_4t"] >= row["p50_ms_4t"] and row["gzip_bytes"] > 0
         assert row["gate"] == "passed", (name, row)
-    # ONNX gives the Keras model's predictions in onnxruntime.
+    # ONNX gives the Keras model's predictions, at evaluate's temperature, in onnxruntime.
     import numpy as np
 
     from visionpipe.components.common.trained_model import load_trained
+    from visionpipe.components.evaluate.calibration import with_temperature
     from visionpipe.components.export.onnx_model import OnnxClassifier
 
     model, _, _ = load_trained(result.outputs("train")["model"].path)
+    temperature = result.outputs("evaluate")["evaluation"].temperature
     images = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
     onnx = OnnxClassifier(result.outputs("export")["exported_model"].path / "model.onnx")
-    np.testing.assert_allclose(onnx.predict(images), model.predict(images, verbose=0), atol=1e-4)
+    expected = with_temperature(model.predict(images, verbose=0), temperature)
+    np.testing.assert_allclose(onnx.predict(images), expected, atol=1e-4)
     sizes = {name: rows[name]["size_bytes"] for name in rows if name.startswith("tflite")}
     assert sizes["tflite_int8"] < sizes["tflite_float16"] < sizes["tflite_float"]
     assert sizes["tflite_dynamic_int8"] < sizes["tflite_float16"]

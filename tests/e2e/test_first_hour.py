@@ -20,7 +20,7 @@ OUR_LINE = re.compile(
     r"^(\[\d\d:\d\d:\d\d\] \S+ +.+"  # a visionpipe log line
     r"|run \d+ under .+|stage +status.+|[- ]+|\S+ +(succeeded|cached|failed|refused|not run).*"  # the table
     r"|(ingest|validate|train|evaluate|export|push): .+"  # its notes
-    r"|full log \(libraries included\): .+|error: .+)$"
+    r"|full log \(libraries included\): .+|report: .+|error: .+)$"
 )
 NOISE = ("WARNING", "I0000", "absl", "apitools", "oneDNN", "cuda", "sdk_worker", "Traceback")
 
@@ -59,7 +59,9 @@ def test_two_class_train_val_folder_runs_end_to_end_with_a_carved_test_split(two
     metrics = json.loads((latest(tmp / "runs", "evaluate") / "evaluation" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["examples"] == 4 and "top_k" not in metrics
     assert set(metrics["per_class"]) == {"red", "blue"}
-    assert re.search(r"evaluate: test accuracy \d\.\d{4}, macro F1 \d\.\d{4} on 4 images", out.stdout)
+    assert re.search(
+        r"evaluate: test accuracy \d\.\d{4} \(95% CI \d\.\d{4}-\d\.\d{4}\), macro F1 \d\.\d{4} on 4 images", out.stdout
+    )
     assert "evaluate: per class, precision/recall/F1 (images): blue " in out.stdout
     assert "evaluate: gate: BLESSED" in out.stdout
     predicted = visionpipe(
