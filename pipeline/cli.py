@@ -169,12 +169,12 @@ def _run(args) -> int:
     if result.log_path is not None:
         print(f"\nfull log (libraries included): {result.log_path}")
     if result.run_id:
-        from visionpipe.pipeline.run_report import write_run_report
+        from visionpipe.pipeline.run_report import NothingToReport, write_run_report
 
         try:
             html, _ = write_run_report(result.root, result.run_id)
             print(f"report: {html}")
-        except UserError:
+        except NothingToReport:
             pass  # the run stopped before evaluate, or started after it with no evaluation to read
     failure = result.failure()
     if failure is not None:

@@ -18,6 +18,10 @@ HTML, MARKDOWN = "report.html", "report.md"
 EXPORT_TABLE = "artifacts.json"  # components.export.executor.ARTIFACTS_FILE, without importing TensorFlow
 
 
+class NothingToReport(UserError):
+    """The run has no evaluation (it stopped before evaluate, or ran no stage that read one)."""
+
+
 def _run_artifacts(store: MetadataStore, run_id: int) -> tuple[dict[str, object], list]:
     """Artifact type -> the artifact the run produced or read (produced wins), and the gate
     overrides recorded by its stages."""
@@ -57,7 +61,7 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
                 break
         else:
             which = f"run {run_id} has" if run_id is not None else "no run under this root has"
-            raise UserError(f"{which} an evaluation to report; run the pipeline through evaluate first")
+            raise NothingToReport(f"{which} an evaluation to report; run the pipeline through evaluate first")
         command = next((r["command"] for r in store.runs(limit=1000) if r["id"] == candidate), "") or ""
     finally:
         store.close()
