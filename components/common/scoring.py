@@ -16,7 +16,7 @@ def predict_batches(
     labels, probabilities = [], []
     for inputs, batch_labels in batches:
         probabilities.append(np.asarray(predict(inputs)))
-        batch_labels = batch_labels.numpy()
+        batch_labels = np.asarray(batch_labels)  # a tensor or an array
         labels.append(batch_labels.argmax(axis=1) if one_hot else batch_labels)
         if progress is not None:
             progress.advance(len(batch_labels))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from visionpipe.components.common.scoring import predict_batches
+
 
 @dataclasses.dataclass(frozen=True)
 class ServedModel:
@@ -45,13 +47,11 @@ def served_model(destination: Path, name: str) -> ServedModel | None:
 
 
 def score_served(served: ServedModel, encoded_batches, progress=None) -> np.ndarray:
-    """Probabilities of the served model for batches of encoded image bytes."""
+    """Probabilities of the served model for (encoded image bytes, labels) batches."""
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(served.path)).signatures["serving_default"]
-    probabilities = []
-    for image_bytes, _ in encoded_batches:
-        probabilities.append(serve(image_bytes=image_bytes)["probabilities"].numpy())
-        if progress is not None:
-            progress.advance(len(probabilities[-1]))
-    return np.concatenate(probabilities)
+    _, probabilities = predict_batches(
+        encoded_batches, lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"], False, progress
+    )
+    return probabilities

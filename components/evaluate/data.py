@@ -2,7 +2,8 @@
 ingest (source path, original size, colour mode), read once for every part of evaluate.
 
 Robustness, slices and the error gallery all index the same arrays, so they need random
-access; holding the split as uint8 costs 3 KB per 32x32 image (150 KB at 224x224).
+access; holding the split as uint8 costs 3 KB per 32x32 image (150 KB at 224x224). The
+encoded bytes are kept too, for the served model, which decodes them itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_f
 @dataclasses.dataclass
 class EvalSplit:
     images: np.ndarray  # uint8 [N, H, W, C], fitted to the model's input as every runtime fits them
+    encoded: np.ndarray  # [N] the records' encoded bytes (object array)
     labels: np.ndarray  # int [N]
     sources: list[str]
     heights: np.ndarray
@@ -31,16 +33,24 @@ class EvalSplit:
         return len(self.labels)
 
     def batches(self, batch_size: int = 256, indices: np.ndarray | None = None):
-        """Float [0, 1] image batches (as the model receives them), in order."""
+        """(float [0, 1] images as the model receives them, label ids) batches, in order."""
         indices = np.arange(len(self)) if indices is None else indices
         for start in range(0, len(indices), batch_size):
-            yield to_float(tf.constant(self.images[indices[start : start + batch_size]]))
+            chosen = indices[start : start + batch_size]
+            yield to_float(tf.constant(self.images[chosen])), self.labels[chosen]
+
+    def encoded_batches(self, batch_size: int = 256):
+        """(encoded image bytes, label ids) batches, in order: what a serving client sends."""
+        for start in range(0, len(self), batch_size):
+            chosen = slice(start, start + batch_size)
+            yield tf.constant(list(self.encoded[chosen])), self.labels[chosen]
 
 
 def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec) -> EvalSplit:
     def fitted(record):
         return {
             "pixels": load_pixels(record[record_format.ENCODED], spec),
+            "encoded": record[record_format.ENCODED],
             "label": record[record_format.LABEL],
             "source": record[record_format.SOURCE],
             "height": record[record_format.HEIGHT],
@@ -48,7 +58,7 @@ def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec) -> EvalS
             "mode": record[record_format.MODE],
         }
 
-    columns: dict[str, list] = {k: [] for k in ("pixels", "label", "source", "height", "width", "mode")}
+    columns: dict[str, list] = {k: [] for k in ("pixels", "encoded", "label", "source", "height", "width", "mode")}
     dataset = records(examples_dir, split, origin=True).map(fitted, num_parallel_calls=tf.data.AUTOTUNE).batch(512)
     for batch in dataset.as_numpy_iterator():
         for key, values in batch.items():
@@ -56,6 +66,7 @@ def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec) -> EvalS
     merged = {key: np.concatenate(values) for key, values in columns.items()}
     return EvalSplit(
         images=merged["pixels"],
+        encoded=merged["encoded"],
         labels=merged["label"].astype(np.int64),
         sources=[s.decode() for s in merged["source"]],
         heights=merged["height"],

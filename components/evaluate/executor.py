@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionpipe.components.common.dataset import encoded_images, image_dataset
+from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained
 from visionpipe.components.evaluate import bootstrap, calibration, gate, plots
@@ -45,8 +45,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     with ctx.progress(f"reading the {split} split", None):
         data = load_split(inputs.examples.path, split, spec)
     with ctx.progress(f"scoring the {split} split", len(data), "images") as progress:
-        probabilities = _predict(model, data, progress)
-    labels = data.labels
+        labels, probabilities = predict_batches(data.batches(), model.predict_on_batch, False, progress)
     result = classification_metrics(labels, probabilities, classes, cfg.top_k)
     result["split"] = split
     predicted = probabilities.argmax(axis=1)
@@ -57,8 +56,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     result["calibration"] = _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx)
     if cfg.tta != "none":  # reported next to the plain figures, which the gate judges (what is served)
         with ctx.progress(f"scoring with {cfg.tta} test-time augmentation", len(data), "images") as progress:
-            augmented = _predict(
-                model, data, progress, lambda x: tta_predict(lambda v: model(v, training=False), x, cfg.tta)
+            _, augmented = predict_batches(
+                data.batches(), lambda x: tta_predict(lambda v: model(v, training=False), x, cfg.tta), False, progress
             )
         tta_result = classification_metrics(labels, augmented, classes, cfg.top_k)
         result["tta"] = {"mode": cfg.tta, **{k: tta_result[k] for k in ("accuracy", "macro_f1")}}
@@ -72,7 +71,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     result["most_confused"] = most_confused_pairs(result["confusion_matrix"], classes)
     if cfg.gallery_images:
         result["gallery"] = _gallery(model, data, probabilities, classes, cfg.gallery_images, out)
-    comparison = _against_served(ctx.external, inputs, split, labels, predicted, len(classes), params, ctx)
+    comparison = _against_served(ctx.external, data, result, predicted, len(classes), params, ctx)
     if comparison is not None:
         result["baseline"] = comparison
     checks = gate.absolute_checks(result, cfg) + [gate.baseline_check(comparison, cfg)]
@@ -95,15 +94,6 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     return {**headline, "blessed": blessing["blessed"], "notes": notes}
 
 
-def _predict(model, data: EvalSplit, progress, predict=None) -> np.ndarray:
-    predict = predict or model.predict_on_batch
-    probabilities = []
-    for images in data.batches(256):
-        probabilities.append(np.asarray(predict(images)))
-        progress.advance(len(images))
-    return np.concatenate(probabilities)
-
-
 def _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx) -> dict:
     """Temperature fitted on val (the split training stopped on, never the test split), then ECE
     on the evaluated split before and after. Without a val split, or when switched off, the
@@ -119,9 +109,8 @@ def _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg
     with ctx.progress("scoring the val split to fit a temperature", val_images, "images") as progress:
         val_labels, val_probabilities = predict_batches(val, model.predict_on_batch, one_hot=True, progress=progress)
     temperature = calibration.fit_temperature(val_probabilities, val_labels)
-    after = calibration.reliability(
-        calibration.with_temperature(probabilities, temperature), labels, cfg.calibration_bins
-    )
+    calibrated = calibration.with_temperature(probabilities, temperature)
+    after = calibration.reliability(calibrated, labels, cfg.calibration_bins)
     fitted_on = "val" if split != "val" else "val, which is also the evaluated split (no test split): optimistic"
     return {
         **found,
@@ -131,9 +120,7 @@ def _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg
         "ece_served": after["ece"],
         "bins_after": after["bins"],
         "nll_before": calibration.negative_log_likelihood(probabilities, labels),
-        "nll_after": calibration.negative_log_likelihood(
-            calibration.with_temperature(probabilities, temperature), labels
-        ),
+        "nll_after": calibration.negative_log_likelihood(calibrated, labels),
     }
 
 
@@ -150,7 +137,7 @@ def _gallery(model, data: EvalSplit, probabilities: np.ndarray, classes: list[st
     chosen = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
     if not len(chosen):
         return {"images": [], "method": "none: no mistakes"}
-    images = np.concatenate(list(data.batches(len(chosen), chosen)))
+    images, _ = next(data.batches(len(chosen), chosen))
     heat, method = heat_maps(model, images)
     entries = [
         {
@@ -166,14 +153,15 @@ def _gallery(model, data: EvalSplit, probabilities: np.ndarray, classes: list[st
     return {"images": entries, "method": method}
 
 
-def _against_served(served, inputs, split, labels, predicted, num_classes, params, ctx) -> dict | None:
-    """The served model's score on the same images, and the paired-bootstrap interval of the
-    candidate's difference from it."""
+def _against_served(served, data: EvalSplit, result: dict, predicted, num_classes, params, ctx) -> dict | None:
+    """The served model's score on the same images (their encoded bytes, as a client sends
+    them), and the paired-bootstrap interval of the candidate's difference from it."""
     if served is None:
         return None
     cfg = params.evaluate
+    labels = data.labels
     with ctx.progress(f"scoring the served model (version {served.version})", len(labels), "images") as progress:
-        served_probabilities = score_served(served, encoded_images(inputs.examples.path, split, 256), progress)
+        served_probabilities = score_served(served, data.encoded_batches(), progress)
     if len(served_probabilities) != len(labels):
         raise UserError(
             f"the served model at {served.path} returned {len(served_probabilities)} predictions for "
@@ -181,10 +169,9 @@ def _against_served(served, inputs, split, labels, predicted, num_classes, param
         )
     metric = cfg.baseline.metric
     served_predicted = served_probabilities.argmax(axis=1)
-    indices = np.arange(len(labels))[None]  # the split itself: the point estimate
-    score = bootstrap.SCORES[metric]
-    candidate_score = float(score(labels, predicted, indices, num_classes)[0])
-    served_score = float(score(labels, served_predicted, indices, num_classes)[0])
+    whole_split = np.arange(len(labels))[None]  # one "resample": the split itself
+    candidate_score = result[metric]
+    served_score = float(bootstrap.SCORES[metric](labels, served_predicted, whole_split, num_classes)[0])
     return {
         "version": served.version,
         "path": str(served.path),

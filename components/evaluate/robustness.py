@@ -99,15 +99,11 @@ def robustness(
     predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=1), reduce_retracing=True)
     attack = tf.function(lambda x, y, e: fgsm(model, x, y, e), reduce_retracing=True)
     degrade = tf.function(corrupt, reduce_retracing=True)
-    labels = split.labels[indices]
     passes = {("clean", 0): None}
     passes.update({(name, s): (name, s) for name in corruptions for s in range(3)})
     correct: dict[tuple, list] = {key: [] for key in passes}
     correct.update({("fgsm", e): [] for e in epsilons})
-    start = 0
-    for batch_number, images in enumerate(split.batches(256, indices)):
-        batch_labels = labels[start : start + len(images)]
-        start += len(images)
+    for batch_number, (images, batch_labels) in enumerate(split.batches(256, indices)):
         for key, corruption in passes.items():
             shown = images if corruption is None else degrade(images, *corruption, seed=seed + batch_number)
             correct[key].append(predict(shown).numpy() == batch_labels)
