@@ -67,17 +67,29 @@ def load_weights_file(classifier, path: Path) -> tuple[int, int]:
     return changed, len(before)
 
 
+def network_of(classifier):
+    """The registered model inside a classifier from ``build_classifier``."""
+    return classifier.layers[-1]  # Input -> [normalize] -> network
+
+
+def before_network(classifier, images):
+    """``images`` through what sits between the classifier's input and its network (the
+    normalisation, for models that have it): what the network itself receives."""
+    for layer in classifier.layers[1:-1]:
+        images = layer(images)
+    return images
+
+
 def adapt_to_data(classifier, images: np.ndarray, keras=None) -> list[str]:
     """Shows training images to the layers that initialise from data (``adapt_from_data``, e.g.
     airbench's whitening layer), each seeing them as it will in training: normalised, and
     through the layers before it. Returns the names of the layers adapted."""
     keras = default_keras(keras)
-    network = classifier.layers[-1]  # Input -> [normalize] -> network, as built above
+    network = network_of(classifier)
     layers = [layer for layer in network._flatten_layers() if hasattr(layer, "adapt_from_data")]
     if not layers:
         return []
-    names = [layer.name for layer in classifier.layers]
-    inputs = np.asarray(classifier.get_layer("normalize")(images)) if "normalize" in names else images
+    inputs = np.asarray(before_network(classifier, images))
     for layer in layers:
         layer.adapt_from_data(keras.Model(network.inputs, layer.input).predict(inputs, batch_size=256, verbose=0))
     return [layer.name for layer in layers]

@@ -8,6 +8,7 @@ int8 included. Every registered model ends in a softmax layer named ``probabilit
 
 from __future__ import annotations
 
+from visionpipe.models.classifier import before_network, network_of
 from visionpipe.models.registry import default_keras
 
 HEAD = "probabilities"  # the name of every registered model's final softmax layer
@@ -18,7 +19,7 @@ def with_temperature(classifier, temperature: float, keras=None):
     keras = default_keras(keras)
     if temperature == 1.0:
         return classifier
-    network = classifier.layers[-1]
+    network = network_of(classifier)
     # tfmot's quantization-aware training wraps every layer and prefixes its name with "quant_".
     head = next((layer for layer in network.layers if layer.name in (HEAD, f"quant_{HEAD}")), None)
     if head is None:
@@ -29,11 +30,9 @@ def with_temperature(classifier, temperature: float, keras=None):
     # tfmot's strip_pruning reuses the unwrapped layers in a new graph, so in a tf_keras twin the
     # head has a node per graph: the last one is this network's (Keras 3 has one node per layer).
     head_input = head.get_input_at(-1) if hasattr(head, "get_input_at") else head.input
-    logits = keras.Model(network.inputs, head_input, name=f"{network.name}_logits")
+    to_logits = keras.Model(network.inputs, head_input, name=f"{network.name}_logits")
     images = keras.Input(classifier.input_shape[1:], name="image")
-    x = images
-    for layer in classifier.layers[1:-1]:  # what sits between the input and the network (normalize)
-        x = layer(x)
-    scaled = keras.layers.Rescaling(1.0 / temperature, dtype="float32", name="temperature")(logits(x))
+    logits = to_logits(before_network(classifier, images))
+    scaled = keras.layers.Rescaling(1.0 / temperature, dtype="float32", name="temperature")(logits)
     probabilities = keras.layers.Activation("softmax", dtype="float32", name=HEAD)(scaled)
     return keras.Model(images, probabilities, name=f"{classifier.name}_calibrated")

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from visionpipe.models.classifier import before_network, network_of
+
 
 def _last_feature_map_layer(network):
     """The last layer of the network whose output is a [N, H, W, C] map bigger than 1x1."""
@@ -26,16 +28,13 @@ def heat_maps(classifier, images: np.ndarray) -> tuple[np.ndarray, str]:
     """Float images [N, H, W, C] in [0, 1] -> ([N, H, W] heat in [0, 1], method used), for the
     class each image is predicted as."""
     images = tf.convert_to_tensor(images, tf.float32)
-    network = classifier.layers[-1]  # Input -> [normalize] -> network (models.classifier)
+    network = network_of(classifier)
     layer = _last_feature_map_layer(network) if hasattr(network, "layers") else None
     if layer is None:
         return _saliency(classifier, images), "input-gradient saliency (the model has no spatial feature map)"
     features_and_output = keras.Model(network.inputs, [layer.output, network.output])
-    x = images
-    for before in classifier.layers[1:-1]:
-        x = before(x)
     with tf.GradientTape() as tape:
-        features, probabilities = features_and_output(x, training=False)
+        features, probabilities = features_and_output(before_network(classifier, images), training=False)
         predicted = tf.argmax(probabilities, axis=1)
         score = tf.gather(probabilities, predicted, axis=1, batch_dims=1)
     gradient = tape.gradient(score, features)

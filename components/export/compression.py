@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from visionpipe.models.classifier import network_of
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.pipeline.config import CompressionConfig, ModelConfig
 from visionpipe.pipeline.errors import UserError
@@ -57,7 +58,7 @@ def compress(
     The file's probabilities are divided by ``temperature`` (evaluate's calibration)."""
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
-    network = classifier.layers[-1]  # Input -> [normalize] -> network (models/classifier.py)
+    network = network_of(classifier)
     np.savez(work / "weights.npz", **{f"w{i}": np.asarray(w) for i, w in enumerate(network.weights)})
     job = {
         "technique": technique,
