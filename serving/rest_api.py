@@ -140,9 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         signature = request.get("signature_name", "")
         servable = self.core.store.resolve(match["name"], version, match["label"])
         name, signature_def = servable.signature(signature)
-        row_format = _request_format(request)
-        inputs = (_rows if row_format else _columns)(request, list(signature_def.inputs))
-        _, _, outputs = self.core.predict(match["name"], servable.version, None, name, inputs)
+        inputs, row_format = decode_predict_request(request, list(signature_def.inputs))
+        outputs = self.core.run(servable, name, inputs)
         return _response(outputs, row_format)
 
     def _read_body(self) -> bytes:
@@ -157,6 +156,13 @@ class _Handler(BaseHTTPRequestHandler):
                 f"request body of {int(length)} bytes exceeds the limit of {self.max_body_bytes}",
             )
         return self.rfile.read(int(length))
+
+
+def decode_predict_request(request: dict, input_names: list[str]) -> tuple[dict[str, np.ndarray], bool]:
+    """A parsed ``:predict`` body's input tensors, decoded as TF Serving decodes them, and
+    whether it was in row format; push's infra validation decodes its REST body with this too."""
+    row_format = _request_format(request)
+    return (_rows if row_format else _columns)(request, input_names), row_format
 
 
 def _request_format(request: dict) -> bool:

@@ -58,13 +58,18 @@ class ServingCore:
         """Returns the servable that answered, the signature's name and its outputs."""
         servable = self.store.resolve(name, version, label)
         signature, _ = servable.signature(signature)
+        return servable, signature, self.run(servable, signature, inputs)
+
+    def run(self, servable: Servable, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs an already resolved version (a request keeps the version it resolved, even if a
+        poll unloads it meanwhile) and logs the request."""
         if self.batcher is not None:
             outputs = self.batcher.run(servable, signature, inputs)
         else:
             outputs = servable.run(signature, inputs)
         if self.request_log is not None:
-            self.request_log.record(name, servable.version, signature, inputs, outputs)
-        return servable, signature, outputs
+            self.request_log.record(servable.name, servable.version, signature, inputs, outputs)
+        return outputs
 
     def status(self, name: str, version: int | None, label: str | None):
         """tensorflow.serving.GetModelStatusResponse."""
