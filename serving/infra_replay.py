@@ -27,24 +27,6 @@ class ReplayProblem(Exception):
     """The version would not serve correctly; the message says what failed."""
 
 
-def decode_rest_body(body: str, input_name: str) -> list[bytes]:
-    """The ``image_bytes`` batch of a TF Serving REST predict body, decoded the way the server
-    does for a single-input signature: ``{"instances": [{"b64": ...}, ...]}`` (row format, the
-    value of the only input), or ``{"instances": [{input_name: {"b64": ...}}, ...]}``."""
-    request = json.loads(body)
-    instances = request.get("instances") if isinstance(request, dict) else None
-    if not isinstance(instances, list) or not instances:
-        raise ReplayProblem('a REST body needs a non-empty "instances" list')
-    images = []
-    for i, instance in enumerate(instances):
-        if isinstance(instance, dict) and input_name in instance:
-            instance = instance[input_name]
-        if not (isinstance(instance, dict) and set(instance) == {"b64"}):
-            raise ReplayProblem(f'REST instance {i} must be {{"b64": ...}} for the binary input {input_name}')
-        images.append(base64.b64decode(instance["b64"], validate=True))
-    return images
-
-
 def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
     """Checks the signature's outputs for a batch of ``batch`` images; returns the probabilities."""
     missing = sorted(set(OUTPUTS) - set(outputs))
@@ -74,6 +56,8 @@ def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
 def replay(version_dir: Path, model_name: str) -> dict:
     import tensorflow as tf
 
+    from visionpipe.serving.rest_api import decode_predict_request
+    from visionpipe.serving.servable import ServingError
     from visionpipe.serving.warmup import INPUT, SIGNATURE, read_warmup, warmup_path
 
     started = time.time()
@@ -114,7 +98,10 @@ def replay(version_dir: Path, model_name: str) -> dict:
             first_images.extend(images.tolist())
             first_probabilities.extend(probabilities)
     body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in first_images[:REST_IMAGES]]})
-    rest_images = decode_rest_body(body, INPUT)
+    try:  # through the development server's decoder, which decodes bodies as TF Serving does
+        rest_images = decode_predict_request(json.loads(body), [INPUT])[0][INPUT]
+    except ServingError as err:
+        raise ReplayProblem(f"REST body: {err}") from None
     try:
         outputs = signature(**{INPUT: tf.constant(rest_images, tf.string)})
     except Exception as err:
