@@ -37,9 +37,10 @@ BatchingParameters = batching_parameters_class()
 class BatchingOptions:
     """The parameters the scheduler uses, with TF Serving's defaults for unset fields."""
 
-    max_batch_size: int = 1000
-    batch_timeout_micros: int = 0
-    max_enqueued_batches: int = 10
+    max_batch_size: int = BATCHING_DEFAULTS["max_batch_size"]
+    batch_timeout_micros: int = BATCHING_DEFAULTS["batch_timeout_micros"]
+    max_enqueued_batches: int = BATCHING_DEFAULTS["max_enqueued_batches"]
+    # TF Serving's default is the core count (BATCHING_DEFAULTS holds 1 only for its >= 1 check).
     num_batch_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple[int, ...] = ()
 
@@ -86,6 +87,7 @@ class Batcher:
     def __init__(self, options: BatchingOptions):
         self.options = options
         self._queue: collections.deque[_Task] = collections.deque()
+        self._queued_rows = 0  # the rows of every queued task: what max_enqueued_batches limits
         self._cond = threading.Condition()
         self._closed = False
         self._stats = {"requests": 0, "rows": 0, "batches": 0, "padded_rows": 0, "split_reruns": 0}
@@ -109,12 +111,12 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise ServingError(Code.UNAVAILABLE, "the server is shutting down")
-            queued = sum(t.rows for t in self._queue)
-            if queued + rows > self.options.max_enqueued_batches * self.options.max_batch_size:
+            if self._queued_rows + rows > self.options.max_enqueued_batches * self.options.max_batch_size:
                 raise ServingError(
                     Code.UNAVAILABLE, "The batch scheduling queue to which this session was assigned is full"
                 )
             self._queue.append(task)
+            self._queued_rows += rows
             self._cond.notify()
         task.done.wait()
         if task.error is not None:
@@ -177,6 +179,7 @@ class Batcher:
             else:
                 keep.append(task)
         self._queue = keep
+        self._queued_rows -= rows
         return batch
 
     def _execute(self, batch: list[_Task]) -> None:
