@@ -20,6 +20,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from visionpipe.serving.servable import Code, Servable, ServingError
+from visionpipe.serving.tf_serving_config import versions_on_disk
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,6 @@ class ConfigFile:
         specs = specs_from_config_text(self.path.read_text(), self.path.parent)
         self._stamp = stamp
         return specs
-
-
-def versions_on_disk(base: Path) -> list[int]:
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
 
 
 class ModelStore:

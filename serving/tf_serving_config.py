@@ -50,6 +50,14 @@ class ModelEntry:
         return set(self.versions) & set(on_disk)
 
 
+def versions_on_disk(base: Path) -> list[int]:
+    """The versions under a model base path that TF Serving could load (numbered folders with a
+    SavedModel), ascending."""
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+
 def model_server_config(entries: Sequence[ModelEntry]) -> model_server_config_pb2.ModelServerConfig:
     config = model_server_config_pb2.ModelServerConfig()
     for entry in entries:

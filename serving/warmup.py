@@ -14,12 +14,12 @@ from pathlib import Path
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from visionpipe.pipeline.artifacts import Examples
+from visionpipe.serving.client import IMAGE_INPUT as INPUT
+from visionpipe.serving.client import SIGNATURE
 from visionpipe.serving.tf_serving_config import MAX_WARMUP_RECORDS
 
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
-SIGNATURE = "serving_default"
-INPUT = "image_bytes"
 
 
 def warmup_path(version_dir: Path) -> Path:

@@ -35,10 +35,10 @@ def _stable_version(destination: Path, name: str) -> int | None:
 
 def served_model(destination: Path, name: str) -> ServedModel | None:
     """The served version of ``name`` under ``destination``, or None before the first push."""
+    from visionpipe.serving.tf_serving_config import versions_on_disk
+
     base = destination / name
-    versions = sorted(
-        int(p.name) for p in base.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()
-    ) if base.is_dir() else []  # fmt: skip
+    versions = versions_on_disk(base)
     if not versions:
         return None
     stable = _stable_version(destination, name)
