@@ -20,7 +20,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from visionpipe.serving.servable import Code, Servable, ServingError
-from visionpipe.serving.tf_serving_config import versions_on_disk
+from visionpipe.serving.tf_serving_config import parse_models_config, versions_on_disk
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,8 @@ def specs_from_config_text(text: str, relative_to: Path) -> list[ModelSpec]:
     """ModelSpecs from a text ``ModelServerConfig``; relative base paths are taken relative to
     the config file's directory. A base path that does not exist here (e.g. ``/models/NAME``
     inside the official container) falls back to ``<config dir>/<name>``, where push writes it."""
-    from tensorflow_serving.config import model_server_config_pb2
-
     try:
-        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+        config = parse_models_config(text)
     except text_format.ParseError as err:
         raise ValueError(f"not a ModelServerConfig: {err}") from None
     specs = []

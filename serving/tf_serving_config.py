@@ -287,9 +287,13 @@ def write_text_proto(path: Path, message: Message) -> None:
     os.replace(tmp, path)
 
 
-def read_models_config(path: Path) -> model_server_config_pb2.ModelServerConfig:
+def parse_models_config(text: str) -> model_server_config_pb2.ModelServerConfig:
     """Parses a text ModelServerConfig; text_format.ParseError says where it is malformed."""
-    return text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def read_models_config(path: Path) -> model_server_config_pb2.ModelServerConfig:
+    return parse_models_config(path.read_text())
 
 
 def read_batching(path: Path) -> Message:
