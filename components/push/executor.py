@@ -35,6 +35,7 @@ from visionpipe.pipeline.errors import GateError
 from visionpipe.pipeline.stage import StageContext
 from visionpipe.serving import infra_validation
 from visionpipe.serving import tf_serving_config as tfs
+from visionpipe.serving.predict import find_saved_model
 from visionpipe.serving.warmup import warmup_images, warmup_split, write_warmup
 
 
@@ -151,7 +152,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     failed = exported.properties.get("failed_gates", {})
     if "saved_model" in failed:
         raise GateError(f"the SavedModel failed its export gate ({failed['saved_model']}); nothing is pushed")
-    source = max((exported.path / "serving" / name).iterdir(), key=lambda p: int(p.name))
+    source = find_saved_model(exported.path / "serving" / name)
     destination = Path(params.destination)
     images = warmup_images(inputs.examples, params.push.warmup_requests)
     ctx.log(f"warmup: {len(images)} requests from the {warmup_split(inputs.examples)} split")
@@ -165,13 +166,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     try:
         with destination_lock(destination):
             result = push_version(source, destination, name, images, params.push, record)
+            mobile_dir = _push_tflite(exported, failed, destination / f"{name}_tflite", result)
     except InfraNotBlessed as err:
         # The run registers nothing for a failed stage: the verdict stays in the scratch folder.
         write_infra_blessing(ctx.scratch_dir, err.verdict)
         raise GateError(f"{err} (every check: {ctx.scratch_dir / InfraBlessing.FILE})") from None
     for check in result.verdict.checks:
         ctx.log(f"infra {check['status']}: {check['check']}: {check['detail']}")
-    mobile_dir = _push_tflite(exported, failed, destination / f"{name}_tflite", result)
     for artifact, reason in failed.items():
         ctx.log(f"not pushed: {artifact} ({reason})")
     outputs.infra_blessing.properties.update(write_infra_blessing(outputs.infra_blessing.path, result.verdict))
@@ -199,16 +200,16 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 
 def _push_tflite(exported, failed: dict, root: Path, result: PushResult) -> Path | None:
     """The phone and edge files that passed their gates, beside the serving versions and
-    numbered alike (pruned alike too)."""
+    numbered alike (pruned alike too), staged and published as the serving versions are.
+    Hold ``destination_lock``."""
+    remove_stale_staging(root)
     for version in result.pruned:
         shutil.rmtree(root / str(version), ignore_errors=True)
     mobile = {k: v for k, v in exported.properties.get("tflite_files", {}).items() if k not in failed}
     if not mobile:
         return None
-    target = root / str(result.version)
-    tmp = root / f".tmp-{result.version}-{os.getpid()}"
-    tmp.mkdir(parents=True)
+    staged = staging_dir(root, result.version)
+    staged.mkdir(parents=True)
     for extra in ("labels.txt", "preprocessing.json", *(Path(p).name for p in mobile.values())):
-        shutil.copy(exported.path / "tflite" / extra, tmp / extra)
-    os.replace(tmp, target)
-    return target
+        shutil.copy(exported.path / "tflite" / extra, staged / extra)
+    return publish(staged, root, result.version)
