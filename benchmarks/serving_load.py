@@ -127,16 +127,13 @@ def main() -> None:
 
     from visionpipe.components.export.saved_model import load_signature
     from visionpipe.serving.client import ServingClient
+    from visionpipe.serving.tf_serving_config import batching_parameters, write_text_proto
 
     tmp = Path(tempfile.mkdtemp(prefix="serving_load_"))
     export_model(tmp, args.model, args.width, args.size)
     batching = tmp / "batching.config"
     sizes = [s for s in (1, 2, 4) if s < args.max_batch] + [args.max_batch]
-    batching.write_text(
-        f"max_batch_size {{ value: {args.max_batch} }}\nbatch_timeout_micros {{ value: {args.timeout_micros} }}\n"
-        f"max_enqueued_batches {{ value: 100 }}\nnum_batch_threads {{ value: 2 }}\n"
-        + "".join(f"allowed_batch_sizes: {s}\n" for s in sizes)
-    )
+    write_text_proto(batching, batching_parameters(args.max_batch, args.timeout_micros, 2, 100, sizes))
     data = images(64, args.size)
     signature = load_signature(tmp / MODEL / "1")
     one = [tf.constant([d]) for d in data]

@@ -7,7 +7,7 @@ parsed with TF Serving's own proto) with its version policies and version labels
 lock (after its ``assets.extra`` warmup requests ran, as in TF Serving), and only then are
 versions the policy no longer wants dropped. A request holds the
 ``Servable`` it resolved, so in-flight requests finish on the version they started on.
-Directories whose name is not a number (push's hidden ``.tmp-*`` copies) are never loaded.
+Directories whose name is not a number (push's hidden ``.staging-*`` folders) are never loaded.
 """
 
 from __future__ import annotations
