@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from visionpipe.pipeline import cli_promote, cli_serve
+from visionpipe.pipeline.cli_args import add_config_arguments
 from visionpipe.pipeline.config import ConfigError, load_config
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.output import Output
@@ -53,13 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run the pipeline (all stages, one stage, or from a stage on)")
-    run.add_argument("--config", help="YAML config; defaults apply to every key it leaves out")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted path, e.g. --set train.epochs=5",
+    add_config_arguments(
+        run,
+        "YAML config; defaults apply to every key it leaves out",
+        "override a config value by dotted path, e.g. --set train.epochs=5",
     )
     which = run.add_mutually_exclusive_group()
     which.add_argument("--stage", help="run only this stage, on the latest upstream artifacts")
@@ -74,8 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     runs = sub.add_parser("runs", parents=[common], help="list recent runs and each stage's status")
-    runs.add_argument("--config", help="config whose run.root to read")
-    runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(runs, "config whose run.root to read")
     runs.add_argument("--limit", type=int, default=10)
     runs.add_argument("--lineage", action="store_true", help="also show which stage's output each stage read")
     runs.set_defaults(handler=_runs)
@@ -85,8 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="compare the latest inferred data schema with the accepted one; --accept promotes it after review",
     )
-    schema.add_argument("--config", help="config whose run.root to use")
-    schema.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(schema, "config whose run.root to use")
     schema.add_argument(
         "--accept", action="store_true", help="accept the latest schema (and its data version's drift) as reviewed"
     )
@@ -97,13 +93,10 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="write a PNG grid of training images under the configured augmentation policy",
     )
-    preview.add_argument("--config", help="config whose train.augment.policy and run.root to use")
-    preview.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="e.g. --set 'train.augment.policy=[flip_horizontal, rand_augment]'",
+    add_config_arguments(
+        preview,
+        "config whose train.augment.policy and run.root to use",
+        "e.g. --set 'train.augment.policy=[flip_horizontal, rand_augment]'",
     )
     preview.add_argument("--out", type=Path, default=Path("augment_preview.png"))
     preview.add_argument("--images", type=int, default=8, help="rows: training images shown")
@@ -114,8 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "report", parents=[common], help="write a run's evaluation report (HTML and Markdown) and print its path"
     )
     report.add_argument("run", nargs="?", type=int, help="run id (default: the latest run with an evaluation)")
-    report.add_argument("--config", help="config whose run.root to read")
-    report.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(report, "config whose run.root to read")
     report.set_defaults(handler=_report)
 
     predict = sub.add_parser(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from visionpipe.pipeline.cli_args import add_config_arguments
 from visionpipe.pipeline.config import load_config, serving_destination
 
 
@@ -18,8 +19,7 @@ def add_command(sub, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="move the stable label to the canary version after checks (infra-blessed, accuracy >= stable's)",
     )
-    promote.add_argument("--config", help="config whose push.destination and export.model_name to use")
-    promote.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(promote, "config whose push.destination and export.model_name to use")
     promote.add_argument("--destination", type=Path, help="the push destination (holds models.config)")
     promote.add_argument("--model-name", help="the model to promote (default: export.model_name)")
     promote.add_argument(

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from visionpipe.pipeline.cli_args import add_config_arguments
 from visionpipe.pipeline.config import load_config
 from visionpipe.pipeline.errors import UserError
 
@@ -60,8 +61,7 @@ def add_commands(sub, common: argparse.ArgumentParser, predict: argparse.Argumen
         help="serving drift: compare a request log with the training data's statistics (exit code 1 on drift)",
     )
     monitor.add_argument("--request-log", required=True, type=Path, help="the log `visionpipe serve` wrote")
-    monitor.add_argument("--config", help="config whose run.root (latest statistics) and validate.drift to use")
-    monitor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(monitor, "config whose run.root (latest statistics) and validate.drift to use")
     monitor.add_argument("--statistics", type=Path, help="a Statistics artifact dir instead of the latest one")
     monitor.add_argument("--model-name", help="only requests to this model")
     monitor.add_argument("--since-hours", type=float, help="only requests of the last N hours")
