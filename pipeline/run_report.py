@@ -54,7 +54,8 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
         raise UserError(f"no runs under {root}; run the pipeline first (visionpipe run)")
     store = MetadataStore(db)
     try:
-        candidates = [run_id] if run_id is not None else [r["id"] for r in store.runs(limit=1000)]
+        runs = store.runs(limit=1000)  # newest first
+        candidates = [run_id] if run_id is not None else [r["id"] for r in runs]
         for candidate in candidates:
             artifacts, overrides = _run_artifacts(store, candidate)
             if Evaluation.TYPE in artifacts and Blessing.TYPE in artifacts:
@@ -62,7 +63,7 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
         else:
             which = f"run {run_id} has" if run_id is not None else "no run under this root has"
             raise NothingToReport(f"{which} an evaluation to report; run the pipeline through evaluate first")
-        command = next((r["command"] for r in store.runs(limit=1000) if r["id"] == candidate), "") or ""
+        command = next((r["command"] for r in runs if r["id"] == candidate), "") or ""
     finally:
         store.close()
     evaluation, blessing = artifacts[Evaluation.TYPE], artifacts[Blessing.TYPE]
