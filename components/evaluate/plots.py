@@ -12,12 +12,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from visionpipe.components.validate.summary import plain
+
 DPI = 90
 ANNOTATED_CLASSES = 20  # above this many classes, confusion cells carry no numbers
-
-
-def _plain(text: str) -> str:
-    return str(text).replace("$", r"\$")  # a "$" in a class name would start matplotlib mathtext
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -36,8 +34,8 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path) ->
     fig.colorbar(shown, ax=ax, label="share of the true class")
     ticks = range(len(classes))
     font = 8 if len(classes) <= 40 else 5
-    ax.set_xticks(ticks, [_plain(c) for c in classes], rotation=90, fontsize=font)
-    ax.set_yticks(ticks, [_plain(c) for c in classes], fontsize=font)
+    ax.set_xticks(ticks, [plain(c) for c in classes], rotation=90, fontsize=font)
+    ax.set_yticks(ticks, [plain(c) for c in classes], fontsize=font)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     if len(classes) <= ANNOTATED_CLASSES:
@@ -79,7 +77,7 @@ def per_class(per_class_metrics: dict, path: Path) -> Path:
         (0.27, "f1", "tab:green"),
     ):
         ax.barh(y + offset, [per_class_metrics[n][metric] for n in names], height=0.27, color=colour, label=metric)
-    ax.set_yticks(y, [_plain(n) for n in names], fontsize=8 if len(names) <= 40 else 5)
+    ax.set_yticks(y, [plain(n) for n in names], fontsize=8 if len(names) <= 40 else 5)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.legend(loc="lower right")
@@ -131,7 +129,7 @@ def gallery(images: np.ndarray, heat: np.ndarray, captions: list[str], method: s
     columns = 4  # two mistakes per row
     rows = int(np.ceil(len(images) / 2))
     fig = Figure(figsize=(2.6 * columns, 2.9 * rows), layout="constrained")
-    fig.suptitle(f"most confident mistakes; heat: {_plain(method)}", fontsize=10)
+    fig.suptitle(f"most confident mistakes; heat: {plain(method)}", fontsize=10)
     axes = np.atleast_2d(fig.subplots(rows, columns))
     for ax in axes.flat:
         ax.axis("off")
@@ -139,7 +137,7 @@ def gallery(images: np.ndarray, heat: np.ndarray, captions: list[str], method: s
         shown = image[..., 0] if image.shape[-1] == 1 else image
         left, right = axes[i // 2, (i % 2) * 2], axes[i // 2, (i % 2) * 2 + 1]
         left.imshow(shown, cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
-        left.set_title(_plain(caption), fontsize=7)
+        left.set_title(plain(caption), fontsize=7)
         right.imshow(shown, cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
         right.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         right.set_title("heat map", fontsize=7)

@@ -35,7 +35,7 @@ def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     # Matplotlib parses "$...$" as mathtext; a class name with a stray "$" would fail to render.
     return str(text).replace("$", r"\$")
 
@@ -117,7 +117,7 @@ def _class_plot(split_stats: dict[str, dict]) -> str:
     if many:
         left = np.zeros(len(classes))
         for j, split in enumerate(splits):
-            ax.barh(y, matrix[:, j], left=left, height=0.8, label=_plain(split))
+            ax.barh(y, matrix[:, j], left=left, height=0.8, label=plain(split))
             left += matrix[:, j]
         for yi, total in zip(y, left, strict=True):
             ax.text(total, yi, f" {int(total)}", va="center", fontsize=7)
@@ -125,10 +125,10 @@ def _class_plot(split_stats: dict[str, dict]) -> str:
     else:
         height = 0.8 / len(splits)
         for j, split in enumerate(splits):
-            bars = ax.barh(y - 0.4 + height * (j + 0.5), matrix[:, j], height=height, label=_plain(split))
+            bars = ax.barh(y - 0.4 + height * (j + 0.5), matrix[:, j], height=height, label=plain(split))
             ax.bar_label(bars, labels=[str(v) if v else "" for v in matrix[:, j]], padding=2, fontsize=7)
         ax.set_title("Images per class and split")
-    ax.set_yticks(y, [_plain(c) for c in classes], fontsize=7)
+    ax.set_yticks(y, [plain(c) for c in classes], fontsize=7)
     ax.set_ylim(len(classes) - 0.5, -0.5)  # first class at the top, like the tables
     # Explicit limit, not margins(): bar sticky edges at 0 cancel x margins, clipping labels.
     ax.set_xlim(0, max(1, matrix.sum(axis=1).max() if many else matrix.max()) * 1.1)
