@@ -48,9 +48,9 @@ def served_model(destination: Path, name: str) -> ServedModel | None:
 
 def score_served(served: ServedModel, encoded_batches, progress=None) -> np.ndarray:
     """Probabilities of the served model for (encoded image bytes, labels) batches."""
-    import tensorflow as tf
+    from visionpipe.components.export.saved_model import load_signature
 
-    serve = tf.saved_model.load(str(served.path)).signatures["serving_default"]
+    serve = load_signature(served.path)
     _, probabilities = predict_batches(
         encoded_batches, lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"], False, progress
     )
