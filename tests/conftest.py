@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 
+from tests.hermetic import hermetic_globals  # noqa: E402,F401  (autouse: no global state leaks between tests)
 from tests.tfds_fixture import tfds_data_dir  # noqa: E402,F401  (a fixture for every test module)
 
 

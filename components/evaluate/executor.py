@@ -21,10 +21,9 @@ import numpy as np
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained
-from visionpipe.components.evaluate import bootstrap, calibration, gate, plots
+from visionpipe.components.evaluate import bootstrap, calibration, gate, gradcam, plots
 from visionpipe.components.evaluate.baseline import score_served
 from visionpipe.components.evaluate.data import EvalSplit, load_split
-from visionpipe.components.evaluate.gradcam import heat_maps
 from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
 from visionpipe.components.evaluate.robustness import robustness
 from visionpipe.components.evaluate.slices import slice_table
@@ -138,18 +137,20 @@ def _gallery(model, data: EvalSplit, probabilities: np.ndarray, classes: list[st
     if not len(chosen):
         return {"images": [], "method": "none: no mistakes"}
     images, _ = next(data.batches(len(chosen), chosen))
-    heat, method = heat_maps(model, images)
+    heat, methods = gradcam.heat_maps(model, images)
     entries = [
         {
             "source": data.sources[i],
             "true": classes[data.labels[i]],
             "predicted": classes[predicted[i]],
             "confidence": float(probabilities[i, predicted[i]]),
+            "heat": method,
         }
-        for i in chosen
+        for i, method in zip(chosen, methods, strict=True)
     ]
     captions = [f"{e['true']} -> {e['predicted']} ({e['confidence']:.0%})" for e in entries]
-    plots.gallery(images, heat, captions, method, out / Evaluation.GALLERY)
+    method = gradcam.summary(methods)
+    plots.gallery(images, heat, captions, methods, out / Evaluation.GALLERY)
     return {"images": entries, "method": method}
 
 

@@ -124,21 +124,23 @@ def training_curves(history: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def gallery(images: np.ndarray, heat: np.ndarray, captions: list[str], method: str, path: Path) -> Path:
-    """Each mistake twice: the image, and the image under its heat map."""
+def gallery(images: np.ndarray, heat: np.ndarray, captions: list[str], methods: list[str], path: Path) -> Path:
+    """Each mistake twice: the image, and the image under its heat map, titled with the method
+    that made that map (Grad-CAM, or saliency where Grad-CAM's map was empty)."""
     columns = 4  # two mistakes per row
     rows = int(np.ceil(len(images) / 2))
     fig = Figure(figsize=(2.6 * columns, 2.9 * rows), layout="constrained")
-    fig.suptitle(f"most confident mistakes; heat: {plain(method)}", fontsize=10)
+    main = max(set(methods), key=methods.count)
+    fig.suptitle(f"most confident mistakes; heat: {plain(main)}", fontsize=10)
     axes = np.atleast_2d(fig.subplots(rows, columns))
     for ax in axes.flat:
         ax.axis("off")
-    for i, (image, cam, caption) in enumerate(zip(images, heat, captions, strict=True)):
+    for i, (image, cam, caption, method) in enumerate(zip(images, heat, captions, methods, strict=True)):
         shown = image[..., 0] if image.shape[-1] == 1 else image
         left, right = axes[i // 2, (i % 2) * 2], axes[i // 2, (i % 2) * 2 + 1]
         left.imshow(shown, cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
         left.set_title(plain(caption), fontsize=7)
         right.imshow(shown, cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
         right.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        right.set_title("heat map", fontsize=7)
+        right.set_title("heat map" if method == main else plain(method.split(" (")[0]) + " (see table)", fontsize=7)
     return _save(fig, path)

@@ -182,9 +182,9 @@ def _errors(metrics: dict, figures: Path) -> str:
     if gallery:
         parts.append("<h3>Most confident mistakes</h3>")
         parts.append(_img(figures / Evaluation.GALLERY, f"most confident mistakes with {gallery['method']}"))
-        parts.append(_table(["source", "true", "predicted", "confidence"],
-                            [[esc(e["source"]), esc(e["true"]), esc(e["predicted"]), _f(e["confidence"], 3)]
-                             for e in gallery["images"]]))  # fmt: skip
+        parts.append(_table(["source", "true", "predicted", "confidence", "heat map"],
+                            [[esc(e["source"]), esc(e["true"]), esc(e["predicted"]), _f(e["confidence"], 3),
+                              esc(e.get("heat", gallery["method"]))] for e in gallery["images"]]))  # fmt: skip
     return "".join(parts)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 
 from visionpipe.components.common.dataset import image_dataset
+from visionpipe.components.common.process_state import restored_afterwards
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.pipeline.config import DistillConfig, ModelConfig
@@ -38,7 +39,12 @@ def distill(
     ctx: StageContext,
 ) -> keras.Model:
     """The trained student classifier."""
-    keras.utils.set_random_seed(seed)
+    with restored_afterwards():  # the seed is this function's, not the process's
+        keras.utils.set_random_seed(seed)
+        return _distill(teacher, config, spec, num_classes, examples, train_images, batch_size, seed, ctx)
+
+
+def _distill(teacher, config, spec, num_classes, examples, train_images, batch_size, seed, ctx) -> keras.Model:
     student = build_classifier(spec, num_classes, ModelConfig(name=config.student, args=config.student_args))
     train = image_dataset(examples, "train", spec, num_classes, batch_size)
     adapt_to_data(student, next(iter(train.unbatch().batch(2000)))[0].numpy())

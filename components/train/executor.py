@@ -19,6 +19,7 @@ import time
 import keras
 import tensorflow as tf
 
+from visionpipe.components.common.process_state import restored_afterwards
 from visionpipe.components.common.tracking import EpochMetrics, log_folder, tracked_run
 from visionpipe.components.train import finetune
 from visionpipe.components.train.callbacks import training_callbacks
@@ -36,6 +37,12 @@ ADAPT_IMAGES = 5000  # training images shown to layers that initialise from data
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
+    # Seeds, the dtype policy and op determinism are set for this stage only.
+    with restored_afterwards():
+        return _train(inputs, outputs, params, ctx)
+
+
+def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     tuned = inputs.hyperparameters.values if inputs.hyperparameters is not None else {}
     if tuned:  # the tune stage's best values over the config; the trials' models are not used
         params = apply_values(params, tuned)

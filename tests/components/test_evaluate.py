@@ -11,6 +11,7 @@ from scipy import special
 from visionpipe.components.evaluate import bootstrap, calibration, gate
 from visionpipe.components.evaluate.data import EvalSplit
 from visionpipe.components.evaluate.gradcam import heat_maps
+from visionpipe.components.evaluate.gradcam import summary as gradcam_summary
 from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
 from visionpipe.components.evaluate.robustness import CORRUPTION_FUNCTIONS, corrupt, robustness
 from visionpipe.components.evaluate.slices import size_bucket, slice_table, source_folder
@@ -146,25 +147,43 @@ def test_most_confused_pairs_come_from_the_off_diagonal():
     assert [(p["true"], p["predicted"], p["images"]) for p in pairs] == [("c", "b", 4), ("a", "b", 3), ("b", "a", 1)]
 
 
-def _feature_map_model():
-    """A conv feature map whose right half is masked out: Grad-CAM must put no heat there."""
+def _feature_map_model(head=(2.0, 0.0, -1.0), bias=(0.0, 0.0, 0.0)):
+    """A conv feature map whose right half is masked out: Grad-CAM must put no heat there. Every
+    weight is set, nothing drawn: the features copy the image, and ``head`` weighs their mean
+    into the three classes' logits (with ``bias``)."""
     images = keras.Input((8, 8, 1))
-    features = keras.layers.Conv2D(4, 1, activation="relu", name="features")(images)
+    features = keras.layers.Conv2D(4, 1, activation="relu", name="features", kernel_initializer="ones")(images)
     mask = np.zeros((1, 8, 8, 1), np.float32)
     mask[:, :, :4] = 1
     masked = keras.layers.Rescaling(mask, name="left_half")(features)
     pooled = keras.layers.GlobalAveragePooling2D()(masked)
-    network = keras.Model(images, keras.layers.Dense(3, activation="softmax", name="probabilities")(pooled))
+    dense = keras.layers.Dense(3, name="probabilities", activation="softmax",
+                               kernel_initializer=keras.initializers.Constant([list(head)] * 4),
+                               bias_initializer=keras.initializers.Constant(list(bias)))  # fmt: skip
+    network = keras.Model(images, dense(pooled))
     outer = keras.Input((8, 8, 1))
     return keras.Model(outer, network(outer))
 
 
 def test_grad_cam_heat_lies_where_the_features_drive_the_prediction():
     images = np.random.default_rng(0).random((3, 8, 8, 1)).astype(np.float32)
-    heat, method = heat_maps(_feature_map_model(), images)
-    assert "left_half" in method
+    heat, methods = heat_maps(_feature_map_model(), images)
+    assert methods == ["Grad-CAM on layer 'left_half'"] * 3
     assert heat.shape == (3, 8, 8) and heat.min() >= 0 and heat.max() <= 1
     assert heat[:, :, :3].mean() > 10 * heat[:, :, 5:].mean()
+
+
+def test_an_empty_grad_cam_map_falls_back_to_saliency_and_says_so():
+    images = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    # Class 0 wins by its bias and loses score as the features grow: every weighted feature is
+    # negative, so Grad-CAM's ReLU leaves nothing.
+    heat, methods = heat_maps(_feature_map_model(head=(-1.0, 0.0, 0.0), bias=(5.0, 0.0, 0.0)), images)
+    assert all(m.startswith("input-gradient saliency (Grad-CAM on layer 'left_half' was all zero") for m in methods)
+    assert heat.max() == pytest.approx(1.0)  # a real map, not a blank one
+    assert heat[:, :, :4].mean() > 0 and heat[:, :, 4:].max() == 0  # the masked half moves nothing
+    assert gradcam_summary(methods) == methods[0]
+    mixed = gradcam_summary(["Grad-CAM on layer 'x'"] * 3 + methods[:1])
+    assert mixed.startswith("Grad-CAM on layer 'x'; 1 of 4 images: input-gradient saliency")
 
 
 def _result(accuracy=0.9, recalls=(0.9, 0.2), ece=0.05, drops=None):
