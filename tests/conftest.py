@@ -13,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 
-from tests.hermetic import hermetic_globals  # noqa: E402,F401  (autouse: no global state leaks between tests)
+# autouse: no global state leaks between tests; the run's seed is printed at the top and bottom
+from tests.hermetic import hermetic_globals, pytest_sessionstart, pytest_terminal_summary  # noqa: E402,F401
 from tests.tfds_fixture import tfds_data_dir  # noqa: E402,F401  (a fixture for every test module)
 
 

@@ -42,3 +42,22 @@ def hermetic_globals(request):
     os.chdir(cwd)
     logging.getLogger("tensorflow").setLevel(tf_logger_level)
     tf.config.run_functions_eagerly(eager)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The run's seed on the first line, even under -q (which hides pytest-randomly's header)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(_order(session.config))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The seed again under the results, beside any failure, to replay the same order."""
+    terminalreporter.write_line(_order(config))
+
+
+def _order(config: pytest.Config) -> str:
+    if getattr(config.option, "randomly_seed", None) is None:
+        return "pytest-randomly is off: tests in file order, seeds 0"
+    return f"random order and seeds; replay with: pytest --randomly-seed={run_seed(config)}"

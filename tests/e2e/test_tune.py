@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 SPACE = """tune:
   enabled: true
   tuner: random
-  max_trials: 6
+  max_trials: 4
   max_epochs: 1
   space:
     train.learning_rate: {log: [0.0001, 0.01]}
@@ -60,7 +60,7 @@ def test_search_feeds_train_and_lineage_shows_it(tmp_path, monkeypatch):
     assert out.returncode == 0, out.stdout + out.stderr
     rows = stage_rows(out.stdout)
     assert list(rows) == ["validate", "tune", "train", "evaluate", "export", "push"]
-    assert len(trials(tmp_path / "runs")) == 6 and all(t["status"] == "COMPLETED" for t in trials(tmp_path / "runs"))
+    assert len(trials(tmp_path / "runs")) == 4 and all(t["status"] == "COMPLETED" for t in trials(tmp_path / "runs"))
     best = json.loads((latest(tmp_path / "runs", "tune") / "best_hyperparameters" / "best_hyperparameters.txt")
                       .read_text())  # fmt: skip
     assert set(best["values"]) == {"train.learning_rate", "model.args.width"}
@@ -83,7 +83,7 @@ def test_search_feeds_train_and_lineage_shows_it(tmp_path, monkeypatch):
     assert float(train.data.params["train.learning_rate"]) == best["values"]["train.learning_rate"]
     assert "val_accuracy" in train.data.metrics
     assert "model.keras" in [a.path for a in client.list_artifacts(train.info.run_id)]
-    assert sum(r.info.run_name.startswith("trial") for r in runs) == 6
+    assert sum(r.info.run_name.startswith("trial") for r in runs) == 4
 
     disabled = visionpipe("run", "--config", str(config), "--set", "tune.enabled=false", "--stage", "train")
     assert "tune" not in stage_rows(disabled.stdout) and "tuned" not in disabled.stdout
@@ -93,21 +93,21 @@ def test_a_killed_search_resumes_and_a_changed_range_starts_anew(tmp_path):
     config = project(tmp_path)
     ingest_and_validate(config)
     command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "tune"]
-    killed = signal_on_line(command, " tune      trial 2/6:", signal.SIGKILL, timeout=300, cwd=REPO)  # in trial 3
+    killed = signal_on_line(command, " tune      trial 2/4:", signal.SIGKILL, timeout=300, cwd=REPO)  # in trial 3
     assert killed.returncode == -signal.SIGKILL, "the search finished before it could be killed"
 
     resumed = visionpipe("run", "--config", str(config), "--stage", "tune")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "2 trials already finished are kept" in resumed.stdout
-    assert " tune      trial 1/6:" not in resumed.stdout and " tune      trial 3/6:" in resumed.stdout
-    assert len(trials(tmp_path / "runs")) == 6
+    assert " tune      trial 1/4:" not in resumed.stdout and " tune      trial 3/4:" in resumed.stdout
+    assert len(trials(tmp_path / "runs")) == 4
 
     # Space keys hold dots, so an override replaces the whole space.
     space = "tune.space={train.learning_rate: {log: [0.001, 0.1]}, model.args.width: {choice: [4, 8]}}"
     changed = visionpipe("run", "--config", str(config), "--stage", "tune", "--set", space)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert "a new search" in changed.stdout and "the space changed since search" in changed.stdout
-    assert " tune      trial 1/6:" in changed.stdout
+    assert " tune      trial 1/4:" in changed.stdout
 
 
 def test_a_search_where_every_trial_fails_fails_with_their_errors(tmp_path):
@@ -117,7 +117,7 @@ def test_a_search_where_every_trial_fails_fails_with_their_errors(tmp_path):
     assert out.returncode == 1
     rows = stage_rows(out.stdout)
     assert rows["tune"][0] == "failed" and rows["train"][0] == "not"
-    assert "no trial of the search completed (6 failed): trial 1: ValueError" in out.stderr
+    assert "no trial of the search completed (4 failed): trial 1: ValueError" in out.stderr
     assert "filters" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -142,6 +142,6 @@ def test_distributed_search_chief_and_two_workers(tmp_path):
     for name, d in done.items():
         assert d.returncode == 0, f"{name}:\n{d.stdout}"
     ran = {name: outputs[name].count(" tune      trial ") for name in ("tuner0", "tuner1")}
-    assert sum(ran.values()) == 6 and all(ran.values()), ran
-    assert "best of 6 trials" in outputs["chief"]
-    assert len(trials(tmp_path / "chief")) == 6
+    assert sum(ran.values()) == 4 and all(ran.values()), ran
+    assert "best of 4 trials" in outputs["chief"]
+    assert len(trials(tmp_path / "chief")) == 4
