@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from visionpipe.models.registry import default_keras, register
@@ -53,6 +55,50 @@ def _classifier(backbone_fn: Callable, scale, input_shape, num_classes, weights,
     return keras.Model(inputs, outputs, name=name)
 
 
+# The ImageNet weights Keras has for MobileNetV2 without its top, by alpha and input size
+# (keras.applications.MobileNetV2 loads the 224 file for any other size).
+MOBILENET_V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
+PROBE_TIMEOUT_SECONDS = 3  # whether a download could start: an offline machine answers at once or not at all
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models`` (as
+    Keras itself reads it), or under /tmp when that is not writable, as ``get_file`` falls back."""
+    from keras.src.backend.config import keras_home
+
+    home = os.path.expanduser(keras_home())
+    return Path(home if os.access(home, os.W_OK) else os.path.join("/tmp", ".keras")) / "models"
+
+
+def imagenet_weights_file(name: str, args: dict, size: int) -> tuple[str, str] | None:
+    """(file name in Keras' cache, download URL) of the ImageNet weights model ``name`` loads with
+    ``args`` at a square input of ``size``; None for models this does not know the files of."""
+    if name != "mobilenet_v2":
+        return None
+    rows = size if size in MOBILENET_V2_SIZES else 224
+    file_name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(args.get('alpha', 1.0))}_{rows}_no_top.h5"
+    return file_name, MOBILENET_V2_URL + file_name
+
+
+def imagenet_availability(name: str, args: dict, size: int) -> tuple[str, str]:
+    """Whether the ImageNet weights of ``imagenet_weights_file`` can be had: ("cached", path),
+    ("download", url) when the server answers, or ("unavailable", why)."""
+    known = imagenet_weights_file(name, args, size)
+    if known is None:
+        return "unavailable", f"visionpipe does not know which ImageNet weights file {name} loads"
+    file_name, url = known
+    cached = keras_cache_dir() / file_name
+    if cached.is_file():
+        return "cached", str(cached)
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_SECONDS).close()
+    except (OSError, ValueError) as err:  # URLError, timeouts, refused proxies
+        reason = getattr(err, "reason", err)
+        return "unavailable", f"{file_name} is not in {cached.parent} and cannot be downloaded ({reason})"
+    return "download", url
+
+
 def _load_backbone(backbone_fn: Callable, input_shape, weights: str | None, keras):
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
@@ -65,7 +111,7 @@ def _load_backbone(backbone_fn: Callable, input_shape, weights: str | None, kera
         url = re.search(r"https?://\S+?\.h5", str(err))
         if weights != "imagenet" or url is None:
             raise
-        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+        cache = str(keras_cache_dir())
         filename = url.group(0).rsplit("/", 1)[-1]
         raise UserError(
             f"model.weights=imagenet needs {filename}, which is not in Keras' cache ({cache}) and could not be "

@@ -9,6 +9,7 @@ class is defined (``artifact_type`` finds it again when the metadata store loads
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,6 +69,11 @@ class Statistics(Artifact):
     """``stats.pb`` (tensorflow_metadata DatasetFeatureStatisticsList) and ``summary.json``."""
 
     TYPE = "Statistics"
+    SUMMARY: ClassVar[str] = "summary.json"  # per split: count, classes, sizes, modes, channels, pixels
+
+    def split_summary(self, split: str) -> dict[str, Any]:
+        """What ingest measured on one split (``components/common/image_stats.py``); {} if empty."""
+        return json.loads((self.path / self.SUMMARY).read_text()).get(split, {})
 
     @property
     def counts(self) -> dict[str, int]:

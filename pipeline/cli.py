@@ -16,8 +16,8 @@ import traceback
 from pathlib import Path
 
 from visionpipe.pipeline import cli_promote, cli_serve
-from visionpipe.pipeline.cli_args import add_config_arguments
-from visionpipe.pipeline.config import ConfigError, load_config
+from visionpipe.pipeline.cli_args import add_config_arguments, config_of
+from visionpipe.pipeline.config import ConfigError, is_explicit
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.output import Output
 
@@ -142,7 +142,10 @@ def _run(args) -> int:
     if args.override_gate != bool(args.reason.strip()):
         raise UserError("--override-gate and --reason go together: say why the gate is overridden, e.g. "
                         '--override-gate --reason "hotfix approved by the model owner"')  # fmt: skip
-    config = load_config(args.config, args.set)
+    config = config_of(args)
+    if args.data is not None:
+        default = "" if is_explicit(config.explicit, "run.root") else " (--data's default; set run.root to move it)"
+        print(f"run root: {Path(config.run.root).resolve()}{default}; recipe {config.recipe}", flush=True)
     command = "visionpipe " + " ".join(sys.argv[1:])
     output = Output(verbose=args.verbose, capture_logs=True)
     result = run_pipeline(
@@ -220,7 +223,7 @@ def _summary_table(result) -> str:
 def _runs(args) -> int:
     from visionpipe.pipeline.metadata import MetadataStore
 
-    config = load_config(args.config, args.set)
+    config = config_of(args)
     db = Path(config.run.root) / "metadata.sqlite"
     if not db.is_file():
         print(f"no runs yet under {config.run.root}")
@@ -251,7 +254,7 @@ def _runs(args) -> int:
 def _schema(args) -> int:
     from visionpipe.components.validate import accept
 
-    root = Path(load_config(args.config, args.set).run.root).resolve()
+    root = Path(config_of(args).run.root).resolve()
     result = accept.accept(root) if args.accept else accept.review(root)
     print(f"latest schema:   {result.latest}")
     print(f"accepted schema: {result.accepted}{'' if result.accepted.is_file() else ' (none yet)'}")
@@ -271,7 +274,7 @@ def _schema(args) -> int:
 def _augment_preview(args) -> int:
     from visionpipe.components.train.preview import write_preview
 
-    out = write_preview(load_config(args.config, args.set), args.out, args.images, args.variants)
+    out = write_preview(config_of(args), args.out, args.images, args.variants)
     print(f"wrote {out}")
     return 0
 
@@ -279,7 +282,7 @@ def _augment_preview(args) -> int:
 def _report(args) -> int:
     from visionpipe.pipeline.run_report import write_run_report
 
-    config = load_config(args.config, args.set)
+    config = config_of(args)
     html, markdown = write_run_report(Path(config.run.root).resolve(), args.run)
     print(html)
     print(markdown)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visionpipe.pipeline.cli_args import add_config_arguments
-from visionpipe.pipeline.config import load_config, serving_destination
+from visionpipe.pipeline.cli_args import add_config_arguments, config_of
+from visionpipe.pipeline.config import serving_destination
 
 
 def add_command(sub, common: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_command(sub, common: argparse.ArgumentParser) -> None:
 def _promote(args) -> int:
     from visionpipe.components.push.promote import promote
 
-    config = load_config(args.config, args.set)
+    config = config_of(args)
     destination = args.destination or serving_destination(config)
     promotion = promote(
         destination,

@@ -16,8 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from visionpipe.pipeline.cli_args import add_config_arguments
-from visionpipe.pipeline.config import load_config
+from visionpipe.pipeline.cli_args import add_config_arguments, config_of
 from visionpipe.pipeline.errors import UserError
 
 
@@ -170,7 +169,7 @@ def _monitor(args) -> int:
     from visionpipe.pipeline.metadata import MetadataStore
     from visionpipe.serving import monitor, request_log
 
-    config = load_config(args.config, args.set)
+    config = config_of(args)
     if args.statistics is not None:
         statistics = args.statistics
     else:
@@ -180,7 +179,7 @@ def _monitor(args) -> int:
         if not found:
             raise UserError(f"no Statistics artifact under {config.run.root}; run the pipeline or pass --statistics")
         statistics = found[0].path
-    summary = statistics / "summary.json" if statistics.is_dir() else statistics
+    summary = statistics / Statistics.SUMMARY if statistics.is_dir() else statistics
     if not summary.is_file():
         raise UserError(f"{summary} is missing; --statistics takes a Statistics artifact directory")
     train = _read(summary, json.loads).get("train")

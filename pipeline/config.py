@@ -254,6 +254,9 @@ class TrainConfig:
     # supports it, off on CPUs.
     jit_compile: bool | Literal["auto"] = "auto"
     verbose: Literal[0, 1, 2] = 0  # Keras' own fit output, into the run log (visionpipe shows its progress)
+    # recipe: auto fits its choices and its epoch count into about this many minutes of training
+    # (the fit itself) on this machine; manual recipes ignore it (README: the auto recipe).
+    time_budget_minutes: float = 10.0
 
     def peak_learning_rate(self) -> float:
         """learning_rate scaled to batch_size by learning_rate_scaling."""
@@ -508,6 +511,11 @@ class TrackingConfig:
 class Config:
     run: RunConfig = RunConfig()
     seed: int = 42
+    # manual: every setting as configured, defaults for the keys left out. auto: the train stage
+    # chooses image size, model, batch size, epochs, augmentation and regularisation from what
+    # ingest and validate measured and from train.time_budget_minutes (components/train/auto.py);
+    # every key the YAML or an override sets keeps its value.
+    recipe: Literal["manual", "auto"] = "manual"
     data: DataConfig = DataConfig()
     beam: BeamConfig = BeamConfig()
     validate: ValidateConfig = ValidateConfig()
@@ -520,26 +528,43 @@ class Config:
     export: ExportConfig = ExportConfig()
     push: PushConfig = PushConfig()
     tracking: TrackingConfig = TrackingConfig()
+    # Filled by load_config, not set by hand: the dotted keys the YAML file and the overrides
+    # gave (e.g. train.epochs, model.args.width), which recipe: auto leaves as they are.
+    explicit: tuple[str, ...] = ()
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Reads a YAML file (if given), applies ``a.b=value`` overrides and type-checks the result."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
-        data = loaded or {}
+def load_config(
+    path: str | Path | None = None, overrides: typing.Sequence[str] = (), data: str | Path | None = None
+) -> Config:
+    """Reads a YAML file (if given), applies ``a.b=value`` overrides and type-checks the result.
+
+    ``data`` (the CLI's ``--data``) is a folder of class sub-folders, in any layout ingest
+    accepts, or a ``.csv``/``.jsonl`` manifest: it sets ``data.source`` and ``data.path`` over
+    the YAML's, ``run.root`` defaults to ``visionpipe_runs/<its name>``, and without a YAML
+    file the recipe is ``auto``. Any key the YAML or an override sets wins over those defaults.
+    """
+    from_file = _read_yaml(Path(path)) if path is not None else {}
+    if "explicit" in from_file:  # a run's saved config.yaml: it says which keys its user set
+        explicit = set(coerce(tuple[str, ...], from_file.pop("explicit"), "explicit"))
+    else:
+        explicit = set(_leaves(from_file, ""))
+    merged = from_file
+    if data is not None:
+        defaults = _data_defaults(Path(data), with_yaml=path is not None)
+        merged = _merged(defaults, from_file)
+        merged["data"].update(defaults["data"])  # --data names the data, over the YAML's
     for override in overrides:
-        apply_override(data, override)
-    config = build(Config, data, "")
+        apply_override(merged, override)
+        alone: dict[str, Any] = {}
+        apply_override(alone, override)
+        explicit.update(_leaves(alone, ""))
+    config = build(Config, {**merged, "explicit": sorted(explicit)}, "")
     config = dataclasses.replace(config, model=_checked_model(config.model))
+    if config.recipe == "auto" and not is_explicit(config.explicit, "preprocessing.channels"):
+        # Ingest converts odd images to preprocessing.channels and measures the pixel statistics
+        # in it before auto has seen the data: colour keeps every choice open (auto still trains
+        # all-gray data in one channel).
+        config = dataclasses.replace(config, preprocessing=dataclasses.replace(config.preprocessing, channels=3))
     distill = config.export.compression.distill
     if distill.student:
         from visionpipe.models.registry import check_args
@@ -567,6 +592,57 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
 
         check_space(config)
     return config
+
+
+def is_explicit(explicit: typing.Iterable[str], key: str) -> bool:
+    """Whether the user set ``key`` (a dotted path), a section holding it, or a key inside it."""
+    return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in explicit)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
+    return loaded or {}
+
+
+def _leaves(tree: dict[str, Any], prefix: str) -> list[str]:
+    """The dotted keys a YAML mapping sets; an empty mapping is a value itself (``args: {}``)."""
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        keys += _leaves(value, f"{dotted}.") if isinstance(value, dict) and value else [dotted]
+    return keys
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, section by section (``over`` wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+
+
+def _data_defaults(data: Path, with_yaml: bool) -> dict[str, Any]:
+    """What ``load_config(data=...)`` sets under the YAML: the source, where runs go, the recipe."""
+    manifest = data.suffix.lower() in MANIFEST_SUFFIXES and not data.is_dir()
+    name = (data.stem if manifest else data.resolve().name) or "data"
+    defaults: dict[str, Any] = {
+        "data": {"source": "manifest" if manifest else "folder", "path": str(data)},
+        "run": {"root": str(Path(RunConfig.root) / name)},
+    }
+    if not with_yaml:
+        defaults["recipe"] = "auto"
+    return defaults
 
 
 def _checked_model(model: ModelConfig) -> ModelConfig:

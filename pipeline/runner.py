@@ -197,6 +197,9 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
     params = spec.params(config)
     try:
         upstream = _resolve_inputs(spec, available)
+        params, lines = spec.resolved(params, upstream)
+        for line in lines:
+            run.output.log(spec.name, line)
         external = spec.external_input(params) if spec.external_input else ExternalInput("")
     except UserError as err:
         run.output.log(spec.name, f"failed: {err}")

@@ -45,6 +45,10 @@ class StageSpec:
     # Trains across a multi-worker cluster: every task of the cluster runs it, and only the
     # chief's outputs are registered (``pipeline.cluster``).
     distributed: bool = False
+    # Params that depend on the inputs (recipe: auto): "package.module:function" taking (params,
+    # {input name: artifact or None}) and returning (params, lines to show). The runner calls it
+    # before the fingerprint, so caching and the executor see the values the stage will use.
+    resolve_params: str = ""
 
     def input_fields(self) -> dict[str, Wire]:
         """Inputs produced upstream in this run (or the latest upstream run)."""
@@ -68,8 +72,16 @@ class StageSpec:
         return typing.get_type_hints(self.outputs)
 
     def load_executor(self) -> Callable[..., dict[str, Any]]:
-        module, _, func = self.executor.partition(":")
-        return getattr(importlib.import_module(module), func)
+        return _load(self.executor)
+
+    def resolved(self, params: Any, upstream: dict[str, Artifact | None]) -> tuple[Any, list[str]]:
+        """``params`` as ``resolve_params`` completes them from the inputs (unchanged without it)."""
+        return _load(self.resolve_params)(params, upstream) if self.resolve_params else (params, [])
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 @dataclasses.dataclass(frozen=True)

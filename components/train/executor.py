@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from visionpipe.components.common.process_state import restored_afterwards
 from visionpipe.components.common.tracking import EpochMetrics, log_folder, tracked_run
-from visionpipe.components.train import finetune
+from visionpipe.components.train import budget, finetune
 from visionpipe.components.train.callbacks import training_callbacks
 from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.recipe import Compiled, build_and_compile, compile_model
@@ -79,7 +79,11 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         data.train = shard_for_workers(data.train, data.examples, "train", distribution)
         if data.val is not None:
             data.val = shard_for_workers(data.val, data.examples, "val", distribution)
+    plan = None
     with strategy.scope():
+        if params.recipe == "auto":
+            params, plan = _fit_to_budget(params, data, ctx, distribution)
+            cfg = params.train
         compiled = build_and_compile(
             cfg, params.model, data.spec, len(data.classes), data.steps_per_epoch, data.policy and data.policy.in_model
         )
@@ -114,6 +118,10 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
         summary = _summary(history, data.val is not None, classifier.count_params())
         summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
+        if plan is not None:
+            figures, note = plan.check(fit_seconds, summary["epochs_run"])
+            summary.update(figures)
+            summary["notes"].append(note)
         summary["distribution"] = distribution
         if tracking is not None:
             log_folder(out)
@@ -127,6 +135,16 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         cache=data.cache.kind,
     )
     return summary
+
+
+def _fit_to_budget(params: Params, data: TrainingData, ctx: StageContext, distribution: dict):
+    """recipe auto: the epochs that fit train.time_budget_minutes (components/train/budget.py)."""
+    if distribution["cluster"]:  # every task would time its own steps and could choose other epochs
+        ctx.log(f"auto: multi-worker training runs the {params.train.epochs} epochs auto chose, untimed")
+        return params, None
+    params, plan = budget.fit_to_budget(params, data, ctx)
+    keras.utils.set_random_seed(params.seed)  # the timed copy drew weights: the model starts as without it
+    return params, plan
 
 
 def _fit(

@@ -39,9 +39,12 @@ class Params:
     preprocessing: PreprocessingConfig
     seed: int
     tracking: TrackingConfig
+    recipe: str = "manual"  # auto: auto.resolve fills in what the user did not set
+    explicit: tuple[str, ...] = ()  # the keys the user set (with recipe auto only, so manual runs stay cached)
 
 
 def params_of(config: Config) -> Params:
+    auto = config.recipe == "auto"
     return Params(
         train=config.train,
         input=config.input,
@@ -49,6 +52,8 @@ def params_of(config: Config) -> Params:
         preprocessing=config.preprocessing,
         seed=config.seed,
         tracking=config.tracking,
+        recipe=config.recipe,
+        explicit=config.explicit if auto else (),
     )
 
 
@@ -61,4 +66,5 @@ SPEC = StageSpec(
     gate=lambda inputs: blocking_reason(inputs.anomalies),
     key_metric="val_accuracy",
     distributed=True,
+    resolve_params="visionpipe.components.train.auto:resolve",
 )

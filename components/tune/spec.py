@@ -45,4 +45,5 @@ SPEC = StageSpec(
     executor="visionpipe.components.tune.executor:run",
     gate=lambda inputs: blocking_reason(inputs.anomalies),
     key_metric="best_score",
+    resolve_params="visionpipe.components.train.auto:resolve_tune",
 )

@@ -23,6 +23,7 @@ from visionpipe.components.common.image_stats import to_proto as stats_proto
 from visionpipe.components.validate import anomalies as checks
 from visionpipe.components.validate import summary
 from visionpipe.components.validate.spec import Inputs, Outputs, Params, reviewed_schema_path
+from visionpipe.pipeline.artifacts import Statistics
 from visionpipe.pipeline.errors import DataError
 from visionpipe.pipeline.stage import StageContext
 
@@ -35,7 +36,7 @@ def _baseline(inputs: Inputs, params: Params, ctx: StageContext) -> dict | None:
         return None
     if inputs.previous is None:
         return None
-    return json.loads((inputs.previous.path / "summary.json").read_text())
+    return json.loads((inputs.previous.path / Statistics.SUMMARY).read_text())
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
@@ -62,7 +63,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     found = checks.find_anomalies(findings, params.validate)
 
     (outputs.statistics.path / "stats.pb").write_bytes(stats_proto(split_stats).SerializeToString())
-    (outputs.statistics.path / "summary.json").write_text(json.dumps(split_stats, indent=2))
+    (outputs.statistics.path / Statistics.SUMMARY).write_text(json.dumps(split_stats, indent=2))
     schema = checks.infer_schema(classes_info["classes"], split_stats, params.validate)
     (outputs.schema.path / "schema.pbtxt").write_text(text_format.MessageToString(schema))
     (outputs.anomalies.path / "anomalies.pbtxt").write_text(text_format.MessageToString(checks.to_proto(found)))
