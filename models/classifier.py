@@ -29,10 +29,18 @@ def preprocessing_spec(
         width=p.image_size[1],
         channels=p.channels,
         resize_policy=p.resize_policy,
-        mean=tuple(pixel_mean or [0.5] * p.channels),
-        std=tuple(pixel_std or [0.25] * p.channels),
+        mean=_per_channel(pixel_mean or [0.5], p.channels),
+        std=_per_channel(pixel_std or [0.25], p.channels),
         crop_fraction=p.crop_fraction,
     )
+
+
+def _per_channel(values: list[float], channels: int) -> tuple[float, ...]:
+    """Statistics measured in another channel count (recipe auto trains all-gray data, which ingest
+    measured as RGB, in one channel): their mean for one channel, repeated for three."""
+    if len(values) == channels:
+        return tuple(values)
+    return (float(np.mean(values)),) * channels
 
 
 def build_classifier(spec: PreprocessingSpec, num_classes: int, model: ModelConfig, keras=None):

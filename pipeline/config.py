@@ -559,7 +559,9 @@ def load_config(
         apply_override(alone, override)
         explicit.update(_leaves(alone, ""))
     config = build(Config, {**merged, "explicit": sorted(explicit)}, "")
-    config = dataclasses.replace(config, model=_checked_model(config.model))
+    if config.recipe != "auto" or is_explicit(config.explicit, "model.name"):
+        # (With recipe auto and no model.name, auto picks the model and checks model.* against it.)
+        config = dataclasses.replace(config, model=_checked_model(config.model))
     if config.recipe == "auto" and not is_explicit(config.explicit, "preprocessing.channels"):
         # Ingest converts odd images to preprocessing.channels and measures the pixel statistics
         # in it before auto has seen the data: colour keeps every choice open (auto still trains

@@ -186,7 +186,8 @@ def _transfer(facts: DataFacts, params: Params, probe: Probe) -> tuple[bool, str
     if is_explicit(fixed, "preprocessing.channels") and params.preprocessing.channels != 3:
         return False, ""
     size = _transfer_size(facts, params.train.time_budget_minutes * 60_000, fixed, params)
-    status, detail = probe(TRANSFER["model.name"], dict(TRANSFER["model.args"]), size)
+    args = model.args if is_explicit(fixed, "model.args") else TRANSFER["model.args"]
+    status, detail = probe(TRANSFER["model.name"], dict(args), size)
     if status == "unavailable":
         return False, f"no pretrained backbone: {detail}; training from scratch"
     how = "in Keras' cache" if status == "cached" else "to be downloaded"

@@ -189,3 +189,17 @@ def test_the_summary_compares_the_estimate_with_the_time_taken():
     assert "1.10x the estimate" in note and "for 20 epochs" in note
     _, stopped = fitted.check(fit_seconds=fitted.seconds_for(12), epochs_run=12)
     assert "for the 12 that ran" in stopped and "1.00x" in stopped
+
+
+def test_the_probe_asks_for_the_backbone_arguments_the_user_set():
+    asked = []
+    auto.choose(facts(), params("model.args.alpha=0.35"), lambda name, args, size: asked.append(args) or CACHED(0, 0, 0))
+    assert asked == [{"alpha": 0.35}]
+
+
+def test_gray_data_measured_in_colour_normalises_in_one_channel():
+    from visionpipe.models.classifier import preprocessing_spec
+
+    gray = load_config(overrides=["preprocessing.channels=1"]).preprocessing
+    spec = preprocessing_spec(gray, [0.4, 0.4, 0.4], [0.2, 0.2, 0.2])
+    assert spec.mean == pytest.approx((0.4,)) and spec.std == pytest.approx((0.2,))
