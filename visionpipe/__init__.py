@@ -6,6 +6,7 @@ The public API, used by the README and the quickstart notebook::
     import visionpipe
     config = visionpipe.load_config("configs/demo.yaml", ["train.epochs=2"])
     result = visionpipe.run_pipeline(config)
+    config = visionpipe.load_config(data="my_photos/")  # recipe auto on a folder, as `run --data`
     visionpipe.predict("visionpipe_runs/demo/serving/visionpipe", ["cat.jpg"])
     visionpipe.augment_preview(config, "preview.png")  # what the augmentation policy does
 

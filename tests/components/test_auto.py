@@ -193,7 +193,12 @@ def test_the_summary_compares_the_estimate_with_the_time_taken():
 
 def test_the_probe_asks_for_the_backbone_arguments_the_user_set():
     asked = []
-    auto.choose(facts(), params("model.args.alpha=0.35"), lambda name, args, size: asked.append(args) or CACHED(0, 0, 0))
+
+    def probe(name, args, size):
+        asked.append(args)
+        return CACHED(name, args, size)
+
+    auto.choose(facts(), params("model.args.alpha=0.35"), probe)
     assert asked == [{"alpha": 0.35}]
 
 
@@ -203,3 +208,13 @@ def test_gray_data_measured_in_colour_normalises_in_one_channel():
     gray = load_config(overrides=["preprocessing.channels=1"]).preprocessing
     spec = preprocessing_spec(gray, [0.4, 0.4, 0.4], [0.2, 0.2, 0.2])
     assert spec.mean == pytest.approx((0.4,)) and spec.std == pytest.approx((0.2,))
+
+
+def test_the_tune_stage_searches_from_autos_choice(tmp_path, monkeypatch):
+    from visionpipe.components.tune.spec import SPEC as TUNE
+
+    monkeypatch.setattr("visionpipe.models.applications.imagenet_availability", OFFLINE)
+    config = load_config(overrides=["recipe=auto", "tune.enabled=true", f"run.root={tmp_path}"])
+    resolved, lines = TUNE.resolved(TUNE.params(config), artifacts(tmp_path))
+    assert resolved.base.model.name == "resnet9" and resolved.base.preprocessing.resize_policy == "crop"
+    assert any(line.startswith("auto chose:") for line in lines)

@@ -107,3 +107,51 @@ def test_a_failing_stage_registers_nothing_and_stops_the_run(config, tmp_path):
     assert not list((tmp_path / "runs" / "artifacts" / "second").iterdir())
     later = run_pipeline(config, graph=[FIRST, SECOND, CONSUMER], only="consumer")
     assert later.stages[0].status == "failed"  # nothing from the failed execution can be used
+
+
+# What a resolver may read besides the inputs (recipe auto: whether Keras has weights cached).
+OUTSIDE = {"weights": "cached"}
+
+
+def resolve(params, upstream) -> tuple[str, list[str]]:
+    resolved = f"{params} on {upstream['examples'].properties['images']} images, weights {OUTSIDE['weights']}"
+    return resolved, [f"chose: {resolved}"]
+
+
+def write_params(inputs, outputs, params, ctx) -> dict:
+    outputs.model.path.joinpath("params.json").write_text(json.dumps(params))
+    return {}
+
+
+def make_examples(inputs, outputs, params, ctx) -> dict:
+    outputs.examples.properties["images"] = 12
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class FromFirst:
+    examples: Examples = upstream("first", "examples")
+
+
+def test_resolved_params_are_what_the_executor_gets_and_what_the_fingerprint_covers(config, monkeypatch, capsys):
+    graph = [
+        StageSpec("first", NoInputs, MakesExamples, lambda c: "", f"{__name__}:make_examples"),
+        StageSpec(
+            "resolving",
+            FromFirst,
+            MakesModel,
+            lambda c: "auto",
+            f"{__name__}:write_params",
+            resolve_params=f"{__name__}:resolve",
+        ),
+    ]
+    result = run_pipeline(config, graph=graph)
+    assert result.ok
+    params = json.loads(result.outputs("resolving")["model"].path.joinpath("params.json").read_text())
+    assert params == "auto on 12 images, weights cached"
+    assert "chose: auto on 12 images, weights cached" in capsys.readouterr().out
+    assert [s.status for s in run_pipeline(config, graph=graph).stages] == ["cached", "cached"]
+    monkeypatch.setitem(OUTSIDE, "weights", "unavailable")  # same inputs and config, another resolution
+    again = run_pipeline(config, graph=graph)
+    assert [s.status for s in again.stages] == ["cached", "succeeded"]
+    assert "weights unavailable" in again.outputs("resolving")["model"].path.joinpath("params.json").read_text()
