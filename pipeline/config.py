@@ -573,6 +573,8 @@ def load_config(
 
         check_args(distill.student, distill.student_args)
     train = config.train
+    if train.time_budget_minutes <= 0:
+        raise ConfigError(f"train.time_budget_minutes must be positive; got {train.time_budget_minutes}")
     if train.learning_rate_scaling != "none" and train.learning_rate_batch <= 0:
         raise ConfigError(
             f"train.learning_rate_scaling is {train.learning_rate_scaling}: set train.learning_rate_batch to the "

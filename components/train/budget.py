@@ -2,11 +2,11 @@
 
 Before training, ``fit_to_budget`` builds a throwaway copy of the chosen model (randomly
 initialised: the same cost as the real one) and times a few training steps on a real batch of
-the train split, a validation batch and, for transfer learning, a step with the backbone
-frozen. From those it estimates an epoch, picks the most epochs (at most the ``train.epochs``
-auto chose as the most the data can use) whose estimate fits the budget, and prints the
-estimate; the run summary prints it again beside the time training took. An epoch count the
-user set is kept (and still estimated).
+the train split, augmented in tf.data as in training, a validation batch and, for transfer
+learning, a step with the backbone frozen. From those it estimates an epoch, picks the most
+epochs (at most the ``train.epochs`` auto chose as the most the data can use) whose estimate
+fits the budget, and prints the estimate; the run summary prints it again beside the time
+training took. An epoch count the user set is kept (and still estimated).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import dataclasses
 import math
 import statistics
 import time
+
+import tensorflow as tf
 
 from visionpipe.components.common.dataset import DECODE_BATCH, image_dataset
 from visionpipe.components.train import finetune
@@ -97,14 +99,19 @@ def measure(params: Params, data: TrainingData) -> StepTimes:
     # Random weights cost the same to train and need no download or weights file.
     model = dataclasses.replace(params.model, weights="none")
     copy = build_and_compile(params.train, model, data.spec, len(data.classes), data.steps_per_epoch).trainee
-    train, first = _median_step(lambda: copy.train_on_batch(*batch))
+    # Augmented as in training, in tf.data's background threads: on a CPU they share the cores.
+    augmented = tf.data.Dataset.from_tensors(batch).repeat()
+    if data.policy is not None:
+        augmented = augmented.map(data.policy.on_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = iter(augmented.prefetch(tf.data.AUTOTUNE))
+    train, first = _median_step(lambda: copy.train_on_batch(*next(batches)))
     val, first_val = _median_step(lambda: copy.test_on_batch(*batch))
     head = train
     backbone = finetune.find_backbone(copy) if pretrained else None
     if backbone is not None:
         finetune.freeze(backbone)
         compile_model(copy, params.train, len(data.classes), data.steps_per_epoch, 1)
-        head, _ = _median_step(lambda: copy.train_on_batch(*batch))
+        head, _ = _median_step(lambda: copy.train_on_batch(*next(batches)))
     tracing = (first - train) + (first_val - val)
     decoding = per_image_decode * (data.counts["train"] + data.counts["val"])
     return StepTimes(train=train, val=val, head=head, startup=max(tracing, 0.0) + decoding)

@@ -105,3 +105,35 @@ def test_jit_compile_is_auto_or_a_boolean():
     assert load_config().train.jit_compile == "auto"
     with pytest.raises(ConfigError, match="train.jit_compile"):
         load_config(None, ["train.jit_compile=sometimes"])
+
+
+def test_explicit_records_the_keys_the_yaml_and_the_overrides_set(tmp_path):
+    config = load_config(write(tmp_path, "train:\n  epochs: 12\nmodel:\n  args: {width: 8}\n"), ["seed=1"])
+    assert config.explicit == ("model.args.width", "seed", "train.epochs")  # 12 is the default: still yours
+    assert load_config().explicit == ()
+    # A run's saved config.yaml says which keys its user set, so reloading it gives the same config.
+    saved = load_config(write(tmp_path, dump_yaml(config)))
+    assert saved == config
+
+
+def test_data_starts_auto_on_a_folder_or_a_manifest_and_yields_to_what_you_set(tmp_path):
+    folder = tmp_path / "my_photos"
+    folder.mkdir()
+    config = load_config(data=folder)
+    assert (config.recipe, config.data.source, config.data.path) == ("auto", "folder", str(folder))
+    assert config.run.root == "visionpipe_runs/my_photos" and config.preprocessing.channels == 3
+    assert load_config(data=tmp_path / "list.csv").data.source == "manifest"
+    assert load_config(data=folder, overrides=["preprocessing.channels=1"]).preprocessing.channels == 1
+    # With a YAML file: its recipe, its run.root; --data names the data over the YAML's.
+    yaml_file = write(tmp_path, "run: {root: /runs/x}\ndata: {source: folder, path: /elsewhere}\n")
+    config = load_config(yaml_file, data=folder)
+    assert (config.recipe, config.run.root, config.data.path) == ("manual", "/runs/x", str(folder))
+    assert load_config(yaml_file, [f"data.path={tmp_path}"], data=folder).data.path == str(tmp_path)
+
+
+def test_auto_checks_model_arguments_once_it_picks_the_model_and_the_budget_must_be_positive():
+    assert load_config(overrides=["recipe=auto", "model.args.alpha=0.5"]).model.args == {"alpha": 0.5}
+    with pytest.raises(ConfigError, match="unknown argument model.args.alpha for model 'small_cnn'"):
+        load_config(overrides=["model.args.alpha=0.5"])
+    with pytest.raises(ConfigError, match="train.time_budget_minutes must be positive"):
+        load_config(overrides=["train.time_budget_minutes=0"])
