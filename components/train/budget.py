@@ -16,6 +16,7 @@ import math
 import statistics
 import time
 
+import keras
 import tensorflow as tf
 
 from visionpipe.components.common.dataset import DECODE_BATCH, image_dataset
@@ -29,6 +30,9 @@ from visionpipe.pipeline.stage import StageContext
 TIMED_STEPS = 4  # after two untimed ones (tracing, warm caches); the median is taken
 # Per epoch besides its steps: the backup checkpoint, TensorBoard and the CSV log (measured here).
 EPOCH_OVERHEAD_SECONDS = 0.3
+# Training ends at the first epoch end past this multiple of the budget, when the machine runs
+# slower than when the steps were timed (other work on a shared machine); the best epoch is kept.
+OVERRUN = 1.25
 PATIENCE_SHARE = 3  # early stopping waits a third of the epochs (at least MIN_PATIENCE)
 MIN_PATIENCE = 10
 
@@ -59,17 +63,37 @@ class Plan:
         head = min(epochs_run, self.head_epochs)
         return self.startup + head * self.head_epoch_seconds + (epochs_run - head) * self.epoch_seconds
 
-    def check(self, fit_seconds: float, epochs_run: int) -> tuple[dict, str]:
+    def deadline(self) -> Deadline:
+        """The callback that holds training to ``OVERRUN`` x the budget, from now."""
+        return Deadline(OVERRUN * self.budget_seconds)
+
+    def check(self, fit_seconds: float, epochs_run: int, stopped_at: int = 0) -> tuple[dict, str]:
         """Summary entries and a note comparing the estimate with the time training took."""
         planned = self.head_epochs + self.epochs
         expected = self.seconds_for(epochs_run)
         ran = f" ({minutes(expected)} for the {epochs_run} that ran)" if epochs_run < planned else ""
+        if stopped_at:
+            ran += f"; stopped after epoch {stopped_at}, past {OVERRUN:g}x the budget (the machine ran slower)"
         note = (
             f"auto: estimated {minutes(self.seconds)} for {planned} epochs{ran}; training took "
             f"{minutes(fit_seconds)} ({fit_seconds / expected:.2f}x the estimate), "
             f"budget {minutes(self.budget_seconds)}"
         )
         return {"estimated_seconds": round(self.seconds, 1), "budget_seconds": self.budget_seconds}, note
+
+
+class Deadline(keras.callbacks.Callback):
+    """Ends training at the first epoch end past ``seconds`` after it was made."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.end = time.monotonic() + seconds
+        self.stopped_at = 0  # the epoch (from 1) after which it stopped training, if it did
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() > self.end:  # (in both phases of transfer learning)
+            self.model.stop_training = True
+            self.stopped_at = epoch + 1
 
 
 def minutes(seconds: float) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -98,10 +99,11 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
     backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
     with tracked_run(params.tracking, "train", to_dict(params)) as tracking:
         started = time.monotonic()
+        guard = [plan.deadline()] if plan is not None else []  # auto's budget, whatever the machine does
         if backbone is not None:
-            history = _fit_in_two_phases(compiled, backbone, data, params, ctx, out)
+            history = _fit_in_two_phases(compiled, backbone, data, params, ctx, out, guard)
         else:
-            history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs)
+            history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs, extra=guard)
         fit_seconds = time.monotonic() - started
         if not chief:
             raise NotRegistered(
@@ -119,7 +121,7 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         summary = _summary(history, data.val is not None, classifier.count_params())
         summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
         if plan is not None:
-            figures, note = plan.check(fit_seconds, summary["epochs_run"])
+            figures, note = plan.check(fit_seconds, summary["epochs_run"], guard[0].stopped_at)
             summary.update(figures)
             summary["notes"].append(note)
         summary["distribution"] = distribution
@@ -156,6 +158,7 @@ def _fit(
     backup: str,
     epochs: int,
     initial_epoch: int = 0,
+    extra: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, list[float]]:
     callbacks = training_callbacks(
         params.train,
@@ -167,6 +170,7 @@ def _fit(
         validate=data.val is not None,
         initial_epoch=initial_epoch,
     ) + ([EpochMetrics()] if params.tracking.mlflow_uri else [])
+    callbacks += extra
     # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
     # tf.data input, which shuffles itself (input.shuffle_buffer).
     history = trainee.fit(
@@ -182,7 +186,9 @@ def _fit(
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
-def _fit_in_two_phases(compiled: Compiled, backbone, data: TrainingData, params: Params, ctx: StageContext, out):
+def _fit_in_two_phases(
+    compiled: Compiled, backbone, data: TrainingData, params: Params, ctx: StageContext, out, extra=()
+):
     cfg, head_epochs = params.train, params.train.finetune.head_epochs
     head_weights = ctx.scratch_dir / "head_phase.weights.h5"
     history: dict[str, list[float]] = {}
@@ -193,7 +199,7 @@ def _fit_in_two_phases(compiled: Compiled, backbone, data: TrainingData, params:
         finetune.freeze(backbone)
         compile_model(compiled.trainee, cfg, len(data.classes), data.steps_per_epoch, head_epochs)
         ctx.log(f"phase 1: {head_epochs} epochs training the head on the frozen backbone")
-        history = _fit(compiled.trainee, data, params, ctx, out, "backup_head", head_epochs)
+        history = _fit(compiled.trainee, data, params, ctx, out, "backup_head", head_epochs, extra=extra)
         compiled.classifier.save_weights(head_weights)
     trained = finetune.unfreeze_top(backbone, cfg.finetune.unfreeze)
     compile_model(
@@ -203,7 +209,9 @@ def _fit_in_two_phases(compiled: Compiled, backbone, data: TrainingData, params:
         f"phase 2: {cfg.epochs} epochs fine-tuning {trained} backbone layers (BatchNorm frozen) at "
         f"{cfg.finetune.learning_rate_scale:g} x the learning rate"
     )
-    tuned = _fit(compiled.trainee, data, params, ctx, out, "backup_finetune", head_epochs + cfg.epochs, head_epochs)
+    tuned = _fit(
+        compiled.trainee, data, params, ctx, out, "backup_finetune", head_epochs + cfg.epochs, head_epochs, extra
+    )
     return {k: history.get(k, []) + tuned.get(k, []) for k in tuned}
 
 

@@ -218,3 +218,16 @@ def test_the_tune_stage_searches_from_autos_choice(tmp_path, monkeypatch):
     resolved, lines = TUNE.resolved(TUNE.params(config), artifacts(tmp_path))
     assert resolved.base.model.name == "resnet9" and resolved.base.preprocessing.resize_policy == "crop"
     assert any(line.startswith("auto chose:") for line in lines)
+
+
+def test_training_ends_past_the_overrun_of_the_budget_and_the_summary_says_so():
+    deadline = plan(epochs=20, budget_minutes=10).deadline()
+    model = type("Model", (), {"stop_training": False})()
+    deadline.set_model(model)
+    deadline.on_epoch_end(0)
+    assert not model.stop_training  # 12.5 minutes are far off
+    deadline.end = 0.0  # as if they had passed
+    deadline.on_epoch_end(6)
+    assert model.stop_training and deadline.stopped_at == 7
+    _, note = plan(epochs=20, budget_minutes=10).check(fit_seconds=800, epochs_run=7, stopped_at=7)
+    assert "stopped after epoch 7, past 1.25x the budget" in note
