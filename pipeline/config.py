@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -550,7 +551,7 @@ def load_config(
         explicit = set(_leaves(from_file, ""))
     merged = from_file
     if data is not None:
-        defaults = _data_defaults(Path(data), with_yaml=path is not None)
+        defaults = _data_defaults(os.fspath(data), with_yaml=path is not None)
         merged = _merged(defaults, from_file)
         merged["data"].update(defaults["data"])  # --data names the data, over the YAML's
     for override in overrides:
@@ -636,13 +637,16 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 
 
-def _data_defaults(data: Path, with_yaml: bool) -> dict[str, Any]:
+def _data_defaults(data: str, with_yaml: bool) -> dict[str, Any]:
     """What ``load_config(data=...)`` sets under the YAML: the source, where runs go, the recipe."""
-    manifest = data.suffix.lower() in MANIFEST_SUFFIXES and not data.is_dir()
-    name = (data.stem if manifest else data.resolve().name) or "data"
+    remote = "://" in data  # gs://, s3://: Beam's filesystems read them; a Path would mangle them
+    if not remote and not Path(data).exists():
+        raise ConfigError(f"data {data}: no such folder or manifest file")
+    manifest = data.lower().endswith(MANIFEST_SUFFIXES) and (remote or Path(data).is_file())
+    name = data.rstrip("/").rsplit("/", 1)[-1] if remote else Path(data).resolve().name
     defaults: dict[str, Any] = {
-        "data": {"source": "manifest" if manifest else "folder", "path": str(data)},
-        "run": {"root": str(Path(RunConfig.root) / name)},
+        "data": {"source": "manifest" if manifest else "folder", "path": data},
+        "run": {"root": str(Path(RunConfig.root) / (name.rsplit(".", 1)[0] if manifest else name))},
     }
     if not with_yaml:
         defaults["recipe"] = "auto"

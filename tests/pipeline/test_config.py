@@ -122,7 +122,13 @@ def test_data_starts_auto_on_a_folder_or_a_manifest_and_yields_to_what_you_set(t
     config = load_config(data=folder)
     assert (config.recipe, config.data.source, config.data.path) == ("auto", "folder", str(folder))
     assert config.run.root == "visionpipe_runs/my_photos" and config.preprocessing.channels == 3
-    assert load_config(data=tmp_path / "list.csv").data.source == "manifest"
+    (tmp_path / "list.csv").write_text("path,label\n")
+    manifest = load_config(data=tmp_path / "list.csv")
+    assert (manifest.data.source, manifest.run.root) == ("manifest", "visionpipe_runs/list")
+    remote = load_config(data="gs://bucket/photos/")
+    assert (remote.data.path, remote.run.root) == ("gs://bucket/photos/", "visionpipe_runs/photos")
+    with pytest.raises(ConfigError, match="data /no/such/photos: no such folder or manifest file"):
+        load_config(data="/no/such/photos")
     assert load_config(data=folder, overrides=["preprocessing.channels=1"]).preprocessing.channels == 1
     # With a YAML file: its recipe, its run.root; --data names the data over the YAML's.
     yaml_file = write(tmp_path, "run: {root: /runs/x}\ndata: {source: folder, path: /elsewhere}\n")
