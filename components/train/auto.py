@@ -6,7 +6,9 @@ reads what ingest and validate measured (``DataFacts``), asks whether ImageNet w
 had for a pretrained backbone, and ``choose`` turns both into config values by the rules below.
 Every key the user set (``Config.explicit``: the YAML and ``--set``) keeps its value. The epoch
 count chosen here is the most the data can use; ``budget.py`` lowers it at train time to what
-``train.time_budget_minutes`` affords, by timing real training steps.
+``train.time_budget_minutes`` affords, by timing real training steps. That count depends on
+the machine's speed at the time, so it is the one choice the fingerprint does not hold (the
+budget is in it); ``params.json`` records it with the rest.
 
 The rules (the README's "The auto recipe" has them as a table):
 
