@@ -111,7 +111,7 @@ def _load_backbone(backbone_fn: Callable, input_shape, weights: str | None, kera
         url = re.search(r"https?://\S+?\.h5", str(err))
         if weights != "imagenet" or url is None:
             raise
-        cache = str(keras_cache_dir())
+        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
         filename = url.group(0).rsplit("/", 1)[-1]
         raise UserError(
             f"model.weights=imagenet needs {filename}, which is not in Keras' cache ({cache}) and could not be "
