@@ -23,6 +23,8 @@ from tests.e2e.helpers import stage_rows
 from visionpipe.components.common.trained_model import load_trained
 from visionpipe.components.train.finetune import find_backbone
 
+pytestmark = pytest.mark.slow
+
 BUDGET = "train.time_budget_minutes=0.25"  # enough for a few epochs of these tiny sets
 
 
@@ -54,7 +56,6 @@ def trained_params(root: Path) -> dict:
     return json.loads((latest / "model" / "params.json").read_text())
 
 
-@pytest.mark.slow
 def test_run_with_only_a_folder_chooses_a_recipe_estimates_it_and_ends_with_the_report(tmp_path):
     data = make_photos(tmp_path / "my_photos")
     work = tmp_path / "work"
@@ -113,7 +114,6 @@ def fake_imagenet_weights(keras_home: Path, size: int, alpha: float) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_auto_prefers_a_pretrained_backbone_from_keras_cache_for_few_photos(tmp_path):
     weights = fake_imagenet_weights(tmp_path / "keras_home", 96, 0.35)
     data = make_photos(tmp_path / "photos")
