@@ -234,7 +234,10 @@ class TrainConfig:
     decay_norm_and_bias: bool = False
     norm_bias_lr_scale: float = 1.0  # learning-rate multiplier for normalisation shifts (airbench: 64)
     gradient_clip_norm: float = 0.0  # clip the global gradient norm; 0 = off
-    ema_momentum: float = 0.0  # EMA of the weights, used for validation and kept; 0 = off, e.g. 0.999
+    # An EMA of the weights and BatchNorm statistics over about this many epochs (decay per step
+    # 1 - 1/(ema_epochs x steps per epoch)), warmed up so that it follows the raw weights early
+    # on. Validated beside the raw weights each epoch; the better is kept. 0 = off.
+    ema_epochs: float = 0.0
     lookahead: LookaheadConfig = LookaheadConfig()
     label_smoothing: float = 0.0
     # Mixed precision for accelerators (float16 on GPUs, bfloat16 on TPUs and some CPUs); the
@@ -245,6 +248,8 @@ class TrainConfig:
     # Class imbalance. weights: each example's loss is weighted by n_train / (n_classes *
     # n_class). resample: the train stream is resampled to equal class frequencies.
     class_balance: Literal["none", "weights", "resample"] = "none"
+    # Stop when the kept model (components/train/best_epoch.py: the lowest val loss among the
+    # epochs that beat the val split's majority class) has not changed for this many epochs.
     early_stopping_patience: int = 4
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu_address: str = ""
@@ -254,6 +259,11 @@ class TrainConfig:
     # supports it, off on CPUs.
     jit_compile: bool | Literal["auto"] = "auto"
     verbose: Literal[0, 1, 2] = 0  # Keras' own fit output, into the run log (visionpipe shows its progress)
+
+    def __post_init__(self):
+        for name in ("ema_epochs", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be 0 or more; got {getattr(self, name)}")
 
     def peak_learning_rate(self) -> float:
         """learning_rate scaled to batch_size by learning_rate_scaling."""

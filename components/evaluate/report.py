@@ -157,18 +157,32 @@ def _slices(metrics: dict) -> str:
     )
 
 
+ROBUSTNESS_SEVERITIES = (
+    "Severities are relative to the image size, so they mean the same at any input size: blur's sigma is "
+    "ImageNet-C's at 224 px, scaled to this model's input (its value here in brackets), and downscale divides "
+    "the resolution by 2, 3 and 4. Noise, brightness and contrast change pixel values alike at any size; JPEG "
+    "works in 8x8-pixel blocks, so it is harsher on small images."
+)
+
+
+def _level(severity: dict) -> str:
+    at_size = severity.get("at_this_size")
+    return f"{severity['level']}" + (f" = {at_size}" if at_size else "")
+
+
 def _robustness(metrics: dict, figures: Path) -> str:
     if "robustness" not in metrics:
         return "<p class='skip'>Not run (evaluate.robustness.enabled is false).</p>"
     r = metrics["robustness"]
     rows = [
-        [esc(name), esc(entry["parameter"]), *(f"{_f(s['accuracy'])} ({s['level']})" for s in entry["severities"]),
+        [esc(name), esc(entry["parameter"]), *(f"{_f(s['accuracy'])} ({_level(s)})" for s in entry["severities"]),
          f"{-entry['drop_at_strongest']:+.4f}"]
         for name, entry in r["corruptions"].items()
     ]  # fmt: skip
     rows += [["FGSM", "epsilon (of 1)", *(f"{_f(f['accuracy'])} ({f['epsilon']})" for f in r["fgsm"]), ""]]
     return (
         f"<p>On {r['images']:,} images; clean accuracy {_f(r['clean_accuracy'])}.</p>"
+        f"<p>{esc(ROBUSTNESS_SEVERITIES)}</p>"
         + _table(["corruption", "parameter", "severity 1", "severity 2", "severity 3", "change at 3"], rows)
         + _img(figures / Evaluation.ROBUSTNESS, "accuracy by corruption severity and FGSM epsilon")
     )
@@ -258,7 +272,8 @@ def render_markdown(report: RunReport) -> str:
         f"{m['calibration']['temperature']:.3f}.",
     ]
     if "robustness" in m:
-        lines += ["", "| corruption | strongest severity accuracy | change |", "|---|---|---|"]
+        lines += ["", ROBUSTNESS_SEVERITIES, ""]
+        lines += ["| corruption | strongest severity accuracy | change |", "|---|---|---|"]
         lines += [f"| {n} | {e['severities'][-1]['accuracy']:.4f} | {-e['drop_at_strongest']:+.4f} |"
                   for n, e in m["robustness"]["corruptions"].items()]  # fmt: skip
     flagged = [s for s in m["slices"]["slices"] if s["flagged"]]
