@@ -159,7 +159,7 @@ def _slices(metrics: dict) -> str:
 
 ROBUSTNESS_SEVERITIES = (
     "Severities are relative to the image size, so they mean the same at any input size: blur's sigma is "
-    "ImageNet-C's at 224 px, scaled to this model's input (its value here in brackets), and downscale divides "
+    "ImageNet-C's at 224 px scaled to this model's input (the value here after the '='), and downscale divides "
     "the resolution by 2, 3 and 4. Noise, brightness and contrast change pixel values alike at any size; JPEG "
     "works in 8x8-pixel blocks, so it is harsher on small images."
 )
@@ -273,9 +273,9 @@ def render_markdown(report: RunReport) -> str:
     ]
     if "robustness" in m:
         lines += ["", ROBUSTNESS_SEVERITIES, ""]
-        lines += ["| corruption | strongest severity accuracy | change |", "|---|---|---|"]
-        lines += [f"| {n} | {e['severities'][-1]['accuracy']:.4f} | {-e['drop_at_strongest']:+.4f} |"
-                  for n, e in m["robustness"]["corruptions"].items()]  # fmt: skip
+        lines += ["| corruption | strongest severity | accuracy | change |", "|---|---|---|---|"]
+        lines += [f"| {n} | {_level(e['severities'][-1])} | {e['severities'][-1]['accuracy']:.4f} | "
+                  f"{-e['drop_at_strongest']:+.4f} |" for n, e in m["robustness"]["corruptions"].items()]  # fmt: skip
     flagged = [s for s in m["slices"]["slices"] if s["flagged"]]
     if flagged:
         lines += [
