@@ -93,7 +93,7 @@ class BestEpoch(keras.callbacks.Callback):
         super().__init__()
         self.rule, self.patience, self._state, self._ema, self._log = rule, patience, Path(state_dir) / STATE, ema, log
         self.kept: Candidate | None = None
-        self.last_epoch = -1
+        self.last_epoch, self.stopped_early = -1, False
         self._weights: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs=None):
@@ -118,12 +118,13 @@ class BestEpoch(keras.callbacks.Callback):
         if self.kept.epoch == epoch:
             self._weights = self._snapshot(self.kept.weights)
             self._save()
-        waited = epoch - self.kept.epoch
-        if self.rule.eligible(self.kept) and waited >= max(self.patience, 1):
-            self.model.stop_training = True
-            self._log(f"early stopping after epoch {epoch + 1}: no better model for {waited} epochs")
+        if self.rule.eligible(self.kept) and epoch - self.kept.epoch >= max(self.patience, 1):
+            self.model.stop_training = self.stopped_early = True
 
     def on_train_end(self, logs=None):
+        if self.stopped_early:  # said here, so that the log has the last epoch's line first
+            waited = self.last_epoch - self.kept.epoch
+            self._log(f"early stopping after epoch {self.last_epoch + 1}: no better model for {waited} epochs")
         if self._weights is not None:
             self.model.set_weights(self._weights)
 
