@@ -57,39 +57,46 @@ def batchnorm_statistics(model: keras.Model) -> list:
     ]
 
 
+class _Average:
+    """What an optimizer averages, in a holder its variable tracker leaves alone: a list or tuple
+    attribute would make the model's variables count (and be saved) as the optimizer's own."""
+
+    def __init__(self, decay: float, statistics: tuple):
+        self.decay, self.statistics = decay, statistics
+        self.pairs: tuple = ()  # (model variable, its average), once the optimizer is built
+
+
 class WeightAverage:
     """Optimizer mixin (list it before the Keras optimizer): an EMA of the trainable variables
     and of ``statistics``, updated after every step. Off until ``average_weights`` is called."""
 
-    _ema_decay: float | None = None
-    _ema_statistics: tuple = ()
-    _ema_pairs: tuple = ()  # (model variable, its average)
+    _average: _Average | None = None
 
     def average_weights(self, decay: float, statistics: list) -> None:
         """Call before the optimizer is built (compile time)."""
-        self._ema_decay, self._ema_statistics = decay, tuple(statistics)
+        self._average = _Average(decay, tuple(statistics))
 
     def build(self, variables):
         super().build(variables)
-        if self._ema_decay is not None:
-            averaged = [*variables, *self._ema_statistics]
+        if self._average is not None:
+            averaged = [*variables, *self._average.statistics]
             averages = [self.add_variable_from_reference(v, name="average") for v in averaged]
-            self._ema_pairs = tuple(zip(averaged, averages, strict=True))
+            self._average.pairs = tuple(zip(averaged, averages, strict=True))
 
     def averaged(self) -> tuple:
         """(model variable, its average) pairs; empty when the optimizer keeps no average."""
-        return self._ema_pairs
+        return self._average.pairs if self._average is not None else ()
 
     def _backend_apply_gradients(self, grads, trainable_variables):
         super()._backend_apply_gradients(grads, trainable_variables)
-        if self._ema_pairs:
+        if self.averaged():
             # Under a distribution strategy the averages update on every replica, as the
             # optimizer's own slots do (Keras' TF optimizer does the same for weight decay).
             tf.__internal__.distribute.interim.maybe_merge_call(self._update_averages, self._distribution_strategy)
 
     def _update_averages(self, distribution):
-        decay = warmed_up_decay(self._ema_decay, self._iterations)  # iterations: the updates before this one
-        for variable, average in self._ema_pairs:
+        decay = warmed_up_decay(self._average.decay, self._iterations)  # iterations: the updates before this one
+        for variable, average in self._average.pairs:
             distribution.extended.update(
                 average.value,
                 lambda a, v: a.assign(v + tf.cast(decay, a.dtype) * (a - v)),

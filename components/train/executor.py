@@ -113,7 +113,7 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         (out / "classes.json").write_text(json.dumps(data.classes))
         (out / "history.json").write_text(json.dumps(fitted.history, indent=2))
         (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
-        summary = _summary(fitted, classifier.count_params())
+        summary = _summary(fitted, classifier.count_params(), averaged=cfg.ema_epochs > 0)
         summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
         summary["distribution"] = distribution
         if tracking is not None:
@@ -214,13 +214,15 @@ def _float32(classifier: keras.Model, data: TrainingData, params: Params) -> ker
     return twin
 
 
-def _summary(fitted: Fitted, parameters: int) -> dict:
+def _summary(fitted: Fitted, parameters: int, averaged: bool) -> dict:
     best, history = fitted.best, fitted.history
-    if best is None:  # no val split: the last epoch's model (the EMA's, when on) is kept
+    if best is None:  # no val split: the last epoch's model (its EMA, when on) is kept
         epochs = len(history["loss"])
         kept = {"epochs_run": epochs, "best_epoch": epochs, "loss": history["loss"][-1]}
-        kept["accuracy"] = history["accuracy"][-1]
-        note = f"kept the model of epoch {epochs} (the last: there is no val split), accuracy {kept['accuracy']:.4f}"
+        kept["accuracy"] = history["accuracy"][-1]  # of the raw weights, while they trained
+        model = "the EMA weights" if averaged else "the model"
+        note = f"kept {model} of epoch {epochs} (the last: there is no val split)"
+        note += f", train accuracy {kept['accuracy']:.4f}"
     else:
         # Epoch numbers count from the run's start, also after a resume or a head phase.
         epochs = best.last_epoch + 1
