@@ -56,7 +56,8 @@ def _val_accuracy(warm_up: bool, epochs: int = 8) -> dict[str, np.ndarray]:
         optimizer.use_ema, optimizer.ema_momentum = True, 0.99
         callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
     model.compile(optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=0).history
+    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    history = history.history
     return {k: np.array(v) for k, v in history.items()}
 
 
