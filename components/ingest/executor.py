@@ -95,7 +95,6 @@ def build_pipeline(
     scratch: str,
 ) -> None:
     data = params.data
-    fractions = {"train": data.split.train, "val": data.split.val, "test": data.split.test}
     check_args = (data.max_pixels, params.channels, _pixel_fraction(listing, data.pixel_stats_sample), scratch)
     tasks = []
     if listing.entries:
@@ -131,7 +130,7 @@ def build_pipeline(
         | "Plan"
         >> beam.Map(
             lambda lists: make_plan(
-                map(Candidate._make, itertools.chain.from_iterable(lists)), fractions, previous_index
+                map(Candidate._make, itertools.chain.from_iterable(lists)), data.split, previous_index
             )
         )
     )
