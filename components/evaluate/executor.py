@@ -291,5 +291,6 @@ def baselines_note(result: dict) -> str:
 def gate_note(blessing: dict) -> str:
     verdict = blessing["verdict"]
     said = f"{verdict} (every check passed)" if blessing["blessed"] else f"{verdict}: " + "; ".join(blessing["reasons"])
-    not_set = f"; not set: {', '.join(blessing['not_set'])}" if blessing["not_set"] else ""
+    keys = [key.removeprefix(gate.KEY) for key in blessing["not_set"]]
+    not_set = f"; not set: {gate.KEY.rstrip('.')} {', '.join(keys)}" if keys else ""
     return f"gate: {said}{not_set}" + "".join(f"; not checked: {s}" for s in blessing["not_checked"])

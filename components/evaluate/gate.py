@@ -70,7 +70,7 @@ def majority_check(result: dict) -> Check:
     accuracy = result["accuracy"]
     low, high = result["intervals"]["accuracy"]
     name = "accuracy vs always answering the majority class"
-    always = f"always answering {answer!r} (the most frequent train class) scores {rate:.4f}"
+    always = f"always answering {answer!r} ({rate:.4f}; the most frequent class in train)"
     if accuracy <= rate:
         return Check(name, accuracy, rate, FAILED, f"accuracy {accuracy:.4f} is no better than {always}")
     if low <= rate:

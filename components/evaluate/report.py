@@ -65,6 +65,8 @@ def _table(headers: list[str], rows: list[list], classes: list[str] | None = Non
 
 
 def _f(value, digits: int = 4) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):  # a count, e.g. images per class
+        return f"{value:,}"
     return "—" if value is None else f"{value:.{digits}f}"
 
 

@@ -226,6 +226,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         ctx.log(note)
     if ingested + quarantined != found:
         raise RuntimeError(f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}")
+    if not ingested and quarantined:
+        with (out / "quarantine.jsonl").open() as f:
+            first = json.loads(f.readline())
+        raise DataError(
+            f"none of the {found:,} images can be used: all were quarantined ({out / 'quarantine.jsonl'}); the "
+            f"first: {first['path']}: {first['reason']}"
+        )
     if not counts["val"] and not counts["test"]:
         raise DataError(
             "the val and test splits are both empty, so no model could be evaluated; give a val or test "

@@ -108,8 +108,11 @@ class Plan:
             TOO_SMALL: "not made: the data is too small for a useful test split, so evaluate scores val",
         }
         described = {s: words[self.origins[s]].format(share=self.shares.get(s, 0.0), split=s) for s in SPLITS}
-        if self.test_sizing:
-            described["test"] += f" ({self.test_sizing})"
+        if self.test_sizing:  # inside the phrase's parentheses, if it has them
+            said = described["test"]
+            described["test"] = (
+                f"{said[:-1]}; {self.test_sizing})" if said.endswith(")") else f"{said} ({self.test_sizing})"
+            )
         return described
 
 
@@ -174,7 +177,7 @@ def make_plan(candidates: Iterable[Candidate], rule: SplitConfig, previous_index
     )
     pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given)
     sizes = pool.sizes(rule)
-    test_images = sum(s["test"] for s in sizes.values())
+    test_images = pool.test_images(sizes)
     val_made = plan.origins["val"] in (GIVEN, ASSIGNED, CARVED)
     if plan.origins["test"] in (ASSIGNED, CARVED) and val_made and test_images < rule.min_test_size:
         plan.origins["test"] = TOO_SMALL
@@ -248,6 +251,15 @@ class _Pool:
         }
         total = sum(counts.values())
         return {label: class_sizes(n, total, self.fractions, rule) for label, n in counts.items()}
+
+    def test_images(self, sizes: dict[str, dict[str, int]]) -> int:
+        """How many images the test split gets: its target, where new images (or earlier test
+        images) can fill it. Old images never move, so when data grows, a test split made for
+        the first time holds new images only."""
+        return sum(
+            min(size["test"], self.placed_by_class[label]["test"] + len(self.new_by_class.get(label, [])))
+            for label, size in sizes.items()
+        )
 
     def shares(self, placed: dict[str, str] | None = None) -> dict[str, float]:
         """Each open split's share of the pool: as configured, or as ``placed``."""

@@ -157,7 +157,7 @@ def test_a_small_carved_test_split_is_lifted_to_a_useful_size():
     assert (by_class["cat", "test"], by_class["dog", "test"]) == (27, 27)
     assert (by_class["cat", "train"], by_class["cat", "val"]) == (82, 76)
     described = plan.describe()["test"]
-    assert described.startswith("carved out of the given train images (25% of them, stratified)")
+    assert described.startswith("carved out of the given train images (25% of them, stratified; sized for")
     assert "sized for a useful accuracy interval: at least 10 per class and 60 in all" in described
     # Without the minimums the same data gets the plain tenth.
     plain = counts_by_class(make_plan(train + val, PLAIN, {}), train + val)
@@ -211,3 +211,15 @@ def test_growing_data_never_moves_an_old_image_when_the_test_split_is_lifted_or_
     assert (by_class["cat", "test"], by_class["dog", "test"]) == (25, 25)  # a quarter of 100, all new images
     third = make_plan(grown + candidates("cat", 100, start=100, split="train") + val, DEFAULT, second.index)
     assert all(third.place(c).split == second.place(c).split for c in grown)
+
+
+def test_a_test_split_too_small_stays_unmade_when_only_one_class_grows():
+    # Old images never move: a test split made later holds new images only, and 12 new green
+    # images cannot give red and blue any.
+    first_cands = [c for label in ("red", "green", "blue") for c in candidates(label, 20)]
+    first = make_plan(first_cands, DEFAULT, {})
+    assert first.origins["test"] == TOO_SMALL  # a quarter of 20 is 5 a class: 15 < 20
+    grown = first_cands + candidates("green", 30, start=20)
+    second = make_plan(grown, DEFAULT, first.index)
+    assert second.origins["test"] == TOO_SMALL and "it would hold 12 images" in second.test_sizing
+    assert all(second.place(c).split == first.place(c).split for c in first_cands)
