@@ -76,20 +76,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     comparison = _against_served(ctx.external, data, result, predicted, len(classes), params, ctx)
     if comparison is not None:
         result["baseline"] = comparison
-    checks = (
-        gate.default_checks(result, cfg, _no_test_split(inputs.examples.split_origins.get("test", "")))
-        + gate.absolute_checks(result, cfg)
-        + [gate.baseline_check(comparison, cfg)]
-    )
-    blessing = gate.blessing(checks, inputs.model.uri)
-
+    blessing = _judge(result, comparison, inputs, outputs, cfg)
     _write(result, probabilities, classes, inputs.model.path, out)
-    (outputs.blessing.path / Blessing.FILE).write_text(json.dumps(blessing, indent=2))
-    outputs.blessing.properties.update(
-        verdict=blessing["verdict"],
-        blessed=blessing["blessed"],
-        reasons=[] if blessing["blessed"] else blessing["reasons"],
-    )
     headline = {k: result[k] for k in ("accuracy", "top_k_accuracy", "macro_f1", "examples") if k in result}
     if "tta" in result:
         headline["tta_accuracy"] = result["tta"]["accuracy"]
@@ -100,6 +88,23 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     for note in notes:
         ctx.log(note)
     return {**headline, "verdict": blessing["verdict"], "blessed": blessing["blessed"], "notes": notes}
+
+
+def _judge(result: dict, comparison: dict | None, inputs: Inputs, outputs: Outputs, cfg) -> dict:
+    """The gate's checks and verdict, written into the Blessing."""
+    checks = (
+        gate.default_checks(result, cfg, _no_test_split(inputs.examples.split_origins.get("test", "")))
+        + gate.absolute_checks(result, cfg)
+        + [gate.baseline_check(comparison, cfg)]
+    )
+    blessing = gate.blessing(checks, inputs.model.uri)
+    (outputs.blessing.path / Blessing.FILE).write_text(json.dumps(blessing, indent=2))
+    outputs.blessing.properties.update(
+        verdict=blessing["verdict"],
+        blessed=blessing["blessed"],
+        reasons=[] if blessing["blessed"] else blessing["reasons"],
+    )
+    return blessing
 
 
 def _no_test_split(origin: str) -> str:
