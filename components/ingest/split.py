@@ -214,7 +214,7 @@ class _Pool:
 
     open_splits: set[str]  # the splits the pool fills
     fractions: dict[str, float]  # data.split's fractions of the open splits (0 for the others)
-    given: dict[str, str]  # content hash -> its given split
+    given: dict[str, str]  # content hash -> its split as given, or as an earlier ingest placed it
     new_by_class: dict[str, list[str]]  # hashes to place
     placed_by_class: dict[str, collections.Counter]  # split -> images an earlier ingest placed there
 
