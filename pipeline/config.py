@@ -41,7 +41,7 @@ class SplitConfig:
     # at least ``min_test_images`` in all (spread over the classes in proportion; 60 images give
     # an accuracy interval about 0.25 wide at worst, evaluate.max_interval_width), but never more
     # than ``max_test_share`` of a class for these minimums: training keeps the rest. Classes big
-    # enough for ``test`` alone to give more are unchanged (CIFAR, MNIST, most of Caltech-101).
+    # enough for ``test`` alone to give more are unchanged (CIFAR, MNIST).
     min_test_images: int = 60
     min_test_per_class: int = 10
     max_test_share: float = 0.25
