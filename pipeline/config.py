@@ -34,6 +34,21 @@ class SplitConfig:
     train: float = 0.8
     val: float = 0.1
     test: float = 0.1
+    # A test split that visionpipe makes (assigned or carved) is sized from the data, not only
+    # from ``test``: on a few hundred images 10% is a couple of dozen, and a 95% interval on 27
+    # images is about 0.37 wide, too wide to tell a model from always answering one class. So
+    # each class gives the test split at least ``min_test_per_class`` images and the split holds
+    # at least ``min_test_images`` in all (spread over the classes in proportion; 60 images give
+    # an accuracy interval about 0.25 wide at worst, evaluate.max_interval_width), but never more
+    # than ``max_test_share`` of a class for these minimums: training keeps the rest. Classes big
+    # enough for ``test`` alone to give more are unchanged (CIFAR, MNIST).
+    min_test_images: int = 60
+    min_test_per_class: int = 10
+    max_test_share: float = 0.25
+    # The data is too small for a separate test split when that rule gives fewer images than
+    # this: then no test split is made (its images train), evaluate scores val, and the gate's
+    # verdict is at best INCONCLUSIVE (val chose the kept epoch). Only when there is a val split.
+    min_test_size: int = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +94,7 @@ class SeverityConfig:
     """Whether each anomaly kind stops the pipeline ("block") or is only reported ("warn")."""
 
     empty_class: Literal["block", "warn"] = "block"
+    too_few_images: Literal["block", "warn"] = "block"  # a class below validate.min_train_images_per_class
     undecodable_image: Literal["block", "warn"] = "block"
     class_missing_from_split: Literal["block", "warn"] = "block"
     class_missing_vs_schema: Literal["block", "warn"] = "block"
@@ -106,6 +122,9 @@ class ValidateConfig:
     severity: SeverityConfig = SeverityConfig()
     drift: DriftConfig = DriftConfig()
     max_class_imbalance: float = 10.0  # largest / smallest class in the train split
+    # Fewer train images than this in a class is too few to learn it (Google's AutoML Vision asks
+    # for at least 10 images per label): the too_few_images anomaly, blocking by default.
+    min_train_images_per_class: int = 10
     # A reviewed schema.pbtxt to check classes against; "" = the one accepted with
     # `visionpipe schema --accept` under run.root, if any.
     schema_path: str = ""
@@ -275,12 +294,15 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdConfig:
-    """The gate's absolute checks; each is recorded in the Blessing with its value and verdict."""
+    """Your own limits, on top of the gate's default checks (beat the majority class, no class
+    with recall 0, enough images: see EvaluateConfig). Each is recorded in the Blessing with its
+    value and verdict; one left at None is "not set" (reported as such, never as passed)."""
 
-    min_accuracy: float = 0.0
-    min_top_k_accuracy: float = 0.0
-    min_class_recall: float = 0.0
-    max_ece: float = 1.0  # expected calibration error of the served (temperature-scaled) probabilities
+    min_accuracy: float | None = None
+    min_balanced_accuracy: float | None = None  # the mean of the per-class recalls
+    min_top_k_accuracy: float | None = None
+    min_class_recall: float | None = None  # for every class
+    max_ece: float | None = None  # expected calibration error of the served (temperature-scaled) probabilities
     # Corruption name (CORRUPTIONS) -> the most accuracy it may lose at its strongest severity.
     max_corruption_drop: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -326,6 +348,15 @@ class EvaluateConfig:
     # (flip_translate) also of 1-pixel shifts of both (airbench). Reported next to the plain figure.
     tta: Literal["none", "flip", "flip_translate"] = "none"
     thresholds: ThresholdConfig = ThresholdConfig()
+    # The gate's default checks, always on: accuracy must beat always answering the most frequent
+    # train class with its whole 95% interval, and every class with at least
+    # ``min_images_per_class`` images in the evaluated split must have recall above 0 (else NOT
+    # BLESSED). The verdict is INCONCLUSIVE (not exported or pushed without --override-gate)
+    # when the split is too small to tell: the accuracy interval is wider than
+    # ``max_interval_width``, a class has fewer than ``min_images_per_class`` images, the
+    # interval reaches the majority rate, or the split is val (no separate test split).
+    max_interval_width: float = 0.25
+    min_images_per_class: int = 5
     baseline: BaselineConfig = BaselineConfig()
     bootstrap_resamples: int = 1000  # for the 95% intervals of accuracy and macro F1 (seeded by seed)
     # Fit a temperature on the val split; export builds it into every served model's probabilities.
@@ -572,11 +603,31 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         unknown = [name for name in names if name not in CORRUPTIONS]
         if unknown:
             raise ConfigError(f"unknown {key} entry {unknown[0]!r}; corruptions: {', '.join(CORRUPTIONS)}")
+    _check_ranges(config)
     if config.tune.space:
         from visionpipe.pipeline.search_space import check_space
 
         check_space(config)
     return config
+
+
+def _check_ranges(config: Config) -> None:
+    """Settings whose out-of-range values would make a check meaningless (the gate's default
+    checks can be tuned, never switched off by a value that lets anything through)."""
+    split, evaluate = config.data.split, config.evaluate
+    limits = (
+        ("data.split.min_test_images", split.min_test_images, 0, None),
+        ("data.split.min_test_per_class", split.min_test_per_class, 0, None),
+        ("data.split.max_test_share", split.max_test_share, 0.0, 0.9),
+        ("data.split.min_test_size", split.min_test_size, 0, None),
+        ("validate.min_train_images_per_class", config.validate.min_train_images_per_class, 1, None),
+        ("evaluate.min_images_per_class", evaluate.min_images_per_class, 1, None),
+        ("evaluate.max_interval_width", evaluate.max_interval_width, 0.0, 1.0),
+    )
+    for key, value, low, high in limits:
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{key} must be {bounds}; got {value}")
 
 
 def _checked_model(model: ModelConfig) -> ModelConfig:

@@ -217,6 +217,7 @@ def _result(accuracy=0.9, recalls=(0.9, 0.2), ece=0.05, drops=None):
     classes = [f"c{i}" for i in range(len(recalls))]
     result = {
         "accuracy": accuracy,
+        "balanced_accuracy": float(np.mean(recalls)),
         "classes": classes,
         "per_class": {c: {"recall": r} for c, r in zip(classes, recalls, strict=True)},
         "calibration": {"ece_served": ece},
@@ -239,9 +240,12 @@ def test_absolute_checks_record_value_threshold_and_verdict():
     assert checks["ECE"].verdict == gate.PASSED
     assert checks["accuracy drop under blur (strongest)"].verdict == gate.FAILED
     assert checks["accuracy drop under jpeg (strongest)"].verdict == gate.NOT_CHECKED
-    assert checks["top-k accuracy"].verdict == gate.NOT_CHECKED  # two classes: no top-k
+    assert checks["top-k accuracy"].verdict == gate.NOT_SET  # not set (and two classes: no top-k)
+    assert checks["balanced accuracy"].verdict == gate.NOT_SET and checks["balanced accuracy"].value == 0.55
     blessing = gate.blessing(list(checks.values()), "model-uri")
-    assert not blessing["blessed"] and len(blessing["reasons"]) == 3 and len(blessing["not_checked"]) == 2
+    assert blessing["verdict"] == "NOT BLESSED" and not blessing["blessed"] and len(blessing["reasons"]) == 3
+    assert len(blessing["not_checked"]) == 1
+    assert blessing["not_set"] == [f"evaluate.thresholds.{k}" for k in ("min_balanced_accuracy", "min_top_k_accuracy")]
 
 
 @pytest.mark.parametrize(
