@@ -9,6 +9,7 @@ class is defined (``artifact_type`` finds it again when the metadata store loads
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +50,17 @@ class Examples(Artifact):
 
     TYPE = "Examples"
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")  # the one list of split names
+    SPLIT_STATS: ClassVar[str] = "split_stats.json"  # per-split statistics, measured while ingesting
+
+    def class_counts(self, split: str) -> dict[str, int]:
+        """Images per class in ``split`` (classes without images may be absent)."""
+        stats = json.loads((self.path / self.SPLIT_STATS).read_text())
+        return dict(stats.get(split, {}).get("classes", {}))
+
+    @property
+    def split_origins(self) -> dict[str, str]:
+        """Split -> how it was made (ingest.split: given, assigned, carved, absent, missing, too small)."""
+        return self.properties.get("split_origins", {})
 
     @property
     def classes(self) -> list[str]:
@@ -163,16 +175,32 @@ class Evaluation(Artifact):
         return self.properties.get("split", "test")
 
 
+class Verdict(enum.Enum):
+    """The gate's verdict on a model. Only BLESSED is exported and pushed without
+    ``--override-gate``; INCONCLUSIVE means the evaluated split was too small to tell."""
+
+    BLESSED = "BLESSED"
+    NOT_BLESSED = "NOT BLESSED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
 class Blessing(Artifact):
-    """``blessing.json``: whether the model passed every check, and each check with its value,
-    threshold and verdict."""
+    """``blessing.json``: the verdict, its reasons, and each check with its value, threshold
+    and verdict."""
 
     TYPE = "Blessing"
     FILE: ClassVar[str] = "blessing.json"
 
     @property
+    def verdict(self) -> Verdict:
+        """The gate's verdict (a Blessing written before verdicts existed: from ``blessed``)."""
+        if "verdict" in self.properties:
+            return Verdict(self.properties["verdict"])
+        return Verdict.BLESSED if self.properties.get("blessed") else Verdict.NOT_BLESSED
+
+    @property
     def blessed(self) -> bool:
-        return bool(self.properties.get("blessed"))
+        return self.verdict is Verdict.BLESSED
 
     @property
     def reasons(self) -> list[str]:

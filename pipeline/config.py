@@ -35,6 +35,21 @@ class SplitConfig:
     train: float = 0.8
     val: float = 0.1
     test: float = 0.1
+    # A test split that visionpipe makes (assigned or carved) is sized from the data, not only
+    # from ``test``: on a few hundred images 10% is a couple of dozen, and a 95% interval on 27
+    # images is about 0.37 wide, too wide to tell a model from always answering one class. So
+    # each class gives the test split at least ``min_test_per_class`` images and the split holds
+    # at least ``min_test_images`` in all (spread over the classes in proportion; 60 images give
+    # an accuracy interval about 0.25 wide at worst, evaluate.max_interval_width), but never more
+    # than ``max_test_share`` of a class for these minimums: training keeps the rest. Classes big
+    # enough for ``test`` alone to give more are unchanged (CIFAR, MNIST).
+    min_test_images: int = 60
+    min_test_per_class: int = 10
+    max_test_share: float = 0.25
+    # The data is too small for a separate test split when that rule gives fewer images than
+    # this: then no test split is made (its images train), evaluate scores val, and the gate's
+    # verdict is at best INCONCLUSIVE (val chose the kept epoch). Only when there is a val split.
+    min_test_size: int = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +95,7 @@ class SeverityConfig:
     """Whether each anomaly kind stops the pipeline ("block") or is only reported ("warn")."""
 
     empty_class: Literal["block", "warn"] = "block"
+    too_few_images: Literal["block", "warn"] = "block"  # a class below validate.min_train_images_per_class
     undecodable_image: Literal["block", "warn"] = "block"
     class_missing_from_split: Literal["block", "warn"] = "block"
     class_missing_vs_schema: Literal["block", "warn"] = "block"
@@ -107,6 +123,9 @@ class ValidateConfig:
     severity: SeverityConfig = SeverityConfig()
     drift: DriftConfig = DriftConfig()
     max_class_imbalance: float = 10.0  # largest / smallest class in the train split
+    # Fewer train images than this in a class is too few to learn it (Google's AutoML Vision asks
+    # for at least 10 images per label): the too_few_images anomaly, blocking by default.
+    min_train_images_per_class: int = 10
     # A reviewed schema.pbtxt to check classes against; "" = the one accepted with
     # `visionpipe schema --accept` under run.root, if any.
     schema_path: str = ""
@@ -235,7 +254,10 @@ class TrainConfig:
     decay_norm_and_bias: bool = False
     norm_bias_lr_scale: float = 1.0  # learning-rate multiplier for normalisation shifts (airbench: 64)
     gradient_clip_norm: float = 0.0  # clip the global gradient norm; 0 = off
-    ema_momentum: float = 0.0  # EMA of the weights, used for validation and kept; 0 = off, e.g. 0.999
+    # An EMA of the weights and BatchNorm statistics over about this many epochs (decay per step
+    # 1 - 1/(ema_epochs x steps per epoch)), warmed up so that it follows the raw weights early
+    # on. Validated beside the raw weights each epoch; the better is kept. 0 = off.
+    ema_epochs: float = 0.0
     lookahead: LookaheadConfig = LookaheadConfig()
     label_smoothing: float = 0.0
     # Mixed precision for accelerators (float16 on GPUs, bfloat16 on TPUs and some CPUs); the
@@ -246,6 +268,8 @@ class TrainConfig:
     # Class imbalance. weights: each example's loss is weighted by n_train / (n_classes *
     # n_class). resample: the train stream is resampled to equal class frequencies.
     class_balance: Literal["none", "weights", "resample"] = "none"
+    # Stop when the kept model (components/train/best_epoch.py: the lowest val loss among the
+    # epochs that beat the val split's majority class) has not changed for this many epochs.
     early_stopping_patience: int = 4
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu_address: str = ""
@@ -259,6 +283,13 @@ class TrainConfig:
     # (the fit itself) on this machine; manual recipes ignore it (README: the auto recipe).
     time_budget_minutes: float = 10.0
 
+    def __post_init__(self):
+        for name in ("ema_epochs", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be 0 or more; got {getattr(self, name)}")
+        if self.time_budget_minutes <= 0:
+            raise ConfigError(f"train.time_budget_minutes must be positive; got {self.time_budget_minutes}")
+
     def peak_learning_rate(self) -> float:
         """learning_rate scaled to batch_size by learning_rate_scaling."""
         if self.learning_rate_scaling == "none":
@@ -269,12 +300,15 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdConfig:
-    """The gate's absolute checks; each is recorded in the Blessing with its value and verdict."""
+    """Your own limits, on top of the gate's default checks (beat the majority class, no class
+    with recall 0, enough images: see EvaluateConfig). Each is recorded in the Blessing with its
+    value and verdict; one left at None is "not set" (reported as such, never as passed)."""
 
-    min_accuracy: float = 0.0
-    min_top_k_accuracy: float = 0.0
-    min_class_recall: float = 0.0
-    max_ece: float = 1.0  # expected calibration error of the served (temperature-scaled) probabilities
+    min_accuracy: float | None = None
+    min_balanced_accuracy: float | None = None  # the mean of the per-class recalls
+    min_top_k_accuracy: float | None = None
+    min_class_recall: float | None = None  # for every class
+    max_ece: float | None = None  # expected calibration error of the served (temperature-scaled) probabilities
     # Corruption name (CORRUPTIONS) -> the most accuracy it may lose at its strongest severity.
     max_corruption_drop: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -320,6 +354,15 @@ class EvaluateConfig:
     # (flip_translate) also of 1-pixel shifts of both (airbench). Reported next to the plain figure.
     tta: Literal["none", "flip", "flip_translate"] = "none"
     thresholds: ThresholdConfig = ThresholdConfig()
+    # The gate's default checks, always on: accuracy must beat always answering the most frequent
+    # train class with its whole 95% interval, and every class with at least
+    # ``min_images_per_class`` images in the evaluated split must have recall above 0 (else NOT
+    # BLESSED). The verdict is INCONCLUSIVE (not exported or pushed without --override-gate)
+    # when the split is too small to tell: the accuracy interval is wider than
+    # ``max_interval_width``, a class has fewer than ``min_images_per_class`` images, the
+    # interval reaches the majority rate, or the split is val (no separate test split).
+    max_interval_width: float = 0.25
+    min_images_per_class: int = 5
     baseline: BaselineConfig = BaselineConfig()
     bootstrap_resamples: int = 1000  # for the 95% intervals of accuracy and macro F1 (seeded by seed)
     # Fit a temperature on the val split; export builds it into every served model's probabilities.
@@ -544,22 +587,7 @@ def load_config(
     the YAML's, ``run.root`` defaults to ``visionpipe_runs/<its name>``, and without a YAML
     file the recipe is ``auto``. Any key the YAML or an override sets wins over those defaults.
     """
-    from_file = _read_yaml(Path(path)) if path is not None else {}
-    if "explicit" in from_file:  # a run's saved config.yaml: it says which keys its user set
-        explicit = set(coerce(tuple[str, ...], from_file.pop("explicit"), "explicit"))
-    else:
-        explicit = set(_leaves(from_file, ""))
-    merged = from_file
-    if data is not None:
-        defaults = _data_defaults(os.fspath(data), with_yaml=path is not None)
-        merged = _merged(defaults, from_file)
-        merged["data"].update(defaults["data"])  # --data names the data, over the YAML's
-    for override in overrides:
-        apply_override(merged, override)
-        alone: dict[str, Any] = {}
-        apply_override(alone, override)
-        explicit.update(_leaves(alone, ""))
-    config = build(Config, {**merged, "explicit": sorted(explicit)}, "")
+    config = build(Config, _given(path, overrides, data), "")
     if config.recipe != "auto" or is_explicit(config.explicit, "model.name"):
         # (With recipe auto and no model.name, auto picks the model and checks model.* against it.)
         config = dataclasses.replace(config, model=_checked_model(config.model))
@@ -574,8 +602,6 @@ def load_config(
 
         check_args(distill.student, distill.student_args)
     train = config.train
-    if train.time_budget_minutes <= 0:
-        raise ConfigError(f"train.time_budget_minutes must be positive; got {train.time_budget_minutes}")
     if train.learning_rate_scaling != "none" and train.learning_rate_batch <= 0:
         raise ConfigError(
             f"train.learning_rate_scaling is {train.learning_rate_scaling}: set train.learning_rate_batch to the "
@@ -592,11 +618,33 @@ def load_config(
         unknown = [name for name in names if name not in CORRUPTIONS]
         if unknown:
             raise ConfigError(f"unknown {key} entry {unknown[0]!r}; corruptions: {', '.join(CORRUPTIONS)}")
+    _check_ranges(config)
     if config.tune.space:
         from visionpipe.pipeline.search_space import check_space
 
         check_space(config)
     return config
+
+
+def _given(path: str | Path | None, overrides: typing.Sequence[str], data: str | Path | None) -> dict[str, Any]:
+    """The plain config that the YAML file, ``data`` and the overrides make, with ``explicit``:
+    the keys the YAML and the overrides set."""
+    from_file = _read_yaml(Path(path)) if path is not None else {}
+    if "explicit" in from_file:  # a run's saved config.yaml: it says which keys its user set
+        explicit = set(coerce(tuple[str, ...], from_file.pop("explicit"), "explicit"))
+    else:
+        explicit = set(_leaves(from_file, ""))
+    merged = from_file
+    if data is not None:
+        defaults = _data_defaults(os.fspath(data), with_yaml=path is not None)
+        merged = _merged(defaults, from_file)
+        merged["data"].update(defaults["data"])  # --data names the data, over the YAML's
+    for override in overrides:
+        apply_override(merged, override)
+        alone: dict[str, Any] = {}
+        apply_override(alone, override)
+        explicit.update(_leaves(alone, ""))
+    return {**merged, "explicit": sorted(explicit)}
 
 
 def is_explicit(explicit: typing.Iterable[str], key: str) -> bool:
@@ -651,6 +699,25 @@ def _data_defaults(data: str, with_yaml: bool) -> dict[str, Any]:
     if not with_yaml:
         defaults["recipe"] = "auto"
     return defaults
+
+
+def _check_ranges(config: Config) -> None:
+    """Settings whose out-of-range values would make a check meaningless (the gate's default
+    checks can be tuned, never switched off by a value that lets anything through)."""
+    split, evaluate = config.data.split, config.evaluate
+    limits = (
+        ("data.split.min_test_images", split.min_test_images, 0, None),
+        ("data.split.min_test_per_class", split.min_test_per_class, 0, None),
+        ("data.split.max_test_share", split.max_test_share, 0.0, 0.9),
+        ("data.split.min_test_size", split.min_test_size, 0, None),
+        ("validate.min_train_images_per_class", config.validate.min_train_images_per_class, 1, None),
+        ("evaluate.min_images_per_class", evaluate.min_images_per_class, 1, None),
+        ("evaluate.max_interval_width", evaluate.max_interval_width, 0.0, 1.0),
+    )
+    for key, value, low, high in limits:
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{key} must be {bounds}; got {value}")
 
 
 def _checked_model(model: ModelConfig) -> ModelConfig:

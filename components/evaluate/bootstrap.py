@@ -31,9 +31,24 @@ def macro_f1_scores(labels: np.ndarray, predicted: np.ndarray, indices: np.ndarr
     return scores
 
 
+def balanced_accuracy_scores(
+    labels: np.ndarray, predicted: np.ndarray, indices: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Balanced accuracy of each resample: the mean recall of the classes it holds."""
+    scores = np.empty(len(indices))
+    for i, draw in enumerate(indices):
+        true, pred = labels[draw], predicted[draw]
+        actual = np.bincount(true, minlength=num_classes)
+        hits = np.bincount(true[true == pred], minlength=num_classes)
+        present = actual > 0
+        scores[i] = np.mean(hits[present] / actual[present])
+    return scores
+
+
 SCORES = {
     "accuracy": lambda labels, predicted, indices, num_classes: accuracy_scores(labels, predicted, indices),
     "macro_f1": macro_f1_scores,
+    "balanced_accuracy": balanced_accuracy_scores,
 }
 
 
@@ -45,7 +60,7 @@ def interval(scores: np.ndarray) -> list[float]:
 def confidence_intervals(
     labels: np.ndarray, predicted: np.ndarray, num_classes: int, resamples: int, seed: int
 ) -> dict[str, list[float]]:
-    """metric -> [low, high] for accuracy and macro F1."""
+    """metric -> [low, high] for accuracy, macro F1 and balanced accuracy."""
     indices = _resample_indices(len(labels), resamples, seed)
     return {name: interval(score(labels, predicted, indices, num_classes)) for name, score in SCORES.items()}
 

@@ -7,7 +7,7 @@ Blessing ``blessing.json`` (every check with its value, threshold and verdict). 
 metrics with bootstrap intervals; temperature scaling fitted on val with ECE before and
 after; test-time augmentation if asked; slices; robustness under corruptions and FGSM; the
 most-confused pairs and a gallery of the most confident mistakes with Grad-CAM; the served
-model re-scored on the same images; the gate.
+model re-scored on the same images; the trivial baselines (``trivial.py``); the gate.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from visionpipe.components.evaluate.metrics import classification_metrics, most_
 from visionpipe.components.evaluate.robustness import robustness
 from visionpipe.components.evaluate.slices import slice_table
 from visionpipe.components.evaluate.spec import Inputs, Outputs, Params
+from visionpipe.components.evaluate.trivial import trivial_baselines
+from visionpipe.components.ingest.split import ABSENT, TOO_SMALL
 from visionpipe.models.tta import tta_predict
 from visionpipe.pipeline.artifacts import Blessing, Evaluation
 from visionpipe.pipeline.errors import UserError
@@ -52,6 +54,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         labels, predicted, len(classes), cfg.bootstrap_resamples, params.seed
     )
     result["intervals"]["resamples"] = cfg.bootstrap_resamples
+    result["trivial"] = trivial_baselines(inputs.examples.class_counts("train"), classes, labels)
     result["calibration"] = _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx)
     if cfg.tta != "none":  # reported next to the plain figures, which the gate judges (what is served)
         with ctx.progress(f"scoring with {cfg.tta} test-time augmentation", len(data), "images") as progress:
@@ -73,14 +76,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     comparison = _against_served(ctx.external, data, result, predicted, len(classes), params, ctx)
     if comparison is not None:
         result["baseline"] = comparison
-    checks = gate.absolute_checks(result, cfg) + [gate.baseline_check(comparison, cfg)]
-    blessing = gate.blessing(checks, inputs.model.uri)
-
+    blessing = _judge(result, comparison, inputs, outputs, cfg)
     _write(result, probabilities, classes, inputs.model.path, out)
-    (outputs.blessing.path / Blessing.FILE).write_text(json.dumps(blessing, indent=2))
-    outputs.blessing.properties.update(
-        blessed=blessing["blessed"], reasons=[] if blessing["blessed"] else blessing["reasons"]
-    )
     headline = {k: result[k] for k in ("accuracy", "top_k_accuracy", "macro_f1", "examples") if k in result}
     if "tta" in result:
         headline["tta_accuracy"] = result["tta"]["accuracy"]
@@ -90,7 +87,33 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     notes = _notes(result, blessing)
     for note in notes:
         ctx.log(note)
-    return {**headline, "blessed": blessing["blessed"], "notes": notes}
+    return {**headline, "verdict": blessing["verdict"], "blessed": blessing["blessed"], "notes": notes}
+
+
+def _judge(result: dict, comparison: dict | None, inputs: Inputs, outputs: Outputs, cfg) -> dict:
+    """The gate's checks and verdict, written into the Blessing."""
+    checks = (
+        gate.default_checks(result, cfg, _no_test_split(inputs.examples.split_origins.get("test", "")))
+        + gate.absolute_checks(result, cfg)
+        + [gate.baseline_check(comparison, cfg)]
+    )
+    blessing = gate.blessing(checks, inputs.model.uri)
+    (outputs.blessing.path / Blessing.FILE).write_text(json.dumps(blessing, indent=2))
+    outputs.blessing.properties.update(
+        verdict=blessing["verdict"],
+        blessed=blessing["blessed"],
+        reasons=[] if blessing["blessed"] else blessing["reasons"],
+    )
+    return blessing
+
+
+def _no_test_split(origin: str) -> str:
+    """Why there is no test split to score, from how ingest made (or did not make) it."""
+    if origin == TOO_SMALL:
+        return "the data is too small for a separate test split; see the ingest summary"
+    if origin == ABSENT:
+        return "data.split.test is 0"
+    return "there is no test split"
 
 
 def _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx) -> dict:
@@ -231,9 +254,10 @@ def _notes(result: dict, blessing: dict) -> list[str]:
         else f"ECE {c['ece_before']:.4f}, temperature {c['fitted_on']}"
     )
     notes = [
-        f"{split} accuracy {result['accuracy']:.4f} (95% CI {low:.4f}-{high:.4f}){with_tta}{top_k}, macro F1 "
-        f"{result['macro_f1']:.4f} on {result['examples']:,} images"
+        f"{split} accuracy {result['accuracy']:.4f} (95% CI {low:.4f}-{high:.4f}, width {high - low:.4f}){with_tta}"
+        f"{top_k}, macro F1 {result['macro_f1']:.4f} on {result['examples']:,} images"
         + (" (there is no test split)" if split != "test" else ""),
+        baselines_note(result),
         per_class_note(result),
         f"calibration: {calibrated}",
     ]
@@ -253,6 +277,25 @@ def _notes(result: dict, blessing: dict) -> list[str]:
             + (f"worst corruption {worst[0]} -{worst[1]['drop_at_strongest']:.4f}" if worst else "no corruptions")
             + (f"; FGSM eps {fgsm[-1]['epsilon']:.3f} accuracy {fgsm[-1]['accuracy']:.4f}" if fgsm else "")
         )
-    verdict = "BLESSED (all checks passed)" if blessing["blessed"] else "NOT blessed: " + "; ".join(blessing["reasons"])
-    notes.append(f"gate: {verdict}" + "".join(f"; not checked: {s}" for s in blessing["not_checked"]))
+    notes.append(gate_note(blessing))
     return notes
+
+
+def baselines_note(result: dict) -> str:
+    """The model beside the trivial baselines on the same split."""
+    trivial, low_high = result["trivial"], result["intervals"]["balanced_accuracy"]
+    majority = trivial["majority"]
+    return (
+        f"baselines on the {result['split']} split: always answering {majority['class']!r} (the most frequent "
+        f"train class) {majority['accuracy']:.4f}, random guesses in train proportions {trivial['stratified']:.4f}, "
+        f"chance {trivial['chance']:.4f}; the model's balanced accuracy {result['balanced_accuracy']:.4f} "
+        f"(95% CI {low_high[0]:.4f}-{low_high[1]:.4f})"
+    )
+
+
+def gate_note(blessing: dict) -> str:
+    verdict = blessing["verdict"]
+    said = f"{verdict} (every check passed)" if blessing["blessed"] else f"{verdict}: " + "; ".join(blessing["reasons"])
+    keys = [key.removeprefix(gate.KEY) for key in blessing["not_set"]]
+    not_set = f"; not set: {gate.KEY.rstrip('.')} {', '.join(keys)}" if keys else ""
+    return f"gate: {said}{not_set}" + "".join(f"; not checked: {s}" for s in blessing["not_checked"])

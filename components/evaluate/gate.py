@@ -1,18 +1,33 @@
-"""The gate: every check the Blessing records, each with its value, threshold and verdict.
+"""The gate: every check the Blessing records, each with its value, threshold and verdict,
+and the Blessing's verdict from them.
 
-Absolute checks come from ``evaluate.thresholds``; the non-regression check compares the
-candidate with the model being served (``baseline.py``), re-scored on the same images. A
-check that cannot apply (top-k with two classes, no served model yet, a corruption that was
-not run) is recorded as "not checked" with the reason, never silently passed.
+The default checks are always on and cannot be made vacuous: accuracy must beat always
+answering the most frequent train class (``trivial.py``) with its whole 95% interval, and
+every class with enough images must have recall above zero; the evaluated split must be big
+enough to tell (an interval no wider than ``evaluate.max_interval_width``, at least
+``evaluate.min_images_per_class`` images per class) and held out (a test split, not the val
+split training chose its epoch on). Your own limits come from ``evaluate.thresholds``; one
+left unset is recorded as "not set", never as passed. The non-regression check compares the
+candidate with the model being served (``baseline.py``), re-scored on the same images. A check
+that cannot apply (top-k with two classes, no served model yet, a corruption that was not run)
+is "not checked" with the reason.
+
+Verdicts: any failed check -> NOT BLESSED; else any inconclusive one -> INCONCLUSIVE (too
+few images to tell; export and push refuse it like NOT BLESSED unless overridden with a
+reason); else BLESSED.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from visionpipe.pipeline.artifacts import Verdict
 from visionpipe.pipeline.config import EvaluateConfig
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
+INCONCLUSIVE = "inconclusive"  # too few images to tell: the verdict is at best INCONCLUSIVE
+NOT_SET = "not set"  # a threshold left at its default (None): reported, never passed
+KEY = "evaluate.thresholds."
 
 
 @dataclasses.dataclass
@@ -27,39 +42,149 @@ class Check:
         return dataclasses.asdict(self)
 
 
-def _compare(name: str, value: float, threshold: float, key: str, at_least: bool) -> Check:
+def _compare(name: str, value: float, threshold: float | None, key: str, at_least: bool) -> Check:
+    if threshold is None:
+        return Check(name, value, None, NOT_SET, f"{key} is not set")
     passed = value >= threshold if at_least else value <= threshold
     sign = (">=" if passed else "<") if at_least else ("<=" if passed else ">")
     return Check(name, value, threshold, PASSED if passed else FAILED, f"{name} {value:.4f} {sign} {key} {threshold}")
 
 
+def default_checks(result: dict, config: EvaluateConfig, no_test_split: str = "") -> list[Check]:
+    """The checks every model faces. ``result`` holds the metrics with their intervals and the
+    trivial baselines; ``no_test_split`` says why val was scored, when it was."""
+    return [
+        majority_check(result),
+        zero_recall_check(result, config.min_images_per_class),
+        class_images_check(result, config.min_images_per_class),
+        interval_check(result, config.max_interval_width),
+        held_out_check(result["split"], no_test_split),
+    ]
+
+
+def majority_check(result: dict) -> Check:
+    """Accuracy against always answering the most frequent train class: failed at or below its
+    rate, inconclusive when the 95% interval reaches it, passed when the whole interval is above."""
+    majority = result["trivial"]["majority"]
+    rate, answer = majority["accuracy"], majority["class"]
+    accuracy = result["accuracy"]
+    low, high = result["intervals"]["accuracy"]
+    name = "accuracy vs always answering the majority class"
+    always = f"always answering {answer!r} ({rate:.4f}; the most frequent class in train)"
+    if accuracy <= rate:
+        return Check(name, accuracy, rate, FAILED, f"accuracy {accuracy:.4f} is no better than {always}")
+    if low <= rate:
+        return Check(name, accuracy, rate, INCONCLUSIVE,
+                     f"accuracy {accuracy:.4f} is above {always}, but its 95% interval {low:.4f}-{high:.4f} "
+                     f"reaches it: too few images to tell them apart")  # fmt: skip
+    return Check(
+        name, accuracy, rate, PASSED, f"accuracy {accuracy:.4f} beats {always}: 95% interval {low:.4f}-{high:.4f}"
+    )
+
+
+def zero_recall_check(result: dict, min_images: int) -> Check:
+    """Every class with at least ``min_images`` images must be recognised at least once."""
+    per_class = result["per_class"]
+    judged = {name: c["recall"] for name, c in per_class.items() if c["support"] >= min_images}
+    name = "no class with recall 0"
+    if not judged:
+        reason = f"no class has evaluate.min_images_per_class ({min_images}) images to judge its recall"
+        return Check(name, None, 0.0, INCONCLUSIVE, reason)
+    never = sorted(c for c, recall in judged.items() if recall == 0)
+    lowest = min(judged.values())
+    if never:
+        return Check(name, lowest, 0.0, FAILED,
+                     f"the model never recognises {len(never)} class(es) with enough images: "
+                     + ", ".join(f"{c} (0 of {per_class[c]['support']})" for c in never[:10]))  # fmt: skip
+    skipped = len(per_class) - len(judged)
+    return Check(name, lowest, 0.0, PASSED,
+                 f"lowest recall {lowest:.4f} among the {len(judged)} classes with at least {min_images} images"
+                 + (f" ({skipped} with fewer are not judged)" if skipped else ""))  # fmt: skip
+
+
+def class_images_check(result: dict, min_images: int) -> Check:
+    support = {name: c["support"] for name, c in result["per_class"].items()}
+    fewest = min(support.values())
+    name = "images per class in the evaluated split"
+    small = sorted((n, c) for c, n in support.items() if n < min_images)
+    if small:
+        listed = ", ".join(f"{c} {n}" for n, c in small[:10])
+        return Check(name, fewest, min_images, INCONCLUSIVE,
+                     f"{len(small)} class(es) have fewer than evaluate.min_images_per_class ({min_images}) images in "
+                     f"the {result['split']} split, too few to judge them: {listed}")  # fmt: skip
+    return Check(name, fewest, min_images, PASSED, f"every class has at least {min_images} images (fewest: {fewest})")
+
+
+def interval_check(result: dict, max_width: float) -> Check:
+    low, high = result["intervals"]["accuracy"]
+    width = high - low
+    name = "width of the accuracy's 95% interval"
+    where = f"{width:.4f} ({low:.4f}-{high:.4f}) on {result['examples']:,} images"
+    if width > max_width:
+        return Check(name, width, max_width, INCONCLUSIVE,
+                     f"the accuracy's 95% interval is {where}, wider than evaluate.max_interval_width {max_width}: "
+                     "too few images to tell; more images in the test split narrow it")  # fmt: skip
+    return Check(name, width, max_width, PASSED, f"95% interval {where} <= evaluate.max_interval_width {max_width}")
+
+
+def held_out_check(split: str, no_test_split: str) -> Check:
+    name = "scored on a held-out test split"
+    if split == "test":
+        return Check(name, None, None, PASSED, "scored on the test split, which training never saw")
+    why = f"scored on {split} ({no_test_split or 'there is no test split'}), which training chose its kept epoch on"
+    return Check(name, None, None, INCONCLUSIVE, f"{why}: an optimistic figure")
+
+
 def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
-    """Thresholds on accuracy, top-k, per-class recall, ECE and corruption drops."""
-    limits, key = config.thresholds, "evaluate.thresholds."
-    checks = [_compare("accuracy", result["accuracy"], limits.min_accuracy, key + "min_accuracy", at_least=True)]
+    """Your thresholds on accuracy, balanced accuracy, top-k, per-class recall, ECE and
+    corruption drops; each one left unset is recorded as "not set"."""
+    limits = config.thresholds
+    checks = [
+        _compare("accuracy", result["accuracy"], limits.min_accuracy, KEY + "min_accuracy", at_least=True),
+        _compare("balanced accuracy", result["balanced_accuracy"], limits.min_balanced_accuracy,
+                 KEY + "min_balanced_accuracy", at_least=True),
+    ]  # fmt: skip
     if "top_k_accuracy" in result:
         top_k = f"top-{result['top_k']} accuracy"
         checks.append(
-            _compare(top_k, result["top_k_accuracy"], limits.min_top_k_accuracy, key + "min_top_k_accuracy", True)
+            _compare(top_k, result["top_k_accuracy"], limits.min_top_k_accuracy, KEY + "min_top_k_accuracy", True)
         )
     else:
         reason = f"top-k needs more classes than evaluate.top_k, and there are {len(result['classes'])}"
-        checks.append(Check("top-k accuracy", None, limits.min_top_k_accuracy, NOT_CHECKED, reason))
+        if limits.min_top_k_accuracy is None:
+            checks.append(
+                Check("top-k accuracy", None, None, NOT_SET, f"{KEY}min_top_k_accuracy is not set ({reason})")
+            )
+        else:
+            checks.append(Check("top-k accuracy", None, limits.min_top_k_accuracy, NOT_CHECKED, reason))
+    checks.append(_recall_threshold(result, limits.min_class_recall))
+    checks.append(_compare("ECE", result["calibration"]["ece_served"], limits.max_ece, KEY + "max_ece", False))
+    return checks + _corruption_checks(result, limits.max_corruption_drop)
+
+
+def _recall_threshold(result: dict, minimum: float | None) -> Check:
     recalls = {name: c["recall"] for name, c in result["per_class"].items()}
     weakest = min(recalls, key=recalls.get)
-    recall = _compare(f"recall of class {weakest!r} (the lowest)", recalls[weakest], limits.min_class_recall,
-                      key + "min_class_recall", at_least=True)  # fmt: skip
-    below = [f"{name} {value:.4f}" for name, value in recalls.items() if value < limits.min_class_recall]
+    check = _compare(f"recall of class {weakest!r} (the lowest)", recalls[weakest], minimum,
+                     KEY + "min_class_recall", at_least=True)  # fmt: skip
+    below = [f"{name} {value:.4f}" for name, value in recalls.items() if minimum is not None and value < minimum]
     if len(below) > 1:
-        recall.detail += f"; {len(below)} classes are below it: " + ", ".join(below[:10])
-    checks.append(recall)
-    checks.append(_compare("ECE", result["calibration"]["ece_served"], limits.max_ece, key + "max_ece", False))
+        check.detail += f"; {len(below)} classes are below it: " + ", ".join(below[:10])
+    return check
+
+
+def _corruption_checks(result: dict, limits: dict[str, float]) -> list[Check]:
     corruptions = result.get("robustness", {}).get("corruptions", {})
-    for name, limit in limits.max_corruption_drop.items():
+    if not limits:
+        worst = max((c["drop_at_strongest"] for c in corruptions.values()), default=None)
+        return [Check("accuracy drop under corruptions (strongest)", worst, None, NOT_SET,
+                      KEY + "max_corruption_drop is not set")]  # fmt: skip
+    checks = []
+    for name, limit in limits.items():
         check = f"accuracy drop under {name} (strongest)"
         if name in corruptions:
             drop = corruptions[name]["drop_at_strongest"]
-            checks.append(_compare(check, drop, limit, f"{key}max_corruption_drop.{name}", at_least=False))
+            checks.append(_compare(check, drop, limit, f"{KEY}max_corruption_drop.{name}", at_least=False))
         else:
             checks.append(Check(check, None, limit, NOT_CHECKED, f"{name} was not run (evaluate.robustness)"))
     return checks
@@ -89,12 +214,25 @@ def baseline_check(comparison: dict | None, config: EvaluateConfig) -> Check:
     return Check(name, difference, 0.0 - baseline.max_drop, FAILED if worse else PASSED, detail)
 
 
-def blessing(checks: list[Check], model_uri: str) -> dict:
+def verdict(checks: list[Check]) -> tuple[Verdict, list[str]]:
+    """The Blessing's verdict and its reasons (the failed checks, else the inconclusive ones)."""
     failed = [c.detail for c in checks if c.verdict == FAILED]
+    if failed:
+        return Verdict.NOT_BLESSED, failed
+    inconclusive = [c.detail for c in checks if c.verdict == INCONCLUSIVE]
+    if inconclusive:
+        return Verdict.INCONCLUSIVE, inconclusive
+    return Verdict.BLESSED, ["every check passed"]
+
+
+def blessing(checks: list[Check], model_uri: str) -> dict:
+    found, reasons = verdict(checks)
     return {
-        "blessed": not failed,
-        "reasons": failed or ["all checks passed"],
+        "verdict": found.value,
+        "blessed": found is Verdict.BLESSED,
+        "reasons": reasons,
         "checks": [c.as_dict() for c in checks],
         "not_checked": [f"{c.name}: {c.detail}" for c in checks if c.verdict == NOT_CHECKED],
+        "not_set": [c.detail.split(" is not set")[0] for c in checks if c.verdict == NOT_SET],  # the config keys
         "model_uri": model_uri,
     }

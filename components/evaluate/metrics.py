@@ -7,8 +7,9 @@ from sklearn import metrics
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str], top_k: int) -> dict:
-    """Accuracy; per-class precision/recall/F1 with their macro, micro and support-weighted
-    averages; the confusion matrix; one-vs-rest ROC-AUC and PR-AUC (average precision) per
+    """Accuracy; balanced accuracy (the mean recall of the classes present, scikit-learn's
+    balanced_accuracy_score); per-class precision/recall/F1 with their macro, micro and
+    support-weighted averages; the confusion matrix; one-vs-rest ROC-AUC and PR-AUC (average precision) per
     class and macro-averaged over the classes present; top-k accuracy only where k < the
     number of classes (with two classes top-2 is always 1)."""
     predicted = probabilities.argmax(axis=1)
@@ -20,6 +21,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
     result = {
         "examples": int(len(labels)),
         "accuracy": float(metrics.accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(recall[support > 0].mean()) if support.any() else 0.0,
         "macro_f1": float(f1.mean()),
         "averages": {
             average: dict(

@@ -3,10 +3,11 @@
 The page opens anywhere, with no network: figures are the Evaluation artifact's PNG files,
 inlined as data URIs, and there is no script except a one-line check that every image
 decoded (the browser test reads it). Sections, in the order a reviewer asks: the gate's
-verdict and each check; headline metrics with their 95% intervals; the data (validate's
-summary); training curves; per-class figures and the confusion matrix; calibration; slices;
-robustness; the most-confused pairs and the error gallery with its heat maps; the exported
-artifacts' accuracy, size and latency; what was pushed.
+verdict, the model beside the trivial baselines (majority class, chance) and each check;
+headline metrics with their 95% intervals; the data (validate's summary); training curves;
+per-class figures and the confusion matrix; calibration; slices; robustness; the
+most-confused pairs and the error gallery with its heat maps; the exported artifacts' accuracy,
+size and latency; what was pushed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from visionpipe.components.validate.summary import CSS, data_section, esc
 from visionpipe.pipeline.artifacts import Evaluation
 
 _EXTRA_CSS = (
-    ".fail{color:#b00020;font-weight:bold}.pass{color:#1b7d2a}.skip{color:#666}"
+    ".fail{color:#b00020;font-weight:bold}.pass{color:#1b7d2a}.skip{color:#666}.warn{color:#a15c00;font-weight:bold}"
     ".flag{background:#fde7e9}td.num{text-align:right;font-variant-numeric:tabular-nums}"
 )
 # Sets data-images-ok on <body> once every image has decoded: what the browser test checks.
@@ -64,27 +65,76 @@ def _table(headers: list[str], rows: list[list], classes: list[str] | None = Non
 
 
 def _f(value, digits: int = 4) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):  # a count, e.g. images per class
+        return f"{value:,}"
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+# How each check verdict and each Blessing verdict looks: a threshold left unset is grey, never green.
+_CHECK_STYLE = {"passed": "pass", "failed": "fail", "inconclusive": "warn", "not checked": "skip", "not set": "skip"}
+_VERDICT_STYLE = {"BLESSED": "pass", "NOT BLESSED": "fail", "INCONCLUSIVE": "warn"}
+
+
+def verdict_of(blessing: dict) -> str:
+    """The Blessing's verdict (one written before verdicts existed: from ``blessed``)."""
+    return blessing.get("verdict") or ("BLESSED" if blessing["blessed"] else "NOT BLESSED")
+
+
+def _threshold(check: dict) -> str:
+    return "not set" if check["verdict"] == "not set" else _f(check["threshold"])
 
 
 def _gate(report: RunReport) -> str:
     blessing = report.blessing
-    verdict = (
-        "<p class='pass'><b>BLESSED</b>: every check passed</p>"
-        if blessing["blessed"]
-        else "<p class='fail'>NOT BLESSED: " + esc("; ".join(blessing["reasons"])) + "</p>"
-    )
-    style = {"passed": "pass", "failed": "fail", "not checked": "skip"}
+    verdict = verdict_of(blessing)
+    said = "every check passed" if verdict == "BLESSED" else "; ".join(blessing["reasons"])
+    heading = f"<p class='{_VERDICT_STYLE[verdict]}'><b>{esc(verdict)}</b>: {esc(said)}</p>"
     rows = [
-        [esc(c["name"]), _f(c["value"]), _f(c["threshold"]),
-         f"<span class='{style[c['verdict']]}'>{esc(c['verdict'])}</span>", esc(c["detail"])]
+        [esc(c["name"]), _f(c["value"]), _threshold(c),
+         f"<span class='{_CHECK_STYLE[c['verdict']]}'>{esc(c['verdict'])}</span>", esc(c["detail"])]
         for c in blessing.get("checks", [])
     ]  # fmt: skip
     overrides = "".join(
         f"<p class='fail'>Gate overridden at {esc(stage)}: {esc(o['gate'])}. Reason given: {esc(o['reason'])}</p>"
         for stage, o in report.overrides
     )
-    return verdict + overrides + _table(["check", "value", "threshold", "verdict", "detail"], rows)
+    checks = _table(
+        ["check", "value", "threshold", "verdict", "detail"], rows, [_row_style(c) for c in blessing.get("checks", [])]
+    )
+    return heading + overrides + _baselines_html(report.metrics) + checks
+
+
+def _row_style(check: dict) -> str:
+    return "skip" if check["verdict"] in ("not set", "not checked") else ""
+
+
+def baseline_rows(metrics: dict) -> list[tuple[str, float, str]]:
+    """(what, accuracy on the evaluated split, note): the model beside the trivial baselines."""
+    if "trivial" not in metrics:  # an evaluation from before baselines were recorded
+        return []
+    trivial, intervals = metrics["trivial"], metrics["intervals"]
+    majority = trivial["majority"]
+    interval = "95% interval {:.4f}-{:.4f}"
+    rows = [("the model: accuracy", metrics["accuracy"], interval.format(*intervals["accuracy"]))]
+    if "balanced_accuracy" in intervals:
+        rows.append(("the model: balanced accuracy (mean recall per class)", metrics["balanced_accuracy"],
+                     interval.format(*intervals["balanced_accuracy"])))  # fmt: skip
+    rows += [
+        (f"always answering {majority['class']!r}", majority["accuracy"],
+         f"the majority class: the most frequent in train ({majority['train_share']:.0%} of it)"),
+        ("random guesses in train proportions", trivial["stratified"], "expected accuracy"),
+        (f"chance (1/{len(metrics['classes'])})", trivial["chance"], ""),
+    ]  # fmt: skip
+    return rows
+
+
+def _baselines_html(metrics: dict) -> str:
+    rows = [[esc(what), _f(value), esc(note)] for what, value, note in baseline_rows(metrics)]
+    if not rows:
+        return ""
+    return f"<p>Against trivial baselines on the {esc(metrics['split'])} split:</p>" + _table(
+        ["", "accuracy", "note"], rows
+    )
 
 
 def _headline(metrics: dict) -> str:
@@ -93,6 +143,9 @@ def _headline(metrics: dict) -> str:
         ["accuracy", _f(metrics["accuracy"]), "{} – {}".format(*(_f(v) for v in intervals["accuracy"]))],
         ["macro F1", _f(metrics["macro_f1"]), "{} – {}".format(*(_f(v) for v in intervals["macro_f1"]))],
     ]
+    if "balanced_accuracy" in intervals:
+        ends = "{} – {}".format(*(_f(v) for v in intervals["balanced_accuracy"]))
+        rows.append(["balanced accuracy", _f(metrics["balanced_accuracy"]), ends])
     if "top_k_accuracy" in metrics:
         rows.append([f"top-{metrics['top_k']} accuracy", _f(metrics["top_k_accuracy"]), ""])
     for average, values in metrics["averages"].items():
@@ -157,18 +210,32 @@ def _slices(metrics: dict) -> str:
     )
 
 
+ROBUSTNESS_SEVERITIES = (
+    "Severities are relative to the image size, so they mean the same at any input size: blur's sigma is "
+    "ImageNet-C's at 224 px scaled to this model's input (the value here after the '='), and downscale divides "
+    "the resolution by 2, 3 and 4. Noise, brightness and contrast change pixel values alike at any size; JPEG "
+    "works in 8x8-pixel blocks, so it is harsher on small images."
+)
+
+
+def _level(severity: dict) -> str:
+    at_size = severity.get("at_this_size")
+    return f"{severity['level']}" + (f" = {at_size}" if at_size else "")
+
+
 def _robustness(metrics: dict, figures: Path) -> str:
     if "robustness" not in metrics:
         return "<p class='skip'>Not run (evaluate.robustness.enabled is false).</p>"
     r = metrics["robustness"]
     rows = [
-        [esc(name), esc(entry["parameter"]), *(f"{_f(s['accuracy'])} ({s['level']})" for s in entry["severities"]),
+        [esc(name), esc(entry["parameter"]), *(f"{_f(s['accuracy'])} ({_level(s)})" for s in entry["severities"]),
          f"{-entry['drop_at_strongest']:+.4f}"]
         for name, entry in r["corruptions"].items()
     ]  # fmt: skip
     rows += [["FGSM", "epsilon (of 1)", *(f"{_f(f['accuracy'])} ({f['epsilon']})" for f in r["fgsm"]), ""]]
     return (
         f"<p>On {r['images']:,} images; clean accuracy {_f(r['clean_accuracy'])}.</p>"
+        f"<p>{esc(ROBUSTNESS_SEVERITIES)}</p>"
         + _table(["corruption", "parameter", "severity 1", "severity 2", "severity 3", "change at 3"], rows)
         + _img(figures / Evaluation.ROBUSTNESS, "accuracy by corruption severity and FGSM epsilon")
     )
@@ -240,27 +307,35 @@ def render_markdown(report: RunReport) -> str:
     """The same verdict and headline figures as Markdown (for a PR or a ticket)."""
     m, b = report.metrics, report.blessing
     low, high = m["intervals"]["accuracy"]
+    verdict = verdict_of(b)
     lines = [
         f"# {report.title}",
         "",
         f"`{report.command}`",
         "",
-        f"**Gate: {'BLESSED' if b['blessed'] else 'NOT BLESSED'}**"
-        + ("" if b["blessed"] else ": " + "; ".join(b["reasons"])),
+        f"**Gate: {verdict}**" + ("" if verdict == "BLESSED" else ": " + "; ".join(b["reasons"])),
         *(f"- gate overridden at {stage}: reason given: {o['reason']}" for stage, o in report.overrides),
         "",
+    ]
+    baselines = baseline_rows(m)
+    if baselines:
+        lines += [f"| on the {m['split']} split | accuracy | note |", "|---|---|---|"]
+        lines += [f"| {what} | {value:.4f} | {note} |" for what, value, note in baselines]
+        lines.append("")
+    lines += [
         "| check | value | threshold | verdict |",
         "|---|---|---|---|",
-        *(f"| {c['name']} | {_f(c['value'])} | {_f(c['threshold'])} | {c['verdict']} |" for c in b.get("checks", [])),
+        *(f"| {c['name']} | {_f(c['value'])} | {_threshold(c)} | {c['verdict']} |" for c in b.get("checks", [])),
         "",
         f"{m['split']} accuracy {m['accuracy']:.4f} (95% CI {low:.4f}–{high:.4f}), macro F1 {m['macro_f1']:.4f} "
         f"on {m['examples']:,} images; ECE {m['calibration']['ece_served']:.4f} at temperature "
         f"{m['calibration']['temperature']:.3f}.",
     ]
     if "robustness" in m:
-        lines += ["", "| corruption | strongest severity accuracy | change |", "|---|---|---|"]
-        lines += [f"| {n} | {e['severities'][-1]['accuracy']:.4f} | {-e['drop_at_strongest']:+.4f} |"
-                  for n, e in m["robustness"]["corruptions"].items()]  # fmt: skip
+        lines += ["", ROBUSTNESS_SEVERITIES, ""]
+        lines += ["| corruption | strongest severity | accuracy | change |", "|---|---|---|---|"]
+        lines += [f"| {n} | {_level(e['severities'][-1])} | {e['severities'][-1]['accuracy']:.4f} | "
+                  f"{-e['drop_at_strongest']:+.4f} |" for n, e in m["robustness"]["corruptions"].items()]  # fmt: skip
     flagged = [s for s in m["slices"]["slices"] if s["flagged"]]
     if flagged:
         lines += [

@@ -95,7 +95,6 @@ def build_pipeline(
     scratch: str,
 ) -> None:
     data = params.data
-    fractions = {"train": data.split.train, "val": data.split.val, "test": data.split.test}
     check_args = (data.max_pixels, params.channels, _pixel_fraction(listing, data.pixel_stats_sample), scratch)
     tasks = []
     if listing.entries:
@@ -131,7 +130,7 @@ def build_pipeline(
         | "Plan"
         >> beam.Map(
             lambda lists: make_plan(
-                map(Candidate._make, itertools.chain.from_iterable(lists)), fractions, previous_index
+                map(Candidate._make, itertools.chain.from_iterable(lists)), data.split, previous_index
             )
         )
     )
@@ -227,6 +226,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         ctx.log(note)
     if ingested + quarantined != found:
         raise RuntimeError(f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}")
+    if not ingested and quarantined:
+        with (out / "quarantine.jsonl").open() as f:
+            first = json.loads(f.readline())
+        raise DataError(
+            f"none of the {found:,} images can be used: all were quarantined ({out / 'quarantine.jsonl'}); the "
+            f"first: {first['path']}: {first['reason']}"
+        )
     if not counts["val"] and not counts["test"]:
         raise DataError(
             "the val and test splits are both empty, so no model could be evaluated; give a val or test "

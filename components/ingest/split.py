@@ -8,6 +8,12 @@ Rules, in order:
    stay unseen.
 3. New images fill each class's shortfall against the configured fractions, in content-hash
    order (a fixed pseudo-random order), so splits stay stratified as data grows.
+4. A test split that visionpipe makes is sized from the data (``data.split.min_test_*``): each
+   class gives it at least ``min_test_per_class`` images and the split holds at least
+   ``min_test_images``, taking no more than ``max_test_share`` of a class for these minimums,
+   so that its accuracy interval can tell a model from a trivial one. When that still gives
+   fewer than ``min_test_size`` images and there is a val split, the data is too small for a
+   separate test split: none is made (its images train) and evaluate scores val, saying so.
 
 A split whose fraction is 0 (``data.split.val: 0``) is deliberately absent: nothing is
 assigned or carved into it. When the user gave every image a split but left out a split
@@ -27,17 +33,21 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
 from visionpipe.pipeline.artifacts import Examples
+from visionpipe.pipeline.config import SplitConfig
 
 SPLITS = Examples.SPLITS
 CARVED_FROM = "train"  # the given split that missing splits are carved out of
 
 # Where each split's images come from, for the run summary and validate (``Plan.origins``).
-# ABSENT is a choice (a fraction of 0); MISSING is a gap (a given layout with no train images).
+# ABSENT is a choice (a fraction of 0); MISSING is a gap (a given layout with no train images);
+# TOO_SMALL is a test split not made because the data is too small for a useful one (rule 4).
 GIVEN, ASSIGNED, CARVED, ABSENT, MISSING = "given", "assigned", "carved", "absent", "missing"
+TOO_SMALL = "too small"
 
 # The anomaly kind (validate.severity.<kind>) that reports each kind of quarantined item.
 UNUSABLE, LEAKED, CONFLICTING = "undecodable_image", "split_leakage", "conflicting_labels"
@@ -67,6 +77,7 @@ class Plan:
     duplicates_in_split: list[tuple[str, list[str]]]  # (split, sources with identical content)
     leakage: list[str]
     conflicting_labels: list[str]
+    test_sizing: str = ""  # how rule 4 sized the test split, when it changed anything
 
     def fits(self, given: str, split: str) -> bool:
         """Whether a candidate the user gave ``given`` (or "") may sit in ``split``."""
@@ -94,8 +105,15 @@ class Plan:
             CARVED: "carved out of the given " + CARVED_FROM + " images ({share:.0%} of them, stratified)",
             ABSENT: "absent (data.split.{split} is 0)",
             MISSING: "missing from the given layout",
+            TOO_SMALL: "not made: the data is too small for a useful test split, so evaluate scores val",
         }
-        return {s: words[self.origins[s]].format(share=self.shares.get(s, 0.0), split=s) for s in SPLITS}
+        described = {s: words[self.origins[s]].format(share=self.shares.get(s, 0.0), split=s) for s in SPLITS}
+        if self.test_sizing:  # inside the phrase's parentheses, if it has them
+            said = described["test"]
+            described["test"] = (
+                f"{said[:-1]}; {self.test_sizing})" if said.endswith(")") else f"{said} ({self.test_sizing})"
+            )
+        return described
 
 
 def split_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
@@ -107,6 +125,17 @@ def split_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
         sizes[split] = max(1, round(n * share)) if share > 0 and n >= 3 else round(n * share)
     sizes["train"] = n - sizes["val"] - sizes["test"]
     return sizes
+
+
+def class_sizes(n: int, pool: int, fractions: dict[str, float], rule: SplitConfig) -> dict[str, int]:
+    """The split sizes of a class of ``n`` items in a pool of ``pool`` (every class's), rule 4
+    included: the test split lifted to its minimums where the class can spare the images."""
+    sizes = split_sizes(n, fractions)
+    if fractions["test"] <= 0 or not pool:
+        return sizes
+    wanted = max(rule.min_test_per_class, math.ceil(rule.min_test_images * n / pool))
+    test = max(sizes["test"], min(wanted, math.floor(rule.max_test_share * n)))
+    return {**sizes, "test": test, "train": sizes["train"] - (test - sizes["test"])}
 
 
 def origins(given: set[str], all_given: bool, fractions: dict[str, float]) -> dict[str, str]:
@@ -126,7 +155,9 @@ def origins(given: set[str], all_given: bool, fractions: dict[str, float]) -> di
     return result
 
 
-def make_plan(candidates: Iterable[Candidate], fractions: dict[str, float], previous_index: dict[str, str]) -> Plan:
+def make_plan(candidates: Iterable[Candidate], rule: SplitConfig, previous_index: dict[str, str]) -> Plan:
+    """Where every candidate goes (rules 1-4 above), from ``data.split`` and the previous index."""
+    fractions = {"train": rule.train, "val": rule.val, "test": rule.test}
     by_hash: dict[str, list[Candidate]] = collections.defaultdict(list)
     for c in candidates:
         by_hash[c.sha256].append(c)
@@ -144,34 +175,29 @@ def make_plan(candidates: Iterable[Candidate], fractions: dict[str, float], prev
         leakage=[],
         conflicting_labels=[],
     )
-    # The splits that new images (or, when carving, the given train images) fill, in
-    # data.split's proportions.
-    carving = CARVED in plan.origins.values()
-    if all_given:
-        open_splits = {s for s, origin in plan.origins.items() if origin == CARVED} | (
-            {CARVED_FROM} if carving else set()
+    pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given)
+    sizes = pool.sizes(rule)
+    test_images = pool.test_images(sizes)
+    val_made = plan.origins["val"] in (GIVEN, ASSIGNED, CARVED)
+    if plan.origins["test"] in (ASSIGNED, CARVED) and val_made and test_images < rule.min_test_size:
+        plan.origins["test"] = TOO_SMALL
+        plan.test_sizing = (
+            f"it would hold {test_images} images, fewer than data.split.min_test_size {rule.min_test_size}"
         )
-    else:
-        open_splits = {s for s in SPLITS if fractions[s] > 0}
-    pool_fractions = {s: fractions[s] if s in open_splits else 0.0 for s in SPLITS}
-    plan.shares = {s: f / (sum(pool_fractions.values()) or 1.0) for s, f in pool_fractions.items() if f}
-    hash_split: dict[str, str] = {}
-    new_by_class: dict[str, list[str]] = collections.defaultdict(list)
-    placed_by_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for sha, group in by_hash.items():
-        if sha in plan.conflicted:
-            continue
-        label = group[0].label
-        given = sorted({c.split for c in group if c.split}, key=SPLITS.index)
-        if given and not (carving and given == [CARVED_FROM]):
-            hash_split[sha] = given[0]  # a given split, or the earliest of several (leakage)
-        elif previous_index.get(sha) in open_splits:
-            hash_split[sha] = previous_index[sha]
-            placed_by_class[label][hash_split[sha]] += 1
-        else:
-            new_by_class[label].append(sha)
-    for label, new in new_by_class.items():
-        hash_split.update(_fill(sorted(new), placed_by_class[label], pool_fractions))
+        pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given)
+        sizes = pool.sizes(rule)
+    hash_split = dict(pool.given)
+    for label, new in pool.new_by_class.items():
+        hash_split.update(_fill(sorted(new), pool.placed_by_class[label], sizes[label]))
+    plan.shares = pool.shares()
+    if plan.origins["test"] in (ASSIGNED, CARVED) and any(
+        s["test"] > split_sizes(sum(s.values()), pool.fractions)["test"] for s in sizes.values()
+    ):
+        plan.shares = pool.shares(hash_split)  # the shares as placed: the test split was lifted
+        plan.test_sizing = (
+            f"sized for a useful accuracy interval: at least {rule.min_test_per_class} per class and "
+            f"{rule.min_test_images} in all where a class can spare them, up to {rule.max_test_share:.0%} of it"
+        )
 
     plan.index.update(hash_split)
     for sha, group in sorted(by_hash.items()):
@@ -179,6 +205,73 @@ def make_plan(candidates: Iterable[Candidate], fractions: dict[str, float], prev
             _report_copies(plan, group, hash_split[sha])
     plan.conflicting_labels = sorted(plan.conflicted.values())
     return plan
+
+
+@dataclasses.dataclass
+class _Pool:
+    """The images visionpipe places (all of them, or when carving the given train images), by
+    class, and the images whose split is already decided (given by the user)."""
+
+    open_splits: set[str]  # the splits the pool fills
+    fractions: dict[str, float]  # data.split's fractions of the open splits (0 for the others)
+    given: dict[str, str]  # content hash -> its split as given, or as an earlier ingest placed it
+    new_by_class: dict[str, list[str]]  # hashes to place
+    placed_by_class: dict[str, collections.Counter]  # split -> images an earlier ingest placed there
+
+    @classmethod
+    def sort(cls, by_hash, plan: Plan, previous_index: dict[str, str], fractions: dict[str, float], all_given: bool):
+        carving = CARVED in plan.origins.values()
+        if all_given:
+            open_splits = {s for s, origin in plan.origins.items() if origin == CARVED} | (
+                {CARVED_FROM} if carving else set()
+            )
+        else:
+            open_splits = {s for s in SPLITS if fractions[s] > 0 and plan.origins[s] != TOO_SMALL}
+        pool = cls(open_splits, {s: fractions[s] if s in open_splits else 0.0 for s in SPLITS}, {},
+                   collections.defaultdict(list), collections.defaultdict(collections.Counter))  # fmt: skip
+        for sha, group in by_hash.items():
+            if sha in plan.conflicted:
+                continue
+            label = group[0].label
+            given = sorted({c.split for c in group if c.split}, key=SPLITS.index)
+            if given and not (carving and given == [CARVED_FROM]):
+                pool.given[sha] = given[0]  # a given split, or the earliest of several (leakage)
+            elif previous_index.get(sha) in open_splits:
+                pool.given[sha] = previous_index[sha]
+                pool.placed_by_class[label][previous_index[sha]] += 1
+            else:
+                pool.new_by_class[label].append(sha)
+        return pool
+
+    def sizes(self, rule: SplitConfig) -> dict[str, dict[str, int]]:
+        """Class -> its target size in each split (rule 4 included)."""
+        counts = {
+            label: len(self.new_by_class.get(label, [])) + sum(self.placed_by_class.get(label, {}).values())
+            for label in set(self.new_by_class) | set(self.placed_by_class)
+        }
+        total = sum(counts.values())
+        return {label: class_sizes(n, total, self.fractions, rule) for label, n in counts.items()}
+
+    def test_images(self, sizes: dict[str, dict[str, int]]) -> int:
+        """How many images the test split gets: its target, where new images (or earlier test
+        images) can fill it. Old images never move, so when data grows, a test split made for
+        the first time holds new images only."""
+        return sum(
+            min(size["test"], self.placed_by_class[label]["test"] + len(self.new_by_class.get(label, [])))
+            for label, size in sizes.items()
+        )
+
+    def shares(self, placed: dict[str, str] | None = None) -> dict[str, float]:
+        """Each open split's share of the pool: as configured, or as ``placed``."""
+        if placed is None:
+            total = sum(self.fractions.values()) or 1.0
+            return {s: f / total for s, f in self.fractions.items() if f}
+        members = {sha for shas in self.new_by_class.values() for sha in shas}
+        counts = collections.Counter(placed[sha] for sha in members)
+        for placed_before in self.placed_by_class.values():
+            counts.update(placed_before)
+        total = sum(counts.values()) or 1
+        return {s: counts[s] / total for s in SPLITS if self.fractions[s]}
 
 
 def _conflicts(groups: list[list[Candidate]]) -> dict[str, str]:
@@ -195,9 +288,8 @@ def _conflicts(groups: list[list[Candidate]]) -> dict[str, str]:
     return conflicted
 
 
-def _fill(new: list[str], placed: collections.Counter, fractions: dict[str, float]) -> dict[str, str]:
+def _fill(new: list[str], placed: collections.Counter, target: dict[str, int]) -> dict[str, str]:
     """New hashes of one class go where the class is short of its target size."""
-    target = split_sizes(len(new) + sum(placed.values()), fractions)
     order = []
     for split in ("test", "val"):
         order += [split] * max(0, target[split] - placed[split])

@@ -29,6 +29,7 @@ from visionpipe.components.common import record_format
 from visionpipe.components.common.image_stats import ImageStatsFn, empty_split
 from visionpipe.components.ingest.check import TaskResult
 from visionpipe.components.ingest.split import SPLITS, UNUSABLE, Plan
+from visionpipe.pipeline.artifacts import Examples
 
 SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.tfrecord"  # what components.common.dataset reads
 _TEMP_PREFIX = ".tmp-"
@@ -111,7 +112,7 @@ def finish(bundles: list[Bundle], out: str, plan: Plan, rejected: list[tuple[str
     files = {
         "plan.json": json.dumps(report, indent=2),
         "split_index.json": json.dumps(index),
-        "split_stats.json": json.dumps(split_stats, indent=2),
+        Examples.SPLIT_STATS: json.dumps(split_stats, indent=2),
         "quarantine.jsonl": "".join(
             json.dumps({"path": path, "reason": reason, "anomaly": kind}) + "\n" for path, reason, kind in quarantined
         ),

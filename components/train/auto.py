@@ -27,7 +27,8 @@ The rules (the README's "The auto recipe" has them as a table):
 - **Batch** 16 / 32 / 64 by train images; the learning rate follows the batch (square root).
 - **Epochs**: ``max_epochs``, more for fewer images; the budget decides how many run.
 - **Classes** more unequal than ``IMBALANCE`` (largest / smallest): losses weighted by class.
-- No EMA of the weights; early stopping patience a third of the epochs (``budget.py``).
+- No EMA of the weights (it did not beat plain training on a few hundred photos and costs a
+  second val pass); early stopping patience a third of the epochs (``budget.py``).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def choose(facts: DataFacts, params: Params, probe: Probe) -> Choice:
             "train.learning_rate": round(BASE_LEARNING_RATE * math.sqrt(batch / 32), 6),
             "train.schedule": "cosine",
             "train.warmup_epochs": 3.0 if facts.train_images / batch < 50 else 1.0,
-            "train.ema_momentum": 0.0,
+            "train.ema_epochs": 0.0,
             "train.label_smoothing": 0.1,
             "train.class_balance": "weights" if imbalance(facts) > IMBALANCE else "none",
             "train.epochs": max_epochs(facts, transfer),

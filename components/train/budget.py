@@ -154,7 +154,8 @@ def _median_step(step) -> tuple[float, float]:
 def plan_epochs(params: Params, data: TrainingData, times: StepTimes) -> Plan:
     """The most epochs, up to ``train.epochs``, whose estimate fits the budget (at least one)."""
     train = params.train
-    val_batches = math.ceil(data.counts["val"] / train.batch_size)
+    # With an EMA, every epoch validates the averaged and the raw weights (components/train/ema.py).
+    val_batches = math.ceil(data.counts["val"] / train.batch_size) * (2 if train.ema_epochs > 0 else 1)
     epoch = data.steps_per_epoch * times.train + val_batches * times.val + EPOCH_OVERHEAD_SECONDS
     head_epoch = data.steps_per_epoch * times.head + val_batches * times.val + EPOCH_OVERHEAD_SECONDS
     head_epochs = train.finetune.head_epochs if params.model.weights != "none" else 0

@@ -1,19 +1,26 @@
 """The callbacks of a training run, and the two that Keras does not have.
 
 ``training_callbacks`` assembles, in an order that matters: BackupAndRestore (resume after a
-kill; it saves before the EMA swap, so a backup holds the raw weights), SwapEMAWeights
-(validation and early stopping see the EMA of the weights), EarlyStopping (when there is a
-val split), Lookahead, the layers' own epoch hooks, TensorBoard, a CSV log and the progress.
+kill; it saves at the end of an epoch before anything swaps weights, so a backup holds the
+raw weights, and the EMA's average is in the optimizer's state), Preemption, EMAWeights
+(validation sees the EMA of the weights, and the raw weights are validated as well:
+``ema.py``), BestEpoch (early stopping and the kept model, when there is a val split:
+``best_epoch.py``), Lookahead, the layers' own epoch hooks, TensorBoard, a CSV log and the
+progress.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from keras import ops
 
+from visionpipe.components.train.best_epoch import BestEpoch, KeepRule
+from visionpipe.components.train.ema import EMAWeights
 from visionpipe.components.train.progress import TrainingProgress
 from visionpipe.pipeline.config import TrainConfig
 from visionpipe.pipeline.stage import StageContext
@@ -91,6 +98,12 @@ class LayerEpochHooks(keras.callbacks.Callback):
                 layer.on_epoch_begin(epoch)
 
 
+@dataclasses.dataclass
+class Callbacks:
+    all: list[keras.callbacks.Callback]
+    best: BestEpoch | None  # with a val split: which epoch's model is kept, and why
+
+
 def training_callbacks(
     train: TrainConfig,
     ctx: StageContext,
@@ -98,23 +111,24 @@ def training_callbacks(
     backup: Path,
     epochs: int,
     steps_per_epoch: int,
-    validate: bool,
+    val: tf.data.Dataset | None,
+    rule: KeepRule | None,
     initial_epoch: int = 0,
-) -> list[keras.callbacks.Callback]:
+) -> Callbacks:
+    """``val`` and ``rule`` (the val split and its majority class) are None without a val split."""
     # Every epoch, and every train.backup_every_steps steps; the previous backup is kept until
     # the new one is complete, so a kill in the middle of a write leaves one that restores.
     backup_and_restore = keras.callbacks.BackupAndRestore(
         str(backup), save_freq=train.backup_every_steps or "epoch", double_checkpoint=True
     )
     callbacks: list[keras.callbacks.Callback] = [backup_and_restore, Preemption(backup_and_restore, ctx)]
-    if train.ema_momentum > 0:
-        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    if validate:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=train.early_stopping_patience, restore_best_weights=True
-            )
-        )
+    ema = EMAWeights(val) if train.ema_epochs > 0 else None
+    if ema is not None:
+        callbacks.append(ema)
+    best = None
+    if val is not None:
+        best = BestEpoch(rule, train.early_stopping_patience, backup, ema, ctx.log)
+        callbacks.append(best)
     if train.lookahead.every:
         lookahead = train.lookahead
         callbacks.append(Lookahead(lookahead.every, lookahead.decay, lookahead.power, epochs * steps_per_epoch))
@@ -124,4 +138,4 @@ def training_callbacks(
         keras.callbacks.CSVLogger(str(logs.parent / "history.csv"), append=initial_epoch > 0),
         TrainingProgress(ctx, epochs, steps_per_epoch),
     ]
-    return callbacks
+    return Callbacks(callbacks, best)

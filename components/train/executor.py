@@ -23,6 +23,7 @@ import tensorflow as tf
 from visionpipe.components.common.process_state import restored_afterwards
 from visionpipe.components.common.tracking import EpochMetrics, log_folder, tracked_run
 from visionpipe.components.train import budget, finetune
+from visionpipe.components.train.best_epoch import BestEpoch, keep_rule
 from visionpipe.components.train.callbacks import training_callbacks
 from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.recipe import Compiled, build_and_compile, compile_model
@@ -101,9 +102,9 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         started = time.monotonic()
         guard = [plan.deadline()] if plan is not None else []  # auto's budget, whatever the machine does
         if backbone is not None:
-            history = _fit_in_two_phases(compiled, backbone, data, params, ctx, out, guard)
+            fitted = _fit_in_two_phases(compiled, backbone, data, params, ctx, out, guard)
         else:
-            history = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs, extra=guard)
+            fitted = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs, extra=guard)
         fit_seconds = time.monotonic() - started
         if not chief:
             raise NotRegistered(
@@ -116,9 +117,9 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         classifier.save(out / "model.keras")
         data.spec.save(out / "preprocessing.json")
         (out / "classes.json").write_text(json.dumps(data.classes))
-        (out / "history.json").write_text(json.dumps(history, indent=2))
+        (out / "history.json").write_text(json.dumps(fitted.history, indent=2))
         (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
-        summary = _summary(history, data.val is not None, classifier.count_params())
+        summary = _summary(fitted, classifier.count_params(), averaged=cfg.ema_epochs > 0)
         summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
         if plan is not None:
             figures, note = plan.check(fit_seconds, summary["epochs_run"], guard[0].stopped_at)
@@ -149,6 +150,12 @@ def _fit_to_budget(params: Params, data: TrainingData, ctx: StageContext, distri
     return params, plan
 
 
+@dataclasses.dataclass
+class Fitted:
+    history: dict[str, list[float]]
+    best: BestEpoch | None  # which epoch's model is kept and why; None without a val split
+
+
 def _fit(
     trainee: keras.Model,
     data: TrainingData,
@@ -159,7 +166,7 @@ def _fit(
     epochs: int,
     initial_epoch: int = 0,
     extra: Sequence[keras.callbacks.Callback] = (),
-) -> dict[str, list[float]]:
+) -> Fitted:
     callbacks = training_callbacks(
         params.train,
         ctx,
@@ -167,10 +174,10 @@ def _fit(
         ctx.scratch_dir / backup,
         epochs,
         data.steps_per_epoch,
-        validate=data.val is not None,
+        val=data.val,
+        rule=keep_rule(data.examples) if data.val is not None else None,
         initial_epoch=initial_epoch,
-    ) + ([EpochMetrics()] if params.tracking.mlflow_uri else [])
-    callbacks += extra
+    )
     # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
     # tf.data input, which shuffles itself (input.shuffle_buffer).
     history = trainee.fit(
@@ -180,15 +187,15 @@ def _fit(
         initial_epoch=initial_epoch,
         shuffle=False,
         steps_per_epoch=data.steps_per_epoch if data.fixed_steps else None,
-        callbacks=callbacks,
+        callbacks=callbacks.all + ([EpochMetrics()] if params.tracking.mlflow_uri else []) + list(extra),
         verbose=params.train.verbose,
     )
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
+    return Fitted({k: [float(v) for v in values] for k, values in history.history.items()}, callbacks.best)
 
 
 def _fit_in_two_phases(
     compiled: Compiled, backbone, data: TrainingData, params: Params, ctx: StageContext, out, extra=()
-):
+) -> Fitted:
     cfg, head_epochs = params.train, params.train.finetune.head_epochs
     head_weights = ctx.scratch_dir / "head_phase.weights.h5"
     history: dict[str, list[float]] = {}
@@ -199,7 +206,7 @@ def _fit_in_two_phases(
         finetune.freeze(backbone)
         compile_model(compiled.trainee, cfg, len(data.classes), data.steps_per_epoch, head_epochs)
         ctx.log(f"phase 1: {head_epochs} epochs training the head on the frozen backbone")
-        history = _fit(compiled.trainee, data, params, ctx, out, "backup_head", head_epochs, extra=extra)
+        history = _fit(compiled.trainee, data, params, ctx, out, "backup_head", head_epochs, extra=extra).history
         compiled.classifier.save_weights(head_weights)
     trained = finetune.unfreeze_top(backbone, cfg.finetune.unfreeze)
     compile_model(
@@ -212,7 +219,7 @@ def _fit_in_two_phases(
     tuned = _fit(
         compiled.trainee, data, params, ctx, out, "backup_finetune", head_epochs + cfg.epochs, head_epochs, extra
     )
-    return {k: history.get(k, []) + tuned.get(k, []) for k in tuned}
+    return Fitted({k: history.get(k, []) + tuned.history.get(k, []) for k in tuned.history}, tuned.best)
 
 
 def _adapt_to_data(classifier: keras.Model, data: TrainingData, ctx: StageContext) -> None:
@@ -230,23 +237,23 @@ def _float32(classifier: keras.Model, data: TrainingData, params: Params) -> ker
     return twin
 
 
-def _summary(history: dict[str, list[float]], validated: bool, parameters: int) -> dict:
-    monitored = "val_loss" if validated else "loss"
-    losses = history[monitored]
-    # With a val split, EarlyStopping restored the best epoch; without one, the last is kept.
-    best = min(range(len(losses)), key=losses.__getitem__) if validated else len(losses) - 1
-    prefix = "val_" if validated else ""
-    accuracy = float(history[f"{prefix}accuracy"][best])
-    epochs = len(losses)
+def _summary(fitted: Fitted, parameters: int, averaged: bool) -> dict:
+    best, history = fitted.best, fitted.history
+    if best is None:  # no val split: the last epoch's model (its EMA, when on) is kept
+        epochs = len(history["loss"])
+        kept = {"epochs_run": epochs, "best_epoch": epochs, "loss": history["loss"][-1]}
+        kept["accuracy"] = history["accuracy"][-1]  # of the raw weights, while they trained
+        model = "the EMA weights" if averaged else "the model"
+        note = f"kept {model} of epoch {epochs} (the last: there is no val split)"
+        note += f", train accuracy {kept['accuracy']:.4f}"
+    else:
+        # Epoch numbers count from the run's start, also after a resume or a head phase.
+        epochs = best.last_epoch + 1
+        kept = {"epochs_run": epochs, "best_epoch": best.kept.epoch + 1, "kept_weights": best.kept.weights}
+        kept.update(val_loss=best.kept.loss, val_accuracy=best.kept.accuracy, val_majority_rate=best.rule.majority_rate)
+        note = f"{best.note()}, val_accuracy {best.kept.accuracy:.4f}"
     return {
-        "epochs_run": epochs,
-        "best_epoch": best + 1,
-        f"{prefix}accuracy": accuracy,
-        f"{prefix}loss": float(losses[best]),
+        **{k: float(v) if isinstance(v, float) else v for k, v in kept.items()},
         "params": parameters,
-        "notes": [
-            f"{epochs} epoch{'s' if epochs != 1 else ''}; kept the model of epoch {best + 1}"
-            + (" (lowest val loss)" if validated else " (the last: there is no val split)")
-            + f", {prefix}accuracy {accuracy:.4f}"
-        ],
+        "notes": [f"{epochs} epoch{'s' if epochs != 1 else ''}; {note}"],
     }

@@ -4,8 +4,9 @@ stage's ``HyperModel.build(hp)`` share.
 ``build_and_compile`` makes the classifier (``models.classifier``) and compiles it with the
 recipe of ``train.*``: AdamW or SGD with Nesterov momentum, a warmup schedule
 (``schedules.py``), decoupled weight decay kept off biases and normalisation parameters,
-optional gradient clipping, an EMA of the weights (used for validation and kept at the
-end), label smoothing and an optional learning-rate multiplier for normalisation shifts.
+optional gradient clipping, an EMA of the weights and BatchNorm statistics with a warm-up
+(``ema.py``: validated beside the raw weights, and kept when it validates better), label
+smoothing and an optional learning-rate multiplier for normalisation shifts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 
 import keras
 
+from visionpipe.components.train.ema import WeightAverage, batchnorm_statistics, decay_per_step
 from visionpipe.components.train.schedules import WarmupSchedule
 from visionpipe.models.classifier import build_classifier
 from visionpipe.models.preprocessing import PreprocessingSpec
@@ -74,12 +76,7 @@ def make_optimizer(
         milestones=train.step_milestones,
         gamma=train.step_gamma,
     )
-    common = {
-        "weight_decay": train.weight_decay or None,
-        "global_clipnorm": train.gradient_clip_norm or None,
-        "use_ema": train.ema_momentum > 0,
-        "ema_momentum": train.ema_momentum or 0.99,
-    }
+    common = {"weight_decay": train.weight_decay or None, "global_clipnorm": train.gradient_clip_norm or None}
     if train.optimizer == "sgd":
         optimizer = ScaledSGD(schedule, momentum=train.momentum, nesterov=True, **common)
     else:
@@ -90,6 +87,8 @@ def make_optimizer(
     if train.weight_decay and not train.decay_norm_and_bias:
         # Biases, normalisation scales and shifts: decaying them only fights the normalisation.
         optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) <= 1])
+    if train.ema_epochs > 0:
+        optimizer.average_weights(decay_per_step(train.ema_epochs, steps_per_epoch), batchnorm_statistics(model))
     return optimizer
 
 
@@ -115,9 +114,9 @@ class _ScaledLearningRate:
         return super().update_step(gradient, variable, learning_rate)
 
 
-class ScaledSGD(_ScaledLearningRate, keras.optimizers.SGD):
+class ScaledSGD(_ScaledLearningRate, WeightAverage, keras.optimizers.SGD):
     pass
 
 
-class ScaledAdamW(_ScaledLearningRate, keras.optimizers.AdamW):
+class ScaledAdamW(_ScaledLearningRate, WeightAverage, keras.optimizers.AdamW):
     pass

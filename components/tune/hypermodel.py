@@ -17,6 +17,7 @@ import keras_tuner as kt
 
 from visionpipe.components.common.tracking import EpochMetrics, log_file, tracked_run
 from visionpipe.components.train.data import TrainingData, training_data
+from visionpipe.components.train.ema import EMAWeights
 from visionpipe.components.train.recipe import build_and_compile
 from visionpipe.components.train.spec import Params as TrainParams
 from visionpipe.models.classifier import adapt_to_data
@@ -99,7 +100,9 @@ class ConfigHyperModel(kt.HyperModel):
                 epochs=kwargs.get("epochs", params.train.epochs),
                 initial_epoch=kwargs.get("initial_epoch", 0),
                 steps_per_epoch=data.steps_per_epoch if data.fixed_steps else None,
-                callbacks=kwargs.get("callbacks", []) + ([EpochMetrics()] if run is not None else []),
+                callbacks=self._ema(params)
+                + kwargs.get("callbacks", [])
+                + ([EpochMetrics()] if run is not None else []),
                 shuffle=False,
                 verbose=0,
             )
@@ -109,6 +112,12 @@ class ConfigHyperModel(kt.HyperModel):
                 model.save_weights(weights)
                 log_file(weights)
         return history
+
+    @staticmethod
+    def _ema(params: TrainParams) -> list:
+        """A trial with an EMA is scored on the averaged weights, as train validates them (the raw
+        weights' second validation pass is left out: the trial's score is the average's)."""
+        return [EMAWeights()] if params.train.ema_epochs > 0 else []
 
     def _datasets(self, params: TrainParams) -> TrainingData:
         """The datasets for a trial's params; rebuilt only when what they depend on changes."""

@@ -8,16 +8,18 @@ Drift is measured against the previous data version's statistics (``baseline``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from google.protobuf import text_format
 
-from visionpipe.components.ingest.split import ABSENT, MISSING, UNUSABLE
+from visionpipe.components.ingest.split import ABSENT, MISSING, TOO_SMALL, UNUSABLE
 from visionpipe.pipeline.config import ValidateConfig
 
 # Our anomaly kinds as TFDV's anomaly types, so TFDV/Facets users see familiar reasons.
 _TFMD_TYPES = {
     "empty_class": "FEATURE_TYPE_LOW_NUMBER_PRESENT",
+    "too_few_images": "FEATURE_TYPE_LOW_NUMBER_PRESENT",
     "undecodable_image": "LOW_SUPPORTED_IMAGE_FRACTION",
     "class_missing_from_split": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
     "class_missing_vs_schema": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
@@ -120,8 +122,8 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
     )
     origins = f.plan.get("origins", {})
     for split, stats in f.split_stats.items():
-        if stats["count"] == 0 and origins.get(split) == ABSENT:
-            continue  # deliberately: data.split.<split> is 0
+        if stats["count"] == 0 and origins.get(split) in (ABSENT, TOO_SMALL):
+            continue  # deliberately: data.split.<split> is 0, or the data is too small for a test split
         if stats["count"] == 0:
             where = "the given layout has no such folder" if origins.get(split) == MISSING else "it is empty"
             add(
@@ -137,6 +139,13 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
             "classes (each needs at least 3 for train/val/test)",
             [c for c in f.classes if stats["classes"].get(c, 0) == 0],
         )
+    minimum = config.min_train_images_per_class
+    add(
+        "too_few_images",
+        f"classes with fewer train images than validate.min_train_images_per_class ({minimum}), too few to "
+        "learn them; add images to each class folder (about as many as listed), or remove the class",
+        _too_few(f.classes, f.split_stats, minimum),
+    )
     add(
         "class_imbalance",
         f"the train split's largest class outnumbers its smallest by more than "
@@ -159,6 +168,19 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
         )
     if f.baseline:
         _drift(f.split_stats, f.baseline, config, add)
+    return found
+
+
+def _too_few(classes: list[str], split_stats: dict[str, dict], minimum: int) -> list[str]:
+    """Classes with some, but fewer than ``minimum``, train images (none at all is
+    class_missing_from_split), each with how many more images would give it enough."""
+    found = []
+    for name in classes:
+        train = split_stats.get("train", {}).get("classes", {}).get(name, 0)
+        total = sum(s["classes"].get(name, 0) for s in split_stats.values())
+        if 0 < train < minimum:
+            more = math.ceil(minimum * total / train) - total  # at the share of its images train gets now
+            found.append(f"{name}: {train} train images ({total} in all); add about {more} more")
     return found
 
 

@@ -23,7 +23,7 @@ from visionpipe.components.common.image_stats import to_proto as stats_proto
 from visionpipe.components.validate import anomalies as checks
 from visionpipe.components.validate import summary
 from visionpipe.components.validate.spec import Inputs, Outputs, Params, reviewed_schema_path
-from visionpipe.pipeline.artifacts import Statistics
+from visionpipe.pipeline.artifacts import Examples, Statistics
 from visionpipe.pipeline.errors import DataError
 from visionpipe.pipeline.stage import StageContext
 
@@ -44,7 +44,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     classes_info = json.loads((examples / "classes.json").read_text())
     plan = json.loads((examples / "plan.json").read_text())
     quarantine = [json.loads(line) for line in (examples / "quarantine.jsonl").read_text().splitlines() if line]
-    split_stats = json.loads((examples / "split_stats.json").read_text())
+    split_stats = json.loads((examples / Examples.SPLIT_STATS).read_text())
     for split, stats_of_split in split_stats.items():
         stats_of_split["duplicates"] = sum(len(group) for s, group in plan["duplicates_in_split"] if s == split)
 

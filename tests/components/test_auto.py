@@ -39,7 +39,7 @@ def test_few_photos_train_from_scratch_offline_with_strong_augmentation_and_many
         "flip_horizontal",
         "color_jitter",
     ]
-    assert v["train.batch_size"] == 16 and v["train.ema_momentum"] == 0.0
+    assert v["train.batch_size"] == 16 and v["train.ema_epochs"] == 0.0
     assert v["train.epochs"] == auto.max_epochs(facts(train=200), transfer=False) >= 100
     assert any("no pretrained backbone" in line and "training from scratch" in line for line in choice.lines)
 

@@ -13,7 +13,7 @@ from visionpipe.components.evaluate.data import EvalSplit
 from visionpipe.components.evaluate.gradcam import heat_maps
 from visionpipe.components.evaluate.gradcam import summary as gradcam_summary
 from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
-from visionpipe.components.evaluate.robustness import CORRUPTION_FUNCTIONS, corrupt, robustness
+from visionpipe.components.evaluate.robustness import CORRUPTION_FUNCTIONS, corrupt, gaussian_blur, robustness
 from visionpipe.components.evaluate.slices import size_bucket, slice_table, source_folder
 from visionpipe.pipeline.config import CORRUPTIONS, BaselineConfig, EvaluateConfig, SliceConfig, ThresholdConfig
 
@@ -79,6 +79,33 @@ def test_each_corruption_gets_stronger_with_severity_and_keeps_8_bit_images(name
         assert np.allclose(out * 255, np.round(out * 255), atol=1e-4)
         changes.append(np.abs(out - images.numpy()).mean())
     assert 0 < changes[0] < changes[1] < changes[2], changes
+
+
+def _grating(side: int, cycles: int = 4) -> tf.Tensor:
+    """Vertical stripes with ``cycles`` periods across the image, at ``side`` x ``side`` px."""
+    x = (np.arange(side) + 0.5) / side
+    row = np.round((0.5 + 0.4 * np.sin(2 * np.pi * cycles * x)) * 255) / 255
+    return tf.constant(np.broadcast_to(row[None, None, :, None], (1, side, side, 1)), tf.float32)
+
+
+def _contrast_lost(blurred: tf.Tensor, image: tf.Tensor) -> float:
+    return 1 - float(tf.math.reduce_std(blurred) / tf.math.reduce_std(image))
+
+
+@pytest.mark.parametrize("severity", [0, 1, 2])
+def test_a_blur_severity_does_the_same_damage_to_the_same_pattern_at_any_image_size(severity):
+    small, large = _grating(32), _grating(128)
+    lost = [_contrast_lost(corrupt(image, "blur", severity, seed=0), image) for image in (small, large)]
+    assert lost[1] > 0.01 and lost[0] == pytest.approx(lost[1], abs=0.02), lost
+    # A sigma in pixels (the definition before) blurs the small image's stripes far more.
+    sigma = (0.5, 1.0, 2.0)[severity]
+    fixed = [_contrast_lost(gaussian_blur(image, sigma), image) for image in (small, large)]
+    assert fixed[0] > 4 * fixed[1], fixed
+
+
+def test_downscale_divides_the_resolution_by_the_same_factor_at_any_size():
+    found = {side: [CORRUPTION_FUNCTIONS["downscale"].at_size(f, side, side) for f in (2, 3, 4)] for side in (28, 224)}
+    assert found == {28: ["14x14 px", "9x9 px", "7x7 px"], 224: ["112x112 px", "75x75 px", "56x56 px"]}
 
 
 def test_the_config_lists_the_corruptions_robustness_implements():
@@ -190,6 +217,7 @@ def _result(accuracy=0.9, recalls=(0.9, 0.2), ece=0.05, drops=None):
     classes = [f"c{i}" for i in range(len(recalls))]
     result = {
         "accuracy": accuracy,
+        "balanced_accuracy": float(np.mean(recalls)),
         "classes": classes,
         "per_class": {c: {"recall": r} for c, r in zip(classes, recalls, strict=True)},
         "calibration": {"ece_served": ece},
@@ -212,9 +240,12 @@ def test_absolute_checks_record_value_threshold_and_verdict():
     assert checks["ECE"].verdict == gate.PASSED
     assert checks["accuracy drop under blur (strongest)"].verdict == gate.FAILED
     assert checks["accuracy drop under jpeg (strongest)"].verdict == gate.NOT_CHECKED
-    assert checks["top-k accuracy"].verdict == gate.NOT_CHECKED  # two classes: no top-k
+    assert checks["top-k accuracy"].verdict == gate.NOT_SET  # not set (and two classes: no top-k)
+    assert checks["balanced accuracy"].verdict == gate.NOT_SET and checks["balanced accuracy"].value == 0.55
     blessing = gate.blessing(list(checks.values()), "model-uri")
-    assert not blessing["blessed"] and len(blessing["reasons"]) == 3 and len(blessing["not_checked"]) == 2
+    assert blessing["verdict"] == "NOT BLESSED" and not blessing["blessed"] and len(blessing["reasons"]) == 3
+    assert len(blessing["not_checked"]) == 1
+    assert blessing["not_set"] == [f"evaluate.thresholds.{k}" for k in ("min_balanced_accuracy", "min_top_k_accuracy")]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Keras 3 fit under tf.distribute: the compatibility fixes make two local worker processes end
 with the weights of single-process training at the same global batch, a canary fails once
 Keras no longer needs the fixes, and MirroredStrategy over two logical CPU devices matches
-single-device training unpatched."""
+single-device training unpatched; so does the recipe's EMA of the weights (train.ema_epochs)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,16 @@ pytestmark = pytest.mark.slow
 TASK = Path(__file__).with_name("multiworker_task.py")
 
 
-def one_process(mode: str, out: Path) -> None:
+def one_process(mode: str, out: Path, *ema: str) -> None:
     """``single`` (one device) or ``mirrored`` (two logical CPUs) training, weights to ``out``."""
-    subprocess.run([sys.executable, str(TASK), mode, "0,0", "no", str(out)], check=True, timeout=240,
+    subprocess.run([sys.executable, str(TASK), mode, "0,0", "no", str(out), *ema], check=True, timeout=240,
                    capture_output=True)  # fmt: skip
 
 
-def two_workers(tmp_path: Path, patch: bool) -> tuple[list[subprocess.CompletedProcess], Path]:
+def two_workers(tmp_path: Path, patch: bool, *ema: str) -> tuple[list[subprocess.CompletedProcess], Path]:
     ports, out = ",".join(map(str, free_ports(2))), tmp_path / "multi.npz"
-    commands = {i: [sys.executable, str(TASK), str(i), ports, "patch" if patch else "no", str(out)] for i in (0, 1)}
+    commands = {i: [sys.executable, str(TASK), str(i), ports, "patch" if patch else "no", str(out), *ema]
+                for i in (0, 1)}  # fmt: skip
     done = run_together(commands, timeout=240)
     return [done[0], done[1]], out
 
@@ -61,3 +62,16 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
     for key in a.files:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_the_weight_average_is_the_same_on_one_device_two_logical_cpus_and_two_workers(tmp_path):
+    single, mirrored = tmp_path / "single.npz", tmp_path / "mirrored.npz"
+    one_process("single", single, "EMA")
+    one_process("mirrored", mirrored, "EMA")
+    done, multi = two_workers(tmp_path, True, "EMA")
+    assert all(d.returncode == 0 for d in done), "\n".join(d.stdout[-2000:] for d in done)
+    a = np.load(single)
+    assert len(a.files) == 2 * 4 + 1  # the weights, their averages, the losses
+    for other in (np.load(mirrored), np.load(multi)):
+        for key in a.files:
+            np.testing.assert_allclose(a[key], other[key], rtol=1e-4, atol=1e-5)

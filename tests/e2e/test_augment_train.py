@@ -19,20 +19,22 @@ def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("augment")
     config = tmp / "config.yaml"
     config.write_text(tiny_config_yaml(tmp / "runs", make_folder(tmp / "images")))
-    return tmp, config
+    # Before anything is ingested (the tests below run in any order, all after it).
+    missing = visionpipe("augment-preview", "--config", str(config), "--set", POLICY)
+    for stage in ("ingest", "validate"):
+        assert visionpipe("run", "--config", str(config), "--stage", stage).returncode == 0
+    return tmp, config, missing
 
 
 def test_preview_needs_ingested_data_and_a_policy(project):
-    _, config = project
-    missing = visionpipe("augment-preview", "--config", str(config), "--set", POLICY)
+    _, config, missing = project
     assert missing.returncode == 2 and "no ingested data under" in missing.stderr
-    assert visionpipe("run", "--config", str(config), "--stage", "ingest").returncode == 0
     empty = visionpipe("augment-preview", "--config", str(config))
     assert empty.returncode == 2 and "train.augment.policy is empty" in empty.stderr
 
 
 def test_preview_writes_a_grid_of_augmented_samples(project):
-    tmp, config = project
+    tmp, config, _ = project
     out = tmp / "preview.png"
     done = visionpipe(
         "augment-preview",
@@ -53,8 +55,7 @@ def test_preview_writes_a_grid_of_augmented_samples(project):
 
 
 def test_train_with_augmentation_in_the_model_class_weights_and_a_file_cache(project):
-    tmp, config = project
-    assert visionpipe("run", "--config", str(config), "--stage", "validate").returncode == 0
+    tmp, config, _ = project
     done = visionpipe(
         "run",
         "--config",
@@ -82,7 +83,7 @@ def test_train_with_augmentation_in_the_model_class_weights_and_a_file_cache(pro
 
 
 def test_train_with_a_resampled_stream(project):
-    _, config = project
+    _, config, _ = project
     done = visionpipe(
         "run",
         "--config",

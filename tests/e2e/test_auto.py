@@ -84,7 +84,7 @@ def test_run_with_only_a_folder_chooses_a_recipe_estimates_it_and_ends_with_the_
     assert lines[-1] == f"report: {root / 'runs' / '1' / 'report.html'}" and (root / "runs/1/report.html").is_file()
     params = trained_params(root)
     assert params["recipe"] == "auto" and params["model"]["name"] == "resnet9"
-    assert params["train"]["ema_momentum"] == 0.0 and params["train"]["batch_size"] == 16
+    assert params["train"]["ema_epochs"] == 0.0 and params["train"]["batch_size"] == 16
 
     # An explicit --set wins over auto's choice of that key; auto still chooses the rest.
     again = visionpipe_in(

@@ -63,7 +63,7 @@ def test_prune_and_qat_files_are_made_scored_and_sparse_and_the_process_stays_on
 
 
 def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
-    data = make_folder(tmp_path / "images", per_class=10)
+    data = make_folder(tmp_path / "images", per_class=20)  # 10 gave the gate too few test images
     config = tmp_path / "config.yaml"
     config.write_text(tiny_config_yaml(tmp_path / "runs", data))
     kinds = ["export.tflite_float16=true", "export.tflite_dynamic_int8=true", "export.onnx=true",
@@ -107,7 +107,7 @@ def test_metadata_loads_in_tflite_support_and_the_task_library_agrees_with_the_i
 
     python = metadata_python("auto")
     assert python is not None, "make install sets up .venv-tflite-support"
-    data = make_folder(tmp_path / "images", per_class=10)
+    data = make_folder(tmp_path / "images", per_class=20)  # 10 gave the gate too few test images
     config = tmp_path / "config.yaml"
     config.write_text(tiny_config_yaml(tmp_path / "runs", data))
     result = visionpipe_api.run_pipeline(visionpipe_api.load_config(config, ["export.tflite_float=false"]))

@@ -60,7 +60,9 @@ def test_two_class_train_val_folder_runs_end_to_end_with_a_carved_test_split(two
     assert metrics["split"] == "test" and metrics["examples"] == 4 and "top_k" not in metrics
     assert set(metrics["per_class"]) == {"red", "blue"}
     assert re.search(
-        r"evaluate: test accuracy \d\.\d{4} \(95% CI \d\.\d{4}-\d\.\d{4}\), macro F1 \d\.\d{4} on 4 images", out.stdout
+        r"evaluate: test accuracy \d\.\d{4} \(95% CI \d\.\d{4}-\d\.\d{4}, width \d\.\d{4}\), "
+        r"macro F1 \d\.\d{4} on 4 images",
+        out.stdout,
     )
     assert "evaluate: per class, precision/recall/F1 (images): blue " in out.stdout
     assert "evaluate: gate: BLESSED" in out.stdout

@@ -172,7 +172,8 @@ def test_export_gates_keep_failing_files_from_push(project):
 
 
 def test_sigterm_writes_a_backup_exits_75_and_the_rerun_resumes(tmp_path):
-    config = interruptible_project(tmp_path, 5, "  backup_every_steps: 1")
+    # With the EMA of the weights on: its average is in the backup's optimizer state.
+    config = interruptible_project(tmp_path, 5, "  backup_every_steps: 1", "  ema_epochs: 1")
     assert visionpipe("run", "--config", str(config), "--stage", "ingest").returncode == 0
     assert visionpipe("run", "--config", str(config), "--stage", "validate").returncode == 0
     command = [sys.executable, "-m", "visionpipe", "run", "--config", str(config), "--stage", "train"]
@@ -185,3 +186,5 @@ def test_sigterm_writes_a_backup_exits_75_and_the_rerun_resumes(tmp_path):
     assert " train     epoch 1/5: " not in rerun.stdout and " train     epoch 5/5: " in rerun.stdout
     history = json.loads((latest(tmp_path / "runs", "train") / "model" / "history.json").read_text())
     assert 1 <= len(history["loss"]) <= 3  # resumed at epoch 3 or 4, not from the start
+    assert len(history["raw_val_loss"]) == len(history["val_loss"])  # the raw weights validated too
+    assert "train: 5 epochs; kept the " in rerun.stdout and " weights of epoch " in rerun.stdout

@@ -54,7 +54,9 @@ def trials(root: Path) -> list[dict]:
 
 
 def test_search_feeds_train_and_lineage_shows_it(tmp_path, monkeypatch):
-    config = project(tmp_path, SPACE + f"tracking:\n  mlflow_uri: {tmp_path / 'mlruns'}\n")
+    # Trials with and without an EMA: a trial with one is scored on its averaged weights.
+    space = SPACE + "    train.ema_epochs: {choice: [0.0, 1.0]}\n"
+    config = project(tmp_path, space + f"tracking:\n  mlflow_uri: {tmp_path / 'mlruns'}\n")
     out = visionpipe("run", "--config", str(config), "--stage", "ingest")
     out = visionpipe("run", "--config", str(config), "--from", "validate", "--set", "export.tflite_int8=false")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -63,7 +65,7 @@ def test_search_feeds_train_and_lineage_shows_it(tmp_path, monkeypatch):
     assert len(trials(tmp_path / "runs")) == 4 and all(t["status"] == "COMPLETED" for t in trials(tmp_path / "runs"))
     best = json.loads((latest(tmp_path / "runs", "tune") / "best_hyperparameters" / "best_hyperparameters.txt")
                       .read_text())  # fmt: skip
-    assert set(best["values"]) == {"train.learning_rate", "model.args.width"}
+    assert set(best["values"]) == {"train.learning_rate", "model.args.width", "train.ema_epochs"}
     params = json.loads((latest(tmp_path / "runs", "train") / "model" / "params.json").read_text())
     assert params["train"]["learning_rate"] == best["values"]["train.learning_rate"]
     assert params["model"]["args"]["width"] == best["values"]["model.args.width"]
