@@ -17,15 +17,29 @@ from visionpipe.pipeline.errors import UserError
 
 
 def latest_examples(root: Path):
+    return _latest(root, "ingest", "examples")
+
+
+def _latest(root: Path, stage: str, output: str):
     from visionpipe.pipeline.metadata import MetadataStore
 
     db = root / "metadata.sqlite"
-    latest = MetadataStore(db).latest_outputs("ingest") if db.is_file() else None
+    latest = MetadataStore(db).latest_outputs(stage) if db.is_file() else None
     if latest is None:
-        raise UserError(
-            f"no ingested data under {root}; run `visionpipe run --config <your config> --stage ingest` first"
-        )
-    return latest[1]["examples"]
+        done = "ingested" if stage == "ingest" else "validated"
+        raise UserError(f"no {done} data under {root}; run `visionpipe run --config <config> --stage {stage}` first")
+    return latest[1][output]
+
+
+def _auto_choice(config: Config) -> Config:
+    """recipe auto: the preprocessing and policy auto chooses for the latest validated data."""
+    from visionpipe.components.train import auto
+    from visionpipe.components.train.spec import params_of
+
+    root = Path(config.run.root)
+    inputs = {"examples": latest_examples(root), "statistics": _latest(root, "validate", "statistics")}
+    params, _ = auto.resolve(params_of(config), inputs)
+    return dataclasses.replace(config, preprocessing=params.preprocessing, train=params.train)
 
 
 def write_preview(config: Config, out: Path, num_images: int = 8, variants: int = 5) -> Path:
@@ -38,6 +52,8 @@ def write_preview(config: Config, out: Path, num_images: int = 8, variants: int 
     from visionpipe.components.train.augment import build_policy
     from visionpipe.models.preprocessing import PreprocessingSpec
 
+    if config.recipe == "auto":
+        config = _auto_choice(config)
     if not config.train.augment.policy:
         raise UserError("train.augment.policy is empty: there is nothing to preview")
     examples = latest_examples(Path(config.run.root))

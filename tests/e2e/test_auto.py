@@ -69,7 +69,9 @@ def test_run_with_only_a_folder_chooses_a_recipe_estimates_it_and_ends_with_the_
     assert lines[0] == f"run root: {root} (--data's default; set run.root to move it); recipe auto"
     assert all(status in ("succeeded",) for status, *_ in stage_rows(out.stdout).values())
     # The choice, with why there is no pretrained backbone (one line), before training starts.
-    assert re.search(r"auto recipe for \d+ train / \d+ val images, 3 classes, colour photos of about \d+x\d+", out.stdout)
+    assert re.search(
+        r"auto recipe for \d+ train / \d+ val images, 3 classes, colour photos of about \d+x\d+", out.stdout
+    )
     offline = [line for line in lines if "no pretrained backbone" in line]
     assert len(offline) == 1 and "cannot be downloaded" in offline[0] and "training from scratch" in offline[0]
     chose = next(
@@ -86,6 +88,10 @@ def test_run_with_only_a_folder_chooses_a_recipe_estimates_it_and_ends_with_the_
     params = trained_params(root)
     assert params["recipe"] == "auto" and params["model"]["name"] == "resnet9"
     assert params["train"]["ema_epochs"] == 0.0 and params["train"]["batch_size"] == 16
+
+    # The augmentation preview shows auto's policy for this data.
+    preview = visionpipe_in(work, env, "augment-preview", "--data", str(data), "--out", "grid.png")
+    assert preview.returncode == 0 and (work / "grid.png").is_file(), preview.stdout + preview.stderr
 
     # An explicit --set wins over auto's choice of that key; auto still chooses the rest.
     again = visionpipe_in(
