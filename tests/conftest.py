@@ -84,8 +84,12 @@ def tiny_config_yaml(root: Path, data: Path, defaults: bool = False) -> str:
         "  name: small_cnn",
         "  args: {width: 8}",
         "train:",
-        "  epochs: 2",
+        # 4 short epochs at 0.01 learn the coloured classes whatever the seed (2 epochs at 2e-3
+        # after a warmup epoch left one class unrecognised for some seeds: NOT BLESSED).
+        "  epochs: 4",
         "  batch_size: 8",
+        "  learning_rate: 0.01",
+        "  warmup_epochs: 0",
         "  verbose: 0",
         *(TINY_EVALUATE_LINES if relaxed else []),
         "export:",

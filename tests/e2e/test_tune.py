@@ -24,7 +24,7 @@ SPACE = """tune:
   max_trials: 4
   max_epochs: 1
   space:
-    train.learning_rate: {log: [0.0001, 0.01]}
+    train.learning_rate: {log: [0.003, 0.03]}
     model.args.width: {choice: [4, 8]}
 """
 
