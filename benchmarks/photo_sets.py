@@ -101,7 +101,7 @@ def pipeline_result(root: Path, log: Path, wall: float) -> dict:
         "images": metrics["examples"],
         "accuracy": metrics["accuracy"],
         "interval": metrics["intervals"]["accuracy"],
-        "majority": metrics.get("baselines", {}).get("majority_accuracy"),
+        "majority": metrics.get("trivial", {}).get("majority", {}).get("accuracy"),
         "verdict": blessing.get("verdict", "BLESSED" if blessing["blessed"] else "NOT BLESSED"),
         "epochs": len(history.get("loss", [])),
         "estimate": _estimate(log),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COLORS, make_image, tiny_config_yaml
+from tests.conftest import COLORS, TINY_EPOCHS, make_image, tiny_config_yaml
 from tests.e2e.helpers import stage_rows, visionpipe
 
 pytestmark = pytest.mark.slow
@@ -142,8 +142,9 @@ def test_absent_splits_train_without_val_and_evaluate_on_val(tmp_path):
     out = visionpipe("run", "--config", str(config), "--set", "data.split.val=0")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "val 0 absent (data.split.val is 0)" in out.stdout
-    assert "no val split: all 4 epochs run without early stopping" in out.stdout
-    assert "train: 4 epochs; kept the model of epoch 4 (the last: there is no val split)" in out.stdout
+    assert f"no val split: all {TINY_EPOCHS} epochs run without early stopping" in out.stdout
+    last = f"train: {TINY_EPOCHS} epochs; kept the model of epoch {TINY_EPOCHS} (the last: there is no val split)"
+    assert last in out.stdout
 
     no_test = make_layout(tmp_path / "no_test", {"train": 12, "val": 4})
     config.write_text(tiny_config_yaml(tmp_path / "runs2", no_test))

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from tests.conftest import make_folder, tiny_config_yaml
+from tests.conftest import TINY_EPOCHS, make_folder, tiny_config_yaml
 from tests.e2e.helpers import REPO, stage_rows, visionpipe
 from tests.processes import signal_on_line
 
@@ -136,7 +136,7 @@ def interruptible_project(tmp_path: Path, epochs: int, *train_lines: str) -> Pat
     config = tmp_path / "config.yaml"
     config.write_text(
         tiny_config_yaml(tmp_path / "runs", make_folder(tmp_path / "images"))
-        .replace("  epochs: 4", f"  epochs: {epochs}")
+        .replace(f"  epochs: {TINY_EPOCHS}", f"  epochs: {epochs}")
         .replace("  verbose: 0", "\n".join(["  early_stopping_patience: 100", *train_lines]))
     )
     return config
