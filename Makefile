@@ -39,13 +39,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# pytest-randomly runs the tests in a random order and prints its seed at the top; replay an
-# order with `$(BIN)/python -m pytest -q --randomly-seed=N`.
+# pytest-randomly runs the tests in a random order and prints its seed at the top and the end;
+# replay an order with `make test PYTEST_ARGS=--randomly-seed=N`. pytest-xdist runs two test
+# modules at a time (a module's tests and fixtures stay on one worker).
+PYTEST_ARGS ?=
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: lint browser
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf visionpipe_runs .pytest_cache
