@@ -41,15 +41,22 @@ SERVING_VERSION = "1"  # push assigns the version at the serving destination
 ARTIFACTS_FILE = "artifacts.json"
 
 
+def served_model(trained, temperature: float, tta_flip: bool):
+    """The model every exported file is made from: the trained one at evaluate's temperature,
+    and with ``tta_flip`` the average of those calibrated probabilities over each image and its
+    mirror image."""
+    model = with_temperature(trained, temperature)
+    return flip_averaged(model) if tta_flip else model
+
+
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.export
     trained, spec, classes = load_trained(inputs.model.path)
     temperature = inputs.evaluation.temperature
-    model = with_temperature(trained, temperature)
+    model = served_model(trained, temperature, cfg.tta_flip)
     if temperature != 1.0:
         ctx.log(f"every exported model divides its logits by the temperature {temperature:.3f} evaluate fitted on val")
-    if cfg.tta_flip:  # every exported file averages each image with its mirror image
-        model = flip_averaged(trained)
+    if cfg.tta_flip:
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
     examples, out = inputs.examples.path, outputs.exported_model.path
     split = inputs.evaluation.split
