@@ -263,8 +263,8 @@ def _exported(report: RunReport) -> str:
         return _f(value / 1024, 0) if value else "—"
 
     rows = [
-        [esc(name), _f(r["accuracy"]), kib(r.get("size_bytes")), kib(r.get("gzip_bytes")), _f(r.get("p50_ms_1t"), 2),
-         _f(r.get("p50_ms_4t"), 2), esc(r.get("gate", "reference"))]
+        [esc(name), _f(r.get("accuracy")), kib(r.get("size_bytes")), kib(r.get("gzip_bytes")),
+         _f(r.get("p50_ms_1t"), 2), _f(r.get("p50_ms_4t"), 2), esc(r.get("gate", "reference"))]
         for name, r in report.exported.items()
     ]  # fmt: skip
     pushed = ""
@@ -344,6 +344,6 @@ def render_markdown(report: RunReport) -> str:
         ]
     if report.exported:
         lines += ["", "| artifact | accuracy | size (KiB) | gate |", "|---|---|---|---|"]
-        lines += [f"| {n} | {r['accuracy']:.4f} | {r.get('size_bytes', 0) / 1024:.0f} | {r.get('gate', '—')} |"
+        lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {r.get('gate', '—')} |"
                   for n, r in report.exported.items()]  # fmt: skip
     return "\n".join(lines) + "\n"

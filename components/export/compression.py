@@ -3,7 +3,8 @@
 The trained network's weights and a job file go to ``tfmot_bridge`` in a subprocess (tfmot
 needs tf_keras and switches its process to legacy Keras, which must never reach this one);
 the bridge writes a full-integer int8 .tflite and a report. A model the bridge cannot rebuild
-or compress fails with the bridge's own last error line, and the files made so far stay.
+or compress (or a bridge stopped at its timeout) raises UserError with the bridge's own last
+error line; export records that file as failed, keeps it out of push, and the rest stands.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Knowledge distillation for the export stage: a small registered model (the student) learns
 from the trained model (the teacher) on the train split with ``keras.distillation``; the
-student then goes through the same int8 conversion, scoring and gates as every other file.
+student, at its own temperature fitted on val, then goes through the same int8 conversion,
+scoring and gates as every other file.
 
 Both models output probabilities; their logarithms are logits up to a constant, which is what
 ``LogitsDistillation`` softens with its temperature, and what the student's supervised loss
@@ -16,8 +17,11 @@ import keras
 
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.process_state import restored_afterwards
+from visionpipe.components.common.scoring import predict_batches
+from visionpipe.components.evaluate.calibration import fit_temperature
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.models.temperature import with_temperature
 from visionpipe.pipeline.config import DistillConfig, ModelConfig
 from visionpipe.pipeline.stage import StageContext
 
@@ -67,3 +71,19 @@ def _distill(teacher, config, spec, num_classes, examples, train_images, batch_s
     shuffled = train.unbatch().shuffle(10_000, seed=seed).batch(batch_size).repeat()
     distiller.fit(shuffled, epochs=config.epochs, steps_per_epoch=steps, verbose=0)
     return student
+
+
+def calibrated(student: keras.Model, examples: Path, spec: PreprocessingSpec, num_classes: int, val_images: int):
+    """The student at its own temperature, fitted on val as evaluate fits the teacher's (the
+    teacher's temperature says nothing about the student's confidence); (model, temperature,
+    what was done, for the log). Without a val split the student stays as trained."""
+    if not val_images:
+        return student, 1.0, "the student file carries no temperature: there is no val split to fit one on"
+    val = image_dataset(examples, "val", spec, num_classes, batch_size=256)
+    labels, probabilities = predict_batches(val, student.predict_on_batch, one_hot=True)
+    temperature = fit_temperature(probabilities, labels)
+    return (
+        with_temperature(student, temperature),
+        temperature,
+        f"the student file divides its logits by its own temperature {temperature:.3f}, fitted on val",
+    )

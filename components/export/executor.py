@@ -25,8 +25,8 @@ from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.evaluate.metrics import accuracy
 from visionpipe.components.export import saved_model, tflite
-from visionpipe.components.export.compression import compress, describe_report, techniques
-from visionpipe.components.export.distill import distill
+from visionpipe.components.export.compression import FILES, compress, describe_report, techniques
+from visionpipe.components.export.distill import calibrated, distill
 from visionpipe.components.export.gates import check_gates, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
@@ -55,7 +55,10 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     temperature = inputs.evaluation.temperature
     model = served_model(trained, temperature, cfg.tta_flip)
     if temperature != 1.0:
-        ctx.log(f"every exported model divides its logits by the temperature {temperature:.3f} evaluate fitted on val")
+        ctx.log(
+            f"every model exported from the trained one divides its logits by the temperature {temperature:.3f} "
+            "evaluate fitted on val"
+        )
     if cfg.tta_flip:
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
     examples, out = inputs.examples.path, outputs.exported_model.path
@@ -93,17 +96,27 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     model_config = trained_model_config(inputs.model.path)
     train_images = inputs.examples.split_counts["train"]
     for technique in techniques(cfg.compression):  # pruned and QAT files come from the tfmot bridge
-        path, report = compress(
-            technique, trained, model_config, spec, len(classes), train_images, examples, cfg.compression,
-            params.seed, temperature, tflite_dir, ctx,
-        )  # fmt: skip
+        name = f"tflite_{technique}_int8"
+        try:
+            path, report = compress(
+                technique, trained, model_config, spec, len(classes), train_images, examples, cfg.compression,
+                params.seed, temperature, tflite_dir, ctx,
+            )  # fmt: skip
+        except UserError as err:  # an optional file: recorded as failed, kept out of push; the rest stands
+            (tflite_dir / FILES[technique]).unlink(missing_ok=True)
+            results[name] = {"gate": f"failed: not made: {err}"}
+            ctx.log(f"{name} not made, the other files stand: {err}")
+            continue
         ctx.log(describe_report(report))
-        files[f"tflite_{technique}_int8"] = path
+        files[name] = path
     if cfg.compression.distill.student:
         student = distill(
             trained, cfg.compression.distill, spec, len(classes), examples, train_images,
             cfg.compression.batch_size, params.seed, ctx,
         )  # fmt: skip
+        if temperature != 1.0:  # calibrated like the teacher (evaluate fitted one), with its own temperature
+            student, _, note = calibrated(student, examples, spec, len(classes), inputs.examples.split_counts["val"])
+            ctx.log(note)
         student_file = tflite_dir / "model_student_int8.tflite"
         student_file.write_bytes(
             tflite.convert_int8(student, _calibration(examples, spec, len(classes), params.seed, cfg))
@@ -140,7 +153,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     (out / "artifacts.md").write_text(artifacts_table + "\n")
     for line in artifacts_table.splitlines():
         ctx.log(line)
-    summary = {f"{name}_accuracy": r["accuracy"] for name, r in results.items()}
+    scored = {name: r["accuracy"] for name, r in results.items() if "accuracy" in r}  # not: files not made
+    summary = {f"{name}_accuracy": accuracy for name, accuracy in scored.items()}
     summary["failed_gates"] = {name: r["gate"] for name, r in results.items() if r.get("gate", "passed") != "passed"}
     passed = [name for name in results if name != "keras" and name not in summary["failed_gates"]]
     outputs.exported_model.properties.update(
@@ -151,7 +165,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         tflite_files={name: str(Path("tflite") / path.name) for name, path in files.items()},
     )
     summary["notes"] = [
-        f"{split} accuracy " + ", ".join(f"{name} {r['accuracy']:.4f}" for name, r in results.items()),
+        f"{split} accuracy " + ", ".join(f"{name} {accuracy:.4f}" for name, accuracy in scored.items()),
         *(f"{name} gate {reason}" for name, reason in summary["failed_gates"].items()),
     ]
     return summary

@@ -15,7 +15,7 @@ def check_gates(results: dict[str, dict], config: ExportConfig) -> None:
     """Adds ``gate`` ("passed" or "failed: <reason>") and ``drop`` to every artifact's row."""
     reference = results["keras"]["accuracy"]
     for name, row in results.items():
-        if name == "keras":
+        if name == "keras" or "accuracy" not in row:  # keras is the reference; a file not made has its gate
             continue
         gate = config.gates.get(name, ArtifactGate())
         max_drop = config.max_accuracy_drop if gate.max_accuracy_drop is None else gate.max_accuracy_drop
@@ -38,8 +38,9 @@ def table(results: dict[str, dict], split: str) -> str:
             return format(r[key] / scale, fmt) if key in r else "-"
 
         lines.append(
-            f"| {name} | {r['accuracy']:.4f} | {cell('drop', fmt='.4f')} | {cell('size_bytes', 1024, '.0f')} | "
-            f"{cell('gzip_bytes', 1024, '.0f')} | {cell('sparsity', fmt='.0%')} | {cell('p50_ms_1t', fmt='.2f')} | "
+            f"| {name} | {cell('accuracy', fmt='.4f')} | {cell('drop', fmt='.4f')} | "
+            f"{cell('size_bytes', 1024, '.0f')} | {cell('gzip_bytes', 1024, '.0f')} | {cell('sparsity', fmt='.0%')} | "
+            f"{cell('p50_ms_1t', fmt='.2f')} | "
             f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {r.get('gate', '-')} |"
         )
     return "\n".join(lines)

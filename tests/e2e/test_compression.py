@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,25 @@ def test_metadata_loads_in_tflite_support_and_the_task_library_agrees_with_the_i
         # The same top-1 (a tie may be broken either way) with the same score.
         assert probs[["blue", "green", "red"].index(row["label"])] == pytest.approx(probs.max(), abs=1e-6)
         assert row["score"] == pytest.approx(probs.max(), abs=1e-6)
+
+
+def test_a_failed_bridge_file_is_recorded_and_kept_out_of_push_while_the_rest_of_the_export_stands(tmp_path):
+    """The bridge stopped at its timeout (1 s: it cannot even import TensorFlow) used to fail
+    the export stage and delete the SavedModel and every file converted before it."""
+    data = make_folder(tmp_path / "images", per_class=20)
+    config = tmp_path / "config.yaml"
+    config.write_text(tiny_config_yaml(tmp_path / "runs", data))
+    overrides = ["export.compression.prune.enabled=true", "export.compression.timeout_seconds=1"]
+    result = visionpipe_api.run_pipeline(visionpipe_api.load_config(config, overrides))
+    assert result.ok, result.failure()
+    exported = result.outputs("export")["exported_model"].path
+    rows = json.loads((exported / "artifacts.json").read_text())
+    assert rows["tflite_prune_int8"]["gate"].startswith("failed: not made: prune did not finish within")
+    assert rows["tflite_int8"]["gate"] == "passed" and (exported / "tflite" / "model_int8.tflite").is_file()
+    assert (exported / "serving").is_dir() and not (exported / "tflite" / "model_pruned_int8.tflite").exists()
+    pushed = result.outputs("push")["pushed_model"].properties
+    assert "tflite_prune_int8" in pushed["not_pushed"]
+    assert sorted(p.name for p in Path(pushed["tflite"]).glob("*.tflite")) == [
+        "model_float.tflite",
+        "model_int8.tflite",
+    ]
