@@ -80,6 +80,31 @@ def network_of(classifier):
     return classifier.layers[-1]  # Input -> [normalize] -> network
 
 
+def batch_norm_states(network) -> list[dict]:
+    """Each BatchNormalization layer's momentum and trainable flag, in build order (nested
+    models included): what a twin built with another Keras module must copy to fine-tune as the
+    trained model trained. A frozen one (a transfer-learned backbone's) normalises with its
+    moving statistics even in training; a builder's momentum may have been changed after it."""
+    return [{"momentum": float(layer.momentum), "trainable": bool(layer.trainable)} for layer in _batch_norms(network)]
+
+
+def set_batch_norm_states(network, states: list[dict]) -> None:
+    """Gives ``network``'s BatchNormalization layers the ``batch_norm_states`` of another build."""
+    layers = list(_batch_norms(network))
+    if len(layers) != len(states):
+        raise ValueError(f"{network.name} has {len(layers)} BatchNormalization layers, the trained model {len(states)}")
+    for layer, state in zip(layers, states, strict=True):
+        layer.momentum, layer.trainable = state["momentum"], state["trainable"]
+
+
+def _batch_norms(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):  # a nested model, e.g. a keras.applications backbone
+            yield from _batch_norms(layer)
+        elif type(layer).__name__ == "BatchNormalization":  # the same name in Keras 3 and tf_keras
+            yield layer
+
+
 def before_network(classifier, images):
     """``images`` through what sits between the classifier's input and its network (the
     normalisation, for models that have it): what the network itself receives."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from visionpipe.models.classifier import network_of
+from visionpipe.models.classifier import batch_norm_states, network_of
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.pipeline.config import CompressionConfig, ModelConfig
 from visionpipe.pipeline.errors import UserError
@@ -68,6 +68,7 @@ def compress(
         "spec": dataclasses.asdict(spec),
         "num_classes": num_classes,
         "weights": str(work / "weights.npz"),
+        "batch_norm": batch_norm_states(network),
         "examples": str(examples),
         "prune": dataclasses.asdict(config.prune),
         "epochs": config.epochs,

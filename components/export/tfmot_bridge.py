@@ -5,7 +5,7 @@ tfmot 0.8 only takes tf_keras models, and importing it switches the whole proces
 Keras (``TF_USE_LEGACY_KERAS=1``). So ``compression.py`` starts this module as a subprocess
 with a job file; here the trained architecture is rebuilt in tf_keras from the same registered
 builder (builders take the Keras module to build with), the trained weights are copied in,
-and then:
+BatchNormalization layers get the trained model's momentum and frozen state, and then:
 
 - ``prune``: ``prune_low_magnitude`` with a ``PolynomialDecay`` to the target sparsity on the
   convolutions and dense layers (the first convolution and layers with few weights skipped),
@@ -40,6 +40,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.d
 )
 
 from visionpipe.components.common.dataset import image_dataset  # noqa: E402
+from visionpipe.models.classifier import set_batch_norm_states  # noqa: E402
 from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer  # noqa: E402
 from visionpipe.models.registry import create_model, entry  # noqa: E402
 from visionpipe.models.temperature import with_temperature  # noqa: E402
@@ -65,6 +66,7 @@ def twin(job: dict) -> tuple[tf_keras.Model, tf_keras.Model, PreprocessingSpec]:
             f"({len(network.weights)} vs {len(values)} tensors): this model cannot go through tfmot"
         )
     network.set_weights(values)
+    set_batch_norm_states(network, job["batch_norm"])  # frozen and momentum as trained, not as built
     return _classifier(network, spec, job), network, spec
 
 
