@@ -11,9 +11,10 @@ from visionpipe.components.train.spec import SPEC as TRAIN
 from visionpipe.components.tune.spec import SPEC as TUNE
 from visionpipe.components.validate.spec import SPEC as VALIDATE
 from visionpipe.pipeline.config import Config
-from visionpipe.pipeline.stage import StageSpec
+from visionpipe.pipeline.stage import StageSpec, check_wiring
 
 ALL_STAGES = [INGEST, VALIDATE, TUNE, TRAIN, EVALUATE, EXPORT, PUSH]
+check_wiring(ALL_STAGES)  # every upstream(...) names an earlier stage's output of its type
 # Optional stages, and when the config includes them.
 OPTIONAL = {TUNE.name: lambda config: config.tune.enabled}
 

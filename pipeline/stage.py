@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import time
 import typing
 from collections.abc import Callable
@@ -77,6 +78,29 @@ class StageSpec:
     def resolved(self, params: Any, upstream: dict[str, Artifact | None]) -> tuple[Any, list[str]]:
         """``params`` as ``resolve_params`` completes them from the inputs (unchanged without it)."""
         return _load(self.resolve_params)(params, upstream) if self.resolve_params else (params, [])
+
+
+def check_wiring(specs: list[StageSpec]) -> None:
+    """Raises ValueError naming the stage and input when an input is wired to a stage that does
+    not come before it, to an output that stage does not have, or to an artifact of another
+    type; or when an executor's module cannot be found. Run when the graph is built, so a typo
+    fails in a unit test, not when that stage runs."""
+    outputs: dict[str, dict[str, type[Artifact]]] = {}
+    for spec in specs:
+        for name, wire in spec.input_fields().items():
+            where = f"stage {spec.name!r}, input {name!r}: upstream({wire.stage!r}, {wire.output!r})"
+            if wire.stage not in outputs:
+                raise ValueError(f"{where}: no stage {wire.stage!r} before it (stages: {', '.join(outputs)})")
+            produced = outputs[wire.stage].get(wire.output)
+            if produced is None:
+                raise ValueError(f"{where}: {wire.stage}'s outputs are {', '.join(outputs[wire.stage])}")
+            if not issubclass(produced, wire.type):
+                raise ValueError(f"{where}: that output is of type {produced.__name__}, not {wire.type.__name__}")
+        for target in filter(None, (spec.executor, spec.resolve_params)):
+            module = target.partition(":")[0]
+            if importlib.util.find_spec(module) is None:
+                raise ValueError(f"stage {spec.name!r}: no module {module!r} for {target!r}")
+        outputs[spec.name] = spec.output_fields()
 
 
 def _load(target: str) -> Callable[..., Any]:

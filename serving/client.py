@@ -25,12 +25,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from visionpipe.components.common.signature import CLASSES, IMAGE_INPUT, PROBABILITIES, SIGNATURE
 from visionpipe.pipeline.errors import UserError
 
 PROTOCOLS = ("rest", "grpc")
-# The serving signature's names as components/export/saved_model.py exports them (not imported
-# from there: that module loads TensorFlow, which a REST client does not need).
-SIGNATURE, IMAGE_INPUT, PREDICTED_OUTPUT = "serving_default", "image_bytes", "predicted_class"
 _RETRY_HTTP = {502, 503, 504}
 
 
@@ -82,8 +80,8 @@ class ServingClient:
         if self.protocol == "rest":
             body = {"signature_name": signature, "instances": [{"b64": base64.b64encode(b).decode()} for b in images]}
             rows = self._call(lambda: self._rest("POST", ":predict", body))["predictions"]
-            probabilities = np.array([r["probabilities"] for r in rows], np.float32)
-            classes = list(rows[0]["classes"]) if rows else []
+            probabilities = np.array([r[PROBABILITIES] for r in rows], np.float32)
+            classes = list(rows[0][CLASSES]) if rows else []
             return PredictResult(probabilities, classes)
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -93,9 +91,9 @@ class ServingClient:
         request.model_spec.signature_name = signature
         request.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string))
         response = self._call(lambda: self._grpc("PredictionService", "Predict", request))
-        classes = tf.make_ndarray(response.outputs["classes"])
+        classes = tf.make_ndarray(response.outputs[CLASSES])
         return PredictResult(
-            tf.make_ndarray(response.outputs["probabilities"]),
+            tf.make_ndarray(response.outputs[PROBABILITIES]),
             [c.decode() for c in classes[0]] if len(classes) else [],
         )
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-OUTPUTS = {"probabilities": "float32", "classes": "string", "predicted_class": "string"}
+from visionpipe.components.common.signature import CLASSES, OUTPUT_DTYPES, PREDICTED_CLASS, PROBABILITIES
+
 REST_IMAGES = 3  # instances in the REST body: a batch, as clients send them
 SUM_TOLERANCE = 1e-3
 
@@ -29,14 +30,14 @@ class ReplayProblem(Exception):
 
 def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
     """Checks the signature's outputs for a batch of ``batch`` images; returns the probabilities."""
-    missing = sorted(set(OUTPUTS) - set(outputs))
+    missing = sorted(set(OUTPUT_DTYPES) - set(outputs))
     if missing:
         raise ReplayProblem(f"{where}: the signature returned no {', '.join(missing)} (got {sorted(outputs)})")
-    for name, dtype in OUTPUTS.items():
+    for name, dtype in OUTPUT_DTYPES.items():
         if outputs[name].dtype.name != dtype:
             raise ReplayProblem(f"{where}: output {name} is {outputs[name].dtype.name}, expected {dtype}")
-    probabilities = outputs["probabilities"].numpy()
-    classes, predicted = outputs["classes"].numpy(), outputs["predicted_class"].numpy()
+    probabilities = outputs[PROBABILITIES].numpy()
+    classes, predicted = outputs[CLASSES].numpy(), outputs[PREDICTED_CLASS].numpy()
     if probabilities.ndim != 2 or probabilities.shape[0] != batch:
         raise ReplayProblem(f"{where}: probabilities have shape {probabilities.shape}, expected [{batch}, classes]")
     if classes.shape != probabilities.shape or predicted.shape != (batch,):
@@ -56,9 +57,10 @@ def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
 def replay(version_dir: Path, model_name: str) -> dict:
     import tensorflow as tf
 
+    from visionpipe.components.common.signature import IMAGE_INPUT, SIGNATURE
     from visionpipe.serving.rest_api import decode_predict_request
     from visionpipe.serving.servable import ServingError
-    from visionpipe.serving.warmup import INPUT, SIGNATURE, read_warmup, warmup_path
+    from visionpipe.serving.warmup import read_warmup, warmup_path
 
     started = time.time()
     try:
@@ -69,8 +71,8 @@ def replay(version_dir: Path, model_name: str) -> dict:
         raise ReplayProblem(f"no {SIGNATURE} signature (has {sorted(loaded.signatures)})")
     signature = loaded.signatures[SIGNATURE]
     inputs = signature.structured_input_signature[1]
-    if set(inputs) != {INPUT} or inputs[INPUT].dtype != tf.string:
-        raise ReplayProblem(f"{SIGNATURE} must take one tf.string input {INPUT}; it takes {inputs}")
+    if set(inputs) != {IMAGE_INPUT} or inputs[IMAGE_INPUT].dtype != tf.string:
+        raise ReplayProblem(f"{SIGNATURE} must take one tf.string input {IMAGE_INPUT}; it takes {inputs}")
     try:
         logs = read_warmup(warmup_path(version_dir))
     except Exception as err:  # a corrupt TFRecord surfaces as DataLossError
@@ -86,11 +88,11 @@ def replay(version_dir: Path, model_name: str) -> dict:
                 f"{where} asks for model {request.model_spec.name!r} signature "
                 f"{request.model_spec.signature_name!r}, not {model_name!r} {SIGNATURE!r}"
             )
-        if set(request.inputs) != {INPUT}:
-            raise ReplayProblem(f"{where} has inputs {sorted(request.inputs)}, expected [{INPUT!r}]")
-        images = tf.make_ndarray(request.inputs[INPUT])
+        if set(request.inputs) != {IMAGE_INPUT}:
+            raise ReplayProblem(f"{where} has inputs {sorted(request.inputs)}, expected [{IMAGE_INPUT!r}]")
+        images = tf.make_ndarray(request.inputs[IMAGE_INPUT])
         try:
-            outputs = signature(**{INPUT: tf.constant(images, tf.string)})
+            outputs = signature(**{IMAGE_INPUT: tf.constant(images, tf.string)})
         except Exception as err:
             raise ReplayProblem(f"{where}: the signature failed: {type(err).__name__}: {_first_line(err)}") from None
         probabilities = check_outputs(outputs, len(images), where)
@@ -99,11 +101,11 @@ def replay(version_dir: Path, model_name: str) -> dict:
             first_probabilities.extend(probabilities)
     body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in first_images[:REST_IMAGES]]})
     try:  # through the development server's decoder, which decodes bodies as TF Serving does
-        rest_images = decode_predict_request(json.loads(body), [INPUT])[0][INPUT]
+        rest_images = decode_predict_request(json.loads(body), [IMAGE_INPUT])[0][IMAGE_INPUT]
     except ServingError as err:
         raise ReplayProblem(f"REST body: {err}") from None
     try:
-        outputs = signature(**{INPUT: tf.constant(rest_images, tf.string)})
+        outputs = signature(**{IMAGE_INPUT: tf.constant(rest_images, tf.string)})
     except Exception as err:
         raise ReplayProblem(f"REST body: the signature failed: {type(err).__name__}: {_first_line(err)}") from None
     probabilities = check_outputs(outputs, len(rest_images), "REST body")

@@ -28,8 +28,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from visionpipe.components.common.signature import IMAGE_INPUT, PROBABILITIES
 from visionpipe.serving import tf_serving_config as tfs
-from visionpipe.serving.warmup import INPUT, read_warmup, warmup_path
+from visionpipe.serving.warmup import read_warmup, warmup_path
 
 SERVING_IMAGE = "tensorflow/serving:2.19.0"  # the tag serving/deploy uses
 
@@ -119,7 +120,7 @@ def validate(staged: Staged, allow_unavailable: bool, timeout: float, real_serve
     if not real_server:
         verdict.skipped("real server", "turned off (push.real_server_check)")
         return verdict
-    images = [log.predict_log.request.inputs[INPUT].string_val[0] for log in logs[:3]]
+    images = [log.predict_log.request.inputs[IMAGE_INPUT].string_val[0] for log in logs[:3]]
     command, why_not = real_server_command()
     if command is None:
         verdict.skipped("real server", why_not)
@@ -224,7 +225,7 @@ def _predict_when_ready(port: int, model_name: str, images: list[bytes], timeout
     request = urllib.request.Request(f"{url}:predict", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         predictions = json.load(response)["predictions"]
-    sums = [sum(p["probabilities"]) for p in predictions]
+    sums = [sum(p[PROBABILITIES]) for p in predictions]
     if len(predictions) != len(images) or any(abs(s - 1) > 1e-3 for s in sums):
         return f"REST predict answered {len(predictions)} predictions with probability sums {sums}"
     return None

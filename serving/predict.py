@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from visionpipe.components.common.signature import CLASSES, IMAGE_INPUT, PROBABILITIES
 from visionpipe.components.ingest.images import BadImage, check_image
 from visionpipe.pipeline.errors import UserError
 
@@ -64,10 +65,11 @@ def predict(model_path: Path, images: list[Path], top_k: int = 3) -> list[Predic
 def _saved_model_probabilities(path: Path, data: list[bytes]):
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-    out = serve(image_bytes=tf.constant(data))
-    classes = [c.decode() for c in out["classes"].numpy()[0]]
-    return out["probabilities"].numpy(), classes
+    from visionpipe.components.export.saved_model import load_signature
+
+    out = load_signature(path)(**{IMAGE_INPUT: tf.constant(data)})
+    classes = [c.decode() for c in out[CLASSES].numpy()[0]]
+    return out[PROBABILITIES].numpy(), classes
 
 
 def _tflite_probabilities(path: Path, data: list[bytes]):

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from visionpipe.components.common.signature import IMAGE_INPUT, PREDICTED_CLASS
+
 # Channels counted as ingest counts them for the training statistics (a palette image is colour).
 from visionpipe.components.ingest.images import CHANNELS_OF_MODE
-from visionpipe.serving.client import IMAGE_INPUT, PREDICTED_OUTPUT
 
 
 def image_header(data: bytes) -> dict:
@@ -54,7 +55,7 @@ class RequestLog:
             if self._random.random() >= self.sample_rate:
                 return
         images = [image_header(bytes(b)) for b in np.ravel(inputs[IMAGE_INPUT])] if IMAGE_INPUT in inputs else []
-        predicted = [_text(c) for c in np.ravel(outputs[PREDICTED_OUTPUT])] if PREDICTED_OUTPUT in outputs else []
+        predicted = [_text(c) for c in np.ravel(outputs[PREDICTED_CLASS])] if PREDICTED_CLASS in outputs else []
         line = {
             "time": round(time.time(), 3),
             "model": model,

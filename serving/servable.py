@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-PREDICT_METHOD = "tensorflow/serving/predict"
+from visionpipe.components.common.signature import SIGNATURE
 
 
 class Code(enum.Enum):
@@ -63,7 +63,7 @@ class Servable:
 
     def signature(self, name: str):
         """The SignatureDef called ``name`` ("" means serving_default, as in TF Serving)."""
-        name = name or "serving_default"
+        name = name or SIGNATURE
         if name not in self.signature_defs:
             raise ServingError(
                 Code.INVALID_ARGUMENT,

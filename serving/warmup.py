@@ -13,9 +13,8 @@ from pathlib import Path
 
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+from visionpipe.components.common.signature import IMAGE_INPUT, SIGNATURE
 from visionpipe.pipeline.artifacts import Examples
-from visionpipe.serving.client import IMAGE_INPUT as INPUT
-from visionpipe.serving.client import SIGNATURE
 from visionpipe.serving.tf_serving_config import MAX_WARMUP_RECORDS
 
 WARMUP_DIR = "assets.extra"
@@ -53,7 +52,7 @@ def prediction_log(model_name: str, image: bytes) -> prediction_log_pb2.Predicti
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = SIGNATURE
-    request.inputs[INPUT].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))
+    request.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))
     return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
 
 

@@ -123,13 +123,6 @@ class ImageStatsFn(beam.CombineFn):
         return result
 
 
-class MergeImageStats(ImageStatsFn):
-    """Combines accumulators that workers already filled per task."""
-
-    def add_input(self, acc, other):
-        return self.merge_accumulators([acc, other])
-
-
 def empty_split() -> dict:
     return ImageStatsFn().extract_output(ImageStatsFn().create_accumulator())
 

@@ -48,10 +48,10 @@ def served_model(destination: Path, name: str) -> ServedModel | None:
 
 def score_served(served: ServedModel, encoded_batches, progress=None) -> np.ndarray:
     """Probabilities of the served model for (encoded image bytes, labels) batches."""
-    from visionpipe.components.export.saved_model import load_signature
+    from visionpipe.components.export.saved_model import load_signature, served_probabilities
 
     serve = load_signature(served.path)
     _, probabilities = predict_batches(
-        encoded_batches, lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"], False, progress
+        encoded_batches, lambda image_bytes: served_probabilities(serve, image_bytes), False, progress
     )
     return probabilities

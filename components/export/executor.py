@@ -81,7 +81,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             "accuracy": score(
                 "SavedModel",
                 encoded_images(examples, split, batch_size=256),
-                lambda image_bytes: serve(image_bytes=image_bytes)["probabilities"],
+                lambda image_bytes: saved_model.served_probabilities(serve, image_bytes),
                 one_hot=False,
             ),
             "size_bytes": sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file()),

@@ -1,7 +1,8 @@
 """The TF Serving SavedModel: encoded image bytes in, class probabilities and names out.
 
 Decoding and resizing inside the graph are ``models.preprocessing.load_image``: the code that
-fed training. The input is named ``image_bytes`` so TF Serving's REST API accepts
+fed training. The names are ``components/common/signature.py``'s; the input is named
+``image_bytes`` so TF Serving's REST API accepts
 ``{"instances": [{"b64": "..."}]}``. A second signature, ``preprocess``, returns the images
 exactly as the model receives them, so a client can check what the model sees.
 """
@@ -13,15 +14,20 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from visionpipe.components.common.signature import (
+    CLASSES,
+    IMAGE_INPUT,
+    PREDICTED_CLASS,
+    PREPROCESS_SIGNATURE,
+    PROBABILITIES,
+    SIGNATURE,
+)
 from visionpipe.models.preprocessing import PreprocessingSpec, load_image
-
-SIGNATURE = "serving_default"
-PREPROCESS_SIGNATURE = "preprocess"
 
 
 def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: list[str], path: Path) -> None:
     class_names = tf.constant(classes)
-    bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+    bytes_spec = tf.TensorSpec([None], tf.string, name=IMAGE_INPUT)
 
     def load_batch(image_bytes):
         return tf.map_fn(
@@ -37,9 +43,9 @@ def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: lis
         probabilities = model(load_batch(image_bytes), training=False)
         n = tf.shape(probabilities)[0]
         return {
-            "probabilities": probabilities,
-            "classes": tf.tile(class_names[tf.newaxis], [n, 1]),
-            "predicted_class": tf.gather(class_names, tf.argmax(probabilities, axis=1)),
+            PROBABILITIES: probabilities,
+            CLASSES: tf.tile(class_names[tf.newaxis], [n, 1]),
+            PREDICTED_CLASS: tf.gather(class_names, tf.argmax(probabilities, axis=1)),
         }
 
     archive = keras.export.ExportArchive()
@@ -51,3 +57,8 @@ def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: lis
 
 def load_signature(path: Path, name: str = SIGNATURE):
     return tf.saved_model.load(str(path)).signatures[name]
+
+
+def served_probabilities(signature, image_bytes):
+    """The serving signature's class probabilities for a batch of encoded images."""
+    return signature(**{IMAGE_INPUT: image_bytes})[PROBABILITIES]

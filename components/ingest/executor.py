@@ -74,10 +74,6 @@ def _pixel_fraction(listing: sources.Listing, sample: int) -> float:
 RECORD_BUCKETS = 1024
 
 
-def _spread_order(entries: list[sources.Entry]) -> list[sources.Entry]:
-    return sorted(entries, key=lambda e: hashlib.sha1(e.path.encode()).digest())
-
-
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 

@@ -9,6 +9,8 @@ config keys, within a trial and time budget, resumable and safe.
 - A trial that raises is recorded as failed with its error; the stage fails, listing those
   errors, unless at least one trial completed. (KerasTuner returns normally.)
 - ``tune.max_seconds`` stops the search cleanly after the trial that crosses it.
+- The search's state files are replaced whole, never rewritten in place, so a kill at any
+  moment leaves a search that resumes.
 - Output: ``best_hyperparameters.txt`` in TFX's format (``HyperParameters.get_config()``
   JSON, KerasTuner's own ``tuner/*`` values removed), ``trials.csv`` and ``objective.png``.
   The train stage applies the values and retrains: no trial's model is shipped, and the
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import keras_tuner as kt
 from keras_tuner.src.distribute.oracle_client import OracleClient
+from keras_tuner.src.engine.stateful import Stateful
 
 from visionpipe.components.common.tracking import tracked_run
 from visionpipe.components.tune.hypermodel import ConfigHyperModel, config_values, describe
@@ -86,13 +90,49 @@ def _make_tuner(cfg, hypermodel, folder: Path, ctx: StageContext):
         "executions_per_trial": cfg.executions_per_trial,
         "max_consecutive_failed_trials": cfg.max_trials,  # failures are reported, not fatal early
     }
+    _check_saved_state(folder)
     if cfg.tuner == "hyperband":
         tuner = budgeted(TUNERS["hyperband"], max_epochs=cfg.max_epochs, factor=cfg.hyperband_factor, **common)
         tuner.oracle.max_trials = cfg.max_trials  # Hyperband's brackets, capped at the trial budget
     else:
         tuner = budgeted(TUNERS[cfg.tuner], max_trials=cfg.max_trials, **common)
+    if not isinstance(tuner.oracle, OracleClient):  # a worker's oracle lives in the chief
+        tuner.oracle.__class__ = type(type(tuner.oracle).__name__, (_AtomicSaves, type(tuner.oracle)), {})
     tuner.report_to(ctx, cfg)
     return tuner
+
+
+class _AtomicSaves:
+    """KerasTuner writes ``oracle.json`` and each ``trial.json`` in place, so a search killed
+    while saving left an empty file that no later run could reload. Mixed into the oracle's
+    class: each file is written beside itself, then renamed over the old one."""
+
+    def save(self):
+        _replace(Path(self._get_oracle_fname()), lambda path: Stateful.save(self, str(path)))
+
+    def _save_trial(self, trial):
+        _replace(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", lambda path: trial.save(str(path)))
+
+
+def _replace(path: Path, write) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def _check_saved_state(folder: Path) -> None:
+    """A search folder's saved state must load (one damaged before saves were atomic would fail
+    deep inside KerasTuner); otherwise say which file and what to do."""
+    for state in [folder / "oracle.json", *sorted(folder.glob("trial_*/trial.json"))]:
+        if not state.is_file():
+            continue
+        try:
+            json.loads(state.read_text())
+        except ValueError:
+            raise UserError(
+                f"the search's saved state {state} is damaged (a run killed while writing it); move {folder} "
+                "away to start this search anew, or change tune settings to start another"
+            ) from None
 
 
 def budgeted(base: type, **kwargs):
