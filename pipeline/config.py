@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 # ConfigError, coerce and to_dict are part of this module's interface too.
+from visionpipe.pipeline.fingerprint import OUTSIDE_KEY
 from visionpipe.pipeline.typed_tree import ConfigError, apply_override, build, coerce, to_dict  # noqa: F401
 
 
@@ -278,7 +279,8 @@ class TrainConfig:
     # XLA compilation of the train step. auto: Keras' rule, on with a GPU or TPU when every layer
     # supports it, off on CPUs.
     jit_compile: bool | Literal["auto"] = "auto"
-    verbose: Literal[0, 1, 2] = 0  # Keras' own fit output, into the run log (visionpipe shows its progress)
+    # Keras' own fit output, into the run log (visionpipe shows its progress); not in the cache key
+    verbose: Literal[0, 1, 2] = dataclasses.field(default=0, metadata=OUTSIDE_KEY)
     # recipe: auto fits its choices and its epoch count into about this many minutes of training
     # (the fit itself) on this machine; manual recipes ignore it (README: the auto recipe).
     time_budget_minutes: float = 10.0
@@ -571,7 +573,7 @@ class Config:
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     push: PushConfig = PushConfig()
-    tracking: TrackingConfig = TrackingConfig()
+    tracking: TrackingConfig = dataclasses.field(default=TrackingConfig(), metadata=OUTSIDE_KEY)  # rerun nothing
     # Filled by load_config, not set by hand: the dotted keys the YAML file and the overrides
     # gave (e.g. train.epochs, model.args.width), which recipe: auto leaves as they are.
     explicit: tuple[str, ...] = ()

@@ -206,7 +206,7 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         return StageResult(spec.name, "failed", time.time() - started, message=str(err))
     # An optional input that is absent leaves the fingerprint as if the input did not exist.
     upstream_fps = {n: a.fingerprint for n, a in upstream.items() if a is not None}
-    stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external.fingerprint)
+    stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external.fingerprint, spec.code_version())
     # What data the stage read: its upstream artifacts, or for a source stage what it reads
     # from outside (a reviewed schema file is a setting, not data, for validate).
     data_key = fp.digest(upstream_fps or external.fingerprint)

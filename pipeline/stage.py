@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from visionpipe.pipeline import fingerprint
 from visionpipe.pipeline.artifacts import Artifact
 from visionpipe.pipeline.config import Config
 from visionpipe.pipeline.output import Output
@@ -71,6 +72,12 @@ class StageSpec:
 
     def output_fields(self) -> dict[str, type[Artifact]]:
         return typing.get_type_hints(self.outputs)
+
+    def code_version(self) -> str:
+        """The hash of the code this stage runs: its spec's module, its executor's and its
+        params resolver's, and every project module they import (``fingerprint``)."""
+        targets = [self.inputs.__module__, self.executor, self.resolve_params]
+        return fingerprint.stage_code_version(*(t.partition(":")[0] for t in targets if t))
 
     def load_executor(self) -> Callable[..., dict[str, Any]]:
         return _load(self.executor)

@@ -14,6 +14,7 @@ from visionpipe.pipeline.config import (
     TrackingConfig,
     TrainConfig,
 )
+from visionpipe.pipeline.fingerprint import OUTSIDE_KEY
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 
@@ -38,7 +39,7 @@ class Params:
     model: ModelConfig
     preprocessing: PreprocessingConfig
     seed: int
-    tracking: TrackingConfig
+    tracking: TrackingConfig = dataclasses.field(metadata=OUTSIDE_KEY)  # where metrics also go: no rerun
     recipe: str = "manual"  # auto: auto.resolve fills in what the user did not set
     explicit: tuple[str, ...] = ()  # the keys the user set (with recipe auto only, so manual runs stay cached)
 

@@ -1,0 +1,46 @@
+"""Cache keys per stage: a stage's code version covers the project files it runs (so an edit
+reruns that stage and the ones downstream only), and params that cannot change an output
+(experiment tracking, Keras' verbosity) are not in any key."""
+
+import dataclasses
+from pathlib import Path
+
+from visionpipe.components.train.spec import params_of
+from visionpipe.pipeline import fingerprint as fp
+from visionpipe.pipeline.config import Config, TrackingConfig
+from visionpipe.pipeline.graph import ALL_STAGES
+
+ROOT = Path(fp.__file__).resolve().parent.parent
+
+
+def files_of_each_stage() -> dict[str, set[str]]:
+    found = {}
+    for spec in ALL_STAGES:
+        modules = [t.partition(":")[0] for t in (spec.inputs.__module__, spec.executor, spec.resolve_params) if t]
+        found[spec.name] = {str(p.relative_to(ROOT)) for p in fp._project_files(tuple(modules))}
+    return found
+
+
+def test_an_edit_to_evaluate_reruns_evaluate_export_and_push_only():
+    files = files_of_each_stage()
+    runs = [name for name, used in files.items() if "components/evaluate/executor.py" in used]
+    assert runs == ["evaluate", "export", "push"]  # the rest would stay cached
+
+
+def test_what_each_stage_runs_is_followed_through_lazy_imports_and_module_strings():
+    files = files_of_each_stage()
+    assert "components/export/tfmot_bridge.py" in files["export"]  # started as `python -m ...`
+    assert "components/train/executor.py" in files["train"]  # named by the spec as "module:function"
+    assert "components/train/auto.py" in files["train"]  # the params resolver's module
+    assert "components/train/budget.py" in files["train"] and "components/train/budget.py" not in files["ingest"]
+    assert not any("pipeline/cli" in f for used in files.values() for f in used)  # the CLI's help text
+
+
+def test_tracking_and_verbosity_are_not_in_the_train_key():
+    config = Config()
+    tracked = dataclasses.replace(config, tracking=TrackingConfig(mlflow_uri="file:///tmp/mlruns"))
+    chatty = dataclasses.replace(config, train=dataclasses.replace(config.train, verbose=2))
+    faster = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=config.train.epochs + 1))
+    key = fp.digest(params_of(config))
+    assert fp.digest(params_of(tracked)) == key and fp.digest(params_of(chatty)) == key
+    assert fp.digest(params_of(faster)) != key  # the key still holds what changes the model
