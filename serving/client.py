@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from visionpipe.components.common.signature import CLASSES, IMAGE_INPUT, PROBABILITIES, SIGNATURE
 from visionpipe.pipeline.errors import UserError
+from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES, SIGNATURE
 
 PROTOCOLS = ("rest", "grpc")
 _RETRY_HTTP = {502, 503, 504}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionpipe.components.common.signature import CLASSES, OUTPUT_DTYPES, PREDICTED_CLASS, PROBABILITIES
+from visionpipe.serving.signature import CLASSES, OUTPUT_DTYPES, PREDICTED_CLASS, PROBABILITIES
 
 REST_IMAGES = 3  # instances in the REST body: a batch, as clients send them
 SUM_TOLERANCE = 1e-3
@@ -57,9 +57,9 @@ def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
 def replay(version_dir: Path, model_name: str) -> dict:
     import tensorflow as tf
 
-    from visionpipe.components.common.signature import IMAGE_INPUT, SIGNATURE
     from visionpipe.serving.rest_api import decode_predict_request
     from visionpipe.serving.servable import ServingError
+    from visionpipe.serving.signature import IMAGE_INPUT, SIGNATURE
     from visionpipe.serving.warmup import read_warmup, warmup_path
 
     started = time.time()

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from visionpipe.components.common.signature import IMAGE_INPUT, PROBABILITIES
 from visionpipe.serving import tf_serving_config as tfs
+from visionpipe.serving.signature import IMAGE_INPUT, PROBABILITIES
 from visionpipe.serving.warmup import read_warmup, warmup_path
 
 SERVING_IMAGE = "tensorflow/serving:2.19.0"  # the tag serving/deploy uses

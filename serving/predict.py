@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visionpipe.components.common.signature import CLASSES, IMAGE_INPUT, PROBABILITIES
 from visionpipe.components.ingest.images import BadImage, check_image
 from visionpipe.pipeline.errors import UserError
+from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES
 
 
 @dataclasses.dataclass

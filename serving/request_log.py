@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visionpipe.components.common.signature import IMAGE_INPUT, PREDICTED_CLASS
-
 # Channels counted as ingest counts them for the training statistics (a palette image is colour).
 from visionpipe.components.ingest.images import CHANNELS_OF_MODE
+from visionpipe.serving.signature import IMAGE_INPUT, PREDICTED_CLASS
 
 
 def image_header(data: bytes) -> dict:

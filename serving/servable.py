@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from visionpipe.components.common.signature import SIGNATURE
+from visionpipe.serving.signature import SIGNATURE
 
 
 class Code(enum.Enum):

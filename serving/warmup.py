@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from visionpipe.components.common.signature import IMAGE_INPUT, SIGNATURE
 from visionpipe.pipeline.artifacts import Examples
+from visionpipe.serving.signature import IMAGE_INPUT, SIGNATURE
 from visionpipe.serving.tf_serving_config import MAX_WARMUP_RECORDS
 
 WARMUP_DIR = "assets.extra"

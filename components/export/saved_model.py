@@ -1,7 +1,7 @@
 """The TF Serving SavedModel: encoded image bytes in, class probabilities and names out.
 
 Decoding and resizing inside the graph are ``models.preprocessing.load_image``: the code that
-fed training. The names are ``components/common/signature.py``'s; the input is named
+fed training. The names are ``serving/signature.py``'s; the input is named
 ``image_bytes`` so TF Serving's REST API accepts
 ``{"instances": [{"b64": "..."}]}``. A second signature, ``preprocess``, returns the images
 exactly as the model receives them, so a client can check what the model sees.
@@ -14,7 +14,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from visionpipe.components.common.signature import (
+from visionpipe.models.preprocessing import PreprocessingSpec, load_image
+from visionpipe.serving.signature import (
     CLASSES,
     IMAGE_INPUT,
     PREDICTED_CLASS,
@@ -22,7 +23,6 @@ from visionpipe.components.common.signature import (
     PROBABILITIES,
     SIGNATURE,
 )
-from visionpipe.models.preprocessing import PreprocessingSpec, load_image
 
 
 def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: list[str], path: Path) -> None:
