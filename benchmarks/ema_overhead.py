@@ -15,11 +15,11 @@ with other jobs the CPU time is the steadier figure). CIFAR-sized by default: Re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 from ratios import Rates
+from synthetic import model_config, one_batch, training_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,28 +27,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default='resnet9:{"width": 16}', help='name or name:{"arg": value}')
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=9)
+    training_args(parser, batch=64, steps=20, repeats=9)
     args = parser.parse_args()
 
     import keras
-    import tensorflow as tf
 
     from visionpipe.components.train.recipe import make_optimizer
     from visionpipe.models.classifier import build_classifier
-    from visionpipe.models.preprocessing import PreprocessingSpec
-    from visionpipe.models.registry import check_args
-    from visionpipe.pipeline.config import ModelConfig, TrainConfig
+    from visionpipe.pipeline.config import TrainConfig
 
     size = args.image_size
-    spec = PreprocessingSpec(size, size, 3, "stretch", (0.5,) * 3, (0.25,) * 3)
-    batch = tf.data.Dataset.from_tensors(
-        (tf.random.uniform([args.batch, size, size, 3]), tf.one_hot(tf.zeros([args.batch], tf.int32), 10))
-    ).repeat()
-    name, _, raw = args.model.partition(":")
-    config = ModelConfig(name=name, args=check_args(name, json.loads(raw) if raw else {}))
+    spec, batch = one_batch(size, args.batch)
+    config = model_config(args.model)
     models = {}
     contenders = (("no EMA", 0, False), ("ema_epochs", 1, False), ("Keras use_ema", 0, True))
     for contender, ema_epochs, keras_ema in contenders:

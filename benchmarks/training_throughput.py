@@ -14,11 +14,11 @@ float32 4096x4096 matmul repeated. Rounds are interleaved; medians of ``--repeat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 from ratios import Rates
+from synthetic import model_config, one_batch, training_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,30 +51,18 @@ def matmul_gflops(seconds: float = 3.0) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help='name or name:{"arg": value}')
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    training_args(parser, batch=512, steps=10, repeats=3)
     args = parser.parse_args()
-
-    import tensorflow as tf
 
     from visionpipe.components.train.recipe import compile_model
     from visionpipe.models.classifier import build_classifier
-    from visionpipe.models.preprocessing import PreprocessingSpec
-    from visionpipe.models.registry import check_args
-    from visionpipe.pipeline.config import ModelConfig, TrainConfig
+    from visionpipe.pipeline.config import TrainConfig
 
     size = args.image_size
-    spec = PreprocessingSpec(size, size, 3, "stretch", (0.5,) * 3, (0.25,) * 3)
-    batch = tf.data.Dataset.from_tensors(
-        (tf.random.uniform([args.batch, size, size, 3]), tf.one_hot(tf.zeros([args.batch], tf.int32), 10))
-    ).repeat()
+    spec, batch = one_batch(size, args.batch)
     models, flops = {}, {}
     for text in args.model:
-        name, _, raw = text.partition(":")
-        config = ModelConfig(name=name, args=check_args(name, json.loads(raw) if raw else {}))
-        model = build_classifier(spec, 10, config)
+        model = build_classifier(spec, 10, model_config(text))
         compile_model(model, TrainConfig(), 10, steps_per_epoch=args.steps, epochs=100)
         model.fit(batch, steps_per_epoch=3, epochs=1, verbose=0)  # build and trace
         models[text], flops[text] = model, 3 * forward_flops(model, spec.input_shape)
