@@ -212,10 +212,32 @@ class ExportedModel(Artifact):
     and ``accuracy.json`` comparing each runtime's test accuracy with the Keras model's."""
 
     TYPE = "ExportedModel"
+    SERVING: ClassVar[str] = "serving"  # serving/<model_name>/<version>/: the SavedModel for TF Serving
+    TFLITE: ClassVar[str] = "tflite"  # the .tflite files, labels.txt and preprocessing.json
 
     @property
     def model_name(self) -> str:
         return self.properties["model_name"]
+
+    @property
+    def serving_dir(self) -> Path:
+        """The folder of the SavedModel's numbered versions (``serving/<model_name>``)."""
+        return self.path / self.SERVING / self.model_name
+
+    @property
+    def tflite_dir(self) -> Path:
+        """The phone and edge files, with ``labels.txt`` and ``preprocessing.json``."""
+        return self.path / self.TFLITE
+
+    @property
+    def failed_gates(self) -> dict[str, str]:
+        """Artifact name -> why it failed its export gate (or was not made); these are not pushed."""
+        return self.properties.get("failed_gates", {})
+
+    @property
+    def tflite_files(self) -> dict[str, Path]:
+        """Artifact name -> its .tflite file, for every file made."""
+        return {name: self.path / relative for name, relative in self.properties.get("tflite_files", {}).items()}
 
 
 class PushedModel(Artifact):

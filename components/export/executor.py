@@ -33,6 +33,7 @@ from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.components.export.tflite_metadata import embed, metadata_python
 from visionpipe.models.temperature import with_temperature
 from visionpipe.models.tta import flip_averaged
+from visionpipe.pipeline.artifacts import ExportedModel
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 from visionpipe.serving.tflite_runner import TFLiteClassifier
@@ -66,7 +67,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     score = Scorer(ctx, split, inputs.examples.split_counts[split])
     data = image_dataset(examples, split, spec, len(classes), batch_size=256)
 
-    version_dir = out / "serving" / cfg.model_name / SERVING_VERSION
+    version_dir = out / ExportedModel.SERVING / cfg.model_name / SERVING_VERSION
     saved_model.export_saved_model(model, spec, classes, version_dir)
     ctx.log(f"SavedModel for TF Serving written to {version_dir}")
     serve = saved_model.load_signature(version_dir)
@@ -88,7 +89,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         },
     }
 
-    tflite_dir = out / "tflite"
+    tflite_dir = out / ExportedModel.TFLITE
     tflite_dir.mkdir()
     (tflite_dir / "labels.txt").write_text("\n".join(classes) + "\n")
     shutil.copy(inputs.model.path / "preprocessing.json", tflite_dir / "preprocessing.json")
@@ -160,9 +161,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     outputs.exported_model.properties.update(
         summary,
         model_name=cfg.model_name,
-        serving_dir=str(Path("serving") / cfg.model_name),
+        serving_dir=str(Path(ExportedModel.SERVING) / cfg.model_name),
         passed=passed,
-        tflite_files={name: str(Path("tflite") / path.name) for name, path in files.items()},
+        tflite_files={name: str(Path(ExportedModel.TFLITE) / path.name) for name, path in files.items()},
     )
     summary["notes"] = [
         f"{split} accuracy " + ", ".join(f"{name} {accuracy:.4f}" for name, accuracy in scored.items()),

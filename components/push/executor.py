@@ -149,10 +149,10 @@ def write_infra_blessing(directory: Path, verdict: infra_validation.InfraVerdict
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     exported = inputs.exported_model
     name = exported.model_name
-    failed = exported.properties.get("failed_gates", {})
+    failed = exported.failed_gates
     if "saved_model" in failed:
         raise GateError(f"the SavedModel failed its export gate ({failed['saved_model']}); nothing is pushed")
-    source = find_saved_model(exported.path / "serving" / name)
+    source = find_saved_model(exported.serving_dir)
     destination = Path(params.destination)
     images = warmup_images(inputs.examples, params.push.warmup_requests)
     ctx.log(f"warmup: {len(images)} requests from the {warmup_split(inputs.examples)} split")
@@ -205,11 +205,11 @@ def _push_tflite(exported, failed: dict, root: Path, result: PushResult) -> Path
     remove_stale_staging(root)
     for version in result.pruned:
         shutil.rmtree(root / str(version), ignore_errors=True)
-    mobile = {k: v for k, v in exported.properties.get("tflite_files", {}).items() if k not in failed}
+    mobile = {k: path for k, path in exported.tflite_files.items() if k not in failed}
     if not mobile:
         return None
     staged = staging_dir(root, result.version)
     staged.mkdir(parents=True)
-    for extra in ("labels.txt", "preprocessing.json", *(Path(p).name for p in mobile.values())):
-        shutil.copy(exported.path / "tflite" / extra, staged / extra)
+    for extra in ("labels.txt", "preprocessing.json", *(path.name for path in mobile.values())):
+        shutil.copy(exported.tflite_dir / extra, staged / extra)
     return publish(staged, root, result.version)
