@@ -243,7 +243,16 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         )
 
     execution_id = store.start_execution(run.id, spec.name, stage_fp, input_map, data_key)
-    stage_dir = root / "artifacts" / spec.name
+    return _execute(run, spec, inputs, params, ctx, (stage_fp, execution_id), override, started)
+
+
+def _execute(
+    run: _Run, spec: StageSpec, inputs: Any, params: Any, ctx: StageContext, ids: tuple[str, int], override, started
+) -> StageResult:
+    """Runs the executor into a temporary folder and, on success, renames it into place and
+    registers the outputs; ``ids`` is (the stage's fingerprint, its execution id)."""
+    stage_fp, execution_id = ids
+    stage_dir = run.root / "artifacts" / spec.name
     tmp_dir, final_dir = stage_dir / f".tmp-{execution_id}", stage_dir / str(execution_id)
     outputs = {name: cls(uri=str(tmp_dir / name)) for name, cls in spec.output_fields().items()}
     for artifact in outputs.values():
@@ -253,20 +262,7 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         summary = spec.load_executor()(inputs, spec.outputs(**outputs), params, ctx) or {}
     except (Exception, KeyboardInterrupt) as err:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        user_facing = isinstance(err, UserError)
-        message = str(err) if user_facing else f"{type(err).__name__}: {err}"
-        store.fail_execution(execution_id, message if user_facing else traceback.format_exc())
-        if isinstance(err, KeyboardInterrupt):
-            raise
-        if not user_facing:  # a bug or an environment problem: one line here, the traceback on file
-            trace = run.dir / f"{spec.name}.traceback.txt"
-            trace.write_text(traceback.format_exc())
-            run.output.detail(traceback.format_exc())
-            message = f"{message} (unexpected; full traceback in {trace})"
-        ctx.log(f"failed: {message}")
-        return StageResult(
-            spec.name, "refused" if isinstance(err, GateError) else "failed", time.time() - started, message=message
-        )
+        return _failed(run, spec, err, execution_id, ctx, started)
     os.replace(tmp_dir, final_dir)
     ctx.log(f"outputs in {final_dir}")
     for name, artifact in outputs.items():
@@ -278,11 +274,29 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         summary["gate_override"] = override
         summary.setdefault("notes", []).append(f"gate overridden: {override['gate']} (reason: {override['reason']})")
     summary["seconds"] = round(time.time() - started, 2)
-    store.finish_execution(execution_id, outputs, summary)
+    run.store.finish_execution(execution_id, outputs, summary)
     shutil.rmtree(ctx.scratch_dir, ignore_errors=True)  # resumable state is no longer needed
     return StageResult(
         spec.name, "succeeded", time.time() - started, summary, outputs, key_metric=_key_metric(spec, summary)
     )
+
+
+def _failed(run: _Run, spec: StageSpec, err: BaseException, execution_id: int, ctx, started: float) -> StageResult:
+    """Records a failed execution: a UserError's message as it is; anything else (a bug or an
+    environment problem) in one line, its traceback on file. An interrupt is re-raised."""
+    user_facing = isinstance(err, UserError)
+    message = str(err) if user_facing else f"{type(err).__name__}: {err}"
+    run.store.fail_execution(execution_id, message if user_facing else traceback.format_exc())
+    if isinstance(err, KeyboardInterrupt):
+        raise err
+    if not user_facing:
+        trace = run.dir / f"{spec.name}.traceback.txt"
+        trace.write_text(traceback.format_exc())
+        run.output.detail(traceback.format_exc())
+        message = f"{message} (unexpected; full traceback in {trace})"
+    ctx.log(f"failed: {message}")
+    status = "refused" if isinstance(err, GateError) else "failed"
+    return StageResult(spec.name, status, time.time() - started, message=message)
 
 
 def _run_unregistered(

@@ -14,10 +14,12 @@ Writes ``serving/<name>/1/``, ``tflite/`` (with ``labels.txt`` and ``preprocessi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from visionpipe.components.common.dataset import encoded_images, image_dataset
@@ -31,6 +33,7 @@ from visionpipe.components.export.gates import check_gates, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.components.export.tflite_metadata import embed, metadata_python
+from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.temperature import with_temperature
 from visionpipe.models.tta import flip_averaged
 from visionpipe.pipeline.artifacts import ExportedModel
@@ -50,11 +53,27 @@ def served_model(trained, temperature: float, tta_flip: bool):
     return flip_averaged(model) if tta_flip else model
 
 
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What every file of one export is made from."""
+
+    trained: keras.Model  # as trained: the tfmot bridge and distillation start from it
+    model: keras.Model  # what the files serve: calibrated, flip-averaged with tta_flip
+    spec: PreprocessingSpec
+    classes: list[str]
+    inputs: Inputs
+    params: Params
+
+    @property
+    def examples(self) -> Path:
+        return self.inputs.examples.path
+
+
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.export
     trained, spec, classes = load_trained(inputs.model.path)
     temperature = inputs.evaluation.temperature
-    model = served_model(trained, temperature, cfg.tta_flip)
+    job = _Job(trained, served_model(trained, temperature, cfg.tta_flip), spec, classes, inputs, params)
     if temperature != 1.0:
         ctx.log(
             f"every model exported from the trained one divides its logits by the temperature {temperature:.3f} "
@@ -62,80 +81,20 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         )
     if cfg.tta_flip:
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
-    examples, out = inputs.examples.path, outputs.exported_model.path
-    split = inputs.evaluation.split
+    out, split = outputs.exported_model.path, inputs.evaluation.split
     score = Scorer(ctx, split, inputs.examples.split_counts[split])
-    data = image_dataset(examples, split, spec, len(classes), batch_size=256)
-
-    version_dir = out / ExportedModel.SERVING / cfg.model_name / SERVING_VERSION
-    saved_model.export_saved_model(model, spec, classes, version_dir)
-    ctx.log(f"SavedModel for TF Serving written to {version_dir}")
-    serve = saved_model.load_signature(version_dir)
-    results = {
-        # With tta_flip the exported model is not the evaluated one: it is scored here too.
-        "keras": {
-            "accuracy": score("Keras", data, model.predict_on_batch, True)
-            if cfg.tta_flip
-            else inputs.evaluation.accuracy
-        },
-        "saved_model": {
-            "accuracy": score(
-                "SavedModel",
-                encoded_images(examples, split, batch_size=256),
-                lambda image_bytes: saved_model.served_probabilities(serve, image_bytes),
-                one_hot=False,
-            ),
-            "size_bytes": sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file()),
-        },
-    }
+    data = image_dataset(job.examples, split, spec, len(classes), batch_size=256)
+    results = _saved_model(job, out, data, score, ctx)
 
     tflite_dir = out / ExportedModel.TFLITE
     tflite_dir.mkdir()
     (tflite_dir / "labels.txt").write_text("\n".join(classes) + "\n")
     shutil.copy(inputs.model.path / "preprocessing.json", tflite_dir / "preprocessing.json")
-    files = _convert(model, cfg, examples, spec, len(classes), params.seed, tflite_dir, ctx)
-    model_config = trained_model_config(inputs.model.path)
-    train_images = inputs.examples.split_counts["train"]
-    for technique in techniques(cfg.compression):  # pruned and QAT files come from the tfmot bridge
-        name = f"tflite_{technique}_int8"
-        try:
-            path, report = compress(
-                technique, trained, model_config, spec, len(classes), train_images, examples, cfg.compression,
-                params.seed, temperature, tflite_dir, ctx,
-            )  # fmt: skip
-        except UserError as err:  # an optional file: recorded as failed, kept out of push; the rest stands
-            (tflite_dir / FILES[technique]).unlink(missing_ok=True)
-            results[name] = {"gate": f"failed: not made: {err}"}
-            ctx.log(f"{name} not made, the other files stand: {err}")
-            continue
-        ctx.log(describe_report(report))
-        files[name] = path
+    files = _convert(job.model, cfg, job.examples, spec, len(classes), params.seed, tflite_dir, ctx)
+    files.update(_bridge_files(job, tflite_dir, results, ctx))
     if cfg.compression.distill.student:
-        student = distill(
-            trained, cfg.compression.distill, spec, len(classes), examples, train_images,
-            cfg.compression.batch_size, params.seed, ctx,
-        )  # fmt: skip
-        if temperature != 1.0:  # calibrated like the teacher (evaluate fitted one), with its own temperature
-            student, _, note = calibrated(student, examples, spec, len(classes), inputs.examples.split_counts["val"])
-            ctx.log(note)
-        student_file = tflite_dir / "model_student_int8.tflite"
-        student_file.write_bytes(
-            tflite.convert_int8(student, _calibration(examples, spec, len(classes), params.seed, cfg))
-        )
-        files["tflite_student_int8"] = student_file
-    for name, path in files.items():  # converted here, by the tfmot bridge or from the student
-        flex = tflite.flex_ops(path.read_bytes())
-        if flex:
-            raise UserError(f"{name} needs TensorFlow (Flex) ops a phone runtime lacks: {', '.join(flex)}")
-    python = metadata_python(cfg.metadata_python)
-    if python is not None:  # before the files are measured: the metadata is part of the file
-        for path in files.values():
-            embed(python, path, tflite_dir / "labels.txt")
-    ctx.log(
-        f"TFLite metadata (labels, normalisation) embedded with tflite-support ({python})"
-        if python is not None
-        else "no TFLite metadata: tflite-support's virtualenv is not set up (make install creates it)"
-    )
+        files["tflite_student_int8"] = _student_file(job, tflite_dir, ctx)
+    _check_and_embed(files, cfg, tflite_dir, ctx)
     sample = next(iter(data))[0].numpy()[:1]
     for name, path in files.items():
         runner = TFLiteClassifier(path)
@@ -146,9 +105,94 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             **(latencies(lambda n, p=path: TFLiteClassifier(p, n).predict, sample) if cfg.latency else {}),
         }
     if cfg.onnx:
-        results["onnx"] = _onnx(model, out / "model.onnx", data, score, sample, cfg.latency)
-
+        results["onnx"] = _onnx(job.model, out / "model.onnx", data, score, sample, cfg.latency)
     check_gates(results, cfg)
+    return _record(outputs.exported_model, results, files, cfg, split, ctx)
+
+
+def _saved_model(job: _Job, out: Path, data, score: Scorer, ctx: StageContext) -> dict[str, dict]:
+    """Writes the SavedModel for TF Serving; the results rows of the Keras model and of it."""
+    cfg, split = job.params.export, job.inputs.evaluation.split
+    version_dir = out / ExportedModel.SERVING / cfg.model_name / SERVING_VERSION
+    saved_model.export_saved_model(job.model, job.spec, job.classes, version_dir)
+    ctx.log(f"SavedModel for TF Serving written to {version_dir}")
+    serve = saved_model.load_signature(version_dir)
+    encoded = encoded_images(job.examples, split, batch_size=256)
+    return {
+        # With tta_flip the exported model is not the evaluated one: it is scored here too.
+        "keras": {
+            "accuracy": score("Keras", data, job.model.predict_on_batch, True)
+            if cfg.tta_flip
+            else job.inputs.evaluation.accuracy
+        },
+        "saved_model": {
+            "accuracy": score("SavedModel", encoded, lambda b: saved_model.served_probabilities(serve, b), False),
+            "size_bytes": sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file()),
+        },
+    }
+
+
+def _bridge_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext) -> dict[str, Path]:
+    """The pruned and QAT files from the tfmot bridge. Each is optional: one the bridge could not
+    make gets a failed row in ``results`` (so push leaves it out) and the rest of the export stands."""
+    files = {}
+    compression, examples = job.params.export.compression, job.examples
+    model_config, train_images = trained_model_config(job.inputs.model.path), job.inputs.examples.split_counts["train"]
+    for technique in techniques(compression):
+        name = f"tflite_{technique}_int8"
+        try:
+            path, report = compress(
+                technique, job.trained, model_config, job.spec, len(job.classes), train_images, examples, compression,
+                job.params.seed, job.inputs.evaluation.temperature, tflite_dir, ctx,
+            )  # fmt: skip
+        except UserError as err:
+            (tflite_dir / FILES[technique]).unlink(missing_ok=True)
+            results[name] = {"gate": f"failed: not made: {err}"}
+            ctx.log(f"{name} not made, the other files stand: {err}")
+            continue
+        ctx.log(describe_report(report))
+        files[name] = path
+    return files
+
+
+def _student_file(job: _Job, tflite_dir: Path, ctx: StageContext) -> Path:
+    """The distilled student as a full-integer int8 file, calibrated like the teacher (with its
+    own temperature) when evaluate calibrated the teacher."""
+    cfg, seed, counts = job.params.export, job.params.seed, job.inputs.examples.split_counts
+    student = distill(
+        job.trained, cfg.compression.distill, job.spec, len(job.classes), job.examples, counts["train"],
+        cfg.compression.batch_size, seed, ctx,
+    )  # fmt: skip
+    if job.inputs.evaluation.temperature != 1.0:
+        student, _, note = calibrated(student, job.examples, job.spec, len(job.classes), counts["val"])
+        ctx.log(note)
+    path = tflite_dir / "model_student_int8.tflite"
+    path.write_bytes(tflite.convert_int8(student, _calibration(job.examples, job.spec, len(job.classes), seed, cfg)))
+    return path
+
+
+def _check_and_embed(files: dict[str, Path], cfg, tflite_dir: Path, ctx: StageContext) -> None:
+    """Refuses a file a phone runtime cannot run (Flex ops); embeds the TFLite metadata (labels,
+    normalisation) before the files are measured, as it is part of each file."""
+    for name, path in files.items():  # converted here, by the tfmot bridge or from the student
+        flex = tflite.flex_ops(path.read_bytes())
+        if flex:
+            raise UserError(f"{name} needs TensorFlow (Flex) ops a phone runtime lacks: {', '.join(flex)}")
+    python = metadata_python(cfg.metadata_python)
+    if python is not None:
+        for path in files.values():
+            embed(python, path, tflite_dir / "labels.txt")
+    ctx.log(
+        f"TFLite metadata (labels, normalisation) embedded with tflite-support ({python})"
+        if python is not None
+        else "no TFLite metadata: tflite-support's virtualenv is not set up (make install creates it)"
+    )
+
+
+def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg, split: str, ctx) -> dict:
+    """Writes the results table (``artifacts.json``, ``artifacts.md``, the log) and the artifact's
+    properties; returns the stage summary."""
+    out = exported.path
     (out / ARTIFACTS_FILE).write_text(json.dumps(results, indent=2))
     artifacts_table = table(results, split)
     (out / "artifacts.md").write_text(artifacts_table + "\n")
@@ -158,7 +202,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     summary = {f"{name}_accuracy": accuracy for name, accuracy in scored.items()}
     summary["failed_gates"] = {name: r["gate"] for name, r in results.items() if r.get("gate", "passed") != "passed"}
     passed = [name for name in results if name != "keras" and name not in summary["failed_gates"]]
-    outputs.exported_model.properties.update(
+    exported.properties.update(
         summary,
         model_name=cfg.model_name,
         serving_dir=str(Path(ExportedModel.SERVING) / cfg.model_name),
