@@ -73,11 +73,15 @@ class StageSpec:
     def output_fields(self) -> dict[str, type[Artifact]]:
         return typing.get_type_hints(self.outputs)
 
-    def code_version(self) -> str:
-        """The hash of the code this stage runs: its spec's module, its executor's and its
-        params resolver's, and every project module they import (``fingerprint``)."""
+    def code_modules(self) -> tuple[str, ...]:
+        """Where the code this stage runs starts: its spec's, executor's and params resolver's modules."""
         targets = [self.inputs.__module__, self.executor, self.resolve_params]
-        return fingerprint.stage_code_version(*(t.partition(":")[0] for t in targets if t))
+        return tuple(t.partition(":")[0] for t in targets if t)
+
+    def code_version(self) -> str:
+        """The hash of the code this stage runs: ``code_modules`` and every project module they
+        import (``fingerprint``)."""
+        return fingerprint.stage_code_version(*self.code_modules())
 
     def load_executor(self) -> Callable[..., dict[str, Any]]:
         return _load(self.executor)

@@ -16,8 +16,7 @@ ROOT = Path(fp.__file__).resolve().parent.parent
 def files_of_each_stage() -> dict[str, set[str]]:
     found = {}
     for spec in ALL_STAGES:
-        modules = [t.partition(":")[0] for t in (spec.inputs.__module__, spec.executor, spec.resolve_params) if t]
-        found[spec.name] = {str(p.relative_to(ROOT)) for p in fp._project_files(tuple(modules))}
+        found[spec.name] = {str(p.relative_to(ROOT)) for p in fp._project_files(spec.code_modules())}
     return found
 
 
