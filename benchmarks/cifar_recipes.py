@@ -64,8 +64,8 @@ def keras_io_baseline(folder: Path, epochs: int) -> tuple[float, float]:
 
 def preset(name: str, folder: Path, root: Path) -> tuple[float, float, dict]:
     """(test accuracy, train stage seconds, evaluate summary) of a visionpipe preset."""
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.pipeline.runner import run_pipeline
+    from visionpipe.configure import load_config
+    from visionpipe.run import run_pipeline
 
     config = load_config(REPO / "configs" / f"{name}.yaml", [f"run.root={root}", f"data.path={folder}"])
     for stage in ("ingest", "validate"):

@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "vp-bench-compression")
     args = parser.parse_args()
 
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.pipeline.runner import run_pipeline
+    from visionpipe.configure import load_config
+    from visionpipe.run import run_pipeline
 
     config = load_config(
         args.config, [f"run.root={args.root}", f"data.path={args.folder}", *args.overrides, *EVERYTHING]

@@ -35,8 +35,8 @@ def image_files(folder: Path, limit: int) -> list[Path]:
 def plain_loop(files: list[Path], out: Path, channels: int) -> float:
     import tensorflow as tf
 
-    from visionpipe.components.common import record_format
-    from visionpipe.components.ingest.images import check_image
+    from visionpipe.data import record_format
+    from visionpipe.data.images import check_image
 
     start = time.perf_counter()
     with tf.io.TFRecordWriter(str(out / "plain.tfrecord")) as writer:
@@ -67,8 +67,8 @@ def decode_limit(files: list[Path], channels: int) -> float:
 
 
 def visionpipe_stages(folder: Path, root: Path, channels: int, workers: int, mode: str) -> tuple[float, float]:
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.pipeline.runner import run_pipeline
+    from visionpipe.configure import load_config
+    from visionpipe.run import run_pipeline
 
     config = load_config(
         None,

@@ -70,8 +70,8 @@ def training_rate(model, ds, steps: int) -> float:
 
 def prepare(folder: Path, root: Path, config_path: Path):
     """Ingests and validates the folder (cached by the runner across benchmark runs)."""
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.pipeline.runner import run_pipeline
+    from visionpipe.configure import load_config
+    from visionpipe.run import run_pipeline
 
     config = load_config(config_path, [f"run.root={root}", f"data.path={folder}"])
     outputs = {}
@@ -101,11 +101,12 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from visionpipe.components.common import record_format
-    from visionpipe.components.common.dataset import AUTOTUNE, pixels, split_files
+    from visionpipe.components.common.dataset import AUTOTUNE, pixels
     from visionpipe.components.train.augment import build_policy
     from visionpipe.components.train.input_pipeline import choose_cache, training_dataset
     from visionpipe.components.train.spec import SPEC as TRAIN_SPEC
+    from visionpipe.data import record_format
+    from visionpipe.data.records import split_files
     from visionpipe.models.classifier import build_classifier, preprocessing_spec
     from visionpipe.models.preprocessing import load_pixels
     from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig

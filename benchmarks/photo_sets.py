@@ -119,7 +119,7 @@ def splits_of(root: Path) -> dict[str, list[tuple[str, str]]]:
     """visionpipe's splits, (source path, class) per split, from the latest ingest's records."""
     import tensorflow as tf
 
-    from visionpipe.components.common.record_format import parse
+    from visionpipe.data.record_format import parse
 
     examples = latest(root, "ingest") / "examples"
     found = {}

@@ -125,8 +125,8 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from visionpipe.components.export.saved_model import load_signature
     from visionpipe.serving.client import ServingClient
+    from visionpipe.serving.served_signature import load_signature
     from visionpipe.serving.tf_serving_config import batching_parameters, write_text_proto
 
     tmp = Path(tempfile.mkdtemp(prefix="serving_load_"))

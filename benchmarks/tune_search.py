@@ -52,8 +52,8 @@ def subset(folder: Path, per_class: int, out: Path) -> Path:
 
 
 def contender(root: Path, data: Path, extra: list[str]) -> dict:
-    from visionpipe.pipeline.config import load_config
-    from visionpipe.pipeline.runner import run_pipeline
+    from visionpipe.configure import load_config
+    from visionpipe.run import run_pipeline
 
     config = load_config(None, [f"run.root={root}", "data.source=folder", f"data.path={data}", *BASE, *extra])
     started = time.perf_counter()

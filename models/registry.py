@@ -22,6 +22,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from visionpipe.pipeline.config import ConfigError, ModelConfig, coerce
+
 # Passed by visionpipe, not set in model.args: the Keras module, and model.weights.
 RESERVED_ARGS = ("keras", "weights")
 
@@ -60,8 +62,6 @@ def model_names() -> list[str]:
 
 
 def entry(name: str) -> Entry:
-    from visionpipe.pipeline.config import ConfigError
-
     if name not in _ENTRIES:
         raise ConfigError(f"unknown model {name!r} (model.name); registered models: {', '.join(model_names())}")
     return _ENTRIES[name]
@@ -70,8 +70,6 @@ def entry(name: str) -> Entry:
 def check_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """``model.args`` checked against the builder's signature and types; returns them coerced
     (e.g. a YAML list to a tuple). Raises ConfigError naming the model's valid arguments."""
-    from visionpipe.pipeline.config import ConfigError, coerce
-
     model = entry(name)
     parameters = model.arguments()
     hints = typing.get_type_hints(model.build)
@@ -80,6 +78,20 @@ def check_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
         valid = ", ".join(f"{n} (default {p.default!r})" for n, p in parameters.items()) or "none"
         raise ConfigError(f"unknown argument model.args.{unknown[0]} for model {name!r}; its arguments: {valid}")
     return {k: coerce(hints[k], v, f"model.args.{k}") for k, v in args.items()}
+
+
+def checked_model_config(model: ModelConfig) -> ModelConfig:
+    """model.name, model.args and model.weights against the registry, so a typo fails when the
+    config loads, before any stage runs; returns the config with its arguments coerced."""
+    args = check_args(model.name, model.args)
+    pretrained = entry(model.name).pretrained
+    if model.weights != "none" and model.weights.isidentifier() and model.weights not in pretrained:
+        offered = ", ".join(pretrained) or "no pretrained weights"
+        raise ConfigError(
+            f"model.weights {model.weights!r} is not offered by model {model.name!r} ({offered}); use none, "
+            "one of those, or a path to a weights file"
+        )
+    return dataclasses.replace(model, args=args)
 
 
 def create_model(

@@ -84,7 +84,7 @@ class Statistics(Artifact):
     SUMMARY: ClassVar[str] = "summary.json"  # per split: count, classes, sizes, modes, channels, pixels
 
     def split_summary(self, split: str) -> dict[str, Any]:
-        """What ingest measured on one split (``components/common/image_stats.py``); {} if empty."""
+        """What ingest measured on one split (``data/image_stats.py``); {} if empty."""
         return json.loads((self.path / self.SUMMARY).read_text()).get(split, {})
 
     @property

@@ -473,19 +473,6 @@ class BatchingConfig:
     max_enqueued_batches: int = 100
     allowed_batch_sizes: tuple[int, ...] = (8, 16, 32)  # increasing, ending at max_batch_size; () = any
 
-    def __post_init__(self):
-        from visionpipe.serving.tf_serving_config import batching_problems
-
-        problems = batching_problems(
-            self.max_batch_size,
-            self.allowed_batch_sizes,
-            self.batch_timeout_micros,
-            self.num_batch_threads,
-            self.max_enqueued_batches,
-        )
-        if problems:
-            raise ConfigError(f"push.batching: {problems[0]}")
-
 
 @dataclasses.dataclass(frozen=True)
 class PushConfig:
@@ -511,13 +498,7 @@ class PushConfig:
     batching: BatchingConfig = BatchingConfig()
 
     def __post_init__(self):
-        from visionpipe.serving.tf_serving_config import MAX_WARMUP_RECORDS
-
-        if not 1 <= self.warmup_requests <= MAX_WARMUP_RECORDS:
-            raise ConfigError(
-                f"push.warmup_requests must be between 1 and {MAX_WARMUP_RECORDS} (TF Serving reads at most "
-                f"{MAX_WARMUP_RECORDS} warmup records); got {self.warmup_requests}"
-            )
+        # (TF Serving's own limits on warmup_requests and batching: serving/tf_serving_config.py.)
         if self.keep_versions < 1:
             raise ConfigError(f"push.keep_versions must be at least 1; got {self.keep_versions}")
         if self.infra_timeout_seconds <= 0:
@@ -579,10 +560,12 @@ class Config:
     explicit: tuple[str, ...] = ()
 
 
-def load_config(
+def read_config(
     path: str | Path | None = None, overrides: typing.Sequence[str] = (), data: str | Path | None = None
 ) -> Config:
-    """Reads a YAML file (if given), applies ``a.b=value`` overrides and type-checks the result.
+    """Reads a YAML file (if given), applies ``a.b=value`` overrides and type-checks the result
+    against the tree. The checks that need the layers above (the models' registry, the search
+    space, TF Serving's rules) are the application's: ``visionpipe.load_config`` runs them all.
 
     ``data`` (the CLI's ``--data``) is a folder of class sub-folders, in any layout ingest
     accepts, or a ``.csv``/``.jsonl`` manifest: it sets ``data.source`` and ``data.path`` over
@@ -590,19 +573,11 @@ def load_config(
     file the recipe is ``auto``. Any key the YAML or an override sets wins over those defaults.
     """
     config = build(Config, _given(path, overrides, data), "")
-    if config.recipe != "auto" or is_explicit(config.explicit, "model.name"):
-        # (With recipe auto and no model.name, auto picks the model and checks model.* against it.)
-        config = dataclasses.replace(config, model=_checked_model(config.model))
     if config.recipe == "auto" and not is_explicit(config.explicit, "preprocessing.channels"):
         # Ingest converts odd images to preprocessing.channels and measures the pixel statistics
         # in it before auto has seen the data: colour keeps every choice open (auto still trains
         # all-gray data in one channel).
         config = dataclasses.replace(config, preprocessing=dataclasses.replace(config.preprocessing, channels=3))
-    distill = config.export.compression.distill
-    if distill.student:
-        from visionpipe.models.registry import check_args
-
-        check_args(distill.student, distill.student_args)
     train = config.train
     if train.learning_rate_scaling != "none" and train.learning_rate_batch <= 0:
         raise ConfigError(
@@ -621,10 +596,6 @@ def load_config(
         if unknown:
             raise ConfigError(f"unknown {key} entry {unknown[0]!r}; corruptions: {', '.join(CORRUPTIONS)}")
     _check_ranges(config)
-    if config.tune.space:
-        from visionpipe.pipeline.search_space import check_space
-
-        check_space(config)
     return config
 
 
@@ -720,21 +691,6 @@ def _check_ranges(config: Config) -> None:
         if value < low or (high is not None and value > high):
             bounds = f"at least {low}" if high is None else f"between {low} and {high}"
             raise ConfigError(f"{key} must be {bounds}; got {value}")
-
-
-def _checked_model(model: ModelConfig) -> ModelConfig:
-    """model.name and model.args against the registry, so a typo fails before any stage runs."""
-    from visionpipe.models.registry import check_args, entry
-
-    args = check_args(model.name, model.args)
-    pretrained = entry(model.name).pretrained
-    if model.weights != "none" and model.weights.isidentifier() and model.weights not in pretrained:
-        offered = ", ".join(pretrained) or "no pretrained weights"
-        raise ConfigError(
-            f"model.weights {model.weights!r} is not offered by model {model.name!r} ({offered}); use none, "
-            "one of those, or a path to a weights file"
-        )
-    return dataclasses.replace(model, args=args)
 
 
 def dump_yaml(config: Config) -> str:

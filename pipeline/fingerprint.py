@@ -21,7 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("pipeline", "components", "models", "serving")
+# The project's package folders; visionpipe/ holds the application and a symlink to each other
+# folder, which rglob does not follow, so no file is hashed twice.
+_PACKAGES = ("pipeline", "data", "components", "models", "serving", "visionpipe")
 _ROOT = Path(__file__).resolve().parent.parent
 # A project module named in a string: a lazily loaded executor ("pkg.module:function") or a
 # subprocess's ``python -m pkg.module``. Its code is part of what the stage runs.
@@ -55,11 +57,10 @@ def _keyed(value: Any) -> Any:
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """Hash of every Python source file of the project's packages."""
-    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for package in _PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
+        for path in sorted((_ROOT / package).rglob("*.py")):
+            h.update(str(path.relative_to(_ROOT)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -101,12 +102,14 @@ def _files_of(module: str) -> list[Path]:
     parts = module.split(".")
     if parts[0] != "visionpipe":
         return []
-    if len(parts) == 1:
-        return [_ROOT / "visionpipe" / "__init__.py"]
-    folder = _ROOT.joinpath(*parts[1:])  # visionpipe.<folder> is the top-level <folder>/
+    package = _ROOT / "visionpipe"  # the application's modules, and a symlink to each layer's folder
+    folder = package.joinpath(*parts[1:])
     found = [p for p in (folder.with_suffix(".py"), folder / "__init__.py") if p.is_file()]
-    packages = [_ROOT.joinpath(*parts[1:i], "__init__.py") for i in range(2, len(parts))]
-    return found + [p for p in packages if p.is_file()] if found else []
+    # visionpipe/__init__.py (the public API, which imports the whole graph) is left out: every
+    # import of a layer runs it, and counting it would make every stage depend on every file.
+    packages = [package.joinpath(*parts[1:i], "__init__.py") for i in range(2, len(parts))]
+    # Resolved: a file is named by where it lives (components/…, not visionpipe/components/…).
+    return [p.resolve() for p in found + [p for p in packages if p.is_file()]] if found else []
 
 
 def stage_fingerprint(stage: str, params: Any, input_fingerprints: dict[str, str], external: str, code: str) -> str:

@@ -23,7 +23,6 @@ from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.artifacts import Artifact
 from visionpipe.pipeline.config import Config, dump_yaml, to_dict
 from visionpipe.pipeline.errors import GateError, NotRegistered, PipelineBusy, UserError
-from visionpipe.pipeline.graph import stage_names, stages
 from visionpipe.pipeline.metadata import MetadataStore
 from visionpipe.pipeline.output import Output
 from visionpipe.pipeline.stage import ExternalInput, StageContext, StageSpec
@@ -68,7 +67,7 @@ def select_stages(graph: list[StageSpec], only: str | None, start: str | None) -
     names = [s.name for s in graph]
     for name in (only, start):
         if name is not None and name not in names:
-            raise UserError(f"unknown stage {name!r}; stages are: {', '.join(stage_names())}")
+            raise UserError(f"unknown stage {name!r}; stages are: {', '.join(names)}")
     if only:
         return [s for s in graph if s.name == only]
     if start:
@@ -76,17 +75,19 @@ def select_stages(graph: list[StageSpec], only: str | None, start: str | None) -
     return list(graph)
 
 
-def run_pipeline(
+def run_graph(
     config: Config,
+    graph: list[StageSpec],
     only: str | None = None,
     start: str | None = None,
     force: bool = False,
     command: str = "",
     output: Output | None = None,
-    graph: list[StageSpec] | None = None,
     override_gate: str = "",
 ) -> RunResult:
-    """Runs the whole graph, one stage (``only``) or a stage onward (``start``).
+    """Runs the stages of ``graph`` (in order) under ``config``: all of them, one stage
+    (``only``) or a stage onward (``start``). The application builds the graph
+    (``visionpipe/graph.py``); the runner knows no stage.
 
     ``override_gate``, when given, is a person's reason to run stages whose gate refuses
     (e.g. push a model evaluate did not bless); each overridden gate is logged and recorded
@@ -96,10 +97,8 @@ def run_pipeline(
     fingerprint is unchanged, unless ``force``. ``output`` receives the run's messages and
     progress (default: plain lines on stdout); one made with ``capture_logs`` also keeps
     everything the libraries print in ``runs/<id>/run.log`` instead of on the console.
-    ``graph`` replaces the stage graph the config implies (``pipeline.graph``), e.g. in tests.
     """
     output = output or Output()
-    graph = graph or stages(config, asked=only or start)
     selected = select_stages(graph, only, start)
     forced = {s.name for s in selected} if force else {selected[0].name} if (only or start) else set()
     root = Path(config.run.root).resolve()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from visionpipe.components.validate.anomalies import linf
+from visionpipe.data.image_stats import linf
 from visionpipe.pipeline.config import DriftConfig
 
 OK, DRIFT, TOO_FEW = "ok", "drift", "too few images"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionpipe.components.ingest.images import BadImage, check_image
+from visionpipe.data.images import BadImage, check_image
 from visionpipe.pipeline.errors import UserError
 from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES
 
@@ -65,7 +65,7 @@ def predict(model_path: Path, images: list[Path], top_k: int = 3) -> list[Predic
 def _saved_model_probabilities(path: Path, data: list[bytes]):
     import tensorflow as tf
 
-    from visionpipe.components.export.saved_model import load_signature
+    from visionpipe.serving.served_signature import load_signature
 
     out = load_signature(path)(**{IMAGE_INPUT: tf.constant(data)})
     classes = [c.decode() for c in out[CLASSES].numpy()[0]]

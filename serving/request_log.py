@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 # Channels counted as ingest counts them for the training statistics (a palette image is colour).
-from visionpipe.components.ingest.images import CHANNELS_OF_MODE
+from visionpipe.data.images import CHANNELS_OF_MODE
 from visionpipe.serving.signature import IMAGE_INPUT, PREDICTED_CLASS
 
 

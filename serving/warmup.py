@@ -35,7 +35,7 @@ def warmup_split(examples: Examples) -> str:
 
 def warmup_images(examples: Examples, count: int) -> list[bytes]:
     """Up to ``count`` encoded images of the warmup split, in record order."""
-    from visionpipe.components.common.dataset import encoded_images
+    from visionpipe.data.records import encoded_images
 
     images: list[bytes] = []
     for batch, _ in encoded_images(examples.path, warmup_split(examples), batch_size=min(count, 256)):

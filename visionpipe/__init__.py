@@ -10,8 +10,10 @@ The public API, used by the README and the quickstart notebook::
     visionpipe.predict("visionpipe_runs/demo/serving/visionpipe", ["cat.jpg"])
     visionpipe.augment_preview(config, "preview.png")  # what the augmentation policy does
 
-The project's folders install under this package: ``visionpipe.pipeline``,
-``visionpipe.components``, ``visionpipe.models`` and ``visionpipe.serving``.
+This package is also the application layer (ARCHITECTURE.md): the CLI, the graph of stages,
+config loading and the run report. The project's top-level folders appear in it as symlinks,
+``visionpipe.pipeline``, ``visionpipe.data``, ``visionpipe.models``, ``visionpipe.serving`` and
+``visionpipe.components``, so static tools resolve every import.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visionpipe.pipeline.config import Config, ConfigError, load_config
+from visionpipe.configure import load_config
+from visionpipe.pipeline.config import Config, ConfigError
 from visionpipe.pipeline.errors import UserError
-from visionpipe.pipeline.runner import RunResult, run_pipeline
+from visionpipe.pipeline.runner import RunResult
+from visionpipe.run import run_pipeline
 
 if TYPE_CHECKING:
     from visionpipe.serving.predict import Prediction

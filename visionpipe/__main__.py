@@ -2,6 +2,6 @@
 
 import sys
 
-from visionpipe.pipeline.cli import main
+from visionpipe.cli import main
 
 sys.exit(main())

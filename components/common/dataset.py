@@ -1,4 +1,5 @@
-"""Reading the ingested TFRecords with tf.data: the primitives train, evaluate and export share.
+"""The model-facing tf.data pipelines over the ingested records: the primitives train, evaluate
+and export share (reading the record files is ``data/records.py``).
 
 Images go through ``models.preprocessing`` (the same code as the serving signature). Files
 are read by a parallel interleave and decoded by a parallel map. ``deterministic=False``
@@ -13,50 +14,13 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from visionpipe.components.common import record_format
+from visionpipe.data import record_format
+from visionpipe.data.records import serialized_records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 AUTOTUNE = tf.data.AUTOTUNE
 _FEATURES = record_format.tf_parse_spec()
 DECODE_BATCH = 128
-
-
-def split_files(examples_dir: Path, split: str) -> list[str]:
-    files = sorted(str(p) for p in (Path(examples_dir) / split).glob("data-*"))
-    if not files:
-        raise FileNotFoundError(f"no TFRecord files for split {split!r} under {examples_dir}")
-    return files
-
-
-def _serialized(
-    examples_dir: Path, split: str, shuffle_files: bool, seed: int | None, deterministic: bool
-) -> tf.data.Dataset:
-    paths = split_files(examples_dir, split)
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    if shuffle_files:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    return files.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(paths), 16),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic,
-    )
-
-
-def records(
-    examples_dir: Path,
-    split: str,
-    shuffle_files: bool = False,
-    seed: int | None = None,
-    deterministic: bool = True,
-    origin: bool = False,
-) -> tf.data.Dataset:
-    """Parsed examples of one split: dicts with encoded bytes, label id and source path (and,
-    with ``origin``, the original mode, height and width)."""
-    features = record_format.tf_parse_spec(origin=True) if origin else _FEATURES
-    return _serialized(examples_dir, split, shuffle_files, seed, deterministic).map(
-        lambda x: tf.io.parse_single_example(x, features), num_parallel_calls=AUTOTUNE, deterministic=deterministic
-    )
 
 
 def pixels(
@@ -89,7 +53,7 @@ def pixels(
         return images, parsed[record_format.LABEL]
 
     ds = (
-        _serialized(examples_dir, split, shuffle_files, seed, deterministic)
+        serialized_records(examples_dir, split, shuffle_files, seed, deterministic)
         .batch(DECODE_BATCH)
         .map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         .unbatch()
@@ -121,15 +85,5 @@ def image_dataset(
     return (
         ds.batch(batch_size)
         .map(lambda x, y: float_batch(x, y, num_classes), num_parallel_calls=AUTOTUNE)
-        .prefetch(AUTOTUNE)
-    )
-
-
-def encoded_images(examples_dir: Path, split: str, batch_size: int) -> tf.data.Dataset:
-    """Batches of (encoded bytes, label id): what a serving client would send."""
-    return (
-        records(examples_dir, split)
-        .map(lambda r: (r[record_format.ENCODED], r[record_format.LABEL]))
-        .batch(batch_size)
         .prefetch(AUTOTUNE)
     )

@@ -48,7 +48,7 @@ def served_model(destination: Path, name: str) -> ServedModel | None:
 
 def score_served(served: ServedModel, encoded_batches, progress=None) -> np.ndarray:
     """Probabilities of the served model for (encoded image bytes, labels) batches."""
-    from visionpipe.components.export.saved_model import load_signature, served_probabilities
+    from visionpipe.serving.served_signature import load_signature, served_probabilities
 
     serve = load_signature(served.path)
     _, probabilities = predict_batches(

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from visionpipe.components.common import record_format
-from visionpipe.components.common.dataset import records
+from visionpipe.data import record_format
+from visionpipe.data.records import records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 

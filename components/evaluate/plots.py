@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from visionpipe.components.validate.summary import plain
+from visionpipe.components.common.html import plain
 
 DPI = 90
 ANNOTATED_CLASSES = 20  # above this many classes, confusion cells carry no numbers

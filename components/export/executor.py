@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from visionpipe.components.common.dataset import encoded_images, image_dataset
+from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.evaluate.metrics import accuracy
@@ -33,12 +33,14 @@ from visionpipe.components.export.gates import check_gates, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.components.export.tflite_metadata import embed, metadata_python
+from visionpipe.data.records import encoded_images
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.temperature import with_temperature
 from visionpipe.models.tta import flip_averaged
 from visionpipe.pipeline.artifacts import ExportedModel
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
+from visionpipe.serving.served_signature import load_signature, served_probabilities
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 
 SERVING_VERSION = "1"  # push assigns the version at the serving destination
@@ -116,7 +118,7 @@ def _saved_model(job: _Job, out: Path, data, score: Scorer, ctx: StageContext) -
     version_dir = out / ExportedModel.SERVING / cfg.model_name / SERVING_VERSION
     saved_model.export_saved_model(job.model, job.spec, job.classes, version_dir)
     ctx.log(f"SavedModel for TF Serving written to {version_dir}")
-    serve = saved_model.load_signature(version_dir)
+    serve = load_signature(version_dir)
     encoded = encoded_images(job.examples, split, batch_size=256)
     return {
         # With tta_flip the exported model is not the evaluated one: it is scored here too.
@@ -126,7 +128,7 @@ def _saved_model(job: _Job, out: Path, data, score: Scorer, ctx: StageContext) -
             else job.inputs.evaluation.accuracy
         },
         "saved_model": {
-            "accuracy": score("SavedModel", encoded, lambda b: saved_model.served_probabilities(serve, b), False),
+            "accuracy": score("SavedModel", encoded, lambda b: served_probabilities(serve, b), False),
             "size_bytes": sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file()),
         },
     }

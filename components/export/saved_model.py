@@ -53,12 +53,3 @@ def export_saved_model(model: keras.Model, spec: PreprocessingSpec, classes: lis
     archive.add_endpoint(SIGNATURE, serve)
     archive.add_endpoint(PREPROCESS_SIGNATURE, preprocess)
     archive.write_out(str(path), verbose=False)
-
-
-def load_signature(path: Path, name: str = SIGNATURE):
-    return tf.saved_model.load(str(path)).signatures[name]
-
-
-def served_probabilities(signature, image_bytes):
-    """The serving signature's class probabilities for a batch of encoded images."""
-    return signature(**{IMAGE_INPUT: image_bytes})[PROBABILITIES]

@@ -19,10 +19,10 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from visionpipe.components.common import record_format
-from visionpipe.components.common.image_stats import ImageMeta
-from visionpipe.components.ingest import images, sources
+from visionpipe.components.ingest import sources
 from visionpipe.components.ingest.split import Candidate
+from visionpipe.data import images, record_format
+from visionpipe.data.image_stats import ImageMeta
 
 SPILL_SUFFIX = ".spill"  # <uuid>.<items in the task>.spill: the driver counts progress from the names
 

@@ -25,13 +25,13 @@ from apache_beam.io.filesystems import FileSystems
 # sink would write each split through its own multi-stage transform.
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from visionpipe.components.common import record_format
-from visionpipe.components.common.image_stats import ImageStatsFn, empty_split
 from visionpipe.components.ingest.check import TaskResult
 from visionpipe.components.ingest.split import SPLITS, UNUSABLE, Plan
+from visionpipe.data import record_format
+from visionpipe.data.image_stats import ImageStatsFn, empty_split
 from visionpipe.pipeline.artifacts import Examples
 
-SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.tfrecord"  # what components.common.dataset reads
+SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.tfrecord"  # what data/records.py reads
 _TEMP_PREFIX = ".tmp-"
 
 

@@ -38,11 +38,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from visionpipe.components.common.search_space import apply_values
 from visionpipe.components.train.spec import Params
 from visionpipe.pipeline.artifacts import Artifact, Examples, Statistics
 from visionpipe.pipeline.config import ConfigError, is_explicit
 from visionpipe.pipeline.errors import UserError
-from visionpipe.pipeline.search_space import apply_values
 
 PHOTO_SIDE = 48  # px: mean short side from which images count as photos
 GRAY_SHARE = 0.99  # share of one-channel originals from which the data counts as gray

@@ -29,9 +29,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from visionpipe.components.common import record_format
-from visionpipe.components.common.dataset import records
 from visionpipe.components.train.ema import EMAWeights
+from visionpipe.data import record_format
+from visionpipe.data.records import records
 
 STATE = "kept_model.npz"  # in the backup folder: the kept weights, and the candidate under "kept"
 

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from visionpipe.components.common.process_state import restored_afterwards
+from visionpipe.components.common.search_space import apply_values
 from visionpipe.components.common.tracking import EpochMetrics, log_folder, tracked_run
 from visionpipe.components.train import budget, finetune
 from visionpipe.components.train.best_epoch import BestEpoch, keep_rule
@@ -32,7 +33,6 @@ from visionpipe.components.train.strategy import choose_strategy, describe, shar
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.pipeline.config import to_dict
 from visionpipe.pipeline.errors import NotRegistered, UserError
-from visionpipe.pipeline.search_space import apply_values
 from visionpipe.pipeline.stage import StageContext
 
 ADAPT_IMAGES = 5000  # training images shown to layers that initialise from data

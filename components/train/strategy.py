@@ -113,7 +113,7 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
 def shard_for_workers(dataset: tf.data.Dataset, examples, split: str, distribution: dict) -> tf.data.Dataset:
     """Each worker reads its share of ``split``: whole TFRecord files when there are at least as
     many as workers (no worker reads what another discards), else its slice of every batch."""
-    from visionpipe.components.common.dataset import split_files
+    from visionpipe.data.records import split_files
 
     workers = sum(len(v) for k, v in distribution["cluster"].items() if k in ("worker", "chief"))
     files = len(split_files(examples, split))

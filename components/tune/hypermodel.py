@@ -15,13 +15,13 @@ from typing import Any
 
 import keras_tuner as kt
 
+from visionpipe.components.common.search_space import apply_values
 from visionpipe.components.common.tracking import EpochMetrics, log_file, tracked_run
 from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.ema import EMAWeights
 from visionpipe.components.train.recipe import build_and_compile
 from visionpipe.components.train.spec import Params as TrainParams
 from visionpipe.models.classifier import adapt_to_data
-from visionpipe.pipeline.search_space import apply_values
 from visionpipe.pipeline.stage import StageContext
 
 TUNER_KEYS = "tuner/"  # KerasTuner's own values (Hyperband's epochs, bracket, round)

@@ -14,6 +14,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from visionpipe.components.ingest.split import ABSENT, MISSING, TOO_SMALL, UNUSABLE
+from visionpipe.data.image_stats import linf
 from visionpipe.pipeline.config import ValidateConfig
 
 # Our anomaly kinds as TFDV's anomaly types, so TFDV/Facets users see familiar reasons.
@@ -191,14 +192,6 @@ def _imbalance(train: dict | None, max_ratio: float) -> list[str]:
     big, small = max(counts, key=counts.get), min(counts, key=counts.get)
     ratio = counts[big] / counts[small]
     return [f"{big} ({counts[big]}) / {small} ({counts[small]}) = {ratio:.1f}"] if ratio > max_ratio else []
-
-
-def linf(a: dict[str, int], b: dict[str, int]) -> tuple[float, str]:
-    """L-infinity distance between two count distributions, and the key that moved most."""
-    total_a, total_b = max(sum(a.values()), 1), max(sum(b.values()), 1)
-    moves = {k: abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in set(a) | set(b)}
-    key = max(sorted(moves), key=moves.get) if moves else ""
-    return (moves[key] if moves else 0.0), key
 
 
 def _drift(current: dict[str, dict], baseline: dict[str, dict], config: ValidateConfig, add) -> None:

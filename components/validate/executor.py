@@ -19,10 +19,10 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from visionpipe.components.common.image_stats import to_proto as stats_proto
 from visionpipe.components.validate import anomalies as checks
 from visionpipe.components.validate import summary
 from visionpipe.components.validate.spec import Inputs, Outputs, Params, reviewed_schema_path
+from visionpipe.data.image_stats import to_proto as stats_proto
 from visionpipe.pipeline.artifacts import Examples, Statistics
 from visionpipe.pipeline.errors import DataError
 from visionpipe.pipeline.stage import StageContext

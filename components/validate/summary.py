@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import html
 import io
 
 import numpy as np
@@ -19,25 +18,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from visionpipe.components.common.html import CSS, esc, plain
+
 # Lower edges of the size buckets written by the stats stage (see size_buckets).
 SIZE_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 MAX_ITEMS = 50  # offending items listed per anomaly; the rest are only counted
 MANY_CLASSES = 60  # above this, grouped bars become unreadable: switch to sorted stacked bars
 DPI = 80
-
-CSS = """body{font-family:sans-serif;margin:2em;max-width:70em}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
-.block{color:#b00020}.warn{color:#a65b00}.ok{color:#1b7d2a}img{max-width:100%}"""
-
-
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def plain(text: str) -> str:
-    # Matplotlib parses "$...$" as mathtext; a class name with a stray "$" would fail to render.
-    return str(text).replace("$", r"\$")
 
 
 def _counts(counter: dict) -> str:

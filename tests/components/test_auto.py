@@ -9,8 +9,8 @@ import pytest
 
 from visionpipe.components.train import auto, budget
 from visionpipe.components.train.spec import params_of
+from visionpipe.configure import load_config
 from visionpipe.pipeline.artifacts import Examples, Statistics
-from visionpipe.pipeline.config import load_config
 from visionpipe.pipeline.errors import UserError
 
 OFFLINE = lambda name, args, size: ("unavailable", "weights.h5 is not in /cache and cannot be downloaded")  # noqa: E731

@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from visionpipe.components.common import record_format
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.export.distill import calibrated
 from visionpipe.components.export.executor import served_model
+from visionpipe.data import record_format
 from visionpipe.models.classifier import build_classifier
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.pipeline.config import ModelConfig

@@ -11,11 +11,12 @@ from sklearn.metrics import balanced_accuracy_score
 
 from visionpipe.components.evaluate import bootstrap, gate
 from visionpipe.components.evaluate.metrics import classification_metrics
-from visionpipe.components.evaluate.report import RunReport, render_html, render_markdown
 from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.components.evaluate.trivial import trivial_baselines
+from visionpipe.configure import load_config
 from visionpipe.pipeline.artifacts import Blessing, Verdict
-from visionpipe.pipeline.config import ConfigError, EvaluateConfig, ThresholdConfig, load_config
+from visionpipe.pipeline.config import ConfigError, EvaluateConfig, ThresholdConfig
+from visionpipe.report_render import RunReport, render_html, render_markdown
 
 
 def evaluated(labels, predicted, train_counts, classes=None, split="test", resamples=1000) -> dict:

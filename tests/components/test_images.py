@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from visionpipe.components.ingest.images import BadImage, check_image
+from visionpipe.data.images import BadImage, check_image
 
 
 def encode(image: Image.Image, fmt: str, **kw) -> bytes:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visionpipe.components.common import record_format
 from visionpipe.components.train.augment import build_policy
 from visionpipe.components.train.input_pipeline import (
     CacheChoice,
@@ -18,6 +17,7 @@ from visionpipe.components.train.input_pipeline import (
     shuffle_buffer,
     training_dataset,
 )
+from visionpipe.data import record_format
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig, InputConfig
 

@@ -19,11 +19,11 @@ from PIL import Image
 
 from tests.conftest import make_folder, make_image
 from tests.tfds_fixture import DS_NAME
-from visionpipe.components.common import record_format
+from visionpipe import cli
 from visionpipe.components.validate import accept
-from visionpipe.pipeline import cli
-from visionpipe.pipeline.config import load_config
-from visionpipe.pipeline.runner import run_pipeline
+from visionpipe.configure import load_config
+from visionpipe.data import record_format
+from visionpipe.run import run_pipeline
 
 
 def run_stage(root: Path, stage: str, *overrides: str):

@@ -9,14 +9,12 @@ import tensorflow as tf
 from PIL import Image
 
 from visionpipe.components.common.dataset import image_dataset
-from visionpipe.components.export.saved_model import (
-    PREPROCESS_SIGNATURE,
-    export_saved_model,
-    load_signature,
-)
+from visionpipe.components.export.saved_model import export_saved_model
 from visionpipe.components.train.input_pipeline import CacheChoice, training_dataset
 from visionpipe.models.preprocessing import RESIZE_POLICIES, PreprocessingSpec, load_image
 from visionpipe.pipeline.config import InputConfig
+from visionpipe.serving.served_signature import load_signature
+from visionpipe.serving.signature import PREPROCESS_SIGNATURE
 
 
 def _write_examples(folder, encoded: list[bytes], split: str = "test"):

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from visionpipe.pipeline.config import AugmentOpConfig, Config, ConfigError, dump_yaml, load_config
+from visionpipe.configure import load_config
+from visionpipe.pipeline.config import AugmentOpConfig, Config, ConfigError, dump_yaml
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 
 from visionpipe.components.train.spec import params_of
+from visionpipe.graph import ALL_STAGES
 from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.config import Config, TrackingConfig
-from visionpipe.pipeline.graph import ALL_STAGES
 
 ROOT = Path(fp.__file__).resolve().parent.parent
 

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
+from visionpipe.configure import load_config
 from visionpipe.pipeline.artifacts import Examples, HyperParameters, Model
-from visionpipe.pipeline.config import Config, load_config
-from visionpipe.pipeline.runner import run_pipeline
+from visionpipe.pipeline.config import Config
+from visionpipe.pipeline.runner import run_graph
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 
@@ -74,7 +75,7 @@ def made(result, stage: str) -> dict:
 
 
 def test_an_input_reads_the_stage_and_output_it_names(config):
-    result = run_pipeline(config, graph=[FIRST, SECOND, CONSUMER])
+    result = run_graph(config, [FIRST, SECOND, CONSUMER])
     assert result.ok
     read = made(result, "consumer")["read"]
     assert read["examples"] == result.outputs("second")["examples"].uri
@@ -82,30 +83,30 @@ def test_an_input_reads_the_stage_and_output_it_names(config):
 
 
 def test_an_optional_stage_feeds_its_consumer_and_changes_its_fingerprint_only_when_present(config):
-    without = run_pipeline(config, graph=[SECOND, CONSUMER])
-    again = run_pipeline(config, graph=[SECOND, CONSUMER])
+    without = run_graph(config, [SECOND, CONSUMER])
+    again = run_graph(config, [SECOND, CONSUMER])
     assert [s.status for s in again.stages] == ["cached", "cached"]
-    with_tuner = run_pipeline(config, graph=[SECOND, TUNER, CONSUMER])
+    with_tuner = run_graph(config, [SECOND, TUNER, CONSUMER])
     assert [s.status for s in with_tuner.stages] == ["cached", "succeeded", "succeeded"]
     assert made(with_tuner, "consumer")["read"]["hyperparameters"] == with_tuner.outputs("tuner")["best"].uri
-    back = run_pipeline(config, graph=[SECOND, CONSUMER])  # the tuner out of the graph: as before
+    back = run_graph(config, [SECOND, CONSUMER])  # the tuner out of the graph: as before
     assert [s.status for s in back.stages] == ["cached", "cached"]
     assert back.outputs("consumer")["model"].uri == without.outputs("consumer")["model"].uri
 
 
 def test_a_missing_upstream_output_is_a_clear_error(config):
-    result = run_pipeline(config, graph=[FIRST, CONSUMER])
+    result = run_graph(config, [FIRST, CONSUMER])
     assert result.stages[1].status == "failed"
     assert "needs the examples (Examples) of stage 'second'" in result.stages[1].message
 
 
 def test_a_failing_stage_registers_nothing_and_stops_the_run(config, tmp_path):
     failing = spec("second", NoInputs, MakesExamples, param="fail")
-    result = run_pipeline(config, graph=[FIRST, failing, CONSUMER])
+    result = run_graph(config, [FIRST, failing, CONSUMER])
     assert [s.status for s in result.stages] == ["succeeded", "failed", "not run"]
     assert "ValueError: this stage fails" in result.stages[1].message
     assert not list((tmp_path / "runs" / "artifacts" / "second").iterdir())
-    later = run_pipeline(config, graph=[FIRST, SECOND, CONSUMER], only="consumer")
+    later = run_graph(config, [FIRST, SECOND, CONSUMER], only="consumer")
     assert later.stages[0].status == "failed"  # nothing from the failed execution can be used
 
 
@@ -145,13 +146,13 @@ def test_resolved_params_are_what_the_executor_gets_and_what_the_fingerprint_cov
             resolve_params=f"{__name__}:resolve",
         ),
     ]
-    result = run_pipeline(config, graph=graph)
+    result = run_graph(config, graph)
     assert result.ok
     params = json.loads(result.outputs("resolving")["model"].path.joinpath("params.json").read_text())
     assert params == "auto on 12 images, weights cached"
     assert "chose: auto on 12 images, weights cached" in capsys.readouterr().out
-    assert [s.status for s in run_pipeline(config, graph=graph).stages] == ["cached", "cached"]
+    assert [s.status for s in run_graph(config, graph).stages] == ["cached", "cached"]
     monkeypatch.setitem(OUTSIDE, "weights", "unavailable")  # same inputs and config, another resolution
-    again = run_pipeline(config, graph=graph)
+    again = run_graph(config, graph)
     assert [s.status for s in again.stages] == ["cached", "succeeded"]
     assert "weights unavailable" in again.outputs("resolving")["model"].path.joinpath("params.json").read_text()

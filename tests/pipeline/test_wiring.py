@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
+from visionpipe.graph import ALL_STAGES
 from visionpipe.pipeline.artifacts import Examples, Model
-from visionpipe.pipeline.graph import ALL_STAGES
 from visionpipe.pipeline.stage import StageSpec, check_wiring, upstream
 
 

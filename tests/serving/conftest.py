@@ -76,7 +76,7 @@ def in_process(path: Path, images: list[bytes]) -> np.ndarray:
     """Probabilities from the SavedModel's signature called in this process."""
     import tensorflow as tf
 
-    from visionpipe.components.export.saved_model import load_signature
+    from visionpipe.serving.served_signature import load_signature
 
     return load_signature(path)(image_bytes=tf.constant(images))["probabilities"].numpy()
 

@@ -44,7 +44,7 @@ def make_examples(path: Path, val: int = 6, test: int = 4) -> Examples:
     """An Examples artifact whose val and test splits hold real JPEGs (seeds 100+ and 200+)."""
     import tensorflow as tf
 
-    from visionpipe.components.common import record_format
+    from visionpipe.data import record_format
 
     for split, count, first in (("val", val, 100), ("test", test, 200)):
         if not count:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.serving.conftest import CLASSES
-from visionpipe.pipeline import cli
+from visionpipe import cli
 from visionpipe.pipeline.artifacts import Statistics
 from visionpipe.pipeline.config import DriftConfig
 from visionpipe.pipeline.metadata import MetadataStore

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from visionpipe.components.common import image_stats, record_format
+from visionpipe.data import image_stats, record_format
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 _KEPT_MODES = ("L", "RGB")  # decoded identically by Pillow and tf.io.decode_image

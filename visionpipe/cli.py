@@ -15,8 +15,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from visionpipe.pipeline import cli_promote, cli_serve
-from visionpipe.pipeline.cli_args import add_config_arguments, config_of
+from visionpipe import cli_promote, cli_serve
+from visionpipe.cli_args import add_config_arguments, config_of
 from visionpipe.pipeline.config import ConfigError, is_explicit
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.output import Output
@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from visionpipe.pipeline.runner import run_pipeline
+    from visionpipe.run import run_pipeline
 
     if args.override_gate != bool(args.reason.strip()):
         raise UserError("--override-gate and --reason go together: say why the gate is overridden, e.g. "
@@ -164,7 +164,7 @@ def _run(args) -> int:
     if result.log_path is not None:
         print(f"\nfull log (libraries included): {result.log_path}")
     if result.run_id:
-        from visionpipe.pipeline.run_report import NothingToReport, write_run_report
+        from visionpipe.run_report import NothingToReport, write_run_report
 
         try:
             html, _ = write_run_report(result.root, result.run_id)
@@ -280,7 +280,7 @@ def _augment_preview(args) -> int:
 
 
 def _report(args) -> int:
-    from visionpipe.pipeline.run_report import write_run_report
+    from visionpipe.run_report import write_run_report
 
     config = config_of(args)
     html, markdown = write_run_report(Path(config.run.root).resolve(), args.run)

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from visionpipe.pipeline.cli_args import add_config_arguments, config_of
+from visionpipe.cli_args import add_config_arguments, config_of
 from visionpipe.pipeline.errors import UserError
 
 

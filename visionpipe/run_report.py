@@ -47,7 +47,7 @@ def _run_artifacts(store: MetadataStore, run_id: int) -> tuple[dict[str, object]
 def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]:
     """Writes the report of run ``run_id`` (default: the latest run with an evaluation); returns
     the paths of the HTML and Markdown files."""
-    from visionpipe.components.evaluate.report import RunReport, render_html, render_markdown
+    from visionpipe.report_render import RunReport, render_html, render_markdown
 
     db = root / "metadata.sqlite"
     if not db.is_file():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from visionpipe.pipeline.config import Config, load_config
+from visionpipe.configure import load_config
+from visionpipe.pipeline.config import Config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_help: str, set_help: str | None = None) -> None:

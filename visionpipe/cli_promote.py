@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visionpipe.pipeline.cli_args import add_config_arguments, config_of
+from visionpipe.cli_args import add_config_arguments, config_of
 from visionpipe.pipeline.config import serving_destination
 
 

@@ -16,7 +16,8 @@ import base64
 import dataclasses
 from pathlib import Path
 
-from visionpipe.components.validate.summary import CSS, data_section, esc
+from visionpipe.components.common.html import CSS, esc
+from visionpipe.components.validate.summary import data_section
 from visionpipe.pipeline.artifacts import Evaluation
 
 _EXTRA_CSS = (
