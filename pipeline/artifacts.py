@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from visionpipe.pipeline.checks import Check, Outcome
+
 _TYPES: dict[str, type[Artifact]] = {}
 
 
@@ -183,6 +185,16 @@ class Verdict(enum.Enum):
     NOT_BLESSED = "NOT BLESSED"
     INCONCLUSIVE = "INCONCLUSIVE"
 
+    @classmethod
+    def of(cls, outcome: Outcome) -> Verdict:
+        """The verdict for the outcome of the gate's checks (``pipeline.checks.verdict``)."""
+        verdicts = {
+            Outcome.PASSED: cls.BLESSED,
+            Outcome.FAILED: cls.NOT_BLESSED,
+            Outcome.INCONCLUSIVE: cls.INCONCLUSIVE,
+        }
+        return verdicts[outcome]  # the rule gives no other outcome
+
 
 class Blessing(Artifact):
     """``blessing.json``: the verdict, its reasons, and each check with its value, threshold
@@ -205,6 +217,11 @@ class Blessing(Artifact):
     @property
     def reasons(self) -> list[str]:
         return self.properties.get("reasons", [])
+
+    @staticmethod
+    def checks_of(record: dict[str, Any]) -> list[Check]:
+        """The checks of a ``blessing.json`` record (one written before ``Check`` records too)."""
+        return [Check.from_dict(check) for check in record.get("checks", [])]
 
 
 class ExportedModel(Artifact):

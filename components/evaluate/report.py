@@ -17,7 +17,8 @@ import dataclasses
 from pathlib import Path
 
 from visionpipe.components.validate.summary import CSS, data_section, esc
-from visionpipe.pipeline.artifacts import Evaluation
+from visionpipe.pipeline.artifacts import Blessing, Evaluation
+from visionpipe.pipeline.checks import Check, Outcome
 
 _EXTRA_CSS = (
     ".fail{color:#b00020;font-weight:bold}.pass{color:#1b7d2a}.skip{color:#666}.warn{color:#a15c00;font-weight:bold}"
@@ -71,7 +72,13 @@ def _f(value, digits: int = 4) -> str:
 
 
 # How each check verdict and each Blessing verdict looks: a threshold left unset is grey, never green.
-_CHECK_STYLE = {"passed": "pass", "failed": "fail", "inconclusive": "warn", "not checked": "skip", "not set": "skip"}
+_CHECK_STYLE = {
+    Outcome.PASSED: "pass",
+    Outcome.FAILED: "fail",
+    Outcome.INCONCLUSIVE: "warn",
+    Outcome.NOT_CHECKED: "skip",
+    Outcome.NOT_SET: "skip",
+}
 _VERDICT_STYLE = {"BLESSED": "pass", "NOT BLESSED": "fail", "INCONCLUSIVE": "warn"}
 
 
@@ -80,8 +87,8 @@ def verdict_of(blessing: dict) -> str:
     return blessing.get("verdict") or ("BLESSED" if blessing["blessed"] else "NOT BLESSED")
 
 
-def _threshold(check: dict) -> str:
-    return "not set" if check["verdict"] == "not set" else _f(check["threshold"])
+def _threshold(check: Check) -> str:
+    return str(Outcome.NOT_SET) if check.outcome is Outcome.NOT_SET else _f(check.threshold)
 
 
 def _gate(report: RunReport) -> str:
@@ -89,23 +96,22 @@ def _gate(report: RunReport) -> str:
     verdict = verdict_of(blessing)
     said = "every check passed" if verdict == "BLESSED" else "; ".join(blessing["reasons"])
     heading = f"<p class='{_VERDICT_STYLE[verdict]}'><b>{esc(verdict)}</b>: {esc(said)}</p>"
+    checks = Blessing.checks_of(blessing)
     rows = [
-        [esc(c["name"]), _f(c["value"]), _threshold(c),
-         f"<span class='{_CHECK_STYLE[c['verdict']]}'>{esc(c['verdict'])}</span>", esc(c["detail"])]
-        for c in blessing.get("checks", [])
+        [esc(c.name), _f(c.value), _threshold(c),
+         f"<span class='{_CHECK_STYLE[c.outcome]}'>{esc(c.outcome)}</span>", esc(c.detail)]
+        for c in checks
     ]  # fmt: skip
     overrides = "".join(
         f"<p class='fail'>Gate overridden at {esc(stage)}: {esc(o['gate'])}. Reason given: {esc(o['reason'])}</p>"
         for stage, o in report.overrides
     )
-    checks = _table(
-        ["check", "value", "threshold", "verdict", "detail"], rows, [_row_style(c) for c in blessing.get("checks", [])]
-    )
-    return heading + overrides + _baselines_html(report.metrics) + checks
+    table = _table(["check", "value", "threshold", "verdict", "detail"], rows, [_row_style(c) for c in checks])
+    return heading + overrides + _baselines_html(report.metrics) + table
 
 
-def _row_style(check: dict) -> str:
-    return "skip" if check["verdict"] in ("not set", "not checked") else ""
+def _row_style(check: Check) -> str:
+    return "skip" if check.outcome in (Outcome.NOT_SET, Outcome.NOT_CHECKED) else ""
 
 
 def baseline_rows(metrics: dict) -> list[tuple[str, float, str]]:
@@ -325,7 +331,7 @@ def render_markdown(report: RunReport) -> str:
     lines += [
         "| check | value | threshold | verdict |",
         "|---|---|---|---|",
-        *(f"| {c['name']} | {_f(c['value'])} | {_threshold(c)} | {c['verdict']} |" for c in b.get("checks", [])),
+        *(f"| {c.name} | {_f(c.value)} | {_threshold(c)} | {c.outcome} |" for c in Blessing.checks_of(b)),
         "",
         f"{m['split']} accuracy {m['accuracy']:.4f} (95% CI {low:.4f}–{high:.4f}), macro F1 {m['macro_f1']:.4f} "
         f"on {m['examples']:,} images; ECE {m['calibration']['ece_served']:.4f} at temperature "
