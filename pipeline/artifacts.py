@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from visionpipe.pipeline.checks import Check, Outcome
+from visionpipe.pipeline.checks import Check, Outcome, read_check
 
 _TYPES: dict[str, type[Artifact]] = {}
 
@@ -247,9 +247,11 @@ class ExportedModel(Artifact):
         return self.path / self.TFLITE
 
     @property
-    def failed_gates(self) -> dict[str, str]:
-        """Artifact name -> why it failed its export gate (or was not made); these are not pushed."""
-        return self.properties.get("failed_gates", {})
+    def failed_gates(self) -> dict[str, Check]:
+        """Artifact name -> its export gate's check, for each file that failed it (or was not
+        made); these are not pushed. An artifact written before checks were records stored
+        "failed: <reason>" text, read here as the same check."""
+        return {name: read_check(name, stored) for name, stored in self.properties.get("failed_gates", {}).items()}
 
     @property
     def tflite_files(self) -> dict[str, Path]:
@@ -298,6 +300,6 @@ class InfraBlessing(Artifact):
         return self.properties.get("reason", "")
 
     @property
-    def checks(self) -> list[dict[str, Any]]:
-        """``{"check", "status": passed | failed | skipped, "detail"}`` in the order run."""
-        return self.properties.get("checks", [])
+    def checks(self) -> list[Check]:
+        """Every check run, in order (passed, failed, or not checked with the reason)."""
+        return [Check.from_dict(check) for check in self.properties.get("checks", [])]

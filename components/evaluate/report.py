@@ -18,7 +18,7 @@ from pathlib import Path
 
 from visionpipe.components.validate.summary import CSS, data_section, esc
 from visionpipe.pipeline.artifacts import Blessing, Evaluation
-from visionpipe.pipeline.checks import Check, Outcome
+from visionpipe.pipeline.checks import Check, Outcome, read_check
 
 _EXTRA_CSS = (
     ".fail{color:#b00020;font-weight:bold}.pass{color:#1b7d2a}.skip{color:#666}.warn{color:#a15c00;font-weight:bold}"
@@ -261,6 +261,12 @@ def _errors(metrics: dict, figures: Path) -> str:
     return "".join(parts)
 
 
+def _file_gate(name: str, row: dict, missing: str) -> str:
+    """An exported file's gate as it reads ("passed", "failed: <reasons>"); ``missing`` for the
+    reference row, which has none."""
+    return str(read_check(name, row["gate"])) if "gate" in row else missing
+
+
 def _exported(report: RunReport) -> str:
     if not report.exported:
         return "<p class='skip'>No export in this run.</p>"
@@ -270,7 +276,7 @@ def _exported(report: RunReport) -> str:
 
     rows = [
         [esc(name), _f(r.get("accuracy")), kib(r.get("size_bytes")), kib(r.get("gzip_bytes")),
-         _f(r.get("p50_ms_1t"), 2), _f(r.get("p50_ms_4t"), 2), esc(r.get("gate", "reference"))]
+         _f(r.get("p50_ms_1t"), 2), _f(r.get("p50_ms_4t"), 2), esc(_file_gate(name, r, "reference"))]
         for name, r in report.exported.items()
     ]  # fmt: skip
     pushed = ""
@@ -350,6 +356,6 @@ def render_markdown(report: RunReport) -> str:
         ]
     if report.exported:
         lines += ["", "| artifact | accuracy | size (KiB) | gate |", "|---|---|---|---|"]
-        lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {r.get('gate', '—')} |"
+        lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {_file_gate(n, r, '—')} |"
                   for n, r in report.exported.items()]  # fmt: skip
     return "\n".join(lines) + "\n"
