@@ -9,6 +9,7 @@ import json
 import pytest
 
 from visionpipe.pipeline.artifacts import Examples, HyperParameters, Model
+from visionpipe.pipeline.checks import StageStatus
 from visionpipe.pipeline.config import Config, load_config
 from visionpipe.pipeline.runner import run_pipeline
 from visionpipe.pipeline.stage import StageSpec, upstream
@@ -103,6 +104,7 @@ def test_a_failing_stage_registers_nothing_and_stops_the_run(config, tmp_path):
     failing = spec("second", NoInputs, MakesExamples, param="fail")
     result = run_pipeline(config, graph=[FIRST, failing, CONSUMER])
     assert [s.status for s in result.stages] == ["succeeded", "failed", "not run"]
+    assert all(type(s.status) is StageStatus for s in result.stages) and result.failure() is result.stages[1]
     assert "ValueError: this stage fails" in result.stages[1].message
     assert not list((tmp_path / "runs" / "artifacts" / "second").iterdir())
     later = run_pipeline(config, graph=[FIRST, SECOND, CONSUMER], only="consumer")
