@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from visionpipe.pipeline.checks import Check, Outcome, read_check
+
 _TYPES: dict[str, type[Artifact]] = {}
 
 
@@ -183,6 +185,16 @@ class Verdict(enum.Enum):
     NOT_BLESSED = "NOT BLESSED"
     INCONCLUSIVE = "INCONCLUSIVE"
 
+    @classmethod
+    def of(cls, outcome: Outcome) -> Verdict:
+        """The verdict for the outcome of the gate's checks (``pipeline.checks.verdict``)."""
+        verdicts = {
+            Outcome.PASSED: cls.BLESSED,
+            Outcome.FAILED: cls.NOT_BLESSED,
+            Outcome.INCONCLUSIVE: cls.INCONCLUSIVE,
+        }
+        return verdicts[outcome]  # the rule gives no other outcome
+
 
 class Blessing(Artifact):
     """``blessing.json``: the verdict, its reasons, and each check with its value, threshold
@@ -205,6 +217,11 @@ class Blessing(Artifact):
     @property
     def reasons(self) -> list[str]:
         return self.properties.get("reasons", [])
+
+    @staticmethod
+    def checks_of(record: dict[str, Any]) -> list[Check]:
+        """The checks of a ``blessing.json`` record (one written before ``Check`` records too)."""
+        return [Check.from_dict(check) for check in record.get("checks", [])]
 
 
 class ExportedModel(Artifact):
@@ -230,9 +247,11 @@ class ExportedModel(Artifact):
         return self.path / self.TFLITE
 
     @property
-    def failed_gates(self) -> dict[str, str]:
-        """Artifact name -> why it failed its export gate (or was not made); these are not pushed."""
-        return self.properties.get("failed_gates", {})
+    def failed_gates(self) -> dict[str, Check]:
+        """Artifact name -> its export gate's check, for each file that failed it (or was not
+        made); these are not pushed. An artifact written before checks were records stored
+        "failed: <reason>" text, read here as the same check."""
+        return {name: read_check(name, stored) for name, stored in self.properties.get("failed_gates", {}).items()}
 
     @property
     def tflite_files(self) -> dict[str, Path]:
@@ -281,6 +300,6 @@ class InfraBlessing(Artifact):
         return self.properties.get("reason", "")
 
     @property
-    def checks(self) -> list[dict[str, Any]]:
-        """``{"check", "status": passed | failed | skipped, "detail"}`` in the order run."""
-        return self.properties.get("checks", [])
+    def checks(self) -> list[Check]:
+        """Every check run, in order (passed, failed, or not checked with the reason)."""
+        return [Check.from_dict(check) for check in self.properties.get("checks", [])]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from visionpipe.pipeline.artifacts import Artifact, artifact_type
+from visionpipe.pipeline.checks import SUCCESS, StageStatus
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -32,8 +33,6 @@ CREATE TABLE IF NOT EXISTS events (
     execution_id INTEGER, artifact_id INTEGER, kind TEXT, name TEXT);
 CREATE INDEX IF NOT EXISTS executions_by_stage ON executions (stage, fingerprint, status);
 """
-
-SUCCESS = ("succeeded", "cached")
 
 
 class MetadataStore:
@@ -54,11 +53,11 @@ class MetadataStore:
     def start_run(self, code_version: str, config: dict[str, Any], command: str) -> int:
         cur = self._db.execute(
             "INSERT INTO runs (started, status, code_version, config, command) VALUES (?,?,?,?,?)",
-            (time.time(), "running", code_version, json.dumps(config), command),
+            (time.time(), StageStatus.RUNNING, code_version, json.dumps(config), command),
         )
         return int(cur.lastrowid)
 
-    def finish_run(self, run_id: int, status: str) -> None:
+    def finish_run(self, run_id: int, status: StageStatus) -> None:
         self._db.execute("UPDATE runs SET finished=?, status=? WHERE id=?", (time.time(), status, run_id))
 
     def runs(self, limit: int = 20) -> list[sqlite3.Row]:
@@ -75,7 +74,7 @@ class MetadataStore:
         with self._transaction():
             cur = self._db.execute(
                 "INSERT INTO executions (run_id, stage, fingerprint, status, started, data_key) VALUES (?,?,?,?,?,?)",
-                (run_id, stage, fingerprint, "running", time.time(), data_key),
+                (run_id, stage, fingerprint, StageStatus.RUNNING, time.time(), data_key),
             )
             execution_id = int(cur.lastrowid)
             self._add_events(execution_id, "input", inputs.items())
@@ -102,25 +101,32 @@ class MetadataStore:
             self._add_events(execution_id, "output", outputs.items())
             self._db.execute(
                 "UPDATE executions SET status=?, cached=?, finished=?, summary=? WHERE id=?",
-                ("cached" if cached else "succeeded", int(cached), time.time(), json.dumps(summary), execution_id),
+                (
+                    StageStatus.CACHED if cached else StageStatus.SUCCEEDED,
+                    int(cached),
+                    time.time(),
+                    json.dumps(summary),
+                    execution_id,
+                ),
             )
 
     def fail_execution(self, execution_id: int, error: str) -> None:
         self._db.execute(
-            "UPDATE executions SET status='failed', finished=?, error=? WHERE id=?", (time.time(), error, execution_id)
+            "UPDATE executions SET status=?, finished=?, error=? WHERE id=?",
+            (StageStatus.FAILED, time.time(), error, execution_id),
         )
 
     def abandon_running(self) -> None:
         """Executions left 'running' by a killed process are marked so; they registered nothing."""
-        self._db.execute("UPDATE executions SET status='killed' WHERE status='running'")
-        self._db.execute("UPDATE runs SET status='killed' WHERE status='running'")
+        for table in ("executions", "runs"):
+            self._db.execute(f"UPDATE {table} SET status=? WHERE status=?", (StageStatus.KILLED, StageStatus.RUNNING))
 
     # lookups ------------------------------------------------------------------------------
     def cached_outputs(self, stage: str, fingerprint: str) -> dict[str, Artifact] | None:
         """Outputs of the newest successful execution with this fingerprint, if still on disk."""
         row = self._db.execute(
-            "SELECT id FROM executions WHERE stage=? AND fingerprint=? AND status='succeeded' ORDER BY id DESC LIMIT 1",
-            (stage, fingerprint),
+            "SELECT id FROM executions WHERE stage=? AND fingerprint=? AND status=? ORDER BY id DESC LIMIT 1",
+            (stage, fingerprint, StageStatus.SUCCEEDED),
         ).fetchone()
         if row is None:
             return None
@@ -131,16 +137,15 @@ class MetadataStore:
 
     def succeeded_summary(self, stage: str, fingerprint: str) -> dict[str, Any]:
         row = self._db.execute(
-            "SELECT summary FROM executions WHERE stage=? AND fingerprint=? AND status='succeeded' "
-            "ORDER BY id DESC LIMIT 1",
-            (stage, fingerprint),
+            "SELECT summary FROM executions WHERE stage=? AND fingerprint=? AND status=? ORDER BY id DESC LIMIT 1",
+            (stage, fingerprint, StageStatus.SUCCEEDED),
         ).fetchone()
         return json.loads(row["summary"]) if row and row["summary"] else {}
 
     def latest_outputs(self, stage: str) -> tuple[int, dict[str, Artifact]] | None:
         row = self._db.execute(
-            "SELECT id FROM executions WHERE stage=? AND status IN ('succeeded','cached') ORDER BY id DESC LIMIT 1",
-            (stage,),
+            "SELECT id FROM executions WHERE stage=? AND status IN (?,?) ORDER BY id DESC LIMIT 1",
+            (stage, *SUCCESS),
         ).fetchone()
         if row is None:
             return None
@@ -152,9 +157,8 @@ class MetadataStore:
         """The newest artifact of this type the stage produced itself (not from cache), optionally
         from data other than ``other_than_data_key``; None if there is none on disk."""
         rows = self._db.execute(
-            "SELECT id FROM executions WHERE stage=? AND status='succeeded' AND (? IS NULL OR data_key != ?) "
-            "ORDER BY id DESC",
-            (stage, other_than_data_key, other_than_data_key),
+            "SELECT id FROM executions WHERE stage=? AND status=? AND (? IS NULL OR data_key != ?) ORDER BY id DESC",
+            (stage, StageStatus.SUCCEEDED, other_than_data_key, other_than_data_key),
         ).fetchall()
         for row in rows:
             found = [a for a in self.artifacts_of(row["id"], "output").values() if isinstance(a, artifact_type)]
@@ -175,9 +179,9 @@ class MetadataStore:
         rows = self._db.execute(
             "SELECT i.name AS input, x.stage, o.name AS output FROM events i "
             "JOIN events o ON o.artifact_id = i.artifact_id AND o.kind = 'output' "
-            "JOIN executions x ON x.id = o.execution_id AND x.status = 'succeeded' "
+            "JOIN executions x ON x.id = o.execution_id AND x.status = ? "
             "WHERE i.execution_id = ? AND i.kind = 'input' ORDER BY i.name",
-            (execution_id,),
+            (StageStatus.SUCCEEDED, execution_id),
         ).fetchall()
         return [(r["input"], r["stage"], r["output"]) for r in rows]
 
@@ -191,9 +195,9 @@ class MetadataStore:
             seen.add(current)
             producer = self._db.execute(
                 "SELECT x.* FROM events e JOIN executions x ON x.id = e.execution_id "
-                "WHERE e.artifact_id=? AND e.kind='output' AND x.status='succeeded' "
+                "WHERE e.artifact_id=? AND e.kind='output' AND x.status=? "
                 "ORDER BY x.id LIMIT 1",
-                (current,),
+                (current, StageStatus.SUCCEEDED),
             ).fetchone()
             if producer is None:
                 continue

@@ -21,6 +21,7 @@ from typing import Any
 from visionpipe.pipeline import cluster
 from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.artifacts import Artifact
+from visionpipe.pipeline.checks import StageStatus
 from visionpipe.pipeline.config import Config, dump_yaml, to_dict
 from visionpipe.pipeline.errors import GateError, NotRegistered, PipelineBusy, UserError
 from visionpipe.pipeline.metadata import MetadataStore
@@ -31,7 +32,7 @@ from visionpipe.pipeline.stage import ExternalInput, StageContext, StageSpec
 @dataclasses.dataclass
 class StageResult:
     stage: str
-    status: str  # succeeded | cached | failed | refused | done elsewhere | not run
+    status: StageStatus
     seconds: float = 0.0
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     outputs: dict[str, Artifact] = dataclasses.field(default_factory=dict)
@@ -54,13 +55,13 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return all(s.status in ("succeeded", "cached") for s in self.stages)
+        return all(s.status.ok for s in self.stages)
 
     def outputs(self, stage: str) -> dict[str, Artifact]:
         return next(s.outputs for s in self.stages if s.stage == stage)
 
     def failure(self) -> StageResult | None:
-        return next((s for s in self.stages if s.status in ("failed", "refused")), None)
+        return next((s for s in self.stages if s.status.stopped), None)
 
 
 def select_stages(graph: list[StageSpec], only: str | None, start: str | None) -> list[StageSpec]:
@@ -119,8 +120,8 @@ def run_graph(
             log = run.dir / "run.log"
             with output.capture(log) if output.capture_logs else contextlib.nullcontext():
                 results = _run_stages(run, graph, selected, forced)
-            # "not run" only follows a failed, refused or done-elsewhere stage, so it needs no check.
-            status = "failed" if any(r.status in ("failed", "refused") for r in results) else "succeeded"
+            # NOT_RUN only follows a failed, refused or done-elsewhere stage, so it needs no check.
+            status = StageStatus.FAILED if any(r.status.stopped for r in results) else StageStatus.SUCCEEDED
             store.finish_run(run_id, status)
             return RunResult(run_id, root, results, log if output.capture_logs else None)
         finally:
@@ -183,8 +184,8 @@ def _run_stages(run: _Run, graph: list[StageSpec], selected: list[StageSpec], fo
     for i, spec in enumerate(selected):
         result = _run_stage(run, spec, available, spec.name in forced)
         results.append(result)
-        if result.status not in ("succeeded", "cached"):
-            results.extend(StageResult(s.name, "not run") for s in selected[i + 1 :])
+        if not result.status.ok:
+            results.extend(StageResult(s.name, StageStatus.NOT_RUN) for s in selected[i + 1 :])
             break
         available.update({(spec.name, name): artifact for name, artifact in result.outputs.items()})
     return results
@@ -202,7 +203,7 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         external = spec.external_input(params) if spec.external_input else ExternalInput("")
     except UserError as err:
         run.output.log(spec.name, f"failed: {err}")
-        return StageResult(spec.name, "failed", time.time() - started, message=str(err))
+        return StageResult(spec.name, StageStatus.FAILED, time.time() - started, message=str(err))
     # An optional input that is absent leaves the fingerprint as if the input did not exist.
     upstream_fps = {n: a.fingerprint for n, a in upstream.items() if a is not None}
     stage_fp = fp.stage_fingerprint(spec.name, params, upstream_fps, external.fingerprint, spec.code_version())
@@ -227,7 +228,7 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         ctx.log(f"gate OVERRIDDEN (--override-gate): {reason}; reason given: {run.override_gate}")
     elif reason:
         ctx.log(f"refused: {reason}")
-        return StageResult(spec.name, "refused", time.time() - started, message=reason)
+        return StageResult(spec.name, StageStatus.REFUSED, time.time() - started, message=reason)
 
     if run.task:
         return _run_unregistered(run, spec, inputs, params, ctx, started)
@@ -238,7 +239,7 @@ def _run_stage(run: _Run, spec: StageSpec, available: Outputs, force: bool) -> S
         store.finish_execution(execution_id, cached, summary, cached=True)
         ctx.log("cached (inputs, params and code unchanged)")
         return StageResult(
-            spec.name, "cached", time.time() - started, summary, cached, key_metric=_key_metric(spec, summary)
+            spec.name, StageStatus.CACHED, time.time() - started, summary, cached, key_metric=_key_metric(spec, summary)
         )
 
     execution_id = store.start_execution(run.id, spec.name, stage_fp, input_map, data_key)
@@ -276,7 +277,7 @@ def _execute(
     run.store.finish_execution(execution_id, outputs, summary)
     shutil.rmtree(ctx.scratch_dir, ignore_errors=True)  # resumable state is no longer needed
     return StageResult(
-        spec.name, "succeeded", time.time() - started, summary, outputs, key_metric=_key_metric(spec, summary)
+        spec.name, StageStatus.SUCCEEDED, time.time() - started, summary, outputs, key_metric=_key_metric(spec, summary)
     )
 
 
@@ -294,7 +295,7 @@ def _failed(run: _Run, spec: StageSpec, err: BaseException, execution_id: int, c
         run.output.detail(traceback.format_exc())
         message = f"{message} (unexpected; full traceback in {trace})"
     ctx.log(f"failed: {message}")
-    status = "refused" if isinstance(err, GateError) else "failed"
+    status = StageStatus.REFUSED if isinstance(err, GateError) else StageStatus.FAILED
     return StageResult(spec.name, status, time.time() - started, message=message)
 
 
@@ -312,13 +313,13 @@ def _run_unregistered(
     except NotRegistered as done:
         ctx.log(str(done))
         shutil.rmtree(ctx.scratch_dir, ignore_errors=True)
-        return StageResult(spec.name, "done elsewhere", time.time() - started, message=str(done))
+        return StageResult(spec.name, StageStatus.DONE_ELSEWHERE, time.time() - started, message=str(done))
     except UserError as err:
         ctx.log(f"failed: {err}")
-        return StageResult(spec.name, "failed", time.time() - started, message=str(err))
+        return StageResult(spec.name, StageStatus.FAILED, time.time() - started, message=str(err))
     message = f"{run.task} was not made part of a multi-worker cluster; check TF_CONFIG and train.strategy"
     ctx.log(f"failed: {message}")
-    return StageResult(spec.name, "failed", time.time() - started, message=message)
+    return StageResult(spec.name, StageStatus.FAILED, time.time() - started, message=message)
 
 
 def _resolve_inputs(spec: StageSpec, available: Outputs) -> dict[str, Artifact | None]:

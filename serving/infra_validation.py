@@ -8,7 +8,7 @@ parses as PredictionLog records, as many as asked; a fresh Python process loads 
 SavedModel and replays every warmup record and a REST body through the signature
 (``infra_replay``), within a timeout. When ``tensorflow_model_server`` is on PATH, or a Docker
 daemon with the ``tensorflow/serving`` image answers, the real server loads the version and
-answers a REST predict too; otherwise that check is recorded as skipped, with the reason.
+answers a REST predict too; otherwise that check is recorded as not checked, with the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from visionpipe.pipeline.checks import Check, Outcome, verdict
 from visionpipe.serving import tf_serving_config as tfs
 from visionpipe.serving.signature import IMAGE_INPUT, PROBABILITIES
 from visionpipe.serving.warmup import read_warmup, warmup_path
@@ -37,21 +38,30 @@ SERVING_IMAGE = "tensorflow/serving:2.19.0"  # the tag serving/deploy uses
 
 @dataclasses.dataclass
 class InfraVerdict:
-    """The outcome: blessed or not, the first failing check's reason, and every check run."""
+    """Every check run, in order; blessed when they pass by the one rule for checks
+    (``pipeline.checks.verdict``: none failed)."""
 
-    blessed: bool = True
-    reason: str = ""
-    checks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    checks: list[Check] = dataclasses.field(default_factory=list)
+
+    @property
+    def blessed(self) -> bool:
+        return verdict(self.checks)[0] is Outcome.PASSED
+
+    @property
+    def reason(self) -> str:
+        """ "<check>: <detail>" of the failing check; "" when blessed."""
+        _, deciding = verdict(self.checks)
+        return f"{deciding[0].name}: {deciding[0].detail}" if deciding else ""
 
     def passed(self, check: str, detail: str) -> None:
-        self.checks.append({"check": check, "status": "passed", "detail": detail})
+        self.checks.append(Check(check, Outcome.PASSED, detail))
 
-    def skipped(self, check: str, detail: str) -> None:
-        self.checks.append({"check": check, "status": "skipped", "detail": detail})
+    def not_checked(self, check: str, detail: str) -> None:
+        self.checks.append(Check(check, Outcome.NOT_CHECKED, detail))
 
     def failed(self, check: str, detail: str) -> InfraVerdict:
-        self.checks.append({"check": check, "status": "failed", "detail": detail})
-        self.blessed, self.reason = False, f"{check}: {detail}"
+        """Records the failure; returned so that ``validate`` stops at the first one."""
+        self.checks.append(Check(check, Outcome.FAILED, detail))
         return self
 
 
@@ -72,11 +82,11 @@ class Staged:
 
 def validate(staged: Staged, allow_unavailable: bool, timeout: float, real_server: bool = True) -> InfraVerdict:
     """Runs every check on ``staged``; ``real_server`` False skips the real-server check."""
-    verdict = InfraVerdict()
+    result = InfraVerdict()
     try:
         config = tfs.read_models_config(staged.models_config)
     except Exception as err:  # text_format.ParseError names the line
-        return verdict.failed("models.config", f"does not parse as a ModelServerConfig: {err}")
+        return result.failed("models.config", f"does not parse as a ModelServerConfig: {err}")
     entry = tfs.entry_named(config, staged.model_name)
     problems = tfs.check_models_config(config, staged.on_disk, staged.available, allow_unavailable)
     if entry is not None:
@@ -85,51 +95,51 @@ def validate(staged: Staged, allow_unavailable: bool, timeout: float, real_serve
     else:
         problems.append(f"model {staged.model_name!r} is not in model_config_list")
     if problems:
-        return verdict.failed("models.config", "; ".join(problems))
-    verdict.passed("models.config", f"{len(config.model_config_list.config)} model(s); labels {dict(entry.labels)}")
+        return result.failed("models.config", "; ".join(problems))
+    result.passed("models.config", f"{len(config.model_config_list.config)} model(s); labels {dict(entry.labels)}")
 
     if staged.batching_config is not None:
         try:
             params = tfs.read_batching(staged.batching_config)
         except Exception as err:
-            return verdict.failed("batching.config", f"does not parse as BatchingParameters: {err}")
+            return result.failed("batching.config", f"does not parse as BatchingParameters: {err}")
         problems = tfs.check_batching(params)
         if problems:
-            return verdict.failed("batching.config", "; ".join(problems))
-        verdict.passed("batching.config", f"max_batch_size {params.max_batch_size.value}")
+            return result.failed("batching.config", "; ".join(problems))
+        result.passed("batching.config", f"max_batch_size {params.max_batch_size.value}")
 
     try:
         logs = read_warmup(warmup_path(staged.version_dir))
     except Exception as err:
-        return verdict.failed("warmup file", f"does not parse: {str(err).strip().splitlines()[0][:300]}")
+        return result.failed("warmup file", f"does not parse: {str(err).strip().splitlines()[0][:300]}")
     if not 0 < len(logs) <= tfs.MAX_WARMUP_RECORDS or len(logs) != staged.warmup_records:
-        return verdict.failed(
+        return result.failed(
             "warmup file", f"holds {len(logs)} records; expected {staged.warmup_records} (at most 1000)"
         )
-    verdict.passed("warmup file", f"{len(logs)} PredictionLog records")
+    result.passed("warmup file", f"{len(logs)} PredictionLog records")
 
     replayed = replay_in_fresh_process(staged.version_dir, staged.model_name, timeout)
     if not replayed.get("ok"):
-        return verdict.failed("warmup replay", replayed.get("problem", "no result"))
-    verdict.passed(
+        return result.failed("warmup replay", replayed.get("problem", "no result"))
+    result.passed(
         "warmup replay",
         f"{replayed['records']} records and a REST body through serving_default in a fresh process "
         f"({replayed['classes']} classes, {replayed['seconds']} s)",
     )
 
     if not real_server:
-        verdict.skipped("real server", "turned off (push.real_server_check)")
-        return verdict
+        result.not_checked("real server", "turned off (push.real_server_check)")
+        return result
     images = [log.predict_log.request.inputs[IMAGE_INPUT].string_val[0] for log in logs[:3]]
     command, why_not = real_server_command()
     if command is None:
-        verdict.skipped("real server", why_not)
-        return verdict
+        result.not_checked("real server", why_not)
+        return result
     problem = check_with_real_server(command, staged, images, timeout)
     if problem:
-        return verdict.failed("real server", problem)
-    verdict.passed("real server", f"{' '.join(command[:2])} loaded the version and answered a REST predict")
-    return verdict
+        return result.failed("real server", problem)
+    result.passed("real server", f"{' '.join(command[:2])} loaded the version and answered a REST predict")
+    return result
 
 
 def replay_in_fresh_process(version_dir: Path, model_name: str, timeout: float) -> dict[str, Any]:

@@ -12,7 +12,9 @@ training/serving skew is the same kind of change as drift between data versions:
 - channels: L-infinity distance between the mixes of gray/colour/alpha images
   (``max_channel_linf``).
 
-With fewer than ``min_images`` logged images a check says so instead of giving a verdict.
+Each check is a ``pipeline.checks.Check`` named as validate names the drift (label_drift,
+size_drift, channel_drift): passed, failed (drift), or inconclusive with fewer than
+``min_images`` logged images, which the report says instead of giving a verdict.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import collections
 import dataclasses
 
 from visionpipe.data.image_stats import linf
+from visionpipe.pipeline.checks import Check, Outcome, verdict
 from visionpipe.pipeline.config import DriftConfig
 
-OK, DRIFT, TOO_FEW = "ok", "drift", "too few images"
+# How each outcome reads in the report: drift is what a failed check means here.
+LABELS = {Outcome.PASSED: "ok", Outcome.FAILED: "drift", Outcome.INCONCLUSIVE: "too few images"}
 
 
 @dataclasses.dataclass
@@ -62,36 +66,30 @@ class TrafficStats:
         return stats
 
 
-@dataclasses.dataclass
-class Check:
-    kind: str  # label_drift | size_drift | channel_drift, as validate names them
-    verdict: str  # OK | DRIFT | TOO_FEW
-    detail: str
-
-
 def compare(traffic: TrafficStats, train: dict, limits: DriftConfig, min_images: int = 50) -> list[Check]:
     """``train``: the train split's statistics from the Statistics artifact's summary.json
     (``classes``, ``channels``, ``height``/``width`` with ``mean``)."""
     checks = []
     if sum(traffic.predicted.values()) < min_images:
-        checks.append(Check("label_drift", TOO_FEW, f"{sum(traffic.predicted.values())} predictions < {min_images}"))
+        predictions = sum(traffic.predicted.values())
+        checks.append(Check("label_drift", Outcome.INCONCLUSIVE, f"{predictions} predictions < {min_images}"))
     else:
         distance, cls = linf(dict(traffic.predicted), train["classes"])
         before = train["classes"].get(cls, 0) / max(sum(train["classes"].values()), 1)
         now = traffic.predicted.get(cls, 0) / sum(traffic.predicted.values())
-        verdict = DRIFT if distance > limits.max_label_linf else OK
+        drift = distance > limits.max_label_linf
         checks.append(
             Check(
                 "label_drift",
-                verdict,
+                _outcome(drift),
                 f"predicted classes vs train labels: L-infinity {distance:.3f} "
-                f"{'>' if verdict == DRIFT else '<='} {limits.max_label_linf:g} "
+                f"{'>' if drift else '<='} {limits.max_label_linf:g} "
                 f"(class {cls}: {before:.1%} in training -> {now:.1%} predicted)",
             )
         )
     if traffic.sizes < min_images:
-        checks.append(Check("size_drift", TOO_FEW, f"{traffic.sizes} image sizes logged < {min_images}"))
-        checks.append(Check("channel_drift", TOO_FEW, f"{traffic.sizes} images logged < {min_images}"))
+        checks.append(Check("size_drift", Outcome.INCONCLUSIVE, f"{traffic.sizes} image sizes logged < {min_images}"))
+        checks.append(Check("channel_drift", Outcome.INCONCLUSIVE, f"{traffic.sizes} images logged < {min_images}"))
         return checks
     changes = []
     for dim, total in (("height", traffic.height_sum), ("width", traffic.width_sum)):
@@ -99,25 +97,33 @@ def compare(traffic: TrafficStats, train: dict, limits: DriftConfig, min_images:
         change = abs(new - old) / old if old else 0.0
         changes.append((change, f"mean {dim} {old:.1f} -> {new:.1f} px ({change:+.0%})"))
     worst = max(change for change, _ in changes)
-    verdict = DRIFT if worst > limits.max_size_change else OK
     checks.append(
         Check(
             "size_drift",
-            verdict,
+            _outcome(worst > limits.max_size_change),
             f"{'; '.join(text for _, text in changes)}; limit {limits.max_size_change:.0%}",
         )
     )
     distance, count = linf(dict(traffic.channels), train["channels"])
-    verdict = DRIFT if distance > limits.max_channel_linf else OK
+    drift = distance > limits.max_channel_linf
     checks.append(
         Check(
             "channel_drift",
-            verdict,
-            f"channel mix L-infinity {distance:.3f} {'>' if verdict == DRIFT else '<='} {limits.max_channel_linf:g}"
-            + (f" (images with {count} channels moved most)" if verdict == DRIFT else ""),
+            _outcome(drift),
+            f"channel mix L-infinity {distance:.3f} {'>' if drift else '<='} {limits.max_channel_linf:g}"
+            + (f" (images with {count} channels moved most)" if drift else ""),
         )
     )
     return checks
+
+
+def _outcome(drift: bool) -> Outcome:
+    return Outcome.FAILED if drift else Outcome.PASSED
+
+
+def drifted(checks: list[Check]) -> bool:
+    """Whether the traffic drifted: the checks fail by the one rule (``pipeline.checks.verdict``)."""
+    return verdict(checks)[0] is Outcome.FAILED
 
 
 def report(traffic: TrafficStats, checks: list[Check], source: str) -> str:
@@ -133,14 +139,15 @@ def report(traffic: TrafficStats, checks: list[Check], source: str) -> str:
         f" (requests per version: {versions or '-'})",
         f"compared with the train split of {source}",
     ]
-    width = max(len(c.kind) for c in checks)
+    width = max(len(c.name) for c in checks)
     for check in checks:
-        lines.append(f"  {check.kind:<{width}}  {check.verdict.upper():<14}  {check.detail}")
-    drifted = [c.kind for c in checks if c.verdict == DRIFT]
+        lines.append(f"  {check.name:<{width}}  {LABELS[check.outcome].upper():<14}  {check.detail}")
+    outcome, deciding = verdict(checks)
     lines.append(
-        f"serving drift: {', '.join(drifted)}; check the traffic (and retrain on it if it is the new normal)"
-        if drifted
+        f"serving drift: {', '.join(c.name for c in deciding)}; check the traffic (and retrain on it if it is the "
+        "new normal)"
+        if outcome is Outcome.FAILED
         else "no serving drift"
-        + (" detected, but some checks had too few images" if any(c.verdict == TOO_FEW for c in checks) else "")
+        + (" detected, but some checks had too few images" if outcome is Outcome.INCONCLUSIVE else "")
     )
     return "\n".join(lines)

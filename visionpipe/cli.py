@@ -17,6 +17,7 @@ from pathlib import Path
 
 from visionpipe import cli_promote, cli_serve
 from visionpipe.cli_args import add_config_arguments, config_of
+from visionpipe.pipeline.checks import StageStatus
 from visionpipe.pipeline.config import ConfigError, is_explicit
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.output import Output
@@ -201,8 +202,8 @@ def _summary_table(result) -> str:
             (
                 s.stage,
                 s.status,
-                "yes" if s.status == "cached" else "no" if s.status == "succeeded" else "-",
-                f"{s.seconds:.1f}" if s.status != "not run" else "-",
+                "yes" if s.status is StageStatus.CACHED else "no" if s.status is StageStatus.SUCCEEDED else "-",
+                f"{s.seconds:.1f}" if s.status is not StageStatus.NOT_RUN else "-",
                 s.key_metric,
             )
         )

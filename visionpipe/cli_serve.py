@@ -191,7 +191,7 @@ def _monitor(args) -> int:
     traffic = monitor.TrafficStats.of(request_log.read(args.request_log, args.model_name, since))
     checks = monitor.compare(traffic, train, config.validate.drift, args.min_images)
     print(monitor.report(traffic, checks, str(statistics)))
-    return 1 if any(c.verdict == monitor.DRIFT for c in checks) else 0
+    return 1 if monitor.drifted(checks) else 0
 
 
 def _read(path: Path, parse):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from visionpipe.components.common.html import CSS, esc
 from visionpipe.components.validate.summary import data_section
-from visionpipe.pipeline.artifacts import Evaluation
+from visionpipe.pipeline.artifacts import Blessing, Evaluation
+from visionpipe.pipeline.checks import Check, Outcome, read_check
 
 _EXTRA_CSS = (
     ".fail{color:#b00020;font-weight:bold}.pass{color:#1b7d2a}.skip{color:#666}.warn{color:#a15c00;font-weight:bold}"
@@ -33,7 +34,7 @@ _IMAGE_CHECK = (
 
 @dataclasses.dataclass
 class RunReport:
-    """What the report shows; ``pipeline.run_report`` gathers it from a run's artifacts."""
+    """What the report shows; ``run_report`` gathers it from a run's artifacts."""
 
     title: str
     command: str
@@ -72,7 +73,13 @@ def _f(value, digits: int = 4) -> str:
 
 
 # How each check verdict and each Blessing verdict looks: a threshold left unset is grey, never green.
-_CHECK_STYLE = {"passed": "pass", "failed": "fail", "inconclusive": "warn", "not checked": "skip", "not set": "skip"}
+_CHECK_STYLE = {
+    Outcome.PASSED: "pass",
+    Outcome.FAILED: "fail",
+    Outcome.INCONCLUSIVE: "warn",
+    Outcome.NOT_CHECKED: "skip",
+    Outcome.NOT_SET: "skip",
+}
 _VERDICT_STYLE = {"BLESSED": "pass", "NOT BLESSED": "fail", "INCONCLUSIVE": "warn"}
 
 
@@ -81,8 +88,8 @@ def verdict_of(blessing: dict) -> str:
     return blessing.get("verdict") or ("BLESSED" if blessing["blessed"] else "NOT BLESSED")
 
 
-def _threshold(check: dict) -> str:
-    return "not set" if check["verdict"] == "not set" else _f(check["threshold"])
+def _threshold(check: Check) -> str:
+    return str(Outcome.NOT_SET) if check.outcome is Outcome.NOT_SET else _f(check.threshold)
 
 
 def _gate(report: RunReport) -> str:
@@ -90,23 +97,22 @@ def _gate(report: RunReport) -> str:
     verdict = verdict_of(blessing)
     said = "every check passed" if verdict == "BLESSED" else "; ".join(blessing["reasons"])
     heading = f"<p class='{_VERDICT_STYLE[verdict]}'><b>{esc(verdict)}</b>: {esc(said)}</p>"
+    checks = Blessing.checks_of(blessing)
     rows = [
-        [esc(c["name"]), _f(c["value"]), _threshold(c),
-         f"<span class='{_CHECK_STYLE[c['verdict']]}'>{esc(c['verdict'])}</span>", esc(c["detail"])]
-        for c in blessing.get("checks", [])
+        [esc(c.name), _f(c.value), _threshold(c),
+         f"<span class='{_CHECK_STYLE[c.outcome]}'>{esc(c.outcome)}</span>", esc(c.detail)]
+        for c in checks
     ]  # fmt: skip
     overrides = "".join(
         f"<p class='fail'>Gate overridden at {esc(stage)}: {esc(o['gate'])}. Reason given: {esc(o['reason'])}</p>"
         for stage, o in report.overrides
     )
-    checks = _table(
-        ["check", "value", "threshold", "verdict", "detail"], rows, [_row_style(c) for c in blessing.get("checks", [])]
-    )
-    return heading + overrides + _baselines_html(report.metrics) + checks
+    table = _table(["check", "value", "threshold", "verdict", "detail"], rows, [_row_style(c) for c in checks])
+    return heading + overrides + _baselines_html(report.metrics) + table
 
 
-def _row_style(check: dict) -> str:
-    return "skip" if check["verdict"] in ("not set", "not checked") else ""
+def _row_style(check: Check) -> str:
+    return "skip" if check.outcome in (Outcome.NOT_SET, Outcome.NOT_CHECKED) else ""
 
 
 def baseline_rows(metrics: dict) -> list[tuple[str, float, str]]:
@@ -256,6 +262,12 @@ def _errors(metrics: dict, figures: Path) -> str:
     return "".join(parts)
 
 
+def _file_gate(name: str, row: dict, missing: str) -> str:
+    """An exported file's gate as it reads ("passed", "failed: <reasons>"); ``missing`` for the
+    reference row, which has none."""
+    return str(read_check(name, row["gate"])) if "gate" in row else missing
+
+
 def _exported(report: RunReport) -> str:
     if not report.exported:
         return "<p class='skip'>No export in this run.</p>"
@@ -265,7 +277,7 @@ def _exported(report: RunReport) -> str:
 
     rows = [
         [esc(name), _f(r.get("accuracy")), kib(r.get("size_bytes")), kib(r.get("gzip_bytes")),
-         _f(r.get("p50_ms_1t"), 2), _f(r.get("p50_ms_4t"), 2), esc(r.get("gate", "reference"))]
+         _f(r.get("p50_ms_1t"), 2), _f(r.get("p50_ms_4t"), 2), esc(_file_gate(name, r, "reference"))]
         for name, r in report.exported.items()
     ]  # fmt: skip
     pushed = ""
@@ -326,7 +338,7 @@ def render_markdown(report: RunReport) -> str:
     lines += [
         "| check | value | threshold | verdict |",
         "|---|---|---|---|",
-        *(f"| {c['name']} | {_f(c['value'])} | {_threshold(c)} | {c['verdict']} |" for c in b.get("checks", [])),
+        *(f"| {c.name} | {_f(c.value)} | {_threshold(c)} | {c.outcome} |" for c in Blessing.checks_of(b)),
         "",
         f"{m['split']} accuracy {m['accuracy']:.4f} (95% CI {low:.4f}–{high:.4f}), macro F1 {m['macro_f1']:.4f} "
         f"on {m['examples']:,} images; ECE {m['calibration']['ece_served']:.4f} at temperature "
@@ -345,6 +357,6 @@ def render_markdown(report: RunReport) -> str:
         ]
     if report.exported:
         lines += ["", "| artifact | accuracy | size (KiB) | gate |", "|---|---|---|---|"]
-        lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {r.get('gate', '—')} |"
+        lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {_file_gate(n, r, '—')} |"
                   for n, r in report.exported.items()]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -19,35 +19,26 @@ reason); else BLESSED.
 
 from __future__ import annotations
 
-import dataclasses
-
 from visionpipe.pipeline.artifacts import Verdict
+from visionpipe.pipeline.checks import Check, Outcome
+from visionpipe.pipeline.checks import verdict as checks_verdict
 from visionpipe.pipeline.config import EvaluateConfig
 
-PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
-INCONCLUSIVE = "inconclusive"  # too few images to tell: the verdict is at best INCONCLUSIVE
-NOT_SET = "not set"  # a threshold left at its default (None): reported, never passed
 KEY = "evaluate.thresholds."
-
-
-@dataclasses.dataclass
-class Check:
-    name: str
-    value: float | None
-    threshold: float | None
-    verdict: str
-    detail: str  # a sentence naming the config key, or why the check did not apply
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def _compare(name: str, value: float, threshold: float | None, key: str, at_least: bool) -> Check:
     if threshold is None:
-        return Check(name, value, None, NOT_SET, f"{key} is not set")
+        return Check(name, Outcome.NOT_SET, f"{key} is not set", value, None)
     passed = value >= threshold if at_least else value <= threshold
     sign = (">=" if passed else "<") if at_least else ("<=" if passed else ">")
-    return Check(name, value, threshold, PASSED if passed else FAILED, f"{name} {value:.4f} {sign} {key} {threshold}")
+    return Check(
+        name,
+        Outcome.PASSED if passed else Outcome.FAILED,
+        f"{name} {value:.4f} {sign} {key} {threshold}",
+        value,
+        threshold,
+    )
 
 
 def default_checks(result: dict, config: EvaluateConfig, no_test_split: str = "") -> list[Check]:
@@ -72,13 +63,22 @@ def majority_check(result: dict) -> Check:
     name = "accuracy vs always answering the majority class"
     always = f"always answering {answer!r} ({rate:.4f}; the most frequent class in train)"
     if accuracy <= rate:
-        return Check(name, accuracy, rate, FAILED, f"accuracy {accuracy:.4f} is no better than {always}")
+        return Check(name, Outcome.FAILED, f"accuracy {accuracy:.4f} is no better than {always}", accuracy, rate)
     if low <= rate:
-        return Check(name, accuracy, rate, INCONCLUSIVE,
-                     f"accuracy {accuracy:.4f} is above {always}, but its 95% interval {low:.4f}-{high:.4f} "
-                     f"reaches it: too few images to tell them apart")  # fmt: skip
+        return Check(
+            name,
+            Outcome.INCONCLUSIVE,
+            f"accuracy {accuracy:.4f} is above {always}, but its 95% interval {low:.4f}-{high:.4f} "
+            f"reaches it: too few images to tell them apart",
+            accuracy,
+            rate,
+        )
     return Check(
-        name, accuracy, rate, PASSED, f"accuracy {accuracy:.4f} beats {always}: 95% interval {low:.4f}-{high:.4f}"
+        name,
+        Outcome.PASSED,
+        f"accuracy {accuracy:.4f} beats {always}: 95% interval {low:.4f}-{high:.4f}",
+        accuracy,
+        rate,
     )
 
 
@@ -89,17 +89,27 @@ def zero_recall_check(result: dict, min_images: int) -> Check:
     name = "no class with recall 0"
     if not judged:
         reason = f"no class has evaluate.min_images_per_class ({min_images}) images to judge its recall"
-        return Check(name, None, 0.0, INCONCLUSIVE, reason)
+        return Check(name, Outcome.INCONCLUSIVE, reason, None, 0.0)
     never = sorted(c for c, recall in judged.items() if recall == 0)
     lowest = min(judged.values())
     if never:
-        return Check(name, lowest, 0.0, FAILED,
-                     f"the model never recognises {len(never)} class(es) with enough images: "
-                     + ", ".join(f"{c} (0 of {per_class[c]['support']})" for c in never[:10]))  # fmt: skip
+        return Check(
+            name,
+            Outcome.FAILED,
+            f"the model never recognises {len(never)} class(es) with enough images: "
+            + ", ".join(f"{c} (0 of {per_class[c]['support']})" for c in never[:10]),
+            lowest,
+            0.0,
+        )
     skipped = len(per_class) - len(judged)
-    return Check(name, lowest, 0.0, PASSED,
-                 f"lowest recall {lowest:.4f} among the {len(judged)} classes with at least {min_images} images"
-                 + (f" ({skipped} with fewer are not judged)" if skipped else ""))  # fmt: skip
+    return Check(
+        name,
+        Outcome.PASSED,
+        f"lowest recall {lowest:.4f} among the {len(judged)} classes with at least {min_images} images"
+        + (f" ({skipped} with fewer are not judged)" if skipped else ""),
+        lowest,
+        0.0,
+    )
 
 
 def class_images_check(result: dict, min_images: int) -> Check:
@@ -109,10 +119,17 @@ def class_images_check(result: dict, min_images: int) -> Check:
     small = sorted((n, c) for c, n in support.items() if n < min_images)
     if small:
         listed = ", ".join(f"{c} {n}" for n, c in small[:10])
-        return Check(name, fewest, min_images, INCONCLUSIVE,
-                     f"{len(small)} class(es) have fewer than evaluate.min_images_per_class ({min_images}) images in "
-                     f"the {result['split']} split, too few to judge them: {listed}")  # fmt: skip
-    return Check(name, fewest, min_images, PASSED, f"every class has at least {min_images} images (fewest: {fewest})")
+        return Check(
+            name,
+            Outcome.INCONCLUSIVE,
+            f"{len(small)} class(es) have fewer than evaluate.min_images_per_class ({min_images}) images in "
+            f"the {result['split']} split, too few to judge them: {listed}",
+            fewest,
+            min_images,
+        )
+    return Check(
+        name, Outcome.PASSED, f"every class has at least {min_images} images (fewest: {fewest})", fewest, min_images
+    )
 
 
 def interval_check(result: dict, max_width: float) -> Check:
@@ -121,18 +138,25 @@ def interval_check(result: dict, max_width: float) -> Check:
     name = "width of the accuracy's 95% interval"
     where = f"{width:.4f} ({low:.4f}-{high:.4f}) on {result['examples']:,} images"
     if width > max_width:
-        return Check(name, width, max_width, INCONCLUSIVE,
-                     f"the accuracy's 95% interval is {where}, wider than evaluate.max_interval_width {max_width}: "
-                     "too few images to tell; more images in the test split narrow it")  # fmt: skip
-    return Check(name, width, max_width, PASSED, f"95% interval {where} <= evaluate.max_interval_width {max_width}")
+        return Check(
+            name,
+            Outcome.INCONCLUSIVE,
+            f"the accuracy's 95% interval is {where}, wider than evaluate.max_interval_width {max_width}: "
+            "too few images to tell; more images in the test split narrow it",
+            width,
+            max_width,
+        )
+    return Check(
+        name, Outcome.PASSED, f"95% interval {where} <= evaluate.max_interval_width {max_width}", width, max_width
+    )
 
 
 def held_out_check(split: str, no_test_split: str) -> Check:
     name = "scored on a held-out test split"
     if split == "test":
-        return Check(name, None, None, PASSED, "scored on the test split, which training never saw")
+        return Check(name, Outcome.PASSED, "scored on the test split, which training never saw", None, None)
     why = f"scored on {split} ({no_test_split or 'there is no test split'}), which training chose its kept epoch on"
-    return Check(name, None, None, INCONCLUSIVE, f"{why}: an optimistic figure")
+    return Check(name, Outcome.INCONCLUSIVE, f"{why}: an optimistic figure", None, None)
 
 
 def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
@@ -141,9 +165,14 @@ def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
     limits = config.thresholds
     checks = [
         _compare("accuracy", result["accuracy"], limits.min_accuracy, KEY + "min_accuracy", at_least=True),
-        _compare("balanced accuracy", result["balanced_accuracy"], limits.min_balanced_accuracy,
-                 KEY + "min_balanced_accuracy", at_least=True),
-    ]  # fmt: skip
+        _compare(
+            "balanced accuracy",
+            result["balanced_accuracy"],
+            limits.min_balanced_accuracy,
+            KEY + "min_balanced_accuracy",
+            at_least=True,
+        ),
+    ]
     if "top_k_accuracy" in result:
         top_k = f"top-{result['top_k']} accuracy"
         checks.append(
@@ -153,10 +182,10 @@ def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
         reason = f"top-k needs more classes than evaluate.top_k, and there are {len(result['classes'])}"
         if limits.min_top_k_accuracy is None:
             checks.append(
-                Check("top-k accuracy", None, None, NOT_SET, f"{KEY}min_top_k_accuracy is not set ({reason})")
+                Check("top-k accuracy", Outcome.NOT_SET, f"{KEY}min_top_k_accuracy is not set ({reason})", None, None)
             )
         else:
-            checks.append(Check("top-k accuracy", None, limits.min_top_k_accuracy, NOT_CHECKED, reason))
+            checks.append(Check("top-k accuracy", Outcome.NOT_CHECKED, reason, None, limits.min_top_k_accuracy))
     checks.append(_recall_threshold(result, limits.min_class_recall))
     checks.append(_compare("ECE", result["calibration"]["ece_served"], limits.max_ece, KEY + "max_ece", False))
     return checks + _corruption_checks(result, limits.max_corruption_drop)
@@ -165,8 +194,9 @@ def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
 def _recall_threshold(result: dict, minimum: float | None) -> Check:
     recalls = {name: c["recall"] for name, c in result["per_class"].items()}
     weakest = min(recalls, key=recalls.get)
-    check = _compare(f"recall of class {weakest!r} (the lowest)", recalls[weakest], minimum,
-                     KEY + "min_class_recall", at_least=True)  # fmt: skip
+    check = _compare(
+        f"recall of class {weakest!r} (the lowest)", recalls[weakest], minimum, KEY + "min_class_recall", at_least=True
+    )
     below = [f"{name} {value:.4f}" for name, value in recalls.items() if minimum is not None and value < minimum]
     if len(below) > 1:
         check.detail += f"; {len(below)} classes are below it: " + ", ".join(below[:10])
@@ -177,8 +207,15 @@ def _corruption_checks(result: dict, limits: dict[str, float]) -> list[Check]:
     corruptions = result.get("robustness", {}).get("corruptions", {})
     if not limits:
         worst = max((c["drop_at_strongest"] for c in corruptions.values()), default=None)
-        return [Check("accuracy drop under corruptions (strongest)", worst, None, NOT_SET,
-                      KEY + "max_corruption_drop is not set")]  # fmt: skip
+        return [
+            Check(
+                "accuracy drop under corruptions (strongest)",
+                Outcome.NOT_SET,
+                KEY + "max_corruption_drop is not set",
+                worst,
+                None,
+            )
+        ]
     checks = []
     for name, limit in limits.items():
         check = f"accuracy drop under {name} (strongest)"
@@ -186,7 +223,7 @@ def _corruption_checks(result: dict, limits: dict[str, float]) -> list[Check]:
             drop = corruptions[name]["drop_at_strongest"]
             checks.append(_compare(check, drop, limit, f"{KEY}max_corruption_drop.{name}", at_least=False))
         else:
-            checks.append(Check(check, None, limit, NOT_CHECKED, f"{name} was not run (evaluate.robustness)"))
+            checks.append(Check(check, Outcome.NOT_CHECKED, f"{name} was not run (evaluate.robustness)", None, limit))
     return checks
 
 
@@ -197,9 +234,11 @@ def baseline_check(comparison: dict | None, config: EvaluateConfig) -> Check:
     metric = baseline.metric
     name = f"{metric} vs the served model"
     if not baseline.enabled:
-        return Check(name, None, None, NOT_CHECKED, "evaluate.baseline.enabled is false")
+        return Check(name, Outcome.NOT_CHECKED, "evaluate.baseline.enabled is false", None, None)
     if comparison is None:
-        return Check(name, None, 0.0 - baseline.max_drop, NOT_CHECKED, "no model has been pushed yet: thresholds only")
+        return Check(
+            name, Outcome.NOT_CHECKED, "no model has been pushed yet: thresholds only", None, 0.0 - baseline.max_drop
+        )
     difference = comparison["difference"]
     low, high = comparison["difference_interval"]
     worse = difference < -baseline.max_drop
@@ -211,18 +250,14 @@ def baseline_check(comparison: dict | None, config: EvaluateConfig) -> Check:
         f"{high:+.4f}); evaluate.baseline.max_drop {baseline.max_drop}"
         + (", judged on the interval (significant_only)" if baseline.significant_only else "")
     )
-    return Check(name, difference, 0.0 - baseline.max_drop, FAILED if worse else PASSED, detail)
+    return Check(name, Outcome.FAILED if worse else Outcome.PASSED, detail, difference, 0.0 - baseline.max_drop)
 
 
 def verdict(checks: list[Check]) -> tuple[Verdict, list[str]]:
-    """The Blessing's verdict and its reasons (the failed checks, else the inconclusive ones)."""
-    failed = [c.detail for c in checks if c.verdict == FAILED]
-    if failed:
-        return Verdict.NOT_BLESSED, failed
-    inconclusive = [c.detail for c in checks if c.verdict == INCONCLUSIVE]
-    if inconclusive:
-        return Verdict.INCONCLUSIVE, inconclusive
-    return Verdict.BLESSED, ["every check passed"]
+    """The Blessing's verdict by the one rule (``pipeline.checks.verdict``) and its reasons:
+    the failed checks, else the inconclusive ones."""
+    outcome, deciding = checks_verdict(checks)
+    return Verdict.of(outcome), [c.detail for c in deciding] or ["every check passed"]
 
 
 def blessing(checks: list[Check], model_uri: str) -> dict:
@@ -232,7 +267,8 @@ def blessing(checks: list[Check], model_uri: str) -> dict:
         "blessed": found is Verdict.BLESSED,
         "reasons": reasons,
         "checks": [c.as_dict() for c in checks],
-        "not_checked": [f"{c.name}: {c.detail}" for c in checks if c.verdict == NOT_CHECKED],
-        "not_set": [c.detail.split(" is not set")[0] for c in checks if c.verdict == NOT_SET],  # the config keys
+        "not_checked": [f"{c.name}: {c.detail}" for c in checks if c.outcome is Outcome.NOT_CHECKED],
+        # the config keys
+        "not_set": [c.detail.split(" is not set")[0] for c in checks if c.outcome is Outcome.NOT_SET],
         "model_uri": model_uri,
     }

@@ -29,7 +29,7 @@ from visionpipe.components.evaluate.metrics import accuracy
 from visionpipe.components.export import saved_model, tflite
 from visionpipe.components.export.compression import FILES, compress, describe_report, techniques
 from visionpipe.components.export.distill import calibrated, distill
-from visionpipe.components.export.gates import check_gates, table
+from visionpipe.components.export.gates import check_gates, gate_of, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.components.export.tflite_metadata import embed, metadata_python
@@ -38,6 +38,7 @@ from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.temperature import with_temperature
 from visionpipe.models.tta import flip_averaged
 from visionpipe.pipeline.artifacts import ExportedModel
+from visionpipe.pipeline.checks import Check, Outcome
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 from visionpipe.serving.served_signature import load_signature, served_probabilities
@@ -149,7 +150,7 @@ def _bridge_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext)
             )  # fmt: skip
         except UserError as err:
             (tflite_dir / FILES[technique]).unlink(missing_ok=True)
-            results[name] = {"gate": f"failed: not made: {err}"}
+            results[name] = {"gate": Check(name, Outcome.FAILED, f"not made: {err}").as_dict()}
             ctx.log(f"{name} not made, the other files stand: {err}")
             continue
         ctx.log(describe_report(report))
@@ -202,8 +203,10 @@ def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg,
         ctx.log(line)
     scored = {name: r["accuracy"] for name, r in results.items() if "accuracy" in r}  # not: files not made
     summary = {f"{name}_accuracy": accuracy for name, accuracy in scored.items()}
-    summary["failed_gates"] = {name: r["gate"] for name, r in results.items() if r.get("gate", "passed") != "passed"}
-    passed = [name for name in results if name != "keras" and name not in summary["failed_gates"]]
+    gates = {name: gate_of(name, row) for name, row in results.items() if name != "keras"}
+    failed = {name: check for name, check in gates.items() if check is not None and check.outcome is not Outcome.PASSED}
+    summary["failed_gates"] = {name: check.as_dict() for name, check in failed.items()}
+    passed = [name for name in gates if name not in failed]
     exported.properties.update(
         summary,
         model_name=cfg.model_name,
@@ -213,7 +216,7 @@ def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg,
     )
     summary["notes"] = [
         f"{split} accuracy " + ", ".join(f"{name} {accuracy:.4f}" for name, accuracy in scored.items()),
-        *(f"{name} gate {reason}" for name, reason in summary["failed_gates"].items()),
+        *(f"{name} gate {check}" for name, check in failed.items()),
     ]
     return summary
 

@@ -2,17 +2,19 @@
 
 An artifact passes when it loses at most ``max_accuracy_drop`` against the Keras model on the
 evaluated split and, if a size limit is set for it, is no larger; ``export.gates.<name>``
-overrides either limit for one artifact. The verdict and its reason go into the artifact's
-row; push publishes only the files that passed.
+overrides either limit for one artifact. The outcome and its reason go into the artifact's
+row as a ``pipeline.checks.Check`` record; push publishes only the files that passed.
 """
 
 from __future__ import annotations
 
+from visionpipe.pipeline.checks import Check, Outcome, read_check
 from visionpipe.pipeline.config import ArtifactGate, ExportConfig
 
 
 def check_gates(results: dict[str, dict], config: ExportConfig) -> None:
-    """Adds ``gate`` ("passed" or "failed: <reason>") and ``drop`` to every artifact's row."""
+    """Adds ``gate`` (a ``Check`` record: passed, or failed with the reasons) and ``drop`` to
+    every artifact's row."""
     reference = results["keras"]["accuracy"]
     for name, row in results.items():
         if name == "keras" or "accuracy" not in row:  # keras is the reference; a file not made has its gate
@@ -25,7 +27,18 @@ def check_gates(results: dict[str, dict], config: ExportConfig) -> None:
             reasons.append(f"accuracy drop {row['drop']:.4f} > {max_drop:g}")
         if gate.max_size_kib is not None and row.get("size_bytes", 0) / 1024 > gate.max_size_kib:
             reasons.append(f"size {row['size_bytes'] / 1024:.0f} KiB > {gate.max_size_kib:g} KiB")
-        row["gate"] = "failed: " + "; ".join(reasons) if reasons else "passed"
+        row["gate"] = Check(name, Outcome.FAILED if reasons else Outcome.PASSED, "; ".join(reasons)).as_dict()
+
+
+def gate_of(name: str, row: dict) -> Check | None:
+    """The gate check in an artifact's row (one written before records too), or None for the
+    reference row, which has none."""
+    return read_check(name, row["gate"]) if "gate" in row else None
+
+
+def _gate_text(name: str, row: dict) -> str:
+    check = gate_of(name, row)
+    return "-" if check is None else str(check)
 
 
 def table(results: dict[str, dict], split: str) -> str:
@@ -41,6 +54,6 @@ def table(results: dict[str, dict], split: str) -> str:
             f"| {name} | {cell('accuracy', fmt='.4f')} | {cell('drop', fmt='.4f')} | "
             f"{cell('size_bytes', 1024, '.0f')} | {cell('gzip_bytes', 1024, '.0f')} | {cell('sparsity', fmt='.0%')} | "
             f"{cell('p50_ms_1t', fmt='.2f')} | "
-            f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {r.get('gate', '-')} |"
+            f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {_gate_text(name, r)} |"
         )
     return "\n".join(lines)

@@ -134,7 +134,8 @@ def push_version(
 
 def infra_record(verdict: infra_validation.InfraVerdict) -> dict[str, Any]:
     status = InfraBlessing.BLESSED if verdict.blessed else InfraBlessing.NOT_BLESSED
-    return {"status": status, "blessed": verdict.blessed, "reason": verdict.reason, "checks": verdict.checks}
+    checks = [check.as_dict() for check in verdict.checks]
+    return {"status": status, "blessed": verdict.blessed, "reason": verdict.reason, "checks": checks}
 
 
 def write_infra_blessing(directory: Path, verdict: infra_validation.InfraVerdict) -> dict[str, Any]:
@@ -172,9 +173,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         write_infra_blessing(ctx.scratch_dir, err.verdict)
         raise GateError(f"{err} (every check: {ctx.scratch_dir / InfraBlessing.FILE})") from None
     for check in result.verdict.checks:
-        ctx.log(f"infra {check['status']}: {check['check']}: {check['detail']}")
-    for artifact, reason in failed.items():
-        ctx.log(f"not pushed: {artifact} ({reason})")
+        ctx.log(f"infra {check.outcome}: {check.name}: {check.detail}")
+    for artifact, check in failed.items():
+        ctx.log(f"not pushed: {artifact} ({check})")
     outputs.infra_blessing.properties.update(write_infra_blessing(outputs.infra_blessing.path, result.verdict))
     pushed = {
         "model_base_path": str(result.base),
@@ -185,7 +186,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         "pruned": result.pruned,
         "source": str(source),
         "tflite": str(mobile_dir) if mobile_dir else "",
-        "not_pushed": failed,
+        "not_pushed": {artifact: check.as_dict() for artifact, check in failed.items()},
     }
     (outputs.pushed_model.path / outputs.pushed_model.FILE).write_text(json.dumps(pushed, indent=2))
     outputs.pushed_model.properties.update(pushed)

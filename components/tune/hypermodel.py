@@ -1,7 +1,7 @@
 """A KerasTuner HyperModel whose hyperparameters are config keys.
 
 ``build(hp)`` samples every ``tune.space`` key, applies the values over the train stage's
-params (``pipeline.search_space.apply_values``, so each trial's config is checked like a
+params (``components.common.search_space.apply_values``, so each trial's config is checked like a
 loaded one) and builds and compiles the model through the train stage's own seam
 (``components.train.recipe.build_and_compile``); ``fit`` trains it on the train stage's own
 datasets (``components.train.data``). Trials read the decoded images from the train stage's

@@ -15,6 +15,7 @@ from visionpipe.components.evaluate.gradcam import summary as gradcam_summary
 from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
 from visionpipe.components.evaluate.robustness import CORRUPTION_FUNCTIONS, corrupt, gaussian_blur, robustness
 from visionpipe.components.evaluate.slices import size_bucket, slice_table, source_folder
+from visionpipe.pipeline.checks import Outcome
 from visionpipe.pipeline.config import CORRUPTIONS, BaselineConfig, EvaluateConfig, SliceConfig, ThresholdConfig
 
 
@@ -234,14 +235,14 @@ def test_absolute_checks_record_value_threshold_and_verdict():
         )  # fmt: skip
     )
     checks = {c.name: c for c in gate.absolute_checks(_result(drops={"blur": 0.3}), config)}
-    assert checks["accuracy"].verdict == gate.FAILED and checks["accuracy"].threshold == 0.95
+    assert checks["accuracy"].outcome == Outcome.FAILED and checks["accuracy"].threshold == 0.95
     assert "0.9000 < evaluate.thresholds.min_accuracy 0.95" in checks["accuracy"].detail
-    assert checks["recall of class 'c1' (the lowest)"].verdict == gate.FAILED
-    assert checks["ECE"].verdict == gate.PASSED
-    assert checks["accuracy drop under blur (strongest)"].verdict == gate.FAILED
-    assert checks["accuracy drop under jpeg (strongest)"].verdict == gate.NOT_CHECKED
-    assert checks["top-k accuracy"].verdict == gate.NOT_SET  # not set (and two classes: no top-k)
-    assert checks["balanced accuracy"].verdict == gate.NOT_SET and checks["balanced accuracy"].value == 0.55
+    assert checks["recall of class 'c1' (the lowest)"].outcome == Outcome.FAILED
+    assert checks["ECE"].outcome == Outcome.PASSED
+    assert checks["accuracy drop under blur (strongest)"].outcome == Outcome.FAILED
+    assert checks["accuracy drop under jpeg (strongest)"].outcome == Outcome.NOT_CHECKED
+    assert checks["top-k accuracy"].outcome == Outcome.NOT_SET  # not set (and two classes: no top-k)
+    assert checks["balanced accuracy"].outcome == Outcome.NOT_SET and checks["balanced accuracy"].value == 0.55
     blessing = gate.blessing(list(checks.values()), "model-uri")
     assert blessing["verdict"] == "NOT BLESSED" and not blessing["blessed"] and len(blessing["reasons"]) == 3
     assert len(blessing["not_checked"]) == 1
@@ -251,10 +252,10 @@ def test_absolute_checks_record_value_threshold_and_verdict():
 @pytest.mark.parametrize(
     ("difference", "interval", "significant_only", "verdict"),
     [
-        (-0.02, [-0.04, -0.005], False, gate.FAILED),
-        (-0.02, [-0.04, 0.001], True, gate.PASSED),  # not significant: the interval reaches 0
-        (-0.02, [-0.04, -0.005], True, gate.FAILED),
-        (0.01, [-0.01, 0.03], False, gate.PASSED),
+        (-0.02, [-0.04, -0.005], False, Outcome.FAILED),
+        (-0.02, [-0.04, 0.001], True, Outcome.PASSED),  # not significant: the interval reaches 0
+        (-0.02, [-0.04, -0.005], True, Outcome.FAILED),
+        (0.01, [-0.01, 0.03], False, Outcome.PASSED),
     ],
 )
 def test_baseline_check_compares_with_the_served_model(difference, interval, significant_only, verdict):
@@ -262,13 +263,13 @@ def test_baseline_check_compares_with_the_served_model(difference, interval, sig
                   "difference_interval": interval}  # fmt: skip
     config = EvaluateConfig(baseline=BaselineConfig(max_drop=0.0, significant_only=significant_only))
     check = gate.baseline_check(comparison, config)
-    assert check.verdict == verdict and check.value == difference
+    assert check.outcome == verdict and check.value == difference
     assert "served version 3" in check.detail
 
 
 def test_first_model_is_gated_on_thresholds_only():
     check = gate.baseline_check(None, EvaluateConfig())
-    assert check.verdict == gate.NOT_CHECKED and "no model has been pushed yet" in check.detail
+    assert check.outcome == Outcome.NOT_CHECKED and "no model has been pushed yet" in check.detail
 
 
 def test_the_served_model_is_the_stable_label_else_the_newest_version(tmp_path):

@@ -15,6 +15,7 @@ from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.components.evaluate.trivial import trivial_baselines
 from visionpipe.configure import load_config
 from visionpipe.pipeline.artifacts import Blessing, Verdict
+from visionpipe.pipeline.checks import Outcome
 from visionpipe.pipeline.config import ConfigError, EvaluateConfig, ThresholdConfig
 from visionpipe.report_render import RunReport, render_html, render_markdown
 
@@ -72,14 +73,14 @@ def test_a_model_that_answers_one_class_fails_and_says_which():
     labels = np.repeat([0, 1, 2], [40, 30, 30])
     result = evaluated(labels, np.zeros(100, int), train_counts=[120, 90, 90])
     checks, blessing = judged(result)
-    assert checks[MAJORITY].verdict == gate.FAILED and checks[MAJORITY].threshold == 0.4
+    assert checks[MAJORITY].outcome == Outcome.FAILED and checks[MAJORITY].threshold == 0.4
     assert "accuracy 0.4000 is no better than always answering 'c0'" in checks[MAJORITY].detail
     recall = checks["no class with recall 0"]
-    assert recall.verdict == gate.FAILED and "c1 (0 of 30), c2 (0 of 30)" in recall.detail
+    assert recall.outcome == Outcome.FAILED and "c1 (0 of 30), c2 (0 of 30)" in recall.detail
     assert blessing["verdict"] == "NOT BLESSED" and not blessing["blessed"]
     # Answering a minority class is worse than the majority rate: failed all the same.
     minority = evaluated(labels, np.full(100, 2), train_counts=[120, 90, 90])
-    assert judged(minority)[0][MAJORITY].verdict == gate.FAILED
+    assert judged(minority)[0][MAJORITY].outcome == Outcome.FAILED
 
 
 def test_a_good_model_on_enough_images_is_blessed_with_every_threshold_not_set():
@@ -88,12 +89,12 @@ def test_a_good_model_on_enough_images_is_blessed_with_every_threshold_not_set()
     predicted = np.where(rng.random(300) < 0.9, labels, 1 - labels)
     checks, blessing = judged(evaluated(labels, predicted, train_counts=[600, 600]))
     assert blessing["verdict"] == "BLESSED" and blessing["reasons"] == ["every check passed"]
-    assert {name: c.verdict for name, c in checks.items() if c.verdict != gate.NOT_SET} == {
-        MAJORITY: gate.PASSED,
-        "no class with recall 0": gate.PASSED,
-        "images per class in the evaluated split": gate.PASSED,
-        "width of the accuracy's 95% interval": gate.PASSED,
-        "scored on a held-out test split": gate.PASSED,
+    assert {name: c.outcome for name, c in checks.items() if c.outcome != Outcome.NOT_SET} == {
+        MAJORITY: Outcome.PASSED,
+        "no class with recall 0": Outcome.PASSED,
+        "images per class in the evaluated split": Outcome.PASSED,
+        "width of the accuracy's 95% interval": Outcome.PASSED,
+        "scored on a held-out test split": Outcome.PASSED,
     }
     assert blessing["not_set"] == [
         "evaluate.thresholds.min_accuracy",
@@ -114,7 +115,7 @@ def test_the_issues_27_image_test_split_is_never_blessed(correct, verdict):
     checks, blessing = judged(evaluated(labels, predicted, train_counts=[110, 108]))
     assert blessing["verdict"] == verdict
     width = checks["width of the accuracy's 95% interval"]
-    assert width.verdict == gate.INCONCLUSIVE and width.value > 0.3  # about 0.37: far too wide to tell
+    assert width.outcome == Outcome.INCONCLUSIVE and width.value > 0.3  # about 0.37: far too wide to tell
 
 
 def test_beating_the_majority_point_estimate_but_not_its_interval_is_inconclusive():
@@ -123,7 +124,7 @@ def test_beating_the_majority_point_estimate_but_not_its_interval_is_inconclusiv
     predicted[:25] = 1 - predicted[:25]  # 35 of 60 right: 0.58 vs a majority rate of 0.5
     checks, blessing = judged(evaluated(labels, predicted, train_counts=[100, 100]))
     majority = checks[MAJORITY]
-    assert majority.verdict == gate.INCONCLUSIVE and "reaches it" in majority.detail
+    assert majority.outcome == Outcome.INCONCLUSIVE and "reaches it" in majority.detail
     assert blessing["verdict"] == "INCONCLUSIVE" and majority.detail in blessing["reasons"]
 
 
@@ -131,9 +132,9 @@ def test_a_class_with_too_few_images_is_inconclusive_and_not_judged_on_recall():
     labels = np.concatenate([np.repeat([0, 1], 100), [2, 2, 2]])
     predicted = np.concatenate([np.repeat([0, 1], 100), [0, 0, 0]])  # class 2 never right, on 3 images
     checks, blessing = judged(evaluated(labels, predicted, train_counts=[400, 400, 12]))
-    assert checks["no class with recall 0"].verdict == gate.PASSED  # c2 has too few images to judge
+    assert checks["no class with recall 0"].outcome == Outcome.PASSED  # c2 has too few images to judge
     images = checks["images per class in the evaluated split"]
-    assert images.verdict == gate.INCONCLUSIVE and "c2 3" in images.detail
+    assert images.outcome == Outcome.INCONCLUSIVE and "c2 3" in images.detail
     assert blessing["verdict"] == "INCONCLUSIVE"
     relaxed = EvaluateConfig(min_images_per_class=3)
     assert judged(evaluated(labels, predicted, [400, 400, 12]), relaxed)[1]["verdict"] == "NOT BLESSED"
@@ -143,7 +144,7 @@ def test_scoring_val_is_at_best_inconclusive_and_says_why():
     labels = np.repeat([0, 1], 200)
     checks, blessing = judged(evaluated(labels, labels, [800, 800], split="val"), no_test_split="data too small")
     held_out = checks["scored on a held-out test split"]
-    assert held_out.verdict == gate.INCONCLUSIVE and "scored on val (data too small)" in held_out.detail
+    assert held_out.outcome == Outcome.INCONCLUSIVE and "scored on val (data too small)" in held_out.detail
     assert blessing["verdict"] == "INCONCLUSIVE"
 
 
@@ -152,8 +153,8 @@ def test_a_failed_check_outweighs_an_inconclusive_one_and_a_set_threshold_is_jud
     checks, blessing = judged(
         evaluated(labels, labels, [40, 40]), EvaluateConfig(thresholds=ThresholdConfig(min_balanced_accuracy=1.01))
     )
-    assert checks["width of the accuracy's 95% interval"].verdict == gate.PASSED  # 20 right of 20: width 0
-    assert checks["balanced accuracy"].verdict == gate.FAILED
+    assert checks["width of the accuracy's 95% interval"].outcome == Outcome.PASSED  # 20 right of 20: width 0
+    assert checks["balanced accuracy"].outcome == Outcome.FAILED
     assert blessing["verdict"] == "NOT BLESSED"
     small = evaluated(np.repeat([0, 1], [3, 3]), np.repeat([0, 1], [3, 3]), [40, 40])
     config = EvaluateConfig(thresholds=ThresholdConfig(min_accuracy=0.5))

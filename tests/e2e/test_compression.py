@@ -13,6 +13,7 @@ import pytest
 import visionpipe as visionpipe_api
 from tests.conftest import COLORS, make_folder, tiny_config_yaml
 from visionpipe.components.export.measure import tflite_sparsity
+from visionpipe.pipeline.checks import Check, Outcome
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
     for name in ("tflite_float", "tflite_float16", "tflite_dynamic_int8", "tflite_int8", "tflite_student_int8", "onnx"):
         row = rows[name]
         assert row["p50_ms_1t"] > 0 and row["p95_ms_4t"] >= row["p50_ms_4t"] and row["gzip_bytes"] > 0
-        assert row["gate"] == "passed", (name, row)
+        assert Check.from_dict(row["gate"]).outcome is Outcome.PASSED, (name, row)
     # ONNX gives the Keras model's predictions, at evaluate's temperature, in onnxruntime.
     import numpy as np
 
@@ -149,11 +150,17 @@ def test_a_failed_bridge_file_is_recorded_and_kept_out_of_push_while_the_rest_of
     assert result.ok, result.failure()
     exported = result.outputs("export")["exported_model"].path
     rows = json.loads((exported / "artifacts.json").read_text())
-    assert rows["tflite_prune_int8"]["gate"].startswith("failed: not made: prune did not finish within")
-    assert rows["tflite_int8"]["gate"] == "passed" and (exported / "tflite" / "model_int8.tflite").is_file()
+    not_made = Check.from_dict(rows["tflite_prune_int8"]["gate"])
+    assert not_made.outcome is Outcome.FAILED and str(not_made).startswith(
+        "failed: not made: prune did not finish within"
+    )
+    assert (
+        Check.from_dict(rows["tflite_int8"]["gate"]).outcome is Outcome.PASSED
+        and (exported / "tflite" / "model_int8.tflite").is_file()
+    )
     assert (exported / "serving").is_dir() and not (exported / "tflite" / "model_pruned_int8.tflite").exists()
     pushed = result.outputs("push")["pushed_model"].properties
-    assert "tflite_prune_int8" in pushed["not_pushed"]
+    assert Check.from_dict(pushed["not_pushed"]["tflite_prune_int8"]) == not_made
     assert sorted(p.name for p in Path(pushed["tflite"]).glob("*.tflite")) == [
         "model_float.tflite",
         "model_int8.tflite",

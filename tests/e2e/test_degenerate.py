@@ -76,7 +76,7 @@ def test_labels_that_carry_no_signal_are_not_blessed(tmp_path):
     blessing = json.loads((evaluation / "blessing" / "blessing.json").read_text())
     assert blessing["verdict"] in ("NOT BLESSED", "INCONCLUSIVE")
     majority = next(c for c in blessing["checks"] if c["name"] == "accuracy vs always answering the majority class")
-    assert majority["verdict"] in ("failed", "inconclusive") and majority["threshold"] == 0.5
+    assert majority["outcome"] in ("failed", "inconclusive") and majority["threshold"] == 0.5
     assert stage_rows(out.stdout)["export"][0] == "refused" and served_versions(root) == []
 
 

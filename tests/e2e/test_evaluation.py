@@ -96,7 +96,7 @@ def test_a_worse_second_model_is_not_blessed_not_pushed_and_the_report_says_by_h
     assert served == ["1"]
     blessing = json.loads((_only(root, "evaluate", "blessing", index=-1) / "blessing.json").read_text())
     check = next(c for c in blessing["checks"] if c["name"] == "accuracy vs the served model")
-    assert check["verdict"] == "failed" and check["value"] < -0.05
+    assert check["outcome"] == "failed" and check["value"] < -0.05
     markdown = _report_path(worse.stdout).with_suffix(".md").read_text()
     assert f"| accuracy vs the served model | {check['value']:.4f} | 0.0000 | failed |" in markdown
     assert "served version 1" in markdown

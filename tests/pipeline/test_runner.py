@@ -10,6 +10,7 @@ import pytest
 
 from visionpipe.configure import load_config
 from visionpipe.pipeline.artifacts import Examples, HyperParameters, Model
+from visionpipe.pipeline.checks import StageStatus
 from visionpipe.pipeline.config import Config
 from visionpipe.pipeline.runner import run_graph
 from visionpipe.pipeline.stage import StageSpec, upstream
@@ -104,6 +105,7 @@ def test_a_failing_stage_registers_nothing_and_stops_the_run(config, tmp_path):
     failing = spec("second", NoInputs, MakesExamples, param="fail")
     result = run_graph(config, [FIRST, failing, CONSUMER])
     assert [s.status for s in result.stages] == ["succeeded", "failed", "not run"]
+    assert all(type(s.status) is StageStatus for s in result.stages) and result.failure() is result.stages[1]
     assert "ValueError: this stage fails" in result.stages[1].message
     assert not list((tmp_path / "runs" / "artifacts" / "second").iterdir())
     later = run_graph(config, [FIRST, SECOND, CONSUMER], only="consumer")

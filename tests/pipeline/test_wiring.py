@@ -33,7 +33,7 @@ def wired(stage: str, output: str, kind: type = Examples) -> type:
 
 
 def test_the_real_graph_is_wired_right():
-    check_wiring(ALL_STAGES)  # also run when pipeline.graph is imported
+    check_wiring(ALL_STAGES)  # also run when visionpipe.graph is imported
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import pytest
 
 from tests.serving.push_fixtures import export_tiny, make_examples, push_config
 from visionpipe.components.push.executor import InfraNotBlessed, push_version
+from visionpipe.pipeline.checks import Outcome
 from visionpipe.serving.infra_validation import real_server_command
 from visionpipe.serving.warmup import warmup_images
 
@@ -30,7 +31,7 @@ def test_the_real_server_loads_and_serves_the_pushed_version(tmp_path):
     model = export_tiny(tmp_path / "export" / "1")
     images = warmup_images(make_examples(tmp_path / "examples"), 4)
     result = push_version(model, tmp_path / "serving", "visionpipe", images, push_config(), {})
-    assert {c["check"]: c["status"] for c in result.verdict.checks}["real server"] == "passed"
+    assert {c.name: c.outcome for c in result.verdict.checks}["real server"] is Outcome.PASSED
 
 
 def shim(tmp_path, monkeypatch, body: str) -> None:
@@ -58,11 +59,11 @@ def test_the_real_server_check_against_the_development_server(tmp_path, monkeypa
     # stop) runs here.
     shim(tmp_path, monkeypatch, f'exec {sys.executable} -m visionpipe serve "$@"')
     check = real_server_check(tmp_path)
-    assert check["check"] == "real server" and check["status"] == "passed", check
+    assert check.name == "real server" and check.outcome is Outcome.PASSED, check
 
 
 def test_a_server_that_cannot_start_refuses_the_push(tmp_path, monkeypatch):
     shim(tmp_path, monkeypatch, 'echo "bad flag: $1" >&2; exit 3')
     check = real_server_check(tmp_path)
-    assert check["status"] == "failed" and "the server exited with code 3: bad flag: --port=" in check["detail"]
+    assert check.outcome is Outcome.FAILED and "the server exited with code 3: bad flag: --port=" in check.detail
     assert not [p for p in (tmp_path / "serving" / "visionpipe").iterdir() if p.name.isdigit()]

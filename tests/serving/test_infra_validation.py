@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from visionpipe.pipeline.checks import Outcome
 from visionpipe.serving import infra_validation
 from visionpipe.serving import tf_serving_config as tfs
 from visionpipe.serving.infra_validation import Staged, validate
@@ -56,7 +57,7 @@ def test_a_malformed_models_config_is_refused(tmp_path):
 def test_batch_sizes_not_ending_at_the_maximum_are_refused(tmp_path):
     batching = "max_batch_size { value: 32 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 16\n"
     verdict = validate(staged(tmp_path, CONFIG.format(canary=2), batching), allow_unavailable=True, timeout=5)
-    assert [c["status"] for c in verdict.checks] == ["passed", "failed"]
+    assert [c.outcome for c in verdict.checks] == [Outcome.PASSED, Outcome.FAILED]
     assert verdict.reason == (
         "batching.config: allowed_batch_sizes must end at max_batch_size (32); got [8, 16] "
         "(TF Serving refuses to start otherwise)"

@@ -46,8 +46,9 @@ def write_log(path, predicted: list[str], size=(32, 24), mode="RGB", per_request
 
 
 def verdicts(path) -> dict[str, str]:
+    """Each check's outcome as the report labels it (ok, drift, too few images)."""
     traffic = monitor.TrafficStats.of(request_log.read(path))
-    return {c.kind: c.verdict for c in monitor.compare(traffic, TRAIN, DriftConfig())}
+    return {c.name: monitor.LABELS[c.outcome] for c in monitor.compare(traffic, TRAIN, DriftConfig())}
 
 
 def test_matching_traffic_is_not_drift(tmp_path):

@@ -16,6 +16,7 @@ from tests.serving.push_fixtures import export_tiny, jpeg, make_examples, push_c
 from visionpipe.components.push import executor, versions
 from visionpipe.components.push.executor import InfraNotBlessed, push_version
 from visionpipe.pipeline.artifacts import InfraBlessing
+from visionpipe.pipeline.checks import Check, Outcome
 from visionpipe.serving import infra_validation
 from visionpipe.serving.tf_serving_config import MODELS_CONFIG, read_models_config
 from visionpipe.serving.warmup import warmup_images, warmup_path
@@ -60,13 +61,13 @@ def test_versions_are_numbered_whole_and_blessed(model, examples, tmp_path):
         record = versions.read_record(base / str(v))
         assert record["infra"]["status"] == InfraBlessing.BLESSED and record["accuracy"] == 0.9
     assert hidden(tmp_path) == [], "staging folders were left behind"
-    checks = {c["check"]: c["status"] for c in second.verdict.checks}
+    checks = {c.name: c.outcome for c in second.verdict.checks}
     assert checks == {
-        "models.config": "passed",
-        "batching.config": "passed",
-        "warmup file": "passed",
-        "warmup replay": "passed",
-        "real server": "skipped",  # no tensorflow_model_server or Docker daemon here
+        "models.config": Outcome.PASSED,
+        "batching.config": Outcome.PASSED,
+        "warmup file": Outcome.PASSED,
+        "warmup replay": Outcome.PASSED,
+        "real server": Outcome.NOT_CHECKED,  # no tensorflow_model_server or Docker daemon here
     }
     entry = read_models_config(tmp_path / MODELS_CONFIG).model_config_list.config[0]
     assert entry.base_path == str(base.resolve()) and entry.model_version_policy.latest.num_versions == 1
@@ -199,4 +200,4 @@ def test_turning_batching_off_removes_batching_config(model, examples, tmp_path,
 
 def test_the_real_server_check_can_be_turned_off(model, examples, tmp_path, no_replay):
     check = push(model, examples, tmp_path, real_server_check=False).verdict.checks[-1]
-    assert check == {"check": "real server", "status": "skipped", "detail": "turned off (push.real_server_check)"}
+    assert check == Check("real server", Outcome.NOT_CHECKED, "turned off (push.real_server_check)")
