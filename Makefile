@@ -35,9 +35,12 @@ install: $(STAMP) $(SUPPORT)/bin/python
 demo: install
 	$(BIN)/visionpipe run --config configs/demo.yaml
 
+# Style, the layer contracts of ARCHITECTURE.md (pyproject's [tool.importlinter]) and the type check.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # pytest-randomly runs the tests in a random order and prints its seed at the top and the end;
 # replay an order with `make test PYTEST_ARGS=--randomly-seed=N`. pytest-xdist runs two test

@@ -1,6 +1,6 @@
 """A trained classifier with its logits divided by a fitted temperature before the softmax.
 
-evaluate fits the temperature (``components.evaluate.calibration``); export builds it in
+evaluate fits the temperature (``components.common.calibration``); export builds it in
 here, so the SavedModel, every TFLite file and ONNX all serve calibrated probabilities. The
 temperature is a Rescaling in front of a new softmax: two ops every converter handles,
 int8 included. Every registered model ends in a softmax layer named ``probabilities``.

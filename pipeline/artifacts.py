@@ -46,6 +46,17 @@ def artifact_type(name: str) -> type[Artifact]:
     return _TYPES[name]
 
 
+# Where each split's images come from (``Examples.split_origins``: ingest's split plan writes
+# them, validate and evaluate read them). ABSENT is a choice (a fraction of 0); MISSING is a gap
+# (a given layout with no train images); TOO_SMALL is a test split not made because the data is
+# too small for a useful one (rule 4 of components/ingest/split.py).
+GIVEN, ASSIGNED, CARVED, ABSENT, MISSING = "given", "assigned", "carved", "absent", "missing"
+TOO_SMALL = "too small"
+
+# The anomaly kind (validate.severity.<kind>) that reports each kind of item ingest quarantines.
+UNUSABLE, LEAKED, CONFLICTING = "undecodable_image", "split_leakage", "conflicting_labels"
+
+
 class Examples(Artifact):
     """Sharded TFRecords of tf.train.Example per split (``<split>/data-*.tfrecord``),
     ``classes.json`` and ``quarantine.jsonl`` (files that could not be ingested, with reasons)."""
@@ -124,6 +135,12 @@ class Anomalies(Artifact):
     def blocking(self) -> list[str]:
         """The kinds of anomaly that stop the pipeline before training."""
         return self.properties.get("blocking", [])
+
+    def blocking_reason(self) -> str | None:
+        """Why the data may not be trained on, or None: the gate of train and tune."""
+        if not self.blocking:
+            return None
+        return f"data validation found blocking anomalies ({', '.join(self.blocking)}); see {self.path / self.REPORT}"
 
 
 class HyperParameters(Artifact):
@@ -222,6 +239,18 @@ class Blessing(Artifact):
     def checks_of(record: dict[str, Any]) -> list[Check]:
         """The checks of a ``blessing.json`` record (one written before ``Check`` records too)."""
         return [Check.from_dict(check) for check in record.get("checks", [])]
+
+    def not_blessed_reason(self) -> str | None:
+        """Why the model may not be exported or pushed, or None: the gate of export and push.
+        Only a BLESSED model passes; INCONCLUSIVE (too few images to tell) is refused like NOT
+        BLESSED, and ``--override-gate --reason`` ships either."""
+        verdict = self.verdict
+        if verdict is Verdict.BLESSED:
+            return None
+        reasons = "; ".join(self.reasons) or "no blessing recorded"
+        if verdict is Verdict.INCONCLUSIVE:
+            return f"the gate's verdict is INCONCLUSIVE (too few images to tell the model is good): {reasons}"
+        return f"the model is not blessed: {reasons}"
 
 
 class ExportedModel(Artifact):

@@ -21,3 +21,7 @@ def predict_batches(
         if progress is not None:
             progress.advance(len(batch_labels))
     return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(np.mean(probabilities.argmax(axis=1) == labels))

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from visionpipe.components.common import calibration
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained
-from visionpipe.components.evaluate import bootstrap, calibration, gate, gradcam, plots
+from visionpipe.components.evaluate import bootstrap, gate, gradcam, plots
 from visionpipe.components.evaluate.baseline import score_served
 from visionpipe.components.evaluate.data import EvalSplit, load_split
 from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
@@ -29,9 +30,8 @@ from visionpipe.components.evaluate.robustness import robustness
 from visionpipe.components.evaluate.slices import slice_table
 from visionpipe.components.evaluate.spec import Inputs, Outputs, Params
 from visionpipe.components.evaluate.trivial import trivial_baselines
-from visionpipe.components.ingest.split import ABSENT, TOO_SMALL
 from visionpipe.models.tta import tta_predict
-from visionpipe.pipeline.artifacts import Blessing, Evaluation
+from visionpipe.pipeline.artifacts import ABSENT, TOO_SMALL, Blessing, Evaluation
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 

@@ -98,7 +98,3 @@ def most_confused_pairs(confusion: list[list[int]], classes: list[str], most: in
             }
         )
     return pairs
-
-
-def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    return float(np.mean(probabilities.argmax(axis=1) == labels))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model, Verdict
+from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model
 from visionpipe.pipeline.config import Config, EvaluateConfig, serving_destination
 from visionpipe.pipeline.stage import ExternalInput, StageSpec, upstream
 
@@ -49,19 +49,6 @@ def _served_baseline(params: Params) -> ExternalInput:
 
     enabled = params.evaluate.baseline.enabled
     return ExternalInput("", served_model(Path(params.serving_destination), params.model_name) if enabled else None)
-
-
-def not_blessed_reason(blessing: Blessing) -> str | None:
-    """Why a model may not be exported or pushed, or None: the gate of export and push. Only
-    a BLESSED model passes; INCONCLUSIVE (too few images to tell) is refused like NOT BLESSED,
-    and ``--override-gate --reason`` ships either."""
-    verdict = blessing.verdict
-    if verdict is Verdict.BLESSED:
-        return None
-    reasons = "; ".join(blessing.reasons) or "no blessing recorded"
-    if verdict is Verdict.INCONCLUSIVE:
-        return f"the gate's verdict is INCONCLUSIVE (too few images to tell the model is good): {reasons}"
-    return f"the model is not blessed: {reasons}"
 
 
 SPEC = StageSpec(

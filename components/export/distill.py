@@ -15,10 +15,10 @@ from pathlib import Path
 
 import keras
 
+from visionpipe.components.common.calibration import fit_temperature
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.process_state import restored_afterwards
 from visionpipe.components.common.scoring import predict_batches
-from visionpipe.components.evaluate.calibration import fit_temperature
 from visionpipe.models.classifier import adapt_to_data, build_classifier
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.temperature import with_temperature

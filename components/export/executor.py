@@ -23,9 +23,8 @@ import keras
 import numpy as np
 
 from visionpipe.components.common.dataset import image_dataset
-from visionpipe.components.common.scoring import predict_batches
+from visionpipe.components.common.scoring import accuracy, predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
-from visionpipe.components.evaluate.metrics import accuracy
 from visionpipe.components.export import saved_model, tflite
 from visionpipe.components.export.compression import FILES, compress, describe_report, techniques
 from visionpipe.components.export.distill import calibrated, distill

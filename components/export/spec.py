@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
 from visionpipe.pipeline.config import ExportConfig
 from visionpipe.pipeline.stage import StageSpec, upstream
@@ -36,6 +35,6 @@ SPEC = StageSpec(
     outputs=Outputs,
     params=lambda config: Params(export=config.export, seed=config.seed),
     executor="visionpipe.components.export.executor:run",
-    gate=lambda inputs: not_blessed_reason(inputs.blessing),
+    gate=lambda inputs: inputs.blessing.not_blessed_reason(),
     key_metric="tflite_int8_accuracy",
 )

@@ -34,7 +34,8 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from visionpipe.components.ingest import check, sources, write
 from visionpipe.components.ingest.spec import Inputs, Outputs, Params
-from visionpipe.components.ingest.split import SPLITS, UNUSABLE, Candidate, Plan, make_plan
+from visionpipe.components.ingest.split import SPLITS, Candidate, Plan, make_plan
+from visionpipe.pipeline.artifacts import UNUSABLE
 from visionpipe.pipeline.errors import DataError
 from visionpipe.pipeline.stage import StageContext
 

@@ -37,20 +37,21 @@ import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from visionpipe.pipeline.artifacts import Examples
+from visionpipe.pipeline.artifacts import (
+    ABSENT,
+    ASSIGNED,
+    CARVED,
+    CONFLICTING,
+    GIVEN,
+    LEAKED,
+    MISSING,
+    TOO_SMALL,
+    Examples,
+)
 from visionpipe.pipeline.config import SplitConfig
 
 SPLITS = Examples.SPLITS
 CARVED_FROM = "train"  # the given split that missing splits are carved out of
-
-# Where each split's images come from, for the run summary and validate (``Plan.origins``).
-# ABSENT is a choice (a fraction of 0); MISSING is a gap (a given layout with no train images);
-# TOO_SMALL is a test split not made because the data is too small for a useful one (rule 4).
-GIVEN, ASSIGNED, CARVED, ABSENT, MISSING = "given", "assigned", "carved", "absent", "missing"
-TOO_SMALL = "too small"
-
-# The anomaly kind (validate.severity.<kind>) that reports each kind of quarantined item.
-UNUSABLE, LEAKED, CONFLICTING = "undecodable_image", "split_leakage", "conflicting_labels"
 
 
 class Candidate(NamedTuple):  # a tuple: millions of these cross Beam stages, pickled

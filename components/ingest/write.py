@@ -26,10 +26,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from visionpipe.components.ingest.check import TaskResult
-from visionpipe.components.ingest.split import SPLITS, UNUSABLE, Plan
+from visionpipe.components.ingest.split import SPLITS, Plan
 from visionpipe.data import record_format
 from visionpipe.data.image_stats import ImageStatsFn, empty_split
-from visionpipe.pipeline.artifacts import Examples
+from visionpipe.pipeline.artifacts import UNUSABLE, Examples
 
 SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.tfrecord"  # what data/records.py reads
 _TEMP_PREFIX = ".tmp-"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, InfraBlessing, PushedModel
 from visionpipe.pipeline.config import Config, PushConfig, serving_destination
 from visionpipe.pipeline.stage import StageSpec, upstream
@@ -46,6 +45,6 @@ SPEC = StageSpec(
     outputs=Outputs,
     params=_params,
     executor="visionpipe.components.push.executor:run",
-    gate=lambda inputs: not_blessed_reason(inputs.blessing),
+    gate=lambda inputs: inputs.blessing.not_blessed_reason(),
     key_metric="version",
 )

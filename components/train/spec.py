@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from visionpipe.components.validate.spec import blocking_reason
 from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Model, Statistics
 from visionpipe.pipeline.config import (
     Config,
@@ -64,7 +63,7 @@ SPEC = StageSpec(
     outputs=Outputs,
     params=params_of,
     executor="visionpipe.components.train.executor:run",
-    gate=lambda inputs: blocking_reason(inputs.anomalies),
+    gate=lambda inputs: inputs.anomalies.blocking_reason(),
     key_metric="val_accuracy",
     distributed=True,
     resolve_params="visionpipe.components.train.auto:resolve",

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from visionpipe.components.train.spec import Params as TrainParams
 from visionpipe.components.train.spec import params_of as train_params
-from visionpipe.components.validate.spec import blocking_reason
 from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Statistics
 from visionpipe.pipeline.config import Config, TuneConfig
 from visionpipe.pipeline.stage import StageSpec, upstream
@@ -43,7 +42,7 @@ SPEC = StageSpec(
     outputs=Outputs,
     params=_params,
     executor="visionpipe.components.tune.executor:run",
-    gate=lambda inputs: blocking_reason(inputs.anomalies),
+    gate=lambda inputs: inputs.anomalies.blocking_reason(),
     key_metric="best_score",
     resolve_params="visionpipe.components.train.auto:resolve_tune",
 )

@@ -55,14 +55,6 @@ def _reviewed_schema(params: Params) -> ExternalInput:
     return ExternalInput(h.hexdigest())
 
 
-def blocking_reason(anomalies: Anomalies) -> str | None:
-    """Why the data may not be trained on, or None: used as the gate of the train stage."""
-    blocking = anomalies.blocking
-    if not blocking:
-        return None
-    return f"data validation found blocking anomalies ({', '.join(blocking)}); see {anomalies.path / 'report.md'}"
-
-
 SPEC = StageSpec(
     name="validate",
     inputs=Inputs,

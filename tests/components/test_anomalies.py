@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from visionpipe.components.ingest.split import ABSENT, CARVED, GIVEN, TOO_SMALL
 from visionpipe.components.validate.anomalies import Findings, find_anomalies
+from visionpipe.pipeline.artifacts import ABSENT, CARVED, GIVEN, TOO_SMALL
 from visionpipe.pipeline.config import ValidateConfig
 
 

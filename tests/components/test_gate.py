@@ -11,7 +11,6 @@ from sklearn.metrics import balanced_accuracy_score
 
 from visionpipe.components.evaluate import bootstrap, gate
 from visionpipe.components.evaluate.metrics import classification_metrics
-from visionpipe.components.evaluate.spec import not_blessed_reason
 from visionpipe.components.evaluate.trivial import trivial_baselines
 from visionpipe.configure import load_config
 from visionpipe.pipeline.artifacts import Blessing, Verdict
@@ -166,12 +165,12 @@ def test_a_failed_check_outweighs_an_inconclusive_one_and_a_set_threshold_is_jud
 def test_the_blessing_artifact_has_a_typed_verdict_and_export_refuses_inconclusive():
     inconclusive = Blessing("b", {"verdict": "INCONCLUSIVE", "blessed": False, "reasons": ["too few images"]})
     assert inconclusive.verdict is Verdict.INCONCLUSIVE and not inconclusive.blessed
-    assert not_blessed_reason(inconclusive).startswith("the gate's verdict is INCONCLUSIVE")
-    assert "too few images" in not_blessed_reason(inconclusive)
+    assert inconclusive.not_blessed_reason().startswith("the gate's verdict is INCONCLUSIVE")
+    assert "too few images" in inconclusive.not_blessed_reason()
     assert Blessing("b", {"blessed": True}).verdict is Verdict.BLESSED  # written before verdicts
     assert Blessing("b", {"blessed": False, "reasons": ["x"]}).verdict is Verdict.NOT_BLESSED
-    assert not_blessed_reason(Blessing("b", {"verdict": "BLESSED", "blessed": True})) is None
-    assert not_blessed_reason(Blessing("b", {"blessed": False, "reasons": ["x"]})) == "the model is not blessed: x"
+    assert Blessing("b", {"verdict": "BLESSED", "blessed": True}).not_blessed_reason() is None
+    assert Blessing("b", {"blessed": False, "reasons": ["x"]}).not_blessed_reason() == "the model is not blessed: x"
 
 
 def test_thresholds_are_unset_by_default_and_the_default_checks_cannot_be_switched_off():

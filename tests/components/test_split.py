@@ -2,18 +2,11 @@ import hashlib
 from collections import Counter
 
 from visionpipe.components.ingest.split import (
-    ABSENT,
-    ASSIGNED,
-    CARVED,
-    CONFLICTING,
-    GIVEN,
-    LEAKED,
-    MISSING,
-    TOO_SMALL,
     Candidate,
     make_plan,
     split_sizes,
 )
+from visionpipe.pipeline.artifacts import ABSENT, ASSIGNED, CARVED, CONFLICTING, GIVEN, LEAKED, MISSING, TOO_SMALL
 from visionpipe.pipeline.config import SplitConfig
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}

@@ -91,8 +91,8 @@ def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
     # ONNX gives the Keras model's predictions, at evaluate's temperature, in onnxruntime.
     import numpy as np
 
+    from visionpipe.components.common.calibration import with_temperature
     from visionpipe.components.common.trained_model import load_trained
-    from visionpipe.components.evaluate.calibration import with_temperature
     from visionpipe.components.export.onnx_model import OnnxClassifier
 
     model, _, _ = load_trained(result.outputs("train")["model"].path)

@@ -58,9 +58,9 @@ def test_the_exported_savedmodel_and_int8_tflite_serve_temperature_scaled_probab
     assert good.returncode == 0, good.stdout + good.stderr
     import tensorflow as tf
 
+    from visionpipe.components.common.calibration import with_temperature
     from visionpipe.components.common.dataset import image_dataset
     from visionpipe.components.common.trained_model import load_trained
-    from visionpipe.components.evaluate.calibration import with_temperature
     from visionpipe.data.records import encoded_images
     from visionpipe.serving.tflite_runner import TFLiteClassifier
 
