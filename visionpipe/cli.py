@@ -53,7 +53,17 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="also show the libraries' own logs (TensorFlow, Beam, ...)"
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    for add in (_add_run, _add_runs, _add_schema, _add_augment_preview, _add_report):
+        add(sub, common)
+    predict = _add_predict(sub, common)
+    cli_serve.add_commands(sub, common, predict)  # serve, monitor, and predict --server
+    cli_promote.add_command(sub, common)  # promote: stable -> the canary version
+    _add_cluster_spec(sub, common)
+    return parser
 
+
+def _add_run(sub, common: argparse.ArgumentParser) -> None:
+    """``run``: the pipeline, one stage or from a stage on."""
     run = sub.add_parser("run", parents=[common], help="run the pipeline (all stages, one stage, or from a stage on)")
     add_config_arguments(
         run,
@@ -72,12 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reason", default="", help="why the gate is overridden (recorded in the run's metadata)")
     run.set_defaults(handler=_run)
 
+
+def _add_runs(sub, common: argparse.ArgumentParser) -> None:
+    """``runs``: recent runs and their stages."""
     runs = sub.add_parser("runs", parents=[common], help="list recent runs and each stage's status")
     add_config_arguments(runs, "config whose run.root to read")
     runs.add_argument("--limit", type=int, default=10)
     runs.add_argument("--lineage", action="store_true", help="also show which stage's output each stage read")
     runs.set_defaults(handler=_runs)
 
+
+def _add_schema(sub, common: argparse.ArgumentParser) -> None:
+    """``schema``: the inferred schema against the accepted one."""
     schema = sub.add_parser(
         "schema",
         parents=[common],
@@ -89,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(handler=_schema)
 
+
+def _add_augment_preview(sub, common: argparse.ArgumentParser) -> None:
+    """``augment-preview``: a PNG grid of augmented training images."""
     preview = sub.add_parser(
         "augment-preview",
         parents=[common],
@@ -104,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--variants", type=int, default=5, help="augmented versions of each image")
     preview.set_defaults(handler=_augment_preview)
 
+
+def _add_report(sub, common: argparse.ArgumentParser) -> None:
+    """``report``: a run's report."""
     report = sub.add_parser(
         "report", parents=[common], help="write a run's evaluation report (HTML and Markdown) and print its path"
     )
@@ -111,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     add_config_arguments(report, "config whose run.root to read")
     report.set_defaults(handler=_report)
 
+
+def _add_predict(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``predict``: top-k classes of image files (``serve`` adds ``--server`` to it)."""
     predict = sub.add_parser(
         "predict", parents=[common], help="top-k classes for images, with a SavedModel, a .tflite or a model server"
     )
@@ -123,9 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("images", nargs="+", type=Path)
     predict.set_defaults(handler=_predict)
-    cli_serve.add_commands(sub, common, predict)  # serve, monitor, and predict --server
-    cli_promote.add_command(sub, common)  # promote: stable -> the canary version
+    return predict
 
+
+def _add_cluster_spec(sub, common: argparse.ArgumentParser) -> None:
+    """``cluster-spec``: the TF_CONFIG of each task of a training cluster."""
     spec = sub.add_parser(
         "cluster-spec", parents=[common], help="print the TF_CONFIG of every task of a multi-worker training cluster"
     )
@@ -134,7 +161,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     spec.add_argument("--index", type=int, help="print only this task's TF_CONFIG, as JSON (for scripts)")
     spec.set_defaults(handler=_cluster_spec)
-    return parser
 
 
 def _run(args) -> int:

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from visionpipe.cli_args import add_config_arguments, config_of
 from visionpipe.pipeline.errors import UserError
@@ -92,62 +93,17 @@ def predict_remote(args) -> list:
 
 
 def _serve(args) -> int:
-    from visionpipe.serving.batching import BatchingOptions
-    from visionpipe.serving.model_store import ConfigFile, ModelSpec
-    from visionpipe.serving.servable import ServingError
-    from visionpipe.serving.server import DevServer, ServerOptions
+    from visionpipe.serving.server import DevServer
 
-    config_file = ConfigFile(args.model_config_file.resolve()) if args.model_config_file is not None else None
-    if config_file is not None:
-        specs = _read(config_file.path, lambda _: config_file.specs_if_changed())
-    else:
-        specs = [ModelSpec(args.model_name, args.model_base_path.resolve())]
-    batching = None
-    if args.enable_batching:
-        batching = (
-            _read(args.batching_parameters_file, BatchingOptions.parse) if args.batching_parameters_file else None
-        )
-        batching = batching or BatchingOptions()
-    elif args.batching_parameters_file:
-        raise UserError("--batching_parameters_file needs --enable_batching")
-    options = ServerOptions(
-        host=args.host,
-        rest_api_port=args.rest_api_port,
-        grpc_port=args.port,
-        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
-        batching=batching,
-        max_body_bytes=args.max_request_bytes,
-        request_log=args.request_log,
-        request_log_sample_rate=args.request_log_sample_rate,
-    )
+    specs, config_file = _served_models(args)
+    options = _server_options(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server = DevServer(specs, options, config_file)
-    try:
-        server.start()
-    except ServingError as err:
-        server.stop()
-        raise UserError(
-            f"cannot serve: {err.message}; base paths: {', '.join(str(s.base_path) for s in specs)}"
-        ) from None
-    except OSError as err:
-        server.stop()
-        raise UserError(f"cannot listen on {args.host}: {err}") from None
-    for spec in specs:
-        versions = [v for v, state, _ in server.store.states(spec.name, None, None) if state == "AVAILABLE"]
-        labels = ", ".join(f"{label}={v}" for label, v in spec.labels)
-        print(
-            f"model {spec.name}: versions {versions} from {spec.base_path}" + (f"; labels {labels}" if labels else "")
-        )
-    print(
-        f"development server (not for production: use the official tensorflow/serving image, serving/deploy): "
-        f"REST http://{args.host}:{server.rest_port}/v1/models/NAME  gRPC {args.host}:{server.grpc_port}"
-        + ("  batching on" if batching else ""),
-        flush=True,
-    )
+    _start(server, specs, args.host)
+    _print_serving(server, specs, args.host, options.batching is not None)
     try:
         while not stop.wait(0.5):
             pass
@@ -162,6 +118,75 @@ def _serve(args) -> int:
                 flush=True,
             )
     return 0
+
+
+def _served_models(args) -> tuple[list, Any]:
+    """The models to serve (from --model_config_file, or --model_name/--model_base_path) and
+    the config file the server polls (None without one)."""
+    from visionpipe.serving.model_store import ConfigFile, ModelSpec
+
+    if args.model_config_file is None:
+        return [ModelSpec(args.model_name, args.model_base_path.resolve())], None
+    config_file = ConfigFile(args.model_config_file.resolve())
+    return _read(config_file.path, lambda _: config_file.specs_if_changed()), config_file
+
+
+def _server_options(args):
+    """The server's options from TF Serving's flags; batching as --enable_batching and
+    --batching_parameters_file say."""
+    from visionpipe.serving.batching import BatchingOptions
+    from visionpipe.serving.server import ServerOptions
+
+    batching = None
+    if args.enable_batching:
+        batching = (
+            _read(args.batching_parameters_file, BatchingOptions.parse) if args.batching_parameters_file else None
+        )
+        batching = batching or BatchingOptions()
+    elif args.batching_parameters_file:
+        raise UserError("--batching_parameters_file needs --enable_batching")
+    return ServerOptions(
+        host=args.host,
+        rest_api_port=args.rest_api_port,
+        grpc_port=args.port,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        batching=batching,
+        max_body_bytes=args.max_request_bytes,
+        request_log=args.request_log,
+        request_log_sample_rate=args.request_log_sample_rate,
+    )
+
+
+def _start(server, specs: list, host: str) -> None:
+    """Starts the server; a model it cannot load or a port it cannot take is a UserError."""
+    from visionpipe.serving.servable import ServingError
+
+    try:
+        server.start()
+    except ServingError as err:
+        server.stop()
+        raise UserError(
+            f"cannot serve: {err.message}; base paths: {', '.join(str(s.base_path) for s in specs)}"
+        ) from None
+    except OSError as err:
+        server.stop()
+        raise UserError(f"cannot listen on {host}: {err}") from None
+
+
+def _print_serving(server, specs: list, host: str, batching: bool) -> None:
+    for spec in specs:
+        versions = [v for v, state, _ in server.store.states(spec.name, None, None) if state == "AVAILABLE"]
+        labels = ", ".join(f"{label}={v}" for label, v in spec.labels)
+        print(
+            f"model {spec.name}: versions {versions} from {spec.base_path}" + (f"; labels {labels}" if labels else "")
+        )
+    print(
+        f"development server (not for production: use the official tensorflow/serving image, serving/deploy): "
+        f"REST http://{host}:{server.rest_port}/v1/models/NAME  gRPC {host}:{server.grpc_port}"
+        + ("  batching on" if batching else ""),
+        flush=True,
+    )
 
 
 def _monitor(args) -> int:
