@@ -418,7 +418,8 @@ class CompressionConfig:
     timeout_seconds: int = 3600
 
 
-# Every file export can make, by the name its gate and its row in the table go by.
+# Every file export can make, by the name its gate and its row in the table go by: the names of
+# components/export/targets.py's table (which checks that they match), for export.gates' keys.
 EXPORT_ARTIFACTS = (
     "saved_model",
     "tflite_float",

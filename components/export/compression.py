@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from visionpipe.components.export.targets import Target
 from visionpipe.models.classifier import batch_norm_states, network_of
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.pipeline.config import CompressionConfig, ModelConfig
@@ -30,19 +31,10 @@ from visionpipe.pipeline.stage import StageContext
 # The bridge prints "<prefix><steps done> <loss>" lines while it fine-tunes (the job file
 # carries the prefix); everything else it prints goes to bridge.log.
 PROGRESS_PREFIX = "@visionpipe-progress "
-FILES = {"prune": "model_pruned_int8.tflite", "qat": "model_qat_int8.tflite", "pqat": "model_pruned_qat_int8.tflite"}
-
-
-def techniques(config: CompressionConfig) -> list[str]:
-    """What the config asks for: prune, qat, or both in one (pqat) or separately."""
-    prune, qat = config.prune.enabled, config.qat
-    if prune and qat and config.preserve_sparsity:
-        return ["pqat"]
-    return [t for t, on in (("prune", prune), ("qat", qat)) if on]
 
 
 def compress(
-    technique: str,
+    target: Target,
     classifier: keras.Model,
     model: ModelConfig,
     spec: PreprocessingSpec,
@@ -55,11 +47,13 @@ def compress(
     out: Path,
     ctx: StageContext,
 ) -> tuple[Path, dict]:
-    """Runs the bridge for one technique; returns (the .tflite written, the bridge's report).
-    The file's probabilities are divided by ``temperature`` (evaluate's calibration)."""
+    """Runs the bridge for one target's technique (``targets.py``: prune, qat or pqat); returns
+    (the .tflite written, the bridge's report). The file's probabilities are divided by
+    ``temperature`` (evaluate's calibration)."""
+    technique = target.technique
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
-    output = out / FILES[technique]
+    output = out / target.file
     job = _job(work, technique, classifier, model, spec, num_classes, train_images, examples, config, seed)
     job.update(temperature=temperature, output=str(output))
     (work / "job.json").write_text(json.dumps(job, indent=2))

@@ -8,6 +8,7 @@ row; push publishes only the files that passed.
 
 from __future__ import annotations
 
+from visionpipe.components.export.targets import BY_NAME
 from visionpipe.pipeline.config import ArtifactGate, ExportConfig
 
 
@@ -15,7 +16,8 @@ def check_gates(results: dict[str, dict], config: ExportConfig) -> None:
     """Adds ``gate`` ("passed" or "failed: <reason>") and ``drop`` to every artifact's row."""
     reference = results["keras"]["accuracy"]
     for name, row in results.items():
-        if name == "keras" or "accuracy" not in row:  # keras is the reference; a file not made has its gate
+        # keras is the reference; a file not made has its gate; an ungated target has none
+        if name == "keras" or "accuracy" not in row or not BY_NAME[name].gated:
             continue
         gate = config.gates.get(name, ArtifactGate())
         max_drop = config.max_accuracy_drop if gate.max_accuracy_drop is None else gate.max_accuracy_drop

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from visionpipe.components.evaluate.spec import not_blessed_reason
+from visionpipe.components.export.targets import TFLITE_INT8
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
 from visionpipe.pipeline.config import ExportConfig
 from visionpipe.pipeline.stage import StageSpec, upstream
@@ -37,5 +38,5 @@ SPEC = StageSpec(
     params=lambda config: Params(export=config.export, seed=config.seed),
     executor="visionpipe.components.export.executor:run",
     gate=lambda inputs: not_blessed_reason(inputs.blessing),
-    key_metric="tflite_int8_accuracy",
+    key_metric=f"{TFLITE_INT8.name}_accuracy",
 )

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from visionpipe.components.export.targets import SAVED_MODEL
 from visionpipe.components.push import rollout
 from visionpipe.components.push.spec import Inputs, Outputs, Params
 from visionpipe.components.push.versions import (
@@ -190,8 +191,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     exported = inputs.exported_model
     name = exported.model_name
     failed = exported.failed_gates
-    if "saved_model" in failed:
-        raise GateError(f"the SavedModel failed its export gate ({failed['saved_model']}); nothing is pushed")
+    if SAVED_MODEL.name in failed:
+        raise GateError(f"the SavedModel failed its export gate ({failed[SAVED_MODEL.name]}); nothing is pushed")
     source = find_saved_model(exported.serving_dir)
     destination = Path(params.destination)
     images = warmup_images(inputs.examples, params.push.warmup_requests)
