@@ -53,39 +53,9 @@ def compress(
     technique = target.technique
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
-    output = out / target.file
-    job = _job(work, technique, classifier, model, spec, num_classes, train_images, examples, config, seed)
-    job.update(temperature=temperature, output=str(output))
-    (work / "job.json").write_text(json.dumps(job, indent=2))
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    command = [sys.executable, "-m", "visionpipe.components.export.tfmot_bridge", str(work / "job.json")]
-    steps = job["epochs"] * job["steps_per_epoch"] * (2 if technique == "pqat" else 1)
-    ctx.log(f"{technique}: tfmot in a subprocess ({config.epochs} fine-tuning epochs, {steps:,} steps)")
-    returncode, log = _run_bridge(
-        command, env, config.timeout_seconds, ctx.progress(f"{technique} fine-tuning", steps, "steps")
-    )
-    (work / "bridge.log").write_text(log)
-    _check_exit(returncode, log, technique, model.name, config.timeout_seconds, work / "bridge.log")
-    return output, json.loads((work / "report.json").read_text())
-
-
-def _job(
-    work: Path,
-    technique: str,
-    classifier: keras.Model,
-    model: ModelConfig,
-    spec: PreprocessingSpec,
-    num_classes: int,
-    train_images: int,
-    examples: Path,
-    config: CompressionConfig,
-    seed: int,
-) -> dict:
-    """Writes the network's weights to ``work/weights.npz``; returns the bridge's job: what to
-    rebuild and how to fine-tune it (the caller adds the temperature and the output file)."""
     network = network_of(classifier)
     np.savez(work / "weights.npz", **{f"w{i}": np.asarray(w) for i, w in enumerate(network.weights)})
-    return {
+    job = {
         "technique": technique,
         "model": model.name,
         "args": {k: list(v) if isinstance(v, tuple) else v for k, v in model.args.items()},
@@ -101,22 +71,38 @@ def _job(
         "learning_rate": config.learning_rate,
         "calibration_samples": 256,
         "seed": seed,
+        "temperature": temperature,
+        "output": str(out / target.file),
         "report": str(work / "report.json"),
         "progress_prefix": PROGRESS_PREFIX,
     }
+    (work / "job.json").write_text(json.dumps(job, indent=2))
+    _run_job(work, job, config, ctx)
+    return out / target.file, json.loads((work / "report.json").read_text())
 
 
-def _check_exit(returncode: int | None, log: str, technique: str, model_name: str, timeout: float, log_file: Path):
-    """Raises UserError when the bridge was stopped at its timeout or failed, with its own last
-    error line."""
+def _run_job(work: Path, job: dict, config: CompressionConfig, ctx: StageContext) -> None:
+    """Runs the bridge on ``work/job.json``, showing its fine-tuning progress; what it prints goes
+    to ``work/bridge.log``. Raises UserError, with the bridge's own last error line, when it
+    failed or was stopped at its timeout."""
+    technique, log_file = job["technique"], work / "bridge.log"
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    command = [sys.executable, "-m", "visionpipe.components.export.tfmot_bridge", str(work / "job.json")]
+    steps = job["epochs"] * job["steps_per_epoch"] * (2 if technique == "pqat" else 1)
+    ctx.log(f"{technique}: tfmot in a subprocess ({config.epochs} fine-tuning epochs, {steps:,} steps)")
+    returncode, output = _run_bridge(
+        command, env, config.timeout_seconds, ctx.progress(f"{technique} fine-tuning", steps, "steps")
+    )
+    log_file.write_text(output)
     if returncode is None:
         raise UserError(
-            f"{technique} did not finish within export.compression.timeout_seconds={timeout} (log so far: {log_file})"
+            f"{technique} did not finish within export.compression.timeout_seconds={config.timeout_seconds} "
+            f"(log so far: {log_file})"
         )
     if returncode != 0:
-        lines = [line for line in log.strip().splitlines() if line.strip()]
+        lines = [line for line in output.strip().splitlines() if line.strip()]
         raise UserError(
-            f"{technique} of model {model_name!r} failed in the tfmot bridge: {lines[-1] if lines else 'no output'} "
+            f"{technique} of model {job['model']!r} failed in the tfmot bridge: {lines[-1] if lines else 'no output'} "
             f"(full log: {log_file})"
         )
 
