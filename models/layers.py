@@ -16,10 +16,24 @@ import numpy as np
 
 @functools.cache
 def custom_layers(keras) -> SimpleNamespace:
+    """The layers made for ``keras`` (Keras 3 or tf_keras), once per module (cached): each is
+    registered for saving as ``visionpipe>Name``, in this order."""
     register = functools.partial(keras.saving.register_keras_serializable, package="visionpipe")
-    ops = keras.ops if hasattr(keras, "ops") else None
+    return SimpleNamespace(
+        PositionEmbedding=register(name="PositionEmbedding")(_position_embedding(keras)),
+        Scale=register(name="Scale")(_scale(keras)),
+        Whitening=register(name="Whitening")(_whitening(keras)),
+        Mirror=register(name="Mirror")(_mirror(keras)),
+        PartialDirac=register(name="PartialDirac")(_partial_dirac(keras)),
+    )
 
-    @register(name="PositionEmbedding")
+
+def _keras_ops(keras):
+    """``keras.ops`` in Keras 3; None in tf_keras, whose layers call TensorFlow directly."""
+    return keras.ops if hasattr(keras, "ops") else None
+
+
+def _position_embedding(keras) -> type:
     class PositionEmbedding(keras.layers.Layer):
         """Adds a learned embedding per token position to [batch, tokens, dim] inputs."""
 
@@ -31,7 +45,10 @@ def custom_layers(keras) -> SimpleNamespace:
         def call(self, tokens):
             return tokens + self.embedding
 
-    @register(name="Scale")
+    return PositionEmbedding
+
+
+def _scale(keras) -> type:
     class Scale(keras.layers.Layer):
         """Multiplies by a fixed factor (airbench scales its logits by 1/9)."""
 
@@ -45,7 +62,12 @@ def custom_layers(keras) -> SimpleNamespace:
         def get_config(self):
             return {**super().get_config(), "factor": self.factor}
 
-    @register(name="Whitening")
+    return Scale
+
+
+def _whitening(keras) -> type:
+    ops = _keras_ops(keras)
+
     class Whitening(keras.layers.Layer):
         """A valid convolution whose fixed kernel whitens the input's patches, set from training
         images by ``adapt_from_data``; its bias learns for the first ``bias_epochs`` epochs only
@@ -97,14 +119,22 @@ def custom_layers(keras) -> SimpleNamespace:
                 "eps": self.eps,
             }
 
-    @register(name="Mirror")
+    return Whitening
+
+
+def _mirror(keras) -> type:
     class Mirror(keras.layers.Layer):
         """Flips [N, H, W, C] images left to right (for flip test-time augmentation)."""
 
         def call(self, images):
             return images[:, :, ::-1, :]
 
-    @register(name="PartialDirac")
+    return Mirror
+
+
+def _partial_dirac(keras) -> type:
+    ops = _keras_ops(keras)
+
     class PartialDirac(keras.initializers.Initializer):
         """A convolution kernel whose first min(in, out) filters pass their own input channel
         through unchanged (identity), the rest PyTorch's default uniform init (airbench's init)."""
@@ -121,6 +151,4 @@ def custom_layers(keras) -> SimpleNamespace:
         def get_config(self):
             return {}
 
-    return SimpleNamespace(
-        PositionEmbedding=PositionEmbedding, Scale=Scale, Whitening=Whitening, Mirror=Mirror, PartialDirac=PartialDirac
-    )
+    return PartialDirac

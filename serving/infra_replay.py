@@ -18,7 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from visionpipe.serving.signature import CLASSES, OUTPUT_DTYPES, PREDICTED_CLASS, PROBABILITIES
+from visionpipe.serving.signature import (
+    CLASSES,
+    IMAGE_INPUT,
+    OUTPUT_DTYPES,
+    PREDICTED_CLASS,
+    PROBABILITIES,
+    SIGNATURE,
+)
 
 REST_IMAGES = 3  # instances in the REST body: a batch, as clients send them
 SUM_TOLERANCE = 1e-3
@@ -55,14 +62,26 @@ def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
 
 
 def replay(version_dir: Path, model_name: str) -> dict:
+    """Loads ``version_dir``, replays its warmup records, then one REST body of their first
+    images; returns the figures of the JSON line, or raises ReplayProblem."""
+    started = time.time()
+    signature = _load_signature(version_dir)
+    records, first_images, first_probabilities = _replay_warmup(signature, version_dir, model_name)
+    probabilities = _replay_rest_body(signature, first_images[:REST_IMAGES])
+    if not np.allclose(probabilities, first_probabilities[: len(probabilities)], atol=1e-5):
+        raise ReplayProblem("REST body: a batch gives other probabilities than the same images one at a time")
+    return {
+        "ok": True,
+        "records": records,
+        "classes": int(probabilities.shape[1]),
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def _load_signature(version_dir: Path):
+    """The serving signature of the SavedModel, checked to take one tf.string image input."""
     import tensorflow as tf
 
-    from visionpipe.serving.rest_api import decode_predict_request
-    from visionpipe.serving.servable import ServingError
-    from visionpipe.serving.signature import IMAGE_INPUT, SIGNATURE
-    from visionpipe.serving.warmup import read_warmup, warmup_path
-
-    started = time.time()
     try:
         loaded = tf.saved_model.load(str(version_dir))
     except Exception as err:
@@ -73,6 +92,16 @@ def replay(version_dir: Path, model_name: str) -> dict:
     inputs = signature.structured_input_signature[1]
     if set(inputs) != {IMAGE_INPUT} or inputs[IMAGE_INPUT].dtype != tf.string:
         raise ReplayProblem(f"{SIGNATURE} must take one tf.string input {IMAGE_INPUT}; it takes {inputs}")
+    return signature
+
+
+def _replay_warmup(signature, version_dir: Path, model_name: str) -> tuple[int, list[bytes], list[np.ndarray]]:
+    """Every warmup record through the signature, as TF Serving replays them at load; returns the
+    number of records and the first REST_IMAGES (or more) images with their probabilities."""
+    import tensorflow as tf
+
+    from visionpipe.serving.warmup import read_warmup, warmup_path
+
     try:
         logs = read_warmup(warmup_path(version_dir))
     except Exception as err:  # a corrupt TFRecord surfaces as DataLossError
@@ -91,32 +120,37 @@ def replay(version_dir: Path, model_name: str) -> dict:
         if set(request.inputs) != {IMAGE_INPUT}:
             raise ReplayProblem(f"{where} has inputs {sorted(request.inputs)}, expected [{IMAGE_INPUT!r}]")
         images = tf.make_ndarray(request.inputs[IMAGE_INPUT])
-        try:
-            outputs = signature(**{IMAGE_INPUT: tf.constant(images, tf.string)})
-        except Exception as err:
-            raise ReplayProblem(f"{where}: the signature failed: {type(err).__name__}: {_first_line(err)}") from None
-        probabilities = check_outputs(outputs, len(images), where)
+        probabilities = _predict(signature, images, where)
         if len(first_images) < REST_IMAGES:
             first_images.extend(images.tolist())
             first_probabilities.extend(probabilities)
-    body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in first_images[:REST_IMAGES]]})
-    try:  # through the development server's decoder, which decodes bodies as TF Serving does
+    return len(logs), first_images, first_probabilities
+
+
+def _replay_rest_body(signature, images: list[bytes]) -> np.ndarray:
+    """``images`` as one REST request body of ``{"b64": ...}`` instances, decoded by the
+    development server's decoder (which decodes bodies as TF Serving does); returns their
+    probabilities."""
+    from visionpipe.serving.rest_api import decode_predict_request
+    from visionpipe.serving.servable import ServingError
+
+    body = json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in images]})
+    try:
         rest_images = decode_predict_request(json.loads(body), [IMAGE_INPUT])[0][IMAGE_INPUT]
     except ServingError as err:
         raise ReplayProblem(f"REST body: {err}") from None
+    return _predict(signature, rest_images, "REST body")
+
+
+def _predict(signature, images, where: str) -> np.ndarray:
+    """The signature's checked probabilities for a batch of encoded ``images``."""
+    import tensorflow as tf
+
     try:
-        outputs = signature(**{IMAGE_INPUT: tf.constant(rest_images, tf.string)})
+        outputs = signature(**{IMAGE_INPUT: tf.constant(images, tf.string)})
     except Exception as err:
-        raise ReplayProblem(f"REST body: the signature failed: {type(err).__name__}: {_first_line(err)}") from None
-    probabilities = check_outputs(outputs, len(rest_images), "REST body")
-    if not np.allclose(probabilities, first_probabilities[: len(rest_images)], atol=1e-5):
-        raise ReplayProblem("REST body: a batch gives other probabilities than the same images one at a time")
-    return {
-        "ok": True,
-        "records": len(logs),
-        "classes": int(probabilities.shape[1]),
-        "seconds": round(time.time() - started, 2),
-    }
+        raise ReplayProblem(f"{where}: the signature failed: {type(err).__name__}: {_first_line(err)}") from None
+    return check_outputs(outputs, len(images), where)
 
 
 def _first_line(err: Exception) -> str:

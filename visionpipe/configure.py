@@ -1,8 +1,8 @@
 """Loading a run's config: the framework's typed tree (``pipeline/config.py``) read from YAML,
 overrides and ``--data``, then the checks that need the layers above the framework: the model
 and its arguments against the models' registry, the distillation student's arguments, the tune
-search space, and TF Serving's limits on push. Every command and the public API load through
-here, so a typo fails before any stage runs."""
+search space, TF Serving's limits on push, and export.gates' keys against the export targets.
+Every command and the public API load through here, so a typo fails before any stage runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 from visionpipe.components.common.search_space import check_space
+from visionpipe.components.export import targets
 from visionpipe.models.registry import check_args, checked_model_config
 from visionpipe.pipeline.config import Config, is_explicit, read_config
 from visionpipe.serving.tf_serving_config import check_push_config
@@ -30,6 +31,7 @@ def load_config(
     if distill.student:
         check_args(distill.student, distill.student_args)
     check_push_config(config.push)
+    targets.check_config(config.export)
     if config.tune.space:
         check_space(config)
     return config

@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from visionpipe.components.export.targets import Target
 from visionpipe.models.classifier import batch_norm_states, network_of
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.pipeline.config import CompressionConfig, ModelConfig
@@ -30,19 +31,10 @@ from visionpipe.pipeline.stage import StageContext
 # The bridge prints "<prefix><steps done> <loss>" lines while it fine-tunes (the job file
 # carries the prefix); everything else it prints goes to bridge.log.
 PROGRESS_PREFIX = "@visionpipe-progress "
-FILES = {"prune": "model_pruned_int8.tflite", "qat": "model_qat_int8.tflite", "pqat": "model_pruned_qat_int8.tflite"}
-
-
-def techniques(config: CompressionConfig) -> list[str]:
-    """What the config asks for: prune, qat, or both in one (pqat) or separately."""
-    prune, qat = config.prune.enabled, config.qat
-    if prune and qat and config.preserve_sparsity:
-        return ["pqat"]
-    return [t for t, on in (("prune", prune), ("qat", qat)) if on]
 
 
 def compress(
-    technique: str,
+    target: Target,
     classifier: keras.Model,
     model: ModelConfig,
     spec: PreprocessingSpec,
@@ -55,8 +47,10 @@ def compress(
     out: Path,
     ctx: StageContext,
 ) -> tuple[Path, dict]:
-    """Runs the bridge for one technique; returns (the .tflite written, the bridge's report).
-    The file's probabilities are divided by ``temperature`` (evaluate's calibration)."""
+    """Runs the bridge for one target's technique (``targets.py``: prune, qat or pqat); returns
+    (the .tflite written, the bridge's report). The file's probabilities are divided by
+    ``temperature`` (evaluate's calibration)."""
+    technique = target.technique
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
     network = network_of(classifier)
@@ -78,11 +72,20 @@ def compress(
         "calibration_samples": 256,
         "seed": seed,
         "temperature": temperature,
-        "output": str(out / FILES[technique]),
+        "output": str(out / target.file),
         "report": str(work / "report.json"),
         "progress_prefix": PROGRESS_PREFIX,
     }
     (work / "job.json").write_text(json.dumps(job, indent=2))
+    _run_job(work, job, config, ctx)
+    return out / target.file, json.loads((work / "report.json").read_text())
+
+
+def _run_job(work: Path, job: dict, config: CompressionConfig, ctx: StageContext) -> None:
+    """Runs the bridge on ``work/job.json``, showing its fine-tuning progress; what it prints goes
+    to ``work/bridge.log``. Raises UserError, with the bridge's own last error line, when it
+    failed or was stopped at its timeout."""
+    technique, log_file = job["technique"], work / "bridge.log"
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     command = [sys.executable, "-m", "visionpipe.components.export.tfmot_bridge", str(work / "job.json")]
     steps = job["epochs"] * job["steps_per_epoch"] * (2 if technique == "pqat" else 1)
@@ -90,19 +93,18 @@ def compress(
     returncode, output = _run_bridge(
         command, env, config.timeout_seconds, ctx.progress(f"{technique} fine-tuning", steps, "steps")
     )
-    (work / "bridge.log").write_text(output)
+    log_file.write_text(output)
     if returncode is None:
         raise UserError(
             f"{technique} did not finish within export.compression.timeout_seconds={config.timeout_seconds} "
-            f"(log so far: {work / 'bridge.log'})"
+            f"(log so far: {log_file})"
         )
     if returncode != 0:
         lines = [line for line in output.strip().splitlines() if line.strip()]
         raise UserError(
-            f"{technique} of model {model.name!r} failed in the tfmot bridge: {lines[-1] if lines else 'no output'} "
-            f"(full log: {work / 'bridge.log'})"
+            f"{technique} of model {job['model']!r} failed in the tfmot bridge: {lines[-1] if lines else 'no output'} "
+            f"(full log: {log_file})"
         )
-    return out / FILES[technique], json.loads((work / "report.json").read_text())
 
 
 def _run_bridge(command: list[str], env: dict, timeout: float, progress) -> tuple[int | None, str]:

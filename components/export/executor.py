@@ -25,12 +25,13 @@ import numpy as np
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import accuracy, predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
-from visionpipe.components.export import saved_model, tflite
-from visionpipe.components.export.compression import FILES, compress, describe_report, techniques
+from visionpipe.components.export import tflite
+from visionpipe.components.export.compression import describe_report
 from visionpipe.components.export.distill import calibrated, distill
 from visionpipe.components.export.gates import check_gates, gate_of, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
+from visionpipe.components.export.targets import ONNX, SAVED_MODEL, STUDENT, Target, converter_of, made
 from visionpipe.components.export.tflite_metadata import embed, metadata_python
 from visionpipe.data.records import encoded_images
 from visionpipe.models.preprocessing import PreprocessingSpec
@@ -94,8 +95,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     shutil.copy(inputs.model.path / "preprocessing.json", tflite_dir / "preprocessing.json")
     files = _convert(job.model, cfg, job.examples, spec, len(classes), params.seed, tflite_dir, ctx)
     files.update(_bridge_files(job, tflite_dir, results, ctx))
-    if cfg.compression.distill.student:
-        files["tflite_student_int8"] = _student_file(job, tflite_dir, ctx)
+    if STUDENT in made(cfg):
+        files[STUDENT.name] = _student_file(job, tflite_dir, ctx)
     _check_and_embed(files, cfg, tflite_dir, ctx)
     sample = next(iter(data))[0].numpy()[:1]
     for name, path in files.items():
@@ -106,8 +107,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             "sparsity": round(tflite_sparsity(path), 4),
             **(latencies(lambda n, p=path: TFLiteClassifier(p, n).predict, sample) if cfg.latency else {}),
         }
-    if cfg.onnx:
-        results["onnx"] = _onnx(job.model, out / "model.onnx", data, score, sample, cfg.latency)
+    if ONNX in made(cfg):
+        results[ONNX.name] = _onnx(job.model, out / ONNX.folder / ONNX.file, data, score, sample, cfg.latency)
     check_gates(results, cfg)
     return _record(outputs.exported_model, results, files, cfg, split, ctx)
 
@@ -115,8 +116,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 def _saved_model(job: _Job, out: Path, data, score: Scorer, ctx: StageContext) -> dict[str, dict]:
     """Writes the SavedModel for TF Serving; the results rows of the Keras model and of it."""
     cfg, split = job.params.export, job.inputs.evaluation.split
-    version_dir = out / ExportedModel.SERVING / cfg.model_name / SERVING_VERSION
-    saved_model.export_saved_model(job.model, job.spec, job.classes, version_dir)
+    version_dir = out / SAVED_MODEL.folder / cfg.model_name / SERVING_VERSION
+    converter_of(SAVED_MODEL)(job.model, job.spec, job.classes, version_dir)
     ctx.log(f"SavedModel for TF Serving written to {version_dir}")
     serve = load_signature(version_dir)
     encoded = encoded_images(job.examples, split, batch_size=256)
@@ -127,7 +128,7 @@ def _saved_model(job: _Job, out: Path, data, score: Scorer, ctx: StageContext) -
             if cfg.tta_flip
             else job.inputs.evaluation.accuracy
         },
-        "saved_model": {
+        SAVED_MODEL.name: {
             "accuracy": score("SavedModel", encoded, lambda b: served_probabilities(serve, b), False),
             "size_bytes": sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file()),
         },
@@ -140,15 +141,15 @@ def _bridge_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext)
     files = {}
     compression, examples = job.params.export.compression, job.examples
     model_config, train_images = trained_model_config(job.inputs.model.path), job.inputs.examples.split_counts["train"]
-    for technique in techniques(compression):
-        name = f"tflite_{technique}_int8"
+    for target in made(job.params.export, "trained"):
+        name = target.name
         try:
-            path, report = compress(
-                technique, job.trained, model_config, job.spec, len(job.classes), train_images, examples, compression,
+            path, report = converter_of(target)(
+                target, job.trained, model_config, job.spec, len(job.classes), train_images, examples, compression,
                 job.params.seed, job.inputs.evaluation.temperature, tflite_dir, ctx,
             )  # fmt: skip
         except UserError as err:
-            (tflite_dir / FILES[technique]).unlink(missing_ok=True)
+            (tflite_dir / target.file).unlink(missing_ok=True)
             results[name] = {"gate": Check(name, Outcome.FAILED, f"not made: {err}").as_dict()}
             ctx.log(f"{name} not made, the other files stand: {err}")
             continue
@@ -168,8 +169,8 @@ def _student_file(job: _Job, tflite_dir: Path, ctx: StageContext) -> Path:
     if job.inputs.evaluation.temperature != 1.0:
         student, _, note = calibrated(student, job.examples, job.spec, len(job.classes), counts["val"])
         ctx.log(note)
-    path = tflite_dir / "model_student_int8.tflite"
-    path.write_bytes(tflite.convert_int8(student, _calibration(job.examples, job.spec, len(job.classes), seed, cfg)))
+    path = tflite_dir / STUDENT.file
+    path.write_bytes(converter_of(STUDENT)(student, _calibration(job.examples, job.spec, len(job.classes), seed, cfg)))
     return path
 
 
@@ -221,27 +222,22 @@ def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg,
 
 
 def _convert(model, cfg, examples: Path, spec, num_classes: int, seed: int, tflite_dir: Path, ctx) -> dict[str, Path]:
-    """The TFLite files the config asks for: name -> path."""
-
-    def int8():
-        return tflite.convert_int8(model, _calibration(examples, spec, num_classes, seed, cfg))
-
-    conversions = {
-        "tflite_float": (cfg.tflite_float, "model_float.tflite", lambda: tflite.convert_float(model)),
-        "tflite_float16": (cfg.tflite_float16, "model_float16.tflite", lambda: tflite.convert_float16(model)),
-        "tflite_dynamic_int8": (
-            cfg.tflite_dynamic_int8, "model_dynamic_int8.tflite", lambda: tflite.convert_dynamic_range(model)
-        ),
-        "tflite_int8": (cfg.tflite_int8, "model_int8.tflite", int8),
-    }  # fmt: skip
+    """The TFLite files converted from the served model that the config asks for: name -> path."""
     files = {}
-    for name, (wanted, filename, convert) in conversions.items():
-        if not wanted:
-            continue
-        ctx.log(f"converting {name} ...")
-        (tflite_dir / filename).write_bytes(convert())
-        files[name] = tflite_dir / filename
+    for target in _tflite_conversions(cfg):
+        ctx.log(f"converting {target.name} ...")
+        convert = converter_of(target)
+        if target.calibrated:
+            data = convert(model, _calibration(examples, spec, num_classes, seed, cfg))
+        else:
+            data = convert(model)
+        (tflite_dir / target.file).write_bytes(data)
+        files[target.name] = tflite_dir / target.file
     return files
+
+
+def _tflite_conversions(cfg) -> list[Target]:
+    return [t for t in made(cfg, "served") if t.folder == ExportedModel.TFLITE]
 
 
 def _calibration(examples: Path, spec, num_classes: int, seed: int, cfg):
@@ -256,9 +252,9 @@ def _calibration(examples: Path, spec, num_classes: int, seed: int, cfg):
 
 
 def _onnx(model, path: Path, data, score, sample: np.ndarray, latency: bool) -> dict:
-    from visionpipe.components.export.onnx_model import OnnxClassifier, export_onnx
+    from visionpipe.components.export.onnx_model import OnnxClassifier
 
-    export_onnx(model, path)
+    converter_of(ONNX)(model, path)
     runner = OnnxClassifier(path)
     result = {"accuracy": score("ONNX", data, lambda images: runner.predict(images.numpy()), True), **sizes(path)}
     if latency:

@@ -8,6 +8,7 @@ row as a ``pipeline.checks.Check`` record; push publishes only the files that pa
 
 from __future__ import annotations
 
+from visionpipe.components.export.targets import BY_NAME
 from visionpipe.pipeline.checks import Check, Outcome, read_check
 from visionpipe.pipeline.config import ArtifactGate, ExportConfig
 
@@ -17,7 +18,8 @@ def check_gates(results: dict[str, dict], config: ExportConfig) -> None:
     every artifact's row."""
     reference = results["keras"]["accuracy"]
     for name, row in results.items():
-        if name == "keras" or "accuracy" not in row:  # keras is the reference; a file not made has its gate
+        # keras is the reference; a file not made has its gate; an ungated target has none
+        if name == "keras" or "accuracy" not in row or not BY_NAME[name].gated:
             continue
         gate = config.gates.get(name, ArtifactGate())
         max_drop = config.max_accuracy_drop if gate.max_accuracy_drop is None else gate.max_accuracy_drop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from visionpipe.components.export.targets import TFLITE_INT8
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
 from visionpipe.pipeline.config import ExportConfig
 from visionpipe.pipeline.stage import StageSpec, upstream
@@ -36,5 +37,5 @@ SPEC = StageSpec(
     params=lambda config: Params(export=config.export, seed=config.seed),
     executor="visionpipe.components.export.executor:run",
     gate=lambda inputs: inputs.blessing.not_blessed_reason(),
-    key_metric="tflite_int8_accuracy",
+    key_metric=f"{TFLITE_INT8.name}_accuracy",
 )

@@ -157,11 +157,8 @@ def choose_mode(beam_args: list[str], listing: sources.Listing) -> list[str]:
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
-    data = params.data
-    fractions = (data.split.train, data.split.val, data.split.test)
-    if any(v < 0 for v in fractions) or fractions[0] <= 0:
-        raise DataError(f"data.split fractions must be >= 0 with train > 0; got {data.split}")
-    listing = ctx.external or sources.list_source(data, ctx.run_root / "datasets")
+    _check_fractions(params.data.split)
+    listing = ctx.external or sources.list_source(params.data, ctx.run_root / "datasets")
     previous_index = _previous_index(inputs)
     out = outputs.examples.path
     beam_args = choose_mode(ctx.beam_args, listing)
@@ -171,7 +168,32 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         + (f"; {len(previous_index)} images keep their split from the previous ingest" if previous_index else "")
         + f"; Beam {' '.join(beam_args)}"
     )
+    counters = _run_beam(listing, params, previous_index, out, beam_args, ctx)
+    counts = {split: counters.get(split, 0) for split in SPLITS}
+    found = len(listing.entries) + len(listing.rejected) + counters.get("records_found", 0)
+    quarantined = sum(1 for line in (out / "quarantine.jsonl").open() if line.strip())
+    plan = json.loads((out / "plan.json").read_text())
+    splits = Plan(**plan, index={}).describe()
+    _write_classes(out, plan, listing, splits)
+    summary = _summary(plan, counts, splits, found, quarantined)
+    outputs.examples.properties.update(summary, classes=plan["classes"], split_origins=plan["origins"])
+    for note in summary["notes"]:
+        ctx.log(note)
+    _check_outcome(out, counts, found, quarantined)
+    return summary
 
+
+def _check_fractions(split) -> None:
+    fractions = (split.train, split.val, split.test)
+    if any(v < 0 for v in fractions) or fractions[0] <= 0:
+        raise DataError(f"data.split fractions must be >= 0 with train > 0; got {split}")
+
+
+def _run_beam(
+    listing: sources.Listing, params: Params, previous_index: dict, out, beam_args: list[str], ctx: StageContext
+) -> dict[str, int]:
+    """Runs the Beam pipeline that writes the Examples into ``out``; returns its ``ingest`` counters
+    (images per split, records found)."""
     options = PipelineOptions(beam_args)
     # Workers on other machines cannot see our scratch folder: with a remote runner the
     # listing and the spill go under its --temp_location (e.g. gs://bucket/tmp).
@@ -182,17 +204,13 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     build_pipeline(pipeline, listing, params, previous_index, str(out), scratch)
     result = _run_with_progress(pipeline, ctx, scratch, len(listing.entries) or None)
     FileSystems.delete([scratch])
-
-    counters = {
+    return {
         m.key.metric.name: m.committed
         for m in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]
     }
-    counts = {split: counters.get(split, 0) for split in SPLITS}
-    found = len(listing.entries) + len(listing.rejected) + counters.get("records_found", 0)
-    quarantined = sum(1 for line in (out / "quarantine.jsonl").open() if line.strip())
-    ingested = sum(counts.values())
-    plan = json.loads((out / "plan.json").read_text())
-    splits = Plan(**plan, index={}).describe()
+
+
+def _write_classes(out, plan: dict, listing: sources.Listing, splits: dict) -> None:
     (out / "classes.json").write_text(
         json.dumps(
             {
@@ -205,7 +223,11 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             indent=2,
         )
     )
-    summary = {
+
+
+def _summary(plan: dict, counts: dict[str, int], splits: dict, found: int, quarantined: int) -> dict:
+    ingested = sum(counts.values())
+    return {
         "found": found,
         "ingested": ingested,
         "quarantined": quarantined,
@@ -218,9 +240,12 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             "splits: " + "; ".join(f"{s} {counts[s]:,} {splits[s]}" for s in SPLITS),
         ],
     }
-    outputs.examples.properties.update(summary, classes=plan["classes"], split_origins=plan["origins"])
-    for note in summary["notes"]:
-        ctx.log(note)
+
+
+def _check_outcome(out, counts: dict[str, int], found: int, quarantined: int) -> None:
+    """Fails the stage (after its summary is recorded and logged) when items went missing, when
+    nothing was usable, or when no split is left to evaluate on."""
+    ingested = sum(counts.values())
     if ingested + quarantined != found:
         raise RuntimeError(f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}")
     if not ingested and quarantined:
@@ -235,7 +260,6 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             "the val and test splits are both empty, so no model could be evaluated; give a val or test "
             "split, or set data.split.test (or data.split.val) above 0"
         )
-    return summary
 
 
 def _run_with_progress(pipeline: beam.Pipeline, ctx: StageContext, scratch: str, total: int | None):

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from visionpipe.components.export.targets import SAVED_MODEL
 from visionpipe.components.push import rollout
 from visionpipe.components.push.spec import Inputs, Outputs, Params
 from visionpipe.components.push.versions import (
@@ -57,6 +58,21 @@ class PushResult:
     pruned: list[int]
 
 
+@dataclasses.dataclass
+class _Rollout:
+    """Where the new version goes and what the models config will say of it, decided before
+    anything is staged."""
+
+    base: Path  # destination/name
+    version: int
+    on_disk: list[int]  # the versions there before this push
+    previous: Any  # the ModelServerConfig in destination now, or None
+    before: tfs.ModelEntry | None  # this model's entry in it
+    server_base: str  # base_path as the server sees it
+    entry: tfs.ModelEntry  # the entry after the push
+    note: str
+
+
 def push_version(
     source: Path,
     destination: Path,
@@ -68,6 +84,29 @@ def push_version(
     """Publishes SavedModel ``source`` as the next version of ``name`` under ``destination``,
     with ``images`` as warmup requests; ``record`` (e.g. accuracy) is kept with the version.
     Raises InfraNotBlessed when the staged version would not serve. Hold ``destination_lock``."""
+    plan = _plan_rollout(destination, name, push)
+    staged = staging_dir(plan.base, plan.version)
+    configs = staging_dir(destination, plan.version)
+    try:
+        shutil.copytree(source, staged)
+        write_warmup(staged, name, images)
+        batching = _stage_configs(configs, plan, push)
+        verdict = _validate_staged(staged, configs, batching, name, plan, push, len(images))
+        if not verdict.blessed:
+            raise InfraNotBlessed(verdict)
+        write_record(staged, {**record, "version": plan.version, "infra": infra_record(verdict)})
+        _go_live(staged, configs, destination, plan, batching)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # gone already once published
+        shutil.rmtree(configs, ignore_errors=True)
+    protected = {plan.version, *plan.entry.labels.values(), *(plan.entry.versions or ())}
+    pruned = prune(plan.base, push.keep_versions, protected)
+    return PushResult(plan.version, plan.base, plan.entry, plan.note, verdict, pruned)
+
+
+def _plan_rollout(destination: Path, name: str, push: PushConfig) -> _Rollout:
+    """The next version number and the model's config entry after the push (canary rules in
+    ``rollout.py``), after clearing what an interrupted push left behind."""
     base = destination / name
     base.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(base)
@@ -82,54 +121,56 @@ def push_version(
     before = tfs.entry_named(previous, name)
     server_base = f"{push.server_root.rstrip('/')}/{name}" if push.server_root else str(base.resolve())
     entry, note = rollout.entry_after_push(before, name, server_base, on_disk, version, push.canary)
+    return _Rollout(base, version, on_disk, previous, before, server_base, entry, note)
 
-    staged = staging_dir(base, version)
-    configs = staging_dir(destination, version)
-    try:
-        shutil.copytree(source, staged)
-        write_warmup(staged, name, images)
-        configs.mkdir()
-        tfs.write_text_proto(configs / tfs.MODELS_CONFIG, tfs.replace_entry(previous, entry))
-        batching = None
-        if push.batching.enabled:
-            b = push.batching
-            batching = configs / tfs.BATCHING_CONFIG
-            params = tfs.batching_parameters(
-                b.max_batch_size, b.batch_timeout_micros, b.num_batch_threads, b.max_enqueued_batches,
-                b.allowed_batch_sizes,
-            )  # fmt: skip
-            tfs.write_text_proto(batching, params)
-        available = (before or tfs.ModelEntry(name, server_base)).served(on_disk)
-        verdict = infra_validation.validate(
-            infra_validation.Staged(
-                version_dir=staged,
-                version=version,
-                model_name=name,
-                models_config=configs / tfs.MODELS_CONFIG,
-                batching_config=batching,
-                on_disk={name: [*on_disk, version]},
-                available={name: available},
-                before=before,
-                warmup_records=len(images),
-            ),
-            allow_unavailable=push.allow_labels_for_unavailable_versions,
-            timeout=push.infra_timeout_seconds,
-            real_server=push.real_server_check,
-        )
-        if not verdict.blessed:
-            raise InfraNotBlessed(verdict)
-        write_record(staged, {**record, "version": version, "infra": infra_record(verdict)})
-        publish(staged, base, version)
-        for config_file in configs.iterdir():
-            os.replace(config_file, destination / config_file.name)
-        if batching is None:  # serve.sh turns batching on when the file is there
-            (destination / tfs.BATCHING_CONFIG).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)  # gone already once published
-        shutil.rmtree(configs, ignore_errors=True)
-    protected = {version, *entry.labels.values(), *(entry.versions or ())}
-    pruned = prune(base, push.keep_versions, protected)
-    return PushResult(version, base, entry, note, verdict, pruned)
+
+def _stage_configs(configs: Path, plan: _Rollout, push: PushConfig) -> Path | None:
+    """Writes the new models config (and batching config, when on) into ``configs``; returns
+    the batching file, or None."""
+    configs.mkdir()
+    tfs.write_text_proto(configs / tfs.MODELS_CONFIG, tfs.replace_entry(plan.previous, plan.entry))
+    if not push.batching.enabled:
+        return None
+    b = push.batching
+    batching = configs / tfs.BATCHING_CONFIG
+    params = tfs.batching_parameters(
+        b.max_batch_size, b.batch_timeout_micros, b.num_batch_threads, b.max_enqueued_batches, b.allowed_batch_sizes
+    )
+    tfs.write_text_proto(batching, params)
+    return batching
+
+
+def _validate_staged(
+    staged: Path, configs: Path, batching: Path | None, name: str, plan: _Rollout, push: PushConfig, warmups: int
+) -> infra_validation.InfraVerdict:
+    """Infra validation of exactly the staged version and config files."""
+    current = plan.before or tfs.ModelEntry(name, plan.server_base)
+    return infra_validation.validate(
+        infra_validation.Staged(
+            version_dir=staged,
+            version=plan.version,
+            model_name=name,
+            models_config=configs / tfs.MODELS_CONFIG,
+            batching_config=batching,
+            on_disk={name: [*plan.on_disk, plan.version]},
+            available={name: current.served(plan.on_disk)},
+            before=plan.before,
+            warmup_records=warmups,
+        ),
+        allow_unavailable=push.allow_labels_for_unavailable_versions,
+        timeout=push.infra_timeout_seconds,
+        real_server=push.real_server_check,
+    )
+
+
+def _go_live(staged: Path, configs: Path, destination: Path, plan: _Rollout, batching: Path | None) -> None:
+    """The version first, then the config files, so a config never names a version that is not
+    on disk yet."""
+    publish(staged, plan.base, plan.version)
+    for config_file in configs.iterdir():
+        os.replace(config_file, destination / config_file.name)
+    if batching is None:  # serve.sh turns batching on when the file is there
+        (destination / tfs.BATCHING_CONFIG).unlink(missing_ok=True)
 
 
 def infra_record(verdict: infra_validation.InfraVerdict) -> dict[str, Any]:
@@ -151,8 +192,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     exported = inputs.exported_model
     name = exported.model_name
     failed = exported.failed_gates
-    if "saved_model" in failed:
-        raise GateError(f"the SavedModel failed its export gate ({failed['saved_model']}); nothing is pushed")
+    if SAVED_MODEL.name in failed:
+        raise GateError(f"the SavedModel failed its export gate ({failed[SAVED_MODEL.name]}); nothing is pushed")
     source = find_saved_model(exported.serving_dir)
     destination = Path(params.destination)
     images = warmup_images(inputs.examples, params.push.warmup_requests)

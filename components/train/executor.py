@@ -45,24 +45,85 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 
 
 def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
+    params, tuned = _with_tuned_values(inputs, params, ctx)
+    _seed_and_precision(params)
+    strategy = choose_strategy(params.train)  # first: multi-worker collectives must be set up before any op runs
+    data = training_data(inputs, params, ctx, worker_id(strategy))
+    distribution = describe(strategy)
+    _check_batch_splits(params.train.batch_size, distribution["replicas"])
+    _log_setup(params, data, distribution, ctx)
+    _shard(data, distribution)
+    plan = None
+    with strategy.scope():
+        if params.recipe == "auto":
+            params, plan = _fit_to_budget(params, data, ctx, distribution)
+        cfg = params.train
+        compiled = build_and_compile(
+            cfg, params.model, data.spec, len(data.classes), data.steps_per_epoch, data.policy and data.policy.in_model
+        )
+    _adapt_to_data(compiled.classifier, data, ctx)
+    # In multi-worker training every task trains, but only the chief's model is kept and only it
+    # reports to MLflow. The other tasks' outputs (checkpoints, logs) are in their own scratch
+    # folder, which the runner gives them (pipeline.cluster).
+    chief = distribution["is_chief"]
+    if not chief:
+        params = dataclasses.replace(params, tracking=dataclasses.replace(params.tracking, mlflow_uri=""))
+    out = outputs.model.path
+    with tracked_run(params.tracking, "train", to_dict(params)) as tracking:
+        started = time.monotonic()
+        guard = [plan.deadline()] if plan is not None else []  # auto's budget, whatever the machine does
+        fitted = _fit_model(compiled, data, params, ctx, out, guard)
+        fit_seconds = time.monotonic() - started
+        if not chief:
+            raise NotRegistered(
+                f"{worker_id(strategy)} trained its share with the chief, which saves and registers the model"
+            )
+        classifier = _save(compiled.classifier, data, params, fitted, out)
+        summary = _summary(fitted, classifier.count_params(), averaged=cfg.ema_epochs > 0)
+        summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
+        if plan is not None:
+            figures, note = plan.check(fit_seconds, summary["epochs_run"], guard[0].stopped_at)
+            summary.update(figures)
+            summary["notes"].append(note)
+        summary["distribution"] = distribution
+        if tracking is not None:
+            log_folder(out)
+    if tuned:
+        summary["notes"].append("trained with the tuned " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
+    _record(outputs, summary, params, data)
+    return summary
+
+
+def _with_tuned_values(inputs: Inputs, params: Params, ctx: StageContext) -> tuple[Params, dict]:
+    """The params with the tune stage's best values over the config (the trials' models are not
+    used), and those values ({} without a tune stage)."""
     tuned = inputs.hyperparameters.values if inputs.hyperparameters is not None else {}
-    if tuned:  # the tune stage's best values over the config; the trials' models are not used
+    if tuned:
         params = apply_values(params, tuned)
         ctx.log("with the tune stage's best hyperparameters: " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
+    return params, tuned
+
+
+def _seed_and_precision(params: Params) -> None:
+    """The process-wide settings training runs under (``run`` restores them afterwards)."""
     cfg = params.train
     keras.utils.set_random_seed(params.seed)
     if params.input.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "off" else cfg.mixed_precision)
-    strategy = choose_strategy(cfg)  # first: multi-worker collectives must be set up before any op runs
-    data = training_data(inputs, params, ctx, worker_id(strategy))
-    distribution = describe(strategy)
-    replicas = distribution["replicas"]
-    if cfg.batch_size % replicas:
+
+
+def _check_batch_splits(batch_size: int, replicas: int) -> None:
+    if batch_size % replicas:
         raise UserError(
-            f"train.batch_size {cfg.batch_size} is the global batch and must split evenly over the {replicas} "
+            f"train.batch_size {batch_size} is the global batch and must split evenly over the {replicas} "
             f"replicas; use a multiple of {replicas}"
         )
+
+
+def _log_setup(params: Params, data: TrainingData, distribution: dict, ctx: StageContext) -> None:
+    """One line with the model, the optimizer and the distribution, as the run will use them."""
+    cfg, replicas = params.train, distribution["replicas"]
     scaled = (
         f" ({cfg.learning_rate:g} {cfg.learning_rate_scaling}-scaled from batch {cfg.learning_rate_batch})"
         if cfg.learning_rate_scaling != "none"
@@ -77,59 +138,40 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
     )
     if data.val is None:
         ctx.log(f"no val split: all {cfg.epochs} epochs run without early stopping, and the last epoch's model is kept")
+
+
+def _shard(data: TrainingData, distribution: dict) -> None:
+    """In a cluster, each worker reads its own share of the train and val splits."""
     if distribution["cluster"]:
         data.train = shard_for_workers(data.train, data.examples, "train", distribution)
         if data.val is not None:
             data.val = shard_for_workers(data.val, data.examples, "val", distribution)
-    plan = None
-    with strategy.scope():
-        if params.recipe == "auto":
-            params, plan = _fit_to_budget(params, data, ctx, distribution)
-            cfg = params.train
-        compiled = build_and_compile(
-            cfg, params.model, data.spec, len(data.classes), data.steps_per_epoch, data.policy and data.policy.in_model
-        )
-    _adapt_to_data(compiled.classifier, data, ctx)
-    # In multi-worker training every task trains, but only the chief's model is kept and only it
-    # reports to MLflow. The other tasks' outputs (checkpoints, logs) are in their own scratch
-    # folder, which the runner gives them (pipeline.cluster).
-    chief = distribution["is_chief"]
-    if not chief:
-        params = dataclasses.replace(params, tracking=dataclasses.replace(params.tracking, mlflow_uri=""))
-    out = outputs.model.path
-    backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
-    with tracked_run(params.tracking, "train", to_dict(params)) as tracking:
-        started = time.monotonic()
-        guard = [plan.deadline()] if plan is not None else []  # auto's budget, whatever the machine does
-        if backbone is not None:
-            fitted = _fit_in_two_phases(compiled, backbone, data, params, ctx, out, guard)
-        else:
-            fitted = _fit(compiled.trainee, data, params, ctx, out, "backup", cfg.epochs, extra=guard)
-        fit_seconds = time.monotonic() - started
-        if not chief:
-            raise NotRegistered(
-                f"{worker_id(strategy)} trained its share with the chief, which saves and registers the model"
-            )
 
-        classifier = (
-            compiled.classifier if cfg.mixed_precision == "off" else _float32(compiled.classifier, data, params)
-        )
-        classifier.save(out / "model.keras")
-        data.spec.save(out / "preprocessing.json")
-        (out / "classes.json").write_text(json.dumps(data.classes))
-        (out / "history.json").write_text(json.dumps(fitted.history, indent=2))
-        (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
-        summary = _summary(fitted, classifier.count_params(), averaged=cfg.ema_epochs > 0)
-        summary["fit_seconds"] = round(fit_seconds, 1)  # training itself: the stage also loads, builds, saves
-        if plan is not None:
-            figures, note = plan.check(fit_seconds, summary["epochs_run"], guard[0].stopped_at)
-            summary.update(figures)
-            summary["notes"].append(note)
-        summary["distribution"] = distribution
-        if tracking is not None:
-            log_folder(out)
-    if tuned:
-        summary["notes"].append("trained with the tuned " + ", ".join(f"{k}={v}" for k, v in tuned.items()))
+
+def _fit_model(compiled: Compiled, data: TrainingData, params: Params, ctx: StageContext, out, guard) -> Fitted:
+    """Fits once, or in two phases (head, then fine-tuning) when the model starts from
+    pretrained weights and has a backbone to freeze."""
+    backbone = finetune.find_backbone(compiled.classifier) if params.model.weights != "none" else None
+    if backbone is not None:
+        return _fit_in_two_phases(compiled, backbone, data, params, ctx, out, guard)
+    return _fit(compiled.trainee, data, params, ctx, out, "backup", params.train.epochs, extra=guard)
+
+
+def _save(classifier: keras.Model, data: TrainingData, params: Params, fitted: Fitted, out) -> keras.Model:
+    """Writes the Model artifact's files; returns the classifier saved (float32 whatever the
+    training precision)."""
+    if params.train.mixed_precision != "off":
+        classifier = _float32(classifier, data, params)
+    classifier.save(out / "model.keras")
+    data.spec.save(out / "preprocessing.json")
+    (out / "classes.json").write_text(json.dumps(data.classes))
+    (out / "history.json").write_text(json.dumps(fitted.history, indent=2))
+    (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
+    return classifier
+
+
+def _record(outputs: Outputs, summary: dict, params: Params, data: TrainingData) -> None:
+    """The Model artifact's properties: the summary's figures and what evaluate and export need."""
     outputs.model.properties.update(
         {k: v for k, v in summary.items() if k != "notes"},
         model_name=params.model.name,
@@ -137,7 +179,6 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         input_shape=list(data.spec.input_shape),
         cache=data.cache.kind,
     )
-    return summary
 
 
 def _fit_to_budget(params: Params, data: TrainingData, ctx: StageContext, distribution: dict):

@@ -95,12 +95,27 @@ class Findings:
 
 
 def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
+    """Every check's anomalies, in a fixed order (the report lists them so); a check that finds no
+    items adds none. Each group of checks below calls ``add`` with its kinds."""
     found: list[Anomaly] = []
 
     def add(kind: str, message: str, items: list[str]) -> None:
         if items:
             found.append(Anomaly(kind, getattr(config.severity, kind), message, items))
 
+    _ingest_findings(f, add)
+    _empty_splits(f, add)
+    _class_counts(f, config, add)
+    if f.reviewed_schema is not None:
+        _schema_changes(f.classes, schema_classes(f.reviewed_schema), add)
+    if f.baseline:
+        _drift(f.split_stats, f.baseline, config, add)
+    return found
+
+
+def _ingest_findings(f: Findings, add) -> None:
+    """What ingest found while reading: empty class folders, unusable items, label conflicts,
+    leakage between splits and duplicates within one."""
     add("empty_class", "class folders with no images; add images or remove the folder", f.empty_classes)
     add(
         "undecodable_image",
@@ -121,6 +136,10 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
         "identical images within one split (each group listed); they weigh double in training and metrics",
         [f"{split}: {', '.join(group)}" for split, group in f.plan["duplicates_in_split"]],
     )
+
+
+def _empty_splits(f: Findings, add) -> None:
+    """Splits with no images at all, or classes missing from a split (absent on purpose is fine)."""
     origins = f.plan.get("origins", {})
     for split, stats in f.split_stats.items():
         if stats["count"] == 0 and origins.get(split) in (ABSENT, TOO_SMALL):
@@ -140,6 +159,10 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
             "classes (each needs at least 3 for train/val/test)",
             [c for c in f.classes if stats["classes"].get(c, 0) == 0],
         )
+
+
+def _class_counts(f: Findings, config: ValidateConfig, add) -> None:
+    """Train classes too small to learn, and a train split too unbalanced."""
     minimum = config.min_train_images_per_class
     add(
         "too_few_images",
@@ -154,22 +177,21 @@ def find_anomalies(f: Findings, config: ValidateConfig) -> list[Anomaly]:
         "use class weights",
         _imbalance(f.split_stats.get("train"), config.max_class_imbalance),
     )
-    if f.reviewed_schema is not None:
-        expected = schema_classes(f.reviewed_schema)
-        add(
-            "class_missing_vs_schema",
-            "classes in the reviewed schema that the data no longer has",
-            [c for c in expected if c not in f.classes],
-        )
-        add(
-            "new_class_vs_schema",
-            "classes the reviewed schema does not know; review them, then accept the "
-            "new schema with `visionpipe schema --accept`",
-            [c for c in f.classes if c not in expected],
-        )
-    if f.baseline:
-        _drift(f.split_stats, f.baseline, config, add)
-    return found
+
+
+def _schema_changes(classes: list[str], expected: list[str], add) -> None:
+    """The data's classes against the reviewed schema's, both ways."""
+    add(
+        "class_missing_vs_schema",
+        "classes in the reviewed schema that the data no longer has",
+        [c for c in expected if c not in classes],
+    )
+    add(
+        "new_class_vs_schema",
+        "classes the reviewed schema does not know; review them, then accept the "
+        "new schema with `visionpipe schema --accept`",
+        [c for c in classes if c not in expected],
+    )
 
 
 def _too_few(classes: list[str], split_stats: dict[str, dict], minimum: int) -> list[str]:
