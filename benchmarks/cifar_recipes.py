@@ -64,7 +64,7 @@ def keras_io_baseline(folder: Path, epochs: int) -> tuple[float, float]:
 
 def preset(name: str, folder: Path, root: Path) -> tuple[float, float, dict]:
     """(test accuracy, train stage seconds, evaluate summary) of a visionpipe preset."""
-    from visionpipe.configure import load_config
+    from visionpipe.config import load_config
     from visionpipe.run import run_pipeline
 
     config = load_config(REPO / "configs" / f"{name}.yaml", [f"run.root={root}", f"data.path={folder}"])

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "vp-bench-compression")
     args = parser.parse_args()
 
-    from visionpipe.configure import load_config
+    from visionpipe.config import load_config
     from visionpipe.run import run_pipeline
 
     config = load_config(

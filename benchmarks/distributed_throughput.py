@@ -48,11 +48,12 @@ def train(task: str, data: Path, model_text: str, batch: int, steps: int) -> Non
     import tensorflow as tf
 
     from visionpipe.components.train import keras_compat
+    from visionpipe.components.train.config import TrainConfig
     from visionpipe.components.train.recipe import compile_model
     from visionpipe.models.classifier import build_classifier
+    from visionpipe.models.config import ModelConfig
     from visionpipe.models.preprocessing import PreprocessingSpec
     from visionpipe.models.registry import check_args
-    from visionpipe.pipeline.config import ModelConfig, TrainConfig
 
     if task == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]

@@ -32,9 +32,9 @@ def main() -> None:
 
     import keras
 
+    from visionpipe.components.train.config import TrainConfig
     from visionpipe.components.train.recipe import make_optimizer
     from visionpipe.models.classifier import build_classifier
-    from visionpipe.pipeline.config import TrainConfig
 
     size = args.image_size
     spec, batch = one_batch(size, args.batch)

@@ -67,7 +67,7 @@ def decode_limit(files: list[Path], channels: int) -> float:
 
 
 def visionpipe_stages(folder: Path, root: Path, channels: int, workers: int, mode: str) -> tuple[float, float]:
-    from visionpipe.configure import load_config
+    from visionpipe.config import load_config
     from visionpipe.run import run_pipeline
 
     config = load_config(

@@ -70,7 +70,7 @@ def training_rate(model, ds, steps: int) -> float:
 
 def prepare(folder: Path, root: Path, config_path: Path):
     """Ingests and validates the folder (cached by the runner across benchmark runs)."""
-    from visionpipe.configure import load_config
+    from visionpipe.config import load_config
     from visionpipe.run import run_pipeline
 
     config = load_config(config_path, [f"run.root={root}", f"data.path={folder}"])
@@ -103,13 +103,13 @@ def main() -> None:
 
     from visionpipe.components.common.dataset import AUTOTUNE, pixels
     from visionpipe.components.train.augment import build_policy
+    from visionpipe.components.train.config import AugmentConfig, AugmentOpConfig
     from visionpipe.components.train.input_pipeline import choose_cache, training_dataset
     from visionpipe.components.train.spec import SPEC as TRAIN_SPEC
     from visionpipe.data import record_format
     from visionpipe.data.records import split_files
     from visionpipe.models.classifier import build_classifier, preprocessing_spec
     from visionpipe.models.preprocessing import load_pixels
-    from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
 
     config, examples, statistics_artifact = prepare(args.folder, args.root, args.config)
     params = TRAIN_SPEC.params(config)

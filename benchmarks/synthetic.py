@@ -27,8 +27,8 @@ def one_batch(size: int, batch: int):
 
 def model_config(text: str):
     """``name`` or ``name:{"arg": value}`` -> a checked ModelConfig."""
+    from visionpipe.models.config import ModelConfig
     from visionpipe.models.registry import check_args
-    from visionpipe.pipeline.config import ModelConfig
 
     name, _, raw = text.partition(":")
     return ModelConfig(name=name, args=check_args(name, json.loads(raw) if raw else {}))

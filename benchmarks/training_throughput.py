@@ -54,9 +54,9 @@ def main() -> None:
     training_args(parser, batch=512, steps=10, repeats=3)
     args = parser.parse_args()
 
+    from visionpipe.components.train.config import TrainConfig
     from visionpipe.components.train.recipe import compile_model
     from visionpipe.models.classifier import build_classifier
-    from visionpipe.pipeline.config import TrainConfig
 
     size = args.image_size
     spec, batch = one_batch(size, args.batch)

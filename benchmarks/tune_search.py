@@ -52,7 +52,7 @@ def subset(folder: Path, per_class: int, out: Path) -> Path:
 
 
 def contender(root: Path, data: Path, extra: list[str]) -> dict:
-    from visionpipe.configure import load_config
+    from visionpipe.config import load_config
     from visionpipe.run import run_pipeline
 
     config = load_config(None, [f"run.root={root}", "data.source=folder", f"data.path={data}", *BASE, *extra])

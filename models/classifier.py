@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from visionpipe.models.config import ModelConfig, PreprocessingConfig
 from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer
 from visionpipe.models.registry import create_model, default_keras, entry
-from visionpipe.pipeline.config import ModelConfig, PreprocessingConfig
 from visionpipe.pipeline.errors import UserError
 
 

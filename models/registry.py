@@ -22,7 +22,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from visionpipe.pipeline.config import ConfigError, ModelConfig, coerce
+from visionpipe.models.config import ModelConfig
+from visionpipe.pipeline.config import ConfigError, coerce
 
 # Passed by visionpipe, not set in model.args: the Keras module, and model.weights.
 RESERVED_ARGS = ("keras", "weights")

@@ -260,6 +260,7 @@ class ExportedModel(Artifact):
     TYPE = "ExportedModel"
     SERVING: ClassVar[str] = "serving"  # serving/<model_name>/<version>/: the SavedModel for TF Serving
     TFLITE: ClassVar[str] = "tflite"  # the .tflite files, labels.txt and preprocessing.json
+    SAVED_MODEL: ClassVar[str] = "saved_model"  # the SavedModel's name among the export targets
 
     @property
     def model_name(self) -> str:
@@ -281,6 +282,11 @@ class ExportedModel(Artifact):
         made); these are not pushed. An artifact written before checks were records stored
         "failed: <reason>" text, read here as the same check."""
         return {name: read_check(name, stored) for name, stored in self.properties.get("failed_gates", {}).items()}
+
+    @property
+    def saved_model_failure(self) -> Check | None:
+        """The SavedModel's failed export gate, or None: without a SavedModel nothing is pushed."""
+        return self.failed_gates.get(self.SAVED_MODEL)
 
     @property
     def tflite_files(self) -> dict[str, Path]:

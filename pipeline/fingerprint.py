@@ -85,7 +85,7 @@ def _project_files(modules: tuple[str, ...]) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _run_time_nodes(ast.parse(path.read_text(), str(path))):
             names = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -95,6 +95,20 @@ def _project_files(modules: tuple[str, ...]) -> set[Path]:
                 names = [node.value.partition(":")[0]]
             todo += [f for name in names for f in _files_of(name)]
     return seen
+
+
+def _run_time_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:``: an import only the type
+    checker follows (a stage naming the application's Config) runs no code."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo += child.orelse
+            else:
+                todo.append(child)
 
 
 def _files_of(module: str) -> list[Path]:

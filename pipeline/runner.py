@@ -18,11 +18,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from visionpipe.pipeline import cluster
 from visionpipe.pipeline import fingerprint as fp
 from visionpipe.pipeline.artifacts import Artifact
 from visionpipe.pipeline.checks import StageStatus
-from visionpipe.pipeline.config import Config, dump_yaml, to_dict
+from visionpipe.pipeline.config import RunTree, dump_yaml, to_dict
 from visionpipe.pipeline.errors import GateError, NotRegistered, PipelineBusy, UserError
 from visionpipe.pipeline.metadata import MetadataStore
 from visionpipe.pipeline.output import Output
@@ -77,7 +76,7 @@ def select_stages(graph: list[StageSpec], only: str | None, start: str | None) -
 
 
 def run_graph(
-    config: Config,
+    config: RunTree,
     graph: list[StageSpec],
     only: str | None = None,
     start: str | None = None,
@@ -85,6 +84,7 @@ def run_graph(
     command: str = "",
     output: Output | None = None,
     override_gate: str = "",
+    cluster_task: str = "",
 ) -> RunResult:
     """Runs the stages of ``graph`` (in order) under ``config``: all of them, one stage
     (``only``) or a stage onward (``start``). The application builds the graph
@@ -98,15 +98,16 @@ def run_graph(
     fingerprint is unchanged, unless ``force``. ``output`` receives the run's messages and
     progress (default: plain lines on stdout); one made with ``capture_logs`` also keeps
     everything the libraries print in ``runs/<id>/run.log`` instead of on the console.
+    ``cluster_task`` names this process's task when it is a non-chief task of a multi-worker
+    cluster (``cluster.non_chief_task``): it then joins the chief's distributed stage.
     """
     output = output or Output()
     selected = select_stages(graph, only, start)
     forced = {s.name for s in selected} if force else {selected[0].name} if (only or start) else set()
     root = Path(config.run.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    task = cluster.non_chief_task(config.train.strategy)
-    if task:
-        return _join_cluster(config, root, graph, selected, task, output)
+    if cluster_task:
+        return _join_cluster(config, root, graph, selected, cluster_task, output)
     with _RootLock(root):
         store = MetadataStore(root / "metadata.sqlite")
         try:
@@ -129,7 +130,7 @@ def run_graph(
 
 
 def _join_cluster(
-    config: Config, root: Path, graph: list[StageSpec], selected: list[StageSpec], task: str, output: Output
+    config: RunTree, root: Path, graph: list[StageSpec], selected: list[StageSpec], task: str, output: Output
 ) -> RunResult:
     """A non-chief task of a multi-worker cluster trains with the chief on the artifacts the
     chief registered under the run root they share. It takes no lock and records nothing: the
@@ -158,7 +159,7 @@ class _Run:
     """One run in progress: where it records, what it runs on, where it reports."""
 
     store: MetadataStore
-    config: Config
+    config: RunTree
     root: Path
     dir: Path
     id: int
@@ -353,7 +354,7 @@ def _key_metric(spec: StageSpec, summary: dict[str, Any]) -> str:
     return f"{spec.key_metric}={value:.4f}" if isinstance(value, float) else f"{spec.key_metric}={value}"
 
 
-def beam_args(config: Config) -> list[str]:
+def beam_args(config: RunTree) -> list[str]:
     """Beam pipeline options from the config; runner-specific ones pass through verbatim."""
     beam = config.beam
     args = [f"--runner={beam.runner}"]

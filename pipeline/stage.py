@@ -21,7 +21,6 @@ from typing import Any
 
 from visionpipe.pipeline import fingerprint
 from visionpipe.pipeline.artifacts import Artifact
-from visionpipe.pipeline.config import Config
 from visionpipe.pipeline.output import Output
 
 
@@ -36,7 +35,9 @@ class StageSpec:
     name: str
     inputs: type  # dataclass of Artifact-typed fields
     outputs: type  # dataclass of Artifact-typed fields
-    params: Callable[[Config], Any]  # picks this stage's typed params out of the config tree
+    # Picks this stage's typed params out of the run's config tree (the application's Config,
+    # which the framework knows only as a RunTree).
+    params: Callable[[Any], Any]
     executor: str  # "package.module:function"
     # Refuses to run on inputs that did not pass a check (e.g. no Blessing); returns why.
     gate: Callable[[Any], str | None] | None = None

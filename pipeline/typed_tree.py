@@ -125,3 +125,12 @@ def to_dict(config: Any) -> dict[str, Any]:
         return value
 
     return plain(dataclasses.asdict(config))
+
+
+def check_range(key: str, value: float, low: float, high: float | None = None) -> None:
+    """A setting whose out-of-range value would make a check meaningless: a ConfigError naming
+    ``key`` and its bounds (a gate's default checks can be tuned, never switched off by a value
+    that lets anything through)."""
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"{key} must be {bounds}; got {value}")

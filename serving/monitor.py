@@ -22,9 +22,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from visionpipe.data.image_stats import linf
+from visionpipe.data.drift import DriftConfig
+from visionpipe.data.drift import linf
 from visionpipe.pipeline.checks import Check, Outcome, verdict
-from visionpipe.pipeline.config import DriftConfig
 
 # How each outcome reads in the report: drift is what a failed check means here.
 LABELS = {Outcome.PASSED: "ok", Outcome.FAILED: "drift", Outcome.INCONCLUSIVE: "too few images"}

@@ -5,7 +5,7 @@ The rules here are TF Serving's (model_servers/server_core.cc, batching_session.
 labels match ``[A-Za-z0-9_]+``; a label may only name a version the server has loaded, unless
 ``--allow_version_labels_for_unavailable_models`` is set, and even then an existing label is
 never moved onto a version that is not loaded yet; ``allowed_batch_sizes`` increase and end
-at ``max_batch_size``. Nothing here imports TensorFlow, so loading a config can check the rules.
+at ``max_batch_size``. Nothing here imports TensorFlow, so the config sections check the rules (serving/config.py).
 
 The tensorflow-serving-api wheel ships ``model_server_config_pb2`` but not
 ``session_bundle_config_pb2``; ``BatchingParameters`` then comes from a transcription of its
@@ -26,8 +26,6 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
-
-from visionpipe.pipeline.config import ConfigError, PushConfig
 
 MODELS_CONFIG = "models.config"
 BATCHING_CONFIG = "batching.config"
@@ -300,23 +298,3 @@ def read_models_config(path: Path) -> model_server_config_pb2.ModelServerConfig:
 
 def read_batching(path: Path) -> Message:
     return text_format.Parse(path.read_text(), batching_parameters_class()())
-
-
-def check_push_config(push: PushConfig) -> None:
-    """TF Serving's limits on ``push.warmup_requests`` and ``push.batching``, checked when the
-    config loads so a value the server would refuse never reaches push."""
-    if not 1 <= push.warmup_requests <= MAX_WARMUP_RECORDS:
-        raise ConfigError(
-            f"push.warmup_requests must be between 1 and {MAX_WARMUP_RECORDS} (TF Serving reads at most "
-            f"{MAX_WARMUP_RECORDS} warmup records); got {push.warmup_requests}"
-        )
-    batching = push.batching
-    problems = batching_problems(
-        batching.max_batch_size,
-        batching.allowed_batch_sizes,
-        batching.batch_timeout_micros,
-        batching.num_batch_threads,
-        batching.max_enqueued_batches,
-    )
-    if problems:
-        raise ConfigError(f"push.batching: {problems[0]}")

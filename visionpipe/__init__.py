@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visionpipe.configure import load_config
-from visionpipe.pipeline.config import Config, ConfigError
+from visionpipe.config import Config, load_config
+from visionpipe.pipeline.config import ConfigError
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.runner import RunResult
 from visionpipe.run import run_pipeline

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from visionpipe.configure import load_config
-from visionpipe.pipeline.config import Config
+from visionpipe.config import Config, load_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_help: str, set_help: str | None = None) -> None:

@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 from visionpipe.cli_args import add_config_arguments, config_of
-from visionpipe.pipeline.config import serving_destination
 
 
 def add_command(sub, common: argparse.ArgumentParser) -> None:
@@ -32,7 +31,7 @@ def _promote(args) -> int:
     from visionpipe.components.push.promote import promote
 
     config = config_of(args)
-    destination = args.destination or serving_destination(config)
+    destination = args.destination or config.push.serving_root(config.run.root)
     promotion = promote(
         destination,
         args.model_name or config.export.model_name,

@@ -10,7 +10,7 @@ from visionpipe.components.push.spec import SPEC as PUSH
 from visionpipe.components.train.spec import SPEC as TRAIN
 from visionpipe.components.tune.spec import SPEC as TUNE
 from visionpipe.components.validate.spec import SPEC as VALIDATE
-from visionpipe.pipeline.config import Config
+from visionpipe.config import Config
 from visionpipe.pipeline.stage import StageSpec, check_wiring
 
 ALL_STAGES = [INGEST, VALIDATE, TUNE, TRAIN, EVALUATE, EXPORT, PUSH]

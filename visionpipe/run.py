@@ -3,8 +3,9 @@ the framework's runner, which knows no stage itself."""
 
 from __future__ import annotations
 
+from visionpipe.config import Config
 from visionpipe.graph import stage_names, stages
-from visionpipe.pipeline.config import Config
+from visionpipe.pipeline import cluster
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.output import Output
 from visionpipe.pipeline.runner import RunResult, run_graph
@@ -26,5 +27,13 @@ def run_pipeline(
             raise UserError(f"unknown stage {name!r}; stages are: {', '.join(stage_names())}")
     graph = stages(config, asked=only or start)
     return run_graph(
-        config, graph, only=only, start=start, force=force, command=command, output=output, override_gate=override_gate
+        config,
+        graph,
+        only=only,
+        start=start,
+        force=force,
+        command=command,
+        output=output,
+        override_gate=override_gate,
+        cluster_task=cluster.non_chief_task(config.train.strategy),
     )

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from visionpipe.pipeline.config import Config, ConfigError, coerce
+from visionpipe.pipeline.config import ConfigError, coerce
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 TUNABLE = ("model", "train", "input", "preprocessing")  # what a trial may change
 KINDS = ("log", "range", "int", "choice")

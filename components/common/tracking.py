@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from visionpipe.pipeline.config import TrackingConfig
+from visionpipe.components.common.config import TrackingConfig
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import keras
 
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.registry import check_args
-from visionpipe.pipeline.config import ModelConfig
 
 
 def load_trained(model_dir: Path) -> tuple[keras.Model, PreprocessingSpec, list[str]]:

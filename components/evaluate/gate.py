@@ -19,10 +19,10 @@ reason); else BLESSED.
 
 from __future__ import annotations
 
+from visionpipe.components.evaluate.config import EvaluateConfig
 from visionpipe.pipeline.artifacts import Verdict
 from visionpipe.pipeline.checks import Check, Outcome
 from visionpipe.pipeline.checks import verdict as checks_verdict
-from visionpipe.pipeline.config import EvaluateConfig
 
 KEY = "evaluate.thresholds."
 

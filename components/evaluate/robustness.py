@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import special
 
-from visionpipe.pipeline.config import CORRUPTIONS
+from visionpipe.components.evaluate.config import CORRUPTIONS
 
 
 def _gaussian_noise(images, sigma, seed):

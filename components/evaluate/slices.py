@@ -12,7 +12,7 @@ import posixpath
 
 import numpy as np
 
-from visionpipe.pipeline.config import SliceConfig
+from visionpipe.components.evaluate.config import SliceConfig
 
 SIZE_BUCKETS = ((64, "short side <= 64 px"), (128, "65-128 px"), (256, "129-256 px"), (512, "257-512 px"))
 LARGEST_BUCKET = "short side > 512 px"

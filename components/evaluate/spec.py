@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from visionpipe.components.evaluate.config import EvaluateConfig
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model
-from visionpipe.pipeline.config import Config, EvaluateConfig, serving_destination
 from visionpipe.pipeline.stage import ExternalInput, StageSpec, upstream
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +39,7 @@ def _params(config: Config) -> Params:
     return Params(
         evaluate=config.evaluate,
         seed=config.seed,
-        serving_destination=str(serving_destination(config)),
+        serving_destination=str(config.push.serving_root(config.run.root)),
         model_name=config.export.model_name,
     )
 

@@ -21,10 +21,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from visionpipe.components.export.config import CompressionConfig
 from visionpipe.components.export.targets import Target
 from visionpipe.models.classifier import batch_norm_states, network_of
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.pipeline.config import CompressionConfig, ModelConfig
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 

@@ -19,10 +19,11 @@ from visionpipe.components.common.calibration import fit_temperature
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.process_state import restored_afterwards
 from visionpipe.components.common.scoring import predict_batches
+from visionpipe.components.export.config import DistillConfig
 from visionpipe.models.classifier import adapt_to_data, build_classifier
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.temperature import with_temperature
-from visionpipe.pipeline.config import DistillConfig, ModelConfig
 from visionpipe.pipeline.stage import StageContext
 
 

@@ -8,9 +8,9 @@ row as a ``pipeline.checks.Check`` record; push publishes only the files that pa
 
 from __future__ import annotations
 
+from visionpipe.components.export.config import ArtifactGate, ExportConfig
 from visionpipe.components.export.targets import BY_NAME
 from visionpipe.pipeline.checks import Check, Outcome, read_check
-from visionpipe.pipeline.config import ArtifactGate, ExportConfig
 
 
 def check_gates(results: dict[str, dict], config: ExportConfig) -> None:

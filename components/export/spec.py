@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from visionpipe.components.export.config import ExportConfig
 from visionpipe.components.export.targets import TFLITE_INT8
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
-from visionpipe.pipeline.config import ExportConfig
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 

@@ -22,8 +22,9 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from visionpipe.components.export.config import ExportConfig
 from visionpipe.pipeline.artifacts import ExportedModel
-from visionpipe.pipeline.config import ConfigError, ExportConfig
+from visionpipe.pipeline.config import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,13 @@ _TFLITE, _BRIDGE = "visionpipe.components.export.tflite", "visionpipe.components
 _SERVING, _PHONE = ExportedModel.SERVING, ExportedModel.TFLITE
 
 SAVED_MODEL = Target(
-    "saved_model", "", _SERVING, (), "visionpipe.components.export.saved_model:export_saved_model", "float32", "served"
+    ExportedModel.SAVED_MODEL,
+    "",
+    _SERVING,
+    (),
+    "visionpipe.components.export.saved_model:export_saved_model",
+    "float32",
+    "served",
 )
 TFLITE_INT8 = Target(
     "tflite_int8", "model_int8.tflite", _PHONE, ("tflite_int8",), f"{_TFLITE}:convert_int8", "int8", "served",

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from visionpipe.pipeline.config import DataConfig
+from visionpipe.components.ingest.config import DataConfig
 from visionpipe.pipeline.errors import DataError
 
 # Folder and manifest spellings of a split, mapped to ours.

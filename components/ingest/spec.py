@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import TYPE_CHECKING
 
+from visionpipe.components.ingest.config import DataConfig
 from visionpipe.pipeline.artifacts import Examples
-from visionpipe.pipeline.config import Config, DataConfig
 from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,7 @@ import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from visionpipe.components.ingest.config import SplitConfig
 from visionpipe.pipeline.artifacts import (
     ABSENT,
     ASSIGNED,
@@ -48,7 +49,6 @@ from visionpipe.pipeline.artifacts import (
     TOO_SMALL,
     Examples,
 )
-from visionpipe.pipeline.config import SplitConfig
 
 SPLITS = Examples.SPLITS
 CARVED_FROM = "train"  # the given split that missing splits are carved out of

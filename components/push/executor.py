@@ -17,8 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from visionpipe.components.export.targets import SAVED_MODEL
 from visionpipe.components.push import rollout
+from visionpipe.components.push.config import PushConfig
 from visionpipe.components.push.spec import Inputs, Outputs, Params
 from visionpipe.components.push.versions import (
     destination_lock,
@@ -31,7 +31,6 @@ from visionpipe.components.push.versions import (
     write_record,
 )
 from visionpipe.pipeline.artifacts import InfraBlessing
-from visionpipe.pipeline.config import PushConfig
 from visionpipe.pipeline.errors import GateError
 from visionpipe.pipeline.stage import StageContext
 from visionpipe.serving import infra_validation
@@ -192,8 +191,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     exported = inputs.exported_model
     name = exported.model_name
     failed = exported.failed_gates
-    if SAVED_MODEL.name in failed:
-        raise GateError(f"the SavedModel failed its export gate ({failed[SAVED_MODEL.name]}); nothing is pushed")
+    if exported.saved_model_failure is not None:
+        raise GateError(f"the SavedModel failed its export gate ({exported.saved_model_failure}); nothing is pushed")
     source = find_saved_model(exported.serving_dir)
     destination = Path(params.destination)
     images = warmup_images(inputs.examples, params.push.warmup_requests)

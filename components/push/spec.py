@@ -9,10 +9,14 @@ InfraBlessing of the version (push refuses a version that is not infra-blessed).
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
+from visionpipe.components.push.config import PushConfig
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, InfraBlessing, PushedModel
-from visionpipe.pipeline.config import Config, PushConfig, serving_destination
 from visionpipe.pipeline.stage import StageSpec, upstream
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Params:
 
 
 def _params(config: Config) -> Params:
-    return Params(destination=str(serving_destination(config)), push=config.push)
+    return Params(destination=str(config.push.serving_root(config.run.root)), push=config.push)
 
 
 SPEC = StageSpec(

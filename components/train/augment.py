@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from visionpipe.components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
-from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
+from visionpipe.components.train.config import AugmentConfig, AugmentOpConfig
 from visionpipe.pipeline.errors import UserError
 
 VALUE_RANGE = (0.0, 1.0)

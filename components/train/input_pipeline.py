@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from visionpipe.components.common.dataset import AUTOTUNE, float_batch, pixels
 from visionpipe.components.train.augment import AugmentPolicy
+from visionpipe.components.train.config import InputConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.pipeline.config import InputConfig
 
 
 class CacheChoice(NamedTuple):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from visionpipe.pipeline.config import Config
 from visionpipe.pipeline.errors import UserError
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 
 def latest_examples(root: Path):

@@ -16,11 +16,12 @@ import math
 
 import keras
 
+from visionpipe.components.train.config import TrainConfig
 from visionpipe.components.train.ema import WeightAverage, batchnorm_statistics, decay_per_step
 from visionpipe.components.train.schedules import WarmupSchedule
 from visionpipe.models.classifier import build_classifier
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.pipeline.config import ModelConfig, TrainConfig
 
 NORMALIZATION_LAYERS = (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
 

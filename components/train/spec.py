@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
+from visionpipe.components.common.config import TrackingConfig
+from visionpipe.components.train.config import InputConfig, TrainConfig
+from visionpipe.models.config import ModelConfig, PreprocessingConfig
 from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Model, Statistics
-from visionpipe.pipeline.config import (
-    Config,
-    InputConfig,
-    ModelConfig,
-    PreprocessingConfig,
-    TrackingConfig,
-    TrainConfig,
-)
 from visionpipe.pipeline.fingerprint import OUTSIDE_KEY
 from visionpipe.pipeline.stage import StageSpec, upstream
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 import tensorflow as tf
 
 from visionpipe.components.train import keras_compat
-from visionpipe.pipeline.config import TrainConfig
+from visionpipe.components.train.config import TrainConfig
 from visionpipe.pipeline.errors import UserError
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from visionpipe.components.train.spec import Params as TrainParams
 from visionpipe.components.train.spec import params_of as train_params
+from visionpipe.components.tune.config import TuneConfig
 from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Statistics
-from visionpipe.pipeline.config import Config, TuneConfig
 from visionpipe.pipeline.stage import StageSpec, upstream
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from visionpipe.data.image_stats import linf
+from visionpipe.components.validate.config import ValidateConfig
+from visionpipe.data.drift import linf
 from visionpipe.pipeline.artifacts import ABSENT, MISSING, TOO_SMALL, UNUSABLE
-from visionpipe.pipeline.config import ValidateConfig
 
 # Our anomaly kinds as TFDV's anomaly types, so TFDV/Facets users see familiar reasons.
 _TFMD_TYPES = {

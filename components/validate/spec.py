@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from visionpipe.components.validate.config import ValidateConfig
 from visionpipe.pipeline.artifacts import Anomalies, Examples, Schema, Statistics
-from visionpipe.pipeline.config import Config, ValidateConfig
 from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous, upstream
+
+if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.config import Config
 
 
 @dataclasses.dataclass(frozen=True)

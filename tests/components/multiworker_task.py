@@ -49,8 +49,8 @@ with strategy.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
     optimizer = keras.optimizers.SGD(0.1)
     if ema:
+        from visionpipe.components.train.config import TrainConfig
         from visionpipe.components.train.recipe import make_optimizer
-        from visionpipe.pipeline.config import TrainConfig
 
         recipe = TrainConfig(optimizer="sgd", momentum=0.0, learning_rate=0.1, schedule="constant", warmup_epochs=0)
         optimizer = make_optimizer(dataclasses.replace(recipe, weight_decay=0.0, ema_epochs=1), model, 12, 4)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from visionpipe.components.validate.anomalies import Findings, find_anomalies
+from visionpipe.components.validate.config import ValidateConfig
 from visionpipe.pipeline.artifacts import ABSENT, CARVED, GIVEN, TOO_SMALL
-from visionpipe.pipeline.config import ValidateConfig
 
 
 def split(**classes: int) -> dict:

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from visionpipe.components.train.augment import OPS, build_policy
 from visionpipe.components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
-from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig
+from visionpipe.components.train.config import AugmentConfig, AugmentOpConfig
 from visionpipe.pipeline.errors import UserError
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from visionpipe.components.train import auto, budget
 from visionpipe.components.train.spec import params_of
-from visionpipe.configure import load_config
+from visionpipe.config import load_config
 from visionpipe.pipeline.artifacts import Examples, Statistics
 from visionpipe.pipeline.errors import UserError
 

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 
 from visionpipe.models.classifier import batch_norm_states, build_classifier, network_of
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.pipeline.config import ModelConfig
 
 SPEC = PreprocessingSpec(16, 16, 3, "pad", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 TWIN_STATES = """

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from visionpipe.components.train.config import TrainConfig
 from visionpipe.components.train.ema import EMAWeights, decay_per_step, swap, warmed_up_decay
 from visionpipe.components.train.recipe import make_optimizer
-from visionpipe.pipeline.config import TrainConfig
 
 RECIPE = {"learning_rate": 0.01, "warmup_epochs": 0, "schedule": "constant", "weight_decay": 1e-6}
 

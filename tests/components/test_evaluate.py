@@ -9,6 +9,13 @@ import tensorflow as tf
 from scipy import special
 
 from visionpipe.components.evaluate import bootstrap, calibration, gate
+from visionpipe.components.evaluate.config import (
+    CORRUPTIONS,
+    BaselineConfig,
+    EvaluateConfig,
+    SliceConfig,
+    ThresholdConfig,
+)
 from visionpipe.components.evaluate.data import EvalSplit
 from visionpipe.components.evaluate.gradcam import heat_maps
 from visionpipe.components.evaluate.gradcam import summary as gradcam_summary
@@ -16,7 +23,6 @@ from visionpipe.components.evaluate.metrics import classification_metrics, most_
 from visionpipe.components.evaluate.robustness import CORRUPTION_FUNCTIONS, corrupt, gaussian_blur, robustness
 from visionpipe.components.evaluate.slices import size_bucket, slice_table, source_folder
 from visionpipe.pipeline.checks import Outcome
-from visionpipe.pipeline.config import CORRUPTIONS, BaselineConfig, EvaluateConfig, SliceConfig, ThresholdConfig
 
 
 def _noisy_predictions(n: int, classes: int, correct_share: float, seed: int = 0):

@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from visionpipe.components.export.config import ArtifactGate, ExportConfig
 from visionpipe.components.export.executor import _record
 from visionpipe.components.export.gates import check_gates, gate_of, table
 from visionpipe.pipeline.artifacts import ExportedModel
 from visionpipe.pipeline.checks import Check, Outcome
-from visionpipe.pipeline.config import ArtifactGate, ExportConfig
 
 
 class Ctx:

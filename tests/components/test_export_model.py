@@ -10,8 +10,8 @@ from visionpipe.components.export.distill import calibrated
 from visionpipe.components.export.executor import served_model
 from visionpipe.data import record_format
 from visionpipe.models.classifier import build_classifier
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.pipeline.config import ModelConfig
 
 
 def test_tta_flip_averages_the_calibrated_probabilities_not_the_raw_ones():

@@ -11,6 +11,7 @@ import typing
 import pytest
 
 from visionpipe.components.export import executor as export_executor
+from visionpipe.components.export.config import ArtifactGate, ExportConfig
 from visionpipe.components.export.gates import check_gates, gate_of
 from visionpipe.components.export.targets import (
     BY_NAME,
@@ -22,10 +23,10 @@ from visionpipe.components.export.targets import (
     made,
 )
 from visionpipe.components.push import executor as push_executor
-from visionpipe.configure import load_config
+from visionpipe.config import load_config
 from visionpipe.pipeline.artifacts import ExportedModel
 from visionpipe.pipeline.checks import Outcome
-from visionpipe.pipeline.config import ArtifactGate, ConfigError, ExportConfig
+from visionpipe.pipeline.config import ConfigError
 from visionpipe.pipeline.errors import GateError
 from visionpipe.pipeline.stage import StageContext
 

@@ -10,12 +10,13 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import balanced_accuracy_score
 
 from visionpipe.components.evaluate import bootstrap, gate
+from visionpipe.components.evaluate.config import EvaluateConfig, ThresholdConfig
 from visionpipe.components.evaluate.metrics import classification_metrics
 from visionpipe.components.evaluate.trivial import trivial_baselines
-from visionpipe.configure import load_config
+from visionpipe.config import load_config
 from visionpipe.pipeline.artifacts import Blessing, Verdict
 from visionpipe.pipeline.checks import Outcome
-from visionpipe.pipeline.config import ConfigError, EvaluateConfig, ThresholdConfig
+from visionpipe.pipeline.config import ConfigError
 from visionpipe.report_render import RunReport, render_html, render_markdown
 
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from visionpipe.components.train.augment import build_policy
+from visionpipe.components.train.config import AugmentConfig, AugmentOpConfig, InputConfig
 from visionpipe.components.train.input_pipeline import (
     CacheChoice,
     balancing_weights,
@@ -19,7 +20,6 @@ from visionpipe.components.train.input_pipeline import (
 )
 from visionpipe.data import record_format
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.pipeline.config import AugmentConfig, AugmentOpConfig, InputConfig
 
 SPEC = PreprocessingSpec(height=8, width=8, channels=3, resize_policy="stretch", mean=(0.5,) * 3, std=(0.25,) * 3)
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from visionpipe.components.evaluate.config import EvaluateConfig
 from visionpipe.components.train.callbacks import LayerEpochHooks, Lookahead
+from visionpipe.components.train.config import TrainConfig
 from visionpipe.components.train.recipe import make_optimizer
 from visionpipe.components.train.schedules import SCHEDULES, WarmupSchedule
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.tta import TTA_MODES, tta_predict
-from visionpipe.pipeline.config import EvaluateConfig, TrainConfig
 
 
 def test_config_choices_are_the_implemented_ones():

@@ -1,13 +1,13 @@
 import hashlib
 from collections import Counter
 
+from visionpipe.components.ingest.config import SplitConfig
 from visionpipe.components.ingest.split import (
     Candidate,
     make_plan,
     split_sizes,
 )
 from visionpipe.pipeline.artifacts import ABSENT, ASSIGNED, CARVED, CONFLICTING, GIVEN, LEAKED, MISSING, TOO_SMALL
-from visionpipe.pipeline.config import SplitConfig
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 # data.split's fractions alone (rule 4's test minimums off): what rules 1-3 are tested with.

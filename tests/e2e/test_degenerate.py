@@ -27,7 +27,7 @@ def one_class_weights(path: Path, answer: int) -> Path:
     """A small_cnn weights file whose head ignores the image: zero weights, and a bias that
     makes class ``answer`` win for every input."""
     from visionpipe.models.classifier import build_classifier, network_of, preprocessing_spec
-    from visionpipe.pipeline.config import ModelConfig, PreprocessingConfig
+    from visionpipe.models.config import ModelConfig, PreprocessingConfig
 
     spec = preprocessing_spec(PreprocessingConfig(image_size=(32, 32), channels=3, resize_policy="pad"), None, None)
     classifier = build_classifier(spec, 3, ModelConfig(name="small_cnn", args={"width": 8}))

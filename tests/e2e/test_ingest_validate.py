@@ -21,7 +21,7 @@ from tests.conftest import make_folder, make_image
 from tests.tfds_fixture import DS_NAME
 from visionpipe import cli
 from visionpipe.components.validate import accept
-from visionpipe.configure import load_config
+from visionpipe.config import load_config
 from visionpipe.data import record_format
 from visionpipe.run import run_pipeline
 

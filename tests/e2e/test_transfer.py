@@ -16,8 +16,8 @@ from tests.e2e.helpers import visionpipe
 from visionpipe.components.common.trained_model import load_trained
 from visionpipe.components.train.finetune import find_backbone
 from visionpipe.models.classifier import build_classifier, load_weights_file
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
-from visionpipe.pipeline.config import ModelConfig
 from visionpipe.pipeline.errors import UserError
 
 SPEC = PreprocessingSpec(32, 32, 3, "pad", (0.5,) * 3, (0.25,) * 3)

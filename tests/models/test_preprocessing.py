@@ -10,9 +10,9 @@ from PIL import Image
 
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.export.saved_model import export_saved_model
+from visionpipe.components.train.config import InputConfig
 from visionpipe.components.train.input_pipeline import CacheChoice, training_dataset
 from visionpipe.models.preprocessing import RESIZE_POLICIES, PreprocessingSpec, load_image
-from visionpipe.pipeline.config import InputConfig
 from visionpipe.serving.served_signature import load_signature
 from visionpipe.serving.signature import PREPROCESS_SIGNATURE
 

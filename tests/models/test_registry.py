@@ -15,13 +15,15 @@ import pytest
 
 from visionpipe.components.export import tflite
 from visionpipe.components.export.saved_model import export_saved_model
+from visionpipe.components.train.config import TrainConfig
 from visionpipe.components.train.recipe import compile_model
-from visionpipe.configure import load_config
+from visionpipe.config import load_config
 from visionpipe.models.classifier import adapt_to_data, build_classifier
+from visionpipe.models.config import ModelConfig
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.registry import check_args, create_model, entry, model_names
-from visionpipe.pipeline.config import ConfigError, ModelConfig, TrainConfig
+from visionpipe.pipeline.config import ConfigError
 from visionpipe.serving.served_signature import load_signature
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from visionpipe.configure import load_config
-from visionpipe.pipeline.config import AugmentOpConfig, Config, ConfigError, dump_yaml
+from visionpipe.components.train.config import AugmentOpConfig
+from visionpipe.config import Config, load_config
+from visionpipe.pipeline.config import ConfigError, dump_yaml
 
 
 def write(tmp_path: Path, text: str) -> Path:

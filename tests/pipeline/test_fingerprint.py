@@ -5,10 +5,11 @@ reruns that stage and the ones downstream only), and params that cannot change a
 import dataclasses
 from pathlib import Path
 
+from visionpipe.components.common.config import TrackingConfig
 from visionpipe.components.train.spec import params_of
+from visionpipe.config import Config
 from visionpipe.graph import ALL_STAGES
 from visionpipe.pipeline import fingerprint as fp
-from visionpipe.pipeline.config import Config, TrackingConfig
 
 ROOT = Path(fp.__file__).resolve().parent.parent
 

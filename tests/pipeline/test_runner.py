@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from visionpipe.configure import load_config
+from visionpipe.config import Config, load_config
 from visionpipe.pipeline.artifacts import Examples, HyperParameters, Model
 from visionpipe.pipeline.checks import StageStatus
-from visionpipe.pipeline.config import Config
 from visionpipe.pipeline.runner import run_graph
 from visionpipe.pipeline.stage import StageSpec, upstream
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from visionpipe.components.push.config import PushConfig
 from visionpipe.pipeline.artifacts import Examples
-from visionpipe.pipeline.config import PushConfig
 
 CLASSES = ["blue", "green", "red"]
 

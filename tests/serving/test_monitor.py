@@ -12,8 +12,8 @@ from PIL import Image
 
 from tests.serving.conftest import CLASSES
 from visionpipe import cli
+from visionpipe.data.drift import DriftConfig
 from visionpipe.pipeline.artifacts import Statistics
-from visionpipe.pipeline.config import DriftConfig
 from visionpipe.pipeline.metadata import MetadataStore
 from visionpipe.serving import monitor, request_log
 from visionpipe.serving.request_log import RequestLog

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from visionpipe.configure import load_config
+from visionpipe.config import load_config
 from visionpipe.pipeline.config import ConfigError
 from visionpipe.serving import tf_serving_config as tfs
 
