@@ -22,8 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from visionpipe.data.drift import DriftConfig
-from visionpipe.data.drift import linf
+from visionpipe.data.drift import DriftConfig, linf
 from visionpipe.pipeline.checks import Check, Outcome, verdict
 
 # How each outcome reads in the report: drift is what a failed check means here.

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from scipy import special
 
-from visionpipe.components.evaluate import bootstrap, calibration, gate
+from visionpipe.components.common import calibration
+from visionpipe.components.evaluate import bootstrap, gate
 from visionpipe.components.evaluate.config import (
     CORRUPTIONS,
     BaselineConfig,
