@@ -157,7 +157,7 @@ def to_proto(split_stats: dict[str, dict]):
             )
             f.num_stats.common_stats.num_non_missing = stats["count"]
             histogram = f.num_stats.histograms.add(type=sp.Histogram.STANDARD)
-            per_edge = collections.Counter()
+            per_edge: collections.Counter[int] = collections.Counter()
             for cell, count in stats["size_buckets"].items():
                 per_edge[int(cell.split("x")[axis])] += count
             for low, high in zip(SIZE_EDGES, SIZE_EDGES[1:] + (math.inf,), strict=True):
@@ -173,5 +173,5 @@ def linf(a: dict[str, int], b: dict[str, int]) -> tuple[float, str]:
     """L-infinity distance between two count distributions, and the key that moved most."""
     total_a, total_b = max(sum(a.values()), 1), max(sum(b.values()), 1)
     moves = {k: abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in set(a) | set(b)}
-    key = max(sorted(moves), key=moves.get) if moves else ""
+    key = max(sorted(moves), key=moves.__getitem__) if moves else ""
     return (moves[key] if moves else 0.0), key
