@@ -19,5 +19,5 @@ def linf(a: dict[str, int], b: dict[str, int]) -> tuple[float, str]:
     """L-infinity distance between two count distributions, and the key that moved most."""
     total_a, total_b = max(sum(a.values()), 1), max(sum(b.values()), 1)
     moves = {k: abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in set(a) | set(b)}
-    key = max(sorted(moves), key=moves.get) if moves else ""
+    key = max(sorted(moves), key=moves.__getitem__) if moves else ""
     return (moves[key] if moves else 0.0), key

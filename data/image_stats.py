@@ -157,7 +157,7 @@ def to_proto(split_stats: dict[str, dict]):
             )
             f.num_stats.common_stats.num_non_missing = stats["count"]
             histogram = f.num_stats.histograms.add(type=sp.Histogram.STANDARD)
-            per_edge = collections.Counter()
+            per_edge: collections.Counter[int] = collections.Counter()
             for cell, count in stats["size_buckets"].items():
                 per_edge[int(cell.split("x")[axis])] += count
             for low, high in zip(SIZE_EDGES, SIZE_EDGES[1:] + (math.inf,), strict=True):

@@ -67,13 +67,13 @@ def serialize_unlabelled(record: Record) -> bytes:
         (MODE, record.mode.encode()),
     ):
         feature[key].bytes_list.value.append(value)
-    for key, value in (
+    for key, number in (
         (HEIGHT, record.height),
         (WIDTH, record.width),
         (CHANNELS, record.channels),
         (CONVERTED, int(record.converted)),
     ):
-        feature[key].int64_list.value.append(value)
+        feature[key].int64_list.value.append(number)
     return example.SerializeToString()
 
 

@@ -55,7 +55,7 @@ class MetadataStore:
             "INSERT INTO runs (started, status, code_version, config, command) VALUES (?,?,?,?,?)",
             (time.time(), StageStatus.RUNNING, code_version, json.dumps(config), command),
         )
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def finish_run(self, run_id: int, status: StageStatus) -> None:
         self._db.execute("UPDATE runs SET finished=?, status=? WHERE id=?", (time.time(), status, run_id))
@@ -76,7 +76,7 @@ class MetadataStore:
                 "INSERT INTO executions (run_id, stage, fingerprint, status, started, data_key) VALUES (?,?,?,?,?,?)",
                 (run_id, stage, fingerprint, StageStatus.RUNNING, time.time(), data_key),
             )
-            execution_id = int(cur.lastrowid)
+            execution_id = _inserted_id(cur)
             self._add_events(execution_id, "input", inputs.items())
         return execution_id
 
@@ -97,7 +97,7 @@ class MetadataStore:
                             time.time(),
                         ),
                     )
-                    artifact.id = int(cur.lastrowid)
+                    artifact.id = _inserted_id(cur)
             self._add_events(execution_id, "output", outputs.items())
             self._db.execute(
                 "UPDATE executions SET status=?, cached=?, finished=?, summary=? WHERE id=?",
@@ -210,7 +210,7 @@ class MetadataStore:
                     "inputs": {n: a.id for n, a in inputs.items()},
                 }
             )
-            frontier.extend(a.id for a in inputs.values())
+            frontier.extend(a.id for a in inputs.values() if a.id is not None)  # read from the store: always set
         return chain
 
     # helpers ------------------------------------------------------------------------------
@@ -233,6 +233,13 @@ class _Transaction:
 
     def __exit__(self, exc_type, *_):
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The row id of the INSERT ``cur`` just ran (sqlite3 sets it after every INSERT)."""
+    if cur.lastrowid is None:
+        raise RuntimeError("sqlite3 returned no row id for an INSERT")
+    return cur.lastrowid
 
 
 def _artifact(row: sqlite3.Row) -> Artifact:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 PLAIN_AFTER_SECONDS = 10.0  # without a terminal, work this short prints no progress lines;
 PLAIN_EVERY_SECONDS = 30.0  # longer work a line at least this often
@@ -167,7 +167,7 @@ class Tracker:
     done: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
     live: Progress | None = None
-    task: int | None = None
+    task: TaskID | None = None  # set with live
     _last_line: float = dataclasses.field(default_factory=time.monotonic)
     _last_fraction: float = 0.0
 
@@ -179,7 +179,7 @@ class Tracker:
         extra = "  ".join(f"{k} {v}" for k, v in fields.items())
         elapsed = time.monotonic() - self.started
         rate = f"{done / elapsed:,.0f} {self.unit}/s" if elapsed > 0 and done else ""
-        if self.live is not None:
+        if self.live is not None and self.task is not None:
             self.live.update(self.task, completed=done, rate=rate, extra=extra)
             return
         fraction = done / self.total if self.total else 0.0

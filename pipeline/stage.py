@@ -57,7 +57,12 @@ class StageSpec:
         """Inputs produced upstream in this run (or the latest upstream run)."""
         hints = typing.get_type_hints(self.inputs)
         return {
-            f.name: Wire(_artifact_type(hints[f.name]), *f.metadata["upstream"], f.metadata["optional"])
+            f.name: Wire(
+                _artifact_type(hints[f.name]),
+                f.metadata["upstream"][0],
+                f.metadata["upstream"][1],
+                f.metadata["optional"],
+            )
             for f in dataclasses.fields(self.inputs)
             if "upstream" in f.metadata
         }

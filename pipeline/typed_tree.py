@@ -79,7 +79,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a mapping of names to values; got {value!r}")
         value_type = typing.get_args(tp)[1]
         return {k: _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a dataclass type, not an instance
         required = _required(tp)
         if isinstance(value, str) and len(required) == 1:
             value = {required[0]: value}  # shorthand: "translate" for {op: translate}

@@ -121,6 +121,8 @@ class Batcher:
         task.done.wait()
         if task.error is not None:
             raise task.error
+        if task.outputs is None:  # _execute gives every task of a batch its outputs or an error
+            raise ServingError(Code.INTERNAL, "the batch finished without this request's outputs")
         return task.outputs
 
     def stats(self) -> dict:
@@ -171,7 +173,8 @@ class Batcher:
         return rows, rows >= self.options.max_batch_size
 
     def _take(self, key) -> list[_Task]:
-        batch, rows, keep = [], 0, collections.deque()
+        batch, rows = [], 0
+        keep: collections.deque[_Task] = collections.deque()
         for task in self._queue:
             if task.key == key and rows + task.rows <= self.options.max_batch_size:
                 batch.append(task)

@@ -108,7 +108,8 @@ def _replay_warmup(signature, version_dir: Path, model_name: str) -> tuple[int, 
         raise ReplayProblem(f"the warmup file does not parse: {_first_line(err)}") from None
     if not logs:
         raise ReplayProblem("the warmup file holds no records")
-    first_images, first_probabilities = [], []
+    first_images: list[bytes] = []
+    first_probabilities: list[np.ndarray] = []
     for i, log in enumerate(logs):
         request = log.predict_log.request
         where = f"warmup record {i}"

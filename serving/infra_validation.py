@@ -94,7 +94,7 @@ def validate(staged: Staged, allow_unavailable: bool, timeout: float, real_serve
         problems += tfs.check_label_moves(staged.before, entry, available, allow_unavailable)
     else:
         problems.append(f"model {staged.model_name!r} is not in model_config_list")
-    if problems:
+    if problems or entry is None:  # no entry has always added a problem
         return result.failed("models.config", "; ".join(problems))
     result.passed("models.config", f"{len(config.model_config_list.config)} model(s); labels {dict(entry.labels)}")
 

@@ -17,11 +17,15 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 import numpy as np
 from google.protobuf import json_format
 
 from visionpipe.serving.servable import Code, ServingError
+
+if TYPE_CHECKING:
+    from visionpipe.serving.server import ServingCore
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -40,7 +44,7 @@ class _Server(ThreadingHTTPServer):
         self.idle = threading.Condition()
 
 
-def start(core, host: str, port: int, options) -> ThreadingHTTPServer:
+def start(core, host: str, port: int, options) -> _Server:
     """Serves in a daemon thread; the returned server's ``server_address`` has the bound port."""
     handler = type("Handler", (_Handler,), {"core": core, "max_body_bytes": options.max_body_bytes})
     server = _Server((host, port), handler)
@@ -48,7 +52,7 @@ def start(core, host: str, port: int, options) -> ThreadingHTTPServer:
     return server
 
 
-def stop(server: ThreadingHTTPServer, grace: float) -> None:
+def stop(server: _Server, grace: float) -> None:
     """Stops accepting connections, waits up to ``grace`` seconds for requests being answered."""
     server.shutdown()
     with server.idle:
@@ -61,7 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
     # The status line + headers and the body are two writes: without TCP_NODELAY, Nagle's
     # algorithm holds the body until the client's delayed ACK, ~40 ms per keep-alive request.
     disable_nagle_algorithm = True
-    core = None
+    server: _Server  # the server that made this handler (the base class says only BaseServer)
+    core: ServingCore  # set on the subclass start() makes
     max_body_bytes = 0
 
     def log_message(self, format, *args):  # noqa: A002  (the request log is separate)

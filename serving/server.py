@@ -24,6 +24,7 @@ from visionpipe.serving.servable import Servable
 
 if TYPE_CHECKING:
     from visionpipe.serving.request_log import RequestLog
+    from visionpipe.serving.rest_api import _Server
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class DevServer:
 
             request_log = RequestLog(options.request_log, options.request_log_sample_rate)
         self.core = ServingCore(self.store, self.batcher, request_log)
-        self._rest = None
+        self._rest: _Server | None = None
         self._grpc = None
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
@@ -126,7 +127,8 @@ class DevServer:
             self.store.states(name, None, None)  # raises NOT_FOUND if a model has no version
         self.store.start_polling(self.options.file_system_poll_wait_seconds)
         if self.config_file is not None and self.options.model_config_file_poll_wait_seconds > 0:
-            threading.Thread(target=self._watch_config, name="model-config-poll", daemon=True).start()
+            args = (self.config_file,)
+            threading.Thread(target=self._watch_config, args=args, name="model-config-poll", daemon=True).start()
         try:
             if self.options.rest_api_port >= 0:
                 self._rest = rest_api.start(self.core, self.options.host, self.options.rest_api_port, self.options)
@@ -140,15 +142,15 @@ class DevServer:
             raise
         return self
 
-    def _watch_config(self) -> None:
+    def _watch_config(self, config_file: ConfigFile) -> None:
         while not self._stop.wait(self.options.model_config_file_poll_wait_seconds):
             try:
-                specs = self.config_file.specs_if_changed()
+                specs = config_file.specs_if_changed()
                 if specs is not None:
                     for change in ["models.config changed", *self.store.reconfigure(specs)]:
                         log.info(change)
             except (OSError, ValueError) as err:  # as TF Serving: keep serving the last good config
-                log.error("ignoring %s: %s", self.config_file.path, err)
+                log.error("ignoring %s: %s", config_file.path, err)
 
     def stop(self) -> None:
         """Stops listening (in-flight requests finish), then the batcher, pollers and log."""

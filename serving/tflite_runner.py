@@ -13,7 +13,7 @@ class TFLiteClassifier:
         self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        self._batch = None
+        self._batch: int | None = None  # the batch size the interpreter is allocated for
 
     @property
     def input_dtype(self) -> np.dtype:

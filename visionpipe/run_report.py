@@ -10,7 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from visionpipe.pipeline.artifacts import Anomalies, Blessing, Evaluation, ExportedModel, PushedModel, Statistics
+from visionpipe.pipeline.artifacts import (
+    Anomalies,
+    Artifact,
+    Blessing,
+    Evaluation,
+    ExportedModel,
+    PushedModel,
+    Statistics,
+)
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.metadata import SUCCESS, MetadataStore
 
@@ -22,10 +30,10 @@ class NothingToReport(UserError):
     """The run has no evaluation (it stopped before evaluate, or ran no stage that read one)."""
 
 
-def _run_artifacts(store: MetadataStore, run_id: int) -> tuple[dict[str, object], list]:
+def _run_artifacts(store: MetadataStore, run_id: int) -> tuple[dict[str, Artifact], list]:
     """Artifact type -> the artifact the run produced or read (produced wins), and the gate
     overrides recorded by its stages."""
-    found: dict[str, object] = {}
+    found: dict[str, Artifact] = {}
     overrides = []
     executions = [e for e in store.executions_of_run(run_id) if e["status"] in SUCCESS]
     for kind in ("input", "output"):  # outputs last: they replace what was read

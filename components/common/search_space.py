@@ -26,7 +26,7 @@ KINDS = ("log", "range", "int", "choice")
 def set_path(tree: Any, path: str, value: Any) -> Any:
     """A copy of ``tree`` (a dataclass) with the value at ``path`` replaced, type-checked."""
     head, _, rest = path.partition(".")
-    if dataclasses.is_dataclass(tree):
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):  # a config node, not a class
         hints = typing.get_type_hints(type(tree))
         if head not in hints:
             valid = ", ".join(f.name for f in dataclasses.fields(tree))

@@ -193,7 +193,7 @@ def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
 
 def _recall_threshold(result: dict, minimum: float | None) -> Check:
     recalls = {name: c["recall"] for name, c in result["per_class"].items()}
-    weakest = min(recalls, key=recalls.get)
+    weakest = min(recalls, key=recalls.__getitem__)
     check = _compare(
         f"recall of class {weakest!r} (the lowest)", recalls[weakest], minimum, KEY + "min_class_recall", at_least=True
     )

@@ -60,7 +60,7 @@ def summary(methods: list[str]) -> str:
     counts: dict[str, int] = {}
     for method in methods:
         counts[method] = counts.get(method, 0) + 1
-    ordered = sorted(counts, key=counts.get, reverse=True)
+    ordered = sorted(counts, key=counts.__getitem__, reverse=True)
     if len(ordered) <= 1:
         return ordered[0] if ordered else "none"
     others = "; ".join(f"{counts[m]} of {len(methods)} images: {m}" for m in ordered[1:])

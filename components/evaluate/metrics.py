@@ -65,7 +65,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
 def _one_vs_rest_auc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int):
     """Per class: ROC-AUC and average precision of "this class vs the rest", None for a class
     absent from the split (neither is defined without positives)."""
-    roc, pr = [], []
+    roc: list[float | None] = []
+    pr: list[float | None] = []
     for c in range(num_classes):
         positive = labels == c
         if positive.all() or not positive.any():

@@ -71,7 +71,7 @@ def _jpeg(images, quality, seed):
     return tf.map_fn(lambda image: tf.image.adjust_jpeg_quality(image, quality), images)
 
 
-def _small_size(factor: int, height: int, width: int) -> list[int]:
+def _small_size(factor: float, height: int, width: int) -> list[int]:
     return [max(1, round(height / factor)), max(1, round(width / factor))]
 
 
@@ -143,7 +143,7 @@ def robustness(
     predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=1), reduce_retracing=True)
     attack = tf.function(lambda x, y, e: fgsm(model, x, y, e), reduce_retracing=True)
     degrade = tf.function(corrupt, reduce_retracing=True)
-    passes = {("clean", 0): None}
+    passes: dict[tuple[str, int], tuple[str, int] | None] = {("clean", 0): None}
     passes.update({(name, s): (name, s) for name in corruptions for s in range(3)})
     correct: dict[tuple, list] = {key: [] for key in passes}
     correct.update({("fgsm", e): [] for e in epsilons})

@@ -49,8 +49,8 @@ def slice_table(correct: np.ndarray, split, classes: list[str], config: SliceCon
         "colour mode": [m or "unknown" for m in split.modes],
     }
     rows, uniform = [], []
-    for feature, values in features.items():
-        values = np.asarray(values)
+    for feature, column in features.items():
+        values = np.asarray(column)
         names = sorted(set(values.tolist()))
         if len(names) < 2 or (feature == "source folder" and names == ["(class folder itself)"]):
             uniform.append(feature)

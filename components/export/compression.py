@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -55,8 +56,9 @@ def compress(
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
     network = network_of(classifier)
-    np.savez(work / "weights.npz", **{f"w{i}": np.asarray(w) for i, w in enumerate(network.weights)})
-    job = {
+    # mypy matches the ** keys against savez's allow_pickle: bool; they are w0, w1, ... only.
+    np.savez(work / "weights.npz", **{f"w{i}": np.asarray(w) for i, w in enumerate(network.weights)})  # type: ignore[arg-type]
+    job: dict[str, Any] = {  # JSON for the bridge
         "technique": technique,
         "model": model.name,
         "args": {k: list(v) if isinstance(v, tuple) else v for k, v in model.args.items()},
@@ -113,6 +115,8 @@ def _run_bridge(command: list[str], env: dict, timeout: float, progress) -> tupl
     was stopped at the timeout, everything else it printed)."""
     env = {**env, "PYTHONUNBUFFERED": "1"}  # its log lines in the order they were printed
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if process.stdout is None:  # never: stdout=PIPE gives a pipe
+        raise RuntimeError("the bridge's subprocess has no stdout pipe")
     timed_out = threading.Event()
 
     def stop() -> None:

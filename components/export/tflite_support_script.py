@@ -8,6 +8,7 @@ needs protobuf<4, which cannot share visionpipe's environment. No visionpipe imp
 
 import json
 import sys
+from collections.abc import Callable
 
 
 def write(model: str, labels: str, mean: str, std: str) -> None:
@@ -43,4 +44,5 @@ def classify(model: str, *images: str) -> None:
 
 
 if __name__ == "__main__":
-    {"write": write, "show": show, "classify": classify}[sys.argv[1]](*sys.argv[2:])
+    commands: dict[str, Callable[..., None]] = {"write": write, "show": show, "classify": classify}
+    commands[sys.argv[1]](*sys.argv[2:])

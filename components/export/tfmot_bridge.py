@@ -217,8 +217,9 @@ def check(models: dict[str, dict], input_shape: list[int]) -> dict[str, dict]:
     prune_all = {"target_sparsity": 0.5, "begin_step": 0, "end_step": 0, "frequency": 10, "skip_layers": [],
                  "min_weights": 0}  # fmt: skip
     report = {}
+    height, width, channels = input_shape
     for name, args in models.items():
-        network = create_model(name, tuple(input_shape), 3, args, keras=tf_keras)
+        network = create_model(name, (height, width, channels), 3, args, keras=tf_keras)
         _, pruned = prune(network, {"prune": prune_all}, steps=100)
         annotated, kept_float = annotate_for_qat(network)
         tfmot.quantization.keras.quantize_apply(annotated)

@@ -63,8 +63,11 @@ class Listing:
     total_bytes: int = 0  # of the listed files, once ``stamp`` has run (0 = not known)
 
 
-def list_source(data: DataConfig, datasets_dir: Path) -> Listing:
+def list_source(data: DataConfig, datasets_dir: Path | None) -> Listing:
+    """``datasets_dir``: where a builtin dataset is written (None where the source is not builtin)."""
     if data.source == "builtin":
+        if datasets_dir is None:
+            raise ValueError("list_source needs datasets_dir for data.source builtin")
         return list_folder(str(materialize_builtin(data.builtin_name, datasets_dir)), data.extensions)
     if data.source == "tfds":
         return _list_tfds(data)
@@ -137,7 +140,8 @@ def _walk(root: str) -> tuple[list[tuple[tuple[str, ...], str]], list[tuple[str,
             f"data.path {root!r} is not a folder; point it at a folder with one sub-folder "
             "per class (or train/val/test folders holding class folders)"
         )
-    files, folders = [], []
+    files: list[tuple[tuple[str, ...], str]] = []
+    folders: list[tuple[str, ...]] = []
     # os.walk (not glob) so that broken symlinks are listed, and reported, like any other file.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()

@@ -70,11 +70,13 @@ def promote(destination: Path, model_name: str, allow_unavailable: bool, check_a
         stable = before.labels.get(tfs.STABLE)
         stable_record = (read_record(base / str(stable)) or {}) if stable in on_disk else {}
         accuracies = {v: r.get("accuracy") for v, r in ((stable, stable_record), (canary, canary_record)) if v}
-        if check_accuracy and None not in (accuracies.get(stable), accuracies.get(canary)):
-            if accuracies[canary] < accuracies[stable]:
+        canary_accuracy = accuracies.get(canary)
+        stable_accuracy = accuracies.get(stable) if stable is not None else None
+        if check_accuracy and canary_accuracy is not None and stable_accuracy is not None:
+            if canary_accuracy < stable_accuracy:
                 raise UserError(
-                    f"the canary version {canary} scored accuracy {accuracies[canary]:.4f} < the stable version "
-                    f"{stable}'s {accuracies[stable]:.4f} (on the {canary_record.get('split', '?')} / "
+                    f"the canary version {canary} scored accuracy {canary_accuracy:.4f} < the stable version "
+                    f"{stable}'s {stable_accuracy:.4f} (on the {canary_record.get('split', '?')} / "
                     f"{stable_record.get('split', '?')} split); pass --skip-accuracy-check to promote it anyway"
                 )
         after = rollout.entry_after_promote(before)

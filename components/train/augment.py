@@ -143,7 +143,8 @@ def build_policy(config: AugmentConfig, seed: int) -> AugmentPolicy | None:
     """The policy of ``train.augment``, or None when it is empty. Bad entries raise UserError."""
     if not config.policy:
         return None
-    image_layers, label_mixers = [], []
+    image_layers: list[keras.Layer] = []
+    label_mixers: list[keras.Layer] = []
     for index, step in enumerate(config.policy):
         where = f"train.augment.policy[{index}] ({step.op})"
         op = OPS[step.op]
@@ -154,9 +155,10 @@ def build_policy(config: AugmentConfig, seed: int) -> AugmentPolicy | None:
         magnitude = op.default_magnitude if step.magnitude is None else step.magnitude
         if magnitude is not None and magnitude < 0:
             raise UserError(f"{where}: magnitude ({op.meaning}) must not be negative; got {magnitude}")
-        if step.op == "random_resized_crop" and magnitude >= 1:
+        # Both ops below have a default magnitude, so theirs is never None.
+        if step.op == "random_resized_crop" and magnitude is not None and magnitude >= 1:
             raise UserError(f"{where}: magnitude ({op.meaning}) must be below 1; got {magnitude}")
-        if step.op == "rand_augment" and (magnitude > 1 or step.num_ops < 1):
+        if step.op == "rand_augment" and magnitude is not None and (magnitude > 1 or step.num_ops < 1):
             raise UserError(f"{where}: needs magnitude in 0..1 and num_ops >= 1; got {magnitude}, {step.num_ops}")
         if label_mixers and not op.mixes_labels:
             raise UserError(

@@ -60,7 +60,7 @@ TRANSFER_LADDER = ((160, 25.0), (128, 16.0), (96, 9.0))
 # than unloaded) 64x64 for 111 epochs scored 84% test, 96x96 for 40 epochs 78%.
 LADDER_EPOCHS = 120
 SPEED_MARGIN = 2.0
-TRANSFER = {
+TRANSFER: dict[str, Any] = {  # config keys and values of several types
     "model.name": "mobilenet_v2",
     "model.args": {"alpha": 1.0, "dropout": 0.2},
     "model.weights": "imagenet",
@@ -128,7 +128,11 @@ def resolve(params: Params, inputs: dict[str, Artifact | None]) -> tuple[Params,
 
     if params.recipe != "auto":
         return params, []
-    facts = DataFacts.of(inputs["examples"], inputs["statistics"])
+    examples, statistics = inputs["examples"], inputs["statistics"]
+    # Required inputs of train and tune (their specs): the runner always passes both.
+    if not isinstance(examples, Examples) or not isinstance(statistics, Statistics):
+        raise TypeError(f"recipe auto needs Examples and Statistics; got {examples!r}, {statistics!r}")
+    facts = DataFacts.of(examples, statistics)
     if not facts.train_images:
         return params, []  # nothing to choose from: the gate or the executor says what is wrong
     choice = choose(facts, params, imagenet_availability)

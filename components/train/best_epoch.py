@@ -117,7 +117,7 @@ class BestEpoch(keras.callbacks.Callback):
                 self.kept = candidate
         if self.kept.epoch == epoch:
             self._weights = self._snapshot(self.kept.weights)
-            self._save()
+            self._save(self._weights, self.kept)
         if self.rule.eligible(self.kept) and epoch - self.kept.epoch >= max(self.patience, 1):
             self.model.stop_training = self.stopped_early = True
 
@@ -130,19 +130,23 @@ class BestEpoch(keras.callbacks.Callback):
 
     def _snapshot(self, weights: str) -> list[np.ndarray]:
         if weights == "ema":
+            if self._ema is None:  # on_epoch_end offers "ema" candidates only with an EMAWeights
+                raise RuntimeError("the EMA weights were kept in a run without EMA")
             with self._ema.average_in_model():
                 return self.model.get_weights()
         return self.model.get_weights()
 
-    def _save(self) -> None:
+    def _save(self, weights: list[np.ndarray], kept: Candidate) -> None:
         # One file, renamed into place: a kill mid-write leaves the previous one whole.
         self._state.parent.mkdir(parents=True, exist_ok=True)
         partial = self._state.with_suffix(".partial.npz")
-        np.savez(partial, *self._weights, kept=json.dumps(dataclasses.asdict(self.kept)))
+        np.savez(partial, *weights, kept=json.dumps(dataclasses.asdict(kept)))
         os.replace(partial, self._state)
 
     def note(self) -> str:
         """What was kept and why: "the EMA weights of epoch 12 (lowest val loss of ...)"."""
         kept = self.kept
+        if kept is None:  # asked for after training, and every epoch with a val split keeps a model
+            raise RuntimeError("no epoch has ended: no model is kept yet")
         weights = {"ema": "the EMA weights", "raw": "the raw weights" if self._ema else "the model"}[kept.weights]
         return f"kept {weights} of epoch {kept.epoch + 1} ({self.rule.reason(kept)})"

@@ -106,10 +106,12 @@ def fit_to_budget(params: Params, data: TrainingData, ctx: StageContext) -> tupl
     times = measure(params, data)
     plan = plan_epochs(params, data, times)
     train = params.train
-    chosen = {"epochs": plan.epochs}
+    patience = train.early_stopping_patience
     if not is_explicit(params.explicit, "train.early_stopping_patience"):
-        chosen["early_stopping_patience"] = max(MIN_PATIENCE, math.ceil(plan.epochs / PATIENCE_SHARE))
-    fitted = dataclasses.replace(params, train=dataclasses.replace(train, **chosen))
+        patience = max(MIN_PATIENCE, math.ceil(plan.epochs / PATIENCE_SHARE))
+    fitted = dataclasses.replace(
+        params, train=dataclasses.replace(train, epochs=plan.epochs, early_stopping_patience=patience)
+    )
     ctx.log(describe(plan, times, data, train.epochs, is_explicit(params.explicit, "train.epochs")))
     return fitted, plan
 

@@ -35,7 +35,7 @@ class Lookahead(keras.callbacks.Callback):
     def __init__(self, every: int, decay: float, power: float, total_steps: int):
         super().__init__()
         self.every, self.decay, self.power, self.total_steps = every, decay, power, max(total_steps, 1)
-        self._slow = []
+        self._slow: list[tf.Tensor] = []  # one per float variable, from on_train_begin
 
     def _variables(self):
         return [v for v in self.model.variables if "float" in str(v.dtype)]
@@ -127,6 +127,8 @@ def training_callbacks(
         callbacks.append(ema)
     best = None
     if val is not None:
+        if rule is None:  # the caller passes both with a val split, neither without one
+            raise ValueError("training_callbacks: a val split needs its KeepRule")
         best = BestEpoch(rule, train.early_stopping_patience, backup, ema, ctx.log)
         callbacks.append(best)
     if train.lookahead.every:

@@ -28,6 +28,7 @@ without a val split leaves the average in the model at the end.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -119,7 +120,8 @@ class EMAWeights(keras.callbacks.Callback):
 
     def __init__(self, val: tf.data.Dataset | None = None):
         super().__init__()
-        self._val, self._swapped, self._swap = val, False, None
+        self._val, self._swapped = val, False
+        self._swap: Callable[[], object] | None = None  # compiled on the first exchange
 
     def _pairs(self) -> tuple:
         return self.model.optimizer.averaged()  # built with the optimizer, by the first step

@@ -282,7 +282,7 @@ def _summary(fitted: Fitted, parameters: int, averaged: bool) -> dict:
     best, history = fitted.best, fitted.history
     if best is None:  # no val split: the last epoch's model (its EMA, when on) is kept
         epochs = len(history["loss"])
-        kept = {"epochs_run": epochs, "best_epoch": epochs, "loss": history["loss"][-1]}
+        kept: dict[str, float | str] = {"epochs_run": epochs, "best_epoch": epochs, "loss": history["loss"][-1]}
         kept["accuracy"] = history["accuracy"][-1]  # of the raw weights, while they trained
         model = "the EMA weights" if averaged else "the model"
         note = f"kept {model} of epoch {epochs} (the last: there is no val split)"
@@ -290,6 +290,8 @@ def _summary(fitted: Fitted, parameters: int, averaged: bool) -> dict:
     else:
         # Epoch numbers count from the run's start, also after a resume or a head phase.
         epochs = best.last_epoch + 1
+        if best.kept is None:  # fit ran an epoch with a val split, and every such epoch keeps a model
+            raise RuntimeError("training with a val split kept no model")
         kept = {"epochs_run": epochs, "best_epoch": best.kept.epoch + 1, "kept_weights": best.kept.weights}
         kept.update(val_loss=best.kept.loss, val_accuracy=best.kept.accuracy, val_majority_rate=best.rule.majority_rate)
         note = f"{best.note()}, val_accuracy {best.kept.accuracy:.4f}"

@@ -71,9 +71,12 @@ def write_preview(config: Config, out: Path, num_images: int = 8, variants: int 
         (1.0,) * p.channels,
         p.crop_fraction,
     )
-    images, labels = float_batch(*next(iter(pixels(examples.path, "train", spec).batch(num_images))), len(classes))
+    pixel_batch, label_ids = next(iter(pixels(examples.path, "train", spec).batch(num_images)))
+    images, labels = float_batch(pixel_batch, label_ids, len(classes))
     # The preview shows every op, including those the model would run on the accelerator.
     policy = build_policy(dataclasses.replace(config.train.augment, placement="data"), config.seed)
+    if policy is None:  # None only for an empty policy, refused above
+        raise RuntimeError("build_policy gave no policy for a non-empty train.augment.policy")
     columns = [(images, labels)] + [policy.on_batch(images, labels) for _ in range(variants)]
 
     rows = int(images.shape[0])

@@ -106,7 +106,7 @@ class _ScaledLearningRate:
     """A learning-rate multiplier for some variables (airbench trains BatchNorm shifts 64x
     faster); Keras optimizers have one learning rate for all."""
 
-    scaled_variables: set = frozenset()  # optimizer variable keys
+    scaled_variables: set | frozenset = frozenset()  # optimizer variable keys
     scale: float = 1.0
 
     def update_step(self, gradient, variable, learning_rate):

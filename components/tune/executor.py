@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import keras_tuner as kt
 from keras_tuner.src.distribute.oracle_client import OracleClient
@@ -141,6 +142,10 @@ def budgeted(base: type, **kwargs):
 
 
 class _Budget:
+    # Attributes of the KerasTuner class this is mixed into (``budgeted``).
+    oracle: Any
+    project_dir: str
+
     def _populate_initial_space(self):
         # KerasTuner builds a model here to discover conditional hyperparameters; a config
         # space has none, and a build that fails (a bad value) belongs to a trial, not here.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from visionpipe.components.validate.anomalies import load_schema, schema_classes
 from visionpipe.components.validate.spec import accepted_dir
+from visionpipe.pipeline.artifacts import Anomalies
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.metadata import MetadataStore
 
@@ -46,6 +47,9 @@ def review(root: Path) -> SchemaReview:
         store.close()
     schema_file = outputs["schema"].path / "schema.pbtxt"
     accepted = accepted_dir(root) / "schema.pbtxt"
+    anomalies = outputs["anomalies"]
+    if not isinstance(anomalies, Anomalies):  # validate declares its "anomalies" output as Anomalies
+        raise TypeError(f"validate's anomalies output is {anomalies!r}, not Anomalies")
     new = schema_classes(load_schema(schema_file))
     old = schema_classes(load_schema(accepted)) if accepted.is_file() else []
     return SchemaReview(
@@ -53,7 +57,7 @@ def review(root: Path) -> SchemaReview:
         accepted=accepted,
         added=[c for c in new if c not in old],
         removed=[c for c in old if c not in new],
-        blocking=outputs["anomalies"].blocking,
+        blocking=anomalies.blocking,
         examples_fingerprint=examples.fingerprint,
     )
 

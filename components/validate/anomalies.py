@@ -211,7 +211,7 @@ def _imbalance(train: dict | None, max_ratio: float) -> list[str]:
     counts = {c: n for c, n in (train or {}).get("classes", {}).items() if n > 0}
     if len(counts) < 2:
         return []
-    big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+    big, small = max(counts, key=counts.__getitem__), min(counts, key=counts.__getitem__)
     ratio = counts[big] / counts[small]
     return [f"{big} ({counts[big]}) / {small} ({counts[small]}) = {ratio:.1f}"] if ratio > max_ratio else []
 

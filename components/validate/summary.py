@@ -106,7 +106,7 @@ def _class_plot(split_stats: dict[str, dict]) -> str:
         for j, split in enumerate(splits):
             ax.barh(y, matrix[:, j], left=left, height=0.8, label=plain(split))
             left += matrix[:, j]
-        for yi, total in zip(y, left, strict=True):
+        for yi, total in enumerate(left):  # y is 0, 1, ...
             ax.text(total, yi, f" {int(total)}", va="center", fontsize=7)
         ax.set_title("Images per class (all splits stacked, sorted by total)")
     else:
