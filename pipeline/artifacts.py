@@ -64,6 +64,9 @@ class Examples(Artifact):
     TYPE = "Examples"
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")  # the one list of split names
     SPLIT_STATS: ClassVar[str] = "split_stats.json"  # per-split statistics, measured while ingesting
+    CLASSES: ClassVar[str] = "classes.json"  # the classes, the empty ones and images per split
+    PLAN: ClassVar[str] = "plan.json"  # the split plan: origins, duplicates, leakage
+    QUARANTINE: ClassVar[str] = "quarantine.jsonl"  # one line per file not ingested, with its reason
 
     def class_counts(self, split: str) -> dict[str, int]:
         """Images per class in ``split`` (classes without images may be absent)."""
@@ -161,6 +164,9 @@ class Model(Artifact):
     training ``history.json`` and TensorBoard ``logs/``."""
 
     TYPE = "Model"
+    KERAS: ClassVar[str] = "model.keras"
+    PREPROCESSING: ClassVar[str] = "preprocessing.json"  # models.preprocessing.PreprocessingSpec
+    CLASSES: ClassVar[str] = "classes.json"  # class names in label-id order
 
 
 class Evaluation(Artifact):
@@ -261,6 +267,9 @@ class ExportedModel(Artifact):
     SERVING: ClassVar[str] = "serving"  # serving/<model_name>/<version>/: the SavedModel for TF Serving
     TFLITE: ClassVar[str] = "tflite"  # the .tflite files, labels.txt and preprocessing.json
     SAVED_MODEL: ClassVar[str] = "saved_model"  # the SavedModel's name among the export targets
+    LABELS: ClassVar[str] = "labels.txt"  # in tflite/: class names, one per line (TFLite metadata's too)
+    PREPROCESSING: ClassVar[str] = Model.PREPROCESSING  # in tflite/: what the phone must feed the model
+    TABLE: ClassVar[str] = "artifacts.json"  # every exported file's accuracy, size, latency and gate
 
     @property
     def model_name(self) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from visionpipe.data.images import BadImage, check_image
+from visionpipe.pipeline.artifacts import ExportedModel
 from visionpipe.pipeline.errors import UserError
 from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES
 
@@ -78,7 +79,7 @@ def _tflite_probabilities(path: Path, data: list[bytes]):
     from visionpipe.models.preprocessing import PreprocessingSpec, load_image
     from visionpipe.serving.tflite_runner import TFLiteClassifier
 
-    spec_path, labels_path = path.with_name("preprocessing.json"), path.with_name("labels.txt")
+    spec_path, labels_path = path.with_name(ExportedModel.PREPROCESSING), path.with_name(ExportedModel.LABELS)
     for needed in (spec_path, labels_path):
         if not needed.is_file():
             raise UserError(f"{needed} is missing; the export stage writes it beside the .tflite file")

@@ -23,7 +23,6 @@ from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.metadata import SUCCESS, MetadataStore
 
 HTML, MARKDOWN = "report.html", "report.md"
-EXPORT_TABLE = "artifacts.json"  # components.export.executor.ARTIFACTS_FILE, without importing TensorFlow
 
 
 class NothingToReport(UserError):
@@ -85,7 +84,7 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
         blessing=_json(blessing.path / Blessing.FILE),
         split_stats=_json(statistics.path / Statistics.SUMMARY) if statistics else None,
         anomalies=_json(anomalies.path / "anomalies.json") if anomalies else None,
-        exported=_json(exported.path / EXPORT_TABLE) if exported else None,
+        exported=_json(exported.path / ExportedModel.TABLE) if exported else None,
         pushed=pushed.properties if pushed else None,
         overrides=overrides,
     )

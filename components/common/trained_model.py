@@ -11,14 +11,15 @@ from visionpipe.models.config import ModelConfig
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.registry import check_args
+from visionpipe.pipeline.artifacts import Model
 
 
 def load_trained(model_dir: Path) -> tuple[keras.Model, PreprocessingSpec, list[str]]:
     custom_layers(keras)  # registered before the model file names them
     # Not compiled: scoring and export need no optimizer (and so no training-only classes).
-    model = keras.models.load_model(model_dir / "model.keras", compile=False)
-    spec = PreprocessingSpec.load(model_dir / "preprocessing.json")
-    classes = json.loads((model_dir / "classes.json").read_text())
+    model = keras.models.load_model(model_dir / Model.KERAS, compile=False)
+    spec = PreprocessingSpec.load(model_dir / Model.PREPROCESSING)
+    classes = json.loads((model_dir / Model.CLASSES).read_text())
     return model, spec, classes
 
 

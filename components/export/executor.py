@@ -37,7 +37,7 @@ from visionpipe.data.records import encoded_images
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.temperature import with_temperature
 from visionpipe.models.tta import flip_averaged
-from visionpipe.pipeline.artifacts import ExportedModel
+from visionpipe.pipeline.artifacts import ExportedModel, Model
 from visionpipe.pipeline.checks import Check, Outcome
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
@@ -45,7 +45,6 @@ from visionpipe.serving.served_signature import load_signature, served_probabili
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 
 SERVING_VERSION = "1"  # push assigns the version at the serving destination
-ARTIFACTS_FILE = "artifacts.json"
 
 
 def served_model(trained, temperature: float, tta_flip: bool):
@@ -91,8 +90,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 
     tflite_dir = out / ExportedModel.TFLITE
     tflite_dir.mkdir()
-    (tflite_dir / "labels.txt").write_text("\n".join(classes) + "\n")
-    shutil.copy(inputs.model.path / "preprocessing.json", tflite_dir / "preprocessing.json")
+    (tflite_dir / ExportedModel.LABELS).write_text("\n".join(classes) + "\n")
+    shutil.copy(inputs.model.path / Model.PREPROCESSING, tflite_dir / ExportedModel.PREPROCESSING)
     files = _convert(job.model, cfg, job.examples, spec, len(classes), params.seed, tflite_dir, ctx)
     files.update(_bridge_files(job, tflite_dir, results, ctx))
     if STUDENT in made(cfg):
@@ -184,7 +183,7 @@ def _check_and_embed(files: dict[str, Path], cfg, tflite_dir: Path, ctx: StageCo
     python = metadata_python(cfg.metadata_python)
     if python is not None:
         for path in files.values():
-            embed(python, path, tflite_dir / "labels.txt")
+            embed(python, path, tflite_dir / ExportedModel.LABELS)
     ctx.log(
         f"TFLite metadata (labels, normalisation) embedded with tflite-support ({python})"
         if python is not None
@@ -196,7 +195,7 @@ def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg,
     """Writes the results table (``artifacts.json``, ``artifacts.md``, the log) and the artifact's
     properties; returns the stage summary."""
     out = exported.path
-    (out / ARTIFACTS_FILE).write_text(json.dumps(results, indent=2))
+    (out / ExportedModel.TABLE).write_text(json.dumps(results, indent=2))
     artifacts_table = table(results, split)
     (out / "artifacts.md").write_text(artifacts_table + "\n")
     for line in artifacts_table.splitlines():

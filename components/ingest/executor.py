@@ -35,7 +35,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from visionpipe.components.ingest import check, sources, write
 from visionpipe.components.ingest.spec import Inputs, Outputs, Params
 from visionpipe.components.ingest.split import SPLITS, Candidate, Plan, make_plan
-from visionpipe.pipeline.artifacts import UNUSABLE
+from visionpipe.pipeline.artifacts import UNUSABLE, Examples
 from visionpipe.pipeline.errors import DataError
 from visionpipe.pipeline.stage import StageContext
 
@@ -171,8 +171,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     counters = _run_beam(listing, params, previous_index, out, beam_args, ctx)
     counts = {split: counters.get(split, 0) for split in SPLITS}
     found = len(listing.entries) + len(listing.rejected) + counters.get("records_found", 0)
-    quarantined = sum(1 for line in (out / "quarantine.jsonl").open() if line.strip())
-    plan = json.loads((out / "plan.json").read_text())
+    quarantined = sum(1 for line in (out / Examples.QUARANTINE).open() if line.strip())
+    plan = json.loads((out / Examples.PLAN).read_text())
     splits = Plan(**plan, index={}).describe()
     _write_classes(out, plan, listing, splits)
     summary = _summary(plan, counts, splits, found, quarantined)
@@ -211,7 +211,7 @@ def _run_beam(
 
 
 def _write_classes(out, plan: dict, listing: sources.Listing, splits: dict) -> None:
-    (out / "classes.json").write_text(
+    (out / Examples.CLASSES).write_text(
         json.dumps(
             {
                 "classes": plan["classes"],
@@ -249,7 +249,7 @@ def _check_outcome(out, counts: dict[str, int], found: int, quarantined: int) ->
     if ingested + quarantined != found:
         raise RuntimeError(f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}")
     if not ingested and quarantined:
-        with (out / "quarantine.jsonl").open() as f:
+        with (out / Examples.QUARANTINE).open() as f:
             first = json.loads(f.readline())
         raise DataError(
             f"none of the {found:,} images can be used: all were quarantined ({out / 'quarantine.jsonl'}); the "

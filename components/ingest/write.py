@@ -110,10 +110,10 @@ def finish(bundles: list[Bundle], out: str, plan: Plan, rejected: list[tuple[str
     report = dataclasses.asdict(plan)
     index = report.pop("index")
     files = {
-        "plan.json": json.dumps(report, indent=2),
+        Examples.PLAN: json.dumps(report, indent=2),
         "split_index.json": json.dumps(index),
         Examples.SPLIT_STATS: json.dumps(split_stats, indent=2),
-        "quarantine.jsonl": "".join(
+        Examples.QUARANTINE: "".join(
             json.dumps({"path": path, "reason": reason, "anomaly": kind}) + "\n" for path, reason, kind in quarantined
         ),
     }

@@ -30,7 +30,7 @@ from visionpipe.components.push.versions import (
     versions,
     write_record,
 )
-from visionpipe.pipeline.artifacts import InfraBlessing
+from visionpipe.pipeline.artifacts import ExportedModel, InfraBlessing
 from visionpipe.pipeline.errors import GateError
 from visionpipe.pipeline.stage import StageContext
 from visionpipe.serving import infra_validation
@@ -251,6 +251,6 @@ def _push_tflite(exported, failed: dict, root: Path, result: PushResult) -> Path
         return None
     staged = staging_dir(root, result.version)
     staged.mkdir(parents=True)
-    for extra in ("labels.txt", "preprocessing.json", *(path.name for path in mobile.values())):
+    for extra in (ExportedModel.LABELS, ExportedModel.PREPROCESSING, *(path.name for path in mobile.values())):
         shutil.copy(exported.tflite_dir / extra, staged / extra)
     return publish(staged, root, result.version)

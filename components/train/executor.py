@@ -31,6 +31,7 @@ from visionpipe.components.train.recipe import Compiled, build_and_compile, comp
 from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy, describe, shard_for_workers, worker_id
 from visionpipe.models.classifier import adapt_to_data, build_classifier
+from visionpipe.pipeline.artifacts import Model
 from visionpipe.pipeline.config import to_dict
 from visionpipe.pipeline.errors import NotRegistered, UserError
 from visionpipe.pipeline.stage import StageContext
@@ -162,9 +163,9 @@ def _save(classifier: keras.Model, data: TrainingData, params: Params, fitted: F
     training precision)."""
     if params.train.mixed_precision != "off":
         classifier = _float32(classifier, data, params)
-    classifier.save(out / "model.keras")
-    data.spec.save(out / "preprocessing.json")
-    (out / "classes.json").write_text(json.dumps(data.classes))
+    classifier.save(out / Model.KERAS)
+    data.spec.save(out / Model.PREPROCESSING)
+    (out / Model.CLASSES).write_text(json.dumps(data.classes))
     (out / "history.json").write_text(json.dumps(fitted.history, indent=2))
     (out / "params.json").write_text(json.dumps(to_dict(params), indent=2))  # the effective settings
     return classifier

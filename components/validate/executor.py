@@ -41,9 +41,9 @@ def _baseline(inputs: Inputs, params: Params, ctx: StageContext) -> dict | None:
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     examples = inputs.examples.path
-    classes_info = json.loads((examples / "classes.json").read_text())
-    plan = json.loads((examples / "plan.json").read_text())
-    quarantine = [json.loads(line) for line in (examples / "quarantine.jsonl").read_text().splitlines() if line]
+    classes_info = json.loads((examples / Examples.CLASSES).read_text())
+    plan = json.loads((examples / Examples.PLAN).read_text())
+    quarantine = [json.loads(line) for line in (examples / Examples.QUARANTINE).read_text().splitlines() if line]
     split_stats = json.loads((examples / Examples.SPLIT_STATS).read_text())
     for split, stats_of_split in split_stats.items():
         stats_of_split["duplicates"] = sum(len(group) for s, group in plan["duplicates_in_split"] if s == split)
