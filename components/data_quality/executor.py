@@ -42,7 +42,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     cfg, started = params.data_quality, time.time()
     split_counts = inputs.examples.split_counts
     total = sum(split_counts.values())
-    summary: dict[str, Any] = {"images": total, "split_images": split_counts}
+    summary: dict[str, Any] = {"images": total, "split_images": split_counts, "report_images": cfg.report_images}
     found: list[Finding] = []
     if total > cfg.max_images:
         summary["skipped"] = (
