@@ -16,8 +16,6 @@ from typing import Any
 
 from PIL import Image
 
-from visionpipe.data import record_format
-from visionpipe.data.records import records
 from visionpipe.pipeline.artifacts import DataQuality
 
 # The CSV's columns, in order (a finding lacks the ones its kind does not have: left empty).
@@ -48,6 +46,10 @@ def thumbnail_name(split: str, index: int) -> str:
 def write_thumbnails(examples_dir: Path, out: Path, wanted: dict[str, set[int]]) -> None:
     """A PNG thumbnail of each wanted image (split -> record positions), from the ingested bytes
     (one read of those splits' records; only the wanted images are decoded)."""
+    # Here, not at the top: the run report imports this module and must not load TensorFlow.
+    from visionpipe.data import record_format
+    from visionpipe.data.records import records
+
     folder = out / DataQuality.THUMBNAILS
     folder.mkdir(exist_ok=True)
     for split, indices in wanted.items():

@@ -21,7 +21,8 @@ TITLES = {
     DataQuality.DUPLICATE: "Near-duplicates within a split",
     DataQuality.OUTLIER: "Outliers (far from every other image)",
 }
-_THUMB = " style='width:64px;height:auto;image-rendering:pixelated'"
+# A fixed size (the page's img max-width would squeeze it in a narrow cell), pixels kept sharp.
+_THUMB = " style='width:64px;max-width:none;height:auto;image-rendering:pixelated'"
 
 
 def _thumb(folder: Path, finding: dict[str, Any], prefix: str = "") -> str:
@@ -30,7 +31,8 @@ def _thumb(folder: Path, finding: dict[str, Any], prefix: str = "") -> str:
 
 
 def _image_cells(folder: Path, finding: dict[str, Any], prefix: str = "") -> str:
-    where = f"{esc(finding[f'{prefix}split'])}: <code>{esc(finding[f'{prefix}path'])}</code>"
+    path = f"<code style='word-break:break-all'>{esc(finding[f'{prefix}path'])}</code>"
+    where = f"{esc(finding[f'{prefix}split'])}: {path}"
     return f"<td>{_thumb(folder, finding, prefix)}</td><td>{where}<br>label {esc(finding[f'{prefix}label'])}</td>"
 
 
