@@ -89,7 +89,9 @@ def duplicate_cosine(neighbours: Neighbours, min_cosine: float, max_distance_rat
 
 def outlier_scores(neighbours: Neighbours) -> np.ndarray:
     """Each image's mean distance (on the unit sphere) to its k nearest neighbours: far from
-    every image = high."""
+    every image = high (0 for a lone image, which has no neighbour)."""
+    if neighbours.cosines.shape[1] == 0:
+        return np.zeros(len(neighbours.cosines))
     return np.sqrt(np.maximum(2.0 - 2.0 * neighbours.cosines, 0.0)).mean(axis=1)
 
 
