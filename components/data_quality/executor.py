@@ -63,7 +63,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     outputs.data_quality.properties.update(
         counts=summary["counts"], seconds=summary["seconds"], skipped=summary.get("skipped", "")
     )
-    notes = _notes(summary, outputs.data_quality)
+    notes = _notes(summary)
     for note in notes:
         ctx.log(note)
     return {**summary["counts"], "images": total, "seconds_checking": summary["seconds"], "notes": notes}
@@ -149,7 +149,7 @@ def _shown(found: list[Finding], per_kind: int) -> dict[str, set[int]]:
     return wanted
 
 
-def _notes(summary: dict[str, Any], artifact: DataQuality) -> list[str]:
+def _notes(summary: dict[str, Any]) -> list[str]:
     if "skipped" in summary:
         return [f"data quality not checked: {summary['skipped']}"]
     c = summary["counts"]
@@ -159,5 +159,6 @@ def _notes(summary: dict[str, Any], artifact: DataQuality) -> list[str]:
         f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage), {c[DataQuality.DUPLICATE]} "
         f"within a split, {c[DataQuality.OUTLIER]} outliers; {summary['seconds']:.1f} s on {summary['images']:,} "
         "images",
-        f"data quality findings: {artifact.path / DataQuality.FINDINGS_CSV}",
+        f"every finding with its file paths: {DataQuality.FINDINGS_CSV} and {DataQuality.FINDINGS_JSON} in the "
+        "stage's outputs",
     ]

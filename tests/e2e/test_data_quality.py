@@ -95,3 +95,7 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
     report = (tmp_path / "runs" / "runs" / "1" / "report.html").read_text()
     assert "Likely label errors" in report and "Near-duplicates across splits (leakage)" in report
     assert planted["copy"] in report and planted["wrong_test"] in report
+    assert "Data quality: 3 likely label errors" in (tmp_path / "runs" / "runs" / "1" / "report.md").read_text()
+
+    again = visionpipe("run", "--config", str(config))  # same data, model and settings: nothing to redo
+    assert again.returncode == 0 and stage_rows(again.stdout)["data_quality"][0] == "cached", again.stdout
