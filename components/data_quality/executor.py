@@ -114,8 +114,9 @@ def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConf
     neighbours = nearest(unit, cfg.neighbours)
     order = {split: n for n, split in enumerate(Examples.SPLITS)}
     leaked, within = [], []
-    min_cosine = duplicate_cosine(neighbours, cfg.min_cosine, cfg.max_distance_ratio)
-    for pair in near_duplicates(unit, data.hashes, neighbours, min_cosine, cfg.max_hash_distance):
+    embedding_cosine = duplicate_cosine(neighbours, cfg.min_cosine, cfg.max_distance_ratio)
+    pairs = near_duplicates(unit, data.hashes, neighbours, cfg.min_cosine, embedding_cosine, cfg.max_hash_distance)
+    for pair in pairs:
         first, second = sorted((pair.first, pair.second), key=lambda i: order[str(data.splits[i])])
         crosses = data.splits[first] != data.splits[second]
         (leaked if crosses else within).append({

