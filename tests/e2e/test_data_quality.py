@@ -100,3 +100,8 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
 
     again = visionpipe("run", "--config", str(config))  # same data, model and settings: nothing to redo
     assert again.returncode == 0 and stage_rows(again.stdout)["data_quality"][0] == "cached", again.stdout
+    limited = visionpipe(
+        "run", "--config", str(config), "--stage", "data_quality", "--set", "data_quality.max_images=50"
+    )  # fmt: skip
+    assert limited.returncode == 0, limited.stdout + limited.stderr
+    assert "not checked: 73 images is more than data_quality.max_images (50)" in limited.stdout
