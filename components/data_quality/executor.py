@@ -79,9 +79,12 @@ def _image(data: Embedded, classes: list[str], i: int, prefix: str = "") -> Find
     }
 
 
-def _label_findings(data: Embedded, classes: list[str], cfg: DataQualityConfig, seed: int) -> tuple[list, dict]:
+def _label_findings(
+    data: Embedded, classes: list[str], cfg: DataQualityConfig, seed: int
+) -> tuple[list[Finding], dict[str, str]]:
     """Label issues of each split, and how each split was checked (or why it was not)."""
-    found, checks = [], {}
+    found: list[Finding] = []
+    checks: dict[str, str] = {}
     for split in Examples.SPLITS:
         rows = np.flatnonzero(data.splits == split)
         if not len(rows):
@@ -113,7 +116,8 @@ def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConf
     unit = normalized(data.embeddings)
     neighbours = nearest(unit, cfg.neighbours)
     order = {split: n for n, split in enumerate(Examples.SPLITS)}
-    leaked, within = [], []
+    leaked: list[Finding] = []
+    within: list[Finding] = []
     embedding_cosine = duplicate_cosine(neighbours, cfg.min_cosine, cfg.max_distance_ratio)
     pairs = near_duplicates(unit, data.hashes, neighbours, cfg.min_cosine, embedding_cosine, cfg.max_hash_distance)
     for pair in pairs:
