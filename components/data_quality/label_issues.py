@@ -25,10 +25,11 @@ CROSS_VALIDATED, TRAINED_MODEL = "cross-validated logistic regression", "the tra
 # Confident learning counts an image labelled i as confidently of class j when p_j reaches j's
 # threshold: the mean p_j of the images labelled j. A confident model on a small split drives
 # that mean to ~0.998, so a green photo filed as blue that the model calls green at 0.993 was
-# not counted, and not flagged (seen on the e2e folder; on planted 3% flips in separated
-# clusters recall was 0.89). Capped at 0.5, a held-out majority for another class always
-# counts (p_j >= 0.5 makes j the top class); recall 1.0 there, with no clean image flagged.
-MAX_THRESHOLD = 0.5
+# not counted, and not flagged (seen on the e2e folder). Capped, a held-out p_j of at least the
+# cap always counts. The cap trades precision for recall on clean data: on the 4,000 train
+# images of the MNIST sample (few real errors) 10 were flagged uncapped, 19 at 0.9, 40 at 0.7,
+# 68 at 0.5; on 620 Caltech-101 photos 0, 0, 5 and 12.
+MAX_THRESHOLD = 0.7
 # The inverse regularisation strength of the logistic regression: some regularisation keeps the
 # held-out probabilities from saturating on a few hundred well-separated embeddings.
 REGULARIZATION = 0.1

@@ -70,7 +70,14 @@ def summary_line(summary: dict[str, Any]) -> str:
     counts = summary["counts"]
     parts = ", ".join(f"{counts[kind]} {TITLES[kind][0].lower()}{TITLES[kind][1:]}" for kind in DataQuality.KINDS)
     checks = "; ".join(f"{split} by {how}" for split, how in summary.get("label_checks", {}).items())
-    return f"{parts}. Labels checked: {checks}. {summary['seconds']:.1f} s on {summary['images']:,} images."
+    accuracy = summary.get("model_accuracy_val_test")
+    model = (
+        f" The trained model's accuracy on val and test: {accuracy:.4f} (a weak model's mistakes there read as "
+        "label errors)."
+        if accuracy is not None
+        else ""
+    )
+    return f"{parts}. Labels checked: {checks}.{model} {summary['seconds']:.1f} s on {summary['images']:,} images."
 
 
 def quality_section(artifact_dir: Path, record: dict[str, Any], shown: int = 24) -> str:

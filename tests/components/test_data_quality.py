@@ -9,7 +9,14 @@ import pytest
 from visionpipe.components.data_quality.config import DataQualityConfig
 from visionpipe.components.data_quality.executor import _label_findings, _neighbour_findings
 from visionpipe.components.data_quality.label_issues import label_issues, out_of_sample_probabilities
-from visionpipe.components.data_quality.neighbours import near_duplicates, nearest, normalized, outlier_scores, outliers
+from visionpipe.components.data_quality.neighbours import (
+    hash_limit,
+    near_duplicates,
+    nearest,
+    normalized,
+    outlier_scores,
+    outliers,
+)
 from visionpipe.pipeline.artifacts import DataQuality
 from visionpipe.pipeline.typed_tree import ConfigError
 
@@ -82,7 +89,7 @@ def test_clean_data_has_no_finding():
     labelled, checks = _label_findings(data, CLASSES, DataQualityConfig(), seed=0)
     assert labelled == []
     assert checks["train"].startswith("cross-validated") and checks["test"] == "the trained model"
-    assert _neighbour_findings(data, CLASSES, DataQualityConfig()) == []
+    assert _neighbour_findings(data, CLASSES, DataQualityConfig())[0] == []
 
 
 def test_planted_copy_across_splits_is_leakage_and_within_a_split_a_duplicate():
@@ -100,7 +107,8 @@ def test_planted_copy_across_splits_is_leakage_and_within_a_split_a_duplicate():
     # The same hash on images of two classes (dark or plain photos collide): no pair.
     unlike = np.flatnonzero(data.labels != data.labels[20])[-1]
     data.hashes[unlike] = data.hashes[20]
-    found = _neighbour_findings(data, CLASSES, DataQualityConfig())
+    found, rule = _neighbour_findings(data, CLASSES, DataQualityConfig())
+    assert rule["max_hash_distance"] == 5  # random hashes: the configured limit
     kinds = {(f["kind"], f["path"], f["other_path"]) for f in found}
     assert kinds == {
         (DataQuality.LEAKAGE, data.sources[train_row], data.sources[test_row]),
@@ -138,6 +146,19 @@ def test_hash_pairs_are_found_and_unrelated_hashes_are_not():
     assert [(p.first, p.second, p.hash_distance) for p in pairs] == [(0, 1, 2)]
     hashes[3] = hashes[0]  # a hash match between images whose embeddings disagree: no pair
     pairs = near_duplicates(unit, hashes, nearest(unit, 2), 0.9, embedding_cosine=1.01, max_hash_distance=2)
+    assert [(p.first, p.second) for p in pairs] == [(0, 1)]
+
+
+def test_hashes_that_collide_everywhere_tell_nothing():
+    rng = np.random.default_rng(10)
+    assert hash_limit(rng.integers(0, 2**63, 200, dtype=np.int64).view(np.uint64), 5) == 5
+    plain = np.repeat(rng.integers(0, 2**63, 20, dtype=np.int64).view(np.uint64), 10)  # digits: hash twins
+    plain[::7] ^= np.uint64(1)
+    assert hash_limit(plain, 5) == -1
+    x, _ = blobs(11, per_class=50)
+    unit = normalized(x)
+    unit[1] = unit[0]  # one copy, by embedding: found whatever the hashes say
+    pairs = near_duplicates(unit, plain, nearest(unit, 5), 0.9, embedding_cosine=0.9999, max_hash_distance=-1)
     assert [(p.first, p.second) for p in pairs] == [(0, 1)]
 
 
