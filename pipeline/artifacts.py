@@ -200,6 +200,41 @@ class Evaluation(Artifact):
         return self.properties.get("split", "test")
 
 
+class DataQuality(Artifact):
+    """What the data_quality stage found with the trained model's embeddings: ``findings.json``
+    (every finding with its file paths, the counts, what was checked and the cost),
+    ``findings.csv`` (the same findings, one a row) and ``thumbnails/`` (PNG thumbnails of the
+    images the run report shows)."""
+
+    TYPE = "DataQuality"
+    FINDINGS_JSON: ClassVar[str] = "findings.json"
+    FINDINGS_CSV: ClassVar[str] = "findings.csv"
+    THUMBNAILS: ClassVar[str] = "thumbnails"
+    # The kinds of finding, in the order the report shows them (the one list of them).
+    LABEL_ISSUE, LEAKAGE, DUPLICATE, OUTLIER = "label_issue", "near_duplicate_leakage", "near_duplicate", "outlier"
+    KINDS: ClassVar[tuple[str, ...]] = (LABEL_ISSUE, LEAKAGE, DUPLICATE, OUTLIER)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Findings per kind (every kind, 0 when none; all 0 when the stage skipped)."""
+        counts = self.properties.get("counts", {})
+        return {kind: int(counts.get(kind, 0)) for kind in self.KINDS}
+
+    @property
+    def skipped(self) -> str:
+        """Why nothing was checked (e.g. more images than data_quality.max_images), or ""."""
+        return self.properties.get("skipped", "")
+
+    @property
+    def seconds(self) -> float:
+        """What the checks cost, in seconds of wall time."""
+        return float(self.properties.get("seconds", 0.0))
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Every finding (``findings.json``), ranked within each kind."""
+        return json.loads((self.path / self.FINDINGS_JSON).read_text())["findings"]
+
+
 class Verdict(enum.Enum):
     """The gate's verdict on a model. Only BLESSED is exported and pushed without
     ``--override-gate``; INCONCLUSIVE means the evaluated split was too small to tell."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from visionpipe.components.common.config import TrackingConfig
 from visionpipe.components.common.search_space import check_space
+from visionpipe.components.data_quality.config import DataQualityConfig
 from visionpipe.components.evaluate.config import EvaluateConfig
 from visionpipe.components.export import targets
 from visionpipe.components.export.config import ExportConfig
@@ -46,6 +47,7 @@ class Config:
     input: InputConfig = InputConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    data_quality: DataQualityConfig = DataQualityConfig()
     export: ExportConfig = ExportConfig()
     push: PushConfig = PushConfig()
     tracking: TrackingConfig = dataclasses.field(default=TrackingConfig(), metadata=OUTSIDE_KEY)  # rerun nothing

@@ -3,6 +3,7 @@ Only specs are wired here."""
 
 from __future__ import annotations
 
+from visionpipe.components.data_quality.spec import SPEC as DATA_QUALITY
 from visionpipe.components.evaluate.spec import SPEC as EVALUATE
 from visionpipe.components.export.spec import SPEC as EXPORT
 from visionpipe.components.ingest.spec import SPEC as INGEST
@@ -13,10 +14,13 @@ from visionpipe.components.validate.spec import SPEC as VALIDATE
 from visionpipe.config import Config
 from visionpipe.pipeline.stage import StageSpec, check_wiring
 
-ALL_STAGES = [INGEST, VALIDATE, TUNE, TRAIN, EVALUATE, EXPORT, PUSH]
+ALL_STAGES = [INGEST, VALIDATE, TUNE, TRAIN, EVALUATE, DATA_QUALITY, EXPORT, PUSH]
 check_wiring(ALL_STAGES)  # every upstream(...) names an earlier stage's output of its type
 # Optional stages, and when the config includes them.
-OPTIONAL = {TUNE.name: lambda config: config.tune.enabled}
+OPTIONAL = {
+    TUNE.name: lambda config: config.tune.enabled,
+    DATA_QUALITY.name: lambda config: config.data_quality.enabled,
+}
 
 
 def stages(config: Config, asked: str | None = None) -> list[StageSpec]:

@@ -12,11 +12,11 @@ size and latency; what was pushed.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from pathlib import Path
 
-from visionpipe.components.common.html import CSS, esc
+from visionpipe.components.common.html import CSS, esc, png_tag
+from visionpipe.components.data_quality.report import quality_section, summary_line
 from visionpipe.components.validate.summary import data_section
 from visionpipe.pipeline.artifacts import Blessing, Evaluation
 from visionpipe.pipeline.checks import Check, Outcome, read_check
@@ -46,13 +46,12 @@ class RunReport:
     exported: dict | None = None  # export's artifacts.json
     pushed: dict | None = None  # push.json
     overrides: list = dataclasses.field(default_factory=list)  # (stage, {"gate", "reason"})
+    data_quality: dict | None = None  # the DataQuality artifact's findings.json
+    data_quality_dir: Path | None = None  # that artifact (its thumbnails)
 
 
 def _img(path: Path, alt: str) -> str:
-    if not path.is_file():
-        return f"<p class='skip'>{esc(alt)}: not produced in this run.</p>"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+    return png_tag(path, alt)
 
 
 def _table(headers: list[str], rows: list[list], classes: list[str] | None = None) -> str:
@@ -287,6 +286,13 @@ def _exported(report: RunReport) -> str:
     return _table(headers, rows) + pushed
 
 
+def _data_quality(report: RunReport) -> str:
+    if report.data_quality is None or report.data_quality_dir is None:
+        return "<p class='skip'>No data_quality stage in this run.</p>"
+    shown = report.data_quality["summary"].get("report_images", 24)
+    return quality_section(report.data_quality_dir, report.data_quality, shown)
+
+
 def render_html(report: RunReport) -> str:
     figures, m = report.evaluation_dir, report.metrics
     data = (
@@ -298,6 +304,7 @@ def render_html(report: RunReport) -> str:
         ("Gate", _gate(report)),
         ("Metrics", _headline(m)),
         ("Data", data),
+        ("Data quality", _data_quality(report)),
         ("Training curves", _img(figures / Evaluation.TRAINING_CURVES, "training and validation loss and accuracy")),
         ("Per class", _per_class(m, figures)),
         ("Calibration", _calibration(m, figures)),
@@ -355,6 +362,8 @@ def render_markdown(report: RunReport) -> str:
             "",
             "Flagged slices: " + "; ".join(f"{s['feature']} {s['slice']} {s['accuracy']:.4f}" for s in flagged),
         ]
+    if report.data_quality is not None:
+        lines += ["", f"Data quality: {summary_line(report.data_quality['summary'])}"]
     if report.exported:
         lines += ["", "| artifact | accuracy | size (KiB) | gate |", "|---|---|---|---|"]
         lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {_file_gate(n, r, '—')} |"

@@ -14,6 +14,7 @@ from visionpipe.pipeline.artifacts import (
     Anomalies,
     Artifact,
     Blessing,
+    DataQuality,
     Evaluation,
     ExportedModel,
     PushedModel,
@@ -76,6 +77,7 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
     evaluation, blessing = artifacts[Evaluation.TYPE], artifacts[Blessing.TYPE]
     exported, pushed = artifacts.get(ExportedModel.TYPE), artifacts.get(PushedModel.TYPE)
     statistics, anomalies = artifacts.get(Statistics.TYPE), artifacts.get(Anomalies.TYPE)
+    quality = artifacts.get(DataQuality.TYPE)
     report = RunReport(
         title=f"visionpipe run {candidate}",
         command=command,
@@ -87,6 +89,8 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
         exported=_json(exported.path / ExportedModel.TABLE) if exported else None,
         pushed=pushed.properties if pushed else None,
         overrides=overrides,
+        data_quality=_json(quality.path / DataQuality.FINDINGS_JSON) if quality else None,
+        data_quality_dir=quality.path if quality else None,
     )
     out = root / "runs" / str(candidate)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@ escaping, and plot labels safe from Matplotlib's mathtext."""
 
 from __future__ import annotations
 
+import base64
 import html
+from pathlib import Path
 
 CSS = """body{font-family:sans-serif;margin:2em;max-width:70em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -18,3 +20,12 @@ def esc(value) -> str:
 def plain(text: str) -> str:
     # Matplotlib parses "$...$" as mathtext; a class name with a stray "$" would fail to render.
     return str(text).replace("$", r"\$")
+
+
+def png_tag(path: Path, alt: str, attributes: str = "") -> str:
+    """An <img> of a PNG file inlined as a data URI (the page needs no other file), or a note
+    that it was not produced."""
+    if not path.is_file():
+        return f"<p class='skip'>{esc(alt)}: not produced in this run.</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{esc(alt)}"{attributes} src="data:image/png;base64,{data}">'

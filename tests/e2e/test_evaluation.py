@@ -141,9 +141,12 @@ def test_the_report_renders_in_headless_chromium_with_every_image_and_table(runs
     dom = subprocess.run([*browser, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
     body = re.search(r'<body data-images="(\d+)" data-images-ok="(\d+)"', dom)
     assert body, dom[:500]
-    # classes (data), training curves, per class, confusion matrix, reliability, robustness, gallery
-    assert int(body.group(1)) == int(body.group(2)) == 7
-    for section in ("gate", "metrics", "data", "calibration", "slices", "robustness", "errors", "exported-artifacts"):
+    # classes (data), training curves, per class, confusion matrix, reliability, robustness, gallery,
+    # and the data-quality thumbnails
+    thumbnails = dom.count("width:64px")
+    assert int(body.group(1)) == int(body.group(2)) == 7 + thumbnails
+    sections = ("gate", "metrics", "data", "data-quality", "calibration", "slices", "robustness", "errors")
+    for section in (*sections, "exported-artifacts"):
         assert f'id="{section}"' in dom
     assert dom.count("<table") >= 8
     shot = tmp_path / "report.png"

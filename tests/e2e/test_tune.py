@@ -61,7 +61,7 @@ def test_search_feeds_train_and_lineage_shows_it(tmp_path, monkeypatch):
     out = visionpipe("run", "--config", str(config), "--from", "validate", "--set", "export.tflite_int8=false")
     assert out.returncode == 0, out.stdout + out.stderr
     rows = stage_rows(out.stdout)
-    assert list(rows) == ["validate", "tune", "train", "evaluate", "export", "push"]
+    assert list(rows) == ["validate", "tune", "train", "evaluate", "data_quality", "export", "push"]
     assert len(trials(tmp_path / "runs")) == 4 and all(t["status"] == "COMPLETED" for t in trials(tmp_path / "runs"))
     best = json.loads((latest(tmp_path / "runs", "tune") / "best_hyperparameters" / "best_hyperparameters.txt")
                       .read_text())  # fmt: skip

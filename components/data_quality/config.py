@@ -1,0 +1,60 @@
+"""The data_quality stage's section of the config tree (``data_quality.*``): when the stage
+runs and the thresholds of each kind of finding (README: data quality)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from visionpipe.pipeline.typed_tree import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataQualityConfig:
+    """Likely label errors, near-duplicates (leakage when they cross splits) and outliers, found
+    with the trained model's penultimate-layer embeddings (components/data_quality/)."""
+
+    enabled: bool = True  # off: the graph has no data_quality stage
+    # On by default for small data: above this many images (all splits together) the stage
+    # records that it skipped and why. Its cost is about one inference pass over the data plus
+    # folds x a logistic regression on the embeddings (a few seconds per thousand images on
+    # two cores, well under the training time); raise it to check bigger data.
+    max_images: int = 20_000
+    batch_size: int = 128  # images per inference batch of the embedding pass
+    # Out-of-sample probabilities for train: k-fold cross-validated logistic regression on the
+    # embeddings (fewer folds when the smallest class has fewer images; at least 2).
+    folds: int = 5
+    # Near-duplicates: two images whose embeddings (centred, L2-normalised) are at least
+    # min_cosine similar and that look alike: their 64-bit difference hashes (dHash of the
+    # decoded image) differ in at most max_hash_distance bits, or they are closer than
+    # max_distance_ratio x the median distance from an image to its nearest neighbour. The ratio
+    # tells a copy from another photo of the class (a trained network draws a class tightly
+    # together): on 800 Caltech-101 photos (resnet9, width 16) burst shots and re-shot product
+    # photos lay at 0.15-0.25 of it; the hash alone also matches different dark or plain photos.
+    min_cosine: float = 0.9
+    max_distance_ratio: float = 0.25
+    max_hash_distance: int = 5
+    neighbours: int = 10  # k of the k-nearest-neighbour search (near-duplicate candidates, outlier score)
+    # Outliers: an image whose mean distance to its k nearest neighbours (log scale) lies this
+    # many robust standard deviations (1.4826 x the median absolute deviation) above the median.
+    # Clean synthetic clusters of 40-800 images reach at most 5.
+    outlier_min_zscore: float = 6.0
+    max_outliers: int = 20  # the most outlying images reported (ranked)
+    report_images: int = 24  # findings of each kind shown with thumbnails in the run report; the files list all
+
+    def __post_init__(self):
+        limits = (
+            ("max_images", self.max_images, 1, None),
+            ("batch_size", self.batch_size, 1, None),
+            ("folds", self.folds, 2, None),
+            ("min_cosine", self.min_cosine, 0.5, 1.0),  # lower would call unrelated images duplicates
+            ("max_distance_ratio", self.max_distance_ratio, 0.0, 0.75),  # near 1: any image and its neighbour
+            ("max_hash_distance", self.max_hash_distance, 0, 16),  # of 64 bits; unrelated images differ in ~32
+            ("neighbours", self.neighbours, 1, None),
+            ("outlier_min_zscore", self.outlier_min_zscore, 1.0, None),
+            ("max_outliers", self.max_outliers, 0, None),
+            ("report_images", self.report_images, 0, None),
+        )
+        for name, value, low, high in limits:
+            if value < low or (high is not None and value > high):
+                bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+                raise ConfigError(f"data_quality.{name} must be {bounds}; got {value}")

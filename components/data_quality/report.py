@@ -1,0 +1,90 @@
+"""The data-quality section of the run report: counts and cost, then a gallery per kind of
+finding (thumbnail, path, given and suggested label, score; near-duplicate pairs side by side).
+
+The thumbnails are the artifact's PNG files inlined as data URIs, so the page stays
+self-contained. The findings files list every finding; the report shows the first
+``data_quality.report_images`` of each kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from visionpipe.components.common.html import esc, png_tag
+from visionpipe.components.data_quality.findings import thumbnail_name
+from visionpipe.pipeline.artifacts import DataQuality
+
+TITLES = {
+    DataQuality.LABEL_ISSUE: "Likely label errors",
+    DataQuality.LEAKAGE: "Near-duplicates across splits (leakage)",
+    DataQuality.DUPLICATE: "Near-duplicates within a split",
+    DataQuality.OUTLIER: "Outliers (far from every other image)",
+}
+# A fixed size (the page's img max-width would squeeze it in a narrow cell), pixels kept sharp.
+_THUMB = " style='width:64px;max-width:none;height:auto;image-rendering:pixelated'"
+
+
+def _thumb(folder: Path, finding: dict[str, Any], prefix: str = "") -> str:
+    path = folder / thumbnail_name(finding[f"{prefix}split"], finding[f"{prefix}index"])
+    return png_tag(path, finding[f"{prefix}path"], _THUMB) if path.is_file() else ""
+
+
+def _image_cells(folder: Path, finding: dict[str, Any], prefix: str = "") -> str:
+    path = f"<code style='word-break:break-all'>{esc(finding[f'{prefix}path'])}</code>"
+    where = f"{esc(finding[f'{prefix}split'])}: {path}"
+    return f"<td>{_thumb(folder, finding, prefix)}</td><td>{where}<br>label {esc(finding[f'{prefix}label'])}</td>"
+
+
+def _row(folder: Path, finding: dict[str, Any]) -> str:
+    kind = finding["kind"]
+    cells = _image_cells(folder, finding)
+    if kind == DataQuality.LABEL_ISSUE:
+        detail = f"suggested <b>{esc(finding['suggested_label'])}</b>; by {esc(finding['checked_by'])}"
+    elif kind == DataQuality.OUTLIER:
+        detail = f"{finding['knn_distance']:.3f} from its nearest neighbours"
+    else:
+        cells += _image_cells(folder, finding, "other_")
+        detail = f"cosine {finding['cosine']:.4f}, hash {finding['hash_distance']} bits apart"
+    rank, score = finding["rank"], finding["score"]
+    return f"<tr><td class='num'>{rank}</td>{cells}<td class='num'>{score}</td><td>{detail}</td></tr>"
+
+
+def _gallery(folder: Path, found: list[dict[str, Any]], kind: str, shown: int) -> str:
+    of_kind = [f for f in found if f["kind"] == kind]
+    if not of_kind:
+        return ""
+    pair = kind in (DataQuality.LEAKAGE, DataQuality.DUPLICATE)
+    images = "<th></th><th>image</th><th></th><th>copy</th>" if pair else "<th></th><th>image</th>"
+    score = {DataQuality.LABEL_ISSUE: "label quality", DataQuality.OUTLIER: "robust z"}.get(kind, "cosine")
+    rows = "".join(_row(folder, f) for f in of_kind[:shown])
+    more = f"<p>{len(of_kind) - shown} more in the findings files.</p>" if len(of_kind) > shown else ""
+    head = f"<tr><th>#</th>{images}<th>{score}</th><th></th></tr>"
+    return f"<h3>{esc(TITLES[kind])} ({len(of_kind)})</h3><table>{head}{rows}</table>{more}"
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The counts and the cost in one sentence (the report's and the Markdown's)."""
+    if summary.get("skipped"):
+        return f"Not checked: {summary['skipped']}."
+    counts = summary["counts"]
+    parts = ", ".join(f"{counts[kind]} {TITLES[kind][0].lower()}{TITLES[kind][1:]}" for kind in DataQuality.KINDS)
+    checks = "; ".join(f"{split} by {how}" for split, how in summary.get("label_checks", {}).items())
+    accuracy = summary.get("model_accuracy_val_test")
+    model = (
+        f" The trained model's accuracy on val and test: {accuracy:.4f} (a weak model's mistakes there read as "
+        "label errors)."
+        if accuracy is not None
+        else ""
+    )
+    return f"{parts}. Labels checked: {checks}.{model} {summary['seconds']:.1f} s on {summary['images']:,} images."
+
+
+def quality_section(artifact_dir: Path, record: dict[str, Any], shown: int = 24) -> str:
+    """The HTML of the section from ``findings.json`` (``record``) and the artifact's thumbnails."""
+    summary, found = record["summary"], record["findings"]
+    folder = artifact_dir / DataQuality.THUMBNAILS
+    csv_path = esc(str(artifact_dir / DataQuality.FINDINGS_CSV))
+    files = f"<p>Every finding with its file paths: <code>{csv_path}</code></p>"
+    galleries = "".join(_gallery(folder, found, kind, shown) for kind in DataQuality.KINDS)
+    return f"<p>{esc(summary_line(summary))}</p>{files}{galleries}"

@@ -1,0 +1,210 @@
+"""The data_quality stage's checks on tiny synthetic embeddings: planted label errors,
+near-duplicates across splits and outliers are found; clean, well-separated data gives no finding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from visionpipe.components.data_quality.config import DataQualityConfig
+from visionpipe.components.data_quality.executor import _label_findings, _neighbour_findings
+from visionpipe.components.data_quality.label_issues import label_issues, out_of_sample_probabilities
+from visionpipe.components.data_quality.neighbours import (
+    hash_limit,
+    near_duplicates,
+    nearest,
+    normalized,
+    outlier_scores,
+    outliers,
+)
+from visionpipe.pipeline.artifacts import DataQuality
+from visionpipe.pipeline.typed_tree import ConfigError
+
+CLASSES = ["a", "b", "c", "d"]
+
+
+def blobs(seed: int, per_class: int = 60, dims: int = 16, spread: float = 1.0):
+    """Well-separated Gaussian clusters, one per class: (embeddings, labels)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (len(CLASSES), dims)) * 6
+    labels = np.repeat(np.arange(len(CLASSES)), per_class)
+    return (centres[labels] + rng.normal(0, spread, (len(labels), dims))).astype(np.float32), labels
+
+
+def embedded(seed: int, splits: tuple[str, ...] = ("train",) * 200 + ("val",) * 20 + ("test",) * 20):
+    """An ``Embedded`` of clean blobs spread over the splits, with random (distinct) hashes and
+    the trained model's probabilities confident in each image's own class."""
+    from visionpipe.components.data_quality.embed import Embedded
+
+    x, y = blobs(seed, per_class=len(splits) // len(CLASSES))
+    rng = np.random.default_rng(seed + 1)
+    order = rng.permutation(len(y))
+    x, y = x[order], y[order]
+    probabilities = np.full((len(y), len(CLASSES)), 0.02, np.float32)
+    probabilities[np.arange(len(y)), y] = 0.94
+    split_array = np.array(splits)
+    index = np.zeros(len(y), np.int64)
+    for split in set(splits):
+        index[split_array == split] = np.arange((split_array == split).sum())
+    return Embedded(
+        embeddings=x,
+        probabilities=probabilities,
+        labels=y.astype(np.int64),
+        splits=split_array,
+        sources=[f"/data/{CLASSES[label]}/{i}.jpg" for i, label in enumerate(y)],
+        index_in_split=index,
+        hashes=rng.integers(0, 2**63, len(y), dtype=np.int64).view(np.uint64),
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planted_label_errors_are_found_and_nothing_else(seed):
+    x, y = blobs(seed)
+    rng = np.random.default_rng(100 + seed)
+    flipped = rng.choice(len(y), 8, replace=False)
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + 1) % len(CLASSES)
+    probabilities, folds = out_of_sample_probabilities(x, noisy, len(CLASSES), 5, seed)
+    issues = label_issues(noisy, probabilities)
+    found = {issue.index for issue in issues}
+    assert folds == 5
+    assert found == set(flipped.tolist())  # every flip, and no clean image
+    for issue in issues:
+        assert issue.given == noisy[issue.index] and issue.suggested == y[issue.index] and issue.score < 0.5
+    assert [i.score for i in issues] == sorted(i.score for i in issues)  # most likely wrong first
+
+
+def test_a_confident_model_on_a_small_split_still_flags_a_photo_it_calls_another_class():
+    """Plain confident learning would not: the threshold of class 1 is the mean confidence of
+    the images labelled 1 (0.998 here), above the 0.993 the model gives the mislabelled one."""
+    labels = np.array([0] * 5 + [1] * 4 + [2] * 4)
+    probabilities = np.full((len(labels), 3), 0.001, np.float32)
+    probabilities[np.arange(len(labels)), labels] = 0.998
+    probabilities[4] = (0.002, 0.993, 0.005)  # labelled 0, looks like 1
+    assert [(i.index, i.given, i.suggested) for i in label_issues(labels, probabilities)] == [(4, 0, 1)]
+
+
+def test_clean_data_has_no_finding():
+    data = embedded(3)
+    labelled, checks = _label_findings(data, CLASSES, DataQualityConfig(), seed=0)
+    assert labelled == []
+    assert checks["train"].startswith("cross-validated") and checks["test"] == "the trained model"
+    assert _neighbour_findings(data, CLASSES, DataQualityConfig())[0] == []
+
+
+def test_planted_copy_across_splits_is_leakage_and_within_a_split_a_duplicate():
+    data = embedded(4)
+    rng = np.random.default_rng(5)
+    test_row, train_row, other_train = 230, 7, 11
+    # A resized copy: nearly the same embedding, a hash a couple of bits away.
+    data.embeddings[test_row] = data.embeddings[train_row] + rng.normal(0, 0.01, data.embeddings.shape[1])
+    data.labels[test_row] = data.labels[train_row]
+    data.hashes[test_row] = data.hashes[train_row] ^ np.uint64(0b101)
+    # A copy inside train: close embeddings and hashes.
+    data.embeddings[other_train] = data.embeddings[12] + rng.normal(0, 0.01, data.embeddings.shape[1])
+    data.labels[other_train] = data.labels[12]
+    data.hashes[other_train] = data.hashes[12]
+    # The same hash on images of two classes (dark or plain photos collide): no pair.
+    unlike = np.flatnonzero(data.labels != data.labels[20])[-1]
+    data.hashes[unlike] = data.hashes[20]
+    found, rule = _neighbour_findings(data, CLASSES, DataQualityConfig())
+    assert rule["max_hash_distance"] == 5  # random hashes: the configured limit
+    kinds = {(f["kind"], f["path"], f["other_path"]) for f in found}
+    assert kinds == {
+        (DataQuality.LEAKAGE, data.sources[train_row], data.sources[test_row]),
+        (DataQuality.DUPLICATE, data.sources[other_train], data.sources[12]),
+    }
+    leak = next(f for f in found if f["kind"] == DataQuality.LEAKAGE)
+    assert (leak["split"], leak["other_split"], leak["hash_distance"]) == ("train", "test", 2)
+    assert leak["cosine"] > 0.99
+
+
+def test_an_image_far_from_every_other_is_the_outlier():
+    x, _ = blobs(6)
+    x[17] = x.mean(axis=0) + 40.0  # nowhere near any cluster
+    neighbours = nearest(normalized(x), 10)
+    found = outliers(outlier_scores(neighbours), 6.0, 20)
+    assert [index for index, _ in found] == [17]
+
+
+def test_nearest_is_blockwise_exact():
+    x, _ = blobs(7, per_class=10)
+    unit = normalized(x)
+    got = nearest(unit, 3)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    np.testing.assert_array_equal(got.indices, np.argsort(-similarity, axis=1)[:, :3])
+
+
+def test_hash_pairs_are_found_and_unrelated_hashes_are_not():
+    x, _ = blobs(8, per_class=5)
+    unit = normalized(x)[[0, 5, 10, 15]]  # one image of each class: embeddings far apart
+    unit[1] = unit[0]  # 0 and 1 agree in embedding and hash: a pair
+    unit[2] = unit[3]  # 2 and 3 agree in embedding only, short of the embedding-only cosine: no pair
+    hashes = np.array([0, 0b11, 2**40 - 1, 2**63 - 1], np.uint64)
+    pairs = near_duplicates(unit, hashes, nearest(unit, 2), 0.9, embedding_cosine=1.01, max_hash_distance=2)
+    assert [(p.first, p.second, p.hash_distance) for p in pairs] == [(0, 1, 2)]
+    hashes[3] = hashes[0]  # a hash match between images whose embeddings disagree: no pair
+    pairs = near_duplicates(unit, hashes, nearest(unit, 2), 0.9, embedding_cosine=1.01, max_hash_distance=2)
+    assert [(p.first, p.second) for p in pairs] == [(0, 1)]
+
+
+def test_hashes_that_collide_everywhere_tell_nothing():
+    rng = np.random.default_rng(10)
+    assert hash_limit(rng.integers(0, 2**63, 200, dtype=np.int64).view(np.uint64), 5) == 5
+    plain = np.repeat(rng.integers(0, 2**63, 20, dtype=np.int64).view(np.uint64), 10)  # digits: hash twins
+    plain[::7] ^= np.uint64(1)
+    assert hash_limit(plain, 5) == -1
+    x, _ = blobs(11, per_class=50)
+    unit = normalized(x)
+    unit[1] = unit[0]  # one copy, by embedding: found whatever the hashes say
+    pairs = near_duplicates(unit, plain, nearest(unit, 5), 0.9, embedding_cosine=0.9999, max_hash_distance=-1)
+    assert [(p.first, p.second) for p in pairs] == [(0, 1)]
+
+
+def test_a_class_with_one_train_image_is_reported_not_checked():
+    data = embedded(9)
+    lone = np.flatnonzero(data.splits == "train")[0]
+    data.labels[data.labels == 3] = 2
+    data.labels[lone] = 3
+    _, checks = _label_findings(data, CLASSES, DataQualityConfig(), seed=0)
+    assert checks["train"].startswith("not checked: class id 3 has a single train image")
+
+
+@pytest.mark.parametrize(
+    "field, value", [("min_cosine", 0.1), ("max_hash_distance", 40), ("folds", 1), ("outlier_min_zscore", 0.0)]
+)
+def test_thresholds_that_would_let_anything_pass_are_refused(field, value):
+    with pytest.raises(ConfigError, match=f"data_quality.{field}"):
+        DataQualityConfig(**{field: value})
+
+
+def _registry_params():
+    from tests.models.test_registry import HEAVY
+    from visionpipe.models.registry import model_names
+
+    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in model_names()]
+
+
+@pytest.mark.parametrize("name", _registry_params())
+def test_every_registered_model_gives_penultimate_embeddings(name, tmp_path):
+    """After a save and load, as the stage reads the trained model: the embedding is the input of
+    the classification head, and the second output is exactly the model's prediction."""
+    import keras
+
+    from tests.models.test_registry import SMALL, SPEC
+    from visionpipe.components.data_quality.embed import classification_head, embedding_model
+    from visionpipe.models.classifier import build_classifier
+    from visionpipe.models.config import ModelConfig
+    from visionpipe.models.layers import custom_layers
+    from visionpipe.models.registry import check_args
+
+    built = build_classifier(SPEC, 3, ModelConfig(name=name, args=check_args(name, SMALL.get(name, {}))))
+    built.save(tmp_path / "model.keras")
+    custom_layers(keras)
+    model = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    images = np.random.default_rng(0).random((2, *SPEC.input_shape), np.float32)
+    features, probabilities = embedding_model(model, 3).predict_on_batch(images)
+    _, head = classification_head(model, 3)
+    assert features.shape == (2, head.kernel.shape[0])
+    np.testing.assert_allclose(probabilities, model.predict_on_batch(images), atol=1e-5)
