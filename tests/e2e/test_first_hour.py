@@ -13,13 +13,14 @@ import pytest
 
 from tests.conftest import COLORS, TINY_EPOCHS, make_image, tiny_config_yaml
 from tests.e2e.helpers import stage_rows, visionpipe
+from visionpipe.graph import stage_names
 
 pytestmark = pytest.mark.slow
 
 OUR_LINE = re.compile(
     r"^(\[\d\d:\d\d:\d\d\] \S+ +.+"  # a visionpipe log line
     r"|run \d+ under .+|stage +status.+|[- ]+|\S+ +(succeeded|cached|failed|refused|not run).*"  # the table
-    r"|(ingest|validate|train|evaluate|export|push): .+"  # its notes
+    rf"|({'|'.join(stage_names())}): .+"  # its notes
     r"|full log \(libraries included\): .+|report: .+|error: .+)$"
 )
 NOISE = ("WARNING", "I0000", "absl", "apitools", "oneDNN", "cuda", "sdk_worker", "Traceback")
