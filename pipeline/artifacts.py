@@ -56,10 +56,15 @@ TOO_SMALL = "too small"
 # The anomaly kind (validate.severity.<kind>) that reports each kind of item ingest quarantines.
 UNUSABLE, LEAKED, CONFLICTING = "undecodable_image", "split_leakage", "conflicting_labels"
 
+# What a row of a curation file (data.exclude) does with the image it names: the next ingest
+# reads them, and the data_quality stage prefills its findings.csv with them.
+DROP, RELABEL, KEEP = "drop", "relabel", "keep"
+
 
 class Examples(Artifact):
     """Sharded TFRecords of tf.train.Example per split (``<split>/data-*.tfrecord``),
-    ``classes.json`` and ``quarantine.jsonl`` (files that could not be ingested, with reasons)."""
+    ``classes.json``, ``quarantine.jsonl`` (files that could not be ingested, with reasons) and
+    ``curation.jsonl`` (images the user's curation files left out or relabelled, with reasons)."""
 
     TYPE = "Examples"
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")  # the one list of split names
@@ -67,11 +72,17 @@ class Examples(Artifact):
     CLASSES: ClassVar[str] = "classes.json"  # the classes, the empty ones and images per split
     PLAN: ClassVar[str] = "plan.json"  # the split plan: origins, duplicates, leakage
     QUARANTINE: ClassVar[str] = "quarantine.jsonl"  # one line per file not ingested, with its reason
+    CURATION: ClassVar[str] = "curation.jsonl"  # one line per image data.exclude/data.relabel acted on
 
     def class_counts(self, split: str) -> dict[str, int]:
         """Images per class in ``split`` (classes without images may be absent)."""
         stats = json.loads((self.path / self.SPLIT_STATS).read_text())
         return dict(stats.get(split, {}).get("classes", {}))
+
+    @property
+    def curation(self) -> dict[str, int]:
+        """How many images data.exclude left out ("excluded") and data.relabel relabelled ("relabelled")."""
+        return {key: int(self.properties.get(key, 0)) for key in ("excluded", "relabelled")}
 
     @property
     def split_origins(self) -> dict[str, str]:

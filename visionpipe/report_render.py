@@ -18,7 +18,7 @@ from pathlib import Path
 from visionpipe.components.common.html import CSS, esc, png_tag
 from visionpipe.components.data_quality.report import quality_section, summary_line
 from visionpipe.components.validate.summary import data_section
-from visionpipe.pipeline.artifacts import Blessing, Evaluation
+from visionpipe.pipeline.artifacts import DROP, RELABEL, Blessing, Evaluation, Examples
 from visionpipe.pipeline.checks import Check, Outcome, read_check
 
 _EXTRA_CSS = (
@@ -48,6 +48,7 @@ class RunReport:
     overrides: list = dataclasses.field(default_factory=list)  # (stage, {"gate", "reason"})
     data_quality: dict | None = None  # the DataQuality artifact's findings.json
     data_quality_dir: Path | None = None  # that artifact (its thumbnails)
+    curation: dict | None = None  # the Examples' excluded/relabelled counts, their reasons and its folder
 
 
 def _img(path: Path, alt: str) -> str:
@@ -286,11 +287,30 @@ def _exported(report: RunReport) -> str:
     return _table(headers, rows) + pushed
 
 
+def curation_line(curation: dict | None) -> str:
+    """What data.exclude and data.relabel did to this run's data, and why ("" when nothing)."""
+    if not curation or not (curation.get("excluded") or curation.get("relabelled")):
+        return ""
+    reasons = curation.get("reasons", {})
+
+    def why(action: str) -> str:
+        kinds = reasons.get(action, {})
+        return " (" + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(kinds.items())) + ")" if kinds else ""
+
+    return (
+        f"Curation: {curation.get('excluded', 0):,} images left out by data.exclude{why(DROP)} and "
+        f"{curation.get('relabelled', 0):,} relabelled{why(RELABEL)} before this run's ingest; each image "
+        f"with its reason: {curation['path']}/{Examples.CURATION}. Your files are unchanged."
+    )
+
+
 def _data_quality(report: RunReport) -> str:
+    curated = curation_line(report.curation)
+    curated = f"<p>{esc(curated)}</p>" if curated else ""
     if report.data_quality is None or report.data_quality_dir is None:
-        return "<p class='skip'>No data_quality stage in this run.</p>"
+        return curated + "<p class='skip'>No data_quality stage in this run.</p>"
     shown = report.data_quality["summary"].get("report_images", 24)
-    return quality_section(report.data_quality_dir, report.data_quality, shown)
+    return curated + quality_section(report.data_quality_dir, report.data_quality, shown)
 
 
 def render_html(report: RunReport) -> str:
@@ -364,6 +384,8 @@ def render_markdown(report: RunReport) -> str:
         ]
     if report.data_quality is not None:
         lines += ["", f"Data quality: {summary_line(report.data_quality['summary'])}"]
+    if curation_line(report.curation):
+        lines += ["", curation_line(report.curation)]
     if report.exported:
         lines += ["", "| artifact | accuracy | size (KiB) | gate |", "|---|---|---|---|"]
         lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {_file_gate(n, r, '—')} |"

@@ -16,6 +16,7 @@ from visionpipe.pipeline.artifacts import (
     Blessing,
     DataQuality,
     Evaluation,
+    Examples,
     ExportedModel,
     PushedModel,
     Statistics,
@@ -77,7 +78,7 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
     evaluation, blessing = artifacts[Evaluation.TYPE], artifacts[Blessing.TYPE]
     exported, pushed = artifacts.get(ExportedModel.TYPE), artifacts.get(PushedModel.TYPE)
     statistics, anomalies = artifacts.get(Statistics.TYPE), artifacts.get(Anomalies.TYPE)
-    quality = artifacts.get(DataQuality.TYPE)
+    quality, examples = artifacts.get(DataQuality.TYPE), artifacts.get(Examples.TYPE)
     report = RunReport(
         title=f"visionpipe run {candidate}",
         command=command,
@@ -91,12 +92,18 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
         overrides=overrides,
         data_quality=_json(quality.path / DataQuality.FINDINGS_JSON) if quality else None,
         data_quality_dir=quality.path if quality else None,
+        curation=_curation(examples) if examples else None,
     )
     out = root / "runs" / str(candidate)
     out.mkdir(parents=True, exist_ok=True)
     (out / HTML).write_text(render_html(report))
     (out / MARKDOWN).write_text(render_markdown(report))
     return out / HTML, out / MARKDOWN
+
+
+def _curation(examples: Examples) -> dict:
+    reasons = examples.properties.get("curation_reasons", {})
+    return {**examples.curation, "reasons": reasons, "path": str(examples.path)}
 
 
 def _json(path: Path):

@@ -16,12 +16,15 @@ from typing import Any
 
 from PIL import Image
 
-from visionpipe.pipeline.artifacts import DataQuality
+from visionpipe.pipeline.artifacts import DROP, DataQuality
 
 # The CSV's columns, in order (a finding lacks the ones its kind does not have: left empty).
+# ``action`` and ``new_label`` make the file a curation file as it is (data.exclude): every row
+# starts as drop (of the image in ``path``: for a pair, the copy in the earlier split); edit a row
+# to keep, or to relabel with the label in ``new_label`` (a label issue's suggestion to start).
 COLUMNS = (
     "kind", "rank", "split", "path", "label", "suggested_label", "score", "checked_by",
-    "other_split", "other_path", "other_label", "cosine", "hash_distance",
+    "other_split", "other_path", "other_label", "cosine", "hash_distance", "action", "new_label",
 )  # fmt: skip
 THUMBNAIL_PIXELS = 96  # the longer side of a report thumbnail
 
@@ -36,7 +39,7 @@ def write(out: Path, findings: list[dict[str, Any]], summary: dict[str, Any]) ->
     with (out / DataQuality.FINDINGS_CSV).open("w", newline="") as file:
         writer = csv.DictWriter(file, COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(findings)
+        writer.writerows({"action": DROP, "new_label": f.get("suggested_label", ""), **f} for f in findings)
 
 
 def thumbnail_name(split: str, index: int) -> str:

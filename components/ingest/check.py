@@ -19,7 +19,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from visionpipe.components.ingest import sources
+from visionpipe.components.ingest import curation, sources
 from visionpipe.components.ingest.split import Candidate
 from visionpipe.data import images, record_format
 from visionpipe.data.image_stats import ImageMeta
@@ -27,10 +27,28 @@ from visionpipe.data.image_stats import ImageMeta
 SPILL_SUFFIX = ".spill"  # <uuid>.<items in the task>.spill: the driver counts progress from the names
 
 
+class Curated(NamedTuple):
+    """An item a curation row acted on: left out (not even read) or ingested under a new label."""
+
+    source: str
+    action: str  # curation.DROP or curation.RELABEL
+    old_label: str  # "" for a dropped item (it is not read)
+    new_label: str
+    kind: str  # the data_quality finding's kind, or curation.LISTED
+    reason: str
+    origin: str  # the curation file and line
+
+    @classmethod
+    def of(cls, source: str, decision: curation.Decision, old_label: str = "") -> Curated:
+        d = decision
+        return cls(source, d.action, old_label, d.label, d.kind, d.reason, d.origin)
+
+
 class TaskResult(NamedTuple):
     spill: str
     checked: list[tuple[Candidate, ImageMeta]]
     quarantined: list[tuple[str, str]]  # (item, reason)
+    curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
 
 
 # One pickle per task result: Beam's default coder would encode every nested named tuple
@@ -52,19 +70,29 @@ def spilled_items(names: list[str]) -> int:
 class _CheckTask(beam.DoFn):
     """Checks a task's items; subclasses say how an item becomes (candidate, image bytes)."""
 
-    def __init__(self, max_pixels: int, channels: int, pixel_fraction: float, spill_dir: str):
+    def __init__(
+        self, max_pixels: int, channels: int, pixel_fraction: float, spill_dir: str, decisions: curation.Curation
+    ):
         self._max_pixels, self._channels = max_pixels, channels
         self._pixel_fraction, self._spill_dir = pixel_fraction, spill_dir
+        self._curation = decisions
 
     def items(self, task) -> Iterator[tuple[str, Callable[[], tuple[bytes, str, str]]]]:
         """(item name, read) pairs; read() -> (image bytes, label, given split) or raises."""
         raise NotImplementedError
 
     def process(self, task):
-        checked, examples, quarantined = [], [], []
+        checked, examples, quarantined, curated = [], [], [], []
         for where, read in self.items(task):
+            decision = self._curation.decide(where)
+            if decision is not None and decision.action == curation.DROP:
+                curated.append(Curated.of(where, decision))
+                continue
             try:
                 data, label, split = read()
+                if decision is not None:  # RELABEL: the split plan and the record see the new label
+                    curated.append(Curated.of(where, decision, label))
+                    label = decision.label
                 image = images.check_image(data, self._max_pixels, self._channels, self._pixel_fraction)
             except (images.BadImage, ValueError) as err:
                 quarantined.append((where, str(err)))
@@ -83,11 +111,12 @@ class _CheckTask(beam.DoFn):
                 )
                 checked.append((Candidate(where, image.sha256, label, split), meta))
                 examples.append(record_format.serialize_unlabelled(image.record(label, where)))
-        name = f"{uuid.uuid4().hex}.{len(checked) + len(quarantined)}{SPILL_SUFFIX}"
+        dropped = sum(c.action == curation.DROP for c in curated)
+        name = f"{uuid.uuid4().hex}.{len(checked) + len(quarantined) + dropped}{SPILL_SUFFIX}"
         spill = FileSystems.join(self._spill_dir, name)
         with FileSystems.create(spill) as f:
             pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
-        yield TaskResult(spill, checked, quarantined)
+        yield TaskResult(spill, checked, quarantined, curated)
 
 
 class CheckFiles(_CheckTask):

@@ -65,6 +65,13 @@ class DataConfig:
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
     max_pixels: int = 50_000_000  # larger images are quarantined as possible decompression bombs
     pixel_stats_sample: int = 10000  # about this many images give the pixel mean/std; 0 = all
+    # Curation, applied by the next ingest (components/ingest/curation.py; your files are never
+    # changed): ``exclude`` names images to leave out: a text file with one path a line, or a CSV
+    # with a ``path`` column and optional ``action`` (drop, relabel or keep) and ``new_label``
+    # columns, such as the data_quality stage's findings.csv. ``relabel`` is a CSV with ``path``
+    # and ``label`` columns. Relative paths are taken from the data's folder (the manifest's folder).
+    exclude: str = ""
+    relabel: str = ""
 
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")

@@ -18,6 +18,7 @@ work that repays their start-up (about a second); smaller sources run in this pr
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
@@ -32,7 +33,7 @@ from apache_beam.io.tfrecordio import ReadAllFromTFRecord
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from visionpipe.components.ingest import check, sources, write
+from visionpipe.components.ingest import check, curation, sources, write
 from visionpipe.components.ingest.spec import Inputs, Outputs, Params
 from visionpipe.components.ingest.split import SPLITS, Candidate, Plan, make_plan
 from visionpipe.pipeline.artifacts import UNUSABLE, Examples
@@ -92,7 +93,13 @@ def build_pipeline(
     scratch: str,
 ) -> None:
     data = params.data
-    check_args = (data.max_pixels, params.channels, _pixel_fraction(listing, data.pixel_stats_sample), scratch)
+    check_args = (
+        data.max_pixels,
+        params.channels,
+        _pixel_fraction(listing, data.pixel_stats_sample),
+        scratch,
+        params.curation,
+    )
     tasks = []
     if listing.entries:
         listing_path = FileSystems.join(scratch, "listing.pickle")
@@ -166,20 +173,23 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         f"{listing.description}: {len(listing.entries)} candidate files, {len(listing.rejected)} rejected"
         + (f", {len(listing.records.files)} TFRecord files" if listing.records else "")
         + (f"; {len(previous_index)} images keep their split from the previous ingest" if previous_index else "")
+        + (f"; {len(params.curation.decisions)} images named by data.exclude/data.relabel" if params.curation else "")
         + f"; Beam {' '.join(beam_args)}"
     )
     counters = _run_beam(listing, params, previous_index, out, beam_args, ctx)
     counts = {split: counters.get(split, 0) for split in SPLITS}
     found = len(listing.entries) + len(listing.rejected) + counters.get("records_found", 0)
-    quarantined = sum(1 for line in (out / Examples.QUARANTINE).open() if line.strip())
+    quarantine = [json.loads(line) for line in (out / Examples.QUARANTINE).open() if line.strip()]
+    curated = [json.loads(line) for line in (out / Examples.CURATION).open() if line.strip()]
     plan = json.loads((out / Examples.PLAN).read_text())
     splits = Plan(**plan, index={}).describe()
     _write_classes(out, plan, listing, splits)
-    summary = _summary(plan, counts, splits, found, quarantined)
+    summary = _summary(plan, counts, splits, found, len(quarantine), curated)
     outputs.examples.properties.update(summary, classes=plan["classes"], split_origins=plan["origins"])
     for note in summary["notes"]:
         ctx.log(note)
-    _check_outcome(out, counts, found, quarantined)
+    _check_outcome(out, counts, found, len(quarantine), summary["excluded"])
+    _check_curation(params.curation, curated, quarantine, _class_totals(out))
     return summary
 
 
@@ -225,29 +235,85 @@ def _write_classes(out, plan: dict, listing: sources.Listing, splits: dict) -> N
     )
 
 
-def _summary(plan: dict, counts: dict[str, int], splits: dict, found: int, quarantined: int) -> dict:
+def _summary(
+    plan: dict, counts: dict[str, int], splits: dict, found: int, quarantined: int, curated: list[dict]
+) -> dict:
     ingested = sum(counts.values())
+    by_action = {action: [c for c in curated if c["action"] == action] for action in (curation.DROP, curation.RELABEL)}
+    excluded = len(by_action[curation.DROP])
+    notes = [
+        f"found {found:,} = ingested {ingested:,} + quarantined {quarantined:,}"
+        + (f" + excluded {excluded:,} (data.exclude)" if excluded else ""),
+        "splits: " + "; ".join(f"{s} {counts[s]:,} {splits[s]}" for s in SPLITS),
+    ]
+    why = {action: dict(collections.Counter(c["kind"] for c in items)) for action, items in by_action.items()}
+    if curated:
+        notes.append(
+            f"curation: {excluded:,} images left out ({_kinds(why[curation.DROP])}), "
+            f"{len(by_action[curation.RELABEL]):,} relabelled ({_kinds(why[curation.RELABEL])}); "
+            f"each with its reason in {Examples.CURATION}; your files are unchanged"
+        )
     return {
         "found": found,
         "ingested": ingested,
         "quarantined": quarantined,
+        "excluded": excluded,
+        "relabelled": len(by_action[curation.RELABEL]),
+        "curation_reasons": why,
         "classes": len(plan["classes"]),
         **{f"{s}_images": n for s, n in counts.items()},
         "duplicate_groups": len(plan["duplicates_in_split"]),
         "leaked_copies": len(plan["leakage"]),
-        "notes": [
-            f"found {found:,} = ingested {ingested:,} + quarantined {quarantined:,}",
-            "splits: " + "; ".join(f"{s} {counts[s]:,} {splits[s]}" for s in SPLITS),
-        ],
+        "notes": notes,
     }
 
 
-def _check_outcome(out, counts: dict[str, int], found: int, quarantined: int) -> None:
+def _class_totals(out) -> dict[str, int]:
+    """Images ingested per class, all splits together."""
+    totals: collections.Counter[str] = collections.Counter()
+    for split in json.loads((out / Examples.SPLIT_STATS).read_text()).values():
+        totals.update(split.get("classes", {}))
+    return dict(totals)
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items())) or "none"
+
+
+def _check_curation(
+    decisions: curation.Curation, curated: list[dict], quarantine: list[dict], class_totals: dict[str, int]
+) -> None:
+    """Fails the stage when a curation row named no image of the data, or relabelled an image to
+    a label no other image carries (a typo would otherwise make a one-image class)."""
+    seen = {curation.source_key(item["source"]) for item in curated}
+    seen |= {curation.source_key(item["path"]) for item in quarantine}
+    missing = [d.origin for key, d in decisions.decisions.items() if key not in seen]
+    if missing:
+        raise DataError(
+            f"{len(missing)} curation rows name no image of the data ({', '.join(missing[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}); fix their paths (relative ones start at the data's "
+            "folder) or remove the rows"
+        )
+    quarantined = {item["path"] for item in quarantine}
+    relabelled = [c for c in curated if c["action"] == curation.RELABEL and c["source"] not in quarantined]
+    into = collections.Counter(c["new_label"] for c in relabelled)
+    alone = [label for label, n in into.items() if class_totals.get(label, 0) <= n]
+    if alone:
+        origins = [c["origin"] for c in relabelled if c["new_label"] in alone]
+        raise DataError(
+            f"curation relabels images to {alone[0]!r} ({', '.join(origins[:3])}), a label no other image carries; "
+            f"the classes are {', '.join(sorted(class_totals))}: fix the label or give the class its images"
+        )
+
+
+def _check_outcome(out, counts: dict[str, int], found: int, quarantined: int, excluded: int) -> None:
     """Fails the stage (after its summary is recorded and logged) when items went missing, when
     nothing was usable, or when no split is left to evaluate on."""
     ingested = sum(counts.values())
-    if ingested + quarantined != found:
-        raise RuntimeError(f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}")
+    if ingested + quarantined + excluded != found:
+        raise RuntimeError(
+            f"ingest lost items: found {found}, ingested {ingested}, quarantined {quarantined}, excluded {excluded}"
+        )
     if not ingested and quarantined:
         with (out / Examples.QUARANTINE).open() as f:
             first = json.loads(f.readline())

@@ -11,6 +11,7 @@ from visionpipe.pipeline.artifacts import Examples
 from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous
 
 if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
+    from visionpipe.components.ingest.curation import Curation
     from visionpipe.config import Config
 
 
@@ -31,14 +32,19 @@ class Params:
     channels: int  # odd images are converted to this many channels; pixel sums are taken in it
     num_shards: int
     files_per_task: int
+    # data.exclude and data.relabel as read now: editing those files reruns ingest.
+    curation: Curation
 
 
 def _params(config: Config) -> Params:
+    from visionpipe.components.ingest import curation  # here: it loads Beam's file systems
+
     return Params(
         data=config.data,
         channels=config.preprocessing.channels,
         num_shards=config.beam.num_shards,
         files_per_task=config.beam.files_per_task,
+        curation=curation.load(config.data),
     )
 
 

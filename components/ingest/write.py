@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 # sink would write each split through its own multi-stage transform.
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from visionpipe.components.ingest.check import TaskResult
+from visionpipe.components.ingest.check import Curated, TaskResult
 from visionpipe.components.ingest.split import SPLITS, Plan
 from visionpipe.data import record_format
 from visionpipe.data.image_stats import ImageStatsFn, empty_split
@@ -39,6 +39,7 @@ class Bundle(NamedTuple):
     shards: dict[str, str]  # split -> temporary shard file
     stats: dict[str, dict]  # split -> ImageStatsFn accumulator
     quarantined: list[tuple[str, str, str]]  # (item, reason, the anomaly kind that reports it)
+    curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
 
 
 beam.coders.registry.register_coder(Bundle, beam.coders.PickleCoder)
@@ -57,10 +58,12 @@ class WriteSplits(beam.DoFn):
         self._files: dict = {}
         self._accumulators: dict[str, dict] = {}
         self._quarantined: list[tuple[str, str, str]] = []
+        self._curated: list[Curated] = []
 
     def process(self, task: TaskResult, plan: Plan):
         labels = {name: record_format.label_bytes(i) for i, name in enumerate(plan.classes)}
         self._quarantined.extend((item, reason, UNUSABLE) for item, reason in task.quarantined)
+        self._curated.extend(task.curated)
         with FileSystems.open(task.spill, compression_type="uncompressed") as f:
             unlabelled = pickle.load(f)
         for (candidate, meta), example in zip(task.checked, unlabelled, strict=True):
@@ -83,7 +86,7 @@ class WriteSplits(beam.DoFn):
     def finish_bundle(self):
         for f in self._files.values():
             f.close()
-        bundle = Bundle(dict(self._shards), self._accumulators, self._quarantined)
+        bundle = Bundle(dict(self._shards), self._accumulators, self._quarantined, self._curated)
         yield beam.transforms.window.GlobalWindows.windowed_value(bundle)
 
 
@@ -115,6 +118,9 @@ def finish(bundles: list[Bundle], out: str, plan: Plan, rejected: list[tuple[str
         Examples.SPLIT_STATS: json.dumps(split_stats, indent=2),
         Examples.QUARANTINE: "".join(
             json.dumps({"path": path, "reason": reason, "anomaly": kind}) + "\n" for path, reason, kind in quarantined
+        ),
+        Examples.CURATION: "".join(
+            json.dumps(item._asdict()) + "\n" for item in sorted(c for b in bundles for c in b.curated)
         ),
     }
     for name, text in files.items():

@@ -1,6 +1,6 @@
-"""Issue 22's acceptance, first slice: through the CLI, on a small pre-split folder with planted
-label errors and a planted resized copy across splits, the data_quality stage's findings file
-and the run report list them."""
+"""Issue 22's acceptance: through the CLI, on a small pre-split folder with planted label errors
+and a planted resized copy across splits, the data_quality stage's findings file and the run
+report list them, and the findings file as data.exclude drops them on the next run."""
 
 from __future__ import annotations
 
@@ -105,3 +105,19 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
     )  # fmt: skip
     assert limited.returncode == 0, limited.stdout + limited.stderr
     assert "not checked: 73 images is more than data_quality.max_images (50)" in limited.stdout
+
+    # Acting on it: the findings file as data.exclude (every row starts as drop) leaves the
+    # flagged images out of the next run's ingest, and the report says how many and why.
+    curated = visionpipe("run", "--config", str(config), "--set", f"data.exclude={artifact / 'findings.csv'}")
+    assert curated.returncode == 0, curated.stdout + curated.stderr
+    dropped = {r["path"] for r in rows}
+    assert f"curation: {len(dropped)} images left out" in curated.stdout, curated.stdout
+    run = max((tmp_path / "runs" / "runs").iterdir(), key=lambda p: int(p.name))
+    assert f"Curation: {len(dropped)} images left out by data.exclude (" in (run / "report.md").read_text()
+    assert "label issue" in (run / "report.html").read_text().split("Curation:")[1][:200]
+    latest = max((tmp_path / "runs" / "artifacts" / "data_quality").iterdir(), key=lambda p: p.stat().st_mtime)
+    with (latest / "data_quality" / "findings.csv").open() as file:
+        named = {path for r in csv.DictReader(file) for path in (r["path"], r["other_path"])}
+    left_out = {planted[k] for k in ("wrong_train_1", "wrong_train_2", "wrong_test", "original")}
+    assert left_out <= dropped and not left_out & named, named
+    assert all(Path(p).is_file() for p in planted.values())  # the user's files stay
