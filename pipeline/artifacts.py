@@ -241,6 +241,20 @@ class DataQuality(Artifact):
         """What the checks cost, in seconds of wall time."""
         return float(self.properties.get("seconds", 0.0))
 
+    @property
+    def anomalies(self) -> list[dict[str, Any]]:
+        """Anomalies of the validate kind the findings raise (near_duplicate_leakage), each with
+        its ``severity`` ("block" or "warn") and ``description``."""
+        return self.properties.get("anomalies", [])
+
+    def blocking_reason(self) -> str | None:
+        """Why the model may not be exported, or None: export's gate, with evaluate's."""
+        blocking = [a for a in self.anomalies if a["severity"] == "block"]
+        if not blocking:
+            return None
+        said = "; ".join(a["description"] for a in blocking)
+        return f"the data_quality stage found blocking anomalies: {said}"
+
     def findings(self) -> list[dict[str, Any]]:
         """Every finding (``findings.json``), ranked within each kind."""
         return json.loads((self.path / self.FINDINGS_JSON).read_text())["findings"]

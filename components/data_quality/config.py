@@ -33,6 +33,13 @@ class DataQualityConfig:
     min_cosine: float = 0.9
     max_distance_ratio: float = 0.25
     max_hash_distance: int = 5
+    # Leakage becomes the near_duplicate_leakage anomaly (validate.severity decides whether it
+    # blocks export) when more than this share of the val and test images have a copy in an
+    # earlier split that hash and embedding both match (resized or recompressed: pairs matched by
+    # the embedding alone stay findings): each leaked image the model gets right because it saw
+    # the copy adds up to one point per hundred to the measured accuracy, so 5% is about the
+    # gate's own interval on small test splits.
+    max_leaked_share: float = 0.05
     neighbours: int = 10  # k of the k-nearest-neighbour search (near-duplicate candidates, outlier score)
     # Outliers: an image whose mean distance to its k nearest neighbours (log scale) lies this
     # many robust standard deviations (1.4826 x the median absolute deviation) above the median.
@@ -49,6 +56,7 @@ class DataQualityConfig:
             ("min_cosine", self.min_cosine, 0.5, 1.0),  # lower would call unrelated images duplicates
             ("max_distance_ratio", self.max_distance_ratio, 0.0, 0.75),  # near 1: any image and its neighbour
             ("max_hash_distance", self.max_hash_distance, 0, 16),  # of 64 bits; unrelated images differ in ~32
+            ("max_leaked_share", self.max_leaked_share, 0.0, 1.0),
             ("neighbours", self.neighbours, 1, None),
             ("outlier_min_zscore", self.outlier_min_zscore, 1.0, None),
             ("max_outliers", self.max_outliers, 0, None),

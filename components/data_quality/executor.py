@@ -65,12 +65,17 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
             paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg)
             found = labelled + paired
+        hash_limit_used = summary["near_duplicate_rule"]["max_hash_distance"]
+        summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, hash_limit_used, params)
         files.write_thumbnails(inputs.examples.path, outputs.data_quality.path, _shown(found, cfg.report_images))
     summary["counts"] = files.counts(found)
     summary["seconds"] = round(time.time() - started, 2)
     files.write(outputs.data_quality.path, found, summary)
     outputs.data_quality.properties.update(
-        counts=summary["counts"], seconds=summary["seconds"], skipped=summary.get("skipped", "")
+        counts=summary["counts"],
+        seconds=summary["seconds"],
+        skipped=summary.get("skipped", ""),
+        anomalies=summary.get("anomalies", []),
     )
     notes = _notes(summary)
     for note in notes:
@@ -150,6 +155,39 @@ def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConf
     return _ranked(leaked) + _ranked(within) + _ranked(far), rule
 
 
+def _leakage_anomaly(
+    found: list[Finding], split_counts: dict[str, int], hash_limit_used: int, params: Params
+) -> tuple[float, list[dict[str, Any]]]:
+    """The share of val and test images with a near-copy in an earlier split, and the
+    near_duplicate_leakage anomaly when it is above ``data_quality.max_leaked_share``.
+
+    Only copies that the perceptual hash and the embedding both call copies count here: they are
+    resized or recompressed versions of one photo. Pairs found by the embedding alone (crops,
+    burst shots, and on tiny models similar images of one class) stay findings for a person."""
+    cfg = params.data_quality
+    evaluated = sum(n for split, n in split_counts.items() if split != "train")
+    leaked = {
+        (f["other_split"], f["other_index"])
+        for f in found
+        if f["kind"] == DataQuality.LEAKAGE and f["hash_distance"] <= hash_limit_used
+    }
+    share = len(leaked) / evaluated if evaluated else 0.0
+    if share <= cfg.max_leaked_share:
+        return round(share, 4), []
+    anomaly = {
+        "kind": DataQuality.LEAKAGE,
+        "severity": params.leakage_severity,
+        "description": (
+            f"{len(leaked)} of the {evaluated} val/test images ({share:.1%}, above data_quality.max_leaked_share "
+            f"{cfg.max_leaked_share:.0%}) have a resized or recompressed copy in an earlier split (by perceptual "
+            "hash and embedding), so the evaluation flatters the "
+            f"model; leave the copies out with data.exclude=<this stage's {DataQuality.FINDINGS_CSV}> (rows "
+            "marked drop) or set validate.severity.near_duplicate_leakage: warn"
+        ),
+    }
+    return round(share, 4), [anomaly]
+
+
 def _ranked(found: list[Finding]) -> list[Finding]:
     for rank, finding in enumerate(found, 1):
         finding["rank"] = rank
@@ -174,11 +212,14 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     checks = "; ".join(f"{split} by {how}" for split, how in summary["label_checks"].items())
     if "model_accuracy_val_test" in summary:
         checks += f"; the model's accuracy on val and test: {summary['model_accuracy_val_test']:.4f}"
+    anomalies = [f"{a['kind']} anomaly ({a['severity']}): {a['description']}" for a in summary["anomalies"]]
     return [
         f"data quality: {c[DataQuality.LABEL_ISSUE]} likely label errors ({checks}), "
-        f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage), {c[DataQuality.DUPLICATE]} "
+        f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage; copies of "
+        f"{summary['leaked_share']:.1%} of the val/test images by hash and embedding), {c[DataQuality.DUPLICATE]} "
         f"within a split, {c[DataQuality.OUTLIER]} outliers; {summary['seconds']:.1f} s on {summary['images']:,} "
         "images",
         f"every finding with its file paths: {DataQuality.FINDINGS_CSV} and {DataQuality.FINDINGS_JSON} in the "
         "stage's outputs",
+        *anomalies,
     ]

@@ -77,7 +77,16 @@ def summary_line(summary: dict[str, Any]) -> str:
         if accuracy is not None
         else ""
     )
-    return f"{parts}. Labels checked: {checks}.{model} {summary['seconds']:.1f} s on {summary['images']:,} images."
+    leaked = summary.get("leaked_share")
+    leaked_said = (
+        f" {leaked:.1%} of the val/test images have a copy in an earlier split by hash and embedding." if leaked else ""
+    )
+    anomalies = "".join(
+        f" Anomaly {a['kind']} ({'blocking' if a['severity'] == 'block' else 'warning'}): {a['description']}."
+        for a in summary.get("anomalies", [])
+    )
+    seconds = f"{summary['seconds']:.1f} s on {summary['images']:,} images"
+    return f"{parts}. Labels checked: {checks}.{model}{leaked_said}{anomalies} {seconds}."
 
 
 def quality_section(artifact_dir: Path, record: dict[str, Any], shown: int = 24) -> str:

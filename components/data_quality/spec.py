@@ -29,10 +29,15 @@ class Outputs:
 class Params:
     data_quality: DataQualityConfig
     seed: int  # the folds of the cross-validation
+    leakage_severity: str  # validate.severity.near_duplicate_leakage: "block" or "warn"
 
 
 def _params(config: Config) -> Params:
-    return Params(data_quality=config.data_quality, seed=config.seed)
+    return Params(
+        data_quality=config.data_quality,
+        seed=config.seed,
+        leakage_severity=config.validate.severity.near_duplicate_leakage,
+    )
 
 
 SPEC = StageSpec(

@@ -6,7 +6,7 @@ import dataclasses
 
 from visionpipe.components.export.config import ExportConfig
 from visionpipe.components.export.targets import TFLITE_INT8
-from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, Model
+from visionpipe.pipeline.artifacts import Blessing, DataQuality, Evaluation, Examples, ExportedModel, Model
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 
@@ -17,6 +17,8 @@ class Inputs:
     evaluation: Evaluation = upstream("evaluate", "evaluation")
     # The train split calibrates int8; the evaluated split re-scores every runtime.
     examples: Examples = upstream("ingest", "examples")
+    # Its leakage anomaly, when blocking, stops export as a failed gate does (None: not in the graph).
+    data_quality: DataQuality | None = upstream("data_quality", "data_quality", optional=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,8 @@ SPEC = StageSpec(
     outputs=Outputs,
     params=lambda config: Params(export=config.export, seed=config.seed),
     executor="visionpipe.components.export.executor:run",
-    gate=lambda inputs: inputs.blessing.not_blessed_reason(),
+    gate=lambda inputs: (
+        inputs.blessing.not_blessed_reason() or (inputs.data_quality.blocking_reason() if inputs.data_quality else None)
+    ),
     key_metric=f"{TFLITE_INT8.name}_accuracy",
 )

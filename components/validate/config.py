@@ -26,6 +26,11 @@ class SeverityConfig:
     label_drift: Literal["block", "warn"] = "block"
     size_drift: Literal["block", "warn"] = "warn"
     channel_drift: Literal["block", "warn"] = "warn"
+    # Found after training by the data_quality stage: more than data_quality.max_leaked_share of
+    # the val/test images have a near-copy (resized, recompressed) in an earlier split, so the
+    # evaluation flatters the model. Blocking stops export and push until the copies are left
+    # out (data.exclude with the stage's findings.csv) or this is set to warn.
+    near_duplicate_leakage: Literal["block", "warn"] = "block"
 
 
 @dataclasses.dataclass(frozen=True)

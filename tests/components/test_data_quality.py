@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from visionpipe.components.data_quality.config import DataQualityConfig
-from visionpipe.components.data_quality.executor import _label_findings, _neighbour_findings
+from visionpipe.components.data_quality.executor import _label_findings, _leakage_anomaly, _neighbour_findings
 from visionpipe.components.data_quality.label_issues import label_issues, out_of_sample_probabilities
 from visionpipe.components.data_quality.neighbours import (
     hash_limit,
@@ -17,6 +17,7 @@ from visionpipe.components.data_quality.neighbours import (
     outlier_scores,
     outliers,
 )
+from visionpipe.components.data_quality.spec import Params
 from visionpipe.pipeline.artifacts import DataQuality
 from visionpipe.pipeline.typed_tree import ConfigError
 
@@ -208,3 +209,45 @@ def test_every_registered_model_gives_penultimate_embeddings(name, tmp_path):
     _, head = classification_head(model, 3)
     assert features.shape == (2, head.kernel.shape[0])
     np.testing.assert_allclose(probabilities, model.predict_on_batch(images), atol=1e-5)
+
+
+def _leak(index: int, hash_distance: int) -> dict:
+    return {"kind": DataQuality.LEAKAGE, "other_split": "test", "other_index": index, "hash_distance": hash_distance}
+
+
+@pytest.mark.parametrize("severity", ["block", "warn"])
+def test_copies_of_too_many_test_images_are_the_leakage_anomaly_with_its_severity(severity):
+    params = Params(data_quality=DataQualityConfig(), seed=0, leakage_severity=severity)
+    splits = {"train": 200, "val": 20, "test": 20}
+    # 3 of 40 val/test images copied (7.5% > 5%); two pairs name one test image; an
+    # embedding-only pair (hash far apart) does not count.
+    found = [_leak(1, 2), _leak(1, 3), _leak(2, 0), _leak(3, 5), _leak(4, 30)]
+    share, anomalies = _leakage_anomaly(found, splits, 5, params)
+    assert share == 0.075 and [a["severity"] for a in anomalies] == [severity]
+    assert anomalies[0]["description"].startswith("3 of the 40 val/test images (7.5%")
+    reason = DataQuality("/tmp/x", {"anomalies": anomalies}).blocking_reason()
+    assert (reason is not None) == (severity == "block")
+    # Two copies are 5%: not above the share, so findings only.
+    assert _leakage_anomaly(found[:3], splits, 5, params) == (0.05, [])
+    # Where the hash tells nothing in this data (limit -1), only the embedding matched: no anomaly.
+    assert _leakage_anomaly(found, splits, -1, params) == (0.0, [])
+
+
+def test_a_blocking_data_quality_anomaly_refuses_export_and_none_leaves_the_blessing_to_decide():
+    from visionpipe.components.export.spec import SPEC, Inputs
+    from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model
+
+    blessed = Blessing("/tmp/b", {"verdict": "BLESSED", "blessed": True})
+    blocking = DataQuality("/tmp/q", {"anomalies": [{"kind": DataQuality.LEAKAGE, "severity": "block",
+                                                     "description": "3 of the 40 val/test images"}]})  # fmt: skip
+    warning = DataQuality("/tmp/q", {"anomalies": [{**blocking.anomalies[0], "severity": "warn"}]})
+    common = {
+        "model": Model("/tmp/m"),
+        "blessing": blessed,
+        "evaluation": Evaluation("/tmp/e"),
+        "examples": Examples("/tmp/x"),
+    }
+    assert SPEC.gate is not None
+    assert "3 of the 40 val/test images" in (SPEC.gate(Inputs(**common, data_quality=blocking)) or "")
+    assert SPEC.gate(Inputs(**common, data_quality=warning)) is None
+    assert SPEC.gate(Inputs(**common, data_quality=None)) is None

@@ -47,12 +47,16 @@ def planted_folder(root: Path) -> tuple[Path, dict[str, str]]:
     }
     for n, path in enumerate(planted.values()):
         make_photo(path, (32, 32), COLORS["green"], seed=90_000 + n)
-    # A train photo again in test, at twice its size (its bytes differ: ingest keeps both).
-    original = root / "train" / "blue" / "train_005.png"
-    copy = root / "test" / "blue" / "enlarged_copy.png"
+    # A train photo again in test, at twice its size, and another in val recompressed as JPEG
+    # (their bytes differ: ingest keeps both): 2 of the 24 val/test images, above the 5% that
+    # makes leakage a blocking anomaly.
+    original, copy = root / "train" / "blue" / "train_005.png", root / "test" / "blue" / "enlarged_copy.png"
     with Image.open(original) as image:
         image.resize((image.width * 2, image.height * 2), Image.BILINEAR).save(copy)
-    planted |= {"original": original, "copy": copy}
+    original_2, copy_2 = root / "train" / "red" / "train_007.png", root / "val" / "red" / "recompressed_copy.jpg"
+    with Image.open(original_2) as image:
+        image.save(copy_2, quality=60)
+    planted |= {"original": original, "copy": copy, "original_2": original_2, "copy_2": copy_2}
     return root, {k: str(v) for k, v in planted.items()}
 
 
@@ -62,9 +66,12 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
     # export last in the tiny config: no TFLite files to make (this test is about the data)
     config.write_text(tiny_config_yaml(tmp_path / "runs", data) + "  tflite_float: false\n  tflite_int8: false\n")
     result = visionpipe("run", "--config", str(config))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # the leakage anomaly refuses export
     assert stage_rows(result.stdout)["data_quality"][0] == "succeeded"
     assert "data quality: " in result.stdout and "near-duplicate pairs across splits" in result.stdout
+    assert "stage export refused: the data_quality stage found blocking anomalies: 2 of the 24 val/test images" in (
+        result.stderr
+    ), result.stderr
 
     artifact = next((tmp_path / "runs" / "artifacts" / "data_quality").iterdir()) / "data_quality"
     record = json.loads((artifact / "findings.json").read_text())
@@ -76,12 +83,13 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
         by_kind.setdefault(row["kind"], []).append(row)
 
     leaks = by_kind.get("near_duplicate_leakage", [])
-    assert leaks and (leaks[0]["path"], leaks[0]["other_path"]) == (planted["original"], planted["copy"]), leaks
-    assert int(leaks[0]["hash_distance"]) <= 5  # found by its perceptual hash, so ranked first
+    pairs = {(planted["original"], planted["copy"]), (planted["original_2"], planted["copy_2"])}
+    assert {(r["path"], r["other_path"]) for r in leaks[:2]} == pairs, leaks
+    assert all(int(r["hash_distance"]) <= 5 for r in leaks[:2])  # found by their perceptual hash: ranked first
     # The tiny CNN's 32-number embeddings barely tell apart same-size images of one colour (its
     # nearest-neighbour distances are ~0.01): 0-2 such pairs pass on embedding similarity alone
     # in repeated runs. They are never hash matches, and never pairs of two classes.
-    assert all(int(r["hash_distance"]) > 5 and r["label"] == r["other_label"] for r in leaks[1:]), leaks
+    assert all(int(r["hash_distance"]) > 5 and r["label"] == r["other_label"] for r in leaks[2:]), leaks
     label_issues = {r["path"]: r for r in by_kind.get("label_issue", [])}
     for key in ("wrong_train_1", "wrong_train_2", "wrong_test"):
         assert planted[key] in label_issues, (key, rows)
@@ -90,7 +98,8 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
     assert label_issues[planted["wrong_train_1"]]["checked_by"].startswith("cross-validated logistic regression")
     assert len(label_issues) <= 5  # the planted three, and at most two borderline images of 73
     summary = record["summary"]
-    assert summary["counts"]["label_issue"] == len(label_issues) and summary["images"] == 73
+    assert summary["counts"]["label_issue"] == len(label_issues) and summary["images"] == 74
+    assert summary["leaked_share"] == round(2 / 24, 4) and summary["anomalies"][0]["severity"] == "block"
     print(f"data_quality: {summary['seconds']} s for {summary['images']} images; findings {summary['counts']}")
 
     report = (tmp_path / "runs" / "runs" / "1" / "report.html").read_text()
@@ -99,17 +108,19 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
     assert "Data quality: 3 likely label errors" in (tmp_path / "runs" / "runs" / "1" / "report.md").read_text()
 
     again = visionpipe("run", "--config", str(config))  # same data, model and settings: nothing to redo
-    assert again.returncode == 0 and stage_rows(again.stdout)["data_quality"][0] == "cached", again.stdout
+    assert again.returncode == 1 and stage_rows(again.stdout)["data_quality"][0] == "cached", again.stdout
     limited = visionpipe(
         "run", "--config", str(config), "--stage", "data_quality", "--set", "data_quality.max_images=50"
     )  # fmt: skip
     assert limited.returncode == 0, limited.stdout + limited.stderr
-    assert "not checked: 73 images is more than data_quality.max_images (50)" in limited.stdout
+    assert "not checked: 74 images is more than data_quality.max_images (50)" in limited.stdout
 
     # Acting on it: the findings file as data.exclude (every row starts as drop) leaves the
-    # flagged images out of the next run's ingest, and the report says how many and why.
+    # flagged images out of the next run's ingest (the train copies of the leaked pairs with
+    # them), the report says how many and why, and export runs.
     curated = visionpipe("run", "--config", str(config), "--set", f"data.exclude={artifact / 'findings.csv'}")
     assert curated.returncode == 0, curated.stdout + curated.stderr
+    assert stage_rows(curated.stdout)["export"][0] == "succeeded", curated.stdout
     dropped = {r["path"] for r in rows}
     assert f"curation: {len(dropped)} images left out" in curated.stdout, curated.stdout
     run = max((tmp_path / "runs" / "runs").iterdir(), key=lambda p: int(p.name))
@@ -118,6 +129,6 @@ def test_planted_label_errors_and_leakage_are_in_the_findings_and_the_report(tmp
     latest = max((tmp_path / "runs" / "artifacts" / "data_quality").iterdir(), key=lambda p: p.stat().st_mtime)
     with (latest / "data_quality" / "findings.csv").open() as file:
         named = {path for r in csv.DictReader(file) for path in (r["path"], r["other_path"])}
-    left_out = {planted[k] for k in ("wrong_train_1", "wrong_train_2", "wrong_test", "original")}
+    left_out = {planted[k] for k in ("wrong_train_1", "wrong_train_2", "wrong_test", "original", "original_2")}
     assert left_out <= dropped and not left_out & named, named
     assert all(Path(p).is_file() for p in planted.values())  # the user's files stay
