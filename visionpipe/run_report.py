@@ -92,7 +92,7 @@ def write_run_report(root: Path, run_id: int | None = None) -> tuple[Path, Path]
         overrides=overrides,
         data_quality=_json(quality.path / DataQuality.FINDINGS_JSON) if quality else None,
         data_quality_dir=quality.path if quality else None,
-        curation=_curation(examples) if examples else None,
+        curation=_curation(examples) if isinstance(examples, Examples) else None,
     )
     out = root / "runs" / str(candidate)
     out.mkdir(parents=True, exist_ok=True)
