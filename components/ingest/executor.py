@@ -93,13 +93,8 @@ def build_pipeline(
     scratch: str,
 ) -> None:
     data = params.data
-    check_args = (
-        data.max_pixels,
-        params.channels,
-        _pixel_fraction(listing, data.pixel_stats_sample),
-        scratch,
-        params.curation,
-    )
+    fraction = _pixel_fraction(listing, data.pixel_stats_sample)
+    check_args = (data.max_pixels, params.channels, fraction, scratch, params.curation)
     tasks = []
     if listing.entries:
         listing_path = FileSystems.join(scratch, "listing.pickle")
