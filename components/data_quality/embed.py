@@ -23,6 +23,10 @@ from visionpipe.data.records import records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 HASH_SIZE = 8  # dHash: 8 x 9 gray cells, one bit per horizontal neighbour pair -> 64 bits
+# A cropped copy's hash matches the hash of the same region of the original, not the original's
+# own: so each image also gets the hashes of its central region and its four corners at this
+# share of each side (copies cut 5-10% off an edge or two).
+CROP_SHARE = 0.9
 
 
 @dataclasses.dataclass
@@ -36,6 +40,8 @@ class Embedded:
     sources: list[str]  # where the user had each image (the record's source path)
     index_in_split: np.ndarray  # int64 [N]: the record's position in its split
     hashes: np.ndarray  # uint64 [N]: 64-bit difference hash of the decoded image
+    # uint64 [N, 5]: the hashes of its central region and corners (CROP_SHARE); [N, 0] = none
+    crop_hashes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.uint64))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -71,11 +77,22 @@ def embedding_model(model: keras.Model, num_classes: int) -> keras.Model:
     return inner
 
 
-def difference_hash(encoded: tf.Tensor) -> tf.Tensor:
-    """Encoded image bytes -> the 64-bit dHash (as int64) of the decoded image at its own size:
-    robust to resizing and recompression, unlike a hash of the bytes."""
+def image_hashes(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded image bytes -> (the 64-bit dHash of the decoded image at its own size, as int64:
+    robust to resizing and recompression, unlike a hash of the bytes; int64 [5]: the dHashes of
+    its central CROP_SHARE and of its four corners of that size, which a cropped copy's own
+    hash matches)."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     gray = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+    height, width = tf.shape(gray)[0], tf.shape(gray)[1]
+    h = tf.maximum(1, tf.cast(tf.cast(height, tf.float32) * CROP_SHARE, tf.int32))
+    w = tf.maximum(1, tf.cast(tf.cast(width, tf.float32) * CROP_SHARE, tf.int32))
+    corners = [((height - h) // 2, (width - w) // 2), (0, 0), (0, width - w), (height - h, 0), (height - h, width - w)]
+    crops = tf.stack([_dhash(gray[top : top + h, left : left + w]) for top, left in corners])
+    return _dhash(gray), crops
+
+
+def _dhash(gray: tf.Tensor) -> tf.Tensor:
     cells = tf.image.resize(gray, (HASH_SIZE, HASH_SIZE + 1), method="area")[..., 0]
     bits = tf.reshape(tf.cast(cells[:, 1:] > cells[:, :-1], tf.int64), [-1])
     return tf.reduce_sum(bits * tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.range(64, dtype=tf.int64)))
@@ -88,7 +105,7 @@ def _split_batches(examples_dir: Path, split: str, spec: PreprocessingSpec, batc
             to_float(load_pixels(encoded, spec)),
             record[record_format.LABEL],
             record[record_format.SOURCE],
-            (difference_hash(encoded)),
+            *image_hashes(encoded),
         )
 
     return (
@@ -110,17 +127,19 @@ def embed_splits(
 ) -> Embedded:
     """Every image of every split with images (split -> its count), through the model once."""
     network = embedding_model(model, num_classes)
-    columns: dict[str, list] = {k: [] for k in ("embeddings", "probabilities", "labels", "sources", "hashes", "splits")}
+    names = ("embeddings", "probabilities", "labels", "sources", "hashes", "crop_hashes", "splits")
+    columns: dict[str, list] = {k: [] for k in names}
     for split, count in splits.items():
         if not count:
             continue
-        for images, labels, sources, hashes in _split_batches(examples_dir, split, spec, batch_size):
+        for images, labels, sources, hashes, crops in _split_batches(examples_dir, split, spec, batch_size):
             features, probabilities = network.predict_on_batch(images)
             columns["embeddings"].append(np.asarray(features, np.float32).reshape(len(labels), -1))
             columns["probabilities"].append(np.asarray(probabilities, np.float32))
             columns["labels"].append(labels.numpy().astype(np.int64))
             columns["sources"] += [_located(s.decode()) for s in sources.numpy()]
             columns["hashes"].append(hashes.numpy().view(np.uint64))
+            columns["crop_hashes"].append(crops.numpy().view(np.uint64))
             columns["splits"] += [split] * len(labels)
             if progress is not None:
                 progress.advance(len(labels))
@@ -137,6 +156,7 @@ def embed_splits(
         sources=columns["sources"],
         index_in_split=index,
         hashes=np.concatenate(columns["hashes"]),
+        crop_hashes=np.concatenate(columns["crop_hashes"]),
     )
 
 

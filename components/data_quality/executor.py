@@ -135,7 +135,9 @@ def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConf
     within: list[Finding] = []
     embedding_cosine = duplicate_cosine(neighbours, cfg.min_cosine, cfg.max_distance_ratio)
     hash_distance = hash_limit(data.hashes, cfg.max_hash_distance)
-    pairs = near_duplicates(unit, data.hashes, neighbours, cfg.min_cosine, embedding_cosine, hash_distance)
+    pairs = near_duplicates(
+        unit, data.hashes, neighbours, cfg.min_cosine, embedding_cosine, hash_distance, data.crop_hashes
+    )
     for pair in pairs:
         first, second = sorted((pair.first, pair.second), key=lambda i: order[str(data.splits[i])])
         crosses = data.splits[first] != data.splits[second]

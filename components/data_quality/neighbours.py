@@ -90,12 +90,14 @@ def near_duplicates(
     min_cosine: float,
     embedding_cosine: float,
     max_hash_distance: int,
+    crop_hashes: np.ndarray | None = None,
 ) -> list[Pair]:
     """Pairs whose embeddings agree (cosine >= ``min_cosine``) and that look alike: hashes at
-    most ``max_hash_distance`` bits apart, or nearest neighbours with cosine >=
-    ``embedding_cosine`` (``duplicate_cosine``). Each pair once; hash matches first, then the
-    most similar. A hash match alone is not enough: dark or plain photos collide (two different
-    Caltech-101 chandeliers: 3 bits apart, cosine 0.29)."""
+    most ``max_hash_distance`` bits apart (for nearest neighbours, also one image's hash
+    against the ``crop_hashes`` of the other's central region and corners: a cropped copy), or
+    nearest neighbours with cosine >= ``embedding_cosine`` (``duplicate_cosine``). Each pair
+    once; hash matches first, then the most similar. A hash match alone is not enough: dark or
+    plain photos collide (two different Caltech-101 chandeliers: 3 bits apart, cosine 0.29)."""
     found: set[tuple[int, int]] = set()
     rows, columns = np.nonzero(neighbours.cosines >= max(min_cosine, embedding_cosine))
     close = zip(rows, neighbours.indices[rows, columns], strict=True)
@@ -104,10 +106,44 @@ def near_duplicates(
         close_rows, close_columns = np.nonzero(distances <= max_hash_distance)
         matches = ((start + int(i), int(j)) for i, j in zip(close_rows, close_columns, strict=True) if start + i < j)
         found.update((i, j) for i, j in matches if unit[i] @ unit[j] >= min_cosine)
-    pairs = [
-        Pair(i, j, float(unit[i] @ unit[j]), int(np.bitwise_count(hashes[i] ^ hashes[j]))) for i, j in sorted(found)
-    ]
+    cropped = _cropped_copies(hashes, crop_hashes, neighbours, min_cosine, max_hash_distance)
+    found.update(cropped)
+
+    def distance(i: int, j: int) -> int:
+        return min(int(np.bitwise_count(hashes[i] ^ hashes[j])), cropped.get((i, j), 64))
+
+    pairs = [Pair(i, j, float(unit[i] @ unit[j]), distance(i, j)) for i, j in sorted(found)]
     return sorted(pairs, key=lambda p: (p.hash_distance > max_hash_distance, -p.cosine))
+
+
+def crop_distances(hashes: np.ndarray, crop_hashes: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """For each pair (first[n], second[n]): the fewest bits in which one image's hash differs
+    from a crop hash of the other (either way round)."""
+    one_way = np.bitwise_count(hashes[first][:, None] ^ crop_hashes[second]).min(axis=1)
+    other_way = np.bitwise_count(crop_hashes[first] ^ hashes[second][:, None]).min(axis=1)
+    return np.minimum(one_way, other_way)
+
+
+def _cropped_copies(
+    hashes: np.ndarray,
+    crop_hashes: np.ndarray | None,
+    neighbours: Neighbours,
+    min_cosine: float,
+    max_hash_distance: int,
+) -> dict[tuple[int, int], int]:
+    """(lower, higher index) -> crop hash distance, for nearest neighbours whose embeddings
+    agree and whose crop distance is at most ``max_hash_distance``. Only neighbours are compared:
+    five crops each way against every image would cost ten times the all-pairs hash pass."""
+    if crop_hashes is None or crop_hashes.shape[1:] == (0,) or len(crop_hashes) != len(hashes) or max_hash_distance < 0:
+        return {}
+    rows, columns = np.nonzero(neighbours.cosines >= min_cosine)
+    others = neighbours.indices[rows, columns]
+    distances = crop_distances(hashes, crop_hashes, rows, others)
+    close = distances <= max_hash_distance
+    return {
+        (min(int(i), int(j)), max(int(i), int(j))): int(d)
+        for i, j, d in zip(rows[close], others[close], distances[close], strict=True)
+    }
 
 
 def duplicate_cosine(neighbours: Neighbours, min_cosine: float, max_distance_ratio: float) -> float:

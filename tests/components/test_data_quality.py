@@ -10,6 +10,7 @@ from visionpipe.components.data_quality.config import DataQualityConfig
 from visionpipe.components.data_quality.executor import _label_findings, _leakage_anomaly, _neighbour_findings
 from visionpipe.components.data_quality.label_issues import label_issues, out_of_sample_probabilities
 from visionpipe.components.data_quality.neighbours import (
+    crop_distances,
     hash_limit,
     near_duplicates,
     nearest,
@@ -251,3 +252,56 @@ def test_a_blocking_data_quality_anomaly_refuses_export_and_none_leaves_the_bles
     assert "3 of the 40 val/test images" in (SPEC.gate(Inputs(**common, data_quality=blocking)) or "")
     assert SPEC.gate(Inputs(**common, data_quality=warning)) is None
     assert SPEC.gate(Inputs(**common, data_quality=None)) is None
+
+
+def _encoded(pixels: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_cropped_copy_matches_a_crop_hash_of_its_original_and_an_unrelated_photo_does_not():
+    from visionpipe.components.data_quality.embed import image_hashes
+
+    rng = np.random.default_rng(3)
+
+    # A photo-like image: smooth shapes (a low-resolution random field blown up) with grain.
+    def photo(seed: int) -> np.ndarray:
+        field = np.random.default_rng(seed).integers(0, 256, (12, 16, 3)).astype(np.uint8)
+        from PIL import Image
+
+        big = np.asarray(Image.fromarray(field).resize((320, 240), Image.BICUBIC), np.float32)
+        return np.clip(big + rng.normal(0, 6, big.shape), 0, 255).astype(np.uint8)
+
+    original = photo(1)
+    copies = {
+        "centre crop 90%": original[12:228, 16:304],
+        "corner crop 92%": original[:221, 26:],
+    }
+    hashes, crops = (np.stack(parts) for parts in zip(*[
+        [t.numpy() for t in image_hashes(_encoded(image))] for image in [original, *copies.values(), photo(2)]
+    ], strict=True))  # fmt: skip
+    hashes, crops = hashes.view(np.uint64), crops.view(np.uint64)
+    first, second = np.zeros(3, int), np.arange(1, 4)
+    whole = np.bitwise_count(hashes[first] ^ hashes[second])
+    cropped = crop_distances(hashes, crops, first, second)
+    assert (cropped[:2] <= 5).all() and (cropped[:2] < whole[:2]).all(), (whole, cropped)
+    assert cropped[2] > 12, cropped  # an unrelated photo is far from every crop
+
+
+def test_near_duplicates_pair_neighbours_by_crop_hash_and_say_the_distance():
+    unit = np.array([[1.0, 0.0, 0.0], [0.95, 0.31, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)  # images 0 and 1: cosine 0.95
+    hashes = np.array([0, 2**40 - 1, 2**63 - 1, 0b1111 << 20], np.uint64)
+    crops = np.tile(np.array([[2**50 - 1]], np.uint64), (4, 5))
+    crops[0, 3] = hashes[1] ^ np.uint64(0b11)  # image 1 is a corner crop of image 0, 2 bits off
+    neighbours = nearest(unit, 2)
+    args = (unit, hashes, neighbours, 0.9, 1.01, 5)
+    assert near_duplicates(*args) == []  # hashes 40 bits apart, embeddings not close enough alone
+    (pair,) = near_duplicates(*args, crops)
+    assert (pair.first, pair.second, pair.hash_distance) == (0, 1, 2)
+    assert near_duplicates(*args[:-1], -1, crops) == []  # where hashes tell nothing, crops neither
