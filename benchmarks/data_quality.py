@@ -16,7 +16,8 @@ sheet of the first of them.
 Both report the stage's seconds against the training stage's.
 
     python benchmarks/data_quality.py label-noise /tmp/cifar10 --work /tmp/dq_noise
-    python benchmarks/data_quality.py near-duplicates /tmp/caltech101/101_ObjectCategories --work /tmp/dq_copies
+    python benchmarks/data_quality.py near-duplicates /tmp/caltech101/101_ObjectCategories --work /tmp/dq_copies \
+        --config configs/photos.yaml --epochs 12 --set model.args.width=16
 """
 
 from __future__ import annotations
@@ -188,6 +189,8 @@ def near_duplicates(args) -> dict:
     overrides = [
         f"run.root={root}", f"data.path={data}", "export.tflite_float=false", "export.tflite_int8=false",
         "validate.severity.near_duplicate_leakage=warn",  # measure the findings; export is not the point here
+        *([f"train.epochs={args.epochs}"] if args.epochs else []),
+        *args.set,
     ]  # fmt: skip
     wall = visionpipe(
         "run", "--config", str(args.config), *(a for o in overrides for a in ("--set", o)), log=args.work / "run.log"
@@ -236,6 +239,8 @@ def main() -> None:
     copies.add_argument("--config", type=Path, required=True, help="the visionpipe config to train with")
     copies.add_argument("--per-class", type=int, default=40, help="photos taken from each class")
     copies.add_argument("--planted", type=int, default=100)
+    copies.add_argument("--epochs", type=int, default=0, help="train.epochs (0: the config's)")
+    copies.add_argument("--set", action="append", default=[], help="another config override, KEY=VALUE")
     copies.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
