@@ -89,16 +89,17 @@ class _CheckTask(beam.DoFn):
                 curated.append(Curated.of(where, decision))
                 continue
             try:
-                data, label, split = read()
-                if decision is not None:  # RELABEL: the split plan and the record see the new label
-                    curated.append(Curated.of(where, decision, label))
-                    label = decision.label
+                data, given_label, split = read()
+                # RELABEL: the split plan and the record see the new label
+                label = given_label if decision is None else decision.label
                 image = images.check_image(data, self._max_pixels, self._channels, self._pixel_fraction)
             except (images.BadImage, ValueError) as err:
                 quarantined.append((where, str(err)))
             except OSError as err:  # unreadable file, broken symlink, permission denied
                 quarantined.append((where, f"cannot read file: {err.strerror or err}"))
             else:
+                if decision is not None:  # recorded once the image is ingested (a quarantined one is not)
+                    curated.append(Curated.of(where, decision, given_label))
                 meta = ImageMeta(
                     label,
                     image.format,

@@ -47,7 +47,6 @@ class Curation:
     """Source key (``source_key``) -> what to do with that image."""
 
     decisions: dict[str, Decision] = dataclasses.field(default_factory=dict)
-    kept_rows: int = 0  # rows that said keep: read, and deliberately not acted on
 
     def decide(self, source: str) -> Decision | None:
         """The decision on the image ingest lists as ``source``, or None."""
@@ -76,10 +75,8 @@ def data_root(data: DataConfig) -> str:
 def load(data: DataConfig) -> Curation:
     """The decisions of ``data.exclude`` and ``data.relabel`` (an empty Curation when neither is set)."""
     rows: list[tuple[str, Decision]] = []
-    kept = 0
     if data.exclude:
-        found, kept = _exclude_rows(data.exclude)
-        rows += found
+        rows += _exclude_rows(data.exclude)
     if data.relabel:
         rows += _relabel_rows(data.relabel)
     root = data_root(data)
@@ -93,7 +90,7 @@ def load(data: DataConfig) -> Curation:
                 "keep one of the two lines"
             )
         decisions.setdefault(key, decision)
-    return Curation(decisions, kept)
+    return Curation(decisions)
 
 
 def _said(decision: Decision) -> str:
@@ -107,28 +104,27 @@ def _read(path: str, setting: str) -> list[str]:
         raise DataError(f"cannot read {setting}={path!r}: {err}; give the path of a text or CSV file") from None
 
 
-def _exclude_rows(path: str) -> tuple[list[tuple[str, Decision]], int]:
+def _exclude_rows(path: str) -> list[tuple[str, Decision]]:
     lines = _read(path, "data.exclude")
     if not path.lower().endswith(".csv"):
         listed = ((n, line.strip()) for n, line in enumerate(lines, 1))  # (a record's name holds a #)
         origin = f"listed in {path}"
         return [
             (p, Decision(DROP, "", LISTED, origin, f"{path}:{n}")) for n, p in listed if p and not p.startswith("#")
-        ], 0
-    rows, kept = [], 0
+        ]
+    rows = []
     for n, row in _csv_rows(lines, path, "data.exclude", ("path",)):
         action = (row.get("action") or DROP).strip().lower()
         if action not in ACTIONS:
             raise DataError(f"{path}:{n}: action {action!r} is not one of {', '.join(ACTIONS)}")
-        if action == KEEP:
-            kept += 1
+        if action == KEEP:  # reviewed and kept: nothing to do
             continue
         label = (row.get("new_label") or row.get("suggested_label") or "").strip() if action == RELABEL else ""
         if action == RELABEL and not label:
             raise DataError(f"{path}:{n}: action relabel needs the new label in a new_label column")
         kind = (row.get("kind") or "").strip() or LISTED
         rows.append((row["path"], Decision(action, label, kind, _reason(row, path), f"{path}:{n}")))
-    return rows, kept
+    return rows
 
 
 def _relabel_rows(path: str) -> list[tuple[str, Decision]]:

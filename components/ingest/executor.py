@@ -289,8 +289,7 @@ def _check_curation(
             f"{', ...' if len(missing) > 5 else ''}); fix their paths (relative ones start at the data's "
             "folder) or remove the rows"
         )
-    quarantined = {item["path"] for item in quarantine}
-    relabelled = [c for c in curated if c["action"] == curation.RELABEL and c["source"] not in quarantined]
+    relabelled = [c for c in curated if c["action"] == curation.RELABEL]
     into = collections.Counter(c["new_label"] for c in relabelled)
     alone = [label for label, n in into.items() if class_totals.get(label, 0) <= n]
     if alone:
