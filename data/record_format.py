@@ -8,6 +8,7 @@ proto (wire-identical to TensorFlow's), so a worker never pays TensorFlow's impo
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from tensorflow_datasets.proto import tf_example_generated_pb2 as example_pb2
 
@@ -115,3 +116,12 @@ def tf_parse_spec(origin: bool = False) -> dict:
         spec.update({MODE: tf.io.FixedLenFeature([], tf.string, default_value="")})
         spec.update({key: tf.io.FixedLenFeature([], tf.int64, default_value=0) for key in (HEIGHT, WIDTH)})
     return spec
+
+
+def located(source: str, root: str = "") -> str:
+    """A SOURCE as one spelling for comparing and showing it: a local path absolute and
+    normalised (a relative one taken from ``root``, else the working folder); a remote path
+    (``scheme://...``) or a TFRecord record (``file#hash``) as written."""
+    if "://" in source or "#" in source:
+        return source
+    return os.path.normpath(os.path.join(os.path.abspath(root or "."), source))

@@ -11,7 +11,6 @@ embeddings (N x D floats) are kept, never the images, so memory is bounded by th
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import keras
@@ -137,7 +136,8 @@ def embed_splits(
             columns["embeddings"].append(np.asarray(features, np.float32).reshape(len(labels), -1))
             columns["probabilities"].append(np.asarray(probabilities, np.float32))
             columns["labels"].append(labels.numpy().astype(np.int64))
-            columns["sources"] += [_located(s.decode()) for s in sources.numpy()]
+            # Absolute, so that findings.csv names the file wherever the next run starts (data.exclude).
+            columns["sources"] += [record_format.located(s.decode()) for s in sources.numpy()]
             columns["hashes"].append(hashes.numpy().view(np.uint64))
             columns["crop_hashes"].append(crops.numpy().view(np.uint64))
             columns["splits"] += [split] * len(labels)
@@ -158,9 +158,3 @@ def embed_splits(
         hashes=np.concatenate(columns["hashes"]),
         crop_hashes=np.concatenate(columns["crop_hashes"]),
     )
-
-
-def _located(source: str) -> str:
-    """A local source path made absolute, so that findings.csv names the file wherever the next
-    run starts from (as data.exclude); remote paths and TFRecord records (``file#hash``) as they are."""
-    return source if "://" in source or "#" in source else os.path.abspath(source)

@@ -22,9 +22,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from apache_beam.io.filesystems import FileSystems
-
 from visionpipe.components.ingest.config import MANIFEST_SUFFIXES, DataConfig
+from visionpipe.data import record_format
 from visionpipe.pipeline.artifacts import DROP, KEEP, RELABEL
 from visionpipe.pipeline.errors import DataError
 
@@ -57,12 +56,8 @@ class Curation:
 
 
 def source_key(path: str, root: str = "") -> str:
-    """The form in which a curation row and an ingested item are compared: local paths absolute
-    and normalised (relative ones taken from ``root``), remote paths and TFRecord records
-    (``file#hash``) as written."""
-    if FileSystems.get_scheme(path) or "#" in path:
-        return path
-    return os.path.normpath(os.path.join(os.path.abspath(root or "."), path))
+    """The form in which a curation row and an ingested item are compared (record_format.located)."""
+    return record_format.located(path, root)
 
 
 def data_root(data: DataConfig) -> str:
