@@ -1,11 +1,13 @@
 """One streamed, batched pass over every split: the trained model's penultimate-layer
-embeddings, its own probabilities, the label, source path and a perceptual hash of each image.
+embeddings, its own probabilities, the label, source path, a perceptual hash and a small
+grayscale thumbnail of each image.
 
 The penultimate layer is found generically: the input of the last Dense layer whose width is
 the number of classes (the classification head), inside nested models too (the classifier
 wraps the registered network; ViTs, CNNs and ImageNet backbones all end in such a Dense).
 Images are decoded and fitted by ``models.preprocessing`` as training fits them; only the
-embeddings (N x D floats) are kept, never the images, so memory is bounded by the batch size.
+embeddings (N x D floats) and 4 KB thumbnails are kept, never the decoded images, so memory
+grows by about D x 4 + 4 KB an image, whatever the photos' size.
 """
 
 from __future__ import annotations
@@ -17,15 +19,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from visionpipe.components.data_quality.alignment import THUMBNAIL
 from visionpipe.data import record_format
 from visionpipe.data.records import records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 HASH_SIZE = 8  # dHash: 8 x 9 gray cells, one bit per horizontal neighbour pair -> 64 bits
-# A cropped copy's hash matches the hash of the same region of the original, not the original's
-# own: so each image also gets the hashes of its central region and its four corners at this
-# share of each side (copies cut 5-10% off an edge or two).
-CROP_SHARE = 0.9
 
 
 @dataclasses.dataclass
@@ -39,8 +38,7 @@ class Embedded:
     sources: list[str]  # where the user had each image (the record's source path)
     index_in_split: np.ndarray  # int64 [N]: the record's position in its split
     hashes: np.ndarray  # uint64 [N]: 64-bit difference hash of the decoded image
-    # uint64 [N, 5]: the hashes of its central region and corners (CROP_SHARE); [N, 0] = none
-    crop_hashes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.uint64))
+    thumbnails: np.ndarray  # uint8 [N, THUMBNAIL, THUMBNAIL]: grayscale, squeezed to a square (alignment.py)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -76,19 +74,14 @@ def embedding_model(model: keras.Model, num_classes: int) -> keras.Model:
     return inner
 
 
-def image_hashes(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Encoded image bytes -> (the 64-bit dHash of the decoded image at its own size, as int64:
-    robust to resizing and recompression, unlike a hash of the bytes; int64 [5]: the dHashes of
-    its central CROP_SHARE and of its four corners of that size, which a cropped copy's own
-    hash matches)."""
+def hash_and_thumbnail(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded image bytes -> (the 64-bit dHash of the decoded image, as int64: robust to resizing
+    and recompression, unlike a hash of the bytes; its grayscale THUMBNAIL x THUMBNAIL thumbnail,
+    uint8, for the pixel comparison that decides near-duplicates)."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     gray = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
-    height, width = tf.shape(gray)[0], tf.shape(gray)[1]
-    h = tf.maximum(1, tf.cast(tf.cast(height, tf.float32) * CROP_SHARE, tf.int32))
-    w = tf.maximum(1, tf.cast(tf.cast(width, tf.float32) * CROP_SHARE, tf.int32))
-    corners = [((height - h) // 2, (width - w) // 2), (0, 0), (0, width - w), (height - h, 0), (height - h, width - w)]
-    crops = tf.stack([_dhash(gray[top : top + h, left : left + w]) for top, left in corners])
-    return _dhash(gray), crops
+    thumbnail = tf.image.resize(gray, (THUMBNAIL, THUMBNAIL), method="area")[..., 0]
+    return _dhash(gray), tf.cast(tf.clip_by_value(tf.round(thumbnail), 0, 255), tf.uint8)
 
 
 def _dhash(gray: tf.Tensor) -> tf.Tensor:
@@ -104,7 +97,7 @@ def _split_batches(examples_dir: Path, split: str, spec: PreprocessingSpec, batc
             to_float(load_pixels(encoded, spec)),
             record[record_format.LABEL],
             record[record_format.SOURCE],
-            *image_hashes(encoded),
+            *hash_and_thumbnail(encoded),
         )
 
     return (
@@ -126,12 +119,12 @@ def embed_splits(
 ) -> Embedded:
     """Every image of every split with images (split -> its count), through the model once."""
     network = embedding_model(model, num_classes)
-    names = ("embeddings", "probabilities", "labels", "sources", "hashes", "crop_hashes", "splits")
+    names = ("embeddings", "probabilities", "labels", "sources", "hashes", "thumbnails", "splits")
     columns: dict[str, list] = {k: [] for k in names}
     for split, count in splits.items():
         if not count:
             continue
-        for images, labels, sources, hashes, crops in _split_batches(examples_dir, split, spec, batch_size):
+        for images, labels, sources, hashes, thumbnails in _split_batches(examples_dir, split, spec, batch_size):
             features, probabilities = network.predict_on_batch(images)
             columns["embeddings"].append(np.asarray(features, np.float32).reshape(len(labels), -1))
             columns["probabilities"].append(np.asarray(probabilities, np.float32))
@@ -139,7 +132,7 @@ def embed_splits(
             # Absolute, so that findings.csv names the file wherever the next run starts (data.exclude).
             columns["sources"] += [record_format.located(s.decode()) for s in sources.numpy()]
             columns["hashes"].append(hashes.numpy().view(np.uint64))
-            columns["crop_hashes"].append(crops.numpy().view(np.uint64))
+            columns["thumbnails"].append(thumbnails.numpy())
             columns["splits"] += [split] * len(labels)
             if progress is not None:
                 progress.advance(len(labels))
@@ -156,5 +149,5 @@ def embed_splits(
         sources=columns["sources"],
         index_in_split=index,
         hashes=np.concatenate(columns["hashes"]),
-        crop_hashes=np.concatenate(columns["crop_hashes"]),
+        thumbnails=np.concatenate(columns["thumbnails"]),
     )

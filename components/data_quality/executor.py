@@ -24,7 +24,6 @@ from visionpipe.components.data_quality.label_issues import (
     out_of_sample_probabilities,
 )
 from visionpipe.components.data_quality.neighbours import (
-    duplicate_cosine,
     hash_limit,
     near_duplicates,
     nearest,
@@ -65,8 +64,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
             paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg)
             found = labelled + paired
-        hash_limit_used = summary["near_duplicate_rule"]["max_hash_distance"]
-        summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, hash_limit_used, params)
+        summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, params)
         files.write_thumbnails(inputs.examples.path, outputs.data_quality.path, _shown(found, cfg.report_images))
     summary["counts"] = files.counts(found)
     summary["seconds"] = round(time.time() - started, 2)
@@ -126,25 +124,25 @@ def _label_findings(
 
 
 def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConfig) -> tuple[list[Finding], dict]:
-    """Near-duplicate pairs (leakage when they cross splits) and outliers, and the limits this
-    data gave the near-duplicate rule."""
-    unit = normalized(data.embeddings)  # (already so in run(): normalising twice changes nothing)
-    neighbours = nearest(unit, cfg.neighbours)
+    """Near-duplicate pairs (leakage when they cross splits) and outliers, and the rule that
+    found the pairs. ``data.embeddings`` are centred and unit-length (``normalized``)."""
+    neighbours = nearest(data.embeddings, cfg.neighbours)
     order = {split: n for n, split in enumerate(Examples.SPLITS)}
     leaked: list[Finding] = []
     within: list[Finding] = []
-    embedding_cosine = duplicate_cosine(neighbours, cfg.min_cosine, cfg.max_distance_ratio)
     hash_distance = hash_limit(data.hashes, cfg.max_hash_distance)
-    pairs = near_duplicates(
-        unit, data.hashes, neighbours, cfg.min_cosine, embedding_cosine, hash_distance, data.crop_hashes
-    )
+    pairs, compared = near_duplicates(
+        data.embeddings, data.hashes, data.thumbnails, neighbours, cfg.min_cosine, hash_distance,
+        cfg.min_pixel_correlation,
+    )  # fmt: skip
     for pair in pairs:
         first, second = sorted((pair.first, pair.second), key=lambda i: order[str(data.splits[i])])
         crosses = data.splits[first] != data.splits[second]
         (leaked if crosses else within).append({
             "kind": DataQuality.LEAKAGE if crosses else DataQuality.DUPLICATE,
             **_image(data, classes, first), **_image(data, classes, second, "other_"),
-            "score": round(pair.cosine, 4), "cosine": round(pair.cosine, 4), "hash_distance": pair.hash_distance,
+            "score": round(pair.correlation, 4), "pixel_correlation": round(pair.correlation, 4),
+            "cosine": round(pair.cosine, 4), "hash_distance": pair.hash_distance,
         })  # fmt: skip
     scores = outlier_scores(neighbours)
     far = [
@@ -152,27 +150,19 @@ def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConf
          "knn_distance": round(float(scores[i]), 4)}
         for i, z in outliers(scores, cfg.outlier_min_zscore, cfg.max_outliers)
     ]  # fmt: skip
-    rule = {"min_cosine": cfg.min_cosine, "embedding_only_cosine": round(embedding_cosine, 6),
-            "max_hash_distance": hash_distance}  # fmt: skip
+    rule = {"min_cosine": cfg.min_cosine, "max_hash_distance": hash_distance,
+            "min_pixel_correlation": cfg.min_pixel_correlation, "pairs_compared": compared}  # fmt: skip
     return _ranked(leaked) + _ranked(within) + _ranked(far), rule
 
 
 def _leakage_anomaly(
-    found: list[Finding], split_counts: dict[str, int], hash_limit_used: int, params: Params
+    found: list[Finding], split_counts: dict[str, int], params: Params
 ) -> tuple[float, list[dict[str, Any]]]:
     """The share of val and test images with a near-copy in an earlier split, and the
-    near_duplicate_leakage anomaly when it is above ``data_quality.max_leaked_share``.
-
-    Only copies that the perceptual hash and the embedding both call copies count here: they are
-    resized or recompressed versions of one photo. Pairs found by the embedding alone (crops,
-    burst shots, and on tiny models similar images of one class) stay findings for a person."""
+    near_duplicate_leakage anomaly when it is above ``data_quality.max_leaked_share``."""
     cfg = params.data_quality
     evaluated = sum(n for split, n in split_counts.items() if split != "train")
-    leaked = {
-        (f["other_split"], f["other_index"])
-        for f in found
-        if f["kind"] == DataQuality.LEAKAGE and f["hash_distance"] <= hash_limit_used
-    }
+    leaked = {(f["other_split"], f["other_index"]) for f in found if f["kind"] == DataQuality.LEAKAGE}
     share = len(leaked) / evaluated if evaluated else 0.0
     if share <= cfg.max_leaked_share:
         return round(share, 4), []
@@ -181,8 +171,8 @@ def _leakage_anomaly(
         "severity": params.leakage_severity,
         "description": (
             f"{len(leaked)} of the {evaluated} val/test images ({share:.1%}, above data_quality.max_leaked_share "
-            f"{cfg.max_leaked_share:.0%}) have a resized or recompressed copy in an earlier split (by perceptual "
-            "hash and embedding), so the evaluation flatters the "
+            f"{cfg.max_leaked_share:.0%}) have a copy (resized, recompressed, cropped or mirrored) in an earlier "
+            "split, so the evaluation flatters the "
             f"model; leave the copies out with data.exclude=<this stage's {DataQuality.FINDINGS_CSV}> (rows "
             "marked drop) or set validate.severity.near_duplicate_leakage: warn"
         ),
@@ -217,8 +207,8 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     anomalies = [f"{a['kind']} anomaly ({a['severity']}): {a['description']}" for a in summary["anomalies"]]
     return [
         f"data quality: {c[DataQuality.LABEL_ISSUE]} likely label errors ({checks}), "
-        f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage; copies of "
-        f"{summary['leaked_share']:.1%} of the val/test images by hash and embedding), {c[DataQuality.DUPLICATE]} "
+        f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage: copies of "
+        f"{summary['leaked_share']:.1%} of the val/test images), {c[DataQuality.DUPLICATE]} "
         f"within a split, {c[DataQuality.OUTLIER]} outliers; {summary['seconds']:.1f} s on {summary['images']:,} "
         "images",
         f"every finding with its file paths: {DataQuality.FINDINGS_CSV} and {DataQuality.FINDINGS_JSON} in the "

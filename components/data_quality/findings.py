@@ -24,7 +24,8 @@ from visionpipe.pipeline.artifacts import DROP, DataQuality
 # to keep, or to relabel with the label in ``new_label`` (a label issue's suggestion to start).
 COLUMNS = (
     "kind", "rank", "split", "path", "label", "suggested_label", "score", "checked_by",
-    "other_split", "other_path", "other_label", "cosine", "hash_distance", "action", "new_label",
+    "other_split", "other_path", "other_label", "pixel_correlation", "cosine", "hash_distance", "action",
+    "new_label",
 )  # fmt: skip
 THUMBNAIL_PIXELS = 96  # the longer side of a report thumbnail
 

@@ -1,5 +1,6 @@
 """Near-duplicates and outliers from one blockwise k-nearest-neighbour search over the
-embeddings, plus an all-pairs comparison of the 64-bit difference hashes.
+embeddings, plus an all-pairs comparison of the 64-bit difference hashes: both propose pairs,
+and the images' aligned pixels decide (alignment.py).
 
 Embeddings are centred (the mean over all images subtracted: ReLU features all point into one
 orthant, so raw cosines are high for any two images) and L2-normalised, then compared a block of
@@ -11,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+from visionpipe.components.data_quality.alignment import aligned_correlation
 
 BLOCK = 1024  # rows compared at a time: BLOCK x N similarities in memory
 HASH_BLOCK = 256  # hashes compared at a time (BLOCK x N 64-bit XORs and their bit counts)
@@ -28,6 +31,7 @@ class Pair:
     second: int
     cosine: float  # of the centred embeddings
     hash_distance: int  # bits of 64 in which the difference hashes differ
+    correlation: float  # of the pixels at their best alignment (alignment.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,77 +87,42 @@ def hash_limit(hashes: np.ndarray, max_hash_distance: int) -> int:
     return min(max_hash_distance, int(np.quantile(nearest_hash, HASH_RARITY)) - 1)
 
 
-def near_duplicates(
-    unit: np.ndarray,
-    hashes: np.ndarray,
-    neighbours: Neighbours,
-    min_cosine: float,
-    embedding_cosine: float,
-    max_hash_distance: int,
-    crop_hashes: np.ndarray | None = None,
-) -> list[Pair]:
-    """Pairs whose embeddings agree (cosine >= ``min_cosine``) and that look alike: hashes at
-    most ``max_hash_distance`` bits apart (for nearest neighbours, also one image's hash
-    against the ``crop_hashes`` of the other's central region and corners: a cropped copy), or
-    nearest neighbours with cosine >= ``embedding_cosine`` (``duplicate_cosine``). Each pair
-    once; hash matches first, then the most similar. A hash match alone is not enough: dark or
-    plain photos collide (two different Caltech-101 chandeliers: 3 bits apart, cosine 0.29)."""
+def candidates(hashes: np.ndarray, neighbours: Neighbours, min_cosine: float, max_hash_distance: int) -> np.ndarray:
+    """[P, 2] pairs (lower index first, each once) worth comparing by pixels: nearest neighbours
+    whose embeddings agree (cosine >= ``min_cosine``), and any two images whose hashes are at
+    most ``max_hash_distance`` bits apart (all pairs: a copy the model embeds apart still
+    matches by hash; -1 = the hash tells nothing in this data)."""
     found: set[tuple[int, int]] = set()
-    rows, columns = np.nonzero(neighbours.cosines >= max(min_cosine, embedding_cosine))
+    rows, columns = np.nonzero(neighbours.cosines >= min_cosine)
     close = zip(rows, neighbours.indices[rows, columns], strict=True)
     found.update((min(int(i), int(j)), max(int(i), int(j))) for i, j in close)
     for start, distances in _hash_blocks(hashes) if max_hash_distance >= 0 else ():
         close_rows, close_columns = np.nonzero(distances <= max_hash_distance)
-        matches = ((start + int(i), int(j)) for i, j in zip(close_rows, close_columns, strict=True) if start + i < j)
-        found.update((i, j) for i, j in matches if unit[i] @ unit[j] >= min_cosine)
-    cropped = _cropped_copies(hashes, crop_hashes, neighbours, min_cosine, max_hash_distance)
-    found.update(cropped)
-
-    def distance(i: int, j: int) -> int:
-        return min(int(np.bitwise_count(hashes[i] ^ hashes[j])), cropped.get((i, j), 64))
-
-    pairs = [Pair(i, j, float(unit[i] @ unit[j]), distance(i, j)) for i, j in sorted(found)]
-    return sorted(pairs, key=lambda p: (p.hash_distance > max_hash_distance, -p.cosine))
+        found.update((start + int(i), int(j)) for i, j in zip(close_rows, close_columns, strict=True) if start + i < j)
+    return np.array(sorted(found), np.int64).reshape(-1, 2)
 
 
-def crop_distances(hashes: np.ndarray, crop_hashes: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """For each pair (first[n], second[n]): the fewest bits in which one image's hash differs
-    from a crop hash of the other (either way round)."""
-    one_way = np.bitwise_count(hashes[first][:, None] ^ crop_hashes[second]).min(axis=1)
-    other_way = np.bitwise_count(crop_hashes[first] ^ hashes[second][:, None]).min(axis=1)
-    return np.minimum(one_way, other_way)
-
-
-def _cropped_copies(
+def near_duplicates(
+    unit: np.ndarray,
     hashes: np.ndarray,
-    crop_hashes: np.ndarray | None,
+    thumbnails: np.ndarray,
     neighbours: Neighbours,
     min_cosine: float,
     max_hash_distance: int,
-) -> dict[tuple[int, int], int]:
-    """(lower, higher index) -> crop hash distance, for nearest neighbours whose embeddings
-    agree and whose crop distance is at most ``max_hash_distance``. Only neighbours are compared:
-    five crops each way against every image would cost ten times the all-pairs hash pass."""
-    if crop_hashes is None or crop_hashes.shape[1:] == (0,) or len(crop_hashes) != len(hashes) or max_hash_distance < 0:
-        return {}
-    rows, columns = np.nonzero(neighbours.cosines >= min_cosine)
-    others = neighbours.indices[rows, columns]
-    distances = crop_distances(hashes, crop_hashes, rows, others)
-    close = distances <= max_hash_distance
-    return {
-        (min(int(i), int(j)), max(int(i), int(j))): int(d)
-        for i, j, d in zip(rows[close], others[close], distances[close], strict=True)
-    }
-
-
-def duplicate_cosine(neighbours: Neighbours, min_cosine: float, max_distance_ratio: float) -> float:
-    """The cosine two images must reach to be near-duplicates: ``min_cosine``, and closer than
-    ``max_distance_ratio`` x the median distance from an image to its nearest neighbour (for
-    unit vectors, distance = sqrt(2 - 2 cosine))."""
-    if neighbours.cosines.shape[1] == 0:
-        return 1.0  # a single image: no pair
-    nearest_distance = float(np.median(np.sqrt(np.maximum(2.0 - 2.0 * neighbours.cosines[:, 0], 0.0))))
-    return max(min_cosine, 1.0 - (max_distance_ratio * nearest_distance) ** 2 / 2.0)
+    min_correlation: float,
+) -> tuple[list[Pair], int]:
+    """(the candidate pairs (``candidates``) whose pixels correlate at least ``min_correlation``
+    at their best alignment (alignment.py), most alike first; how many candidates were compared)."""
+    pairs = candidates(hashes, neighbours, min_cosine, max_hash_distance)
+    first, second = pairs[:, 0], pairs[:, 1]
+    correlation = aligned_correlation(thumbnails, first, second)
+    alike = np.flatnonzero(correlation >= min_correlation)
+    found = [
+        Pair(int(first[n]), int(second[n]), float(unit[first[n]] @ unit[second[n]]),
+             int(np.bitwise_count(hashes[first[n]] ^ hashes[second[n]])), float(correlation[n]))
+        for n in alike
+    ]  # fmt: skip
+    return sorted(found, key=lambda p: -p.correlation), len(pairs)
 
 
 def outlier_scores(neighbours: Neighbours) -> np.ndarray:

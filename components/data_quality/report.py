@@ -45,7 +45,7 @@ def _row(folder: Path, finding: dict[str, Any]) -> str:
         detail = f"{finding['knn_distance']:.3f} from its nearest neighbours"
     else:
         cells += _image_cells(folder, finding, "other_")
-        detail = f"cosine {finding['cosine']:.4f}, hash {finding['hash_distance']} bits apart"
+        detail = f"embedding cosine {finding['cosine']:.4f}, hash {finding['hash_distance']} bits apart"
     rank, score = finding["rank"], finding["score"]
     return f"<tr><td class='num'>{rank}</td>{cells}<td class='num'>{score}</td><td>{detail}</td></tr>"
 
@@ -56,7 +56,7 @@ def _gallery(folder: Path, found: list[dict[str, Any]], kind: str, shown: int) -
         return ""
     pair = kind in (DataQuality.LEAKAGE, DataQuality.DUPLICATE)
     images = "<th></th><th>image</th><th></th><th>copy</th>" if pair else "<th></th><th>image</th>"
-    score = {DataQuality.LABEL_ISSUE: "label quality", DataQuality.OUTLIER: "robust z"}.get(kind, "cosine")
+    score = {DataQuality.LABEL_ISSUE: "label quality", DataQuality.OUTLIER: "robust z"}.get(kind, "pixels alike")
     rows = "".join(_row(folder, f) for f in of_kind[:shown])
     more = f"<p>{len(of_kind) - shown} more in the findings files.</p>" if len(of_kind) > shown else ""
     head = f"<tr><th>#</th>{images}<th>{score}</th><th></th></tr>"
@@ -78,9 +78,7 @@ def summary_line(summary: dict[str, Any]) -> str:
         else ""
     )
     leaked = summary.get("leaked_share")
-    leaked_said = (
-        f" {leaked:.1%} of the val/test images have a copy in an earlier split by hash and embedding." if leaked else ""
-    )
+    leaked_said = f" {leaked:.1%} of the val/test images have a copy in an earlier split." if leaked else ""
     anomalies = "".join(
         f" Anomaly {a['kind']} ({'blocking' if a['severity'] == 'block' else 'warning'}): {a['description']}."
         for a in summary.get("anomalies", [])

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from visionpipe.components.data_quality.alignment import THUMBNAIL, aligned_correlation
 from visionpipe.components.data_quality.config import DataQualityConfig
 from visionpipe.components.data_quality.executor import _label_findings, _leakage_anomaly, _neighbour_findings
 from visionpipe.components.data_quality.label_issues import label_issues, out_of_sample_probabilities
 from visionpipe.components.data_quality.neighbours import (
-    crop_distances,
+    candidates,
     hash_limit,
-    near_duplicates,
     nearest,
     normalized,
     outlier_scores,
@@ -35,7 +35,7 @@ def blobs(seed: int, per_class: int = 60, dims: int = 16, spread: float = 1.0):
 
 def embedded(seed: int, splits: tuple[str, ...] = ("train",) * 200 + ("val",) * 20 + ("test",) * 20):
     """An ``Embedded`` of clean blobs spread over the splits, with random (distinct) hashes and
-    the trained model's probabilities confident in each image's own class."""
+    thumbnails, and the trained model's probabilities confident in each image's own class."""
     from visionpipe.components.data_quality.embed import Embedded
 
     x, y = blobs(seed, per_class=len(splits) // len(CLASSES))
@@ -56,6 +56,9 @@ def embedded(seed: int, splits: tuple[str, ...] = ("train",) * 200 + ("val",) * 
         sources=[f"/data/{CLASSES[label]}/{i}.jpg" for i, label in enumerate(y)],
         index_in_split=index,
         hashes=rng.integers(0, 2**63, len(y), dtype=np.int64).view(np.uint64),
+        thumbnails=np.stack([photo(seed * 1000 + i, THUMBNAIL, THUMBNAIL).mean(axis=2) for i in range(len(y))]).astype(
+            np.uint8
+        ),
     )
 
 
@@ -91,25 +94,32 @@ def test_clean_data_has_no_finding():
     labelled, checks = _label_findings(data, CLASSES, DataQualityConfig(), seed=0)
     assert labelled == []
     assert checks["train"].startswith("cross-validated") and checks["test"] == "the trained model"
-    assert _neighbour_findings(data, CLASSES, DataQualityConfig())[0] == []
+    assert _neighbour_findings(normalized_data(data), CLASSES, DataQualityConfig())[0] == []
+
+
+def _copy(data, copy: int, of: int, rng) -> None:
+    """Make image ``copy`` a copy of image ``of``: nearly the same embedding, the same label."""
+    data.embeddings[copy] = data.embeddings[of] + rng.normal(0, 0.01, data.embeddings.shape[1])
+    data.labels[copy] = data.labels[of]
 
 
 def test_planted_copy_across_splits_is_leakage_and_within_a_split_a_duplicate():
     data = embedded(4)
     rng = np.random.default_rng(5)
-    test_row, train_row, other_train = 230, 7, 11
-    # A resized copy: nearly the same embedding, a hash a couple of bits away.
-    data.embeddings[test_row] = data.embeddings[train_row] + rng.normal(0, 0.01, data.embeddings.shape[1])
-    data.labels[test_row] = data.labels[train_row]
+    test_row, train_row, other_train, look_alike = 230, 7, 11, 40
+    # A resized copy in test of a train photo: its pixels and hash nearly the original's.
+    _copy(data, test_row, train_row, rng)
+    data.thumbnails[test_row] = np.clip(data.thumbnails[train_row] + rng.normal(0, 3, (THUMBNAIL,) * 2), 0, 255)
     data.hashes[test_row] = data.hashes[train_row] ^ np.uint64(0b101)
-    # A copy inside train: close embeddings and hashes.
-    data.embeddings[other_train] = data.embeddings[12] + rng.normal(0, 0.01, data.embeddings.shape[1])
-    data.labels[other_train] = data.labels[12]
-    data.hashes[other_train] = data.hashes[12]
-    # The same hash on images of two classes (dark or plain photos collide): no pair.
+    # A copy inside train.
+    _copy(data, other_train, 12, rng)
+    data.thumbnails[other_train], data.hashes[other_train] = data.thumbnails[12], data.hashes[12]
+    # The model embeds two different photos alike, or their hashes collide (dark or plain
+    # photos): their pixels tell them apart, no pair.
+    _copy(data, look_alike, 41, rng)
     unlike = np.flatnonzero(data.labels != data.labels[20])[-1]
     data.hashes[unlike] = data.hashes[20]
-    found, rule = _neighbour_findings(data, CLASSES, DataQualityConfig())
+    found, rule = _neighbour_findings(normalized_data(data), CLASSES, DataQualityConfig())
     assert rule["max_hash_distance"] == 5  # random hashes: the configured limit
     kinds = {(f["kind"], f["path"], f["other_path"]) for f in found}
     assert kinds == {
@@ -118,7 +128,13 @@ def test_planted_copy_across_splits_is_leakage_and_within_a_split_a_duplicate():
     }
     leak = next(f for f in found if f["kind"] == DataQuality.LEAKAGE)
     assert (leak["split"], leak["other_split"], leak["hash_distance"]) == ("train", "test", 2)
-    assert leak["cosine"] > 0.99
+    assert leak["cosine"] > 0.99 and leak["pixel_correlation"] > 0.99 and leak["score"] == leak["pixel_correlation"]
+
+
+def normalized_data(data):
+    """``data`` with its embeddings centred and unit-length, as the executor hands them on."""
+    data.embeddings = normalized(data.embeddings)
+    return data
 
 
 def test_an_image_far_from_every_other_is_the_outlier():
@@ -138,17 +154,16 @@ def test_nearest_is_blockwise_exact():
     np.testing.assert_array_equal(got.indices, np.argsort(-similarity, axis=1)[:, :3])
 
 
-def test_hash_pairs_are_found_and_unrelated_hashes_are_not():
+def test_candidates_are_close_neighbours_and_hash_matches_each_once():
     x, _ = blobs(8, per_class=5)
     unit = normalized(x)[[0, 5, 10, 15]]  # one image of each class: embeddings far apart
-    unit[1] = unit[0]  # 0 and 1 agree in embedding and hash: a pair
-    unit[2] = unit[3]  # 2 and 3 agree in embedding only, short of the embedding-only cosine: no pair
+    unit[1] = unit[0]  # 0 and 1 agree in embedding and hash
     hashes = np.array([0, 0b11, 2**40 - 1, 2**63 - 1], np.uint64)
-    pairs = near_duplicates(unit, hashes, nearest(unit, 2), 0.9, embedding_cosine=1.01, max_hash_distance=2)
-    assert [(p.first, p.second, p.hash_distance) for p in pairs] == [(0, 1, 2)]
-    hashes[3] = hashes[0]  # a hash match between images whose embeddings disagree: no pair
-    pairs = near_duplicates(unit, hashes, nearest(unit, 2), 0.9, embedding_cosine=1.01, max_hash_distance=2)
-    assert [(p.first, p.second) for p in pairs] == [(0, 1)]
+    neighbours = nearest(unit, 2)
+    assert candidates(hashes, neighbours, 0.9, 2).tolist() == [[0, 1]]
+    hashes[3] = hashes[2] ^ np.uint64(1)  # embeddings far apart, hashes 1 bit apart: compare the pixels
+    assert candidates(hashes, neighbours, 0.9, 2).tolist() == [[0, 1], [2, 3]]
+    assert candidates(hashes, neighbours, 0.9, -1).tolist() == [[0, 1]]  # the hash tells nothing here
 
 
 def test_hashes_that_collide_everywhere_tell_nothing():
@@ -157,11 +172,6 @@ def test_hashes_that_collide_everywhere_tell_nothing():
     plain = np.repeat(rng.integers(0, 2**63, 20, dtype=np.int64).view(np.uint64), 10)  # digits: hash twins
     plain[::7] ^= np.uint64(1)
     assert hash_limit(plain, 5) == -1
-    x, _ = blobs(11, per_class=50)
-    unit = normalized(x)
-    unit[1] = unit[0]  # one copy, by embedding: found whatever the hashes say
-    pairs = near_duplicates(unit, plain, nearest(unit, 5), 0.9, embedding_cosine=0.9999, max_hash_distance=-1)
-    assert [(p.first, p.second) for p in pairs] == [(0, 1)]
 
 
 def test_a_class_with_one_train_image_is_reported_not_checked():
@@ -174,7 +184,14 @@ def test_a_class_with_one_train_image_is_reported_not_checked():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("min_cosine", 0.1), ("max_hash_distance", 40), ("folds", 1), ("outlier_min_zscore", 0.0)]
+    "field, value",
+    [
+        ("min_cosine", 0.1),
+        ("max_hash_distance", 40),
+        ("folds", 1),
+        ("outlier_min_zscore", 0.0),
+        ("min_pixel_correlation", 0.5),
+    ],
 )
 def test_thresholds_that_would_let_anything_pass_are_refused(field, value):
     with pytest.raises(ConfigError, match=f"data_quality.{field}"):
@@ -212,26 +229,23 @@ def test_every_registered_model_gives_penultimate_embeddings(name, tmp_path):
     np.testing.assert_allclose(probabilities, model.predict_on_batch(images), atol=1e-5)
 
 
-def _leak(index: int, hash_distance: int) -> dict:
-    return {"kind": DataQuality.LEAKAGE, "other_split": "test", "other_index": index, "hash_distance": hash_distance}
+def _leak(index: int) -> dict:
+    return {"kind": DataQuality.LEAKAGE, "other_split": "test", "other_index": index}
 
 
 @pytest.mark.parametrize("severity", ["block", "warn"])
 def test_copies_of_too_many_test_images_are_the_leakage_anomaly_with_its_severity(severity):
     params = Params(data_quality=DataQualityConfig(), seed=0, leakage_severity=severity)
     splits = {"train": 200, "val": 20, "test": 20}
-    # 3 of 40 val/test images copied (7.5% > 5%); two pairs name one test image; an
-    # embedding-only pair (hash far apart) does not count.
-    found = [_leak(1, 2), _leak(1, 3), _leak(2, 0), _leak(3, 5), _leak(4, 30)]
-    share, anomalies = _leakage_anomaly(found, splits, 5, params)
+    # 3 of 40 val/test images copied (7.5% > 5%); two pairs name one test image.
+    found = [_leak(1), _leak(1), _leak(2), _leak(3)]
+    share, anomalies = _leakage_anomaly(found, splits, params)
     assert share == 0.075 and [a["severity"] for a in anomalies] == [severity]
     assert anomalies[0]["description"].startswith("3 of the 40 val/test images (7.5%")
     reason = DataQuality("/tmp/x", {"anomalies": anomalies}).blocking_reason()
     assert (reason is not None) == (severity == "block")
     # Two copies are 5%: not above the share, so findings only.
-    assert _leakage_anomaly(found[:3], splits, 5, params) == (0.05, [])
-    # Where the hash tells nothing in this data (limit -1), only the embedding matched: no anomaly.
-    assert _leakage_anomaly(found, splits, -1, params) == (0.0, [])
+    assert _leakage_anomaly(found[:3], splits, params) == (0.05, [])
 
 
 def test_a_blocking_data_quality_anomaly_refuses_export_and_none_leaves_the_blessing_to_decide():
@@ -254,54 +268,56 @@ def test_a_blocking_data_quality_anomaly_refuses_export_and_none_leaves_the_bles
     assert SPEC.gate(Inputs(**common, data_quality=None)) is None
 
 
-def _encoded(pixels: np.ndarray) -> bytes:
+def _encoded(pixels: np.ndarray, quality: int | None = None) -> bytes:
     import io
 
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    if quality:
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    else:
+        Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def test_a_cropped_copy_matches_a_crop_hash_of_its_original_and_an_unrelated_photo_does_not():
-    from visionpipe.components.data_quality.embed import image_hashes
+def photo(seed: int, height: int = 240, width: int = 320) -> np.ndarray:
+    """A photo-like image: smooth shapes (a low-resolution random field blown up) with grain."""
+    from PIL import Image
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
+    field = rng.integers(0, 256, (12, 16, 3)).astype(np.uint8)
+    big = np.asarray(Image.fromarray(field).resize((width, height), Image.BICUBIC), np.float32)
+    return np.clip(big + rng.normal(0, 6, big.shape), 0, 255).astype(np.uint8)
 
-    # A photo-like image: smooth shapes (a low-resolution random field blown up) with grain.
-    def photo(seed: int) -> np.ndarray:
-        field = np.random.default_rng(seed).integers(0, 256, (12, 16, 3)).astype(np.uint8)
-        from PIL import Image
 
-        big = np.asarray(Image.fromarray(field).resize((320, 240), Image.BICUBIC), np.float32)
-        return np.clip(big + rng.normal(0, 6, big.shape), 0, 255).astype(np.uint8)
+def thumbnail(pixels: np.ndarray, quality: int | None = None) -> np.ndarray:
+    from visionpipe.components.data_quality.embed import hash_and_thumbnail
+
+    return hash_and_thumbnail(_encoded(pixels, quality))[1].numpy()
+
+
+def test_copies_resized_recompressed_cropped_or_mirrored_align_and_other_photos_do_not():
+    from PIL import Image
 
     original = photo(1)
     copies = {
+        "resized to half": np.asarray(Image.fromarray(original).resize((160, 120), Image.BILINEAR)),
+        "recompressed": original,  # as JPEG quality 30, below
         "centre crop 90%": original[12:228, 16:304],
         "corner crop 92%": original[:221, 26:],
+        "crop 85% off centre": original[20:224, 10:282],
+        "mirrored": original[:, ::-1],
+        "brighter": np.clip(original.astype(np.int16) * 1.2 + 20, 0, 255).astype(np.uint8),
     }
-    hashes, crops = (np.stack(parts) for parts in zip(*[
-        [t.numpy() for t in image_hashes(_encoded(image))] for image in [original, *copies.values(), photo(2)]
-    ], strict=True))  # fmt: skip
-    hashes, crops = hashes.view(np.uint64), crops.view(np.uint64)
-    first, second = np.zeros(3, int), np.arange(1, 4)
-    whole = np.bitwise_count(hashes[first] ^ hashes[second])
-    cropped = crop_distances(hashes, crops, first, second)
-    assert (cropped[:2] <= 5).all() and (cropped[:2] < whole[:2]).all(), (whole, cropped)
-    assert cropped[2] > 12, cropped  # an unrelated photo is far from every crop
-
-
-def test_near_duplicates_pair_neighbours_by_crop_hash_and_say_the_distance():
-    unit = np.array([[1.0, 0.0, 0.0], [0.95, 0.31, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    unit /= np.linalg.norm(unit, axis=1, keepdims=True)  # images 0 and 1: cosine 0.95
-    hashes = np.array([0, 2**40 - 1, 2**63 - 1, 0b1111 << 20], np.uint64)
-    crops = np.tile(np.array([[2**50 - 1]], np.uint64), (4, 5))
-    crops[0, 3] = hashes[1] ^ np.uint64(0b11)  # image 1 is a corner crop of image 0, 2 bits off
-    neighbours = nearest(unit, 2)
-    args = (unit, hashes, neighbours, 0.9, 1.01, 5)
-    assert near_duplicates(*args) == []  # hashes 40 bits apart, embeddings not close enough alone
-    (pair,) = near_duplicates(*args, crops)
-    assert (pair.first, pair.second, pair.hash_distance) == (0, 1, 2)
-    assert near_duplicates(*args[:-1], -1, crops) == []  # where hashes tell nothing, crops neither
+    images = [thumbnail(original)]
+    images += [thumbnail(copy, 30 if name == "recompressed" else None) for name, copy in copies.items()]
+    images += [thumbnail(photo(seed)) for seed in range(2, 12)]
+    others = len(images) - 1
+    score = aligned_correlation(np.stack(images), np.zeros(others, int), np.arange(1, others + 1))
+    found = dict(zip(copies, np.round(score[: len(copies)], 3), strict=True))
+    assert all(s >= DataQualityConfig().min_pixel_correlation for s in found.values()), str(found)
+    assert score[len(copies) :].max() < 0.9, score  # ten unrelated photos
+    # Either image may be the cropped one: the order of the pair does not matter.
+    backwards = aligned_correlation(np.stack(images), np.arange(1, len(copies) + 1), np.zeros(len(copies), int))
+    np.testing.assert_allclose(backwards, score[: len(copies)], atol=1e-3)
