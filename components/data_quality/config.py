@@ -14,10 +14,13 @@ class DataQualityConfig:
     with the trained model's penultimate-layer embeddings (components/data_quality/)."""
 
     enabled: bool = True  # off: the graph has no data_quality stage
-    # On by default for small data: above this many images (all splits together) the stage
-    # records that it skipped and why. Its cost is about one inference pass over the data plus
-    # folds x a logistic regression on the embeddings (a few seconds per thousand images on
-    # two cores, well under the training time); raise it to check bigger data.
+    # On by default wherever it is cheap against the training it audits: the stage projects its
+    # cost from the first batches of its embedding pass and records that it skipped, and why,
+    # when the projection is over this share of the train stage's fit time (cost.py). Its
+    # actual share is in the console summary and the report.
+    max_training_share: float = 0.5
+    # A hard limit on the images (all splits together), for memory and the all-pairs hash pass
+    # (N^2): above it the stage records that it skipped and why.
     max_images: int = 20_000
     batch_size: int = 128  # images per inference batch of the embedding pass
     # Out-of-sample probabilities for train: k-fold cross-validated logistic regression on the
@@ -49,6 +52,7 @@ class DataQualityConfig:
 
     def __post_init__(self):
         limits = (
+            ("max_training_share", self.max_training_share, 0.01, None),  # to leave the stage out: enabled: false
             ("max_images", self.max_images, 1, None),
             ("batch_size", self.batch_size, 1, None),
             ("folds", self.folds, 2, None),

@@ -16,6 +16,7 @@ import numpy as np
 from visionpipe.components.common.trained_model import load_trained
 from visionpipe.components.data_quality import findings as files
 from visionpipe.components.data_quality.config import DataQualityConfig
+from visionpipe.components.data_quality.cost import Budget, OverBudget
 from visionpipe.components.data_quality.embed import Embedded, embed_splits
 from visionpipe.components.data_quality.label_issues import (
     CROSS_VALIDATED,
@@ -31,6 +32,7 @@ from visionpipe.components.data_quality.neighbours import (
     outlier_scores,
     outliers,
 )
+from visionpipe.components.data_quality.report import cost
 from visionpipe.components.data_quality.spec import Inputs, Outputs, Params
 from visionpipe.pipeline.artifacts import DataQuality, Examples
 from visionpipe.pipeline.stage import StageContext
@@ -49,25 +51,14 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             f"{total:,} images is more than data_quality.max_images ({cfg.max_images:,}); raise it to check this data"
         )
     else:
-        model, spec, classes = load_trained(inputs.model.path)
-        with ctx.progress("embedding every split with the trained model", total, "images") as progress:
-            data = embed_splits(model, inputs.examples.path, split_counts, spec, len(classes), cfg.batch_size, progress)
-        summary["embedding_dimensions"] = int(data.embeddings.shape[1])
-        held_out = data.splits != "train"
-        if held_out.any():  # a weak model's mistakes on val/test read as label errors: say how good it is
-            predicted = data.probabilities[held_out].argmax(axis=1)
-            summary["model_accuracy_val_test"] = round(float(np.mean(predicted == data.labels[held_out])), 4)
-        with ctx.progress("label issues, near-duplicates and outliers", None):
-            # Centred and L2-normalised: cosine geometry for the neighbours, and on the MNIST sample
-            # the held-out classifier fits it better than the raw features (68 suspects, not 312).
-            data.embeddings = normalized(data.embeddings)
-            labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
-            paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg)
-            found = labelled + paired
-        summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, params)
-        files.write_thumbnails(inputs.examples.path, outputs.data_quality.path, _shown(found, cfg.report_images))
+        try:
+            found = _check(inputs, outputs, params, ctx, summary)
+        except OverBudget as err:
+            summary["skipped"] = str(err)
     summary["counts"] = files.counts(found)
     summary["seconds"] = round(time.time() - started, 2)
+    if summary.get("training_seconds"):
+        summary["share_of_training"] = round(summary["seconds"] / summary["training_seconds"], 3)
     files.write(outputs.data_quality.path, found, summary)
     outputs.data_quality.properties.update(
         counts=summary["counts"],
@@ -79,6 +70,35 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     for note in notes:
         ctx.log(note)
     return {**summary["counts"], "images": total, "seconds_checking": summary["seconds"], "notes": notes}
+
+
+def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, summary: dict) -> list[Finding]:
+    """Embeds every split, finds everything, writes the thumbnails; fills ``summary`` in."""
+    cfg, split_counts = params.data_quality, inputs.examples.split_counts
+    total, started = sum(split_counts.values()), time.time()
+    model, spec, classes = load_trained(inputs.model.path)
+    fit_seconds = inputs.model.properties.get("fit_seconds")
+    with ctx.progress("embedding every split with the trained model", total, "images") as progress:
+        budget = Budget(progress, total, fit_seconds, cfg.max_training_share)
+        data = embed_splits(model, inputs.examples.path, split_counts, spec, len(classes), cfg.batch_size, budget)
+    summary["seconds_embedding"] = round(time.time() - started, 2)
+    summary["embedding_dimensions"] = int(data.embeddings.shape[1])
+    held_out = data.splits != "train"
+    if held_out.any():  # a weak model's mistakes on val/test read as label errors: say how good it is
+        predicted = data.probabilities[held_out].argmax(axis=1)
+        summary["model_accuracy_val_test"] = round(float(np.mean(predicted == data.labels[held_out])), 4)
+    with ctx.progress("label issues, near-duplicates and outliers", None):
+        # Centred and L2-normalised: cosine geometry for the neighbours, and on the MNIST sample
+        # the held-out classifier fits it better than the raw features (68 suspects, not 312).
+        data.embeddings = normalized(data.embeddings)
+        labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
+        paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg)
+    found = labelled + paired
+    summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, params)
+    files.write_thumbnails(inputs.examples.path, outputs.data_quality.path, _shown(found, cfg.report_images))
+    if fit_seconds:
+        summary["training_seconds"] = fit_seconds
+    return found
 
 
 def _image(data: Embedded, classes: list[str], i: int, prefix: str = "") -> Finding:
@@ -209,8 +229,7 @@ def _notes(summary: dict[str, Any]) -> list[str]:
         f"data quality: {c[DataQuality.LABEL_ISSUE]} likely label errors ({checks}), "
         f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage: copies of "
         f"{summary['leaked_share']:.1%} of the val/test images), {c[DataQuality.DUPLICATE]} "
-        f"within a split, {c[DataQuality.OUTLIER]} outliers; {summary['seconds']:.1f} s on {summary['images']:,} "
-        "images",
+        f"within a split, {c[DataQuality.OUTLIER]} outliers; {cost(summary)}",
         f"every finding with its file paths: {DataQuality.FINDINGS_CSV} and {DataQuality.FINDINGS_JSON} in the "
         "stage's outputs",
         *anomalies,

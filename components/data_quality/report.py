@@ -83,8 +83,15 @@ def summary_line(summary: dict[str, Any]) -> str:
         f" Anomaly {a['kind']} ({'blocking' if a['severity'] == 'block' else 'warning'}): {a['description']}."
         for a in summary.get("anomalies", [])
     )
-    seconds = f"{summary['seconds']:.1f} s on {summary['images']:,} images"
-    return f"{parts}. Labels checked: {checks}.{model}{leaked_said}{anomalies} {seconds}."
+    return f"{parts}. Labels checked: {checks}.{model}{leaked_said}{anomalies} {cost(summary)}."
+
+
+def cost(summary: dict[str, Any]) -> str:
+    """'S s on N images', and the share of the training time when the train stage's is known."""
+    said = f"{summary['seconds']:.1f} s on {summary['images']:,} images"
+    if "share_of_training" in summary:
+        said += f" ({summary['share_of_training']:.0%} of the {summary['training_seconds']:.0f} s of training)"
+    return said
 
 
 def quality_section(artifact_dir: Path, record: dict[str, Any], shown: int = 24) -> str:

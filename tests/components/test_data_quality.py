@@ -321,3 +321,41 @@ def test_copies_resized_recompressed_cropped_or_mirrored_align_and_other_photos_
     # Either image may be the cropped one: the order of the pair does not matter.
     backwards = aligned_correlation(np.stack(images), np.arange(1, len(copies) + 1), np.zeros(len(copies), int))
     np.testing.assert_allclose(backwards, score[: len(copies)], atol=1e-3)
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("fit_seconds, over", [(10.0, True), (1000.0, False), (None, False)])
+def test_the_stage_stops_early_when_its_projected_cost_is_over_its_share_of_training(monkeypatch, fit_seconds, over):
+    from visionpipe.components.data_quality import cost
+
+    clock = _Clock()
+    monkeypatch.setattr(cost.time, "monotonic", clock)
+    budget = cost.Budget(None, total_images=1000, fit_seconds=fit_seconds, share=0.5)
+    for _ in range(2):  # too early to project: fewer than MIN_BATCHES
+        clock.now += 3.0
+        budget.advance(100)
+    clock.now += 3.0
+    if not over:
+        budget.advance(100)  # 9 s for 300 of 1000 images: 30 s for the pass, 69 s for the stage
+        return
+    with pytest.raises(cost.OverBudget, match=r"projected cost, 69 s \(from 300 of 1,000 images embedded in 9 s\)"):
+        budget.advance(100)
+
+
+def test_the_budget_decides_once():
+    from visionpipe.components.data_quality import cost
+
+    budget = cost.Budget(None, total_images=10**6, fit_seconds=1e9, share=0.5)
+    budget.started -= 2 * cost.MIN_SECONDS
+    for _ in range(cost.MIN_BATCHES):
+        budget.advance(1)
+    assert budget.decided
+    budget.fit = 1e-9  # however the projection would now come out, the stage is already running
+    budget.advance(1)
