@@ -116,6 +116,12 @@ class TrainConfig:
     ema_epochs: float = 0.0
     lookahead: LookaheadConfig = LookaheadConfig()
     label_smoothing: float = 0.0
+    # The loss. focal: categorical focal loss (Lin et al. 2017), each image's cross-entropy scaled
+    # by (1 - p)^focal_gamma, p its probability of the true class: images the model already gets
+    # right weigh little, so rare and hard classes weigh more (imbalanced data: README). Its
+    # alpha is 1, not the paper's 0.25: a constant factor would only cut the learning rate.
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    focal_gamma: float = 2.0
     # Mixed precision for accelerators (float16 on GPUs, bfloat16 on TPUs and some CPUs); the
     # saved and exported model is float32 either way.
     mixed_precision: Literal["off", "mixed_float16", "mixed_bfloat16"] = "off"
@@ -141,7 +147,7 @@ class TrainConfig:
     time_budget_minutes: float = 10.0
 
     def __post_init__(self):
-        for name in ("ema_epochs", "early_stopping_patience"):
+        for name in ("ema_epochs", "early_stopping_patience", "focal_gamma"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be 0 or more; got {getattr(self, name)}")
         if self.time_budget_minutes <= 0:

@@ -56,12 +56,21 @@ def compile_model(
     """(Re)compiles ``model`` for ``epochs`` epochs at ``lr_scale`` x the (scaled) learning rate."""
     model.compile(
         optimizer=make_optimizer(train, model, steps_per_epoch * epochs, steps_per_epoch, lr_scale),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
+        loss=make_loss(train),
         # Top-3 only where it says something: with 3 classes or fewer it is always 1.
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
         + ([keras.metrics.TopKCategoricalAccuracy(k=3, name="top_k_accuracy")] if num_classes > 3 else []),
         jit_compile=train.jit_compile,
     )
+
+
+def make_loss(train: TrainConfig) -> keras.losses.Loss:
+    """train.loss with train.label_smoothing (focal with gamma 0 is the cross-entropy)."""
+    if train.loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(
+            alpha=1.0, gamma=train.focal_gamma, label_smoothing=train.label_smoothing
+        )
+    return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
 
 
 def make_optimizer(

@@ -12,7 +12,7 @@ import tensorflow as tf
 from visionpipe.components.evaluate.config import EvaluateConfig
 from visionpipe.components.train.callbacks import LayerEpochHooks, Lookahead
 from visionpipe.components.train.config import TrainConfig
-from visionpipe.components.train.recipe import make_optimizer
+from visionpipe.components.train.recipe import make_loss, make_optimizer
 from visionpipe.components.train.schedules import SCHEDULES, WarmupSchedule
 from visionpipe.models.layers import custom_layers
 from visionpipe.models.tta import TTA_MODES, tta_predict
@@ -20,6 +20,8 @@ from visionpipe.models.tta import TTA_MODES, tta_predict
 
 def test_config_choices_are_the_implemented_ones():
     assert typing.get_args(typing.get_type_hints(TrainConfig)["schedule"]) == SCHEDULES
+    for loss in typing.get_args(typing.get_type_hints(TrainConfig)["loss"]):
+        assert isinstance(make_loss(TrainConfig(loss=loss)), keras.losses.Loss)
     assert typing.get_args(typing.get_type_hints(EvaluateConfig)["tta"]) == TTA_MODES
 
 
@@ -141,3 +143,26 @@ def test_test_time_augmentation_averages_views():
     assert not np.allclose(flipped, predict(images))
     constant = tf.fill([1, 8, 8, 3], 0.3)  # every view of it is the same image
     np.testing.assert_allclose(tta_predict(predict, constant, "flip_translate"), predict(constant), rtol=1e-6)
+
+
+def test_focal_loss_weighs_easy_images_down_and_is_the_cross_entropy_at_gamma_0():
+    labels = np.eye(3, dtype=np.float32)[[0, 1]]
+    probabilities = np.array([[0.95, 0.03, 0.02], [0.4, 0.3, 0.3]], np.float32)  # easy, hard
+
+    def per_image(train):
+        loss = make_loss(train)
+        return np.array([float(loss(labels[i : i + 1], probabilities[i : i + 1])) for i in range(2)])
+
+    cross_entropy = per_image(TrainConfig())
+    np.testing.assert_allclose(cross_entropy, -np.log([0.95, 0.3]), rtol=1e-5)
+    np.testing.assert_allclose(per_image(TrainConfig(loss="focal", focal_gamma=0.0)), cross_entropy, rtol=1e-5)
+    focal = per_image(TrainConfig(loss="focal", focal_gamma=2.0))
+    np.testing.assert_allclose(focal, (1 - np.array([0.95, 0.3])) ** 2 * cross_entropy, rtol=1e-4)
+    assert focal[0] / focal[1] < cross_entropy[0] / cross_entropy[1] / 50  # the easy image all but drops out
+
+
+def test_a_negative_focal_gamma_is_refused():
+    from visionpipe.pipeline.typed_tree import ConfigError
+
+    with pytest.raises(ConfigError, match="train.focal_gamma"):
+        TrainConfig(loss="focal", focal_gamma=-1.0)
