@@ -56,7 +56,7 @@ def run(work: Path, variant: str, seed: int, epochs: int) -> dict:
         f"train.epochs={epochs}", "data_quality.enabled=false", "export.tflite_float=false",
         "export.tflite_int8=false", "evaluate.robustness.enabled=false", *VARIANTS[variant],
     ]  # fmt: skip
-    command = [sys.executable, "-m", "visionpipe", "run", "--config", "configs/cifar_fast.yaml", "--stage", "evaluate"]
+    command = [sys.executable, "-m", "visionpipe", "run", "--config", "configs/cifar_fast.yaml"]
     started = time.monotonic()
     log = work / f"{variant}-{seed}.log"
     with log.open("w") as f:
