@@ -19,13 +19,27 @@ from tests.tfds_fixture import tfds_data_dir  # noqa: E402,F401  (a fixture for 
 
 
 def make_image(
-    path: Path, size: tuple[int, int], color: tuple[int, int, int], seed: int, fmt: str | None = None
+    path: Path,
+    size: tuple[int, int],
+    color: tuple[int, int, int],
+    seed: int,
+    fmt: str | None = None,
+    placed: bool = False,
 ) -> None:
-    """A class-coloured image with noise and a bright square, so classes are learnable."""
+    """A class-coloured image with noise and a bright square, so classes are learnable. The square
+    sits in the same place in every image unless ``placed``: then the seed places it, so that no
+    two images are the same picture under noise (data_quality's pixel comparison calls images
+    that differ only by noise near-duplicates, rightly)."""
     rng = np.random.default_rng(seed)
     w, h = size
-    pixels = np.clip(rng.normal(0, 25, (h, w, 3)) + np.array(color), 0, 255).astype(np.uint8)
-    pixels[h // 4 : h // 2, w // 4 : w // 2] = 255 - np.array(color, np.uint8)
+    noise = rng.normal(0, 25, (h, w, 3))
+    if placed:  # light falling from a direction of its own
+        angle = rng.uniform(0, 2 * np.pi)
+        ys, xs = np.mgrid[0:h, 0:w]
+        noise += 40 * (np.cos(angle) * xs / w + np.sin(angle) * ys / h)[..., None]
+    pixels = np.clip(noise + np.array(color), 0, 255).astype(np.uint8)
+    top, left = (rng.integers(0, h * 3 // 4), rng.integers(0, w * 3 // 4)) if placed else (h // 4, w // 4)
+    pixels[top : top + h // 4, left : left + w // 4] = 255 - np.array(color, np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format=fmt)
 

@@ -34,11 +34,12 @@ BLESSED_BUDGET = "train.time_budget_minutes=1"
 
 def make_photos(root: Path, per_class: int = 40) -> Path:
     """Three classes of small photo-sized images (56-90 px, above auto's photo threshold), enough
-    for a test split the gate can judge."""
+    for a test split the gate can judge, each a different picture (no near-duplicates to block
+    the run)."""
     for c, (name, color) in enumerate(COLORS.items()):
         for i in range(per_class):
             make_image(
-                root / name / f"img_{i:03d}.jpg", (64 + (i * 7) % 27, 56 + (i * 5) % 23), color, seed=c * 100 + i
+                root / name / f"img_{i:03d}.jpg", (64 + (i * 7) % 27, 56 + (i * 5) % 23), color, seed=c * 100 + i, placed=True
             )
     return root
 
