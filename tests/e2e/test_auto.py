@@ -39,7 +39,11 @@ def make_photos(root: Path, per_class: int = 40) -> Path:
     for c, (name, color) in enumerate(COLORS.items()):
         for i in range(per_class):
             make_image(
-                root / name / f"img_{i:03d}.jpg", (64 + (i * 7) % 27, 56 + (i * 5) % 23), color, seed=c * 100 + i, placed=True
+                root / name / f"img_{i:03d}.jpg",
+                (64 + (i * 7) % 27, 56 + (i * 5) % 23),
+                color,
+                seed=c * 100 + i,
+                placed=True,
             )
     return root
 
