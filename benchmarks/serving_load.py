@@ -23,6 +23,7 @@ import argparse
 import io
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -95,11 +96,18 @@ def load(clients: int, seconds: float, call) -> dict:
     }
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def start_server(base: Path, batching: Path | None) -> tuple[subprocess.Popen, int, int]:
-    """`visionpipe serve` on free ports (0), which it prints when it listens."""
-    command = [sys.executable, "-m", "visionpipe", "serve", "--model_base_path", str(base / MODEL)]
-    command += ["--model_name", MODEL, "--rest_api_port", "0", "--port", "0"]
-    command += ["--enable_batching", "--batching_parameters_file", str(batching)] if batching else []
+    """`visionpipe serve` on free ports, which it prints when it listens (port 0 would turn the
+    API off, as it does for tensorflow_model_server)."""
+    command = [sys.executable, "-m", "visionpipe", "serve", f"--model_base_path={base / MODEL}"]
+    command += [f"--model_name={MODEL}", f"--rest_api_port={free_port()}", f"--port={free_port()}"]
+    command += ["--enable_batching=true", f"--batching_parameters_file={batching}"] if batching else []
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         listening = re.search(r"REST http://[^:]+:(\d+)/.* gRPC [^:]+:(\d+)", line)

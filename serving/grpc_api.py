@@ -22,8 +22,9 @@ from tensorflow_serving.apis import (
 from visionpipe.serving.servable import Code, ServingError
 
 
-def start(core, host: str, port: int, options) -> tuple[grpc.Server, int]:
-    """A started server and the port it bound."""
+def start(core, addresses: list[str], options) -> tuple[grpc.Server, int]:
+    """A started server listening on each address (``host:port``, ``unix:path``) and the port
+    the first one bound."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.grpc_max_workers, thread_name_prefix="grpc-api"),
         options=[
@@ -33,11 +34,12 @@ def start(core, host: str, port: int, options) -> tuple[grpc.Server, int]:
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(core), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    bound = [server.add_insecure_port(address) for address in addresses]
+    for address, port in zip(addresses, bound, strict=True):
+        if port == 0:
+            raise OSError(f"cannot listen for gRPC on {address}")
     server.start()
-    return server, bound
+    return server, bound[0]
 
 
 def _addressed(model_spec) -> tuple[str, int | None, str | None]:

@@ -240,7 +240,7 @@ class ModelStore:
         labels = dict(self._specs[name].labels)
         if label not in labels:
             raise ServingError(
-                Code.NOT_FOUND,
+                Code.INVALID_ARGUMENT,  # as TF Serving's ServerCore::GetModelVersionForLabel
                 f"Unrecognized servable version label: {label} (model {name} has: {', '.join(labels) or 'none'})",
             )
         return labels[label]

@@ -144,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ServingError(Code.INVALID_ARGUMENT, "JSON Parse error: the request must be a JSON object")
         signature = request.get("signature_name", "")
         servable = self.core.store.resolve(match["name"], version, match["label"])
-        name, signature_def = servable.signature(signature)
+        name, signature_def = servable.signature(signature, rest=True)
         inputs, row_format = decode_predict_request(request, list(signature_def.inputs))
         outputs = self.core.run(servable, name, inputs)
         return _response(outputs, row_format)
@@ -189,7 +189,8 @@ def _decode(value, name: str):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
             raise ServingError(Code.INVALID_ARGUMENT, f'input {name}: a JSON object here must be {{"b64": "..."}}')
         try:
-            return base64.b64decode(value["b64"], validate=True)
+            text = value["b64"]  # TF Serving (absl::Base64Unescape) also takes it without the = padding
+            return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError) as err:
             raise ServingError(Code.INVALID_ARGUMENT, f"input {name}: unable to base64-decode: {err}") from None
     if isinstance(value, str):

@@ -23,6 +23,7 @@ class Code(enum.Enum):
     (model_servers/http_rest_api_util) and the gRPC status it returns."""
 
     INVALID_ARGUMENT = (400, grpc.StatusCode.INVALID_ARGUMENT)
+    FAILED_PRECONDITION = (400, grpc.StatusCode.FAILED_PRECONDITION)
     NOT_FOUND = (404, grpc.StatusCode.NOT_FOUND)
     PAYLOAD_TOO_LARGE = (413, grpc.StatusCode.RESOURCE_EXHAUSTED)
     UNIMPLEMENTED = (501, grpc.StatusCode.UNIMPLEMENTED)
@@ -61,15 +62,18 @@ class Servable:
         }
         self._functions = {key: self._loaded.signatures[key] for key in self.signature_defs}
 
-    def signature(self, name: str):
-        """The SignatureDef called ``name`` ("" means serving_default, as in TF Serving)."""
+    def signature(self, name: str, rest: bool = False):
+        """The SignatureDef called ``name`` ("" means serving_default, as in TF Serving). An
+        unknown name is refused as TF Serving refuses it: over REST INVALID_ARGUMENT (its REST
+        handler looks the signature up first), over gRPC FAILED_PRECONDITION (predict_util)."""
         name = name or SIGNATURE
         if name not in self.signature_defs:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f'Serving signature name: "{name}" not found in signature def '
-                f"(this model has: {', '.join(sorted(self.signature_defs))})",
-            )
+            has = f"(this model has: {', '.join(sorted(self.signature_defs))})"
+            if rest:
+                raise ServingError(
+                    Code.INVALID_ARGUMENT, f'Serving signature name: "{name}" not found in signature def {has}'
+                )
+            raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{name}" not found. {has}')
         return name, self.signature_defs[name]
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -35,7 +35,8 @@ class ServerOptions:
 
     host: str = "127.0.0.1"
     rest_api_port: int = 8501  # 0: any free port (see DevServer.rest_port); -1: no REST API
-    grpc_port: int = 8500  # --port; 0: any free port; -1: no gRPC API
+    grpc_port: int = 8500  # --port; 0: any free port; -1: no gRPC over TCP
+    grpc_socket_path: Path | None = None  # --grpc_socket_path: gRPC on this UNIX socket too
     file_system_poll_wait_seconds: float = 1.0  # 0: load once at start, never poll
     model_config_file_poll_wait_seconds: float = 0.0  # 0: read models.config once (TF Serving's default)
     batching: BatchingOptions | None = None  # --enable_batching (+ --batching_parameters_file)
@@ -133,10 +134,12 @@ class DevServer:
             if self.options.rest_api_port >= 0:
                 self._rest = rest_api.start(self.core, self.options.host, self.options.rest_api_port, self.options)
                 self.rest_port = self._rest.server_address[1]
-            if self.options.grpc_port >= 0:
-                self._grpc, self.grpc_port = grpc_api.start(
-                    self.core, self.options.host, self.options.grpc_port, self.options
-                )
+            addresses = [f"{self.options.host}:{self.options.grpc_port}"] if self.options.grpc_port >= 0 else []
+            if self.options.grpc_socket_path is not None:
+                addresses.append(f"unix:{self.options.grpc_socket_path}")
+            if addresses:
+                self._grpc, bound = grpc_api.start(self.core, addresses, self.options)
+                self.grpc_port = bound if self.options.grpc_port >= 0 else None
         except BaseException:
             self.stop()
             raise

@@ -1,12 +1,15 @@
-"""Local processes for the distributed tests: free ports on 127.0.0.1, and running several
-processes at once under one timeout, killing only what the test started if they hang."""
+"""Local processes for the distributed and serving tests: free ports on 127.0.0.1, running
+several processes at once under one timeout, and a server in the background; each kills only
+what the test started if it hangs."""
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
+import threading
 
 
 def free_ports(n: int) -> list[int]:
@@ -67,3 +70,47 @@ def signal_on_line(
         if proc.poll() is None:  # stop only what this test started
             os.killpg(proc.pid, signal.SIGKILL)
     return subprocess.CompletedProcess(command, proc.returncode, "".join(lines))
+
+
+class Background:
+    """A command (a server) in its own process group, its output read as it comes; every wait
+    is bounded, and stop() ends only what it started."""
+
+    def __init__(self, command: list[str], cwd=None, env: dict | None = None):
+        self.proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, marker: str, timeout: float = 60) -> str:
+        """The first line from now on that holds ``marker``."""
+        try:
+            while True:
+                line = self.lines.get(timeout=timeout)
+                self.output.append(line)
+                if marker in line:
+                    return line
+        except queue.Empty:
+            raise AssertionError(f"no {marker!r} in {timeout} s: {''.join(self.output)}") from None
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode

@@ -32,24 +32,8 @@ def add_commands(sub, common: argparse.ArgumentParser, predict: argparse.Argumen
         description="A development stand-in for tensorflow_model_server, with its flags. Production serving uses "
         "the official tensorflow/serving image with the files push writes (serving/deploy).",
     )
-    which = serve.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model_base_path", type=Path, help="a model's base path: numbered version folders")
-    which.add_argument("--model_config_file", type=Path, help="a text ModelServerConfig (push writes models.config)")
-    serve.add_argument("--model_name", default="default", help="the name of the --model_base_path model")
-    serve.add_argument("--rest_api_port", type=int, default=8501, help="0: any free port")
-    serve.add_argument("--port", type=int, default=8500, help="gRPC port; 0: any free port")
+    _add_tf_serving_flags(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--enable_batching", action="store_true", help="batch concurrent requests server-side")
-    serve.add_argument("--batching_parameters_file", type=Path, help="a text BatchingParameters (batching.config)")
-    serve.add_argument(
-        "--file_system_poll_wait_seconds", type=float, default=1.0, help="how often to look for new versions; 0: never"
-    )
-    serve.add_argument(
-        "--model_config_file_poll_wait_seconds",
-        type=float,
-        default=0.0,
-        help="re-read --model_config_file this often (labels moved by `visionpipe promote`); 0: never",
-    )
     serve.add_argument("--max_request_bytes", type=int, default=64 << 20, help="larger REST bodies get HTTP 413")
     serve.add_argument("--request_log", type=Path, help="append request statistics (JSONL) for `visionpipe monitor`")
     serve.add_argument("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
@@ -77,6 +61,27 @@ def add_commands(sub, common: argparse.ArgumentParser, predict: argparse.Argumen
     predict.add_argument("--timeout", type=float, default=30.0, help="with --server: seconds per attempt")
 
 
+def _add_tf_serving_flags(serve: argparse.ArgumentParser) -> None:
+    """Every tensorflow_model_server flag, with its value syntax (serving/server_flags.py)."""
+    from visionpipe.serving.server_flags import FLAGS, parse_bool
+
+    def boolean(value: str) -> bool:
+        try:
+            return parse_bool(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    real = serve.add_argument_group("tensorflow_model_server's flags (--name=value)")
+    for flag in FLAGS:
+        help_text = flag.effect or "accepted; no effect on the development server"
+        if flag.kind is bool:
+            real.add_argument(
+                f"--{flag.name}", nargs="?", const=True, type=boolean, default=flag.default, help=help_text
+            )
+        else:
+            real.add_argument(f"--{flag.name}", type=flag.kind, default=flag.default, help=help_text)
+
+
 def predict_remote(args) -> list:
     """``visionpipe predict --server``: the same Predictions as the in-process path."""
     from visionpipe.serving.client import ServingClient
@@ -94,9 +99,22 @@ def predict_remote(args) -> list:
 
 def _serve(args) -> int:
     from visionpipe.serving.server import DevServer
+    from visionpipe.serving.server_flags import without_effect
 
+    if args.version:
+        from importlib.metadata import version
+
+        import tensorflow as tf
+
+        print(f"visionpipe serve {version('visionpipe')} (a development stand-in for tensorflow_model_server)")
+        print(f"TensorFlow {tf.__version__}")
+        return 0
     specs, config_file = _served_models(args)
     options = _server_options(args)
+    ignored = without_effect(vars(args))
+    if ignored:
+        print(f"accepted, no effect on the development server: {' '.join(ignored)}", flush=True)
+    _set_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,10 +143,23 @@ def _served_models(args) -> tuple[list, Any]:
     the config file the server polls (None without one)."""
     from visionpipe.serving.model_store import ConfigFile, ModelSpec
 
-    if args.model_config_file is None:
-        return [ModelSpec(args.model_name, args.model_base_path.resolve())], None
-    config_file = ConfigFile(args.model_config_file.resolve())
+    if bool(args.model_config_file) == bool(args.model_base_path):
+        raise UserError("give one of --model_base_path (one model) and --model_config_file (a models.config)")
+    if not args.model_config_file:
+        return [ModelSpec(args.model_name, Path(args.model_base_path).resolve())], None
+    config_file = ConfigFile(Path(args.model_config_file).resolve())
     return _read(config_file.path, lambda _: config_file.specs_if_changed()), config_file
+
+
+def _set_threads(intra_op: int, inter_op: int) -> None:
+    """--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism (0: TensorFlow's
+    choice), set before any model loads, as they must be."""
+    import tensorflow as tf
+
+    if intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 
 
 def _server_options(args):
@@ -139,16 +170,17 @@ def _server_options(args):
 
     batching = None
     if args.enable_batching:
-        batching = (
-            _read(args.batching_parameters_file, BatchingOptions.parse) if args.batching_parameters_file else None
-        )
-        batching = batching or BatchingOptions()
+        parameters = Path(args.batching_parameters_file) if args.batching_parameters_file else None
+        batching = (_read(parameters, BatchingOptions.parse) if parameters else None) or BatchingOptions()
     elif args.batching_parameters_file:
-        raise UserError("--batching_parameters_file needs --enable_batching")
+        raise UserError("--batching_parameters_file needs --enable_batching=true")
+    if args.port == 0 and not args.grpc_socket_path:
+        raise UserError("--port=0 turns gRPC over TCP off: give --grpc_socket_path, as tensorflow_model_server needs")
     return ServerOptions(
         host=args.host,
-        rest_api_port=args.rest_api_port,
-        grpc_port=args.port,
+        rest_api_port=args.rest_api_port or -1,  # 0: no REST API, as tensorflow_model_server
+        grpc_port=args.port or -1,
+        grpc_socket_path=Path(args.grpc_socket_path) if args.grpc_socket_path else None,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         batching=batching,
@@ -181,10 +213,12 @@ def _print_serving(server, specs: list, host: str, batching: bool) -> None:
         print(
             f"model {spec.name}: versions {versions} from {spec.base_path}" + (f"; labels {labels}" if labels else "")
         )
+    rest = f"REST http://{host}:{server.rest_port}/v1/models/NAME" if server.rest_port else "REST off"
+    grpc = [f"{host}:{server.grpc_port}"] if server.grpc_port else []
+    grpc += [f"unix:{server.options.grpc_socket_path}"] if server.options.grpc_socket_path else []
     print(
         f"development server (not for production: use the official tensorflow/serving image, serving/deploy): "
-        f"REST http://{host}:{server.rest_port}/v1/models/NAME  gRPC {host}:{server.grpc_port}"
-        + ("  batching on" if batching else ""),
+        f"{rest}  gRPC {' and '.join(grpc)}" + ("  batching on" if batching else ""),
         flush=True,
     )
 

@@ -6,18 +6,13 @@ server's request log against the run's statistics."""
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
 
 import pytest
 
 from tests.conftest import make_folder, tiny_config_yaml
 from tests.e2e.helpers import REPO, visionpipe
-from tests.processes import free_ports
+from tests.processes import Background, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -37,45 +32,9 @@ def pushed(tmp_path_factory):
     return tmp, config, data, base
 
 
-class Server:
-    """`visionpipe serve` in its own process group; every wait is bounded; stops what it started."""
-
-    def __init__(self, *args: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "visionpipe", "serve", *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, marker: str, timeout: float = 60) -> None:
-        try:
-            while True:
-                line = self.lines.get(timeout=timeout)
-                self.output.append(line)
-                if marker in line:
-                    return
-        except queue.Empty:
-            raise AssertionError(f"no {marker!r} in {timeout} s: {''.join(self.output)}") from None
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+def Server(*args: str) -> Background:
+    """`visionpipe serve` with these flags, in the background."""
+    return Background([sys.executable, "-m", "visionpipe", "serve", *args], cwd=REPO)
 
 
 def test_predict_through_the_server_equals_in_process(pushed):

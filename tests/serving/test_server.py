@@ -72,6 +72,11 @@ def test_rest_and_grpc_predict_like_the_signature_in_process(serve, base_path):
         {"signature_name": "preprocess", "inputs": [b64(IMAGES[0])]},
     )
     assert status == 200 and np.array(pre["outputs"]).shape == (1, 8, 8, 3)  # one output: its values alone
+    # base64 without its = padding, which TF Serving takes (absl::Base64Unescape)
+    unpadded = [{"b64": b64(b)["b64"].rstrip("=")} for b in IMAGES]
+    assert any(u["b64"] != b64(b)["b64"] for u, b in zip(unpadded, IMAGES, strict=True))
+    status, loose = rest(server.rest_port, "POST", f"/v1/models/{MODEL}:predict", {"instances": unpadded})
+    assert status == 200 and np.allclose([p["probabilities"] for p in loose["predictions"]], expected, atol=1e-6)
 
 
 def test_keep_alive_rest_requests_do_not_wait_for_delayed_acks(serve, base_path):
@@ -129,7 +134,13 @@ BAD_REST = [  # (what, path, body or raw bytes, status, part of the message)
     ("neither instances nor inputs", f"/v1/models/{MODEL}:predict", {"examples": []}, 400, "exactly one of"),
     ("unknown model", "/v1/models/nope:predict", {"instances": [b64(IMAGES[0])]}, 404, "nope"),
     ("unknown version", f"/v1/models/{MODEL}/versions/7:predict", {"instances": [b64(IMAGES[0])]}, 404, "7"),
-    ("unknown label", f"/v1/models/{MODEL}/labels/canary:predict", {"instances": [b64(IMAGES[0])]}, 404, "canary"),
+    (  # TF Serving: INVALID_ARGUMENT "Unrecognized servable version label" (server_core.cc)
+        "unknown label",
+        f"/v1/models/{MODEL}/labels/canary:predict",
+        {"instances": [b64(IMAGES[0])]},
+        400,
+        "Unrecognized servable version label: canary",
+    ),
     ("unknown model status", "/v1/models/nope", None, 404, "nope"),
     ("not an API path", "/v2/whatever", None, 404, "Malformed request"),
 ]
@@ -178,11 +189,11 @@ def test_malformed_grpc_requests_get_tf_servings_status_codes(serve, base_path):
 
     cases = [
         (request([b"not an image"]), grpc.StatusCode.INVALID_ARGUMENT, "image"),
-        (request(IMAGES[:1], signature="nope"), grpc.StatusCode.INVALID_ARGUMENT, 'signature name: "nope"'),
+        (request(IMAGES[:1], signature="nope"), grpc.StatusCode.FAILED_PRECONDITION, 'signature key "nope" not found'),
         (request(IMAGES[:1], input_name="image"), grpc.StatusCode.INVALID_ARGUMENT, "['image']"),
         (request(IMAGES[:1], name="nope"), grpc.StatusCode.NOT_FOUND, "nope"),
         (request(IMAGES[:1], version=3), grpc.StatusCode.NOT_FOUND, "3"),
-        (request(IMAGES[:1], label="canary"), grpc.StatusCode.NOT_FOUND, "canary"),
+        (request(IMAGES[:1], label="canary"), grpc.StatusCode.INVALID_ARGUMENT, "version label: canary"),
     ]
     expected = in_process(base_path / "1", IMAGES[:1])
     for req, code, message in cases:
