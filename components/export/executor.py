@@ -17,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
+from PIL import Image
 
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import accuracy, predict_batches
@@ -32,7 +34,7 @@ from visionpipe.components.export.gates import check_gates, gate_of, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
 from visionpipe.components.export.targets import ONNX, SAVED_MODEL, STUDENT, Target, converter_of, made
-from visionpipe.components.export.tflite_metadata import embed, metadata_python
+from visionpipe.components.export.tflite_metadata import embed, metadata_python, task_library_verdict
 from visionpipe.data.records import encoded_images
 from visionpipe.models.preprocessing import PreprocessingSpec
 from visionpipe.models.temperature import with_temperature
@@ -96,7 +98,8 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     files.update(_bridge_files(job, tflite_dir, results, ctx))
     if STUDENT in made(cfg):
         files[STUDENT.name] = _student_file(job, tflite_dir, ctx)
-    _check_and_embed(files, cfg, tflite_dir, ctx)
+    python = _check_and_embed(files, cfg, tflite_dir, ctx)
+    task_library = _task_library_verdicts(python, files, spec)
     sample = next(iter(data))[0].numpy()[:1]
     for name, path in files.items():
         runner = TFLiteClassifier(path)
@@ -105,6 +108,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
             **sizes(path),
             "sparsity": round(tflite_sparsity(path), 4),
             **(latencies(lambda n, p=path: TFLiteClassifier(p, n).predict, sample) if cfg.latency else {}),
+            **({"task_library": task_library[name]} if name in task_library else {}),
         }
     if ONNX in made(cfg):
         results[ONNX.name] = _onnx(job.model, out / ONNX.folder / ONNX.file, data, score, sample, cfg.latency)
@@ -173,9 +177,10 @@ def _student_file(job: _Job, tflite_dir: Path, ctx: StageContext) -> Path:
     return path
 
 
-def _check_and_embed(files: dict[str, Path], cfg, tflite_dir: Path, ctx: StageContext) -> None:
+def _check_and_embed(files: dict[str, Path], cfg, tflite_dir: Path, ctx: StageContext) -> Path | None:
     """Refuses a file a phone runtime cannot run (Flex ops); embeds the TFLite metadata (labels,
-    normalisation) before the files are measured, as it is part of each file."""
+    normalisation) before the files are measured, as it is part of each file. Returns the
+    tflite-support Python (None: not set up)."""
     for name, path in files.items():  # converted here, by the tfmot bridge or from the student
         flex = tflite.flex_ops(path.read_bytes())
         if flex:
@@ -189,6 +194,19 @@ def _check_and_embed(files: dict[str, Path], cfg, tflite_dir: Path, ctx: StageCo
         if python is not None
         else "no TFLite metadata: tflite-support's virtualenv is not set up (make install creates it)"
     )
+    return python
+
+
+def _task_library_verdicts(python: Path | None, files: dict[str, Path], spec) -> dict[str, str]:
+    """Whether each file runs in the Task Library's ImageClassifier, tried on an RGB image of the
+    model's input size (it takes 3-channel inputs only, and an older runtime than the
+    converter's); nothing without tflite-support."""
+    if python is None:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.png"
+        Image.new("RGB", (spec.width, spec.height), (128, 128, 128)).save(probe)
+        return {name: task_library_verdict(python, path, probe) for name, path in files.items()}
 
 
 def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg, split: str, ctx) -> dict:

@@ -44,8 +44,10 @@ def _gate_text(name: str, row: dict) -> str:
 
 
 def table(results: dict[str, dict], split: str) -> str:
-    """One Markdown table of every artifact: accuracy, drop, sizes, sparsity, latency, gate."""
-    columns = [f"{split} accuracy", "drop", "size KiB", "gzipped KiB", "zeros", "p50 ms 1t", "p95 ms 1t", "p50 ms 4t"]
+    """One Markdown table of every artifact: accuracy, drop, sizes, sparsity, latency, whether the
+    Task Library runs it (TFLite files, when tflite-support is set up), gate."""
+    columns = [f"{split} accuracy", "drop", "size KiB", "gzipped KiB", "zeros", "p50 ms 1t", "p95 ms 1t", "p50 ms 4t",
+               "Task Library"]  # fmt: skip
     lines = ["| artifact | " + " | ".join(columns) + " | gate |", "|---" * (len(columns) + 2) + "|"]
     for name, r in results.items():
 
@@ -56,6 +58,7 @@ def table(results: dict[str, dict], split: str) -> str:
             f"| {name} | {cell('accuracy', fmt='.4f')} | {cell('drop', fmt='.4f')} | "
             f"{cell('size_bytes', 1024, '.0f')} | {cell('gzip_bytes', 1024, '.0f')} | {cell('sparsity', fmt='.0%')} | "
             f"{cell('p50_ms_1t', fmt='.2f')} | "
-            f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {_gate_text(name, r)} |"
+            f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {r.get('task_library', '-')} | "
+            f"{_gate_text(name, r)} |"
         )
     return "\n".join(lines)

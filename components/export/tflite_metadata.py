@@ -55,3 +55,10 @@ def show(python: Path, model: Path) -> dict:
 
 def classify(python: Path, model: Path, images: list[Path]) -> list[dict]:
     return json.loads(run_script(python, "classify", str(model), *map(str, images)))
+
+
+def task_library_verdict(python: Path, model: Path, probe: Path) -> str:
+    """ "yes" when the Task Library's ImageClassifier (tflite-support 0.4.4, what Android and iOS
+    apps use) runs ``model`` on the RGB image ``probe``, else "no: " and its error."""
+    answer = json.loads(run_script(python, "runs", str(model), str(probe)))
+    return "yes" if answer["runs"] else f"no: {answer['why']}"

@@ -4,6 +4,7 @@ needs protobuf<4, which cannot share visionpipe's environment. No visionpipe imp
     python tflite_support_script.py write MODEL LABELS MEAN STD      # embeds metadata in place
     python tflite_support_script.py show MODEL                       # JSON: files and metadata
     python tflite_support_script.py classify MODEL IMAGE...          # JSON: Task Library top-1s
+    python tflite_support_script.py runs MODEL IMAGE                 # JSON: whether it runs, why not
 """
 
 import json
@@ -43,6 +44,20 @@ def classify(model: str, *images: str) -> None:
     print(json.dumps(top))
 
 
+def runs(model: str, image: str) -> None:
+    """Whether the Task Library's ImageClassifier loads ``model`` and classifies ``image``; its
+    own error where not (a grayscale input, an operator version newer than its runtime)."""
+    from tflite_support.task import core, vision
+
+    try:
+        options = vision.ImageClassifierOptions(base_options=core.BaseOptions(file_name=model))
+        vision.ImageClassifier.create_from_options(options).classify(vision.TensorImage.create_from_file(image))
+    except Exception as err:  # whatever stops it stops the app: the answer is its message
+        print(json.dumps({"runs": False, "why": str(err).strip().splitlines()[0]}))
+        return
+    print(json.dumps({"runs": True, "why": ""}))
+
+
 if __name__ == "__main__":
-    commands: dict[str, Callable[..., None]] = {"write": write, "show": show, "classify": classify}
+    commands: dict[str, Callable[..., None]] = {"write": write, "show": show, "classify": classify, "runs": runs}
     commands[sys.argv[1]](*sys.argv[2:])

@@ -13,6 +13,7 @@ import pytest
 import visionpipe as visionpipe_api
 from tests.conftest import COLORS, make_folder, tiny_config_yaml
 from visionpipe.components.export.measure import tflite_sparsity
+from visionpipe.pipeline.artifacts import ExportedModel
 from visionpipe.pipeline.checks import Check, Outcome
 
 pytestmark = pytest.mark.slow
@@ -122,7 +123,10 @@ def test_metadata_loads_in_tflite_support_and_the_task_library_agrees_with_the_i
     config.write_text(tiny_config_yaml(tmp_path / "runs", data))
     result = visionpipe_api.run_pipeline(visionpipe_api.load_config(config, ["export.tflite_float=false"]))
     assert result.ok, result.failure()
-    model = result.outputs("export")["exported_model"].path / "tflite" / "model_int8.tflite"
+    exported = result.outputs("export")["exported_model"].path
+    model = exported / "tflite" / "model_int8.tflite"
+    rows = json.loads((exported / ExportedModel.TABLE).read_text())
+    assert rows["tflite_int8"]["task_library"] == "yes" and "task_library" not in rows["saved_model"]
     shown = show(python, model)
     assert shown["files"] == ["labels.txt"] and shown["labels"] == ["blue", "green", "red"]
     # Images at the model's size, so the Task Library's own resizing does not come into it.
