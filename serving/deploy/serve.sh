@@ -16,6 +16,7 @@ if [ ! -f "$dest/models.config" ]; then
   echo "serve.sh: no $dest/models.config: run the push stage first (visionpipe run)" >&2
   exit 2
 fi
+# 2.19.0; 2.16 to 2.20 load the export too (README "Which TF Serving releases").
 image="${TF_SERVING_IMAGE:-tensorflow/serving:2.19.0}"
 rest_port="${REST_PORT:-8501}"
 grpc_port="${GRPC_PORT:-8500}"

@@ -1,0 +1,92 @@
+"""Batch-1 latency of every registered model's TFLite files on this CPU: float32, dynamic-range
+int8 and full-integer int8, converted by the export stage's own converters, timed as the export
+stage times them (ai-edge-litert with XNNPACK, median of 100 calls after 10 warm-up calls),
+interleaved over repeats. Weights are random: latency does not depend on what was learnt.
+
+    python benchmarks/tflite_latency.py --repeats 3 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# The input size each model is used at on a phone here: the CIFAR-sized models at 32, the
+# photo models at the photos preset's 96 (ViT at its default patch grid).
+SIZES = {"airbench": 32, "resnet9": 32, "small_cnn": 32}
+PHOTO_SIZE = 96
+KINDS = ("float32", "dynamic_int8", "int8")
+
+
+def convert_all(name: str, folder: Path) -> dict[str, Path]:
+    import keras
+
+    from visionpipe.components.export import tflite
+    from visionpipe.models.classifier import build_classifier
+    from visionpipe.models.config import ModelConfig
+    from visionpipe.models.preprocessing import PreprocessingSpec
+
+    size = SIZES.get(name, PHOTO_SIZE)
+    keras.utils.set_random_seed(0)
+    spec = PreprocessingSpec(size, size, 3, "crop", (0.5,) * 3, (0.25,) * 3)
+    model = build_classifier(spec, 10, ModelConfig(name))
+    rng = np.random.default_rng(0)
+    calibration = [rng.random((1, size, size, 3), np.float32) for _ in range(16)]
+    files = {
+        "float32": tflite.convert_float(model),
+        "dynamic_int8": tflite.convert_dynamic_range(model),
+        "int8": tflite.convert_int8(model, calibration),
+    }
+    paths = {}
+    for kind, data in files.items():
+        paths[kind] = folder / f"{name}_{kind}.tflite"
+        paths[kind].write_bytes(data)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", action="append", help="default: every registered model")
+    args = parser.parse_args()
+
+    from visionpipe.components.export.measure import latency_ms
+    from visionpipe.models.registry import model_names
+    from visionpipe.serving.tflite_runner import TFLiteClassifier
+
+    names = args.model or model_names()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {name: convert_all(name, Path(tmp)) for name in names}
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.repeats):
+            for name, paths in files.items():
+                for kind in KINDS:  # interleaved: every file once per round
+                    size = SIZES.get(name, PHOTO_SIZE)
+                    image = np.random.default_rng(1).random((1, size, size, 3), np.float32)
+                    runner = TFLiteClassifier(paths[kind], args.threads)
+                    ms = latency_ms(runner.predict, image, args.threads)[f"p50_ms_{args.threads}t"]
+                    times.setdefault((name, kind), []).append(ms)
+        print(f"| model (input) | float32 ms | dynamic int8 ms | int8 ms | int8 vs float32 | threads {args.threads} |")
+        print("|---|---|---|---|---|---|")
+        for name in names:
+            median = {kind: statistics.median(times[(name, kind)]) for kind in KINDS}
+            size = SIZES.get(name, PHOTO_SIZE)
+            print(
+                f"| {name} ({size}x{size}) | {median['float32']:.3f} | {median['dynamic_int8']:.3f} | "
+                f"{median['int8']:.3f} | {median['float32'] / median['int8']:.2f}x faster |  |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
