@@ -56,7 +56,7 @@ def test_images() -> list[bytes]:
     """JPEG and PNG, RGB and grayscale, of sizes other than the models'."""
     rng = np.random.default_rng(0)
     images = []
-    for i, (mode, fmt, size) in enumerate([("RGB", "JPEG", (50, 37)), ("L", "PNG", (29, 41)), ("RGB", "PNG", (64, 64))]):
+    for mode, fmt, size in [("RGB", "JPEG", (50, 37)), ("L", "PNG", (29, 41)), ("RGB", "PNG", (64, 64))]:
         pixels = rng.integers(0, 256, (size[1], size[0], 3), np.uint8)
         out = io.BytesIO()
         Image.fromarray(pixels).convert(mode).save(out, format=fmt)
@@ -70,9 +70,9 @@ def export_all(root: Path, images: list[bytes]) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
     from visionpipe.components.export.saved_model import export_saved_model
-    from visionpipe.models.preprocessing import PreprocessingSpec
     from visionpipe.models.classifier import build_classifier
     from visionpipe.models.config import ModelConfig
+    from visionpipe.models.preprocessing import PreprocessingSpec
     from visionpipe.models.temperature import with_temperature
     from visionpipe.models.tta import flip_averaged
     from visionpipe.serving.served_signature import load_signature
