@@ -3,12 +3,18 @@ int8 and full-integer int8, converted by the export stage's own converters, time
 stage times them (ai-edge-litert with XNNPACK, median of 100 calls after 10 warm-up calls),
 interleaved over repeats. Weights are random: latency does not depend on what was learnt.
 
+Where int8 is slower, the reason is read off the file: the operators XNNPACK does not take in
+int8 (they run in LiteRT's reference kernels, and each one splits the graph into another
+XNNPACK partition), found from the DELEGATE nodes' inputs (an operator outside the delegate
+produces a tensor a delegate partition reads).
+
     python benchmarks/tflite_latency.py --repeats 3 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import sys
@@ -53,6 +59,26 @@ def convert_all(name: str, folder: Path) -> dict[str, Path]:
     return paths
 
 
+def outside_xnnpack(path: Path) -> dict[str, int]:
+    """Operator name -> how many of them run outside XNNPACK and feed a delegated partition."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    delegated_in, delegated_out = set(), set()
+    for op in ops:
+        if op["op_name"] == "DELEGATE":
+            delegated_in |= {int(t) for t in op["inputs"]}
+            delegated_out |= {int(t) for t in op["outputs"]}
+    outside = collections.Counter(
+        op["op_name"]
+        for op in ops
+        if op["op_name"] != "DELEGATE" and any(int(t) in delegated_in - delegated_out for t in op["outputs"])
+    )
+    return dict(outside.most_common())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -76,16 +102,18 @@ def main() -> None:
                     runner = TFLiteClassifier(paths[kind], args.threads)
                     ms = latency_ms(runner.predict, image, args.threads)[f"p50_ms_{args.threads}t"]
                     times.setdefault((name, kind), []).append(ms)
-        print(f"| model (input) | float32 ms | dynamic int8 ms | int8 ms | int8 vs float32 | threads {args.threads} |")
+        print("| model (input) | float32 ms | dynamic int8 ms | int8 ms | int8 speed-up | int8 ops outside XNNPACK |")
         print("|---|---|---|---|---|---|")
         for name in names:
             median = {kind: statistics.median(times[(name, kind)]) for kind in KINDS}
             size = SIZES.get(name, PHOTO_SIZE)
+            outside = ", ".join(f"{op} x{n}" for op, n in outside_xnnpack(files[name]["int8"]).items()) or "none"
             print(
                 f"| {name} ({size}x{size}) | {median['float32']:.3f} | {median['dynamic_int8']:.3f} | "
-                f"{median['int8']:.3f} | {median['float32'] / median['int8']:.2f}x faster |  |",
+                f"{median['int8']:.3f} | {median['float32'] / median['int8']:.2f}x | {outside} |",
                 flush=True,
             )
+        print(f"batch 1, {args.threads} thread(s), medians of {args.repeats} interleaved rounds of 100 calls")
 
 
 if __name__ == "__main__":
