@@ -10,11 +10,14 @@ sample of images, per-channel pixel sums for the mean/std of the model's normali
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+
+from visionpipe.data import label_sets
 
 SIZE_EDGES = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # lower edges of size buckets (px)
 
@@ -123,6 +126,28 @@ class ImageStatsFn(beam.CombineFn):
         return result
 
 
+def by_label(stats: dict) -> dict:
+    """A multi-label split's statistics: ``classes`` counted per label (an image counts once for each
+    of its labels), ``label_sets`` the images per label set (``label_sets``' canonical strings),
+    ``unlabelled`` the images with no label, ``cooccurrence`` the images per pair of labels, and
+    the mean number of labels per image."""
+    sets = stats["classes"]
+    per_label: collections.Counter[str] = collections.Counter()
+    pairs: collections.Counter[str] = collections.Counter()
+    for label_set, count in sets.items():
+        names = label_sets.decode(label_set)
+        per_label.update(dict.fromkeys(names, count))
+        pairs.update(dict.fromkeys((label_sets.encode(pair) for pair in itertools.combinations(names, 2)), count))
+    return {
+        **stats,
+        "classes": dict(per_label),
+        "label_sets": dict(sets),
+        "unlabelled": sets.get("", 0),
+        "cooccurrence": dict(pairs.most_common()),  # "a|b" -> images carrying both labels
+        "labels_per_image": sum(per_label.values()) / max(stats["count"], 1),
+    }
+
+
 def empty_split() -> dict:
     return ImageStatsFn().extract_output(ImageStatsFn().create_accumulator())
 
@@ -139,7 +164,10 @@ def to_proto(split_stats: dict[str, dict]):
             f.path.step.append(feature)
             counts = sorted(stats[key].items(), key=lambda kv: (-kv[1], kv[0]))
             f.string_stats.unique = len(counts)
-            f.string_stats.common_stats.num_non_missing = stats["count"]
+            # Multi-label: an image holds as many label values as it has labels, or none.
+            unlabelled = stats.get("unlabelled", 0) if feature == "label" else 0
+            f.string_stats.common_stats.num_non_missing = stats["count"] - unlabelled
+            f.string_stats.common_stats.tot_num_values = sum(stats[key].values())
             for rank, (value, count) in enumerate(counts):
                 f.string_stats.top_values.add(value=str(value), frequency=count)
                 f.string_stats.rank_histogram.buckets.add(

@@ -13,8 +13,8 @@ import os
 from tensorflow_datasets.proto import tf_example_generated_pb2 as example_pb2
 
 ENCODED = "image/encoded"  # JPEG or PNG bytes every runtime decodes the same way
-LABEL = "image/label"  # int64 class id (index into classes.json)
-CLASS_NAME = "image/class_name"
+LABEL = "image/label"  # int64 class id (index into classes.json); multi-label: one per label, or none
+CLASS_NAME = "image/class_name"  # multi-label: the label set, as ``label_sets.encode`` spells it
 SOURCE = "image/source"  # where the user had it: a path, manifest row or record id
 SHA256 = "image/sha256"  # of the original bytes, so duplicates are found on what the user has
 FORMAT = "image/format"  # original format (JPEG, PNG, BMP, ...)
@@ -41,18 +41,18 @@ class Record:
 
 
 def serialize(record: Record) -> bytes:
-    return serialize_unlabelled(record) + label_bytes(record.label)
+    return serialize_unlabelled(record) + label_bytes([record.label])
 
 
-def label_bytes(label: int) -> bytes:
-    """An Example holding only the label feature.
+def label_bytes(labels: list[int]) -> bytes:
+    """An Example holding only the label feature: one class id, or a multi-label image's ids.
 
     Protobuf merges concatenated messages, so ``serialize_unlabelled(r) + label_bytes(i)`` is
     the complete Example: workers serialize images before the class ids are known and the
     label is appended later without parsing anything again.
     """
     example = example_pb2.Example()
-    example.features.feature[LABEL].int64_list.value.append(label)
+    example.features.feature[LABEL].int64_list.value.extend(labels)
     return example.SerializeToString()
 
 
@@ -102,14 +102,14 @@ def parse(serialized: bytes, with_image: bool = True) -> Record:
     )
 
 
-def tf_parse_spec(origin: bool = False) -> dict:
-    """What the tf.data pipelines read: image bytes, label id and source; with ``origin`` also
-    the original mode, height and width (evaluate's slices)."""
+def tf_parse_spec(origin: bool = False, multi_label: bool = False) -> dict:
+    """What the tf.data pipelines read: image bytes, label id (multi-label: the ids, a sparse
+    tensor) and source; with ``origin`` also the original mode, height and width (evaluate's slices)."""
     import tensorflow as tf
 
     spec = {
         ENCODED: tf.io.FixedLenFeature([], tf.string),
-        LABEL: tf.io.FixedLenFeature([], tf.int64),
+        LABEL: tf.io.VarLenFeature(tf.int64) if multi_label else tf.io.FixedLenFeature([], tf.int64),
         SOURCE: tf.io.FixedLenFeature([], tf.string),
     }
     if origin:

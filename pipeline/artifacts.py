@@ -60,6 +60,9 @@ UNUSABLE, LEAKED, CONFLICTING = "undecodable_image", "split_leakage", "conflicti
 # reads them, and the data_quality stage prefills its findings.csv with them.
 DROP, RELABEL, KEEP = "drop", "relabel", "keep"
 
+# What one image's labels are (``Examples.multi_label``): one class, or a set of labels.
+SINGLE_LABEL, MULTI_LABEL = "single_label", "multi_label"
+
 
 class Examples(Artifact):
     """Sharded TFRecords of tf.train.Example per split (``<split>/data-*.tfrecord``),
@@ -91,7 +94,13 @@ class Examples(Artifact):
 
     @property
     def classes(self) -> list[str]:
+        """The class names (multi-label: the label names), in id order."""
         return self.properties["classes"]
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether each image carries a set of labels (``data.labels``) rather than one class."""
+        return self.properties.get("task") == MULTI_LABEL
 
     @property
     def split_counts(self) -> dict[str, int]:

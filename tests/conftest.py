@@ -57,6 +57,33 @@ def make_folder(root: Path, per_class: int = 12) -> Path:
     return root
 
 
+def make_tagged_image(path: Path, labels: tuple[str, ...], seed: int, size: int = 32) -> None:
+    """A multi-label image: a grey noisy background with one square patch of each label's colour
+    (COLORS) at a seeded place; an empty label set gives the background alone."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(120, 20, (size, size, 3)), 0, 255)
+    side = size // 3
+    for name in labels:
+        top, left = rng.integers(0, size - side, 2)
+        pixels[top : top + side, left : left + side] = COLORS[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+
+
+def make_multi_label_set(root: Path, images: int, seed: int = 0) -> list[tuple[str, tuple[str, ...]]]:
+    """``images`` PNGs under ``root``, each with a seeded set of 1 to 3 of the COLORS labels
+    (green on about half of them, red and blue less often); returns (file name, labels) rows."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(images):
+        labels = tuple(name for name, p in zip(COLORS, (0.35, 0.5, 0.3), strict=True) if rng.random() < p)
+        labels = labels or (str(rng.choice(list(COLORS))),)
+        name = f"img_{i:04d}.png"
+        make_tagged_image(root / name, labels, seed=seed * 100_000 + i)
+        rows.append((name, labels))
+    return rows
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_folder(tmp_path / "images")

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from visionpipe.components.ingest import curation, sources
 from visionpipe.components.ingest.split import Candidate
-from visionpipe.data import images, record_format
+from visionpipe.data import images, label_sets, record_format
 from visionpipe.data.image_stats import ImageMeta
 
 SPILL_SUFFIX = ".spill"  # <uuid>.<items in the task>.spill: the driver counts progress from the names
@@ -172,18 +172,7 @@ class CheckRecords(_CheckTask):
                     f"record has no feature {key!r} (it has {', '.join(sorted(feature))}); set data.tfrecord.{setting}"
                 )
         data = bytes(feature[keys.image_key].bytes_list.value[0]) if feature[keys.image_key].bytes_list.value else b""
-        label_feature = feature[keys.label_key]
-        if label_feature.bytes_list.value:
-            label = label_feature.bytes_list.value[0].decode()
-        elif label_feature.int64_list.value:
-            label_id = label_feature.int64_list.value[0]
-            if keys.class_names and not 0 <= label_id < len(keys.class_names):
-                raise ValueError(
-                    f"label id {label_id} is outside data.tfrecord.class_names (0..{len(keys.class_names) - 1})"
-                )
-            label = keys.class_names[label_id] if keys.class_names else str(label_id)
-        else:
-            raise ValueError(f"feature {keys.label_key!r} is empty; every record needs a label")
+        label = _record_label(feature[keys.label_key], keys)
         split = self._file_splits.get(filename, "")
         if keys.split_key and feature[keys.split_key].bytes_list.value:
             given = feature[keys.split_key].bytes_list.value[0].decode().lower()
@@ -191,3 +180,33 @@ class CheckRecords(_CheckTask):
                 raise ValueError(f"split {given!r} in feature {keys.split_key!r} is not one of train, val, test")
             split = sources.SPLIT_ALIASES[given]
         return data, label, split
+
+
+def _record_label(label_feature, keys: sources.RecordFiles) -> str:
+    """A record's class name, or (multi-label) its label set: names (bytes), ids (int64, named by
+    ``data.tfrecord.class_names``) or a multi-hot vector (floats, one per class name)."""
+    multi = keys.labels.task == label_sets.MULTI_LABEL
+    if label_feature.bytes_list.value:
+        names = [value.decode() for value in label_feature.bytes_list.value]
+    elif label_feature.int64_list.value:
+        names = [_class_name(label_id, keys) for label_id in label_feature.int64_list.value]
+    elif multi and label_feature.float_list.value:
+        hot = label_feature.float_list.value
+        if keys.class_names and len(hot) != len(keys.class_names):
+            raise ValueError(
+                f"multi-hot label of length {len(hot)}, but data.tfrecord.class_names names {len(keys.class_names)}"
+            )
+        names = [_class_name(i, keys) for i, value in enumerate(hot) if value >= 0.5]
+    elif not multi:
+        raise ValueError(f"feature {keys.label_key!r} is empty; every record needs a label")
+    else:
+        names = []
+    if not multi:
+        return names[0]
+    return sources.checked_label_set(label_sets.parse(names, keys.labels.delimiter), keys.labels, "record")
+
+
+def _class_name(label_id: int, keys: sources.RecordFiles) -> str:
+    if keys.class_names and not 0 <= label_id < len(keys.class_names):
+        raise ValueError(f"label id {label_id} is outside data.tfrecord.class_names (0..{len(keys.class_names) - 1})")
+    return keys.class_names[label_id] if keys.class_names else str(label_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from visionpipe.pipeline.typed_tree import check_range
+from visionpipe.pipeline.typed_tree import ConfigError, check_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,29 @@ class TFRecordSourceConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelsConfig:
+    """How a label field is read: one class per image, or a set of labels (multi-label)."""
+
+    # auto: multi-label when some manifest row's label is a JSON list or holds the delimiter (the
+    # ingest summary says which task it chose and why); folders, TFDS and TFRecords are
+    # single-label unless this says multi_label.
+    task: Literal["auto", "single_label", "multi_label"] = "auto"
+    delimiter: str = "|"  # between the labels of a CSV field or a JSONL string, e.g. "cat|dog"
+    # The fixed label set of multi-label data; an image carrying any other label is quarantined
+    # with its line. () = the labels the data holds.
+    vocabulary: tuple[str, ...] = ()
+    # Multi-label: an image may carry no label at all (a negative example). Off, such a row is
+    # quarantined: an empty field is more often a mistake than a deliberate negative.
+    allow_empty: bool = False
+
+    def __post_init__(self):
+        if not self.delimiter.strip():
+            raise ConfigError("data.labels.delimiter must be a visible character such as | or ;")
+        if len(set(self.vocabulary)) != len(self.vocabulary):
+            raise ConfigError("data.labels.vocabulary names a label twice")
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     source: Literal["builtin", "folder", "manifest", "tfrecord", "tfds"] = "builtin"
     # folder: <path>/<class>/**/<image> or <path>/{train,val,test}/<class>/**/<image>;
@@ -62,6 +85,7 @@ class DataConfig:
     tfds_name: str = ""  # e.g. "mnist" or "mnist/3.0.1", prepared under tfds_data_dir
     tfds_data_dir: str = ""
     split: SplitConfig = SplitConfig()
+    labels: LabelsConfig = LabelsConfig()
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
     max_pixels: int = 50_000_000  # larger images are quarantined as possible decompression bombs
     pixel_stats_sample: int = 10000  # about this many images give the pixel mean/std; 0 = all

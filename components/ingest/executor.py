@@ -36,6 +36,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from visionpipe.components.ingest import check, curation, sources, write
 from visionpipe.components.ingest.spec import Inputs, Outputs, Params
 from visionpipe.components.ingest.split import SPLITS, Candidate, Plan, make_plan
+from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import UNUSABLE, Examples
 from visionpipe.pipeline.errors import DataError
 from visionpipe.pipeline.stage import StageContext
@@ -129,7 +130,7 @@ def build_pipeline(
         | "Plan"
         >> beam.Map(
             lambda lists: make_plan(
-                map(Candidate._make, itertools.chain.from_iterable(lists)), data.split, previous_index
+                map(Candidate._make, itertools.chain.from_iterable(lists)), data.split, previous_index, listing.task
             )
         )
     )
@@ -180,7 +181,11 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     splits = Plan(**plan, index={}).describe()
     _write_classes(out, plan, listing, splits)
     summary = _summary(plan, counts, splits, found, len(quarantine), curated)
-    outputs.examples.properties.update(summary, classes=plan["classes"], split_origins=plan["origins"])
+    if listing.task == label_sets.MULTI_LABEL:
+        summary["notes"].insert(0, f"multi-label: {len(plan['classes'])} labels ({listing.task_reason})")
+    outputs.examples.properties.update(
+        summary, classes=plan["classes"], split_origins=plan["origins"], task=listing.task
+    )
     for note in summary["notes"]:
         ctx.log(note)
     _check_outcome(out, counts, found, len(quarantine), summary["excluded"])
@@ -223,6 +228,7 @@ def _write_classes(out, plan: dict, listing: sources.Listing, splits: dict) -> N
                 "empty_classes": listing.empty_classes,
                 "source": listing.description,
                 "pre_split": listing.pre_split,
+                "task": listing.task,
                 "splits": splits,
             },
             indent=2,

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from visionpipe.components.ingest.config import DataConfig
+from visionpipe.components.ingest.config import DataConfig, LabelsConfig
+from visionpipe.data import label_sets
 from visionpipe.pipeline.errors import DataError
 
 # Folder and manifest spellings of a split, mapped to ours.
@@ -37,7 +38,7 @@ SPLIT_ALIASES = {
 
 class Entry(NamedTuple):
     path: str  # the image file
-    label: str  # class name
+    label: str  # class name; for multi-label data the label set as ``label_sets.encode`` spells it
     split: str = ""  # given by the user's layout or manifest; "" = visionpipe assigns it
 
 
@@ -50,6 +51,7 @@ class RecordFiles:
     label_key: str
     split_key: str
     class_names: tuple[str, ...]  # names of int64 label ids; () = use the ids
+    labels: LabelsConfig = LabelsConfig()  # multi-label: every value of the label feature is a label
 
 
 @dataclasses.dataclass
@@ -61,10 +63,24 @@ class Listing:
     empty_classes: list[str] = dataclasses.field(default_factory=list)
     pre_split: bool = False  # splits come from the user (layout, manifest or TFDS)
     total_bytes: int = 0  # of the listed files, once ``stamp`` has run (0 = not known)
+    task: str = label_sets.SINGLE_LABEL  # or MULTI_LABEL: each entry's label is a label set
+    task_reason: str = "one class per image"  # why, for the ingest summary
+
+
+def _single_label_only(data: DataConfig, what: str) -> None:
+    if data.labels.task == label_sets.MULTI_LABEL:
+        raise DataError(
+            f"data.labels.task is multi_label but {what} gives each image one class; list multi-label images "
+            'in a manifest (data.source: manifest, a label field such as "cat|dog" or a JSON list) or in '
+            "TFRecords whose label feature holds every label"
+        )
 
 
 def list_source(data: DataConfig, datasets_dir: Path | None) -> Listing:
     """``datasets_dir``: where a builtin dataset is written (None where the source is not builtin)."""
+    if data.source in ("builtin", "folder", "tfds"):
+        _single_label_only(data, {"builtin": "the built-in dataset", "folder": "a folder of class folders",
+                                  "tfds": "a TFDS dataset"}[data.source])  # fmt: skip
     if data.source == "builtin":
         if datasets_dir is None:
             raise ValueError("list_source needs datasets_dir for data.source builtin")
@@ -81,7 +97,7 @@ def list_source(data: DataConfig, datasets_dir: Path | None) -> Listing:
     if data.source == "folder":
         return list_folder(data.path, data.extensions)
     if data.source == "manifest":
-        return list_manifest(data.path)
+        return list_manifest(data.path, data.labels)
     return _list_tfrecords(data)
 
 
@@ -152,11 +168,12 @@ def _walk(root: str) -> tuple[list[tuple[tuple[str, ...], str]], list[tuple[str,
 
 
 # manifests ---------------------------------------------------------------------------------
-def list_manifest(manifest: str) -> Listing:
+def list_manifest(manifest: str, labels: LabelsConfig = LabelsConfig()) -> Listing:
     """A CSV (header: path,label[,split]) or JSONL ({"path", "label", "split"?}) manifest.
 
     Relative paths are relative to the manifest. A bad row is rejected with its line number;
-    the rest of the manifest is still ingested.
+    the rest of the manifest is still ingested. Multi-label rows (``data.labels``) give their
+    labels as a JSON list or a string joined by ``data.labels.delimiter``.
     """
     try:
         with FileSystems.open(manifest) as f:
@@ -166,27 +183,14 @@ def list_manifest(manifest: str) -> Listing:
     rows = _manifest_rows(manifest, text)
     base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
     listing = Listing(description=manifest)
+    listing.task, listing.task_reason = _manifest_task(rows, labels)
     for line, row in rows:
         where = f"{manifest}:{line}"
-        if not isinstance(row, dict):
-            listing.rejected.append(
-                (where, f'not a JSON object ({row}); each line needs {{"path": ..., "label": ..., "split": optional}}')
-            )
-            continue
-        path, label, split = (str(row.get(k) or "").strip() for k in ("path", "label", "split"))
-        if not path or not label:
-            listing.rejected.append(
-                (where, f"row has no {'path' if not path else 'label'}; every row needs a path and a label")
-            )
-            continue
-        if split and split.lower() not in SPLIT_ALIASES:
-            listing.rejected.append((where, f"split {split!r} is not one of train, val, test"))
-            continue
-        full = path if FileSystems.get_scheme(path) or path.startswith("/") else FileSystems.join(base, path)
-        if not FileSystems.exists(full):
-            listing.rejected.append((full, f"listed in {where} but the file does not exist"))
-            continue
-        listing.entries.append(Entry(full, label, SPLIT_ALIASES[split.lower()] if split else ""))
+        entry = _manifest_entry(row, where, base, listing.task, labels)
+        if isinstance(entry, Entry):
+            listing.entries.append(entry)
+        else:
+            listing.rejected.append(entry)
     listing.pre_split = any(e.split for e in listing.entries)
     if listing.pre_split and not all(e.split for e in listing.entries):
         raise DataError(
@@ -198,6 +202,68 @@ def list_manifest(manifest: str) -> Listing:
             f"first: {listing.rejected[0][1] if listing.rejected else 'none'})"
         )
     return listing
+
+
+def _manifest_task(rows: list[tuple[int, dict | object]], labels: LabelsConfig) -> tuple[str, str]:
+    """The task (single- or multi-label) and why: as data.labels.task says, or, on auto, multi-label
+    when a row's label is a list or holds the delimiter."""
+    if labels.task != "auto":
+        return labels.task, f"data.labels.task is {labels.task}"
+    for line, row in rows:
+        label = row.get("label") if isinstance(row, dict) else None
+        if isinstance(label, list) or (isinstance(label, str) and labels.delimiter in label):
+            shown = json.dumps(label) if isinstance(label, list) else repr(label)
+            return label_sets.MULTI_LABEL, (
+                f"inferred: line {line} labels an image {shown} (set data.labels.task to say otherwise)"
+            )
+    return label_sets.SINGLE_LABEL, "inferred: every row has one label"
+
+
+def _manifest_entry(row, where: str, base: str, task: str, labels: LabelsConfig) -> Entry | tuple[str, str]:
+    """A row's Entry, or (item, reason) when the row cannot be used."""
+    if not isinstance(row, dict):
+        return where, f'not a JSON object ({row}); each line needs {{"path": ..., "label": ..., "split": optional}}'
+    path, split = (str(row.get(k) or "").strip() for k in ("path", "split"))
+    if not path:
+        return where, "row has no path; every row needs a path and a label"
+    try:
+        label = _row_label(row.get("label"), task, labels)
+    except ValueError as err:
+        return where, str(err)
+    if split and split.lower() not in SPLIT_ALIASES:
+        return where, f"split {split!r} is not one of train, val, test"
+    full = path if FileSystems.get_scheme(path) or path.startswith("/") else FileSystems.join(base, path)
+    if not FileSystems.exists(full):
+        return full, f"listed in {where} but the file does not exist"
+    return Entry(full, label, SPLIT_ALIASES[split.lower()] if split else "")
+
+
+def _row_label(value, task: str, labels: LabelsConfig) -> str:
+    """A row's label as an Entry holds it; raises ValueError saying why a row's label is unusable."""
+    if task == label_sets.SINGLE_LABEL:
+        if isinstance(value, list):
+            raise ValueError(
+                "the label is a list, but data.labels.task is single_label; give one class or set it to multi_label"
+            )
+        label = str(value if value is not None else "").strip()
+        if not label:
+            raise ValueError("row has no label; every row needs a path and a label")
+        return label
+    return checked_label_set(label_sets.parse("" if value is None else value, labels.delimiter), labels, "row")
+
+
+def checked_label_set(found: tuple[str, ...], labels: LabelsConfig, item: str) -> str:
+    """A multi-label item's labels as an Entry holds them; raises ValueError for an empty set
+    (unless allowed) or a label outside ``data.labels.vocabulary``."""
+    if not found and not labels.allow_empty:
+        raise ValueError(
+            f"{item} has no label; every image needs at least one (set data.labels.allow_empty: true if an image "
+            "without labels is a deliberate negative example)"
+        )
+    unknown = sorted(set(found) - set(labels.vocabulary)) if labels.vocabulary else []
+    if unknown:
+        raise ValueError(f"label {unknown[0]!r} is not in data.labels.vocabulary ({', '.join(labels.vocabulary)})")
+    return label_sets.encode(found)
 
 
 def _manifest_rows(manifest: str, text: str) -> list[tuple[int, dict | object]]:
@@ -233,10 +299,16 @@ def _list_tfrecords(data: DataConfig) -> Listing:
     if not files:
         raise DataError(f"no TFRecord files match data.path={data.path!r}")
     keys = data.tfrecord
+    multi = data.labels.task == label_sets.MULTI_LABEL
     return Listing(
         description=data.path,
         pre_split=bool(keys.split_key),
-        records=RecordFiles([(f, "") for f in files], keys.image_key, keys.label_key, keys.split_key, keys.class_names),
+        records=RecordFiles(
+            [(f, "") for f in files], keys.image_key, keys.label_key, keys.split_key, keys.class_names, data.labels
+        ),
+        task=label_sets.MULTI_LABEL if multi else label_sets.SINGLE_LABEL,
+        task_reason=f"data.labels.task is {data.labels.task}"
+        + ("" if multi else ": one class per record (set it to multi_label to read every value of the label feature)"),
     )
 
 

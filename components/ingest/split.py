@@ -27,6 +27,11 @@ put copies in two splits: that is leakage, and only the copy in the earliest spl
 val, test) is kept; the others are quarantined with the reason. Copies within one split are
 kept and reported. One content under two labels cannot be trusted in either class: every
 copy is quarantined, and the conflict reported.
+
+Multi-label data (``label_sets``) is stratified by each image's rarest label (an image with no
+label is a stratum of its own): an image of a rare label then counts towards that label's
+shares in every split, which is what a rare label needs, and the frequent labels, which ride
+along on many images, end up close to their shares anyway.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from visionpipe.components.ingest.config import SplitConfig
+from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import (
     ABSENT,
     ASSIGNED,
@@ -79,6 +85,13 @@ class Plan:
     leakage: list[str]
     conflicting_labels: list[str]
     test_sizing: str = ""  # how rule 4 sized the test split, when it changed anything
+    task: str = label_sets.SINGLE_LABEL  # MULTI_LABEL: a candidate's label is a label set
+
+    def label_ids(self, label: str) -> list[int]:
+        """The class ids a candidate's label stands for: one, or (multi-label) one per label."""
+        if self.task == label_sets.MULTI_LABEL:
+            return [self.classes.index(name) for name in label_sets.decode(label)]
+        return [self.classes.index(label)]
 
     def fits(self, given: str, split: str) -> bool:
         """Whether a candidate the user gave ``given`` (or "") may sit in ``split``."""
@@ -156,7 +169,12 @@ def origins(given: set[str], all_given: bool, fractions: dict[str, float]) -> di
     return result
 
 
-def make_plan(candidates: Iterable[Candidate], rule: SplitConfig, previous_index: dict[str, str]) -> Plan:
+def make_plan(
+    candidates: Iterable[Candidate],
+    rule: SplitConfig,
+    previous_index: dict[str, str],
+    task: str = label_sets.SINGLE_LABEL,
+) -> Plan:
     """Where every candidate goes (rules 1-4 above), from ``data.split`` and the previous index."""
     fractions = {"train": rule.train, "val": rule.val, "test": rule.test}
     by_hash: dict[str, list[Candidate]] = collections.defaultdict(list)
@@ -165,8 +183,10 @@ def make_plan(candidates: Iterable[Candidate], rule: SplitConfig, previous_index
     groups = list(by_hash.values())
     given_splits = {c.split for group in groups for c in group if c.split}
     all_given = all(c.split for group in groups for c in group)
+    labels = {c.label for group in groups for c in group}
+    multi = task == label_sets.MULTI_LABEL
     plan = Plan(
-        classes=sorted({c.label for group in groups for c in group}),
+        classes=sorted({name for label in labels for name in label_sets.decode(label)} if multi else labels),
         index=dict(previous_index),
         origins=origins(given_splits, all_given, fractions),
         shares={},
@@ -175,8 +195,10 @@ def make_plan(candidates: Iterable[Candidate], rule: SplitConfig, previous_index
         duplicates_in_split=[],
         leakage=[],
         conflicting_labels=[],
+        task=task,
     )
-    pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given)
+    stratum = _rarest_label(groups) if multi else str
+    pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given, stratum)
     sizes = pool.sizes(rule)
     test_images = pool.test_images(sizes)
     val_made = plan.origins["val"] in (GIVEN, ASSIGNED, CARVED)
@@ -185,7 +207,7 @@ def make_plan(candidates: Iterable[Candidate], rule: SplitConfig, previous_index
         plan.test_sizing = (
             f"it would hold {test_images} images, fewer than data.split.min_test_size {rule.min_test_size}"
         )
-        pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given)
+        pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given, stratum)
         sizes = pool.sizes(rule)
     hash_split = dict(pool.given)
     for label, new in pool.new_by_class.items():
@@ -220,7 +242,15 @@ class _Pool:
     placed_by_class: dict[str, collections.Counter]  # split -> images an earlier ingest placed there
 
     @classmethod
-    def sort(cls, by_hash, plan: Plan, previous_index: dict[str, str], fractions: dict[str, float], all_given: bool):
+    def sort(
+        cls,
+        by_hash,
+        plan: Plan,
+        previous_index: dict[str, str],
+        fractions: dict[str, float],
+        all_given: bool,
+        stratum: Callable[[str], str],
+    ):
         carving = CARVED in plan.origins.values()
         if all_given:
             open_splits = {s for s, origin in plan.origins.items() if origin == CARVED} | (
@@ -233,7 +263,7 @@ class _Pool:
         for sha, group in by_hash.items():
             if sha in plan.conflicted:
                 continue
-            label = group[0].label
+            label = stratum(group[0].label)  # the class, or the label set's stratum
             given = sorted({c.split for c in group if c.split}, key=SPLITS.index)
             if given and not (carving and given == [CARVED_FROM]):
                 pool.given[sha] = given[0]  # a given split, or the earliest of several (leakage)
@@ -273,6 +303,18 @@ class _Pool:
             counts.update(placed_before)
         total = sum(counts.values()) or 1
         return {s: counts[s] / total for s in SPLITS if self.fractions[s]}
+
+
+def _rarest_label(groups: list[list[Candidate]]) -> Callable[[str], str]:
+    """Multi-label strata: a label set -> its rarest label (counted once per content), ties broken
+    by name; the empty set -> NO_LABEL."""
+    counts = collections.Counter(name for group in groups for name in label_sets.decode(group[0].label))
+
+    def stratum(label_set: str) -> str:
+        names = label_sets.decode(label_set)
+        return min(names, key=lambda name: (counts[name], name)) if names else label_sets.NO_LABEL
+
+    return stratum
 
 
 def _conflicts(groups: list[list[Candidate]]) -> dict[str, str]:

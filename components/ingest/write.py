@@ -27,8 +27,8 @@ from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from visionpipe.components.ingest.check import Curated, TaskResult
 from visionpipe.components.ingest.split import SPLITS, Plan
-from visionpipe.data import record_format
-from visionpipe.data.image_stats import ImageStatsFn, empty_split
+from visionpipe.data import label_sets, record_format
+from visionpipe.data.image_stats import ImageStatsFn, by_label, empty_split
 from visionpipe.pipeline.artifacts import UNUSABLE, Examples
 
 SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.tfrecord"  # what data/records.py reads
@@ -61,7 +61,7 @@ class WriteSplits(beam.DoFn):
         self._curated: list[Curated] = []
 
     def process(self, task: TaskResult, plan: Plan):
-        labels = {name: record_format.label_bytes(i) for i, name in enumerate(plan.classes)}
+        labels: dict[str, bytes] = {}  # label (or label set) -> its serialized ids, made once each
         self._quarantined.extend((item, reason, UNUSABLE) for item, reason in task.quarantined)
         self._curated.extend(task.curated)
         with FileSystems.open(task.spill, compression_type="uncompressed") as f:
@@ -71,6 +71,8 @@ class WriteSplits(beam.DoFn):
             if reason:
                 self._quarantined.append((candidate.source, reason, kind))
                 continue
+            if candidate.label not in labels:
+                labels[candidate.label] = record_format.label_bytes(plan.label_ids(candidate.label))
             _TFRecordUtil.write_record(self._file(split), example + labels[candidate.label])
             self._counters[split].inc()
             if split not in self._accumulators:
@@ -109,6 +111,8 @@ def finish(bundles: list[Bundle], out: str, plan: Plan, rejected: list[tuple[str
         split_stats[split] = (
             stats.extract_output(stats.merge_accumulators(accumulators)) if accumulators else empty_split()
         )
+        if plan.task == label_sets.MULTI_LABEL:
+            split_stats[split] = by_label(split_stats[split])
     quarantined = sorted(rejected + [q for b in bundles for q in b.quarantined])
     report = dataclasses.asdict(plan)
     index = report.pop("index")

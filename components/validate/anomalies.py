@@ -14,6 +14,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from visionpipe.components.validate.config import ValidateConfig
+from visionpipe.data import label_sets
 from visionpipe.data.drift import linf
 from visionpipe.pipeline.artifacts import ABSENT, MISSING, TOO_SMALL, UNUSABLE
 
@@ -291,6 +292,15 @@ def report(anomalies: list[Anomaly], split_stats: dict[str, dict], max_listed: i
             + ", ".join(f"{k}: {v}" for k, v in sorted(s["formats"].items()))
             + " |"
         )
+    lines.append("")
+    for split, s in split_stats.items():
+        if "label_sets" in s:  # multi-label data
+            top = list(s["cooccurrence"].items())[:5]
+            pairs = ", ".join(f"{' + '.join(label_sets.decode(pair))} {n}" for pair, n in top)
+            lines.append(
+                f"- {split}: {s['labels_per_image']:.2f} labels per image, {s['unlabelled']} images with no label; "
+                f"seen together most: {pairs or 'none'}"
+            )
     lines.append("")
     if not anomalies:
         lines.append("No anomalies.")

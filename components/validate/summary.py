@@ -19,12 +19,14 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from visionpipe.components.common.html import CSS, esc, plain
+from visionpipe.data import label_sets
 
 # Lower edges of the size buckets written by the stats stage (see size_buckets).
 SIZE_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 MAX_ITEMS = 50  # offending items listed per anomaly; the rest are only counted
 MANY_CLASSES = 60  # above this, grouped bars become unreadable: switch to sorted stacked bars
 DPI = 80
+MAX_PAIRS = 10  # co-occurring label pairs listed per split
 
 
 def _counts(counter: dict) -> str:
@@ -226,12 +228,29 @@ def _pixel_stats(split_stats: dict[str, dict]) -> str:
     return "<h2>Pixel statistics</h2>" + "".join(parts)
 
 
+def _label_sets(split_stats: dict[str, dict]) -> str:
+    """Multi-label data: labels per image, images with no label, and the pairs of labels seen
+    together most often, per split ("" for single-label data)."""
+    if not any("label_sets" in stats for stats in split_stats.values()):
+        return ""
+    rows = []
+    for split, stats in split_stats.items():
+        pairs = list((stats.get("cooccurrence") or {}).items())[:MAX_PAIRS]
+        together = ", ".join(f"{' + '.join(label_sets.decode(pair))} {n}" for pair, n in pairs) or "—"
+        rows.append(
+            f"<tr><th>{esc(split)}</th><td>{stats.get('labels_per_image', 0):.2f}</td>"
+            f"<td>{stats.get('unlabelled', 0)}</td><td>{esc(together)}</td></tr>"
+        )
+    head = "<tr><th>split</th><th>labels per image</th><th>images with no label</th><th>labels seen together</th></tr>"
+    return f"<h3>Label sets (multi-label)</h3><table>{head}{''.join(rows)}</table>"
+
+
 def data_section(split_stats: dict[str, dict], anomalies: list[dict]) -> str:
     """The verdict, the per-split tables and the class plot: the data summary the run report shows."""
     tables = "".join(_split_table(s, st) for s, st in split_stats.items())
     return (
         f"{_verdict(anomalies)}<h3>Splits</h3>{tables}"
-        f"<h3>Classes</h3>{_class_plot(split_stats)}{_class_table(split_stats)}"
+        f"<h3>Classes</h3>{_class_plot(split_stats)}{_class_table(split_stats)}{_label_sets(split_stats)}"
     )
 
 

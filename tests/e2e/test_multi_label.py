@@ -1,0 +1,135 @@
+"""Multi-label data through ingest and validate: label lists from CSV and JSONL manifests and
+TFRecords, every bad row quarantined with its line, the records' label ids, per-label
+statistics and co-occurrence."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import make_multi_label_set
+from tests.e2e.test_ingest_validate import ingest, quarantine, records, run_stage
+
+
+def write_csv(tmp_path, rows, extra: list[str] = ()):
+    lines = ["path,label"] + [f"images/{name},{'|'.join(labels)}" for name, labels in rows] + list(extra)
+    (tmp_path / "tags.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "tags.csv"
+
+
+def test_csv_label_lists_are_inferred_checked_and_written_as_id_lists(tmp_path):
+    rows = make_multi_label_set(tmp_path / "images", 100)
+    bad = [
+        "images/img_0000.png,",  # line 102: no label
+        "images/img_0001.png,red||green",  # line 103: an empty label between delimiters
+        "images/img_0002.png,red|purple",  # line 104: not in the vocabulary
+    ]
+    manifest = write_csv(tmp_path, rows, bad)
+    stage = ingest(
+        tmp_path / "runs",
+        "data.source=manifest",
+        f"data.path={manifest}",
+        "data.labels.vocabulary=[red, green, blue]",
+    )
+    examples = stage.outputs["examples"]
+    assert examples.multi_label and examples.classes == ["blue", "green", "red"]
+    assert any("multi-label: 3 labels (inferred: line 2 labels an image" in note for note in stage.summary["notes"])
+    assert (stage.summary["found"], stage.summary["ingested"], stage.summary["quarantined"]) == (103, 100, 3)
+    reasons = quarantine(stage)
+    assert "tags.csv:102" in reasons and "no label" in reasons["tags.csv:102"]
+    assert "empty label" in reasons["tags.csv:103"]
+    assert "'purple' is not in data.labels.vocabulary" in reasons["tags.csv:104"]
+
+    import tensorflow as tf
+
+    expected = {name: labels for name, labels in rows}
+    spec = {"image/label": tf.io.VarLenFeature(tf.int64), "image/source": tf.io.FixedLenFeature([], tf.string)}
+    seen = 0
+    for split in ("train", "val", "test"):
+        files = sorted(str(p) for p in (examples.path / split).glob("data-*"))
+        for raw in tf.data.TFRecordDataset(files):
+            parsed = tf.io.parse_single_example(raw, spec)
+            name = parsed["image/source"].numpy().decode().rsplit("/", 1)[-1]
+            ids = tf.sparse.to_dense(parsed["image/label"]).numpy().tolist()
+            assert [examples.classes[i] for i in ids] == sorted(expected[name]), name
+            seen += 1
+    assert seen == 100
+    # Stratified by the rarest label: every label reaches every split.
+    for split in ("train", "val", "test"):
+        assert set(examples.class_counts(split)) == {"blue", "green", "red"}, split
+
+
+def test_jsonl_lists_bad_rows_and_validate_cooccurrence(tmp_path):
+    rows = make_multi_label_set(tmp_path / "images", 48, seed=1)
+    lines = [json.dumps({"path": f"images/{name}", "label": list(labels)}) for name, labels in rows]
+    lines += [
+        json.dumps({"path": "images/img_0000.png", "label": ["red", 3]}),  # line 49: not a string
+        json.dumps({"path": "images/img_0001.png", "label": []}),  # line 50: empty
+    ]
+    (tmp_path / "tags.jsonl").write_text("\n".join(lines) + "\n")
+    overrides = (
+        "data.source=manifest",
+        f"data.path={tmp_path / 'tags.jsonl'}",
+        "validate.min_train_images_per_class=1",
+    )
+    stage = ingest(tmp_path / "runs", *overrides)
+    reasons = quarantine(stage)
+    assert "not a string" in reasons["tags.jsonl:49"] and "no label" in reasons["tags.jsonl:50"]
+    validate = run_stage(tmp_path / "runs", "validate", *overrides)
+    summary = json.loads((validate.outputs["statistics"].path / "summary.json").read_text())
+    ingested = {s: {r.source.rsplit("/", 1)[-1] for r in rs} for s, rs in records(stage).items()}
+    train = [labels for name, labels in rows if name in ingested["train"]]
+    both = sum({"green", "red"} <= set(labels) for labels in train)
+    assert summary["train"]["cooccurrence"]["green|red"] == both > 0
+    assert summary["train"]["classes"]["green"] == sum("green" in labels for labels in train)
+    assert summary["train"]["labels_per_image"] == np.mean([len(labels) for labels in train])
+    report = (validate.outputs["anomalies"].path / "report.md").read_text()
+    assert f"train: {summary['train']['labels_per_image']:.2f} labels per image, 0 images with no label" in report
+    assert "Label sets (multi-label)" in (validate.outputs["anomalies"].path / "report.html").read_text()
+
+
+def test_tfrecord_multi_hot_labels_when_the_task_is_said(tmp_path):
+    import tensorflow as tf
+
+    hot = {0: [1.0, 0.0, 1.0], 1: [0.0, 1.0, 0.0], 2: [0.0, 0.0, 0.0]}
+    with tf.io.TFRecordWriter(str(tmp_path / "mine.tfrecord")) as writer:
+        for i in range(12):
+            buffer = io.BytesIO()
+            Image.fromarray(np.full((16, 16, 3), i * 20, np.uint8)).save(buffer, format="PNG")
+            feature = {
+                "img": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
+                "y": tf.train.Feature(float_list=tf.train.FloatList(value=hot[i % 3])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    stage = ingest(
+        tmp_path / "runs",
+        "data.source=tfrecord",
+        f"data.path={tmp_path}/*.tfrecord",
+        "data.tfrecord.image_key=img",
+        "data.tfrecord.label_key=y",
+        "data.tfrecord.class_names=[cat, dog, bird]",
+        "data.labels.task=multi_label",
+    )
+    assert stage.outputs["examples"].multi_label and stage.outputs["examples"].classes == ["bird", "cat", "dog"]
+    assert (stage.summary["ingested"], stage.summary["quarantined"]) == (8, 4)
+    assert all("record has no label" in reason for reason in quarantine(stage).values()), quarantine(stage)
+    names = sorted({r.class_name for rs in records(stage).values() for r in rs})
+    assert names == ["bird|cat", "dog"]
+
+
+def test_a_folder_of_class_folders_cannot_be_multi_label(tmp_path):
+    import pytest
+
+    from tests.conftest import make_folder
+    from visionpipe.components.ingest import sources
+    from visionpipe.config import load_config
+    from visionpipe.pipeline.errors import DataError
+
+    config = load_config(
+        None, ["data.source=folder", f"data.path={make_folder(tmp_path / 'f', 2)}", "data.labels.task=multi_label"]
+    )
+    with pytest.raises(DataError, match="gives each image one class; list multi-label images in a manifest"):
+        sources.list_source(config.data, None)
