@@ -43,12 +43,21 @@ def records(
     seed: int | None = None,
     deterministic: bool = True,
     origin: bool = False,
+    multi_label: bool = False,
 ) -> tf.data.Dataset:
-    """Parsed examples of one split: dicts with encoded bytes, label id and source path (and,
-    with ``origin``, the original mode, height and width)."""
-    features = record_format.tf_parse_spec(origin=True) if origin else _FEATURES
+    """Parsed examples of one split: dicts with encoded bytes, label id (``multi_label``: the
+    label ids, dense, -1 padded in batches) and source path (and, with ``origin``, the original
+    mode, height and width)."""
+    features = record_format.tf_parse_spec(origin, multi_label) if origin or multi_label else _FEATURES
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, features)
+        if multi_label:
+            parsed[record_format.LABEL] = tf.sparse.to_dense(parsed[record_format.LABEL])
+        return parsed
+
     return serialized_records(examples_dir, split, shuffle_files, seed, deterministic).map(
-        lambda x: tf.io.parse_single_example(x, features), num_parallel_calls=AUTOTUNE, deterministic=deterministic
+        parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic
     )
 
 

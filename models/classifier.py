@@ -43,11 +43,16 @@ def _per_channel(values: list[float], channels: int) -> tuple[float, ...]:
     return (float(np.mean(values)),) * channels
 
 
-def build_classifier(spec: PreprocessingSpec, num_classes: int, model: ModelConfig, keras=None):
-    """The registered model behind the input and its normalisation, with ``model.weights``."""
+def build_classifier(
+    spec: PreprocessingSpec, num_classes: int, model: ModelConfig, keras=None, multi_label: bool = False
+):
+    """The registered model behind the input and its normalisation, with ``model.weights``;
+    ``multi_label``: a sigmoid probability per label (``models.head``)."""
     keras = default_keras(keras)
     inputs = keras.Input(spec.input_shape, name="image")
-    network = create_model(model.name, spec.input_shape, num_classes, model.args, model.weights, keras=keras)
+    network = create_model(
+        model.name, spec.input_shape, num_classes, model.args, model.weights, keras=keras, multi_label=multi_label
+    )
     x = normalization_layer(spec, keras)(inputs) if entry(model.name).normalize else inputs
     classifier = keras.Model(inputs, network(x), name=f"{model.name}_classifier")
     if model.weights not in ("none", *entry(model.name).pretrained):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from visionpipe.models.config import ModelConfig
+from visionpipe.models.head import use_sigmoid_head
 from visionpipe.pipeline.config import ConfigError, coerce
 
 # Passed by visionpipe, not set in model.args: the Keras module, and model.weights.
@@ -102,12 +103,17 @@ def create_model(
     args: dict[str, Any] | None = None,
     weights: str = "none",
     keras=None,
+    multi_label: bool = False,
 ):
     """Builds a registered model with its (checked) arguments. ``weights`` (model.weights)
-    reaches builders of pretrainable models; loading a weights file is the caller's job."""
+    reaches builders of pretrainable models; loading a weights file is the caller's job.
+    ``multi_label``: an independent sigmoid probability per label instead of the softmax."""
     model = entry(name)
     extra = {"weights": None if weights == "none" else weights} if model.pretrained else {}
-    return model.build(input_shape, num_classes, **check_args(name, args or {}), **extra, keras=keras)
+    network = model.build(input_shape, num_classes, **check_args(name, args or {}), **extra, keras=keras)
+    if multi_label:
+        use_sigmoid_head(network, default_keras(keras))
+    return network
 
 
 def default_keras(keras=None):

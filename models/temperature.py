@@ -9,9 +9,8 @@ int8 included. Every registered model ends in a softmax layer named ``probabilit
 from __future__ import annotations
 
 from visionpipe.models.classifier import before_network, network_of
+from visionpipe.models.head import HEAD, head_layer
 from visionpipe.models.registry import default_keras
-
-HEAD = "probabilities"  # the name of every registered model's final softmax layer
 
 
 def with_temperature(classifier, temperature: float, keras=None):
@@ -21,7 +20,7 @@ def with_temperature(classifier, temperature: float, keras=None):
         return classifier
     network = network_of(classifier)
     # tfmot's quantization-aware training wraps every layer and prefixes its name with "quant_".
-    head = next((layer for layer in network.layers if layer.name in (HEAD, f"quant_{HEAD}")), None)
+    head = head_layer(network)
     if head is None:
         raise ValueError(
             f"model {network.name} has no final softmax layer named {HEAD!r}; temperature scaling needs it "

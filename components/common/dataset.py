@@ -5,7 +5,8 @@ Images go through ``models.preprocessing`` (the same code as the serving signatu
 are read by a parallel interleave and decoded by a parallel map. ``deterministic=False``
 lets both hand out whichever element is ready first, which keeps the cores busy; evaluation
 and the deterministic training mode keep the file order. Labels come out one-hot so label
-smoothing and mixing augmentations work.
+smoothing and mixing augmentations work; multi-label images' labels come out multi-hot (a 1
+for each label the image carries), which the same code carries unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from visionpipe.data.records import serialized_records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 AUTOTUNE = tf.data.AUTOTUNE
-_FEATURES = record_format.tf_parse_spec()
 DECODE_BATCH = 128
 
 
@@ -31,8 +31,11 @@ def pixels(
     seed: int | None = None,
     deterministic: bool = True,
     num_images: int | None = None,
+    multi_hot: int = 0,
 ) -> tf.data.Dataset:
     """(uint8 image fitted to the spec, label id) pairs: the compact form worth caching.
+    ``multi_hot`` > 0: multi-label records, whose labels come out as uint8 multi-hot vectors of
+    that many labels.
 
     Records are parsed and decoded DECODE_BATCH at a time (one parallel map call loops over
     them with ``tf.map_fn``), then split back into single images for caching and shuffling.
@@ -43,14 +46,19 @@ def pixels(
     epochs from the start, and a split whose files hold another number of images fails loudly.
     """
 
+    features = record_format.tf_parse_spec(multi_label=multi_hot > 0)
+
     def decode_batch(serialized):
-        parsed = tf.io.parse_example(serialized, _FEATURES)
+        parsed = tf.io.parse_example(serialized, features)
         images = tf.map_fn(
             lambda data: load_pixels(data, spec),
             parsed[record_format.ENCODED],
             fn_output_signature=tf.TensorSpec(spec.input_shape, tf.uint8),
         )
-        return images, parsed[record_format.LABEL]
+        labels = parsed[record_format.LABEL]
+        if multi_hot:
+            labels = tf.cast(tf.sparse.to_indicator(labels, multi_hot), tf.uint8)
+        return images, labels
 
     ds = (
         serialized_records(examples_dir, split, shuffle_files, seed, deterministic)
@@ -62,7 +70,10 @@ def pixels(
 
 
 def float_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """A batch of uint8 images and label ids -> (float images in [0, 1], one-hot labels)."""
+    """A batch of uint8 images and label ids (or multi-hot vectors) -> (float images in [0, 1],
+    one-hot (or multi-hot) float labels)."""
+    if labels.shape.rank == 2:  # multi-hot already
+        return to_float(images), tf.cast(labels, tf.float32)
     return to_float(images), tf.one_hot(labels, num_classes)
 
 
@@ -74,12 +85,14 @@ def image_dataset(
     batch_size: int,
     cache: str | None = None,
     num_images: int | None = None,
+    multi_label: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (images in [0, 1], one-hot labels) in file order, for evaluation.
+    """Batches of (images in [0, 1], one-hot labels; multi-hot for ``multi_label`` records) in
+    file order, for evaluation.
 
     ``cache`` is None (no cache), "" (memory) or a file prefix, as ``tf.data.Dataset.cache``.
     """
-    ds = pixels(examples_dir, split, spec, num_images=num_images)
+    ds = pixels(examples_dir, split, spec, num_images=num_images, multi_hot=num_classes if multi_label else 0)
     if cache is not None:
         ds = ds.cache(cache)
     return (

@@ -72,11 +72,19 @@ class KeepRule:
         return f"lowest val loss; no epoch's val accuracy beat the majority-class rate {rate}"
 
 
-def keep_rule(examples: Path, split: str = "val") -> KeepRule:
-    """The rule for the labels of ``split`` of the Examples folder ``examples``."""
-    labels = records(examples, split).map(lambda r: r[record_format.LABEL])
-    counts = np.bincount(np.fromiter(labels.as_numpy_iterator(), dtype=np.int64))
-    return KeepRule(int(counts.max()), int(counts.sum()))
+def keep_rule(examples: Path, split: str = "val", labels: int = 0) -> KeepRule:
+    """The rule for the labels of ``split`` of the Examples folder ``examples``. ``labels`` > 0:
+    multi-label records with that many labels, whose accuracy counts one decision per image and
+    label; the majority answer is then each label's more frequent value (present or absent)."""
+    ids = records(examples, split, multi_label=labels > 0).map(lambda r: r[record_format.LABEL])
+    if not labels:
+        counts = np.bincount(np.fromiter(ids.as_numpy_iterator(), dtype=np.int64))
+        return KeepRule(int(counts.max()), int(counts.sum()))
+    images, present = 0, np.zeros(labels, np.int64)
+    for image_ids in ids.as_numpy_iterator():
+        images += 1
+        present[image_ids] += 1
+    return KeepRule(int(np.maximum(present, images - present).sum()), images * labels)
 
 
 class BestEpoch(keras.callbacks.Callback):

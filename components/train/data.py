@@ -33,7 +33,8 @@ from visionpipe.pipeline.stage import StageContext
 class TrainingData:
     examples: Path  # the Examples folder the datasets read
     spec: PreprocessingSpec
-    classes: list[str]
+    classes: list[str]  # multi-label: the labels
+    multi_label: bool  # labels are multi-hot vectors: the model gets a sigmoid head
     counts: dict[str, int]
     train: tf.data.Dataset
     val: tf.data.Dataset | None  # None when there is no val split
@@ -45,7 +46,9 @@ class TrainingData:
     def sample_images(self, count: int) -> np.ndarray:
         """Up to ``count`` training images as float [0, 1] arrays, without augmentation (for
         data-dependent initialisation, e.g. airbench's whitening layer)."""
-        batches = image_dataset(self.examples, "train", self.spec, len(self.classes), batch_size=256)
+        batches = image_dataset(
+            self.examples, "train", self.spec, len(self.classes), batch_size=256, multi_label=self.multi_label
+        )
         images = np.concatenate([x.numpy() for x, _ in batches.take(math.ceil(count / 256))])
         return images[:count]
 
@@ -58,6 +61,7 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
     statistics = inputs.statistics
     spec = preprocessing_spec(params.preprocessing, statistics.pixel_mean, statistics.pixel_std)
     classes = inputs.examples.classes
+    multi_label = inputs.examples.multi_label
     counts = statistics.counts
     examples = inputs.examples.path
     cache = choose_cache(
@@ -68,9 +72,10 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
         inputs.examples.fingerprint or inputs.examples.uri,
     )
     policy = build_policy(cfg.augment, params.seed)
-    class_weights, resample_from = _balance(params, statistics, classes)
+    class_weights, resample_from = _balance(params, statistics, classes, multi_label)
     ctx.log(
-        f"{counts['train']} train / {counts['val']} val images, {len(classes)} classes, cache {cache.kind}: "
+        f"{counts['train']} train / {counts['val']} val images, "
+        f"{len(classes)} {'labels (multi-label)' if multi_label else 'classes'}, cache {cache.kind}: "
         f"{cache.reason}, shuffle buffer {shuffle_buffer(params.input, cache, counts['train']):,} images"
     )
     if policy is not None:
@@ -89,23 +94,38 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
         class_weights,
         resample_from,
         num_images=counts["train"],
+        multi_label=multi_label,
     )
     val = None
     if counts["val"]:
         val = image_dataset(
-            examples, "val", spec, len(classes), cfg.batch_size, cache=cache.for_split("val"), num_images=counts["val"]
+            examples,
+            "val",
+            spec,
+            len(classes),
+            cfg.batch_size,
+            cache=cache.for_split("val"),
+            num_images=counts["val"],
+            multi_label=multi_label,
         )
     steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
     if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
         train = train.repeat()
     fixed = bool(cfg.steps_per_epoch or resample_from)
-    return TrainingData(examples, spec, classes, counts, train, val, steps, fixed, policy, cache)
+    return TrainingData(examples, spec, classes, multi_label, counts, train, val, steps, fixed, policy, cache)
 
 
-def _balance(params: Params, statistics, classes: list[str]) -> tuple[list[float] | None, list[float] | None]:
+def _balance(
+    params: Params, statistics, classes: list[str], multi_label: bool
+) -> tuple[list[float] | None, list[float] | None]:
     """(class weights, class frequencies to resample from) as ``train.class_balance`` asks."""
     if params.train.class_balance == "none":
         return None, None
+    if multi_label:  # an image's weight would have to be one number for all of its labels
+        raise UserError(
+            f"train.class_balance {params.train.class_balance} weighs or resamples images by their one class; "
+            "multi-label images carry several: set it to none (train.loss: focal lifts the rare labels)"
+        )
     counts = statistics.class_counts
     if not any(counts.get(c) for c in classes):
         raise UserError(

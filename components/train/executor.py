@@ -60,7 +60,13 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
             params, plan = _fit_to_budget(params, data, ctx, distribution)
         cfg = params.train
         compiled = build_and_compile(
-            cfg, params.model, data.spec, len(data.classes), data.steps_per_epoch, data.policy and data.policy.in_model
+            cfg,
+            params.model,
+            data.spec,
+            len(data.classes),
+            data.steps_per_epoch,
+            data.policy and data.policy.in_model,
+            data.multi_label,
         )
     _adapt_to_data(compiled.classifier, data, ctx)
     # In multi-worker training every task trains, but only the chief's model is kept and only it
@@ -177,6 +183,7 @@ def _record(outputs: Outputs, summary: dict, params: Params, data: TrainingData)
         {k: v for k, v in summary.items() if k != "notes"},
         model_name=params.model.name,
         classes=data.classes,
+        multi_label=data.multi_label,
         input_shape=list(data.spec.input_shape),
         cache=data.cache.kind,
     )
@@ -217,7 +224,9 @@ def _fit(
         epochs,
         data.steps_per_epoch,
         val=data.val,
-        rule=keep_rule(data.examples) if data.val is not None else None,
+        rule=keep_rule(data.examples, labels=len(data.classes) if data.multi_label else 0)
+        if data.val is not None
+        else None,
         initial_epoch=initial_epoch,
     )
     # shuffle=False only tells Keras not to warn: its own shuffling never applies to a
@@ -246,13 +255,21 @@ def _fit_in_two_phases(
         ctx.log("phase 1 (head on the frozen backbone) was done before the run stopped; its weights are reused")
     elif head_epochs:
         finetune.freeze(backbone)
-        compile_model(compiled.trainee, cfg, len(data.classes), data.steps_per_epoch, head_epochs)
+        compile_model(
+            compiled.trainee, cfg, len(data.classes), data.steps_per_epoch, head_epochs, multi_label=data.multi_label
+        )
         ctx.log(f"phase 1: {head_epochs} epochs training the head on the frozen backbone")
         history = _fit(compiled.trainee, data, params, ctx, out, "backup_head", head_epochs, extra=extra).history
         compiled.classifier.save_weights(head_weights)
     trained = finetune.unfreeze_top(backbone, cfg.finetune.unfreeze)
     compile_model(
-        compiled.trainee, cfg, len(data.classes), data.steps_per_epoch, cfg.epochs, cfg.finetune.learning_rate_scale
+        compiled.trainee,
+        cfg,
+        len(data.classes),
+        data.steps_per_epoch,
+        cfg.epochs,
+        cfg.finetune.learning_rate_scale,
+        data.multi_label,
     )
     ctx.log(
         f"phase 2: {cfg.epochs} epochs fine-tuning {trained} backbone layers (BatchNorm frozen) at "
@@ -274,7 +291,7 @@ def _adapt_to_data(classifier: keras.Model, data: TrainingData, ctx: StageContex
 def _float32(classifier: keras.Model, data: TrainingData, params: Params) -> keras.Model:
     """The trained classifier rebuilt in float32 with its weights: exports are float32."""
     keras.mixed_precision.set_global_policy("float32")
-    twin = build_classifier(data.spec, len(data.classes), params.model)
+    twin = build_classifier(data.spec, len(data.classes), params.model, multi_label=data.multi_label)
     twin.set_weights(classifier.get_weights())
     return twin
 

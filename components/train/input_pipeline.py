@@ -81,8 +81,10 @@ def training_dataset(
     class_weights: Sequence[float] | None = None,
     resample_from: Sequence[float] | None = None,
     num_images: int | None = None,
+    multi_label: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (images, one-hot labels) or, with ``class_weights``, (images, labels, weights).
+    """Batches of (images, one-hot labels) or, with ``class_weights``, (images, labels, weights);
+    multi-hot labels for ``multi_label`` records.
 
     ``resample_from`` (the train split's class frequencies) resamples an endless stream to
     equal class frequencies; the caller then sets the steps per epoch. ``num_images`` is the
@@ -90,7 +92,14 @@ def training_dataset(
     """
     deterministic = config.deterministic
     ds = pixels(
-        examples_dir, "train", spec, shuffle_files=True, seed=seed, deterministic=deterministic, num_images=num_images
+        examples_dir,
+        "train",
+        spec,
+        shuffle_files=True,
+        seed=seed,
+        deterministic=deterministic,
+        num_images=num_images,
+        multi_hot=num_classes if multi_label else 0,
     )
     cache_arg = cache.for_split("train")
     if cache_arg is not None:

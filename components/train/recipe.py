@@ -39,33 +39,59 @@ def build_and_compile(
     num_classes: int,
     steps_per_epoch: int,
     augment_in_model: keras.layers.Layer | None = None,
+    multi_label: bool = False,
 ) -> Compiled:
     """Call inside the distribution strategy's scope."""
-    classifier = build_classifier(spec, num_classes, model)
+    classifier = build_classifier(spec, num_classes, model, multi_label=multi_label)
     trainee = classifier
     if augment_in_model is not None:
         image = keras.Input(spec.input_shape, name="image")
         trainee = keras.Model(image, classifier(augment_in_model(image)), name="trainee")
-    compile_model(trainee, train, num_classes, steps_per_epoch, train.epochs)
+    compile_model(trainee, train, num_classes, steps_per_epoch, train.epochs, multi_label=multi_label)
     return Compiled(classifier, trainee)
 
 
 def compile_model(
-    model: keras.Model, train: TrainConfig, num_classes: int, steps_per_epoch: int, epochs: int, lr_scale: float = 1.0
+    model: keras.Model,
+    train: TrainConfig,
+    num_classes: int,
+    steps_per_epoch: int,
+    epochs: int,
+    lr_scale: float = 1.0,
+    multi_label: bool = False,
 ) -> None:
     """(Re)compiles ``model`` for ``epochs`` epochs at ``lr_scale`` x the (scaled) learning rate."""
     model.compile(
         optimizer=make_optimizer(train, model, steps_per_epoch * epochs, steps_per_epoch, lr_scale),
-        loss=make_loss(train),
-        # Top-3 only where it says something: with 3 classes or fewer it is always 1.
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")]
-        + ([keras.metrics.TopKCategoricalAccuracy(k=3, name="top_k_accuracy")] if num_classes > 3 else []),
+        loss=make_loss(train, multi_label),
+        metrics=make_metrics(num_classes, multi_label),
         jit_compile=train.jit_compile,
     )
 
 
-def make_loss(train: TrainConfig) -> keras.losses.Loss:
-    """train.loss with train.label_smoothing (focal with gamma 0 is the cross-entropy)."""
+def make_metrics(num_classes: int, multi_label: bool) -> list[keras.metrics.Metric]:
+    """What fit reports. ``accuracy`` is the share of right decisions: the top class, or (multi-label)
+    each label's yes/no at 0.5, which early stopping's rule compares with always answering each
+    label's more frequent value. Multi-label also reports ``map``: the mean over labels of the
+    area under the precision-recall curve (Keras' estimate of macro mAP, on 200 thresholds)."""
+    if multi_label:
+        return [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_classes, name="map"),
+        ]
+    # Top-3 only where it says something: with 3 classes or fewer it is always 1.
+    return [keras.metrics.CategoricalAccuracy(name="accuracy")] + (
+        [keras.metrics.TopKCategoricalAccuracy(k=3, name="top_k_accuracy")] if num_classes > 3 else []
+    )
+
+
+def make_loss(train: TrainConfig, multi_label: bool = False) -> keras.losses.Loss:
+    """train.loss with train.label_smoothing (focal with gamma 0 is the cross-entropy); binary
+    (a sigmoid per label) for multi-label data."""
+    if multi_label:
+        if train.loss == "focal":
+            return keras.losses.BinaryFocalCrossentropy(gamma=train.focal_gamma, label_smoothing=train.label_smoothing)
+        return keras.losses.BinaryCrossentropy(label_smoothing=train.label_smoothing)
     if train.loss == "focal":
         return keras.losses.CategoricalFocalCrossentropy(
             alpha=1.0, gamma=train.focal_gamma, label_smoothing=train.label_smoothing

@@ -48,7 +48,7 @@ SECONDS_FILE = "trial_seconds.json"
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
-    cfg = params.tune
+    cfg = params.tune.resolved(inputs.examples.multi_label)
     if not cfg.space:
         raise UserError(
             "tune.space is empty: give it the config keys to search, e.g. {train.learning_rate: {log: [0.0001, 0.01]}}"
@@ -84,7 +84,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 def _make_tuner(cfg, hypermodel, folder: Path, ctx: StageContext):
     common = {
         "hypermodel": hypermodel,
-        "objective": kt.Objective(cfg.objective, "max" if cfg.objective.endswith("accuracy") else "min"),
+        "objective": kt.Objective(cfg.objective, "max" if cfg.maximise else "min"),
         "directory": str(folder.parent),
         "project_name": folder.name,
         "overwrite": False,
@@ -220,7 +220,7 @@ def _report(tuner, artifact: HyperParameters, cfg, key: str, ctx: StageContext) 
     config["values"] = config_values(best)
     (artifact.path / HyperParameters.FILE).write_text(json.dumps(config))
     _write_trials(trials, tuner, artifact.path / "trials.csv", cfg)
-    _plot(completed, artifact.path / "objective.png", cfg.objective)
+    _plot(completed, artifact.path / "objective.png", cfg.objective, cfg.maximise)
     for trial_dir in Path(tuner.project_dir).glob("trial_*"):  # the train stage retrains; keep the best only
         if trial_dir.name != f"trial_{best_trial.trial_id}":
             for checkpoint in trial_dir.glob("checkpoint*"):
@@ -256,13 +256,13 @@ def _write_trials(trials, tuner, path: Path, cfg) -> None:
             )  # fmt: skip
 
 
-def _plot(completed, path: Path, objective: str) -> None:
+def _plot(completed, path: Path, objective: str, maximise: bool) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     numbers = [int(t.trial_id) + 1 for t in completed]
     scores = [t.score for t in completed]
-    pick = max if objective.endswith("accuracy") else min
+    pick = max if maximise else min
     running = [pick(scores[: i + 1]) for i in range(len(scores))]
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     FigureCanvasAgg(fig)

@@ -85,6 +85,7 @@ class ConfigHyperModel(kt.HyperModel):
             len(data.classes),
             data.steps_per_epoch,
             data.policy and data.policy.in_model,
+            data.multi_label,
         )
         adapt_to_data(compiled.classifier, data.sample_images(ADAPT_IMAGES))
         self._trial = (params, data)
