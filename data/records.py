@@ -43,17 +43,20 @@ def records(
     seed: int | None = None,
     deterministic: bool = True,
     origin: bool = False,
-    multi_label: bool = False,
+    multi_hot: int = 0,
 ) -> tf.data.Dataset:
-    """Parsed examples of one split: dicts with encoded bytes, label id (``multi_label``: the
-    label ids, dense, -1 padded in batches) and source path (and, with ``origin``, the original
-    mode, height and width)."""
-    features = record_format.tf_parse_spec(origin, multi_label) if origin or multi_label else _FEATURES
+    """Parsed examples of one split: dicts with encoded bytes, label id and source path (and,
+    with ``origin``, the original mode, height and width). ``multi_hot`` > 0: multi-label records
+    with that many labels, whose label comes as an int32 multi-hot vector."""
+    features = record_format.tf_parse_spec(origin, multi_hot > 0) if origin or multi_hot else _FEATURES
 
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, features)
-        if multi_label:
-            parsed[record_format.LABEL] = tf.sparse.to_dense(parsed[record_format.LABEL])
+        if multi_hot:
+            ids = parsed[record_format.LABEL].values
+            parsed[record_format.LABEL] = tf.minimum(
+                tf.reduce_sum(tf.one_hot(ids, multi_hot, dtype=tf.int32), axis=0), 1
+            )
         return parsed
 
     return serialized_records(examples_dir, split, shuffle_files, seed, deterministic).map(
@@ -61,10 +64,11 @@ def records(
     )
 
 
-def encoded_images(examples_dir: Path, split: str, batch_size: int) -> tf.data.Dataset:
-    """Batches of (encoded bytes, label id): what a serving client would send."""
+def encoded_images(examples_dir: Path, split: str, batch_size: int, multi_hot: int = 0) -> tf.data.Dataset:
+    """Batches of (encoded bytes, label id): what a serving client would send. ``multi_hot`` > 0:
+    multi-label records with that many labels, whose labels come as multi-hot vectors."""
     return (
-        records(examples_dir, split)
+        records(examples_dir, split, multi_hot=multi_hot)
         .map(lambda r: (r[record_format.ENCODED], r[record_format.LABEL]))
         .batch(batch_size)
         .prefetch(AUTOTUNE)

@@ -204,10 +204,24 @@ class Evaluation(Artifact):
     ROBUSTNESS: ClassVar[str] = "robustness.png"
     GALLERY: ClassVar[str] = "gallery.png"
     TRAINING_CURVES: ClassVar[str] = "training_curves.png"
+    THRESHOLDS: ClassVar[str] = "thresholds.json"  # multi-label: each label's decision threshold and its rule
 
     @property
     def accuracy(self) -> float:
+        """Single-label: the share of images whose top class is right; multi-label: the subset
+        accuracy at the fitted thresholds (every label of an image right)."""
         return self.properties["accuracy"]
+
+    def score(self, metric: str) -> float:
+        """A headline figure: ``accuracy``, or (multi-label) ``map``, the mean average precision."""
+        return float(self.properties[metric])
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """Multi-label: each label's decision threshold, fitted on val, in label order; else None.
+        Export ships them with the model."""
+        found = self.properties.get("thresholds")
+        return [float(t) for t in found] if found is not None else None
 
     @property
     def temperature(self) -> float:
@@ -338,6 +352,9 @@ class ExportedModel(Artifact):
     SAVED_MODEL: ClassVar[str] = "saved_model"  # the SavedModel's name among the export targets
     LABELS: ClassVar[str] = "labels.txt"  # in tflite/: class names, one per line (TFLite metadata's too)
     PREPROCESSING: ClassVar[str] = Model.PREPROCESSING  # in tflite/: what the phone must feed the model
+    # In tflite/ for a multi-label model: each label's decision threshold, in labels.txt's order
+    # (a JSON list); a label is present when its probability is at least its threshold.
+    THRESHOLDS: ClassVar[str] = "thresholds.json"
     TABLE: ClassVar[str] = "artifacts.json"  # every exported file's accuracy, size, latency and gate
 
     @property

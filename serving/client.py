@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from visionpipe.pipeline.errors import UserError
-from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES, SIGNATURE
+from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES, SIGNATURE, THRESHOLDS
 
 PROTOCOLS = ("rest", "grpc")
 _RETRY_HTTP = {502, 503, 504}
@@ -36,10 +36,17 @@ _RETRY_HTTP = {502, 503, 504}
 class PredictResult:
     probabilities: np.ndarray  # [N, C]
     classes: list[str]  # the model's C class names, in probability order
+    thresholds: np.ndarray | None = None  # [C]: a multi-label model's decision thresholds
 
     def top(self, k: int) -> list[list[tuple[str, float]]]:
         """Per image, the k most probable (class, probability)."""
         return [[(self.classes[i], float(p[i])) for i in np.argsort(-p)[:k]] for p in self.probabilities]
+
+    def above_thresholds(self) -> list[list[str]] | None:
+        """Per image, a multi-label model's labels at or above their thresholds (None otherwise)."""
+        if self.thresholds is None:
+            return None
+        return [[self.classes[i] for i in np.flatnonzero(p >= self.thresholds)] for p in self.probabilities]
 
 
 class _Transient(Exception):
@@ -82,7 +89,8 @@ class ServingClient:
             rows = self._call(lambda: self._rest("POST", ":predict", body))["predictions"]
             probabilities = np.array([r[PROBABILITIES] for r in rows], np.float32)
             classes = list(rows[0][CLASSES]) if rows else []
-            return PredictResult(probabilities, classes)
+            thresholds = np.array(rows[0][THRESHOLDS], np.float32) if rows and THRESHOLDS in rows[0] else None
+            return PredictResult(probabilities, classes, thresholds)
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -92,9 +100,11 @@ class ServingClient:
         request.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string))
         response = self._call(lambda: self._grpc("PredictionService", "Predict", request))
         classes = tf.make_ndarray(response.outputs[CLASSES])
+        thresholds = tf.make_ndarray(response.outputs[THRESHOLDS]) if THRESHOLDS in response.outputs else None
         return PredictResult(
             tf.make_ndarray(response.outputs[PROBABILITIES]),
             [c.decode() for c in classes[0]] if len(classes) else [],
+            thresholds[0] if thresholds is not None and len(thresholds) else None,
         )
 
     def status(self) -> list[dict]:

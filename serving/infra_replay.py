@@ -21,10 +21,13 @@ import numpy as np
 from visionpipe.serving.signature import (
     CLASSES,
     IMAGE_INPUT,
+    MULTI_LABEL_OUTPUT_DTYPES,
     OUTPUT_DTYPES,
     PREDICTED_CLASS,
+    PREDICTED_LABELS,
     PROBABILITIES,
     SIGNATURE,
+    THRESHOLDS,
 )
 
 REST_IMAGES = 3  # instances in the REST body: a batch, as clients send them
@@ -36,11 +39,15 @@ class ReplayProblem(Exception):
 
 
 def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
-    """Checks the signature's outputs for a batch of ``batch`` images; returns the probabilities."""
-    missing = sorted(set(OUTPUT_DTYPES) - set(outputs))
+    """Checks the signature's outputs for a batch of ``batch`` images; returns the probabilities.
+    A multi-label model (one that returns thresholds) has independent probabilities per label,
+    and its predicted labels must be the ones at or above their thresholds."""
+    multi_label = THRESHOLDS in outputs
+    expected_dtypes = {**OUTPUT_DTYPES, **(MULTI_LABEL_OUTPUT_DTYPES if multi_label else {})}
+    missing = sorted(set(expected_dtypes) - set(outputs))
     if missing:
         raise ReplayProblem(f"{where}: the signature returned no {', '.join(missing)} (got {sorted(outputs)})")
-    for name, dtype in OUTPUT_DTYPES.items():
+    for name, dtype in expected_dtypes.items():
         if outputs[name].dtype.name != dtype:
             raise ReplayProblem(f"{where}: output {name} is {outputs[name].dtype.name}, expected {dtype}")
     probabilities = outputs[PROBABILITIES].numpy()
@@ -52,13 +59,30 @@ def check_outputs(outputs: dict, batch: int, where: str) -> np.ndarray:
             f"{where}: classes {classes.shape} / predicted_class {predicted.shape} do not match probabilities "
             f"{probabilities.shape}"
         )
-    sums = probabilities.sum(axis=1)
-    if not np.all(np.isfinite(probabilities)) or np.any(np.abs(sums - 1) > SUM_TOLERANCE):
-        raise ReplayProblem(f"{where}: probabilities do not sum to 1 (sums {np.round(sums, 4).tolist()})")
+    if multi_label:
+        _check_labels(outputs, probabilities, classes, where)
+    else:
+        sums = probabilities.sum(axis=1)
+        if not np.all(np.isfinite(probabilities)) or np.any(np.abs(sums - 1) > SUM_TOLERANCE):
+            raise ReplayProblem(f"{where}: probabilities do not sum to 1 (sums {np.round(sums, 4).tolist()})")
     expected = classes[np.arange(batch), probabilities.argmax(axis=1)]
     if not np.array_equal(expected, predicted):
         raise ReplayProblem(f"{where}: predicted_class is not the class of the highest probability")
     return probabilities
+
+
+def _check_labels(outputs: dict, probabilities: np.ndarray, classes: np.ndarray, where: str) -> None:
+    if not np.all(np.isfinite(probabilities)) or probabilities.min() < 0 or probabilities.max() > 1:
+        raise ReplayProblem(f"{where}: multi-label probabilities outside [0, 1]")
+    thresholds, labels = outputs[THRESHOLDS].numpy(), outputs[PREDICTED_LABELS].numpy()
+    if thresholds.shape != probabilities.shape or labels.shape != probabilities.shape:
+        raise ReplayProblem(
+            f"{where}: thresholds {thresholds.shape} / predicted_labels {labels.shape} do not match "
+            f"probabilities {probabilities.shape}"
+        )
+    expected = np.where(probabilities >= thresholds, classes, b"")
+    if not np.array_equal(expected, labels):
+        raise ReplayProblem(f"{where}: predicted_labels are not the labels at or above their thresholds")
 
 
 def replay(version_dir: Path, model_name: str) -> dict:

@@ -8,6 +8,7 @@ shared preprocessing module with the spec and labels the export wrote beside it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,15 @@ import numpy as np
 from visionpipe.data.images import BadImage, check_image
 from visionpipe.pipeline.artifacts import ExportedModel
 from visionpipe.pipeline.errors import UserError
-from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES
+from visionpipe.serving.client import PredictResult
+from visionpipe.serving.signature import CLASSES, IMAGE_INPUT, PROBABILITIES, THRESHOLDS
 
 
 @dataclasses.dataclass
 class Prediction:
     path: str
     top: list[tuple[str, float]]
+    labels: list[str] | None = None  # a multi-label model's labels at or above their thresholds
 
 
 def read_image(path: Path) -> bytes:
@@ -53,27 +56,28 @@ def find_saved_model(path: Path) -> Path:
 def predict(model_path: Path, images: list[Path], top_k: int = 3) -> list[Prediction]:
     data = [read_image(p) for p in images]
     if model_path.suffix == ".tflite":
-        probabilities, classes = _tflite_probabilities(model_path, data)
+        result = _tflite_probabilities(model_path, data)
     else:
-        probabilities, classes = _saved_model_probabilities(find_saved_model(model_path), data)
-    results = []
-    for path, probs in zip(images, probabilities, strict=True):
-        order = np.argsort(-probs)[:top_k]
-        results.append(Prediction(str(path), [(classes[i], float(probs[i])) for i in order]))
-    return results
+        result = _saved_model_probabilities(find_saved_model(model_path), data)
+    labels = result.above_thresholds()
+    return [
+        Prediction(str(path), top, labels[i] if labels is not None else None)
+        for i, (path, top) in enumerate(zip(images, result.top(top_k), strict=True))
+    ]
 
 
-def _saved_model_probabilities(path: Path, data: list[bytes]):
+def _saved_model_probabilities(path: Path, data: list[bytes]) -> PredictResult:
     import tensorflow as tf
 
     from visionpipe.serving.served_signature import load_signature
 
     out = load_signature(path)(**{IMAGE_INPUT: tf.constant(data)})
     classes = [c.decode() for c in out[CLASSES].numpy()[0]]
-    return out[PROBABILITIES].numpy(), classes
+    thresholds = out[THRESHOLDS].numpy()[0] if THRESHOLDS in out else None
+    return PredictResult(out[PROBABILITIES].numpy(), classes, thresholds)
 
 
-def _tflite_probabilities(path: Path, data: list[bytes]):
+def _tflite_probabilities(path: Path, data: list[bytes]) -> PredictResult:
     import tensorflow as tf
 
     from visionpipe.models.preprocessing import PreprocessingSpec, load_image
@@ -85,4 +89,6 @@ def _tflite_probabilities(path: Path, data: list[bytes]):
             raise UserError(f"{needed} is missing; the export stage writes it beside the .tflite file")
     spec = PreprocessingSpec.load(spec_path)
     images = np.stack([load_image(tf.constant(d), spec).numpy() for d in data])
-    return TFLiteClassifier(path).predict(images), labels_path.read_text().split("\n")[:-1]
+    thresholds_path = path.with_name(ExportedModel.THRESHOLDS)  # written for multi-label models only
+    thresholds = np.array(json.loads(thresholds_path.read_text())) if thresholds_path.is_file() else None
+    return PredictResult(TFLiteClassifier(path).predict(images), labels_path.read_text().split("\n")[:-1], thresholds)

@@ -11,4 +11,10 @@ IMAGE_INPUT = "image_bytes"  # a batch of encoded images (JPEG, PNG, ...)
 PROBABILITIES = "probabilities"  # float32 [N, classes], at evaluate's temperature
 CLASSES = "classes"  # string [N, classes]: the class names, in probability order
 PREDICTED_CLASS = "predicted_class"  # string [N]: the most probable class's name
-OUTPUT_DTYPES = {PROBABILITIES: "float32", CLASSES: "string", PREDICTED_CLASS: "string"}
+# Multi-label models only (a sigmoid probability per label): each label's decision threshold,
+# fitted on val, and the labels at or above it, "" in the other places (a fixed-shape tensor,
+# as TF Serving's responses need).
+THRESHOLDS = "thresholds"  # float32 [N, labels]
+PREDICTED_LABELS = "predicted_labels"  # string [N, labels]
+OUTPUT_DTYPES = {PROBABILITIES: "float32", CLASSES: "string", PREDICTED_CLASS: "string"}  # every model's
+MULTI_LABEL_OUTPUT_DTYPES = {THRESHOLDS: "float32", PREDICTED_LABELS: "string"}  # and a multi-label model's

@@ -38,7 +38,9 @@ def warmup_images(examples: Examples, count: int) -> list[bytes]:
     from visionpipe.data.records import encoded_images
 
     images: list[bytes] = []
-    for batch, _ in encoded_images(examples.path, warmup_split(examples), batch_size=min(count, 256)):
+    multi_hot = len(examples.classes) if examples.multi_label else 0
+    batches = encoded_images(examples.path, warmup_split(examples), batch_size=min(count, 256), multi_hot=multi_hot)
+    for batch, _ in batches:
         images.extend(batch.numpy().tolist())
         if len(images) >= count:
             break

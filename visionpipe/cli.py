@@ -323,15 +323,17 @@ def _predict(args) -> int:
         raise UserError("pass either --model PATH (in process) or --server HOST:PORT (through a model server)")
     results = cli_serve.predict_remote(args) if args.server else predict(args.model, args.images, args.top_k)
     if args.json:
-        print(
-            json.dumps(
-                [{"image": r.path, "top_k": [{"class": c, "probability": p} for c, p in r.top]} for r in results],
-                indent=2,
-            )
-        )
+        rows = [
+            {"image": r.path, "top_k": [{"class": c, "probability": p} for c, p in r.top]}
+            | ({"labels": r.labels} if r.labels is not None else {})
+            for r in results
+        ]
+        print(json.dumps(rows, indent=2))
         return 0
     for r in results:
         print(r.path)
+        if r.labels is not None:  # multi-label: what the model decides, then the most probable
+            print(f"  labels above their thresholds: {', '.join(r.labels) or '(none)'}")
         for name, probability in r.top:
             print(f"  {name:<24} {probability:.4f}")
     return 0

@@ -94,7 +94,11 @@ def predict_remote(args) -> list:
         result = client.predict([read_image(p) for p in args.images])
     finally:
         client.close()
-    return [Prediction(str(p), top) for p, top in zip(args.images, result.top(args.top_k), strict=True)]
+    labels = result.above_thresholds()
+    return [
+        Prediction(str(p), top, labels[i] if labels is not None else None)
+        for i, (p, top) in enumerate(zip(args.images, result.top(args.top_k), strict=True))
+    ]
 
 
 def _serve(args) -> int:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from visionpipe.components.common.html import CSS, esc, png_tag
+from visionpipe import report_labels
+from visionpipe.components.common.html import CSS, esc, num, png_tag, table_of
 from visionpipe.components.data_quality.report import quality_section, summary_line
 from visionpipe.components.validate.summary import data_section
 from visionpipe.pipeline.artifacts import DROP, RELABEL, Blessing, Evaluation, Examples
@@ -51,27 +52,6 @@ class RunReport:
     curation: dict | None = None  # the Examples' excluded/relabelled counts, their reasons and its folder
 
 
-def _img(path: Path, alt: str) -> str:
-    return png_tag(path, alt)
-
-
-def _table(headers: list[str], rows: list[list], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(
-        f"<tr{f' class={chr(34)}{classes[i]}{chr(34)}' if classes and classes[i] else ''}>"
-        + "".join(f"<td class='num'>{esc(c)}</td>" if isinstance(c, int | float) else f"<td>{c}</td>" for c in row)
-        + "</tr>"
-        for i, row in enumerate(rows)
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _f(value, digits: int = 4) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):  # a count, e.g. images per class
-        return f"{value:,}"
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
 # How each check verdict and each Blessing verdict looks: a threshold left unset is grey, never green.
 _CHECK_STYLE = {
     Outcome.PASSED: "pass",
@@ -89,7 +69,7 @@ def verdict_of(blessing: dict) -> str:
 
 
 def _threshold(check: Check) -> str:
-    return str(Outcome.NOT_SET) if check.outcome is Outcome.NOT_SET else _f(check.threshold)
+    return str(Outcome.NOT_SET) if check.outcome is Outcome.NOT_SET else num(check.threshold)
 
 
 def _gate(report: RunReport) -> str:
@@ -99,7 +79,7 @@ def _gate(report: RunReport) -> str:
     heading = f"<p class='{_VERDICT_STYLE[verdict]}'><b>{esc(verdict)}</b>: {esc(said)}</p>"
     checks = Blessing.checks_of(blessing)
     rows = [
-        [esc(c.name), _f(c.value), _threshold(c),
+        [esc(c.name), num(c.value), _threshold(c),
          f"<span class='{_CHECK_STYLE[c.outcome]}'>{esc(c.outcome)}</span>", esc(c.detail)]
         for c in checks
     ]  # fmt: skip
@@ -107,8 +87,9 @@ def _gate(report: RunReport) -> str:
         f"<p class='fail'>Gate overridden at {esc(stage)}: {esc(o['gate'])}. Reason given: {esc(o['reason'])}</p>"
         for stage, o in report.overrides
     )
-    table = _table(["check", "value", "threshold", "verdict", "detail"], rows, [_row_style(c) for c in checks])
-    return heading + overrides + _baselines_html(report.metrics) + table
+    table = table_of(["check", "value", "threshold", "verdict", "detail"], rows, [_row_style(c) for c in checks])
+    baselines = "" if report_labels.is_multi_label(report.metrics) else _baselines_html(report.metrics)
+    return heading + overrides + baselines + table
 
 
 def _row_style(check: Check) -> str:
@@ -136,10 +117,10 @@ def baseline_rows(metrics: dict) -> list[tuple[str, float, str]]:
 
 
 def _baselines_html(metrics: dict) -> str:
-    rows = [[esc(what), _f(value), esc(note)] for what, value, note in baseline_rows(metrics)]
+    rows = [[esc(what), num(value), esc(note)] for what, value, note in baseline_rows(metrics)]
     if not rows:
         return ""
-    return f"<p>Against trivial baselines on the {esc(metrics['split'])} split:</p>" + _table(
+    return f"<p>Against trivial baselines on the {esc(metrics['split'])} split:</p>" + table_of(
         ["", "accuracy", "note"], rows
     )
 
@@ -147,69 +128,77 @@ def _baselines_html(metrics: dict) -> str:
 def _headline(metrics: dict) -> str:
     intervals = metrics["intervals"]
     rows = [
-        ["accuracy", _f(metrics["accuracy"]), "{} – {}".format(*(_f(v) for v in intervals["accuracy"]))],
-        ["macro F1", _f(metrics["macro_f1"]), "{} – {}".format(*(_f(v) for v in intervals["macro_f1"]))],
+        ["accuracy", num(metrics["accuracy"]), "{} – {}".format(*(num(v) for v in intervals["accuracy"]))],
+        ["macro F1", num(metrics["macro_f1"]), "{} – {}".format(*(num(v) for v in intervals["macro_f1"]))],
     ]
     if "balanced_accuracy" in intervals:
-        ends = "{} – {}".format(*(_f(v) for v in intervals["balanced_accuracy"]))
-        rows.append(["balanced accuracy", _f(metrics["balanced_accuracy"]), ends])
+        ends = "{} – {}".format(*(num(v) for v in intervals["balanced_accuracy"]))
+        rows.append(["balanced accuracy", num(metrics["balanced_accuracy"]), ends])
     if "top_k_accuracy" in metrics:
-        rows.append([f"top-{metrics['top_k']} accuracy", _f(metrics["top_k_accuracy"]), ""])
+        rows.append([f"top-{metrics['top_k']} accuracy", num(metrics["top_k_accuracy"]), ""])
     for average, values in metrics["averages"].items():
-        three = " / ".join(_f(values[k]) for k in ("precision", "recall", "f1"))
+        three = " / ".join(num(values[k]) for k in ("precision", "recall", "f1"))
         rows.append([f"{average} precision / recall / F1", three, ""])
     if "macro_roc_auc" in metrics:
-        aucs = f"{_f(metrics['macro_roc_auc'])} / {_f(metrics['macro_pr_auc'])}"
+        aucs = f"{num(metrics['macro_roc_auc'])} / {num(metrics['macro_pr_auc'])}"
         rows.append(["macro ROC-AUC / PR-AUC (one vs rest)", aucs, ""])
     if "tta" in metrics:
-        rows.append([f"accuracy with {metrics['tta']['mode']} TTA (not served)", _f(metrics["tta"]["accuracy"]), ""])
+        rows.append([f"accuracy with {metrics['tta']['mode']} TTA (not served)", num(metrics["tta"]["accuracy"]), ""])
     if "baseline" in metrics:
         b = metrics["baseline"]
         difference = "difference {:+.4f} ({:+.4f} to {:+.4f})".format(b["difference"], *b["difference_interval"])
-        rows.append([f"served model (version {b['version']}) {b['metric']}", _f(b["baseline"]), difference])
+        rows.append([f"served model (version {b['version']}) {b['metric']}", num(b["baseline"]), difference])
     split = (
         f"{metrics['split']} split, {metrics['examples']:,} images; intervals from "
         f"{intervals['resamples']} bootstrap resamples"
     )
-    return f"<p>{esc(split)}</p>" + _table(["metric", "value", "95% interval"], rows)
+    return f"<p>{esc(split)}</p>" + table_of(["metric", "value", "95% interval"], rows)
 
 
 def _per_class(metrics: dict, figures: Path) -> str:
     rows = [
-        [esc(name), _f(c["precision"]), _f(c["recall"]), _f(c["f1"]), c["support"], _f(c["roc_auc"]), _f(c["pr_auc"])]
+        [
+            esc(name),
+            num(c["precision"]),
+            num(c["recall"]),
+            num(c["f1"]),
+            c["support"],
+            num(c["roc_auc"]),
+            num(c["pr_auc"]),
+        ]
         for name, c in metrics["per_class"].items()
     ]
-    table = _table(["class", "precision", "recall", "F1", "images", "ROC-AUC", "PR-AUC"], rows)
+    table = table_of(["class", "precision", "recall", "F1", "images", "ROC-AUC", "PR-AUC"], rows)
     return (
-        _img(figures / Evaluation.PER_CLASS, "precision, recall and F1 per class")
+        png_tag(figures / Evaluation.PER_CLASS, "precision, recall and F1 per class")
         + f"<details><summary>Per-class table ({len(rows)} classes)</summary>{table}</details>"
         + "<h3>Confusion matrix</h3>"
-        + _img(figures / Evaluation.CONFUSION_PNG, "confusion matrix")
+        + png_tag(figures / Evaluation.CONFUSION_PNG, "confusion matrix")
         + f"<p>Counts: {esc(Evaluation.CONFUSION_CSV)} in {esc(str(figures))}</p>"
     )
 
 
 def _calibration(metrics: dict, figures: Path) -> str:
     c = metrics["calibration"]
-    rows = [["temperature", _f(c["temperature"], 3), esc(c["fitted_on"])], ["ECE before", _f(c["ece_before"]), ""]]
+    rows = [["temperature", num(c["temperature"], 3), esc(c["fitted_on"])], ["ECE before", num(c["ece_before"]), ""]]
     if "ece_after" in c:
-        rows += [["ECE after", _f(c["ece_after"]), "what the exported models serve"],
-                 ["NLL before / after", f"{_f(c['nll_before'])} / {_f(c['nll_after'])}", ""]]  # fmt: skip
-    return _table(["", "value", "note"], rows) + _img(figures / Evaluation.RELIABILITY, "reliability diagram")
+        rows += [["ECE after", num(c["ece_after"]), "what the exported models serve"],
+                 ["NLL before / after", f"{num(c['nll_before'])} / {num(c['nll_after'])}", ""]]  # fmt: skip
+    return table_of(["", "value", "note"], rows) + png_tag(figures / Evaluation.RELIABILITY, "reliability diagram")
 
 
 def _slices(metrics: dict) -> str:
     table = metrics["slices"]
     rows = sorted(table["slices"], key=lambda s: (not s["flagged"], s["feature"] == "class", -s["gap"]))
-    cells = [[esc(s["feature"]), esc(s["slice"]), s["images"], _f(s["accuracy"]), f"{-s['gap']:+.4f}",
+    cells = [[esc(s["feature"]), esc(s["slice"]), s["images"], num(s["accuracy"]), f"{-s['gap']:+.4f}",
               "flagged" if s["flagged"] else ""] for s in rows]  # fmt: skip
     uniform = (
         f"<p>One value only (nothing to compare): {esc(', '.join(table['uniform']))}.</p>" if table["uniform"] else ""
     )
     return (
-        f"<p>Overall accuracy {_f(table['overall'])}; a slice is flagged when it is more than the configured gap "
+        f"<p>Overall accuracy {num(table['overall'])}; a slice is flagged when it is more than the configured gap "
         f"below it with enough images.</p>{uniform}"
-        + _table(
+        + table_of(
             ["feature", "slice", "images", "accuracy", "vs overall", ""],
             cells,
             ["flag" if s["flagged"] else "" for s in rows],
@@ -235,29 +224,29 @@ def _robustness(metrics: dict, figures: Path) -> str:
         return "<p class='skip'>Not run (evaluate.robustness.enabled is false).</p>"
     r = metrics["robustness"]
     rows = [
-        [esc(name), esc(entry["parameter"]), *(f"{_f(s['accuracy'])} ({_level(s)})" for s in entry["severities"]),
+        [esc(name), esc(entry["parameter"]), *(f"{num(s['accuracy'])} ({_level(s)})" for s in entry["severities"]),
          f"{-entry['drop_at_strongest']:+.4f}"]
         for name, entry in r["corruptions"].items()
     ]  # fmt: skip
-    rows += [["FGSM", "epsilon (of 1)", *(f"{_f(f['accuracy'])} ({f['epsilon']})" for f in r["fgsm"]), ""]]
+    rows += [["FGSM", "epsilon (of 1)", *(f"{num(f['accuracy'])} ({f['epsilon']})" for f in r["fgsm"]), ""]]
     return (
-        f"<p>On {r['images']:,} images; clean accuracy {_f(r['clean_accuracy'])}.</p>"
+        f"<p>On {r['images']:,} images; clean accuracy {num(r['clean_accuracy'])}.</p>"
         f"<p>{esc(ROBUSTNESS_SEVERITIES)}</p>"
-        + _table(["corruption", "parameter", "severity 1", "severity 2", "severity 3", "change at 3"], rows)
-        + _img(figures / Evaluation.ROBUSTNESS, "accuracy by corruption severity and FGSM epsilon")
+        + table_of(["corruption", "parameter", "severity 1", "severity 2", "severity 3", "change at 3"], rows)
+        + png_tag(figures / Evaluation.ROBUSTNESS, "accuracy by corruption severity and FGSM epsilon")
     )
 
 
 def _errors(metrics: dict, figures: Path) -> str:
     pairs = [[esc(p["true"]), esc(p["predicted"]), p["images"], f"{p['share_of_true_class']:.1%}"]
              for p in metrics["most_confused"]]  # fmt: skip
-    parts = ["<h3>Most-confused pairs</h3>", _table(["true", "predicted as", "images", "share of true class"], pairs)]
+    parts = ["<h3>Most-confused pairs</h3>", table_of(["true", "predicted as", "images", "share of true class"], pairs)]
     gallery = metrics.get("gallery")
     if gallery:
         parts.append("<h3>Most confident mistakes</h3>")
-        parts.append(_img(figures / Evaluation.GALLERY, f"most confident mistakes with {gallery['method']}"))
-        parts.append(_table(["source", "true", "predicted", "confidence", "heat map"],
-                            [[esc(e["source"]), esc(e["true"]), esc(e["predicted"]), _f(e["confidence"], 3),
+        parts.append(png_tag(figures / Evaluation.GALLERY, f"most confident mistakes with {gallery['method']}"))
+        parts.append(table_of(["source", "true", "predicted", "confidence", "heat map"],
+                            [[esc(e["source"]), esc(e["true"]), esc(e["predicted"]), num(e["confidence"], 3),
                               esc(e.get("heat", gallery["method"]))] for e in gallery["images"]]))  # fmt: skip
     return "".join(parts)
 
@@ -273,18 +262,19 @@ def _exported(report: RunReport) -> str:
         return "<p class='skip'>No export in this run.</p>"
 
     def kib(value):
-        return _f(value / 1024, 0) if value else "—"
+        return num(value / 1024, 0) if value else "—"
 
+    metric = _metric(report.metrics)
     rows = [
-        [esc(name), _f(r.get("accuracy")), kib(r.get("size_bytes")), kib(r.get("gzip_bytes")),
-         _f(r.get("p50_ms_1t"), 2), _f(r.get("p50_ms_4t"), 2), esc(_file_gate(name, r, "reference"))]
+        [esc(name), num(r.get(metric)), kib(r.get("size_bytes")), kib(r.get("gzip_bytes")),
+         num(r.get("p50_ms_1t"), 2), num(r.get("p50_ms_4t"), 2), esc(_file_gate(name, r, "reference"))]
         for name, r in report.exported.items()
     ]  # fmt: skip
     pushed = ""
     if report.pushed:
         pushed = f"<p>Pushed version {report.pushed['version']} to {esc(report.pushed['model_base_path'])}.</p>"
-    headers = ["artifact", "accuracy", "size (KiB)", "gzipped (KiB)", "p50 ms, 1 thread", "p50 ms, 4 threads", "gate"]
-    return _table(headers, rows) + pushed
+    headers = ["artifact", metric, "size (KiB)", "gzipped (KiB)", "p50 ms, 1 thread", "p50 ms, 4 threads", "gate"]
+    return table_of(headers, rows) + pushed
 
 
 def curation_line(curation: dict | None) -> str:
@@ -320,19 +310,32 @@ def render_html(report: RunReport) -> str:
         if report.split_stats is not None
         else "<p class='skip'>No validation statistics for this run.</p>"
     )
-    sections = [
-        ("Gate", _gate(report)),
-        ("Metrics", _headline(m)),
-        ("Data", data),
-        ("Data quality", _data_quality(report)),
-        ("Training curves", _img(figures / Evaluation.TRAINING_CURVES, "training and validation loss and accuracy")),
-        ("Per class", _per_class(m, figures)),
-        ("Calibration", _calibration(m, figures)),
-        ("Slices", _slices(m)),
-        ("Robustness", _robustness(m, figures)),
-        ("Errors", _errors(m, figures)),
-        ("Exported artifacts", _exported(report)),
-    ]
+    curves = png_tag(figures / Evaluation.TRAINING_CURVES, "training and validation loss and accuracy")
+    if report_labels.is_multi_label(m):
+        sections = [
+            ("Gate", _gate(report)),
+            ("Metrics", report_labels.headline(m)),
+            ("Data", data),
+            ("Data quality", _data_quality(report)),
+            ("Training curves", curves),
+            ("Per label", report_labels.per_label(m, figures, report.split_stats)),
+            ("Errors", report_labels.errors(m, figures)),
+            ("Exported artifacts", _exported(report)),
+        ]
+    else:
+        sections = [
+            ("Gate", _gate(report)),
+            ("Metrics", _headline(m)),
+            ("Data", data),
+            ("Data quality", _data_quality(report)),
+            ("Training curves", curves),
+            ("Per class", _per_class(m, figures)),
+            ("Calibration", _calibration(m, figures)),
+            ("Slices", _slices(m)),
+            ("Robustness", _robustness(m, figures)),
+            ("Errors", _errors(m, figures)),
+            ("Exported artifacts", _exported(report)),
+        ]
     body = "".join(
         f"<h2 id='{esc(title.lower().replace(' ', '-'))}'>{esc(title)}</h2>{html}" for title, html in sections
     )
@@ -346,7 +349,7 @@ def render_html(report: RunReport) -> str:
 def render_markdown(report: RunReport) -> str:
     """The same verdict and headline figures as Markdown (for a PR or a ticket)."""
     m, b = report.metrics, report.blessing
-    low, high = m["intervals"]["accuracy"]
+    multi_label = report_labels.is_multi_label(m)
     verdict = verdict_of(b)
     lines = [
         f"# {report.title}",
@@ -357,7 +360,7 @@ def render_markdown(report: RunReport) -> str:
         *(f"- gate overridden at {stage}: reason given: {o['reason']}" for stage, o in report.overrides),
         "",
     ]
-    baselines = baseline_rows(m)
+    baselines = [] if multi_label else baseline_rows(m)
     if baselines:
         lines += [f"| on the {m['split']} split | accuracy | note |", "|---|---|---|"]
         lines += [f"| {what} | {value:.4f} | {note} |" for what, value, note in baselines]
@@ -365,8 +368,30 @@ def render_markdown(report: RunReport) -> str:
     lines += [
         "| check | value | threshold | verdict |",
         "|---|---|---|---|",
-        *(f"| {c.name} | {_f(c.value)} | {_threshold(c)} | {c.outcome} |" for c in Blessing.checks_of(b)),
+        *(f"| {c.name} | {num(c.value)} | {_threshold(c)} | {c.outcome} |" for c in Blessing.checks_of(b)),
         "",
+        *(report_labels.markdown_lines(m) if multi_label else _single_label_markdown(m)),
+    ]
+    if report.data_quality is not None:
+        lines += ["", f"Data quality: {summary_line(report.data_quality['summary'])}"]
+    if curation_line(report.curation):
+        lines += ["", curation_line(report.curation)]
+    if report.exported:
+        metric = _metric(m)
+        lines += ["", f"| artifact | {metric} | size (KiB) | gate |", "|---|---|---|---|"]
+        lines += [f"| {n} | {num(r.get(metric))} | {r.get('size_bytes', 0) / 1024:.0f} | {_file_gate(n, r, '—')} |"
+                  for n, r in report.exported.items()]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _metric(metrics: dict) -> str:
+    """What the exported files are scored on: accuracy, or mAP for a multi-label model."""
+    return "map" if report_labels.is_multi_label(metrics) else "accuracy"
+
+
+def _single_label_markdown(m: dict) -> list[str]:
+    low, high = m["intervals"]["accuracy"]
+    lines = [
         f"{m['split']} accuracy {m['accuracy']:.4f} (95% CI {low:.4f}–{high:.4f}), macro F1 {m['macro_f1']:.4f} "
         f"on {m['examples']:,} images; ECE {m['calibration']['ece_served']:.4f} at temperature "
         f"{m['calibration']['temperature']:.3f}.",
@@ -382,12 +407,4 @@ def render_markdown(report: RunReport) -> str:
             "",
             "Flagged slices: " + "; ".join(f"{s['feature']} {s['slice']} {s['accuracy']:.4f}" for s in flagged),
         ]
-    if report.data_quality is not None:
-        lines += ["", f"Data quality: {summary_line(report.data_quality['summary'])}"]
-    if curation_line(report.curation):
-        lines += ["", curation_line(report.curation)]
-    if report.exported:
-        lines += ["", "| artifact | accuracy | size (KiB) | gate |", "|---|---|---|---|"]
-        lines += [f"| {n} | {_f(r.get('accuracy'))} | {r.get('size_bytes', 0) / 1024:.0f} | {_file_gate(n, r, '—')} |"
-                  for n, r in report.exported.items()]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return lines

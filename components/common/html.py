@@ -29,3 +29,23 @@ def png_tag(path: Path, alt: str, attributes: str = "") -> str:
         return f"<p class='skip'>{esc(alt)}: not produced in this run.</p>"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{esc(alt)}"{attributes} src="data:image/png;base64,{data}">'
+
+
+def table_of(headers: list[str], rows: list[list], classes: list[str] | None = None) -> str:
+    """An HTML table; numbers right-aligned, other cells as given (already escaped); ``classes``:
+    a CSS class per row ("" for none)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        f"<tr{f' class={chr(34)}{classes[i]}{chr(34)}' if classes and classes[i] else ''}>"
+        + "".join(f"<td class='num'>{esc(c)}</td>" if isinstance(c, int | float) else f"<td>{c}</td>" for c in row)
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def num(value, digits: int = 4) -> str:
+    """A figure for a table: a count with thousands separators, a score to ``digits`` places, "—" for None."""
+    if isinstance(value, int) and not isinstance(value, bool):  # a count, e.g. images per class
+        return f"{value:,}"
+    return "—" if value is None else f"{value:.{digits}f}"

@@ -33,7 +33,7 @@ class Embedded:
 
     embeddings: np.ndarray  # float32 [N, D]: the penultimate layer's output
     probabilities: np.ndarray  # float32 [N, classes]: the trained model's own predictions
-    labels: np.ndarray  # int64 [N]: the given label ids
+    labels: np.ndarray  # int64 [N]: the given label ids; multi-label: multi-hot [N, labels]
     splits: np.ndarray  # str [N]
     sources: list[str]  # where the user had each image (the record's source path)
     index_in_split: np.ndarray  # int64 [N]: the record's position in its split
@@ -90,7 +90,9 @@ def _dhash(gray: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(bits * tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.range(64, dtype=tf.int64)))
 
 
-def _split_batches(examples_dir: Path, split: str, spec: PreprocessingSpec, batch_size: int) -> tf.data.Dataset:
+def _split_batches(
+    examples_dir: Path, split: str, spec: PreprocessingSpec, batch_size: int, multi_hot: int
+) -> tf.data.Dataset:
     def fitted(record):
         encoded = record[record_format.ENCODED]
         return (
@@ -101,7 +103,7 @@ def _split_batches(examples_dir: Path, split: str, spec: PreprocessingSpec, batc
         )
 
     return (
-        records(examples_dir, split)
+        records(examples_dir, split, multi_hot=multi_hot)
         .map(fitted, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
@@ -116,6 +118,7 @@ def embed_splits(
     num_classes: int,
     batch_size: int,
     progress=None,
+    multi_label: bool = False,
 ) -> Embedded:
     """Every image of every split with images (split -> its count), through the model once."""
     network = embedding_model(model, num_classes)
@@ -124,7 +127,9 @@ def embed_splits(
     for split, count in splits.items():
         if not count:
             continue
-        for images, labels, sources, hashes, thumbnails in _split_batches(examples_dir, split, spec, batch_size):
+        for images, labels, sources, hashes, thumbnails in _split_batches(
+            examples_dir, split, spec, batch_size, num_classes if multi_label else 0
+        ):
             features, probabilities = network.predict_on_batch(images)
             columns["embeddings"].append(np.asarray(features, np.float32).reshape(len(labels), -1))
             columns["probabilities"].append(np.asarray(probabilities, np.float32))

@@ -32,12 +32,17 @@ from visionpipe.components.data_quality.neighbours import (
     outlier_scores,
     outliers,
 )
-from visionpipe.components.data_quality.report import cost
+from visionpipe.components.data_quality.report import cost, label_checks_text
 from visionpipe.components.data_quality.spec import Inputs, Outputs, Params
+from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import DataQuality, Examples
 from visionpipe.pipeline.stage import StageContext
 
 Finding = dict[str, Any]
+# Confident learning as wired here ranks one label per image; cleanlab's multi-label variant is not.
+MULTI_LABEL_NOT_CHECKED = (
+    "not checked: label issues are found for single-label data only (near-duplicates and outliers are)"
+)
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
@@ -77,21 +82,30 @@ def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, 
     cfg, split_counts = params.data_quality, inputs.examples.split_counts
     total, started = sum(split_counts.values()), time.time()
     model, spec, classes = load_trained(inputs.model.path)
+    multi_label = inputs.examples.multi_label
     fit_seconds = inputs.model.properties.get("fit_seconds")
     with ctx.progress("embedding every split with the trained model", total, "images") as progress:
         budget = Budget(progress, total, fit_seconds, cfg.max_training_share)
-        data = embed_splits(model, inputs.examples.path, split_counts, spec, len(classes), cfg.batch_size, budget)
+        data = embed_splits(
+            model, inputs.examples.path, split_counts, spec, len(classes), cfg.batch_size, budget, multi_label
+        )
     summary["seconds_embedding"] = round(time.time() - started, 2)
     summary["embedding_dimensions"] = int(data.embeddings.shape[1])
     held_out = data.splits != "train"
-    if held_out.any():  # a weak model's mistakes on val/test read as label errors: say how good it is
+    if (
+        held_out.any() and not multi_label
+    ):  # a weak model's mistakes on val/test read as label errors: say how good it is
         predicted = data.probabilities[held_out].argmax(axis=1)
         summary["model_accuracy_val_test"] = round(float(np.mean(predicted == data.labels[held_out])), 4)
     with ctx.progress("label issues, near-duplicates and outliers", None):
         # Centred and L2-normalised: cosine geometry for the neighbours, and on the MNIST sample
         # the held-out classifier fits it better than the raw features (68 suspects, not 312).
         data.embeddings = normalized(data.embeddings)
-        labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
+        labelled: list[Finding] = []
+        if multi_label:
+            summary["label_checks"] = {"every split": MULTI_LABEL_NOT_CHECKED}
+        else:
+            labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
         paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg)
     found = labelled + paired
     summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, params)
@@ -102,12 +116,15 @@ def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, 
 
 
 def _image(data: Embedded, classes: list[str], i: int, prefix: str = "") -> Finding:
-    """The columns that name image ``i``: split, path, position in its split, given label."""
+    """The columns that name image ``i``: split, path, position in its split, given label (a
+    multi-label image's labels as a manifest spells them: "cat|dog")."""
+    label = data.labels[i]
+    given = label_sets.encode(classes[j] for j in np.flatnonzero(label)) if label.ndim else classes[int(label)]
     return {
         f"{prefix}split": str(data.splits[i]),
         f"{prefix}path": data.sources[i],
         f"{prefix}index": int(data.index_in_split[i]),
-        f"{prefix}label": classes[int(data.labels[i])],
+        f"{prefix}label": given,
     }
 
 
@@ -221,7 +238,7 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     if "skipped" in summary:
         return [f"data quality not checked: {summary['skipped']}"]
     c = summary["counts"]
-    checks = "; ".join(f"{split} by {how}" for split, how in summary["label_checks"].items())
+    checks = label_checks_text(summary)
     if "model_accuracy_val_test" in summary:
         checks += f"; the model's accuracy on val and test: {summary['model_accuracy_val_test']:.4f}"
     anomalies = [f"{a['kind']} anomaly ({a['severity']}): {a['description']}" for a in summary["anomalies"]]

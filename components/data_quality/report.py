@@ -63,13 +63,21 @@ def _gallery(folder: Path, found: list[dict[str, Any]], kind: str, shown: int) -
     return f"<h3>{esc(TITLES[kind])} ({len(of_kind)})</h3><table>{head}{rows}</table>{more}"
 
 
+def label_checks_text(summary: dict[str, Any]) -> str:
+    """How each split's labels were checked ("train by cross-validated ...; val by ..."), or why not."""
+    return "; ".join(
+        f"{split} {how}" if how.startswith("not checked") else f"{split} by {how}"
+        for split, how in summary.get("label_checks", {}).items()
+    )
+
+
 def summary_line(summary: dict[str, Any]) -> str:
     """The counts and the cost in one sentence (the report's and the Markdown's)."""
     if summary.get("skipped"):
         return f"Not checked: {summary['skipped']}."
     counts = summary["counts"]
     parts = ", ".join(f"{counts[kind]} {TITLES[kind][0].lower()}{TITLES[kind][1:]}" for kind in DataQuality.KINDS)
-    checks = "; ".join(f"{split} by {how}" for split, how in summary.get("label_checks", {}).items())
+    checks = label_checks_text(summary)
     accuracy = summary.get("model_accuracy_val_test")
     model = (
         f" The trained model's accuracy on val and test: {accuracy:.4f} (a weak model's mistakes there read as "

@@ -28,6 +28,8 @@ class ThresholdConfig:
     min_top_k_accuracy: float | None = None
     min_class_recall: float | None = None  # for every class
     max_ece: float | None = None  # expected calibration error of the served (temperature-scaled) probabilities
+    min_map: float | None = None  # multi-label: mean average precision over the labels (macro)
+    min_label_ap: float | None = None  # multi-label: for every label with images in the split
     # Corruption name (CORRUPTIONS) -> the most accuracy it may lose at its strongest severity.
     max_corruption_drop: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -92,7 +94,14 @@ class EvaluateConfig:
     slices: SliceConfig = SliceConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     gallery_images: int = 12  # the most confident mistakes shown with Grad-CAM; 0 = no gallery
+    # Multi-label: each label's decision threshold is fitted on val: the best F1, or, with
+    # ``target_precision`` set, the lowest threshold whose val precision reaches it.
+    target_precision: float | None = None
+    # A label carried by fewer val images keeps the threshold 0.5 (a fitted one would follow noise).
+    min_threshold_images: int = 10
 
     def __post_init__(self):
         check_range("evaluate.min_images_per_class", self.min_images_per_class, 1)
         check_range("evaluate.max_interval_width", self.max_interval_width, 0.0, 1.0)
+        if self.target_precision is not None:
+            check_range("evaluate.target_precision", self.target_precision, 0.0, 1.0)

@@ -23,7 +23,7 @@ from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_f
 class EvalSplit:
     images: np.ndarray  # uint8 [N, H, W, C], fitted to the model's input as every runtime fits them
     encoded: np.ndarray  # [N] the records' encoded bytes (object array)
-    labels: np.ndarray  # int [N]
+    labels: np.ndarray  # int [N]; multi-label: uint8 multi-hot [N, labels]
     sources: list[str]
     heights: np.ndarray
     widths: np.ndarray
@@ -46,7 +46,9 @@ class EvalSplit:
             yield tf.constant(list(self.encoded[chosen])), self.labels[chosen]
 
 
-def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec) -> EvalSplit:
+def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec, multi_hot: int = 0) -> EvalSplit:
+    """``multi_hot`` > 0: multi-label records with that many labels, read as multi-hot vectors."""
+
     def fitted(record):
         return {
             "pixels": load_pixels(record[record_format.ENCODED], spec),
@@ -59,7 +61,11 @@ def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec) -> EvalS
         }
 
     columns: dict[str, list] = {k: [] for k in ("pixels", "encoded", "label", "source", "height", "width", "mode")}
-    dataset = records(examples_dir, split, origin=True).map(fitted, num_parallel_calls=tf.data.AUTOTUNE).batch(512)
+    dataset = (
+        records(examples_dir, split, origin=True, multi_hot=multi_hot)
+        .map(fitted, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(512)
+    )
     for batch in dataset.as_numpy_iterator():
         for key, values in batch.items():
             columns[key].append(values)

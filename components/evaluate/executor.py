@@ -22,7 +22,7 @@ from visionpipe.components.common import calibration
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained
-from visionpipe.components.evaluate import bootstrap, gate, gradcam, plots
+from visionpipe.components.evaluate import bootstrap, gate, gradcam, multi_label, plots
 from visionpipe.components.evaluate.baseline import score_served
 from visionpipe.components.evaluate.data import EvalSplit, load_split
 from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
@@ -41,6 +41,9 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     split = inputs.examples.evaluation_split
     if split is None:
         raise UserError("there is no test or val split to evaluate on; rerun ingest with data.split.test above 0")
+    if inputs.examples.multi_label:
+        no_test = _no_test_split(inputs.examples.split_origins.get("test", ""))
+        return multi_label.run(inputs, outputs, params, ctx, split, no_test)
     model, spec, classes = load_trained(inputs.model.path)
     out = outputs.evaluation.path
     with ctx.progress(f"reading the {split} split", None):
@@ -277,7 +280,7 @@ def _notes(result: dict, blessing: dict) -> list[str]:
             + (f"worst corruption {worst[0]} -{worst[1]['drop_at_strongest']:.4f}" if worst else "no corruptions")
             + (f"; FGSM eps {fgsm[-1]['epsilon']:.3f} accuracy {fgsm[-1]['accuracy']:.4f}" if fgsm else "")
         )
-    notes.append(gate_note(blessing))
+    notes.append(gate.gate_note(blessing))
     return notes
 
 
@@ -291,11 +294,3 @@ def baselines_note(result: dict) -> str:
         f"chance {trivial['chance']:.4f}; the model's balanced accuracy {result['balanced_accuracy']:.4f} "
         f"(95% CI {low_high[0]:.4f}-{low_high[1]:.4f})"
     )
-
-
-def gate_note(blessing: dict) -> str:
-    verdict = blessing["verdict"]
-    said = f"{verdict} (every check passed)" if blessing["blessed"] else f"{verdict}: " + "; ".join(blessing["reasons"])
-    keys = [key.removeprefix(gate.KEY) for key in blessing["not_set"]]
-    not_set = f"; not set: {gate.KEY.rstrip('.')} {', '.join(keys)}" if keys else ""
-    return f"gate: {said}{not_set}" + "".join(f"; not checked: {s}" for s in blessing["not_checked"])

@@ -27,7 +27,7 @@ from visionpipe.pipeline.checks import verdict as checks_verdict
 KEY = "evaluate.thresholds."
 
 
-def _compare(name: str, value: float, threshold: float | None, key: str, at_least: bool) -> Check:
+def compare(name: str, value: float, threshold: float | None, key: str, at_least: bool) -> Check:
     if threshold is None:
         return Check(name, Outcome.NOT_SET, f"{key} is not set", value, None)
     passed = value >= threshold if at_least else value <= threshold
@@ -164,8 +164,8 @@ def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
     corruption drops; each one left unset is recorded as "not set"."""
     limits = config.thresholds
     checks = [
-        _compare("accuracy", result["accuracy"], limits.min_accuracy, KEY + "min_accuracy", at_least=True),
-        _compare(
+        compare("accuracy", result["accuracy"], limits.min_accuracy, KEY + "min_accuracy", at_least=True),
+        compare(
             "balanced accuracy",
             result["balanced_accuracy"],
             limits.min_balanced_accuracy,
@@ -176,7 +176,7 @@ def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
     if "top_k_accuracy" in result:
         top_k = f"top-{result['top_k']} accuracy"
         checks.append(
-            _compare(top_k, result["top_k_accuracy"], limits.min_top_k_accuracy, KEY + "min_top_k_accuracy", True)
+            compare(top_k, result["top_k_accuracy"], limits.min_top_k_accuracy, KEY + "min_top_k_accuracy", True)
         )
     else:
         reason = f"top-k needs more classes than evaluate.top_k, and there are {len(result['classes'])}"
@@ -187,14 +187,14 @@ def absolute_checks(result: dict, config: EvaluateConfig) -> list[Check]:
         else:
             checks.append(Check("top-k accuracy", Outcome.NOT_CHECKED, reason, None, limits.min_top_k_accuracy))
     checks.append(_recall_threshold(result, limits.min_class_recall))
-    checks.append(_compare("ECE", result["calibration"]["ece_served"], limits.max_ece, KEY + "max_ece", False))
+    checks.append(compare("ECE", result["calibration"]["ece_served"], limits.max_ece, KEY + "max_ece", False))
     return checks + _corruption_checks(result, limits.max_corruption_drop)
 
 
 def _recall_threshold(result: dict, minimum: float | None) -> Check:
     recalls = {name: c["recall"] for name, c in result["per_class"].items()}
     weakest = min(recalls, key=recalls.__getitem__)
-    check = _compare(
+    check = compare(
         f"recall of class {weakest!r} (the lowest)", recalls[weakest], minimum, KEY + "min_class_recall", at_least=True
     )
     below = [f"{name} {value:.4f}" for name, value in recalls.items() if minimum is not None and value < minimum]
@@ -221,7 +221,7 @@ def _corruption_checks(result: dict, limits: dict[str, float]) -> list[Check]:
         check = f"accuracy drop under {name} (strongest)"
         if name in corruptions:
             drop = corruptions[name]["drop_at_strongest"]
-            checks.append(_compare(check, drop, limit, f"{KEY}max_corruption_drop.{name}", at_least=False))
+            checks.append(compare(check, drop, limit, f"{KEY}max_corruption_drop.{name}", at_least=False))
         else:
             checks.append(Check(check, Outcome.NOT_CHECKED, f"{name} was not run (evaluate.robustness)", None, limit))
     return checks
@@ -272,3 +272,11 @@ def blessing(checks: list[Check], model_uri: str) -> dict:
         "not_set": [c.detail.split(" is not set")[0] for c in checks if c.outcome is Outcome.NOT_SET],
         "model_uri": model_uri,
     }
+
+
+def gate_note(blessing: dict) -> str:
+    verdict = blessing["verdict"]
+    said = f"{verdict} (every check passed)" if blessing["blessed"] else f"{verdict}: " + "; ".join(blessing["reasons"])
+    keys = [key.removeprefix(KEY) for key in blessing["not_set"]]
+    not_set = f"; not set: {KEY.rstrip('.')} {', '.join(keys)}" if keys else ""
+    return f"gate: {said}{not_set}" + "".join(f"; not checked: {s}" for s in blessing["not_checked"])

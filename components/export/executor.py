@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from visionpipe.components.common.dataset import image_dataset
+from visionpipe.components.common.label_metrics import mean_ap
 from visionpipe.components.common.scoring import accuracy, predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.export import tflite
@@ -72,6 +73,15 @@ class _Job:
     def examples(self) -> Path:
         return self.inputs.examples.path
 
+    @property
+    def multi_label(self) -> bool:
+        return self.inputs.examples.multi_label
+
+    @property
+    def metric(self) -> str:
+        """What each file is scored and gated on: accuracy, or mAP for a multi-label model."""
+        return "map" if self.multi_label else "accuracy"
+
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.export
@@ -85,18 +95,22 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         )
     if cfg.tta_flip:
         ctx.log("the exported models average each image with its mirror image (export.tta_flip)")
-    out, split = outputs.exported_model.path, inputs.evaluation.split
-    score = Scorer(ctx, split, inputs.examples.split_counts[split])
-    data = image_dataset(job.examples, split, spec, len(classes), batch_size=256)
+    out, split, metric = outputs.exported_model.path, inputs.evaluation.split, job.metric
+    score = Scorer(ctx, split, inputs.examples.split_counts[split], job.multi_label)
+    data = image_dataset(job.examples, split, spec, len(classes), batch_size=256, multi_label=job.multi_label)
     results = _saved_model(job, out, data, score, ctx)
 
     tflite_dir = out / ExportedModel.TFLITE
     tflite_dir.mkdir()
     (tflite_dir / ExportedModel.LABELS).write_text("\n".join(classes) + "\n")
     shutil.copy(inputs.model.path / Model.PREPROCESSING, tflite_dir / ExportedModel.PREPROCESSING)
-    files = _convert(job.model, cfg, job.examples, spec, len(classes), params.seed, tflite_dir, ctx)
+    if inputs.evaluation.thresholds is not None:  # multi-label: what a phone needs to decide each label
+        (tflite_dir / ExportedModel.THRESHOLDS).write_text(json.dumps(inputs.evaluation.thresholds))
+    files = _convert(job, tflite_dir, ctx)
     files.update(_bridge_files(job, tflite_dir, results, ctx))
-    if STUDENT in made(cfg):
+    if STUDENT in made(cfg) and job.multi_label:
+        results[STUDENT.name] = _not_made(STUDENT.name, "distillation trains a single-label student", ctx)
+    elif STUDENT in made(cfg):
         files[STUDENT.name] = _student_file(job, tflite_dir, ctx)
     python = _check_and_embed(files, cfg, tflite_dir, ctx)
     task_library = _task_library_verdicts(python, files, spec)
@@ -104,35 +118,41 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     for name, path in files.items():
         runner = TFLiteClassifier(path)
         results[name] = {
-            "accuracy": score(name, data, lambda images, r=runner: r.predict(images.numpy()), one_hot=True),
+            metric: score(name, data, lambda images, r=runner: r.predict(images.numpy()), one_hot=True),
             **sizes(path),
             "sparsity": round(tflite_sparsity(path), 4),
             **(latencies(lambda n, p=path: TFLiteClassifier(p, n).predict, sample) if cfg.latency else {}),
             **({"task_library": task_library[name]} if name in task_library else {}),
         }
     if ONNX in made(cfg):
-        results[ONNX.name] = _onnx(job.model, out / ONNX.folder / ONNX.file, data, score, sample, cfg.latency)
-    check_gates(results, cfg)
-    return _record(outputs.exported_model, results, files, cfg, split, ctx)
+        results[ONNX.name] = _onnx(job, out / ONNX.folder / ONNX.file, data, score, sample)
+    check_gates(results, cfg, metric)
+    return _record(outputs.exported_model, results, files, cfg, split, ctx, metric)
+
+
+def _not_made(name: str, why: str, ctx: StageContext) -> dict:
+    """The row of a file that cannot be made for this model (push leaves it out)."""
+    ctx.log(f"{name} not made, the other files stand: {why}")
+    return {"gate": Check(name, Outcome.FAILED, f"not made: {why}").as_dict()}
 
 
 def _saved_model(job: _Job, out: Path, data, score: Scorer, ctx: StageContext) -> dict[str, dict]:
     """Writes the SavedModel for TF Serving; the results rows of the Keras model and of it."""
     cfg, split = job.params.export, job.inputs.evaluation.split
     version_dir = out / SAVED_MODEL.folder / cfg.model_name / SERVING_VERSION
-    converter_of(SAVED_MODEL)(job.model, job.spec, job.classes, version_dir)
+    converter_of(SAVED_MODEL)(job.model, job.spec, job.classes, version_dir, job.inputs.evaluation.thresholds)
     ctx.log(f"SavedModel for TF Serving written to {version_dir}")
     serve = load_signature(version_dir)
-    encoded = encoded_images(job.examples, split, batch_size=256)
+    encoded = encoded_images(job.examples, split, batch_size=256, multi_hot=len(job.classes) if job.multi_label else 0)
     return {
         # With tta_flip the exported model is not the evaluated one: it is scored here too.
         "keras": {
-            "accuracy": score("Keras", data, job.model.predict_on_batch, True)
+            job.metric: score("Keras", data, job.model.predict_on_batch, True)
             if cfg.tta_flip
-            else job.inputs.evaluation.accuracy
+            else job.inputs.evaluation.score(job.metric)
         },
         SAVED_MODEL.name: {
-            "accuracy": score("SavedModel", encoded, lambda b: served_probabilities(serve, b), False),
+            job.metric: score("SavedModel", encoded, lambda b: served_probabilities(serve, b), False),
             "size_bytes": sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file()),
         },
     }
@@ -146,6 +166,9 @@ def _bridge_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext)
     model_config, train_images = trained_model_config(job.inputs.model.path), job.inputs.examples.split_counts["train"]
     for target in made(job.params.export, "trained"):
         name = target.name
+        if job.multi_label:
+            results[name] = _not_made(name, "the tfmot bridge fine-tunes single-label models only", ctx)
+            continue
         try:
             path, report = converter_of(target)(
                 target, job.trained, model_config, job.spec, len(job.classes), train_images, examples, compression,
@@ -209,17 +232,19 @@ def _task_library_verdicts(python: Path | None, files: dict[str, Path], spec) ->
         return {name: task_library_verdict(python, path, probe) for name, path in files.items()}
 
 
-def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg, split: str, ctx) -> dict:
+def _record(
+    exported: ExportedModel, results: dict, files: dict[str, Path], cfg, split: str, ctx, metric: str = "accuracy"
+) -> dict:
     """Writes the results table (``artifacts.json``, ``artifacts.md``, the log) and the artifact's
     properties; returns the stage summary."""
     out = exported.path
     (out / ExportedModel.TABLE).write_text(json.dumps(results, indent=2))
-    artifacts_table = table(results, split)
+    artifacts_table = table(results, split, metric)
     (out / "artifacts.md").write_text(artifacts_table + "\n")
     for line in artifacts_table.splitlines():
         ctx.log(line)
-    scored = {name: r["accuracy"] for name, r in results.items() if "accuracy" in r}  # not: files not made
-    summary = {f"{name}_accuracy": accuracy for name, accuracy in scored.items()}
+    scored = {name: r[metric] for name, r in results.items() if metric in r}  # not: files not made
+    summary = {f"{name}_{metric}": value for name, value in scored.items()}
     gates = {name: gate_of(name, row) for name, row in results.items() if name != "keras"}
     failed = {name: check for name, check in gates.items() if check is not None and check.outcome is not Outcome.PASSED}
     summary["failed_gates"] = {name: check.as_dict() for name, check in failed.items()}
@@ -227,27 +252,29 @@ def _record(exported: ExportedModel, results: dict, files: dict[str, Path], cfg,
     exported.properties.update(
         summary,
         model_name=cfg.model_name,
+        metric=metric,
         serving_dir=str(Path(ExportedModel.SERVING) / cfg.model_name),
         passed=passed,
         tflite_files={name: str(Path(ExportedModel.TFLITE) / path.name) for name, path in files.items()},
     )
     summary["notes"] = [
-        f"{split} accuracy " + ", ".join(f"{name} {accuracy:.4f}" for name, accuracy in scored.items()),
+        f"{split} {metric} " + ", ".join(f"{name} {value:.4f}" for name, value in scored.items()),
         *(f"{name} gate {check}" for name, check in failed.items()),
     ]
     return summary
 
 
-def _convert(model, cfg, examples: Path, spec, num_classes: int, seed: int, tflite_dir: Path, ctx) -> dict[str, Path]:
+def _convert(job: _Job, tflite_dir: Path, ctx) -> dict[str, Path]:
     """The TFLite files converted from the served model that the config asks for: name -> path."""
-    files = {}
+    files, cfg = {}, job.params.export
     for target in _tflite_conversions(cfg):
         ctx.log(f"converting {target.name} ...")
         convert = converter_of(target)
         if target.calibrated:
-            data = convert(model, _calibration(examples, spec, num_classes, seed, cfg))
+            calibration = _calibration(job.examples, job.spec, len(job.classes), job.params.seed, cfg, job.multi_label)
+            data = convert(job.model, calibration)
         else:
-            data = convert(model)
+            data = convert(job.model)
         (tflite_dir / target.file).write_bytes(data)
         files[target.name] = tflite_dir / target.file
     return files
@@ -257,9 +284,9 @@ def _tflite_conversions(cfg) -> list[Target]:
     return [t for t in made(cfg, "served") if t.folder == ExportedModel.TFLITE]
 
 
-def _calibration(examples: Path, spec, num_classes: int, seed: int, cfg):
+def _calibration(examples: Path, spec, num_classes: int, seed: int, cfg, multi_label: bool = False):
     calibration = (
-        image_dataset(examples, "train", spec, num_classes, batch_size=1)
+        image_dataset(examples, "train", spec, num_classes, batch_size=1, multi_label=multi_label)
         .unbatch()
         .shuffle(4096, seed=seed)
         .batch(1)
@@ -268,23 +295,25 @@ def _calibration(examples: Path, spec, num_classes: int, seed: int, cfg):
     return (x.numpy() for x, _ in calibration)
 
 
-def _onnx(model, path: Path, data, score, sample: np.ndarray, latency: bool) -> dict:
+def _onnx(job: _Job, path: Path, data, score, sample: np.ndarray) -> dict:
     from visionpipe.components.export.onnx_model import OnnxClassifier
 
-    converter_of(ONNX)(model, path)
+    converter_of(ONNX)(job.model, path)
     runner = OnnxClassifier(path)
-    result = {"accuracy": score("ONNX", data, lambda images: runner.predict(images.numpy()), True), **sizes(path)}
-    if latency:
+    result = {job.metric: score("ONNX", data, lambda images: runner.predict(images.numpy()), True), **sizes(path)}
+    if job.params.export.latency:
         result.update(latencies(lambda threads: OnnxClassifier(path, threads).predict, sample))
     return result
 
 
 class Scorer:
-    """Accuracy of one runtime on the evaluated split, with progress."""
+    """Accuracy (mAP for a multi-label model) of one runtime on the evaluated split, with progress."""
 
-    def __init__(self, ctx: StageContext, split: str, images: int):
-        self._ctx, self._split, self._images = ctx, split, images
+    def __init__(self, ctx: StageContext, split: str, images: int, multi_label: bool = False):
+        self._ctx, self._split, self._images, self._multi_label = ctx, split, images, multi_label
 
     def __call__(self, runtime: str, batches, predict, one_hot: bool) -> float:
         with self._ctx.progress(f"scoring {runtime} on {self._split}", self._images, "images") as progress:
+            if self._multi_label:  # the labels are multi-hot vectors, whatever the batches
+                return mean_ap(*predict_batches(batches, predict, one_hot=False, progress=progress))
             return accuracy(*predict_batches(batches, predict, one_hot=one_hot, progress=progress))

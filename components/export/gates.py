@@ -1,7 +1,8 @@
 """Per-artifact gates and the table of every exported file.
 
 An artifact passes when it loses at most ``max_accuracy_drop`` against the Keras model on the
-evaluated split and, if a size limit is set for it, is no larger; ``export.gates.<name>``
+evaluated split (accuracy; mAP for multi-label models) and, if a size limit is set for it, is
+no larger; ``export.gates.<name>``
 overrides either limit for one artifact. The outcome and its reason go into the artifact's
 row as a ``pipeline.checks.Check`` record; push publishes only the files that passed.
 """
@@ -13,20 +14,20 @@ from visionpipe.components.export.targets import BY_NAME
 from visionpipe.pipeline.checks import Check, Outcome, read_check
 
 
-def check_gates(results: dict[str, dict], config: ExportConfig) -> None:
-    """Adds ``gate`` (a ``Check`` record: passed, or failed with the reasons) and ``drop`` to
-    every artifact's row."""
-    reference = results["keras"]["accuracy"]
+def check_gates(results: dict[str, dict], config: ExportConfig, metric: str = "accuracy") -> None:
+    """Adds ``gate`` (a ``Check`` record: passed, or failed with the reasons) and ``drop`` (of
+    ``metric``, each row's score) to every artifact's row."""
+    reference = results["keras"][metric]
     for name, row in results.items():
         # keras is the reference; a file not made has its gate; an ungated target has none
-        if name == "keras" or "accuracy" not in row or not BY_NAME[name].gated:
+        if name == "keras" or metric not in row or not BY_NAME[name].gated:
             continue
         gate = config.gates.get(name, ArtifactGate())
         max_drop = config.max_accuracy_drop if gate.max_accuracy_drop is None else gate.max_accuracy_drop
-        row["drop"] = round(reference - row["accuracy"], 6)
+        row["drop"] = round(reference - row[metric], 6)
         reasons = []
         if row["drop"] > max_drop:
-            reasons.append(f"accuracy drop {row['drop']:.4f} > {max_drop:g}")
+            reasons.append(f"{metric} drop {row['drop']:.4f} > {max_drop:g}")
         if gate.max_size_kib is not None and row.get("size_bytes", 0) / 1024 > gate.max_size_kib:
             reasons.append(f"size {row['size_bytes'] / 1024:.0f} KiB > {gate.max_size_kib:g} KiB")
         row["gate"] = Check(name, Outcome.FAILED if reasons else Outcome.PASSED, "; ".join(reasons)).as_dict()
@@ -43,10 +44,10 @@ def _gate_text(name: str, row: dict) -> str:
     return "-" if check is None else str(check)
 
 
-def table(results: dict[str, dict], split: str) -> str:
-    """One Markdown table of every artifact: accuracy, drop, sizes, sparsity, latency, whether the
-    Task Library runs it (TFLite files, when tflite-support is set up), gate."""
-    columns = [f"{split} accuracy", "drop", "size KiB", "gzipped KiB", "zeros", "p50 ms 1t", "p95 ms 1t", "p50 ms 4t",
+def table(results: dict[str, dict], split: str, metric: str = "accuracy") -> str:
+    """One Markdown table of every artifact: its score (``metric``), drop, sizes, sparsity,
+    latency, whether the Task Library runs it (TFLite files, when tflite-support is set up), gate."""
+    columns = [f"{split} {metric}", "drop", "size KiB", "gzipped KiB", "zeros", "p50 ms 1t", "p95 ms 1t", "p50 ms 4t",
                "Task Library"]  # fmt: skip
     lines = ["| artifact | " + " | ".join(columns) + " | gate |", "|---" * (len(columns) + 2) + "|"]
     for name, r in results.items():
@@ -55,7 +56,7 @@ def table(results: dict[str, dict], split: str) -> str:
             return format(r[key] / scale, fmt) if key in r else "-"
 
         lines.append(
-            f"| {name} | {cell('accuracy', fmt='.4f')} | {cell('drop', fmt='.4f')} | "
+            f"| {name} | {cell(metric, fmt='.4f')} | {cell('drop', fmt='.4f')} | "
             f"{cell('size_bytes', 1024, '.0f')} | {cell('gzip_bytes', 1024, '.0f')} | {cell('sparsity', fmt='.0%')} | "
             f"{cell('p50_ms_1t', fmt='.2f')} | "
             f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {r.get('task_library', '-')} | "

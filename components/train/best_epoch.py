@@ -76,14 +76,14 @@ def keep_rule(examples: Path, split: str = "val", labels: int = 0) -> KeepRule:
     """The rule for the labels of ``split`` of the Examples folder ``examples``. ``labels`` > 0:
     multi-label records with that many labels, whose accuracy counts one decision per image and
     label; the majority answer is then each label's more frequent value (present or absent)."""
-    ids = records(examples, split, multi_label=labels > 0).map(lambda r: r[record_format.LABEL])
+    found = records(examples, split, multi_hot=labels).map(lambda r: r[record_format.LABEL])
     if not labels:
-        counts = np.bincount(np.fromiter(ids.as_numpy_iterator(), dtype=np.int64))
+        counts = np.bincount(np.fromiter(found.as_numpy_iterator(), dtype=np.int64))
         return KeepRule(int(counts.max()), int(counts.sum()))
     images, present = 0, np.zeros(labels, np.int64)
-    for image_ids in ids.as_numpy_iterator():
+    for multi_hot in found.as_numpy_iterator():
         images += 1
-        present[image_ids] += 1
+        present += multi_hot
     return KeepRule(int(np.maximum(present, images - present).sum()), images * labels)
 
 

@@ -90,17 +90,8 @@ def training_dataset(
     equal class frequencies; the caller then sets the steps per epoch. ``num_images`` is the
     train split's size, as ``pixels`` takes it.
     """
-    deterministic = config.deterministic
-    ds = pixels(
-        examples_dir,
-        "train",
-        spec,
-        shuffle_files=True,
-        seed=seed,
-        deterministic=deterministic,
-        num_images=num_images,
-        multi_hot=num_classes if multi_label else 0,
-    )
+    deterministic, multi_hot = config.deterministic, num_classes if multi_label else 0
+    ds = pixels(examples_dir, "train", spec, True, seed, deterministic, num_images, multi_hot)
     cache_arg = cache.for_split("train")
     if cache_arg is not None:
         ds = ds.cache(cache_arg)

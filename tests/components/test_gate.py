@@ -176,7 +176,7 @@ def test_the_blessing_artifact_has_a_typed_verdict_and_export_refuses_inconclusi
 
 def test_thresholds_are_unset_by_default_and_the_default_checks_cannot_be_switched_off():
     config = load_config(None, [])
-    assert dataclasses.astuple(config.evaluate.thresholds) == (None, None, None, None, None, {})
+    assert dataclasses.astuple(config.evaluate.thresholds) == (None,) * 7 + ({},)
     set_one = load_config(None, ["evaluate.thresholds.min_accuracy=0.8", "evaluate.thresholds.max_ece=null"])
     assert set_one.evaluate.thresholds.min_accuracy == 0.8 and set_one.evaluate.thresholds.max_ece is None
     for override, message in (

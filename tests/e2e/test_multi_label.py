@@ -133,3 +133,76 @@ def test_a_folder_of_class_folders_cannot_be_multi_label(tmp_path):
     )
     with pytest.raises(DataError, match="gives each image one class; list multi-label images in a manifest"):
         sources.list_source(config.data, None)
+
+
+def test_a_multi_label_manifest_through_every_stage_and_the_server(tmp_path):
+    """ingest -> ... -> push through the CLI; the SavedModel and the int8 file give Keras' per-label
+    probabilities; `visionpipe predict` lists the labels above their thresholds in process and
+    through `visionpipe serve` over REST and gRPC."""
+    import sys
+
+    from tests.conftest import tiny_config_yaml
+    from tests.e2e.helpers import REPO, visionpipe
+    from tests.processes import Background, free_ports
+    from visionpipe.components.common.trained_model import load_trained
+    from visionpipe.serving.tflite_runner import TFLiteClassifier
+
+    rows = make_multi_label_set(tmp_path / "images", 160)
+    manifest = write_csv(tmp_path, rows)
+    config = tmp_path / "config.yaml"
+    config.write_text(tiny_config_yaml(tmp_path / "runs", manifest).replace("source: folder", "source: manifest"))
+    run = visionpipe("run", "--config", str(config), timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "multi-label: 3 labels (inferred" in run.stdout and "mAP" in run.stdout
+    report = next((tmp_path / "runs" / "runs").glob("*/report.md")).read_text()
+    assert "mAP vs chance" in report and "| label | AP | threshold |" in report
+
+    artifacts = tmp_path / "runs" / "artifacts"
+    thresholds = json.loads(next(artifacts.glob("evaluate/*/evaluation/thresholds.json")).read_text())
+    assert [t["label"] for t in thresholds] == ["blue", "green", "red"]
+    exported = next(artifacts.glob("export/*/exported_model"))
+    table = json.loads((exported / "artifacts.json").read_text())
+    assert {"saved_model", "tflite_float", "tflite_int8"} <= set(table) and all("map" in r for r in table.values())
+
+    # The exported files against the trained Keras model, on the same images.
+    import tensorflow as tf
+
+    from visionpipe.models.preprocessing import PreprocessingSpec, load_image
+    from visionpipe.serving.served_signature import load_signature
+
+    model, _, _ = load_trained(next(artifacts.glob("train/*/model")))
+    spec = PreprocessingSpec.load(exported / "tflite" / "preprocessing.json")
+    files = [tmp_path / "images" / name for name, _ in rows[:8]]
+    encoded = [f.read_bytes() for f in files]
+    images = np.stack([load_image(tf.constant(b), spec).numpy() for b in encoded])
+    expected = model.predict(images, verbose=0)
+    served = load_signature(exported / "serving" / "visionpipe" / "1")(image_bytes=tf.constant(encoded))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    assert not np.allclose(expected.sum(axis=1), 1.0)  # independent per-label probabilities, not a softmax
+    int8 = TFLiteClassifier(exported / "tflite" / "model_int8.tflite").predict(images)
+    np.testing.assert_allclose(int8, expected, atol=0.08)
+
+    base = tmp_path / "runs" / "serving" / "visionpipe"
+    local = visionpipe("predict", "--model", str(base), "--json", *map(str, files))
+    assert local.returncode == 0, local.stderr
+    want = [sorted(labels) for _, labels in rows[:8]]
+    found = [r["labels"] for r in json.loads(local.stdout)]
+    assert sum(f == w for f, w in zip(found, want, strict=True)) >= 6, (found, want)
+    rest_port, grpc_port = free_ports(2)
+    server = Background(
+        [sys.executable, "-m", "visionpipe", "serve", f"--model_base_path={base}", "--model_name=visionpipe",
+         f"--rest_api_port={rest_port}", f"--port={grpc_port}"],
+        cwd=REPO,
+    )  # fmt: skip
+    try:
+        server.wait_for("development server")
+        for protocol, port in (("rest", rest_port), ("grpc", grpc_port)):
+            remote = visionpipe(
+                "predict", "--server", f"127.0.0.1:{port}", "--model-name", "visionpipe", "--protocol", protocol,
+                *map(str, files[:2]),
+            )  # fmt: skip
+            assert remote.returncode == 0, remote.stderr
+            for labels in found[:2]:
+                assert f"labels above their thresholds: {', '.join(labels) or '(none)'}" in remote.stdout, protocol
+    finally:
+        assert server.stop() == 0, "".join(server.output)
