@@ -83,12 +83,17 @@ def majority_check(result: dict) -> Check:
 
 
 def zero_recall_check(result: dict, min_images: int) -> Check:
-    """Every class with at least ``min_images`` images must be recognised at least once."""
-    per_class = result["per_class"]
+    return recall_check(result["per_class"], min_images)
+
+
+def recall_check(per_class: dict[str, dict], min_images: int, noun: str = "class", where: str = "") -> Check:
+    """Every class (or label: ``noun``) with at least ``min_images`` images must be recognised at
+    least once (``where``: at what, e.g. " at its threshold")."""
     judged = {name: c["recall"] for name, c in per_class.items() if c["support"] >= min_images}
-    name = "no class with recall 0"
+    name = f"no {noun} with recall 0{where}"
+    plural, some = ("classes", "class(es)") if noun == "class" else (f"{noun}s", f"{noun}(s)")
     if not judged:
-        reason = f"no class has evaluate.min_images_per_class ({min_images}) images to judge its recall"
+        reason = f"no {noun} has evaluate.min_images_per_class ({min_images}) images to judge its recall"
         return Check(name, Outcome.INCONCLUSIVE, reason, None, 0.0)
     never = sorted(c for c, recall in judged.items() if recall == 0)
     lowest = min(judged.values())
@@ -96,7 +101,7 @@ def zero_recall_check(result: dict, min_images: int) -> Check:
         return Check(
             name,
             Outcome.FAILED,
-            f"the model never recognises {len(never)} class(es) with enough images: "
+            f"the model never recognises {len(never)} {some} with enough images{where}: "
             + ", ".join(f"{c} (0 of {per_class[c]['support']})" for c in never[:10]),
             lowest,
             0.0,
@@ -105,7 +110,7 @@ def zero_recall_check(result: dict, min_images: int) -> Check:
     return Check(
         name,
         Outcome.PASSED,
-        f"lowest recall {lowest:.4f} among the {len(judged)} classes with at least {min_images} images"
+        f"lowest recall {lowest:.4f} among the {len(judged)} {plural} with at least {min_images} images"
         + (f" ({skipped} with fewer are not judged)" if skipped else ""),
         lowest,
         0.0,
@@ -114,34 +119,41 @@ def zero_recall_check(result: dict, min_images: int) -> Check:
 
 def class_images_check(result: dict, min_images: int) -> Check:
     support = {name: c["support"] for name, c in result["per_class"].items()}
+    return images_check(support, min_images, result["split"])
+
+
+def images_check(support: dict[str, int], min_images: int, split: str, noun: str = "class") -> Check:
+    """Every class (or label: ``noun``) has ``min_images`` images in the evaluated split to judge it."""
     fewest = min(support.values())
-    name = "images per class in the evaluated split"
+    name = f"images per {noun} in the evaluated split"
     small = sorted((n, c) for c, n in support.items() if n < min_images)
     if small:
         listed = ", ".join(f"{c} {n}" for n, c in small[:10])
+        plural = "class(es)" if noun == "class" else f"{noun}(s)"
         return Check(
             name,
             Outcome.INCONCLUSIVE,
-            f"{len(small)} class(es) have fewer than evaluate.min_images_per_class ({min_images}) images in "
-            f"the {result['split']} split, too few to judge them: {listed}",
+            f"{len(small)} {plural} have fewer than evaluate.min_images_per_class ({min_images}) images in "
+            f"the {split} split, too few to judge them: {listed}",
             fewest,
             min_images,
         )
     return Check(
-        name, Outcome.PASSED, f"every class has at least {min_images} images (fewest: {fewest})", fewest, min_images
+        name, Outcome.PASSED, f"every {noun} has at least {min_images} images (fewest: {fewest})", fewest, min_images
     )
 
 
-def interval_check(result: dict, max_width: float) -> Check:
-    low, high = result["intervals"]["accuracy"]
+def interval_check(result: dict, max_width: float, metric: str = "accuracy", shown: str = "accuracy") -> Check:
+    """The 95% interval of ``metric`` (called ``shown``) is no wider than ``max_width``."""
+    low, high = result["intervals"][metric]
     width = high - low
-    name = "width of the accuracy's 95% interval"
+    name = f"width of the {shown}'s 95% interval"
     where = f"{width:.4f} ({low:.4f}-{high:.4f}) on {result['examples']:,} images"
     if width > max_width:
         return Check(
             name,
             Outcome.INCONCLUSIVE,
-            f"the accuracy's 95% interval is {where}, wider than evaluate.max_interval_width {max_width}: "
+            f"the {shown}'s 95% interval is {where}, wider than evaluate.max_interval_width {max_width}: "
             "too few images to tell; more images in the test split narrow it",
             width,
             max_width,

@@ -12,16 +12,21 @@ served model is compared on mAP.
 from __future__ import annotations
 
 from visionpipe.components.evaluate.config import EvaluateConfig
-from visionpipe.components.evaluate.gate import KEY, compare, held_out_check
+from visionpipe.components.evaluate.gate import KEY, compare, held_out_check, images_check, interval_check, recall_check
 from visionpipe.pipeline.checks import Check, Outcome
 
 
 def default_checks(result: dict, config: EvaluateConfig, no_test_split: str) -> list[Check]:
     return [
         chance_check(result),
-        found_check(result, config.min_images_per_class),
-        label_images_check(result, config.min_images_per_class),
-        interval_check(result, config.max_interval_width),
+        recall_check(result["at_thresholds"]["per_label"], config.min_images_per_class, "label", " at its threshold"),
+        images_check(
+            {name: c["support"] for name, c in result["at_thresholds"]["per_label"].items()},
+            config.min_images_per_class,
+            result["split"],
+            noun="label",
+        ),
+        interval_check(result, config.max_interval_width, metric="map", shown="mAP"),
         held_out_check(result["split"], no_test_split),
     ]
 
@@ -41,52 +46,6 @@ def chance_check(result: dict) -> Check:
         f"mAP {value:.4f} beats chance {chance:.4f}: 95% interval {low:.4f}-{high:.4f}",
         value,
         chance,
-    )
-
-
-def found_check(result: dict, min_images: int) -> Check:
-    """Every label with enough images is found at least once at its threshold (recall above 0)."""
-    per_label = result["at_thresholds"]["per_label"]
-    judged = {name: c["recall"] for name, c in per_label.items() if c["support"] >= min_images}
-    name = "no label with recall 0 at its threshold"
-    if not judged:
-        reason = f"no label has evaluate.min_images_per_class ({min_images}) images to judge its recall"
-        return Check(name, Outcome.INCONCLUSIVE, reason, None, 0.0)
-    never = sorted(label for label, recall in judged.items() if recall == 0)
-    lowest = min(judged.values())
-    if never:
-        listed = ", ".join(f"{label} (0 of {per_label[label]['support']})" for label in never[:10])
-        return Check(name, Outcome.FAILED, f"the model never finds {len(never)} label(s): {listed}", lowest, 0.0)
-    return Check(name, Outcome.PASSED, f"lowest recall {lowest:.4f} among {len(judged)} labels", lowest, 0.0)
-
-
-def label_images_check(result: dict, min_images: int) -> Check:
-    support = {name: c["support"] for name, c in result["at_thresholds"]["per_label"].items()}
-    fewest = min(support.values())
-    small = sorted((n, label) for label, n in support.items() if n < min_images)
-    name = "images per label in the evaluated split"
-    if small:
-        listed = ", ".join(f"{label} {n}" for n, label in small[:10])
-        detail = (
-            f"{len(small)} label(s) are carried by fewer than evaluate.min_images_per_class ({min_images}) images "
-            f"of the {result['split']} split, too few to judge them: {listed}"
-        )
-        return Check(name, Outcome.INCONCLUSIVE, detail, fewest, min_images)
-    return Check(
-        name, Outcome.PASSED, f"every label has at least {min_images} images (fewest: {fewest})", fewest, min_images
-    )
-
-
-def interval_check(result: dict, max_width: float) -> Check:
-    low, high = result["intervals"]["map"]
-    width = high - low
-    name = "width of the mAP's 95% interval"
-    where = f"{width:.4f} ({low:.4f}-{high:.4f}) on {result['examples']:,} images"
-    if width > max_width:
-        detail = f"the mAP's 95% interval is {where}, wider than evaluate.max_interval_width {max_width}"
-        return Check(name, Outcome.INCONCLUSIVE, detail + ": too few images to tell", width, max_width)
-    return Check(
-        name, Outcome.PASSED, f"95% interval {where} <= evaluate.max_interval_width {max_width}", width, max_width
     )
 
 

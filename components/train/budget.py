@@ -124,7 +124,9 @@ def measure(params: Params, data: TrainingData) -> StepTimes:
     pretrained = params.model.weights != "none"
     # Random weights cost the same to train and need no download or weights file.
     model = dataclasses.replace(params.model, weights="none")
-    copy = build_and_compile(params.train, model, data.spec, len(data.classes), data.steps_per_epoch).trainee
+    copy = build_and_compile(
+        params.train, model, data.spec, len(data.classes), data.steps_per_epoch, multi_label=data.multi_label
+    ).trainee
     # Augmented as in training, in tf.data's background threads: on a CPU they share the cores.
     augmented = tf.data.Dataset.from_tensors(batch).repeat()
     if data.policy is not None:

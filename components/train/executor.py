@@ -27,7 +27,7 @@ from visionpipe.components.train import budget, finetune
 from visionpipe.components.train.best_epoch import BestEpoch, keep_rule
 from visionpipe.components.train.callbacks import training_callbacks
 from visionpipe.components.train.data import TrainingData, training_data
-from visionpipe.components.train.recipe import Compiled, build_and_compile, compile_model
+from visionpipe.components.train.recipe import Compiled, build_for, compile_model
 from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy, describe, shard_for_workers, worker_id
 from visionpipe.models.classifier import adapt_to_data, build_classifier
@@ -59,15 +59,7 @@ def _train(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) 
         if params.recipe == "auto":
             params, plan = _fit_to_budget(params, data, ctx, distribution)
         cfg = params.train
-        compiled = build_and_compile(
-            cfg,
-            params.model,
-            data.spec,
-            len(data.classes),
-            data.steps_per_epoch,
-            data.policy and data.policy.in_model,
-            data.multi_label,
-        )
+        compiled = build_for(data, cfg, params.model)
     _adapt_to_data(compiled.classifier, data, ctx)
     # In multi-worker training every task trains, but only the chief's model is kept and only it
     # reports to MLflow. The other tasks' outputs (checkpoints, logs) are in their own scratch

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import keras
 
@@ -22,6 +23,9 @@ from visionpipe.components.train.schedules import WarmupSchedule
 from visionpipe.models.classifier import build_classifier
 from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
+
+if TYPE_CHECKING:
+    from visionpipe.components.train.data import TrainingData
 
 NORMALIZATION_LAYERS = (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
 
@@ -49,6 +53,15 @@ def build_and_compile(
         trainee = keras.Model(image, classifier(augment_in_model(image)), name="trainee")
     compile_model(trainee, train, num_classes, steps_per_epoch, train.epochs, multi_label=multi_label)
     return Compiled(classifier, trainee)
+
+
+def build_for(data: TrainingData, train: TrainConfig, model: ModelConfig) -> Compiled:
+    """``build_and_compile`` for the datasets it will fit: their spec, classes (or labels), epoch
+    length, in-model augmentation and task."""
+    in_model = data.policy.in_model if data.policy is not None else None
+    return build_and_compile(
+        train, model, data.spec, len(data.classes), data.steps_per_epoch, in_model, data.multi_label
+    )
 
 
 def compile_model(

@@ -3,7 +3,7 @@
 ``build(hp)`` samples every ``tune.space`` key, applies the values over the train stage's
 params (``components.common.search_space.apply_values``, so each trial's config is checked like a
 loaded one) and builds and compiles the model through the train stage's own seam
-(``components.train.recipe.build_and_compile``); ``fit`` trains it on the train stage's own
+(``components.train.recipe.build_for``); ``fit`` trains it on the train stage's own
 datasets (``components.train.data``). Trials read the decoded images from the train stage's
 file cache, so no trial decodes the data again.
 """
@@ -19,7 +19,7 @@ from visionpipe.components.common.search_space import apply_values
 from visionpipe.components.common.tracking import EpochMetrics, log_file, tracked_run
 from visionpipe.components.train.data import TrainingData, training_data
 from visionpipe.components.train.ema import EMAWeights
-from visionpipe.components.train.recipe import build_and_compile
+from visionpipe.components.train.recipe import build_for
 from visionpipe.components.train.spec import Params as TrainParams
 from visionpipe.models.classifier import adapt_to_data
 from visionpipe.pipeline.stage import StageContext
@@ -78,15 +78,7 @@ class ConfigHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters):
         params = self.trial_params(hp)
         data = self._datasets(params)
-        compiled = build_and_compile(
-            params.train,
-            params.model,
-            data.spec,
-            len(data.classes),
-            data.steps_per_epoch,
-            data.policy and data.policy.in_model,
-            data.multi_label,
-        )
+        compiled = build_for(data, params.train, params.model)
         adapt_to_data(compiled.classifier, data.sample_images(ADAPT_IMAGES))
         self._trial = (params, data)
         return compiled.trainee
