@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from visionpipe.components.ingest.config import MANIFEST_SUFFIXES, DataConfig
-from visionpipe.data import record_format
+from visionpipe.data import label_sets, record_format
 from visionpipe.pipeline.artifacts import DROP, KEEP, RELABEL
 from visionpipe.pipeline.errors import DataError
 
@@ -53,6 +53,19 @@ class Curation:
 
     def __bool__(self) -> bool:
         return bool(self.decisions)
+
+    def with_label_sets(self, delimiter: str) -> Curation:
+        """For multi-label data: each new label read as a label set ("cat|dog", joined by
+        ``delimiter``) and spelled as ingest spells label sets."""
+        decisions = {}
+        for key, d in self.decisions.items():
+            if d.action == RELABEL:
+                try:
+                    d = d._replace(label=label_sets.encode(label_sets.parse(d.label, delimiter)))
+                except ValueError as err:
+                    raise DataError(f"{d.origin}: {err}") from None
+            decisions[key] = d
+        return Curation(decisions)
 
 
 def source_key(path: str, root: str = "") -> str:

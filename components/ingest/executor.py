@@ -19,6 +19,7 @@ work that repays their start-up (about a second); smaller sources run in this pr
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -162,6 +163,8 @@ def choose_mode(beam_args: list[str], listing: sources.Listing) -> list[str]:
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     _check_fractions(params.data.split)
     listing = ctx.external or sources.list_source(params.data, ctx.run_root / "datasets")
+    if listing.task == label_sets.MULTI_LABEL and params.curation:
+        params = dataclasses.replace(params, curation=params.curation.with_label_sets(params.data.labels.delimiter))
     previous_index = _previous_index(inputs)
     out = outputs.examples.path
     beam_args = choose_mode(ctx.beam_args, listing)
@@ -296,14 +299,22 @@ def _check_curation(
             "folder) or remove the rows"
         )
     relabelled = [c for c in curated if c["action"] == curation.RELABEL]
-    into = collections.Counter(c["new_label"] for c in relabelled)
+    # Per label: a multi-label image's new label set counts towards each of its labels.
+    into = collections.Counter(name for c in relabelled for name in _labels_of(c["new_label"], class_totals))
     alone = [label for label, n in into.items() if class_totals.get(label, 0) <= n]
     if alone:
-        origins = [c["origin"] for c in relabelled if c["new_label"] in alone]
+        origins = [c["origin"] for c in relabelled if set(_labels_of(c["new_label"], class_totals)) & set(alone)]
         raise DataError(
             f"curation relabels images to {alone[0]!r} ({', '.join(origins[:3])}), a label no other image carries; "
             f"the classes are {', '.join(sorted(class_totals))}: fix the label or give the class its images"
         )
+
+
+def _labels_of(new_label: str, class_totals: dict[str, int]) -> tuple[str, ...]:
+    """The classes a relabel names: one, or each label of a multi-label set (as ingest spells it)."""
+    if new_label in class_totals or label_sets.SEPARATOR not in new_label:
+        return (new_label,)
+    return label_sets.decode(new_label)
 
 
 def _check_outcome(out, counts: dict[str, int], found: int, quarantined: int, excluded: int) -> None:

@@ -206,3 +206,26 @@ def test_a_multi_label_manifest_through_every_stage_and_the_server(tmp_path):
                 assert f"labels above their thresholds: {', '.join(labels) or '(none)'}" in remote.stdout, protocol
     finally:
         assert server.stop() == 0, "".join(server.output)
+
+
+def test_relabelling_a_multi_label_image_gives_it_the_new_label_set(tmp_path):
+    rows = make_multi_label_set(tmp_path / "images", 40, seed=2)
+    manifest = write_csv(tmp_path, rows)
+    (tmp_path / "fix.csv").write_text("path,label\nimages/img_0003.png,red|blue\nimages/img_0004.png,green\n")
+    stage = ingest(
+        tmp_path / "runs", "data.source=manifest", f"data.path={manifest}", f"data.relabel={tmp_path / 'fix.csv'}"
+    )
+    assert stage.summary["relabelled"] == 2
+    given = {r.source.rsplit("/", 1)[-1]: r.class_name for rs in records(stage).values() for r in rs}
+    assert given["img_0003.png"] == "blue|red" and given["img_0004.png"] == "green"
+    (tmp_path / "typo.csv").write_text("path,label\nimages/img_0003.png,red|bleu\n")
+    from visionpipe.config import load_config
+    from visionpipe.run import run_pipeline
+
+    config = load_config(
+        None,
+        [f"run.root={tmp_path / 'runs2'}", "data.source=manifest", f"data.path={manifest}",
+         f"data.relabel={tmp_path / 'typo.csv'}", "beam.direct_running_mode=in_memory", "beam.direct_num_workers=1"],
+    )  # fmt: skip
+    stage = run_pipeline(config, only="ingest").stages[0]
+    assert stage.status == "failed" and "relabels images to 'bleu'" in stage.message and "typo.csv:2" in stage.message
