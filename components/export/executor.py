@@ -211,7 +211,8 @@ def _check_and_embed(files: dict[str, Path], cfg, tflite_dir: Path, ctx: StageCo
     python = metadata_python(cfg.metadata_python)
     if python is not None:
         for path in files.values():
-            embed(python, path, tflite_dir / ExportedModel.LABELS)
+            thresholds = tflite_dir / ExportedModel.THRESHOLDS  # a multi-label model's
+            embed(python, path, tflite_dir / ExportedModel.LABELS, thresholds if thresholds.is_file() else None)
     ctx.log(
         f"TFLite metadata (labels, normalisation) embedded with tflite-support ({python})"
         if python is not None

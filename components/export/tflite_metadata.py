@@ -40,13 +40,15 @@ def run_script(python: Path, *args: str) -> str:
     return done.stdout
 
 
-def embed(python: Path, model: Path, labels: Path) -> None:
+def embed(python: Path, model: Path, labels: Path, thresholds: Path | None = None) -> None:
     """Metadata into ``model`` in place: uint8 files take raw pixels (mean 0, std 1), float
-    files pixels / 255 (mean 0, std 255)."""
+    files pixels / 255 (mean 0, std 255). ``thresholds`` (a multi-label model's file): the
+    metadata says the output is multi-label and packs the thresholds beside the labels."""
     from ai_edge_litert.interpreter import Interpreter
 
     uint8 = Interpreter(model_path=str(model)).get_input_details()[0]["dtype"].__name__ == "uint8"
-    run_script(python, "write", str(model), str(labels), "0", "1" if uint8 else "255")
+    extra = [str(thresholds)] if thresholds is not None else []
+    run_script(python, "write", str(model), str(labels), "0", "1" if uint8 else "255", *extra)
 
 
 def show(python: Path, model: Path) -> dict:

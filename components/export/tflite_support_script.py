@@ -1,7 +1,7 @@
 """Runs in its own virtualenv (``make`` creates ``.venv-tflite-support``): tflite-support 0.4.4
 needs protobuf<4, which cannot share visionpipe's environment. No visionpipe imports here.
 
-    python tflite_support_script.py write MODEL LABELS MEAN STD      # embeds metadata in place
+    python tflite_support_script.py write MODEL LABELS MEAN STD [THRESHOLDS]  # embeds metadata in place
     python tflite_support_script.py show MODEL                       # JSON: files and metadata
     python tflite_support_script.py classify MODEL IMAGE...          # JSON: Task Library top-1s
     python tflite_support_script.py runs MODEL IMAGE                 # JSON: whether it runs, why not
@@ -11,14 +11,40 @@ import json
 import sys
 from collections.abc import Callable
 
+MULTI_LABEL = (
+    "Multi-label: an independent probability per label (a sigmoid, not a softmax); a label is present when its "
+    "probability is at least its threshold in thresholds.json (a JSON list in labels.txt's order, fitted on val)."
+)
 
-def write(model: str, labels: str, mean: str, std: str) -> None:
-    from tflite_support.metadata_writers import image_classifier, writer_utils
 
-    writer = image_classifier.MetadataWriter.create_for_inference(
-        writer_utils.load_file(model), input_norm_mean=[float(mean)], input_norm_std=[float(std)],
-        label_file_paths=[labels],
+def write(model: str, labels: str, mean: str, std: str, thresholds: str = "") -> None:
+    """Metadata for the Task Library: normalisation and labels; with ``thresholds`` (a multi-label
+    model's), descriptions that say so and the thresholds file packed beside labels.txt."""
+    from tflite_support import metadata_schema_py_generated as schema
+    from tflite_support.metadata_writers import image_classifier, metadata_info, writer_utils
+
+    buffer = writer_utils.load_file(model)
+    if not thresholds:
+        writer = image_classifier.MetadataWriter.create_for_inference(
+            buffer, input_norm_mean=[float(mean)], input_norm_std=[float(std)], label_file_paths=[labels]
+        )
+        writer_utils.save_file(writer.populate(), model)
+        return
+    image = metadata_info.InputImageTensorMd(
+        name="image", description="Input image to be classified.", norm_mean=[float(mean)], norm_std=[float(std)],
+        color_space_type=schema.ColorSpaceType.RGB, tensor_type=writer_utils.get_input_tensor_types(buffer)[0],
     )  # fmt: skip
+    output = metadata_info.ClassificationTensorMd(
+        name="probability", description=MULTI_LABEL, label_files=[metadata_info.LabelFileMd(labels)],
+        tensor_type=writer_utils.get_output_tensor_types(buffer)[0],
+    )  # fmt: skip
+    output.associated_files.append(
+        metadata_info.AssociatedFileMd(
+            thresholds, "Each label's decision threshold.", schema.AssociatedFileType.DESCRIPTIONS
+        )
+    )
+    general = metadata_info.GeneralMd(name="ImageClassifier", description=MULTI_LABEL)
+    writer = image_classifier.MetadataWriter.create_from_metadata_info(buffer, general, image, output)
     writer_utils.save_file(writer.populate(), model)
 
 

@@ -145,6 +145,7 @@ def test_a_multi_label_manifest_through_every_stage_and_the_server(tmp_path):
     from tests.e2e.helpers import REPO, visionpipe
     from tests.processes import Background, free_ports
     from visionpipe.components.common.trained_model import load_trained
+    from visionpipe.components.export.tflite_metadata import metadata_python, show
     from visionpipe.serving.tflite_runner import TFLiteClassifier
 
     rows = make_multi_label_set(tmp_path / "images", 160)
@@ -181,6 +182,13 @@ def test_a_multi_label_manifest_through_every_stage_and_the_server(tmp_path):
     assert not np.allclose(expected.sum(axis=1), 1.0)  # independent per-label probabilities, not a softmax
     int8 = TFLiteClassifier(exported / "tflite" / "model_int8.tflite").predict(images)
     np.testing.assert_allclose(int8, expected, atol=0.08)
+    python = metadata_python("auto")
+    assert python is not None, "make install sets up .venv-tflite-support"
+    metadata = show(python, exported / "tflite" / "model_int8.tflite")
+    assert metadata["files"] == ["labels.txt", "thresholds.json"] and metadata["labels"] == ["blue", "green", "red"]
+    assert metadata["metadata"]["description"].startswith("Multi-label: an independent probability per label")
+    assert json.loads((exported / "tflite" / "thresholds.json").read_text()) == [t["threshold"] for t in thresholds]
+    assert table["tflite_int8"]["task_library"] == "yes"
 
     base = tmp_path / "runs" / "serving" / "visionpipe"
     local = visionpipe("predict", "--model", str(base), "--json", *map(str, files))
