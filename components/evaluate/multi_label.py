@@ -27,6 +27,7 @@ from visionpipe.components.evaluate.gate import blessing as make_blessing
 from visionpipe.components.evaluate.gate import gate_note
 from visionpipe.components.evaluate.spec import Inputs, Outputs, Params
 from visionpipe.pipeline.artifacts import Blessing, Evaluation
+from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 
 NOT_RUN = "temperature scaling, top-k, the confusion matrix, slices and robustness are single-label checks"
@@ -41,6 +42,11 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, spl
     with ctx.progress(f"scoring the {split} split", len(data), "images") as progress:
         _, probabilities = predict_batches(data.batches(), model.predict_on_batch, False, progress)
     labels = data.labels.astype(np.int64)
+    if not labels.any():
+        raise UserError(
+            f"no image of the {split} split carries a label, so no label's average precision can be measured; "
+            "give the split images with labels (data.labels.allow_empty lets most, not all, be negatives)"
+        )
     thresholds = _fit_thresholds(model, inputs, spec, labels_names, split, cfg, ctx)
     result = scores(labels, probabilities, thresholds, labels_names, cfg, params.seed)
     result.update(split=split, not_run=NOT_RUN)
