@@ -115,7 +115,9 @@ class Plan:
         """A phrase per split on where its images came from, for the run summary."""
         words = {
             GIVEN: "as given",
-            ASSIGNED: "assigned by visionpipe ({share:.0%} of each class)",
+            ASSIGNED: "assigned by visionpipe ({share:.0%} of each "
+            + ("rarest label's images" if self.task == label_sets.MULTI_LABEL else "class")
+            + ")",
             CARVED: "carved out of the given " + CARVED_FROM + " images ({share:.0%} of them, stratified)",
             ABSENT: "absent (data.split.{split} is 0)",
             MISSING: "missing from the given layout",
