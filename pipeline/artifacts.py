@@ -229,6 +229,13 @@ class Evaluation(Artifact):
         return float(self.properties.get("temperature", 1.0))
 
     @property
+    def logit_offsets(self) -> list[float] | None:
+        """Single-label with ``evaluate.prior_correction``: what to add to each class's logit (after
+        the temperature), fitted on val; export builds them into every served model. Else None."""
+        found = self.properties.get("logit_offsets")
+        return [float(o) for o in found] if found is not None else None
+
+    @property
     def split(self) -> str:
         """The split the model was scored on."""
         return self.properties.get("split", "test")

@@ -184,7 +184,23 @@ def _calibration(metrics: dict, figures: Path) -> str:
     if "ece_after" in c:
         rows += [["ECE after", num(c["ece_after"]), "what the exported models serve"],
                  ["NLL before / after", f"{num(c['nll_before'])} / {num(c['nll_after'])}", ""]]  # fmt: skip
-    return table_of(["", "value", "note"], rows) + png_tag(figures / Evaluation.RELIABILITY, "reliability diagram")
+    return table_of(["", "value", "note"], rows + _prior_correction_rows(metrics)) + png_tag(
+        figures / Evaluation.RELIABILITY, "reliability diagram"
+    )
+
+
+def _prior_correction_rows(metrics: dict) -> list[list]:
+    """evaluate.prior_correction's strength and what it changed on the evaluated split."""
+    c = metrics.get("prior_correction")
+    if c is None:
+        return []
+    was, split = c["without"], metrics["split"]
+    return [
+        ["prior correction strength", num(c["strength"], 1), esc(c["fitted_on"])],
+        [f"{split} balanced accuracy without / with", f"{num(was['balanced_accuracy'])} / "
+         f"{num(metrics['balanced_accuracy'])}", "the gate judges the corrected model, which export serves"],
+        [f"{split} accuracy without / with", f"{num(was['accuracy'])} / {num(metrics['accuracy'])}", ""],
+    ]  # fmt: skip
 
 
 def _slices(metrics: dict) -> str:
@@ -396,6 +412,12 @@ def _single_label_markdown(m: dict) -> list[str]:
         f"on {m['examples']:,} images; ECE {m['calibration']['ece_served']:.4f} at temperature "
         f"{m['calibration']['temperature']:.3f}.",
     ]
+    if m.get("prior_correction", {}).get("offsets"):
+        c = m["prior_correction"]
+        lines[-1] += (
+            f" Prior correction at strength {c['strength']:.1f} (fitted on {c['fitted_on']}): balanced accuracy "
+            f"{c['without']['balanced_accuracy']:.4f} without it, {m['balanced_accuracy']:.4f} with it."
+        )
     if "robustness" in m:
         lines += ["", ROBUSTNESS_SEVERITIES, ""]
         lines += ["| corruption | strongest severity | accuracy | change |", "|---|---|---|---|"]

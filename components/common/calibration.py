@@ -17,8 +17,17 @@ from scipy import optimize, special
 _FLOOR = 1e-12  # log(0) guard: a probability the float32 softmax rounded to zero
 
 
-def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    return special.softmax(np.log(np.maximum(probabilities, _FLOOR)) / temperature, axis=1)
+def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(probabilities, _FLOOR))
+
+
+def with_temperature(
+    probabilities: np.ndarray, temperature: float, logit_offsets: list[float] | None = None
+) -> np.ndarray:
+    """softmax(log p / temperature [+ logit_offsets]): what the exported model serves
+    (``models.temperature``); the offsets are a prior correction's (``prior_correction.py``)."""
+    logits = log_probabilities(probabilities) / temperature
+    return special.softmax(logits if logit_offsets is None else logits + np.asarray(logit_offsets), axis=1)
 
 
 def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> dict:

@@ -90,6 +90,13 @@ class EvaluateConfig:
     bootstrap_resamples: int = 1000  # for the 95% intervals of accuracy and macro F1 (seeded by seed)
     # Fit a temperature on the val split; export builds it into every served model's probabilities.
     temperature_scaling: bool = True
+    # Imbalanced classes: fit on val how much of the train split's class prior to take out of the
+    # served logits (logit adjustment, components/common/prior_correction.py), for the best val
+    # balanced accuracy; export builds the offsets into every served model. It trades some accuracy
+    # on the frequent classes for recall on the rare ones. Single-label data only.
+    prior_correction: bool = False
+    # The strength to use instead of fitting one (1.0 is the Bayes rule for balanced classes).
+    prior_strength: float | None = None
     calibration_bins: int = 15
     slices: SliceConfig = SliceConfig()
     robustness: RobustnessConfig = RobustnessConfig()
@@ -103,5 +110,7 @@ class EvaluateConfig:
     def __post_init__(self):
         check_range("evaluate.min_images_per_class", self.min_images_per_class, 1)
         check_range("evaluate.max_interval_width", self.max_interval_width, 0.0, 1.0)
+        if self.prior_strength is not None:
+            check_range("evaluate.prior_strength", self.prior_strength, 0.0, 5.0)
         if self.target_precision is not None:
             check_range("evaluate.target_precision", self.target_precision, 0.0, 1.0)

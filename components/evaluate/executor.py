@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionpipe.components.common import calibration
+from visionpipe.components.common import calibration, prior_correction
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.common.trained_model import load_trained
@@ -30,6 +30,7 @@ from visionpipe.components.evaluate.robustness import robustness
 from visionpipe.components.evaluate.slices import slice_table
 from visionpipe.components.evaluate.spec import Inputs, Outputs, Params
 from visionpipe.components.evaluate.trivial import trivial_baselines
+from visionpipe.models.temperature import with_temperature
 from visionpipe.models.tta import tta_predict
 from visionpipe.pipeline.artifacts import ABSENT, TOO_SMALL, Blessing, Evaluation
 from visionpipe.pipeline.errors import UserError
@@ -49,20 +50,25 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     with ctx.progress(f"reading the {split} split", None):
         data = load_split(inputs.examples.path, split, spec)
     with ctx.progress(f"scoring the {split} split", len(data), "images") as progress:
-        labels, probabilities = predict_batches(data.batches(), model.predict_on_batch, False, progress)
+        labels, as_trained = predict_batches(data.batches(), model.predict_on_batch, False, progress)
+    val = _val_scores(model, inputs, spec, classes, cfg, ctx)
+    calibrated = _calibration(as_trained, labels, val, split, cfg)
+    correction = _prior_correction(as_trained, labels, val, calibrated["temperature"], inputs, classes, cfg, split)
+    # What every figure below judges: the decisions export will serve. Temperature scaling alone
+    # changes no decision; a prior correction does, so its corrected probabilities are scored.
+    probabilities, served = _as_served(model, as_trained, labels, calibrated, correction, cfg)
     result = classification_metrics(labels, probabilities, classes, cfg.top_k)
-    result["split"] = split
+    result.update(split=split, calibration=calibrated, **({"prior_correction": correction} if correction else {}))
     predicted = probabilities.argmax(axis=1)
     result["intervals"] = bootstrap.confidence_intervals(
         labels, predicted, len(classes), cfg.bootstrap_resamples, params.seed
     )
     result["intervals"]["resamples"] = cfg.bootstrap_resamples
     result["trivial"] = trivial_baselines(inputs.examples.class_counts("train"), classes, labels)
-    result["calibration"] = _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx)
     if cfg.tta != "none":  # reported next to the plain figures, which the gate judges (what is served)
         with ctx.progress(f"scoring with {cfg.tta} test-time augmentation", len(data), "images") as progress:
             _, augmented = predict_batches(
-                data.batches(), lambda x: tta_predict(lambda v: model(v, training=False), x, cfg.tta), False, progress
+                data.batches(), lambda x: tta_predict(lambda v: served(v, training=False), x, cfg.tta), False, progress
             )
         tta_result = classification_metrics(labels, augmented, classes, cfg.top_k)
         result["tta"] = {"mode": cfg.tta, **{k: tta_result[k] for k in ("accuracy", "macro_f1")}}
@@ -71,7 +77,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         chosen = _robustness_sample(len(data), cfg.robustness.samples, params.seed)
         with ctx.progress("robustness: corruptions and FGSM", len(chosen), "images") as progress:
             result["robustness"] = robustness(
-                model, data, chosen, cfg.robustness.corruptions, cfg.robustness.fgsm_epsilons, params.seed, progress
+                served, data, chosen, cfg.robustness.corruptions, cfg.robustness.fgsm_epsilons, params.seed, progress
             )
     result["most_confused"] = most_confused_pairs(result["confusion_matrix"], classes)
     if cfg.gallery_images:
@@ -81,16 +87,23 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         result["baseline"] = comparison
     blessing = _judge(result, comparison, inputs, outputs, cfg)
     _write(result, probabilities, classes, inputs.model.path, out)
-    headline = {k: result[k] for k in ("accuracy", "top_k_accuracy", "macro_f1", "examples") if k in result}
-    if "tta" in result:
-        headline["tta_accuracy"] = result["tta"]["accuracy"]
-    outputs.evaluation.properties.update(
-        headline, split=split, temperature=result["calibration"]["temperature"], ece=result["calibration"]["ece_served"]
-    )
+    headline = _record(result, outputs.evaluation)
     notes = _notes(result, blessing)
     for note in notes:
         ctx.log(note)
     return {**headline, "verdict": blessing["verdict"], "blessed": blessing["blessed"], "notes": notes}
+
+
+def _record(result: dict, evaluation: Evaluation) -> dict:
+    """The headline figures, and what export reads, into the Evaluation's properties."""
+    headline = {k: result[k] for k in ("accuracy", "top_k_accuracy", "macro_f1", "examples") if k in result}
+    if "tta" in result:
+        headline["tta_accuracy"] = result["tta"]["accuracy"]
+    c = result["calibration"]
+    evaluation.properties.update(headline, split=result["split"], temperature=c["temperature"], ece=c["ece_served"])
+    if result.get("prior_correction", {}).get("offsets") is not None:
+        evaluation.properties["logit_offsets"] = result["prior_correction"]["offsets"]
+    return headline
 
 
 def _judge(result: dict, comparison: dict | None, inputs: Inputs, outputs: Outputs, cfg) -> dict:
@@ -119,34 +132,89 @@ def _no_test_split(origin: str) -> str:
     return "there is no test split"
 
 
-def _calibration(model, inputs, split, spec, classes, probabilities, labels, cfg, ctx) -> dict:
-    """Temperature fitted on val (the split training stopped on, never the test split), then ECE
-    on the evaluated split before and after. Without a val split, or when switched off, the
-    temperature is 1 and the served ECE is the raw one."""
+def _val_scores(model, inputs, spec, classes, cfg, ctx) -> tuple[np.ndarray, np.ndarray] | None:
+    """The val split's labels and probabilities, which the temperature and the prior correction
+    are fitted on (the split training stopped on, never the test split); None without a val
+    split or when neither is asked for."""
+    val_images = inputs.examples.split_counts["val"]
+    if not val_images or not (cfg.temperature_scaling or cfg.prior_correction):
+        return None
+    val = image_dataset(inputs.examples.path, "val", spec, len(classes), batch_size=256)
+    with ctx.progress("scoring the val split to fit the served probabilities", val_images, "images") as progress:
+        return predict_batches(val, model.predict_on_batch, one_hot=True, progress=progress)
+
+
+GIVEN_STRENGTH = "set by evaluate.prior_strength"
+
+
+def _fitted_on(split: str) -> str:
+    return "val" if split != "val" else "val, which is also the evaluated split (no test split): optimistic"
+
+
+def _calibration(probabilities, labels, val, split, cfg) -> dict:
+    """Temperature fitted on val, then ECE on the evaluated split before and after. Without a
+    val split, or when switched off, the temperature is 1 and the served ECE is the raw one."""
     before = calibration.reliability(probabilities, labels, cfg.calibration_bins)
     found = {"temperature": 1.0, "ece_before": before["ece"], "bins_before": before["bins"]}
-    val_images = inputs.examples.split_counts["val"]
     if not cfg.temperature_scaling:
         return {**found, "ece_served": before["ece"], "fitted_on": "off (evaluate.temperature_scaling: false)"}
-    if not val_images:
+    if val is None:
         return {**found, "ece_served": before["ece"], "fitted_on": "not fitted: there is no val split"}
-    val = image_dataset(inputs.examples.path, "val", spec, len(classes), batch_size=256)
-    with ctx.progress("scoring the val split to fit a temperature", val_images, "images") as progress:
-        val_labels, val_probabilities = predict_batches(val, model.predict_on_batch, one_hot=True, progress=progress)
-    temperature = calibration.fit_temperature(val_probabilities, val_labels)
+    temperature = calibration.fit_temperature(val[1], val[0])
     calibrated = calibration.with_temperature(probabilities, temperature)
     after = calibration.reliability(calibrated, labels, cfg.calibration_bins)
-    fitted_on = "val" if split != "val" else "val, which is also the evaluated split (no test split): optimistic"
     return {
         **found,
         "temperature": temperature,
-        "fitted_on": fitted_on,
+        "fitted_on": _fitted_on(split),
         "ece_after": after["ece"],
         "ece_served": after["ece"],
         "bins_after": after["bins"],
         "nll_before": calibration.negative_log_likelihood(probabilities, labels),
         "nll_after": calibration.negative_log_likelihood(calibrated, labels),
     }
+
+
+def _prior_correction(probabilities, labels, val, temperature, inputs, classes, cfg, split) -> dict | None:
+    """With ``evaluate.prior_correction``: the strength fitted on val, the logit offsets export
+    serves (None when the fit keeps the model as trained), and the evaluated split's figures
+    without the correction, for comparison."""
+    if not cfg.prior_correction:
+        return None
+    without = classification_metrics(labels, probabilities, classes, cfg.top_k)
+    found: dict = {
+        "without": {
+            **{k: without[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
+            "recall": {name: c["recall"] for name, c in without["per_class"].items()},
+            "predicted": dict(
+                zip(classes, np.bincount(probabilities.argmax(1), minlength=len(classes)).tolist(), strict=True)
+            ),
+        },
+        "worst_recall_without": _worst_recall(without),
+    }
+    prior = prior_correction.log_prior(inputs.examples.class_counts("train"), classes)
+    given = cfg.prior_strength
+    if given is not None:
+        found.update(strength=given, fitted_on=GIVEN_STRENGTH)
+    elif val is None:
+        return {**found, "strength": 0.0, "offsets": None, "fitted_on": "not fitted: there is no val split"}
+    if val is not None:
+        val_log = calibration.log_probabilities(calibration.with_temperature(val[1], temperature))
+        strength, tried = prior_correction.fit_strength(val_log, val[0], prior, given)
+        found.setdefault("fitted_on", _fitted_on(split))
+        found.update(strength=strength, val_balanced_accuracy={"uncorrected": tried[0.0], "corrected": tried[strength]})
+    return {**found, "offsets": prior_correction.offsets(found["strength"], prior)}
+
+
+def _as_served(model, probabilities, labels, calibrated: dict, correction: dict | None, cfg):
+    """The evaluated split's probabilities and the Keras model as export will serve them, when a
+    prior correction changes decisions (with its ECE); else both as trained."""
+    if not correction or correction["offsets"] is None:
+        return probabilities, model
+    temperature, offsets = calibrated["temperature"], correction["offsets"]
+    served = calibration.with_temperature(probabilities, temperature, offsets)
+    calibrated["ece_served"] = calibration.reliability(served, labels, cfg.calibration_bins)["ece"]
+    return served, with_temperature(model, temperature, logit_offsets=offsets)
 
 
 def _robustness_sample(images: int, samples: int, seed: int) -> np.ndarray:
@@ -263,6 +331,7 @@ def _notes(result: dict, blessing: dict) -> list[str]:
         baselines_note(result),
         per_class_note(result),
         f"calibration: {calibrated}",
+        *([prior_correction_note(result)] if "prior_correction" in result else []),
     ]
     flagged = [s for s in result["slices"]["slices"] if s["flagged"]]
     if flagged:
@@ -282,6 +351,28 @@ def _notes(result: dict, blessing: dict) -> list[str]:
         )
     notes.append(gate.gate_note(blessing))
     return notes
+
+
+def prior_correction_note(result: dict) -> str:
+    """What the prior correction (evaluate.prior_correction) chose and what it changed."""
+    c = result["prior_correction"]
+    if c["offsets"] is None:
+        why = c["fitted_on"] if "val_balanced_accuracy" not in c else f"strength 0 was best on {c['fitted_on']}"
+        return f"prior correction: none served ({why}); the model decides as trained"
+    was, source = c["without"], c["fitted_on"] if c["fitted_on"] == GIVEN_STRENGTH else f"fitted on {c['fitted_on']}"
+    if "val_balanced_accuracy" in c:
+        source += f"; val balanced accuracy {c['val_balanced_accuracy']['uncorrected']:.4f} -> "
+        source += f"{c['val_balanced_accuracy']['corrected']:.4f}"
+    return (
+        f"prior correction: strength {c['strength']:.1f} of the train class prior taken out of the logits ({source}); "
+        f"{result['split']} balanced accuracy {was['balanced_accuracy']:.4f} -> {result['balanced_accuracy']:.4f}, "
+        f"accuracy {was['accuracy']:.4f} -> {result['accuracy']:.4f}, worst class recall "
+        f"{c['worst_recall_without']:.4f} -> {_worst_recall(result):.4f}; export serves the corrected model"
+    )
+
+
+def _worst_recall(result: dict) -> float:
+    return min(c["recall"] for c in result["per_class"].values() if c["support"])
 
 
 def baselines_note(result: dict) -> str:

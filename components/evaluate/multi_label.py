@@ -30,7 +30,9 @@ from visionpipe.pipeline.artifacts import Blessing, Evaluation
 from visionpipe.pipeline.errors import UserError
 from visionpipe.pipeline.stage import StageContext
 
-NOT_RUN = "temperature scaling, top-k, the confusion matrix, slices and robustness are single-label checks"
+NOT_RUN = (
+    "temperature scaling, prior correction, top-k, the confusion matrix, slices and robustness are single-label checks"
+)
 
 
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, split: str, no_test_split: str) -> dict:

@@ -46,12 +46,13 @@ def compress(
     config: CompressionConfig,
     seed: int,
     temperature: float,
+    logit_offsets: list[float] | None,
     out: Path,
     ctx: StageContext,
 ) -> tuple[Path, dict]:
     """Runs the bridge for one target's technique (``targets.py``: prune, qat or pqat); returns
-    (the .tflite written, the bridge's report). The file's probabilities are divided by
-    ``temperature`` (evaluate's calibration)."""
+    (the .tflite written, the bridge's report). The file serves softmax(logits / ``temperature``
+    + ``logit_offsets``): evaluate's calibration and prior correction."""
     technique = target.technique
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,7 @@ def compress(
         "calibration_samples": 256,
         "seed": seed,
         "temperature": temperature,
+        "logit_offsets": logit_offsets,
         "output": str(out / target.file),
         "report": str(work / "report.json"),
         "progress_prefix": PROGRESS_PREFIX,

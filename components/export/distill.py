@@ -74,17 +74,27 @@ def _distill(teacher, config, spec, num_classes, examples, train_images, batch_s
     return student
 
 
-def calibrated(student: keras.Model, examples: Path, spec: PreprocessingSpec, num_classes: int, val_images: int):
+def calibrated(
+    student: keras.Model,
+    examples: Path,
+    spec: PreprocessingSpec,
+    num_classes: int,
+    val_images: int,
+    logit_offsets: list[float] | None = None,
+):
     """The student at its own temperature, fitted on val as evaluate fits the teacher's (the
-    teacher's temperature says nothing about the student's confidence); (model, temperature,
-    what was done, for the log). Without a val split the student stays as trained."""
+    teacher's temperature says nothing about the student's confidence), plus the teacher's prior
+    correction (``logit_offsets``: it depends on the train prior, which both learnt); (model,
+    temperature, what was done, for the log). Without a val split the temperature stays 1."""
     if not val_images:
-        return student, 1.0, "the student file carries no temperature: there is no val split to fit one on"
+        corrected = with_temperature(student, 1.0, logit_offsets=logit_offsets)
+        return corrected, 1.0, "the student file carries no temperature: there is no val split to fit one on"
     val = image_dataset(examples, "val", spec, num_classes, batch_size=256)
     labels, probabilities = predict_batches(val, student.predict_on_batch, one_hot=True)
     temperature = fit_temperature(probabilities, labels)
     return (
-        with_temperature(student, temperature),
+        with_temperature(student, temperature, logit_offsets=logit_offsets),
         temperature,
-        f"the student file divides its logits by its own temperature {temperature:.3f}, fitted on val",
+        f"the student file divides its logits by its own temperature {temperature:.3f}, fitted on val"
+        + (", and adds the teacher's prior correction" if logit_offsets is not None else ""),
     )

@@ -50,11 +50,11 @@ from visionpipe.serving.tflite_runner import TFLiteClassifier
 SERVING_VERSION = "1"  # push assigns the version at the serving destination
 
 
-def served_model(trained, temperature: float, tta_flip: bool):
-    """The model every exported file is made from: the trained one at evaluate's temperature,
-    and with ``tta_flip`` the average of those calibrated probabilities over each image and its
-    mirror image."""
-    model = with_temperature(trained, temperature)
+def served_model(trained, temperature: float, tta_flip: bool, logit_offsets: list[float] | None = None):
+    """The model every exported file is made from: the trained one at evaluate's temperature
+    (and prior correction's logit offsets), and with ``tta_flip`` the average of those
+    probabilities over each image and its mirror image."""
+    model = with_temperature(trained, temperature, logit_offsets=logit_offsets)
     return flip_averaged(model) if tta_flip else model
 
 
@@ -86,8 +86,12 @@ class _Job:
 def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> dict:
     cfg = params.export
     trained, spec, classes = load_trained(inputs.model.path)
-    temperature = inputs.evaluation.temperature
-    job = _Job(trained, served_model(trained, temperature, cfg.tta_flip), spec, classes, inputs, params)
+    temperature, offsets = inputs.evaluation.temperature, inputs.evaluation.logit_offsets
+    job = _Job(trained, served_model(trained, temperature, cfg.tta_flip, offsets), spec, classes, inputs, params)
+    if offsets is not None:
+        ctx.log(
+            "every model exported from the trained one adds the prior correction's logit offsets evaluate fitted on val"
+        )
     if temperature != 1.0:
         ctx.log(
             f"every model exported from the trained one divides its logits by the temperature {temperature:.3f} "
@@ -172,7 +176,8 @@ def _bridge_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext)
         try:
             path, report = converter_of(target)(
                 target, job.trained, model_config, job.spec, len(job.classes), train_images, examples, compression,
-                job.params.seed, job.inputs.evaluation.temperature, tflite_dir, ctx,
+                job.params.seed, job.inputs.evaluation.temperature, job.inputs.evaluation.logit_offsets, tflite_dir,
+                ctx,
             )  # fmt: skip
         except UserError as err:
             (tflite_dir / target.file).unlink(missing_ok=True)
@@ -192,8 +197,9 @@ def _student_file(job: _Job, tflite_dir: Path, ctx: StageContext) -> Path:
         job.trained, cfg.compression.distill, job.spec, len(job.classes), job.examples, counts["train"],
         cfg.compression.batch_size, seed, ctx,
     )  # fmt: skip
-    if job.inputs.evaluation.temperature != 1.0:
-        student, _, note = calibrated(student, job.examples, job.spec, len(job.classes), counts["val"])
+    offsets = job.inputs.evaluation.logit_offsets
+    if job.inputs.evaluation.temperature != 1.0 or offsets is not None:
+        student, _, note = calibrated(student, job.examples, job.spec, len(job.classes), counts["val"], offsets)
         ctx.log(note)
     path = tflite_dir / STUDENT.file
     path.write_bytes(converter_of(STUDENT)(student, _calibration(job.examples, job.spec, len(job.classes), seed, cfg)))

@@ -205,8 +205,10 @@ def main(job_path: str) -> None:
         classifier = _classifier(quantized, classifier_spec(job), job)
         done_before = steps if technique == "pqat" else 0
         report["qat_history"] = fine_tune(classifier, job, job["epochs"], [ReportProgress(job, done_before)])
-    # Served probabilities carry evaluate's temperature, as the other exported files' do.
-    classifier = with_temperature(classifier, job["temperature"], keras=tf_keras)
+    # Served probabilities carry evaluate's temperature and prior correction, as the other exported files' do.
+    classifier = with_temperature(
+        classifier, job["temperature"], keras=tf_keras, logit_offsets=job.get("logit_offsets")
+    )
     Path(job["output"]).write_bytes(convert_int8(classifier, job))
     Path(job["report"]).write_text(json.dumps(report, indent=2))
 
