@@ -120,8 +120,15 @@ class TrainConfig:
     # by (1 - p)^focal_gamma, p its probability of the true class: images the model already gets
     # right weigh little, so rare and hard classes weigh more (imbalanced data: README). Its
     # alpha is 1, not the paper's 0.25: a constant factor would only cut the learning rate.
-    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    # asymmetric (multi-label data only): the asymmetric loss (Ridnik et al. 2021, the paper's
+    # defaults; components/train/losses.py): each negative label's term scaled by
+    # max(p - asymmetric_clip, 0)^asymmetric_gamma_negative, each positive's by
+    # (1 - p)^asymmetric_gamma_positive, so the many easy negatives weigh little.
+    loss: Literal["cross_entropy", "focal", "asymmetric"] = "cross_entropy"
     focal_gamma: float = 2.0
+    asymmetric_gamma_negative: float = 4.0
+    asymmetric_gamma_positive: float = 0.0
+    asymmetric_clip: float = 0.05
     # Mixed precision for accelerators (float16 on GPUs, bfloat16 on TPUs and some CPUs); the
     # saved and exported model is float32 either way.
     mixed_precision: Literal["off", "mixed_float16", "mixed_bfloat16"] = "off"
@@ -147,9 +154,17 @@ class TrainConfig:
     time_budget_minutes: float = 10.0
 
     def __post_init__(self):
-        for name in ("ema_epochs", "early_stopping_patience", "focal_gamma"):
+        for name in (
+            "ema_epochs",
+            "early_stopping_patience",
+            "focal_gamma",
+            "asymmetric_gamma_negative",
+            "asymmetric_gamma_positive",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be 0 or more; got {getattr(self, name)}")
+        if not 0.0 <= self.asymmetric_clip < 1.0:
+            raise ConfigError(f"train.asymmetric_clip must be in [0, 1); got {self.asymmetric_clip}")
         if self.time_budget_minutes <= 0:
             raise ConfigError(f"train.time_budget_minutes must be positive; got {self.time_budget_minutes}")
         if self.learning_rate_scaling != "none" and self.learning_rate_batch <= 0:

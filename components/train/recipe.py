@@ -19,10 +19,12 @@ import keras
 
 from visionpipe.components.train.config import TrainConfig
 from visionpipe.components.train.ema import WeightAverage, batchnorm_statistics, decay_per_step
+from visionpipe.components.train.losses import AsymmetricLoss
 from visionpipe.components.train.schedules import WarmupSchedule
 from visionpipe.models.classifier import build_classifier
 from visionpipe.models.config import ModelConfig
 from visionpipe.models.preprocessing import PreprocessingSpec
+from visionpipe.pipeline.errors import UserError
 
 if TYPE_CHECKING:
     from visionpipe.components.train.data import TrainingData
@@ -102,9 +104,20 @@ def make_loss(train: TrainConfig, multi_label: bool = False) -> keras.losses.Los
     """train.loss with train.label_smoothing (focal with gamma 0 is the cross-entropy); binary
     (a sigmoid per label) for multi-label data."""
     if multi_label:
+        if train.loss == "asymmetric":
+            return AsymmetricLoss(
+                train.asymmetric_gamma_negative, train.asymmetric_gamma_positive, train.asymmetric_clip,
+                label_smoothing=train.label_smoothing,
+            )  # fmt: skip
         if train.loss == "focal":
             return keras.losses.BinaryFocalCrossentropy(gamma=train.focal_gamma, label_smoothing=train.label_smoothing)
         return keras.losses.BinaryCrossentropy(label_smoothing=train.label_smoothing)
+    if train.loss == "asymmetric":
+        raise UserError(
+            "train.loss asymmetric weighs each image's negative labels against its positive ones: it is for "
+            "multi-label data; for imbalanced classes use train.loss: focal, train.class_balance: weights or "
+            "evaluate.prior_correction: true"
+        )
     if train.loss == "focal":
         return keras.losses.CategoricalFocalCrossentropy(
             alpha=1.0, gamma=train.focal_gamma, label_smoothing=train.label_smoothing
