@@ -12,6 +12,18 @@ import pytest
 
 DS_NAME = "vp_tfds_source_test_pets"  # snake_case of the builder class below; unique in the TFDS registry
 COUNTS = {"train": 6, "validation": 3, "test": 3}
+# A multi-label dataset: a Sequence of ClassLabel per image, as VOC's "labels".
+MULTI_NAME = "vp_tfds_source_test_tags"
+TAGS = ["red", "green", "blue"]
+MULTI_COUNTS = {"train": 12, "test": 6}
+
+
+def tag_ids(split: str, i: int) -> list[int]:
+    """The label ids of multi-label image i: a seeded subset of TAGS; train image 0 carries none."""
+    if (split, i) == ("train", 0):
+        return []
+    chosen = [t for t in range(len(TAGS)) if (i + t) % 3 != 0 or t == i % 3]
+    return chosen or [i % 3]
 
 
 def _example(split: str, i: int) -> tuple[np.ndarray, int]:
@@ -49,8 +61,32 @@ def tfds_data_dir(tmp_path_factory) -> Path:
                 image, label = _example(split, i)
                 yield f"{split}-{i}", {"image": image, "label": label}
 
+    class VpTfdsSourceTestTags(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+        __module__ = MULTI_NAME
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(None, None, 3)),
+                        "labels": tfds.features.Sequence(tfds.features.ClassLabel(names=TAGS)),
+                    }
+                ),
+            )
+
+        def _split_generators(self, dl_manager):
+            return {split: self._generate_examples(split) for split in MULTI_COUNTS}
+
+        def _generate_examples(self, split):
+            for i in range(MULTI_COUNTS[split]):
+                image = _example(split, i)[0]
+                yield f"{split}-{i}", {"image": image, "labels": tag_ids(split, i)}
+
     root = tmp_path_factory.mktemp("tfds")
-    builder = VpTfdsSourceTestPets(data_dir=str(root))
-    assert builder.name == DS_NAME
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    for builder_class, name in ((VpTfdsSourceTestPets, DS_NAME), (VpTfdsSourceTestTags, MULTI_NAME)):
+        builder = builder_class(data_dir=str(root))
+        assert builder.name == name
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return root

@@ -54,9 +54,10 @@ class TFRecordSourceConfig:
 class LabelsConfig:
     """How a label field is read: one class per image, or a set of labels (multi-label)."""
 
-    # auto: multi-label when some manifest row's label is a JSON list or holds the delimiter (the
-    # ingest summary says which task it chose and why); folders, TFDS and TFRecords are
-    # single-label unless this says multi_label.
+    # auto: multi-label when some manifest row's label is a JSON list or holds the delimiter, or
+    # when a TFDS dataset's label is a Sequence of ClassLabel and it has no ClassLabel (the ingest
+    # summary says which task it chose and why); folders and TFRecords are single-label unless
+    # this says multi_label.
     task: Literal["auto", "single_label", "multi_label"] = "auto"
     delimiter: str = "|"  # between the labels of a CSV field or a JSONL string, e.g. "cat|dog"
     # The fixed label set of multi-label data; an image carrying any other label is quarantined

@@ -78,9 +78,10 @@ def _single_label_only(data: DataConfig, what: str) -> None:
 
 def list_source(data: DataConfig, datasets_dir: Path | None) -> Listing:
     """``datasets_dir``: where a builtin dataset is written (None where the source is not builtin)."""
-    if data.source in ("builtin", "folder", "tfds"):
-        _single_label_only(data, {"builtin": "the built-in dataset", "folder": "a folder of class folders",
-                                  "tfds": "a TFDS dataset"}[data.source])  # fmt: skip
+    if data.source in ("builtin", "folder"):
+        _single_label_only(
+            data, {"builtin": "the built-in dataset", "folder": "a folder of class folders"}[data.source]
+        )
     if data.source == "builtin":
         if datasets_dir is None:
             raise ValueError("list_source needs datasets_dir for data.source builtin")
@@ -317,12 +318,22 @@ def _list_tfds(data: DataConfig) -> Listing:
 
     if not data.tfds_name:
         raise DataError("data.source is 'tfds' but data.tfds_name is empty; set it, e.g. data.tfds_name=mnist")
-    found = locate_tfds(data.tfds_name, data.tfds_data_dir)
+    found = locate_tfds(data.tfds_name, data.tfds_data_dir, data.labels.task)
     files = [(f, split) for split, paths in found.files.items() for f in paths]
+    task = label_sets.MULTI_LABEL if found.multi_label else label_sets.SINGLE_LABEL
     return Listing(
         description=f"tfds:{data.tfds_name} in {data.tfds_data_dir}",
         pre_split=True,
-        records=RecordFiles(files, found.image_key, found.label_key, "", tuple(found.class_names)),
+        records=RecordFiles(
+            files,
+            found.image_key,
+            found.label_key,
+            "",
+            tuple(found.class_names),
+            dataclasses.replace(data.labels, task="multi_label" if found.multi_label else "single_label"),
+        ),
+        task=task,
+        task_reason=found.label_reason,
     )
 
 

@@ -26,12 +26,16 @@ class TfdsSource:
     name: str  # dataset name as given
     files: dict[str, list[str]]  # visionpipe split -> TFRecord paths of that TFDS split
     image_key: str  # tf.train.Example key of the encoded image
-    label_key: str  # tf.train.Example key of the int64 ClassLabel
+    label_key: str  # tf.train.Example key of the int64 ClassLabel (multi-label: of the Sequence of them)
     class_names: list[str]  # index -> class name
+    multi_label: bool = False  # the label feature is a Sequence of ClassLabel: a set of labels per image
+    label_reason: str = ""  # which feature was taken as the label and why, for the ingest summary
 
 
-def locate_tfds(name: str, data_dir: str) -> TfdsSource:
-    """Find the prepared TFDS dataset ``name`` under ``data_dir`` (offline only)."""
+def locate_tfds(name: str, data_dir: str, task: str = "auto") -> TfdsSource:
+    """Find the prepared TFDS dataset ``name`` under ``data_dir`` (offline only). ``task``
+    (``data.labels.task``): auto takes a ClassLabel feature (one class per image), else a
+    Sequence of ClassLabel (a set of labels per image, as VOC's ``labels``)."""
     if not data_dir:
         raise DataError(
             f"data.source is 'tfds' ({name!r}) but data.tfds_data_dir is empty; set it to the folder "
@@ -79,13 +83,16 @@ def locate_tfds(name: str, data_dir: str) -> TfdsSource:
         info.set_file_format(tfds.core.FileFormat.TFRECORD, override=True, override_if_initialized=True)
 
     files = _split_files(name, builder.data_dir, info.splits)
-    image_key, label_key = _feature_keys(name, info)
+    image_key, (label_key, multi_label, reason) = _feature_keys(name, info, task)
+    label = info.features[label_key]
     return TfdsSource(
         name=name,
         files=files,
         image_key=image_key,
         label_key=label_key,
-        class_names=list(info.features[label_key].names),
+        class_names=list((label.feature if multi_label else label).names),
+        multi_label=multi_label,
+        label_reason=reason,
     )
 
 
@@ -113,20 +120,37 @@ def _split_files(name: str, builder_dir: str, splits) -> dict[str, list[str]]:
     return files
 
 
-def _feature_keys(name: str, info) -> tuple[str, str]:
+def _feature_keys(name: str, info, task: str) -> tuple[str, tuple[str, bool, str]]:
+    """The image feature's key, and (the label feature's key, multi-label, why that one)."""
     import tensorflow_datasets as tfds
 
     features = dict(info.features.items()) if isinstance(info.features, tfds.features.FeaturesDict) else {}
     images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
-    labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    classes = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    label_sets = [
+        k
+        for k, f in features.items()
+        if isinstance(f, tfds.features.Sequence) and isinstance(f.feature, tfds.features.ClassLabel)
+    ]
     # Prefer the dataset author's (input, target) pair when it fits, e.g. cifar100's "label"
     # over "coarse_label"; otherwise the first feature of each kind.
-    for key, found in zip(info.supervised_keys or (), (images, labels), strict=False):
+    for key, found in zip(info.supervised_keys or (), (images, classes), strict=False):
         if isinstance(key, str) and key in found:
             found.insert(0, key)
-    if not images or not labels:
-        kinds = {k: type(f).__name__ for k, f in features.items()}
-        raise DataError(
-            f"TFDS dataset {name!r} needs an Image feature and a ClassLabel feature; it has {kinds or info.features!r}."
-        )
-    return images[0], labels[0]
+    kinds = {k: type(f).__name__ for k, f in features.items()}
+    if not images:
+        raise DataError(f"TFDS dataset {name!r} needs an Image feature; it has {kinds or info.features!r}.")
+    multi = task == "multi_label" or (task == "auto" and not classes)
+    if multi and label_sets:
+        why = "data.labels.task is multi_label" if task == "multi_label" else "it has no ClassLabel feature"
+        return images[0], (label_sets[0], True, f"TFDS feature {label_sets[0]!r} is a Sequence of ClassLabel ({why})")
+    if not multi and classes:
+        return images[0], (classes[0], False, f"TFDS feature {classes[0]!r} is a ClassLabel: one class per image")
+    wanted = {
+        "auto": "a ClassLabel feature (or a Sequence of ClassLabel, for a set of labels per image)",
+        "multi_label": "a Sequence of ClassLabel feature (a set of labels per image)",
+    }.get(task, "a ClassLabel feature")
+    raise DataError(
+        f"TFDS dataset {name!r} needs an Image feature and {wanted} for data.labels.task {task}; it has {kinds}."
+        + (" Set data.labels.task to multi_label to read its label sets." if label_sets and not multi else "")
+    )

@@ -144,7 +144,11 @@ def _drop_label(features):
     [
         ("dataset_info.json", lambda info: {**info, "fileFormat": "array_record"}, "stored as array_record"),
         ("dataset_info.json", _drop_train, r"no \(non-empty\) train split; its splits are \['test', 'validation'\]"),
-        ("features.json", _drop_label, r"needs an Image feature and a ClassLabel feature; it has \{'image': 'Image'\}"),
+        (
+            "features.json",
+            _drop_label,
+            r"needs an Image feature and a ClassLabel feature \(or a Sequence of ClassLabel.*\{'image': 'Image'\}",
+        ),
         (f"{DS_NAME}-validation.tfrecord-*", None, "incomplete: split 'validation' is missing 1 of 1 files"),
     ],
 )

@@ -8,10 +8,12 @@ import io
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import make_multi_label_set
 from tests.e2e.test_ingest_validate import ingest, quarantine, records, run_stage
+from tests.tfds_fixture import DS_NAME, MULTI_COUNTS, MULTI_NAME, TAGS, tag_ids
 
 
 def write_csv(tmp_path, rows, extra: list[str] = ()):
@@ -120,9 +122,29 @@ def test_tfrecord_multi_hot_labels_when_the_task_is_said(tmp_path):
     assert names == ["bird|cat", "dog"]
 
 
-def test_a_folder_of_class_folders_cannot_be_multi_label(tmp_path):
-    import pytest
+def test_a_tfds_sequence_of_class_labels_is_read_as_label_sets(tmp_path, tfds_data_dir):
+    source = ("data.source=tfds", f"data.tfds_name={MULTI_NAME}", f"data.tfds_data_dir={tfds_data_dir}")
+    stage = ingest(tmp_path / "runs", *source)  # task auto: the dataset has no ClassLabel feature
+    assert stage.outputs["examples"].multi_label and stage.outputs["examples"].classes == sorted(TAGS)
+    assert (
+        "multi-label: 3 labels (TFDS feature 'labels' is a Sequence of ClassLabel (it has no ClassLabel "
+        "feature))" in stage.summary["notes"]
+    )
+    # train image 0 carries no label: quarantined (data.labels.allow_empty is off)
+    assert (stage.summary["ingested"], stage.summary["quarantined"]) == (sum(MULTI_COUNTS.values()) - 1, 1)
+    expected = sorted("|".join(sorted(TAGS[t] for t in tag_ids("test", i))) for i in range(MULTI_COUNTS["test"]))
+    assert sorted(r.class_name for r in records(stage)["test"]) == expected
+    allowed = ingest(tmp_path / "runs2", *source, "data.labels.allow_empty=true")
+    assert allowed.summary["quarantined"] == 0
+    # a single-label dataset read as multi-label, and the other way round: what to set, said
+    with pytest.raises(AssertionError, match="Sequence of ClassLabel feature"):
+        ingest(tmp_path / "runs3", "data.source=tfds", f"data.tfds_name={DS_NAME}",
+               f"data.tfds_data_dir={tfds_data_dir}", "data.labels.task=multi_label")  # fmt: skip
+    with pytest.raises(AssertionError, match="Set data.labels.task to multi_label"):
+        ingest(tmp_path / "runs4", *source, "data.labels.task=single_label")
 
+
+def test_a_folder_of_class_folders_cannot_be_multi_label(tmp_path):
     from tests.conftest import make_folder
     from visionpipe.components.ingest import sources
     from visionpipe.config import load_config
