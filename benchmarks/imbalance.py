@@ -6,7 +6,9 @@ The train split is the shared CIFAR-10 JPEG folder cut to a long tail (class i k
 symlinks); the test split is balanced (``--test-per-class`` images of every class), so the
 accuracy of the rare classes counts as much as the common ones'. Each variant trains the
 ``cifar_fast`` recipe for ``--epochs`` epochs in one run root (ingest and validate are shared;
-10% of train is carved out, stratified, as the val split the prior correction is fitted on),
+10% of train is carved out, stratified, as the val split the prior correction is fitted on;
+early stopping is off, as it is for the recipe without a val split: stopped at the peak of its
+one-cycle schedule, a run would keep an early epoch),
 in turn, for each seed; reported per variant: balanced accuracy and the worst class's recall on
 test (medians over seeds, and every seed's figures).
 
@@ -59,7 +61,8 @@ def long_tail(cifar: Path, out: Path, ratio: float, test_per_class: int, seed: i
 def run(work: Path, variant: str, seed: int, epochs: int) -> dict:
     overrides = [
         f"run.root={work / 'runs'}", f"data.path={work / 'data'}", f"seed={seed}",
-        f"train.epochs={epochs}", "data.split.val=0.1", "data_quality.enabled=false", "export.tflite_float=false",
+        f"train.epochs={epochs}", "data.split.val=0.1", f"train.early_stopping_patience={epochs}",
+        "data_quality.enabled=false", "export.tflite_float=false",
         "export.tflite_int8=false", "evaluate.robustness.enabled=false", *VARIANTS[variant],
     ]  # fmt: skip
     command = [sys.executable, "-m", "visionpipe", "run", "--config", "configs/cifar_fast.yaml"]
