@@ -42,3 +42,5 @@ def test_a_copied_root_reruns_on_its_own_files_and_names_a_missing_artifact(tmp_
     assert "Traceback" not in missing.stdout + missing.stderr
     said = [line for line in missing.stdout.splitlines() if "its files are gone" in line]
     assert len(said) >= 1 and str(model) in said[0] and "visionpipe run --from train" in said[0], missing.stdout
+    runs = visionpipe("runs", "--config", str(config), "--set", f"run.root={moved}")
+    assert runs.returncode == 0 and f"missing: model (Model) at {model}: its files are gone" in runs.stdout
