@@ -4,6 +4,11 @@ Modelled on ML Metadata (which does not install here): an execution records one 
 events link it to the artifacts it read (``input``) and wrote (``output``). Only a stage that
 succeeded registers output artifacts, in one transaction, so a crashed stage leaves nothing
 that a later run could mistake for a result.
+
+Artifact locations are stored relative to the run root (the store's folder), so a root moved
+or copied elsewhere (another disk, machine or bucket) reads its own files, never the original
+root's. Stores written before that kept absolute locations: opening one rewrites each, by its
+``artifacts/...`` part, relative to the root (``_RELATIVE_FROM``).
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ CREATE INDEX IF NOT EXISTS executions_by_stage ON executions (stage, fingerprint
 """
 
 
+_RELATIVE_FROM = "artifacts/"  # every artifact lives under <run root>/artifacts/<stage>/<execution>/
+
+
 class MetadataStore:
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.root = Path(path).parent.absolute()  # the run root: artifact locations are relative to it
+        self.root.mkdir(parents=True, exist_ok=True)
         # One connection per process; stages run sequentially in the runner's process.
         self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -45,6 +54,28 @@ class MetadataStore:
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(executions)")}
         if "data_key" not in columns:  # stores made before executions recorded their data
             self._db.execute("ALTER TABLE executions ADD COLUMN data_key TEXT")
+        self._relativise_locations()
+
+    def _relativise_locations(self) -> None:
+        """Stores made before locations were relative: each absolute one becomes its ``artifacts/...``
+        part, wherever the root was when it was written (a root copied with ``cp -r`` included)."""
+        rows = self._db.execute("SELECT id, uri FROM artifacts WHERE uri LIKE '/%'").fetchall()
+        with self._transaction():
+            for row in rows:
+                at = row["uri"].rfind("/" + _RELATIVE_FROM)
+                if at >= 0:
+                    self._db.execute("UPDATE artifacts SET uri=? WHERE id=?", (row["uri"][at + 1 :], row["id"]))
+
+    def stored_location(self, uri: str) -> str:
+        """What the store records for an artifact at ``uri``: its path relative to the root."""
+        path = Path(uri).absolute()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"artifact location {uri} is not under the run root {self.root}")
+        return path.relative_to(self.root).as_posix()
+
+    def location(self, stored: str) -> str:
+        """The absolute path of an artifact the store records at ``stored``."""
+        return str(self.root / stored)
 
     def close(self) -> None:
         self._db.close()
@@ -91,7 +122,7 @@ class MetadataStore:
                         "INSERT INTO artifacts (type, uri, properties, fingerprint, created) VALUES (?,?,?,?,?)",
                         (
                             artifact.TYPE,
-                            artifact.uri,
+                            self.stored_location(artifact.uri),
                             json.dumps(artifact.properties),
                             artifact.fingerprint,
                             time.time(),
@@ -172,7 +203,7 @@ class MetadataStore:
             "WHERE e.execution_id=? AND e.kind=?",
             (execution_id, kind),
         ).fetchall()
-        return {r["name"]: _artifact(r) for r in rows}
+        return {r["name"]: self._artifact(r) for r in rows}
 
     def input_sources(self, execution_id: int) -> list[tuple[str, str, str]]:
         """(input name, stage that produced it, that stage's output name) of an execution."""
@@ -214,6 +245,11 @@ class MetadataStore:
         return chain
 
     # helpers ------------------------------------------------------------------------------
+    def _artifact(self, row: sqlite3.Row) -> Artifact:
+        cls = artifact_type(row["type"])
+        uri = self.location(row["uri"])
+        return cls(uri=uri, properties=json.loads(row["properties"]), fingerprint=row["fingerprint"], id=row["id"])
+
     def _add_events(self, execution_id: int, kind: str, items: Iterable[tuple[str, Artifact]]) -> None:
         self._db.executemany(
             "INSERT INTO events (execution_id, artifact_id, kind, name) VALUES (?,?,?,?)",
@@ -240,8 +276,3 @@ def _inserted_id(cur: sqlite3.Cursor) -> int:
     if cur.lastrowid is None:
         raise RuntimeError("sqlite3 returned no row id for an INSERT")
     return cur.lastrowid
-
-
-def _artifact(row: sqlite3.Row) -> Artifact:
-    cls = artifact_type(row["type"])
-    return cls(uri=row["uri"], properties=json.loads(row["properties"]), fingerprint=row["fingerprint"], id=row["id"])

@@ -332,6 +332,12 @@ def _resolve_inputs(spec: StageSpec, available: Outputs) -> dict[str, Artifact |
                 f"stage {spec.name!r} needs the {wire.output} ({wire.type.TYPE}) of stage {wire.stage!r}, which has "
                 "not been produced yet; run the upstream stages first (visionpipe run)"
             )
+        if artifact is not None and not artifact.path.exists():
+            raise UserError(
+                f"stage {spec.name!r} needs the {wire.output} ({wire.type.TYPE}, artifact {artifact.id}) of stage "
+                f"{wire.stage!r}, but its files are gone from {artifact.path}; rerun it: visionpipe run --from "
+                f"{wire.stage}"
+            )
         values[name] = artifact
     return values
 

@@ -36,53 +36,51 @@ def _example(split: str, i: int) -> tuple[np.ndarray, int]:
 def tfds_data_dir(tmp_path_factory) -> Path:
     import tensorflow_datasets as tfds
 
-    class VpTfdsSourceTestPets(tfds.core.GeneratorBasedBuilder):
+    class TinyDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """An image and one label feature per example; the subclasses name the feature and the splits."""
+
         VERSION = tfds.core.Version("1.0.0")
+        LABEL_KEY = ""
+        SPLITS: dict[str, int] = {}
+
+        def label_feature(self):
+            raise NotImplementedError
+
+        def label_of(self, split: str, i: int):
+            raise NotImplementedError
+
+        def _info(self):
+            features = {"image": tfds.features.Image(shape=(None, None, 3)), self.LABEL_KEY: self.label_feature()}
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+        def _split_generators(self, dl_manager):
+            return {split: self._generate_examples(split) for split in self.SPLITS}
+
+        def _generate_examples(self, split):
+            for i in range(self.SPLITS[split]):
+                yield f"{split}-{i}", {"image": _example(split, i)[0], self.LABEL_KEY: self.label_of(split, i)}
+
+    class VpTfdsSourceTestPets(TinyDataset):
         # A dotted module (tests.components...) makes TFDS 4.9.10 look up its checksums via the
         # `importlib_resources` backport, which is not installed; a bare name skips that (as in Colab).
         __module__ = DS_NAME
+        LABEL_KEY, SPLITS = "label", COUNTS
 
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self,
-                features=tfds.features.FeaturesDict(
-                    {
-                        "image": tfds.features.Image(shape=(None, None, 3)),
-                        "label": tfds.features.ClassLabel(names=["cat", "dog"]),
-                    }
-                ),
-            )
+        def label_feature(self):
+            return tfds.features.ClassLabel(names=["cat", "dog"])
 
-        def _split_generators(self, dl_manager):
-            return {split: self._generate_examples(split) for split in COUNTS}
+        def label_of(self, split, i):
+            return _example(split, i)[1]
 
-        def _generate_examples(self, split):
-            for i in range(COUNTS[split]):
-                image, label = _example(split, i)
-                yield f"{split}-{i}", {"image": image, "label": label}
-
-    class VpTfdsSourceTestTags(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version("1.0.0")
+    class VpTfdsSourceTestTags(TinyDataset):
         __module__ = MULTI_NAME
+        LABEL_KEY, SPLITS = "labels", MULTI_COUNTS
 
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self,
-                features=tfds.features.FeaturesDict(
-                    {
-                        "image": tfds.features.Image(shape=(None, None, 3)),
-                        "labels": tfds.features.Sequence(tfds.features.ClassLabel(names=TAGS)),
-                    }
-                ),
-            )
+        def label_feature(self):
+            return tfds.features.Sequence(tfds.features.ClassLabel(names=TAGS))
 
-        def _split_generators(self, dl_manager):
-            return {split: self._generate_examples(split) for split in MULTI_COUNTS}
-
-        def _generate_examples(self, split):
-            for i in range(MULTI_COUNTS[split]):
-                image = _example(split, i)[0]
-                yield f"{split}-{i}", {"image": image, "labels": tag_ids(split, i)}
+        def label_of(self, split, i):
+            return tag_ids(split, i)
 
     root = tmp_path_factory.mktemp("tfds")
     for builder_class, name in ((VpTfdsSourceTestPets, DS_NAME), (VpTfdsSourceTestTags, MULTI_NAME)):

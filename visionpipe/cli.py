@@ -271,6 +271,9 @@ def _runs(args) -> int:
                 f"    {ex['stage']:<9} {ex['status']:<9} cached={'yes' if ex['cached'] else 'no':<3} "
                 f"{seconds:>8}  {metric}"
             )
+            for name, artifact in store.artifacts_of(ex["id"], "output").items():
+                if not artifact.path.exists():  # removed by hand, or a root copied without it
+                    print(f"        missing: {name} ({artifact.TYPE}) at {artifact.path}: its files are gone")
             if args.lineage:
                 sources = store.input_sources(ex["id"])
                 print("".join(f"        {ex['stage']} <- {stage}.{output}\n" for _, stage, output in sources), end="")

@@ -32,7 +32,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import ReadAllFromTFRecord
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from visionpipe.components.ingest import check, curation, sources, write
 from visionpipe.components.ingest.spec import Inputs, Outputs, Params
@@ -213,7 +213,7 @@ def _run_beam(
     temp_location = options.view_as(GoogleCloudOptions).temp_location
     scratch = FileSystems.join(temp_location or str(ctx.scratch_dir), f"visionpipe-ingest-{uuid.uuid4().hex}")
     FileSystems.mkdirs(scratch)
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=_runner(options), options=options)
     build_pipeline(pipeline, listing, params, previous_index, str(out), scratch)
     result = _run_with_progress(pipeline, ctx, scratch, len(listing.entries) or None)
     FileSystems.delete([scratch])
@@ -221,6 +221,23 @@ def _run_beam(
         m.key.metric.name: m.committed
         for m in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]
     }
+
+
+def _runner(options: PipelineOptions):
+    """The runner object for ``--runner`` (None: Beam makes it from the options). DirectRunner is
+    Beam's FnApiRunner, as DirectRunner itself makes it: since Beam 2.6x DirectRunner first
+    downloads the Prism runner binary from GitHub and runs the pipeline there (ignoring
+    direct_running_mode), which is a network call at run time, a leaked /tmp/beam-temp* folder
+    per run offline, and another engine online."""
+    if options.view_as(StandardOptions).runner != "DirectRunner":
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(provision))
 
 
 def _write_classes(out, plan: dict, listing: sources.Listing, splits: dict) -> None:

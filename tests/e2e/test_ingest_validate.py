@@ -333,3 +333,18 @@ def test_missing_tfds_dataset_is_a_clear_error(tmp_path):
     )
     result = run_pipeline(config, only="ingest")
     assert result.stages[0].status == "failed" and "tfds build mnist" in result.stages[0].message
+
+
+def test_the_direct_runner_never_reaches_for_the_prism_binary(tmp_path, monkeypatch):
+    """Beam's DirectRunner first downloads and starts the Prism runner; ingest runs the FnApiRunner
+    itself: no network call, no /tmp/beam-temp* folder left behind, direct_running_mode obeyed."""
+    import tempfile
+
+    from apache_beam.runners.portability import prism_runner
+
+    started = []
+    monkeypatch.setattr(prism_runner.PrismRunner, "__init__", lambda self, *a, **k: started.append(a))
+    before = set(Path(tempfile.gettempdir()).glob("beam-temp*"))
+    stage = ingest(tmp_path / "runs", "data.source=folder", f"data.path={make_folder(tmp_path / 'images', 4)}")
+    assert stage.summary["ingested"] == 12 and not started
+    assert not set(Path(tempfile.gettempdir()).glob("beam-temp*")) - before

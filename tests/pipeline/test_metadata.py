@@ -1,3 +1,5 @@
+import pytest
+
 from visionpipe.pipeline.artifacts import Examples, Model
 from visionpipe.pipeline.metadata import MetadataStore
 
@@ -42,3 +44,24 @@ def test_outputs_cache_and_lineage(tmp_path):
 
     model_dir.rmdir()  # an artifact deleted from disk is not served from cache
     assert store.cached_outputs("train", "fp-t") is None
+
+
+def test_locations_are_relative_to_the_root_and_old_absolute_ones_are_rebased(tmp_path):
+    store = MetadataStore(tmp_path / "runs" / "metadata.sqlite")
+    run = store.start_run("code", {}, "test")
+    execution = store.start_execution(run, "train", "fp-t", {})
+    model_dir = tmp_path / "runs" / "artifacts" / "train" / "1" / "model"
+    model_dir.mkdir(parents=True)
+    store.finish_execution(execution, {"model": Model(uri=str(model_dir))}, {})
+    # A store written before locations were relative, copied from another machine's root.
+    store._db.execute(
+        "INSERT INTO artifacts (type, uri, properties, fingerprint, created) VALUES "
+        "('Model', '/old/machine/runs/artifacts/train/0/model', '{}', '', 0)"
+    )
+    store.close()
+    again = MetadataStore(tmp_path / "runs" / "metadata.sqlite")
+    stored = [row["uri"] for row in again._db.execute("SELECT uri FROM artifacts ORDER BY id")]
+    assert stored == ["artifacts/train/1/model", "artifacts/train/0/model"]
+    assert again.latest_outputs("train")[1]["model"].uri == str(model_dir)
+    with pytest.raises(ValueError, match="is not under the run root"):
+        again.stored_location(str(tmp_path / "elsewhere" / "model"))
