@@ -174,8 +174,9 @@ def _class_counts(f: Findings, config: ValidateConfig, add) -> None:
     add(
         "class_imbalance",
         f"the train split's largest class outnumbers its smallest by more than "
-        f"validate.max_class_imbalance={config.max_class_imbalance:g}; collect more of the small classes or "
-        "use class weights",
+        f"validate.max_class_imbalance={config.max_class_imbalance:g}; collect more of the small classes, or "
+        "if the classes you will meet are more balanced, set evaluate.prior_correction: true (single-label; "
+        "fitted on val, no retraining) or train.class_balance: weights",
         _imbalance(f.split_stats.get("train"), config.max_class_imbalance),
     )
 
