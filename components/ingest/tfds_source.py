@@ -70,18 +70,7 @@ def locate_tfds(name: str, data_dir: str, task: str = "auto") -> TfdsSource:
     except (ValueError, OSError, json_format.Error) as e:  # found, but dataset_info/features.json unusable
         raise DataError(f"cannot read TFDS dataset {name!r} under {data_dir}: {e}") from None
     info = builder.info
-
-    if info.file_format != tfds.core.FileFormat.TFRECORD:
-        if tfds.core.FileFormat.TFRECORD not in info.alternative_file_formats:
-            raise DataError(
-                f"TFDS dataset {name!r} at {builder.data_dir} is stored as "
-                f"{info.file_format.value}; visionpipe reads only tfrecord. Rebuild it with "
-                f"`tfds build {tfds_name} --file_format tfrecord --data_dir {data_dir}`."
-            )
-        # tfds.builder_from_directory(file_format="tfrecord") refuses this in 4.9.x ("already set"),
-        # so repoint the split file templates at the tfrecord copies the way TFDS does internally.
-        info.set_file_format(tfds.core.FileFormat.TFRECORD, override=True, override_if_initialized=True)
-
+    _read_as_tfrecord(name, tfds_name, data_dir, builder)
     files = _split_files(name, builder.data_dir, info.splits)
     image_key, (label_key, multi_label, reason) = _feature_keys(name, info, task)
     label = info.features[label_key]
@@ -94,6 +83,24 @@ def locate_tfds(name: str, data_dir: str, task: str = "auto") -> TfdsSource:
         multi_label=multi_label,
         label_reason=reason,
     )
+
+
+def _read_as_tfrecord(name: str, tfds_name: str, data_dir: str, builder) -> None:
+    """Points the builder's split files at its TFRecord copies; a dataset without them is an error."""
+    import tensorflow_datasets as tfds
+
+    info = builder.info
+    if info.file_format == tfds.core.FileFormat.TFRECORD:
+        return
+    if tfds.core.FileFormat.TFRECORD not in info.alternative_file_formats:
+        raise DataError(
+            f"TFDS dataset {name!r} at {builder.data_dir} is stored as "
+            f"{info.file_format.value}; visionpipe reads only tfrecord. Rebuild it with "
+            f"`tfds build {tfds_name} --file_format tfrecord --data_dir {data_dir}`."
+        )
+    # tfds.builder_from_directory(file_format="tfrecord") refuses this in 4.9.x ("already set"),
+    # so repoint the split file templates at the tfrecord copies the way TFDS does internally.
+    info.set_file_format(tfds.core.FileFormat.TFRECORD, override=True, override_if_initialized=True)
 
 
 def _split_files(name: str, builder_dir: str, splits) -> dict[str, list[str]]:
