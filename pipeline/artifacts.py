@@ -25,6 +25,7 @@ class Artifact:
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)
     fingerprint: str = ""
     id: int | None = None
+    removed: bool = False  # its files were removed by `visionpipe gc` (the store keeps its record)
 
     TYPE: ClassVar[str] = "Artifact"
 

@@ -54,6 +54,8 @@ class MetadataStore:
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(executions)")}
         if "data_key" not in columns:  # stores made before executions recorded their data
             self._db.execute("ALTER TABLE executions ADD COLUMN data_key TEXT")
+        if "removed" not in {row["name"] for row in self._db.execute("PRAGMA table_info(artifacts)")}:
+            self._db.execute("ALTER TABLE artifacts ADD COLUMN removed REAL")  # when gc removed its files
         self._relativise_locations()
 
     def _relativise_locations(self) -> None:
@@ -162,7 +164,7 @@ class MetadataStore:
         if row is None:
             return None
         outputs = self.artifacts_of(row["id"], "output")
-        if not all(a.path.exists() for a in outputs.values()):
+        if not all(a.path.exists() and not a.removed for a in outputs.values()):
             return None
         return outputs
 
@@ -193,7 +195,7 @@ class MetadataStore:
         ).fetchall()
         for row in rows:
             found = [a for a in self.artifacts_of(row["id"], "output").values() if isinstance(a, artifact_type)]
-            if found and found[0].path.exists():
+            if found and found[0].path.exists() and not found[0].removed:
                 return found[0]
         return None
 
@@ -247,8 +249,43 @@ class MetadataStore:
     # helpers ------------------------------------------------------------------------------
     def _artifact(self, row: sqlite3.Row) -> Artifact:
         cls = artifact_type(row["type"])
-        uri = self.location(row["uri"])
-        return cls(uri=uri, properties=json.loads(row["properties"]), fingerprint=row["fingerprint"], id=row["id"])
+        uri, removed = self.location(row["uri"]), row["removed"] is not None
+        properties = json.loads(row["properties"])
+        return cls(uri=uri, properties=properties, fingerprint=row["fingerprint"], id=row["id"], removed=removed)
+
+    # garbage collection (visionpipe/gc.py decides; the store records) ---------------------------
+    def artifacts(self) -> list[Artifact]:
+        """Every artifact the store records, removed ones included, oldest first."""
+        return [self._artifact(r) for r in self._db.execute("SELECT * FROM artifacts ORDER BY id")]
+
+    def artifact_ids_of_runs(self, run_ids: Iterable[int]) -> set[int]:
+        """The artifacts the executions of these runs read or wrote (cached ones included)."""
+        ids = list(run_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            f"SELECT DISTINCT e.artifact_id FROM events e JOIN executions x ON x.id = e.execution_id "
+            f"WHERE x.run_id IN ({marks})",
+            ids,
+        )
+        return {r[0] for r in rows}
+
+    def latest_output_ids(self) -> set[int]:
+        """What the next run resolves for each stage: the outputs of its newest successful execution."""
+        stages = [r["stage"] for r in self._db.execute("SELECT DISTINCT stage FROM executions")]
+        found: set[int] = set()
+        for stage in stages:
+            latest = self.latest_outputs(stage)
+            found.update(a.id for a in (latest[1].values() if latest else ()) if a.id is not None)
+        return found
+
+    def mark_removed(self, ids: Iterable[int]) -> None:
+        """Records, in one transaction and before any file goes, that these artifacts' files are
+        being removed: from then on no run reads them, whatever state the files are in."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany("UPDATE artifacts SET removed=? WHERE id=?", [(now, i) for i in ids])
 
     def _add_events(self, execution_id: int, kind: str, items: Iterable[tuple[str, Artifact]]) -> None:
         self._db.executemany(

@@ -108,7 +108,7 @@ def run_graph(
     root.mkdir(parents=True, exist_ok=True)
     if cluster_task:
         return _join_cluster(config, root, graph, selected, cluster_task, output)
-    with _RootLock(root):
+    with RootLock(root):
         store = MetadataStore(root / "metadata.sqlite")
         try:
             store.abandon_running()
@@ -332,11 +332,11 @@ def _resolve_inputs(spec: StageSpec, available: Outputs) -> dict[str, Artifact |
                 f"stage {spec.name!r} needs the {wire.output} ({wire.type.TYPE}) of stage {wire.stage!r}, which has "
                 "not been produced yet; run the upstream stages first (visionpipe run)"
             )
-        if artifact is not None and not artifact.path.exists():
+        if artifact is not None and (artifact.removed or not artifact.path.exists()):
+            why = "visionpipe gc removed its files" if artifact.removed else f"its files are gone from {artifact.path}"
             raise UserError(
                 f"stage {spec.name!r} needs the {wire.output} ({wire.type.TYPE}, artifact {artifact.id}) of stage "
-                f"{wire.stage!r}, but its files are gone from {artifact.path}; rerun it: visionpipe run --from "
-                f"{wire.stage}"
+                f"{wire.stage!r}, but {why}; rerun it: visionpipe run --from {wire.stage}"
             )
         values[name] = artifact
     return values
@@ -377,8 +377,9 @@ def _remove_temp_dirs(root: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class _RootLock:
-    """One pipeline process per run root: two writers would race on the same artifacts."""
+class RootLock:
+    """One pipeline process per run root: two writers would race on the same artifacts (gc
+    takes it too)."""
 
     def __init__(self, root: Path):
         self._path = root / ".lock"

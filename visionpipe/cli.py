@@ -15,7 +15,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from visionpipe import cli_promote, cli_serve
+from visionpipe import cli_gc, cli_promote, cli_serve
 from visionpipe.cli_args import add_config_arguments, config_of
 from visionpipe.pipeline.checks import StageStatus
 from visionpipe.pipeline.config import ConfigError, is_explicit
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     predict = _add_predict(sub, common)
     cli_serve.add_commands(sub, common, predict)  # serve, monitor, and predict --server
     cli_promote.add_command(sub, common)  # promote: stable -> the canary version
+    cli_gc.add_command(sub, common)  # gc: remove the artifacts nothing needs
     _add_cluster_spec(sub, common)
     return parser
 
@@ -89,6 +90,7 @@ def _add_runs(sub, common: argparse.ArgumentParser) -> None:
     add_config_arguments(runs, "config whose run.root to read")
     runs.add_argument("--limit", type=int, default=10)
     runs.add_argument("--lineage", action="store_true", help="also show which stage's output each stage read")
+    runs.add_argument("--disk", action="store_true", help="also show the disk space of each artifact a run wrote")
     runs.set_defaults(handler=_runs)
 
 
@@ -248,6 +250,7 @@ def _summary_table(result) -> str:
 
 
 def _runs(args) -> int:
+    from visionpipe.gc import disk_bytes
     from visionpipe.pipeline.metadata import MetadataStore
 
     config = config_of(args)
@@ -272,8 +275,12 @@ def _runs(args) -> int:
                 f"{seconds:>8}  {metric}"
             )
             for name, artifact in store.artifacts_of(ex["id"], "output").items():
-                if not artifact.path.exists():  # removed by hand, or a root copied without it
+                if artifact.removed:
+                    print(f"        removed by visionpipe gc: {name} ({artifact.TYPE}) at {artifact.path}")
+                elif not artifact.path.exists():  # removed by hand, or a root copied without it
                     print(f"        missing: {name} ({artifact.TYPE}) at {artifact.path}: its files are gone")
+                elif args.disk and not ex["cached"]:  # a cached execution points at an older run's files
+                    print(f"        disk: {name} {disk_bytes(artifact.path) / 1e6:.1f} MB at {artifact.path}")
             if args.lineage:
                 sources = store.input_sources(ex["id"])
                 print("".join(f"        {ex['stage']} <- {stage}.{output}\n" for _, stage, output in sources), end="")

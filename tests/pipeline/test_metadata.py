@@ -65,3 +65,18 @@ def test_locations_are_relative_to_the_root_and_old_absolute_ones_are_rebased(tm
     assert again.latest_outputs("train")[1]["model"].uri == str(model_dir)
     with pytest.raises(ValueError, match="is not under the run root"):
         again.stored_location(str(tmp_path / "elsewhere" / "model"))
+
+
+def test_an_artifact_marked_removed_is_never_reused_even_with_its_files_still_there(tmp_path):
+    store = MetadataStore(tmp_path / "runs" / "metadata.sqlite")
+    run = store.start_run("code", {}, "test")
+    execution = store.start_execution(run, "train", "fp-t", {})
+    model = Model(uri=str(tmp_path / "runs" / "artifacts" / "train" / "1" / "model"))
+    model.path.mkdir(parents=True)
+    store.finish_execution(execution, {"model": model}, {})
+    assert store.artifact_ids_of_runs([run]) == {model.id} and store.artifact_ids_of_runs([]) == set()
+    assert store.latest_output_ids() == {model.id}
+    store.mark_removed([model.id])  # a gc killed before it deleted the folder
+    assert model.path.exists() and store.cached_outputs("train", "fp-t") is None
+    assert store.latest_outputs("train")[1]["model"].removed
+    assert [a.removed for a in store.artifacts()] == [True]
