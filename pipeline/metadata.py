@@ -271,6 +271,15 @@ class MetadataStore:
         )
         return {r[0] for r in rows}
 
+    def with_sibling_outputs(self, ids: set[int]) -> set[int]:
+        """``ids`` and every other output of the executions that wrote them: a stage's outputs are
+        reused from the cache together or not at all."""
+        rows = self._db.execute(
+            "SELECT e1.artifact_id AS wanted, e2.artifact_id AS sibling FROM events e1 JOIN events e2 "
+            "ON e2.execution_id = e1.execution_id AND e2.kind = 'output' WHERE e1.kind = 'output'"
+        )
+        return ids | {r["sibling"] for r in rows if r["wanted"] in ids}
+
     def latest_output_ids(self) -> set[int]:
         """What the next run resolves for each stage: the outputs of its newest successful execution."""
         stages = [r["stage"] for r in self._db.execute("SELECT DISTINCT stage FROM executions")]

@@ -41,7 +41,7 @@ def _gc(args) -> int:
             if args.dry_run:
                 print("gc: dry run, nothing removed")
                 return 0
-            freed = gc.remove(store, found, print)
+            freed = gc.remove(store, found, lambda line: print(line, flush=True))  # as it goes
             print(f"gc: removed {len(found.removable) + len(found.unfinished)} artifacts, {freed / 1e6:.1f} MB freed")
         finally:
             store.close()

@@ -3,7 +3,8 @@
 Kept: every artifact the newest ``keep_runs`` runs read or wrote (cached stages included); each
 stage's latest outputs, which the next run resolves; and the lineage of every version in the
 serving destination (the PushedModel that published it and everything it came from), so a served
-model stays explained. The serving destination itself is never touched: push's
+model stays explained; with each kept artifact, the other outputs of the execution that wrote it,
+since the cache reuses a stage's outputs together. The serving destination itself is never touched: push's
 ``keep_versions`` and its labels govern what is served.
 
 Removal is two steps, safe under kill -9: the metadata store records the artifacts as removed in
@@ -70,6 +71,7 @@ def plan(store: MetadataStore, destination: Path, model_name: str, keep_runs: in
             if Path(base).name == model_name and pushed.id is not None:
                 for step in store.lineage(pushed.id):
                     needed.update({step["artifact_id"], *step["inputs"].values()})
+    needed = store.with_sibling_outputs(needed)
     live = [a for a in everything if not a.removed]
     return Plan(
         retained_runs=retained,

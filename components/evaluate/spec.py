@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from visionpipe.components.evaluate.config import EvaluateConfig
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, Model
+from visionpipe.pipeline.fingerprint import OUTSIDE_KEY
 from visionpipe.pipeline.stage import ExternalInput, StageSpec, upstream
 
 if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
@@ -31,8 +32,10 @@ class Outputs:
 class Params:
     evaluate: EvaluateConfig
     seed: int
-    serving_destination: str  # where push publishes: the served model found there is the baseline
     model_name: str
+    # Where push publishes: the served model found there is the baseline, an outside input by design
+    # (see _served_baseline); a path under run.root by default, which may move.
+    serving_destination: str = dataclasses.field(default="", metadata=OUTSIDE_KEY)
 
 
 def _params(config: Config) -> Params:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from visionpipe.components.push.config import PushConfig
 from visionpipe.pipeline.artifacts import Blessing, Evaluation, Examples, ExportedModel, InfraBlessing, PushedModel
+from visionpipe.pipeline.fingerprint import OUTSIDE_KEY
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
@@ -35,7 +36,9 @@ class Outputs:
 
 @dataclasses.dataclass(frozen=True)
 class Params:
-    destination: str  # the models root: models land in <destination>/<name>/<N>, configs beside them
+    # The models root: models land in <destination>/<name>/<N>, configs beside them. Out of the key:
+    # push.destination (in ``push``) is the setting; its default is under run.root, which may move.
+    destination: str = dataclasses.field(metadata=OUTSIDE_KEY)
     push: PushConfig
 
 

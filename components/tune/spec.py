@@ -10,6 +10,7 @@ from visionpipe.components.train.spec import Params as TrainParams
 from visionpipe.components.train.spec import params_of as train_params
 from visionpipe.components.tune.config import TuneConfig
 from visionpipe.pipeline.artifacts import Anomalies, Examples, HyperParameters, Statistics
+from visionpipe.pipeline.fingerprint import OUTSIDE_KEY
 from visionpipe.pipeline.stage import StageSpec, upstream
 
 if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
@@ -32,7 +33,9 @@ class Outputs:
 class Params:
     tune: TuneConfig
     base: TrainParams  # what each trial starts from before the sampled values are applied
-    directory: str  # the tuner's folder; searches live in <directory>/<search key>
+    # The tuner's folder; searches live in <directory>/<search key>. Out of the key: tune.directory
+    # (in ``tune``) is the setting; its default is under run.root, which may move.
+    directory: str = dataclasses.field(default="", metadata=OUTSIDE_KEY)
 
 
 def _params(config: Config) -> Params:

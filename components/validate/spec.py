@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from visionpipe.components.validate.config import ValidateConfig
 from visionpipe.pipeline.artifacts import Anomalies, Examples, Schema, Statistics
+from visionpipe.pipeline.fingerprint import OUTSIDE_KEY
 from visionpipe.pipeline.stage import ExternalInput, StageSpec, previous, upstream
 
 if TYPE_CHECKING:  # the application composes the tree; a stage reads its own sections of it
@@ -32,7 +33,9 @@ class Outputs:
 @dataclasses.dataclass(frozen=True)
 class Params:
     validate: ValidateConfig
-    accepted_dir: str  # where `visionpipe schema --accept` keeps the reviewed schema
+    # Where `visionpipe schema --accept` keeps the reviewed schema: under run.root, which may move; its
+    # content is the stage's outside input (_reviewed_schema), so the path stays out of the key.
+    accepted_dir: str = dataclasses.field(default="", metadata=OUTSIDE_KEY)
 
 
 def accepted_dir(root: str | Path) -> Path:

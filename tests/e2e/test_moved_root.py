@@ -27,6 +27,10 @@ def test_a_copied_root_reruns_on_its_own_files_and_names_a_missing_artifact(tmp_
         locations = [uri for (uri,) in db.execute("SELECT uri FROM artifacts")]
     assert locations and all(uri.startswith("artifacts/") for uri in locations), locations
 
+    again = visionpipe("run", "--config", str(config), "--set", f"run.root={moved}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {row[0] for row in stage_rows(again.stdout).values()} == {"cached"}  # the cache moved with the root
+
     rerun = visionpipe("run", "--config", str(config), "--set", f"run.root={moved}", "--from", "evaluate", "--force")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert stage_rows(rerun.stdout)["evaluate"][0] == "succeeded"
