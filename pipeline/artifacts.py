@@ -39,6 +39,11 @@ class Artifact:
     def path(self) -> Path:
         return Path(self.uri)
 
+    @property
+    def available(self) -> bool:
+        """Whether a stage may read it: not removed by gc, and its files are there."""
+        return not self.removed and self.path.exists()
+
     def __repr__(self) -> str:
         return f"{self.TYPE}(id={self.id}, uri={self.uri!r})"
 

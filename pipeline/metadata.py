@@ -62,6 +62,8 @@ class MetadataStore:
         """Stores made before locations were relative: each absolute one becomes its ``artifacts/...``
         part, wherever the root was when it was written (a root copied with ``cp -r`` included)."""
         rows = self._db.execute("SELECT id, uri FROM artifacts WHERE uri LIKE '/%'").fetchall()
+        if not rows:  # every store written since: no transaction on each open
+            return
         with self._transaction():
             for row in rows:
                 at = row["uri"].rfind("/" + _RELATIVE_FROM)
@@ -164,7 +166,7 @@ class MetadataStore:
         if row is None:
             return None
         outputs = self.artifacts_of(row["id"], "output")
-        if not all(a.path.exists() and not a.removed for a in outputs.values()):
+        if not all(a.available for a in outputs.values()):
             return None
         return outputs
 
@@ -195,7 +197,7 @@ class MetadataStore:
         ).fetchall()
         for row in rows:
             found = [a for a in self.artifacts_of(row["id"], "output").values() if isinstance(a, artifact_type)]
-            if found and found[0].path.exists() and not found[0].removed:
+            if found and found[0].available:
                 return found[0]
         return None
 

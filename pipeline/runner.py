@@ -332,7 +332,7 @@ def _resolve_inputs(spec: StageSpec, available: Outputs) -> dict[str, Artifact |
                 f"stage {spec.name!r} needs the {wire.output} ({wire.type.TYPE}) of stage {wire.stage!r}, which has "
                 "not been produced yet; run the upstream stages first (visionpipe run)"
             )
-        if artifact is not None and (artifact.removed or not artifact.path.exists()):
+        if artifact is not None and not artifact.available:
             why = "visionpipe gc removed its files" if artifact.removed else f"its files are gone from {artifact.path}"
             raise UserError(
                 f"stage {spec.name!r} needs the {wire.output} ({wire.type.TYPE}, artifact {artifact.id}) of stage "

@@ -192,18 +192,17 @@ def _prior_correction(probabilities, labels, val, temperature, inputs, classes, 
         },
         "worst_recall_without": _worst_recall(without),
     }
-    prior = prior_correction.log_prior(inputs.examples.class_counts("train"), classes)
     given = cfg.prior_strength
-    if given is not None:
-        found.update(strength=given, fitted_on=GIVEN_STRENGTH)
-    elif val is None:
+    if val is None and given is None:
         return {**found, "strength": 0.0, "offsets": None, "fitted_on": "not fitted: there is no val split"}
-    if val is not None:
+    prior = prior_correction.log_prior(inputs.examples.class_counts("train"), classes)
+    strength = given
+    if val is not None:  # fitted there, or (given) scored there beside the uncorrected model
         val_log = calibration.log_probabilities(calibration.with_temperature(val[1], temperature))
         strength, tried = prior_correction.fit_strength(val_log, val[0], prior, given)
-        found.setdefault("fitted_on", _fitted_on(split))
-        found.update(strength=strength, val_balanced_accuracy={"uncorrected": tried[0.0], "corrected": tried[strength]})
-    return {**found, "offsets": prior_correction.offsets(found["strength"], prior)}
+        found["val_balanced_accuracy"] = {"uncorrected": tried[0.0], "corrected": tried[strength]}
+    fitted_on = GIVEN_STRENGTH if given is not None else _fitted_on(split)
+    return {**found, "strength": strength, "fitted_on": fitted_on, "offsets": prior_correction.offsets(strength, prior)}
 
 
 def _as_served(model, probabilities, labels, calibrated: dict, correction: dict | None, cfg):

@@ -320,7 +320,7 @@ def _list_tfds(data: DataConfig) -> Listing:
         raise DataError("data.source is 'tfds' but data.tfds_name is empty; set it, e.g. data.tfds_name=mnist")
     found = locate_tfds(data.tfds_name, data.tfds_data_dir, data.labels.task)
     files = [(f, split) for split, paths in found.files.items() for f in paths]
-    task = label_sets.MULTI_LABEL if found.multi_label else label_sets.SINGLE_LABEL
+    labels = dataclasses.replace(data.labels, task="multi_label" if found.multi_label else "single_label")
     return Listing(
         description=f"tfds:{data.tfds_name} in {data.tfds_data_dir}",
         pre_split=True,
@@ -330,9 +330,9 @@ def _list_tfds(data: DataConfig) -> Listing:
             found.label_key,
             "",
             tuple(found.class_names),
-            dataclasses.replace(data.labels, task="multi_label" if found.multi_label else "single_label"),
+            labels,
         ),
-        task=task,
+        task=labels.task,
         task_reason=found.label_reason,
     )
 
