@@ -64,6 +64,22 @@ def records(
     )
 
 
+def prefetched(ds: tf.data.Dataset, deterministic: bool = True) -> tf.data.Dataset:
+    """The last step of every pipeline a model or client reads: prefetch, and tf.data's options.
+
+    tf.data's autotuning *model* is off. With it on, each iterator runs an optimisation thread
+    that sleeps between passes (the sleep doubles up to 60 s), and in TensorFlow 2.21 deleting
+    the iterator waited out that sleep in one run of two: Keras' ``fit`` returned 15-40 s after
+    its last step (BENCHMARKS.md "The fit pause"). Without the model, ``AUTOTUNE`` still means
+    something sensible: parallel calls as many as the cores (at most 16) and a prefetch buffer
+    that grows while the consumer waits. Measured on the training pipeline: the same images/s.
+    """
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.autotune.enabled = False
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
 def encoded_images(examples_dir: Path, split: str, batch_size: int, multi_hot: int = 0) -> tf.data.Dataset:
     """Batches of (encoded bytes, label id): what a serving client would send. ``multi_hot`` > 0:
     multi-label records with that many labels, whose labels come as multi-hot vectors."""
@@ -71,5 +87,5 @@ def encoded_images(examples_dir: Path, split: str, batch_size: int, multi_hot: i
         records(examples_dir, split, multi_hot=multi_hot)
         .map(lambda r: (r[record_format.ENCODED], r[record_format.LABEL]))
         .batch(batch_size)
-        .prefetch(AUTOTUNE)
+        .apply(prefetched)
     )

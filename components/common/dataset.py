@@ -16,7 +16,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from visionpipe.data import record_format
-from visionpipe.data.records import serialized_records
+from visionpipe.data.records import prefetched, serialized_records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -95,8 +95,6 @@ def image_dataset(
     ds = pixels(examples_dir, split, spec, num_images=num_images, multi_hot=num_classes if multi_label else 0)
     if cache is not None:
         ds = ds.cache(cache)
-    return (
-        ds.batch(batch_size)
-        .map(lambda x, y: float_batch(x, y, num_classes), num_parallel_calls=AUTOTUNE)
-        .prefetch(AUTOTUNE)
+    return prefetched(
+        ds.batch(batch_size).map(lambda x, y: float_batch(x, y, num_classes), num_parallel_calls=AUTOTUNE)
     )

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from visionpipe.components.data_quality.alignment import THUMBNAIL
 from visionpipe.data import record_format
-from visionpipe.data.records import records
+from visionpipe.data.records import prefetched, records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 HASH_SIZE = 8  # dHash: 8 x 9 gray cells, one bit per horizontal neighbour pair -> 64 bits
@@ -106,7 +106,7 @@ def _split_batches(
         records(examples_dir, split, multi_hot=multi_hot)
         .map(fitted, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+        .apply(prefetched)
     )
 
 

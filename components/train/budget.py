@@ -24,6 +24,7 @@ from visionpipe.components.train import finetune
 from visionpipe.components.train.data import TrainingData
 from visionpipe.components.train.recipe import build_and_compile, compile_model
 from visionpipe.components.train.spec import Params
+from visionpipe.data.records import prefetched
 from visionpipe.pipeline.config import is_explicit
 from visionpipe.pipeline.stage import StageContext
 
@@ -131,7 +132,7 @@ def measure(params: Params, data: TrainingData) -> StepTimes:
     augmented = tf.data.Dataset.from_tensors(batch).repeat()
     if data.policy is not None:
         augmented = augmented.map(data.policy.on_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    batches = iter(augmented.prefetch(tf.data.AUTOTUNE))
+    batches = iter(prefetched(augmented))
     train, first = _median_step(lambda: copy.train_on_batch(*next(batches)))
     val, first_val = _median_step(lambda: copy.test_on_batch(*batch))
     head = train

@@ -20,6 +20,7 @@ import tensorflow as tf
 from visionpipe.components.common.dataset import AUTOTUNE, float_batch, pixels
 from visionpipe.components.train.augment import AugmentPolicy
 from visionpipe.components.train.config import InputConfig
+from visionpipe.data.records import prefetched
 from visionpipe.models.preprocessing import PreprocessingSpec
 
 
@@ -121,9 +122,7 @@ def training_dataset(
     # reproducible; otherwise batches are augmented in parallel, in whichever order is ready.
     ds = ds.batch(batch_size)
     ds = ds.map(finish) if deterministic else ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=False)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return ds.with_options(options).prefetch(AUTOTUNE)
+    return prefetched(ds, deterministic)
 
 
 def class_frequencies(class_counts: dict[str, int], classes: Sequence[str]) -> list[float]:

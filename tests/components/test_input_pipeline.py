@@ -185,3 +185,23 @@ def test_resampling_balances_the_stream(tmp_path):
     )
     seen = np.concatenate([y.numpy().argmax(axis=1) for _, y in ds.take(40)])
     assert seen.mean() == pytest.approx(0.5, abs=0.08)
+
+
+def test_every_model_facing_pipeline_runs_without_the_autotuning_thread(tmp_path):
+    """Deleting an iterator whose autotuning thread sleeps waited out the sleep (BENCHMARKS.md
+    "The fit pause"), so no pipeline a model or client reads starts that thread."""
+    from visionpipe.components.common.dataset import image_dataset
+    from visionpipe.data.records import encoded_images
+
+    examples = _examples(tmp_path, [i % 3 for i in range(20)])
+    pipelines = {
+        "train": training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=1, cache=MEMORY),
+        "deterministic train": training_dataset(examples, SPEC, 3, 8, InputConfig(deterministic=True), 1, MEMORY),
+        "evaluation": image_dataset(examples, "train", SPEC, 3, 8),
+        "client": encoded_images(examples, "train", 8),
+    }
+    for name, ds in pipelines.items():
+        assert ds.options().autotune.enabled is False, name
+        assert sum(int(batch[0].shape[0]) for batch in ds) == 20, name  # and AUTOTUNE still runs
+    assert pipelines["train"].options().deterministic is False
+    assert pipelines["evaluation"].options().deterministic is True
