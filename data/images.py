@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 import warnings
 
 import numpy as np
@@ -129,7 +130,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
         raise BadImage(f"decompression bomb: {err}") from None
     except Exception as err:  # Pillow raises many types for broken files
-        detail = str(err) or type(err).__name__
+        # Pillow names an in-memory file by its object address ("<_io.BytesIO object at 0x...>"),
+        # which would make the same file's reason differ from run to run.
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(err)) or type(err).__name__
         raise BadImage(
             f"cannot decode image ({type(err).__name__}: {detail}); the file is corrupt, truncated or not an image"
         ) from None

@@ -82,6 +82,7 @@ class Examples(Artifact):
     PLAN: ClassVar[str] = "plan.json"  # the split plan: origins, duplicates, leakage
     QUARANTINE: ClassVar[str] = "quarantine.jsonl"  # one line per file not ingested, with its reason
     CURATION: ClassVar[str] = "curation.jsonl"  # one line per image data.exclude/data.relabel acted on
+    COUNTS: ClassVar[str] = "counts.json"  # examples written per split and TFRecord records read
 
     def class_counts(self, split: str) -> dict[str, int]:
         """Images per class in ``split`` (classes without images may be absent)."""

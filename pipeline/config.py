@@ -27,15 +27,39 @@ class RunConfig:
     root: str = "visionpipe_runs"  # artifacts, metadata.sqlite and logs of every run live here
 
 
+# The Beam runners visionpipe names, each with what Beam's --runner takes for it (README "Beam
+# runners" has the flags each needs). Any other runner goes by its fully qualified class name.
+RUNNERS = {
+    "DirectRunner": "DirectRunner",  # this machine; ingest runs it on Beam's FnApiRunner
+    "PortableRunner": "PortableRunner",  # a job service: --job_endpoint=host:port (Flink, Spark, local)
+    "DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner",  # --dask_client_address=tcp://host:port
+    "DataflowRunner": "DataflowRunner",
+    "FlinkRunner": "FlinkRunner",
+    "SparkRunner": "SparkRunner",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class BeamConfig:
-    runner: str = "DirectRunner"
+    runner: str = "DirectRunner"  # a RUNNERS name or a runner's fully qualified class name
     direct_num_workers: int = 2
     # auto: worker processes (direct_num_workers) when the work repays their start-up, else in this process
     direct_running_mode: Literal["auto", "in_memory", "multi_threading", "multi_processing"] = "auto"
     extra_options: tuple[str, ...] = ()  # passed through verbatim, e.g. "--flink_master=host:8081"
     num_shards: int = 0  # 0 lets the runner choose
     files_per_task: int = 250  # files one worker call reads and checks: amortises Beam's per-element cost
+
+    def __post_init__(self):
+        if self.runner not in RUNNERS and "." not in self.runner:
+            raise ConfigError(
+                f"beam.runner {self.runner!r} is not one of {', '.join(RUNNERS)}; another runner goes by its "
+                "fully qualified class name (e.g. apache_beam.runners.dask.dask_runner.DaskRunner)"
+            )
+
+    @property
+    def runner_flag(self) -> str:
+        """What Beam's --runner takes for this runner."""
+        return RUNNERS.get(self.runner, self.runner)
 
 
 class RunTree(Protocol):

@@ -363,7 +363,7 @@ def _key_metric(spec: StageSpec, summary: dict[str, Any]) -> str:
 def beam_args(config: RunTree) -> list[str]:
     """Beam pipeline options from the config; runner-specific ones pass through verbatim."""
     beam = config.beam
-    args = [f"--runner={beam.runner}"]
+    args = [f"--runner={beam.runner_flag}"]
     if beam.runner == "DirectRunner":
         args.append(f"--direct_num_workers={beam.direct_num_workers}")
         if beam.direct_running_mode != "auto":  # auto: the stage picks a mode for its amount of work

@@ -49,6 +49,7 @@ class TaskResult(NamedTuple):
     checked: list[tuple[Candidate, ImageMeta]]
     quarantined: list[tuple[str, str]]  # (item, reason)
     curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
+    records: int  # TFRecord records the task held (0 for a task of files, which the listing counts)
 
 
 # One pickle per task result: Beam's default coder would encode every nested named tuple
@@ -117,7 +118,10 @@ class _CheckTask(beam.DoFn):
         spill = FileSystems.join(self._spill_dir, name)
         with FileSystems.create(spill) as f:
             pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
-        yield TaskResult(spill, checked, quarantined, curated)
+        yield TaskResult(spill, checked, quarantined, curated, self.records(task))
+
+    def records(self, task) -> int:
+        return 0
 
 
 class CheckFiles(_CheckTask):
@@ -153,10 +157,11 @@ class CheckRecords(_CheckTask):
         super().__init__(*args)
         self._keys = keys
         self._file_splits = dict(keys.files)
-        self._found = beam.metrics.Metrics.counter("ingest", "records_found")
+
+    def records(self, task) -> int:
+        return len(task)
 
     def items(self, task):
-        self._found.inc(len(task))
         for filename, raw in task:
             yield f"{filename}#{hashlib.sha256(raw).hexdigest()[:12]}", functools.partial(self._fields, filename, raw)
 

@@ -31,7 +31,6 @@ import zlib
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import ReadAllFromTFRecord
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from visionpipe.components.ingest import check, curation, sources, write
@@ -175,9 +174,10 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         + (f"; {len(params.curation.decisions)} images named by data.exclude/data.relabel" if params.curation else "")
         + f"; Beam {' '.join(beam_args)}"
     )
-    counters = _run_beam(listing, params, previous_index, out, beam_args, ctx)
-    counts = {split: counters.get(split, 0) for split in SPLITS}
-    found = len(listing.entries) + len(listing.rejected) + counters.get("records_found", 0)
+    _run_beam(listing, params, previous_index, out, beam_args, ctx)
+    pipeline_counts = json.loads((out / Examples.COUNTS).read_text())
+    counts = {split: pipeline_counts["written"][split] for split in SPLITS}
+    found = len(listing.entries) + len(listing.rejected) + pipeline_counts["records_found"]
     quarantine = [json.loads(line) for line in (out / Examples.QUARANTINE).open() if line.strip()]
     curated = [json.loads(line) for line in (out / Examples.CURATION).open() if line.strip()]
     plan = json.loads((out / Examples.PLAN).read_text())
@@ -204,9 +204,8 @@ def _check_fractions(split) -> None:
 
 def _run_beam(
     listing: sources.Listing, params: Params, previous_index: dict, out, beam_args: list[str], ctx: StageContext
-) -> dict[str, int]:
-    """Runs the Beam pipeline that writes the Examples into ``out``; returns its ``ingest`` counters
-    (images per split, records found)."""
+) -> None:
+    """Runs the Beam pipeline that writes the Examples into ``out``."""
     options = PipelineOptions(beam_args)
     # Workers on other machines cannot see our scratch folder: with a remote runner the
     # listing and the spill go under its --temp_location (e.g. gs://bucket/tmp).
@@ -215,12 +214,8 @@ def _run_beam(
     FileSystems.mkdirs(scratch)
     pipeline = beam.Pipeline(runner=_runner(options), options=options)
     build_pipeline(pipeline, listing, params, previous_index, str(out), scratch)
-    result = _run_with_progress(pipeline, ctx, scratch, len(listing.entries) or None)
+    _run_with_progress(pipeline, ctx, scratch, len(listing.entries) or None)
     FileSystems.delete([scratch])
-    return {
-        m.key.metric.name: m.committed
-        for m in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]
-    }
 
 
 def _runner(options: PipelineOptions):
@@ -356,7 +351,7 @@ def _check_outcome(out, counts: dict[str, int], found: int, quarantined: int, ex
         )
 
 
-def _run_with_progress(pipeline: beam.Pipeline, ctx: StageContext, scratch: str, total: int | None):
+def _run_with_progress(pipeline: beam.Pipeline, ctx: StageContext, scratch: str, total: int | None) -> None:
     """Runs the pipeline in a thread while this one reports how many items the workers have checked."""
     outcome: dict = {}
 
@@ -376,7 +371,6 @@ def _run_with_progress(pipeline: beam.Pipeline, ctx: StageContext, scratch: str,
                 progress.update(check.spilled_items(_names(scratch)))
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["result"]
 
 
 def _names(folder: str) -> list[str]:

@@ -1,7 +1,7 @@
 """The ingest workers' second job: place every checked image by the split plan and write it.
 
-Each bundle of tasks appends its records to one temporary shard per split, counts them, and
-gathers the statistics of what it wrote; ``finish`` (one call, after every bundle) names the
+Each bundle of tasks appends its records to one temporary shard per split; each task counts
+what it wrote and gathers its statistics; ``finish`` (one call, after every bundle) names the
 shards ``<split>/data-NNNNN-of-NNNNN.tfrecord``, merges the statistics and writes the reports.
 One step writes every split: a Beam file sink per split would add half a dozen stages each,
 and pass every record through a coder.
@@ -35,49 +35,55 @@ SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.tfrecord"  # what data/records.
 _TEMP_PREFIX = ".tmp-"
 
 
-class Bundle(NamedTuple):
-    shards: dict[str, str]  # split -> temporary shard file
-    stats: dict[str, dict]  # split -> ImageStatsFn accumulator
+class Written(NamedTuple):
+    """What one task's images became."""
+
+    shards: dict[str, str]  # split -> the temporary shard file its records went to
+    stats: dict[str, dict]  # split -> ImageStatsFn accumulator of the records written
     quarantined: list[tuple[str, str, str]]  # (item, reason, the anomaly kind that reports it)
     curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
+    written: dict[str, int]  # split -> examples written
+    records: int  # TFRecord records the task held
 
 
-beam.coders.registry.register_coder(Bundle, beam.coders.PickleCoder)
+beam.coders.registry.register_coder(Written, beam.coders.PickleCoder)
 
 
 class WriteSplits(beam.DoFn):
-    """TaskResults in, one Bundle per bundle out (emitted when the bundle finishes)."""
+    """TaskResults in, one Written per task out. The tasks of a bundle append to the same shard
+    per split, closed when the bundle finishes. Each Written comes out of ``process``: outputs of
+    ``finish_bundle`` are lost on Beam's DaskRunner (2.77 collects a partition's outputs before it
+    calls ``finish_bundle``)."""
 
     def __init__(self, out: str):
         self._out = out
-        self._counters = {split: beam.metrics.Metrics.counter("ingest", split) for split in SPLITS}
         self._stats = ImageStatsFn()
 
     def start_bundle(self):
         self._shards: dict[str, str] = {}
         self._files: dict = {}
-        self._accumulators: dict[str, dict] = {}
-        self._quarantined: list[tuple[str, str, str]] = []
-        self._curated: list[Curated] = []
 
     def process(self, task: TaskResult, plan: Plan):
         labels: dict[str, bytes] = {}  # label (or label set) -> its serialized ids, made once each
-        self._quarantined.extend((item, reason, UNUSABLE) for item, reason in task.quarantined)
-        self._curated.extend(task.curated)
+        quarantined = [(item, reason, UNUSABLE) for item, reason in task.quarantined]
+        accumulators: dict[str, dict] = {}
+        written = dict.fromkeys(SPLITS, 0)
         with FileSystems.open(task.spill, compression_type="uncompressed") as f:
             unlabelled = pickle.load(f)
         for (candidate, meta), example in zip(task.checked, unlabelled, strict=True):
             split, reason, kind = plan.place(candidate)
             if reason:
-                self._quarantined.append((candidate.source, reason, kind))
+                quarantined.append((candidate.source, reason, kind))
                 continue
             if candidate.label not in labels:
                 labels[candidate.label] = record_format.label_bytes(plan.label_ids(candidate.label))
             _TFRecordUtil.write_record(self._file(split), example + labels[candidate.label])
-            self._counters[split].inc()
-            if split not in self._accumulators:
-                self._accumulators[split] = self._stats.create_accumulator()
-            self._stats.add_input(self._accumulators[split], meta)
+            written[split] += 1
+            if split not in accumulators:
+                accumulators[split] = self._stats.create_accumulator()
+            self._stats.add_input(accumulators[split], meta)
+        shards = {split: self._shards[split] for split in accumulators}
+        yield Written(shards, accumulators, quarantined, list(task.curated), written, task.records)
 
     def _file(self, split: str):
         if split not in self._files:
@@ -88,14 +94,12 @@ class WriteSplits(beam.DoFn):
     def finish_bundle(self):
         for f in self._files.values():
             f.close()
-        bundle = Bundle(dict(self._shards), self._accumulators, self._quarantined, self._curated)
-        yield beam.transforms.window.GlobalWindows.windowed_value(bundle)
 
 
-def finish(bundles: list[Bundle], out: str, plan: Plan, rejected: list[tuple[str, str, str]]) -> dict[str, dict]:
+def finish(written: list[Written], out: str, plan: Plan, rejected: list[tuple[str, str, str]]) -> dict[str, dict]:
     """Names the shards, writes the reports, and returns each split's statistics."""
     for split in SPLITS:
-        shards = sorted(b.shards[split] for b in bundles if split in b.shards)
+        shards = sorted({b.shards[split] for b in written if split in b.shards})  # a bundle's tasks share one
         targets = [
             FileSystems.join(out, split, SHARD_PATTERN.format(index=i, count=len(shards))) for i in range(len(shards))
         ]
@@ -107,24 +111,32 @@ def finish(bundles: list[Bundle], out: str, plan: Plan, rejected: list[tuple[str
     stats = ImageStatsFn()
     split_stats = {}
     for split in SPLITS:
-        accumulators = [b.stats[split] for b in bundles if split in b.stats]
+        accumulators = [b.stats[split] for b in written if split in b.stats]
         split_stats[split] = (
             stats.extract_output(stats.merge_accumulators(accumulators)) if accumulators else empty_split()
         )
         if plan.task == label_sets.MULTI_LABEL:
             split_stats[split] = by_label(split_stats[split])
-    quarantined = sorted(rejected + [q for b in bundles for q in b.quarantined])
+    quarantined = sorted(rejected + [q for b in written for q in b.quarantined])
     report = dataclasses.asdict(plan)
     index = report.pop("index")
     files = {
         Examples.PLAN: json.dumps(report, indent=2),
         "split_index.json": json.dumps(index),
         Examples.SPLIT_STATS: json.dumps(split_stats, indent=2),
+        # What the pipeline wrote and read, for the driver's nothing-lost check: counted here rather
+        # than in Beam metrics, which not every runner reports (DaskRunner does not).
+        Examples.COUNTS: json.dumps(
+            {
+                "written": {split: sum(b.written[split] for b in written) for split in SPLITS},
+                "records_found": sum(b.records for b in written),
+            }
+        ),
         Examples.QUARANTINE: "".join(
             json.dumps({"path": path, "reason": reason, "anomaly": kind}) + "\n" for path, reason, kind in quarantined
         ),
         Examples.CURATION: "".join(
-            json.dumps(item._asdict()) + "\n" for item in sorted(c for b in bundles for c in b.curated)
+            json.dumps(item._asdict()) + "\n" for item in sorted(c for b in written for c in b.curated)
         ),
     }
     for name, text in files.items():
