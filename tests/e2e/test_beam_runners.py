@@ -71,8 +71,13 @@ def _assert_same(direct: dict, other: dict, runner: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def direct(photos, tmp_path_factory) -> dict:
-    return _content(_ingest_and_validate(photos, tmp_path_factory.mktemp("direct")))
+def direct_examples(photos, tmp_path_factory) -> Path:
+    return _ingest_and_validate(photos, tmp_path_factory.mktemp("direct"))
+
+
+@pytest.fixture(scope="module")
+def direct(direct_examples) -> dict:
+    return _content(direct_examples)
 
 
 def test_the_portable_runner_on_a_local_job_service_writes_what_direct_writes(photos, direct, tmp_path):
@@ -102,7 +107,7 @@ def test_the_portable_runner_on_a_local_job_service_writes_what_direct_writes(ph
     _assert_same(direct, _content(examples), "PortableRunner")
 
 
-def test_dask_on_two_worker_processes_writes_what_direct_writes(photos, direct, tmp_path):
+def test_dask_on_two_worker_processes_writes_what_direct_writes(photos, direct, direct_examples, tmp_path):
     scheduler_file = tmp_path / "scheduler.json"
     common = ["--no-dashboard"]
     scheduler = Background(
@@ -125,6 +130,24 @@ def test_dask_on_two_worker_processes_writes_what_direct_writes(photos, direct, 
         )
         log = (tmp_path / "root" / "runs" / "1" / "run.log").read_text()
         assert "--runner=apache_beam.runners.dask.dask_runner.DaskRunner" in log
+        # A TFRecord source takes the other branch (ReadAllFromTFRecord, a GroupByKey): DirectRunner's records
+        records = visionpipe(
+            "run",
+            *("--set", f"run.root={tmp_path / 'records'}", "--set", "data.source=tfrecord"),
+            *(
+                "--set",
+                f"data.path={direct_examples}/*/data-*",
+                "--set",
+                f"data.tfrecord.image_key={record_format.ENCODED}",
+            ),
+            *(
+                "--set",
+                f"data.tfrecord.label_key={record_format.LABEL}",
+                "--set=data.tfrecord.class_names=[cat,dog,fox]",
+            ),
+            *("--set", "beam.runner=DaskRunner", f"--set=beam.extra_options={options}", "--stage", "ingest"),
+        )
+        assert records.returncode == 0 and "found 120 = ingested 120 + quarantined 0" in records.stdout, records.stdout
     finally:
         workers.stop()
         scheduler.stop()
