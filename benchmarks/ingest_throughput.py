@@ -32,6 +32,15 @@ def image_files(folder: Path, limit: int) -> list[Path]:
     return files[:limit] if limit else files
 
 
+def linked_subset(files: list[Path]) -> Path:
+    """A folder of class sub-folders linking ``files`` (the stages ingest whole folders)."""
+    folder = Path(tempfile.mkdtemp(prefix="vp-bench-subset-"))
+    for path in files:
+        (folder / path.parent.name).mkdir(exist_ok=True)
+        os.symlink(path, folder / path.parent.name / path.name)
+    return folder
+
+
 def plain_loop(files: list[Path], out: Path, channels: int) -> float:
     import tensorflow as tf
 
@@ -101,12 +110,7 @@ def main() -> None:
     parser.add_argument("--mode", default="auto", help="beam.direct_running_mode: auto, in_memory or multi_processing")
     args = parser.parse_args()
     files = image_files(args.folder, args.limit)
-    folder = args.folder
-    if args.limit:  # the stages ingest whole folders: link the subset into a folder of its own
-        folder = Path(tempfile.mkdtemp(prefix="vp-bench-subset-"))
-        for path in files:
-            (folder / path.parent.name).mkdir(exist_ok=True)
-            os.symlink(path, folder / path.parent.name / path.name)
+    folder = linked_subset(files) if args.limit else args.folder
     for path in files:  # warm the page cache so the first contender is not penalised
         path.read_bytes()
 
