@@ -1,81 +1,139 @@
-"""The evaluated split in memory: fitted 8-bit images, labels and what each image was before
-ingest (source path, original size, colour mode), read once for every part of evaluate.
+"""The evaluated split: what evaluate keeps of every image (label, source path, original size
+and colour mode) and its images, handed out in bounded batches to every pass that needs them
+(scoring, TTA, robustness, the error gallery, the served model).
 
-Robustness, slices and the error gallery all index the same arrays, so they need random
-access; holding the split as uint8 costs 3 KB per 32x32 image (150 KB at 224x224). The
-encoded bytes are kept too, for the served model, which decodes them itself.
+A split whose fitted 8-bit images fit in ``IN_MEMORY_BYTES`` is decoded once and held (3 KB
+per 32x32 image); a bigger one is read from its records again by each pass, so evaluate's
+memory does not grow with the split beyond its per-image metadata and probabilities (a
+100,000-image split at 224x224 would hold 15 GB). The served model's pass always reads the
+records, since it takes the encoded bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 
 from visionpipe.data import record_format
-from visionpipe.data.records import records
+from visionpipe.data.records import prefetched, records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
+
+IN_MEMORY_BYTES = 1 << 30  # decoded images held at most: 1 GiB (about 7,000 images at 224x224)
+
+
+class Pixels(Protocol):
+    def batches(self, indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        """uint8 images of ``indices`` (sorted, no repeats) in that order, ``batch_size`` at a time."""
+        ...
+
+
+@dataclasses.dataclass
+class InMemory:
+    images: np.ndarray  # uint8 [N, H, W, C]
+
+    def batches(self, indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(indices), batch_size):
+            yield self.images[indices[start : start + batch_size]]
+
+
+@dataclasses.dataclass
+class FromRecords:
+    """The split's images decoded from its records on each call; only the chosen ones."""
+
+    examples_dir: Path
+    split: str
+    spec: PreprocessingSpec
+    count: int
+
+    def batches(self, indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        ds = records(self.examples_dir, self.split)
+        if len(indices) < self.count:  # skip the others before decoding them
+            chosen = np.zeros(self.count, bool)
+            chosen[indices] = True
+            mask = tf.constant(chosen)
+            ds = ds.enumerate().filter(lambda i, _: mask[i]).map(lambda _, record: record)
+        decoded = ds.map(
+            lambda r: load_pixels(r[record_format.ENCODED], self.spec), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        yield from prefetched(decoded.batch(batch_size)).as_numpy_iterator()
 
 
 @dataclasses.dataclass
 class EvalSplit:
-    images: np.ndarray  # uint8 [N, H, W, C], fitted to the model's input as every runtime fits them
-    encoded: np.ndarray  # [N] the records' encoded bytes (object array)
+    pixels: Pixels  # the images fitted to the model's input as every runtime fits them
     labels: np.ndarray  # int [N]; multi-label: uint8 multi-hot [N, labels]
     sources: list[str]
     heights: np.ndarray
     widths: np.ndarray
     modes: list[str]
+    image_size: tuple[int, int]  # the model's input (height, width)
+    examples_dir: Path | None = None  # where the encoded images are read from (for the served model)
+    split: str = ""
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batches(self, batch_size: int = 256, indices: np.ndarray | None = None):
-        """(float [0, 1] images as the model receives them, label ids) batches, in order."""
-        indices = np.arange(len(self)) if indices is None else indices
-        for start in range(0, len(indices), batch_size):
-            chosen = indices[start : start + batch_size]
-            yield to_float(tf.constant(self.images[chosen])), self.labels[chosen]
+        """(float [0, 1] images as the model receives them, label ids) batches, in split order or
+        in the order of ``indices``."""
+        wanted = np.arange(len(self)) if indices is None else np.asarray(indices)
+        ordered = np.unique(wanted)
+        if np.array_equal(ordered, wanted):
+            start = 0
+            for images in self.pixels.batches(wanted, batch_size):
+                chosen = wanted[start : start + len(images)]
+                start += len(images)
+                yield to_float(tf.constant(images)), self.labels[chosen]
+            return
+        # Another order (the gallery's few): read them all, then hand them out in that order.
+        images = np.concatenate(list(self.pixels.batches(ordered, batch_size)))
+        at = np.searchsorted(ordered, wanted)
+        for start in range(0, len(wanted), batch_size):
+            part = slice(start, start + batch_size)
+            yield to_float(tf.constant(images[at[part]])), self.labels[wanted[part]]
 
     def encoded_batches(self, batch_size: int = 256):
         """(encoded image bytes, label ids) batches, in order: what a serving client sends."""
-        for start in range(0, len(self), batch_size):
-            chosen = slice(start, start + batch_size)
-            yield tf.constant(list(self.encoded[chosen])), self.labels[chosen]
+        if self.examples_dir is None:
+            raise ValueError("this split was not read from records: it has no encoded images")
+        encoded = records(self.examples_dir, self.split).map(lambda r: r[record_format.ENCODED]).batch(batch_size)
+        start = 0
+        for batch in prefetched(encoded):
+            yield batch, self.labels[start : start + len(batch)]
+            start += len(batch)
 
 
 def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec, multi_hot: int = 0) -> EvalSplit:
-    """``multi_hot`` > 0: multi-label records with that many labels, read as multi-hot vectors."""
+    """``multi_hot`` > 0: multi-label records with that many labels, read as multi-hot vectors.
+    The images are held when they fit in IN_MEMORY_BYTES, else read again by each pass."""
 
-    def fitted(record):
-        return {
-            "pixels": load_pixels(record[record_format.ENCODED], spec),
-            "encoded": record[record_format.ENCODED],
-            "label": record[record_format.LABEL],
-            "source": record[record_format.SOURCE],
-            "height": record[record_format.HEIGHT],
-            "width": record[record_format.WIDTH],
-            "mode": record[record_format.MODE],
-        }
+    def origin(record):
+        keys = (record_format.LABEL, record_format.SOURCE, record_format.HEIGHT, record_format.WIDTH)
+        return {key: record[key] for key in (*keys, record_format.MODE)}
 
-    columns: dict[str, list] = {k: [] for k in ("pixels", "encoded", "label", "source", "height", "width", "mode")}
-    dataset = (
-        records(examples_dir, split, origin=True, multi_hot=multi_hot)
-        .map(fitted, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(512)
-    )
-    for batch in dataset.as_numpy_iterator():
+    columns: dict[str, list] = {}
+    dataset = records(examples_dir, split, origin=True, multi_hot=multi_hot).map(origin).batch(4096)
+    for batch in prefetched(dataset).as_numpy_iterator():
         for key, values in batch.items():
-            columns[key].append(values)
+            columns.setdefault(key, []).append(values)
     merged = {key: np.concatenate(values) for key, values in columns.items()}
+    count = len(merged[record_format.LABEL])
+    pixels: Pixels = FromRecords(examples_dir, split, spec, count)
+    if count * int(np.prod(spec.input_shape)) <= IN_MEMORY_BYTES:
+        pixels = InMemory(np.concatenate(list(pixels.batches(np.arange(count), 512))))
     return EvalSplit(
-        images=merged["pixels"],
-        encoded=merged["encoded"],
-        labels=merged["label"].astype(np.int64),
-        sources=[s.decode() for s in merged["source"]],
-        heights=merged["height"],
-        widths=merged["width"],
-        modes=[m.decode() for m in merged["mode"]],
+        pixels=pixels,
+        labels=merged[record_format.LABEL].astype(np.int64),
+        sources=[s.decode() for s in merged[record_format.SOURCE]],
+        heights=merged[record_format.HEIGHT],
+        widths=merged[record_format.WIDTH],
+        modes=[m.decode() for m in merged[record_format.MODE]],
+        image_size=(spec.height, spec.width),
+        examples_dir=examples_dir,
+        split=split,
     )

@@ -158,7 +158,7 @@ def robustness(
             progress.advance(len(images))
     accuracy = {key: float(np.concatenate(hits).mean()) for key, hits in correct.items()}
     clean = accuracy[("clean", 0)]
-    height, width = int(split.images.shape[1]), int(split.images.shape[2])
+    height, width = split.image_size
     return {
         "images": int(len(indices)),
         "image_size": [height, width],

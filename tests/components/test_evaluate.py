@@ -17,7 +17,7 @@ from visionpipe.components.evaluate.config import (
     SliceConfig,
     ThresholdConfig,
 )
-from visionpipe.components.evaluate.data import EvalSplit
+from visionpipe.components.evaluate.data import EvalSplit, InMemory
 from visionpipe.components.evaluate.gradcam import heat_maps
 from visionpipe.components.evaluate.gradcam import summary as gradcam_summary
 from visionpipe.components.evaluate.metrics import classification_metrics, most_confused_pairs
@@ -124,13 +124,13 @@ def _split(images: np.ndarray, labels: np.ndarray, sources=None, sizes=None, mod
     n = len(labels)
     sizes = sizes if sizes is not None else [(32, 32)] * n
     return EvalSplit(
-        images=images,
-        encoded=np.array([b""] * n, dtype=object),  # only the served model reads them
+        pixels=InMemory(images),
         labels=labels,
         sources=sources or [f"/data/c{label}/{i}.png" for i, label in enumerate(labels)],
         heights=np.array([h for h, _ in sizes]),
         widths=np.array([w for _, w in sizes]),
         modes=modes or ["RGB"] * n,
+        image_size=images.shape[1:3],
     )
 
 
@@ -292,3 +292,55 @@ def test_the_served_model_is_the_stable_label_else_the_newest_version(tmp_path):
     entry = tf_serving_config.ModelEntry("m", str(tmp_path / "m"), (2, 3), {"stable": 2, "canary": 3})
     tf_serving_config.write_text_proto(tmp_path / "models.config", tf_serving_config.model_server_config([entry]))
     assert served_model(tmp_path, "m").version == 2
+
+
+def _records(folder, count: int, size: int = 12):
+    """``count`` PNG records in the ingest format (with origin), 3 shards of the test split."""
+    from visionpipe.data import record_format
+
+    (folder / "test").mkdir(parents=True)
+    writers = [tf.io.TFRecordWriter(str(folder / "test" / f"data-{i:05d}-of-00003.tfrecord")) for i in range(3)]
+    for i in range(count):
+        pixels = np.full((size, size, 3), i % 256, np.uint8)
+        record = record_format.Record(
+            tf.io.encode_png(pixels).numpy(),
+            i % 3,
+            f"c{i % 3}",
+            f"/data/{i}.png",
+            "",
+            "PNG",
+            "RGB",
+            size,
+            size,
+            3,
+            False,
+        )
+        writers[i * 3 // count].write(record_format.serialize(record))  # in order: shard 0 holds the first third
+    for writer in writers:
+        writer.close()
+    return folder
+
+
+def test_a_split_too_big_to_hold_is_read_from_its_records_pass_by_pass(tmp_path, monkeypatch):
+    from visionpipe.components.evaluate import data as eval_data
+    from visionpipe.models.preprocessing import PreprocessingSpec
+
+    spec = PreprocessingSpec(height=8, width=8, channels=3, resize_policy="stretch", mean=(0.5,) * 3, std=(0.25,) * 3)
+    examples = _records(tmp_path, 90)
+    held = eval_data.load_split(examples, "test", spec)
+    monkeypatch.setattr(eval_data, "IN_MEMORY_BYTES", 90 * 8 * 8 * 3 - 1)  # one byte short of holding it
+    streamed = eval_data.load_split(examples, "test", spec)
+    assert isinstance(held.pixels, InMemory) and isinstance(streamed.pixels, eval_data.FromRecords)
+    assert streamed.sources == held.sources and sorted(held.sources) == sorted(f"/data/{i}.png" for i in range(90))
+    for indices in (None, np.arange(5, 80, 3), np.array([70, 2, 41, 2])):  # all, a sorted sample, a gallery's order
+        both = [list(split.batches(16, indices)) for split in (held, streamed)]
+        assert [len(x) for x, _ in both[0]] == [len(x) for x, _ in both[1]]
+        for (x_held, y_held), (x_streamed, y_streamed) in zip(*both, strict=True):
+            np.testing.assert_array_equal(x_held.numpy(), x_streamed.numpy())
+            np.testing.assert_array_equal(y_held, y_streamed)
+    first = np.concatenate([x.numpy() for x, _ in streamed.batches(16, np.array([70, 2, 41, 2]))])
+    made_from = [int(held.sources[i].split("/")[-1].split(".")[0]) for i in (70, 2, 41, 2)]
+    np.testing.assert_allclose(first[:, 0, 0, 0], np.array(made_from) / 255, atol=1e-6)  # in the order asked
+    encoded = list(streamed.encoded_batches(32))
+    assert [len(b) for b, _ in encoded] == [32, 32, 26]
+    np.testing.assert_array_equal(np.concatenate([y for _, y in encoded]), held.labels)
