@@ -145,3 +145,15 @@ def test_auto_checks_model_arguments_once_it_picks_the_model_and_the_budget_must
         load_config(overrides=["model.args.alpha=0.5"])
     with pytest.raises(ConfigError, match="train.time_budget_minutes must be positive"):
         load_config(overrides=["train.time_budget_minutes=0"])
+
+
+def test_beam_runner_names_map_to_what_beam_takes_and_unknown_ones_are_refused():
+    from visionpipe.pipeline.runner import beam_args
+
+    assert beam_args(load_config(None, ["beam.runner=DaskRunner"]))[0] == (
+        "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
+    )
+    assert beam_args(load_config(None, ["beam.runner=PortableRunner"]))[0] == "--runner=PortableRunner"
+    assert beam_args(load_config(None, ["beam.runner=my.pkg.MyRunner"]))[0] == "--runner=my.pkg.MyRunner"
+    with pytest.raises(ConfigError, match="beam.runner 'DaskRuner' is not one of DirectRunner, PortableRunner, Dask"):
+        load_config(None, ["beam.runner=DaskRuner"])
