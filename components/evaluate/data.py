@@ -49,9 +49,10 @@ class FromRecords:
     split: str
     spec: PreprocessingSpec
     count: int
+    multi_hot: int = 0  # multi-label records: their labels parse as vectors of this length
 
     def batches(self, indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-        ds = records(self.examples_dir, self.split)
+        ds = records(self.examples_dir, self.split, multi_hot=self.multi_hot)
         if len(indices) < self.count:  # skip the others before decoding them
             chosen = np.zeros(self.count, bool)
             chosen[indices] = True
@@ -74,6 +75,7 @@ class EvalSplit:
     image_size: tuple[int, int]  # the model's input (height, width)
     examples_dir: Path | None = None  # where the encoded images are read from (for the served model)
     split: str = ""
+    multi_hot: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -101,7 +103,8 @@ class EvalSplit:
         """(encoded image bytes, label ids) batches, in order: what a serving client sends."""
         if self.examples_dir is None:
             raise ValueError("this split was not read from records: it has no encoded images")
-        encoded = records(self.examples_dir, self.split).map(lambda r: r[record_format.ENCODED]).batch(batch_size)
+        ds = records(self.examples_dir, self.split, multi_hot=self.multi_hot)
+        encoded = ds.map(lambda r: r[record_format.ENCODED]).batch(batch_size)
         start = 0
         for batch in prefetched(encoded):
             yield batch, self.labels[start : start + len(batch)]
@@ -123,7 +126,7 @@ def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec, multi_ho
             columns.setdefault(key, []).append(values)
     merged = {key: np.concatenate(values) for key, values in columns.items()}
     count = len(merged[record_format.LABEL])
-    pixels: Pixels = FromRecords(examples_dir, split, spec, count)
+    pixels: Pixels = FromRecords(examples_dir, split, spec, count, multi_hot)
     if count * int(np.prod(spec.input_shape)) <= IN_MEMORY_BYTES:
         pixels = InMemory(np.concatenate(list(pixels.batches(np.arange(count), 512))))
     return EvalSplit(
@@ -136,4 +139,5 @@ def load_split(examples_dir: Path, split: str, spec: PreprocessingSpec, multi_ho
         image_size=(spec.height, spec.width),
         examples_dir=examples_dir,
         split=split,
+        multi_hot=multi_hot,
     )
