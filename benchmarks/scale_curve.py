@@ -40,6 +40,8 @@ SETTINGS = [
     "train.batch_size=128",
     "evaluate.robustness.enabled=false",
     "evaluate.gallery_images=0",
+    # The planted broken files must be quarantined and reported; they stop training by default.
+    "validate.severity.undecodable_image=warn",
 ]
 BAD_EVERY = 2000
 
