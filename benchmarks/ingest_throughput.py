@@ -45,12 +45,15 @@ def plain_loop(files: list[Path], out: Path, channels: int) -> float:
     import tensorflow as tf
 
     from visionpipe.data import record_format
-    from visionpipe.data.images import check_image
+    from visionpipe.data.images import BadImage, check_image
 
     start = time.perf_counter()
     with tf.io.TFRecordWriter(str(out / "plain.tfrecord")) as writer:
         for path in files:
-            image = check_image(path.read_bytes(), 50_000_000, channels)
+            try:
+                image = check_image(path.read_bytes(), 50_000_000, channels)
+            except BadImage:  # set aside, as ingest quarantines it
+                continue
             writer.write(record_format.serialize(image.record(path.parent.name, str(path), label=0)))
     return time.perf_counter() - start
 
