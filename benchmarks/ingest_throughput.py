@@ -70,7 +70,7 @@ def decode_limit(files: list[Path], channels: int) -> float:
             deterministic=False,
         )
         .ignore_errors()
-        .batch(256)
+        .ragged_batch(256)  # images of any size, as a folder holds them
         .prefetch(tf.data.AUTOTUNE)
     )
     for _ in ds:
