@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from visionpipe.data import record_format
-from visionpipe.data.records import prefetched, records
+from visionpipe.data.records import encoded_images, prefetched, records
 from visionpipe.models.preprocessing import PreprocessingSpec, load_pixels, to_float
 
 IN_MEMORY_BYTES = 1 << 30  # decoded images held at most: 1 GiB (about 7,000 images at 224x224)
@@ -103,10 +103,8 @@ class EvalSplit:
         """(encoded image bytes, label ids) batches, in order: what a serving client sends."""
         if self.examples_dir is None:
             raise ValueError("this split was not read from records: it has no encoded images")
-        ds = records(self.examples_dir, self.split, multi_hot=self.multi_hot)
-        encoded = ds.map(lambda r: r[record_format.ENCODED]).batch(batch_size)
         start = 0
-        for batch in prefetched(encoded):
+        for batch, _ in encoded_images(self.examples_dir, self.split, batch_size, self.multi_hot):
             yield batch, self.labels[start : start + len(batch)]
             start += len(batch)
 
