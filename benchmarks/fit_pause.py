@@ -42,30 +42,15 @@ def one_fit(examples: Path, autotune: str) -> dict:
     """Train cifar_fast's model for one epoch; the timings, as a dict."""
     import keras
     import tensorflow as tf
+    from examples_pipeline import train_pipeline
 
     from visionpipe import load_config
-    from visionpipe.components.train.augment import build_policy
-    from visionpipe.components.train.input_pipeline import CacheChoice, training_dataset
+    from visionpipe.components.train.input_pipeline import CacheChoice
     from visionpipe.components.train.recipe import build_and_compile
-    from visionpipe.models.classifier import preprocessing_spec
 
     config = load_config(CONFIG)
-    classes = json.loads((examples / "classes.json").read_text())["classes"]
-    count = sum(json.loads((examples / "split_stats.json").read_text())["train"]["classes"].values())
-    spec = preprocessing_spec(config.preprocessing, None, None)
     memory = CacheChoice("memory", "", 0.0, "benchmark")
-    policy = build_policy(config.train.augment, config.seed)
-    train = training_dataset(
-        examples,
-        spec,
-        len(classes),
-        config.train.batch_size,
-        config.input,
-        config.seed,
-        memory,
-        policy,
-        num_images=count,
-    )
+    train, classes, count, spec, _ = train_pipeline(examples, config, config.seed, memory)
     if autotune == "on":
         options = tf.data.Options()
         options.autotune.enabled = True

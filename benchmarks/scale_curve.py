@@ -83,18 +83,11 @@ def measured(command: list[str]) -> tuple[float, float, str]:
 
 def input_epoch(examples: Path) -> None:
     """One epoch of the train split through the training pipeline, as the train stage builds it."""
-    from visionpipe import load_config
-    from visionpipe.components.train.augment import build_policy
-    from visionpipe.components.train.input_pipeline import choose_cache, training_dataset
-    from visionpipe.models.classifier import preprocessing_spec
+    from examples_pipeline import train_pipeline
 
-    config = load_config(None, SETTINGS)
-    classes = json.loads((examples / "classes.json").read_text())["classes"]
-    count = sum(json.loads((examples / "split_stats.json").read_text())["train"]["classes"].values())
-    spec = preprocessing_spec(config.preprocessing, None, None)
-    cache = choose_cache(config.input, count, spec, examples.parent.parent / "cache", "scale")
-    policy = build_policy(config.train.augment, config.seed)
-    ds = training_dataset(examples, spec, len(classes), 128, config.input, 0, cache, policy, num_images=count)
+    from visionpipe import load_config
+
+    ds, _, _, _, cache = train_pipeline(examples, load_config(None, SETTINGS), seed=0)
     seen = sum(int(x.shape[0]) for x, _ in ds)
     print(json.dumps({"images": seen, "cache": cache.kind}))
 
