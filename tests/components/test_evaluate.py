@@ -45,6 +45,19 @@ def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_images():
     assert widths[1] < widths[0] / 3  # ~ 1/sqrt(n): 5x narrower for 25x the images
 
 
+def test_bootstrap_draws_in_chunks_give_the_intervals_of_one_draw(monkeypatch):
+    labels, predicted = _noisy_predictions(3000, 4, 0.7)
+    other = np.where(np.random.default_rng(5).random(3000) < 0.2, labels, predicted)
+    whole = np.random.default_rng(1).integers(0, 3000, size=(300, 3000))  # every resample in one matrix
+    expected = {name: bootstrap.interval(score(labels, predicted, whole, 4)) for name, score in bootstrap.SCORES.items()}
+    monkeypatch.setattr(bootstrap, "CHUNK_DRAWS", 3000 * 7)  # 7 resamples a chunk, the last one short
+    assert len(list(bootstrap._resample_indices(3000, 300, 1))) == 43
+    assert bootstrap.confidence_intervals(labels, predicted, 4, resamples=300, seed=1) == expected
+    paired = bootstrap.accuracy_scores(labels, predicted, whole) - bootstrap.accuracy_scores(labels, other, whole)
+    found = bootstrap.difference_interval("accuracy", labels, predicted, other, 4, 300, seed=1)
+    assert found == bootstrap.interval(paired)
+
+
 def test_bootstrap_macro_f1_of_the_whole_split_matches_scikit_learn():
     labels, predicted = _noisy_predictions(1000, 4, 0.7)
     whole = np.arange(1000)[None]
