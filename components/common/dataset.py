@@ -69,6 +69,20 @@ def pixels(
     return ds if num_images is None else ds.apply(tf.data.experimental.assert_cardinality(num_images))
 
 
+def cached(ds: tf.data.Dataset, cache: str | None) -> tf.data.Dataset:
+    """``ds`` cached as ``cache`` says: None (not cached), "" (in memory) or a folder, where the
+    first full pass writes a tf.data snapshot (uncompressed) that later passes read.
+
+    Not ``Dataset.cache(filename)``: while it writes, tf.data's file cache kept about as much
+    memory as the data it wrote (RSS +2.3 GB over 800,000 32x32 images, TF 2.21), which is what
+    a file cache is for avoiding; a snapshot writes with flat memory. A pass that stops early
+    (a fixed number of steps) leaves its partial snapshot unused, and the next pass writes again.
+    """
+    if cache is None:
+        return ds
+    return ds.cache() if cache == "" else ds.snapshot(cache, compression=None)
+
+
 def float_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
     """A batch of uint8 images and label ids (or multi-hot vectors) -> (float images in [0, 1],
     one-hot (or multi-hot) float labels)."""
@@ -90,11 +104,10 @@ def image_dataset(
     """Batches of (images in [0, 1], one-hot labels; multi-hot for ``multi_label`` records) in
     file order, for evaluation.
 
-    ``cache`` is None (no cache), "" (memory) or a file prefix, as ``tf.data.Dataset.cache``.
+    ``cache`` is None (no cache), "" (memory) or a snapshot folder, as ``cached`` takes it.
     """
     ds = pixels(examples_dir, split, spec, num_images=num_images, multi_hot=num_classes if multi_label else 0)
-    if cache is not None:
-        ds = ds.cache(cache)
+    ds = cached(ds, cache)
     return prefetched(
         ds.batch(batch_size).map(lambda x, y: float_batch(x, y, num_classes), num_parallel_calls=AUTOTUNE)
     )

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from visionpipe.components.common.dataset import AUTOTUNE, float_batch, pixels
+from visionpipe.components.common.dataset import AUTOTUNE, cached, float_batch, pixels
 from visionpipe.components.train.augment import AugmentPolicy
 from visionpipe.components.train.config import InputConfig
 from visionpipe.data.records import prefetched
@@ -26,12 +26,12 @@ from visionpipe.models.preprocessing import PreprocessingSpec
 
 class CacheChoice(NamedTuple):
     kind: str  # memory | file | off
-    prefix: str  # file caches: <prefix>-<split>
+    prefix: str  # file caches: a snapshot folder <prefix>-<split>
     megabytes: float  # decoded size of the cached splits
     reason: str
 
     def for_split(self, split: str) -> str | None:
-        """The ``tf.data.Dataset.cache`` argument for one split, or None for no cache."""
+        """The ``dataset.cached`` argument for one split: None (no cache), "" (memory) or a folder."""
         return {"memory": "", "file": f"{self.prefix}-{split}"}.get(self.kind)
 
 
@@ -52,8 +52,6 @@ def choose_cache(
         return CacheChoice("memory", prefix, megabytes, f"{size} (memory budget {config.memory_budget_mb:,} MB)")
     if config.cache == "file" or megabytes <= config.file_budget_mb:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        for stale in Path(cache_dir).glob(f"tfdata-{key}-*.lockfile"):
-            stale.unlink()  # left by a killed run; tf.data would refuse to write the cache again
         return CacheChoice(
             "file", prefix, megabytes, f"{size} in {cache_dir} (file budget {config.file_budget_mb:,} MB)"
         )
@@ -93,9 +91,7 @@ def training_dataset(
     """
     deterministic, multi_hot = config.deterministic, num_classes if multi_label else 0
     ds = pixels(examples_dir, "train", spec, True, seed, deterministic, num_images, multi_hot)
-    cache_arg = cache.for_split("train")
-    if cache_arg is not None:
-        ds = ds.cache(cache_arg)
+    ds = cached(ds, cache.for_split("train"))
     ds = ds.shuffle(shuffle_buffer(config, cache, num_images), seed=seed, reshuffle_each_iteration=True)
     if resample_from is not None:
         ds = (
