@@ -49,7 +49,9 @@ def test_bootstrap_draws_in_chunks_give_the_intervals_of_one_draw(monkeypatch):
     labels, predicted = _noisy_predictions(3000, 4, 0.7)
     other = np.where(np.random.default_rng(5).random(3000) < 0.2, labels, predicted)
     whole = np.random.default_rng(1).integers(0, 3000, size=(300, 3000))  # every resample in one matrix
-    expected = {name: bootstrap.interval(score(labels, predicted, whole, 4)) for name, score in bootstrap.SCORES.items()}
+    expected = {
+        name: bootstrap.interval(score(labels, predicted, whole, 4)) for name, score in bootstrap.SCORES.items()
+    }
     monkeypatch.setattr(bootstrap, "CHUNK_DRAWS", 3000 * 7)  # 7 resamples a chunk, the last one short
     assert len(list(bootstrap._resample_indices(3000, 300, 1))) == 43
     assert bootstrap.confidence_intervals(labels, predicted, 4, resamples=300, seed=1) == expected
