@@ -132,8 +132,10 @@ def _resident_mb() -> float:
 def test_the_file_cache_writes_with_flat_memory(tmp_path):
     # 80,000 32x32x3 images (234 MB) sliced out of batches, as ``pixels`` makes them; tf.data's
     # file cache grew by 57 MB over them here (0.8 KB an image, 2.9 KB for real decoded batches).
-    images = tf.data.Dataset.range(80_000).batch(128).map(
-        lambda i: tf.cast(tf.reshape(i % 251, [-1, 1, 1, 1]) + tf.zeros([1, 32, 32, 3], tf.int64), tf.uint8)
+    images = (
+        tf.data.Dataset.range(80_000)
+        .batch(128)
+        .map(lambda i: tf.cast(tf.reshape(i % 251, [-1, 1, 1, 1]) + tf.zeros([1, 32, 32, 3], tf.int64), tf.uint8))
     )
     ds = cached(images.unbatch(), str(tmp_path / "cache")).batch(256)
     for i, _ in enumerate(ds):
