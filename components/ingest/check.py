@@ -1,9 +1,10 @@
 """The ingest workers' first job: read and check every item of a task.
 
 A task is a slice of the source listing (files) or a batch of TFRecord records. Each item is
-read, fully decoded, hashed and measured (``images.check_image``); the serialized Examples
-(still without label ids, which need every task's classes) wait in a spill file, and only a
-small ``TaskResult`` travels through the runner to the split plan. Taking a few hundred items
+read, fully decoded, hashed and measured (``images.check_image``); the candidates, their
+measurements and the serialized Examples (still without label ids, which need every task's
+classes) wait in a spill file, and only a small ``TaskResult`` travels through the runner to
+the split plan, with the task's ``Keys`` (about 40 bytes an image). Taking a few hundred items
 per call keeps Beam's per-element cost out of the per-image cost.
 """
 
@@ -17,10 +18,13 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from visionpipe.components.ingest import curation, sources
-from visionpipe.components.ingest.split import Candidate
+from visionpipe.components.ingest.config import SplitConfig
+from visionpipe.components.ingest.keys import Index, Keys
+from visionpipe.components.ingest.split import Candidate, Plan, plan_splits
 from visionpipe.data import images, label_sets, record_format
 from visionpipe.data.image_stats import ImageMeta
 
@@ -45,8 +49,8 @@ class Curated(NamedTuple):
 
 
 class TaskResult(NamedTuple):
-    spill: str
-    checked: list[tuple[Candidate, ImageMeta]]
+    spill: str  # the checked items: ``read_checked`` and ``read_examples``
+    keys: Keys  # of the checked items, in their order
     quarantined: list[tuple[str, str]]  # (item, reason)
     curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
     records: int  # TFRecord records the task held (0 for a task of files, which the listing counts)
@@ -116,12 +120,34 @@ class _CheckTask(beam.DoFn):
         dropped = sum(c.action == curation.DROP for c in curated)
         name = f"{uuid.uuid4().hex}.{len(checked) + len(quarantined) + dropped}{SPILL_SUFFIX}"
         spill = FileSystems.join(self._spill_dir, name)
-        with FileSystems.create(spill) as f:
+        with FileSystems.create(spill) as f:  # two pickles: the copies step reads only the first
+            pickle.dump(checked, f, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
-        yield TaskResult(spill, checked, quarantined, curated, self.records(task))
+        keys = Keys.of([(c.sha256, c.label, c.split) for c, _ in checked])
+        yield TaskResult(spill, keys, quarantined, curated, self.records(task))
 
     def records(self, task) -> int:
         return 0
+
+
+def read_spill(spill: str, examples: bool = True) -> tuple[list[tuple[Candidate, ImageMeta]], list[bytes]]:
+    """A task's checked (candidate, measurements) pairs and (``examples``) their unlabelled records."""
+    with FileSystems.open(spill, compression_type="uncompressed") as f:
+        checked = pickle.load(f)
+        return checked, pickle.load(f) if examples else []
+
+
+def plan_of(tasks: list[tuple[str, Keys]], rule: SplitConfig, previous: Index, task: str) -> Plan:
+    """The split plan of every task's (spill, keys), its reports made from the candidates of the
+    contents several images share, read from the spills of the tasks that hold them."""
+    plan = plan_splits(Keys.merged(keys for _, keys in tasks), rule, previous, task)
+    copies = []
+    for spill, keys in tasks:
+        shared = np.isin(keys.digests, plan.duplicated)
+        if shared.any():
+            checked, _ = read_spill(spill, examples=False)
+            copies += [checked[i][0] for i in np.flatnonzero(shared).tolist()]
+    return plan.with_copies(copies)
 
 
 class CheckFiles(_CheckTask):

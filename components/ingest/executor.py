@@ -6,8 +6,8 @@ image as a tf.train.Example to ``<split>/data-*.tfrecord`` (``write.py``). Unusa
 to ``quarantine.jsonl`` with the reason: found = ingested + quarantined, always, and the run
 prints all three.
 
-Outputs besides the records: ``classes.json``, ``split_index.json`` (content hash -> split,
-read by the next ingest so old images keep their split), ``plan.json`` (where each split's
+Outputs besides the records: ``classes.json``, ``split_index.npz`` (content hash -> split,
+read by the next ingest so old images keep their split; ``keys.Index``), ``plan.json`` (where each split's
 images came from, duplicates, leakage, label conflicts) and ``split_stats.json`` (per-split
 statistics measured while the images were decoded anyway; validate turns them into protos,
 schema and anomalies).
@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import threading
@@ -34,8 +33,9 @@ from apache_beam.io.tfrecordio import ReadAllFromTFRecord
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from visionpipe.components.ingest import check, curation, sources, write
+from visionpipe.components.ingest.keys import Index
 from visionpipe.components.ingest.spec import Inputs, Outputs, Params
-from visionpipe.components.ingest.split import SPLITS, Candidate, Plan, make_plan
+from visionpipe.components.ingest.split import SPLITS, describe_splits
 from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import UNUSABLE, Examples
 from visionpipe.pipeline.errors import DataError
@@ -53,10 +53,8 @@ BYTES_PER_SECOND = 80e6
 WORKER_STARTUP_SECONDS = 1.5
 
 
-def _previous_index(inputs: Inputs) -> dict[str, str]:
-    if inputs.previous is None or not (inputs.previous.path / "split_index.json").is_file():
-        return {}
-    return json.loads((inputs.previous.path / "split_index.json").read_text())
+def _previous_index(inputs: Inputs) -> Index:
+    return Index.empty() if inputs.previous is None else Index.load(inputs.previous.path)
 
 
 def _pixel_fraction(listing: sources.Listing, sample: int) -> float:
@@ -89,7 +87,7 @@ def build_pipeline(
     pipeline: beam.Pipeline,
     listing: sources.Listing,
     params: Params,
-    previous_index: dict[str, str],
+    previous_index: Index,
     out: str,
     scratch: str,
 ) -> None:
@@ -123,16 +121,11 @@ def build_pipeline(
     checked = tasks | "AllTasks" >> beam.Flatten()
     plan = (
         checked
-        # One list of plain tuples per task: per-candidate elements would each pay Beam's
-        # element cost, and named tuples its slow generic encoding.
-        | "Candidates" >> beam.Map(lambda task: [tuple(c) for c, _ in task.checked])
-        | "AllCandidates" >> beam.combiners.ToList()
-        | "Plan"
-        >> beam.Map(
-            lambda lists: make_plan(
-                map(Candidate._make, itertools.chain.from_iterable(lists)), data.split, previous_index, listing.task
-            )
-        )
+        # Compact keys (about 40 bytes an image), one element per task: per-image elements would
+        # each pay Beam's element cost.
+        | "Keys" >> beam.Map(lambda task: (task.spill, task.keys))
+        | "AllKeys" >> beam.combiners.ToList()
+        | "Plan" >> beam.Map(check.plan_of, data.split, previous_index, listing.task)
     )
     rejected = [(item, reason, UNUSABLE) for item, reason in listing.rejected]
     (
@@ -170,7 +163,11 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     ctx.log(
         f"{listing.description}: {len(listing.entries)} candidate files, {len(listing.rejected)} rejected"
         + (f", {len(listing.records.files)} TFRecord files" if listing.records else "")
-        + (f"; {len(previous_index)} images keep their split from the previous ingest" if previous_index else "")
+        + (
+            f"; {len(previous_index.digests)} images keep their split from the previous ingest"
+            if len(previous_index.digests)
+            else ""
+        )
         + (f"; {len(params.curation.decisions)} images named by data.exclude/data.relabel" if params.curation else "")
         + f"; Beam {' '.join(beam_args)}"
     )
@@ -181,7 +178,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     quarantine = [json.loads(line) for line in (out / Examples.QUARANTINE).open() if line.strip()]
     curated = [json.loads(line) for line in (out / Examples.CURATION).open() if line.strip()]
     plan = json.loads((out / Examples.PLAN).read_text())
-    splits = Plan(**plan, index={}).describe()
+    splits = describe_splits(plan)
     _write_classes(out, plan, listing, splits)
     summary = _summary(plan, counts, splits, found, len(quarantine), curated)
     if listing.task == label_sets.MULTI_LABEL:
@@ -203,7 +200,7 @@ def _check_fractions(split) -> None:
 
 
 def _run_beam(
-    listing: sources.Listing, params: Params, previous_index: dict, out, beam_args: list[str], ctx: StageContext
+    listing: sources.Listing, params: Params, previous_index: Index, out, beam_args: list[str], ctx: StageContext
 ) -> None:
     """Runs the Beam pipeline that writes the Examples into ``out``."""
     options = PipelineOptions(beam_args)

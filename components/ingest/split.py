@@ -32,6 +32,12 @@ Multi-label data (``label_sets``) is stratified by each image's rarest label (an
 label is a stratum of its own): an image of a rare label then counts towards that label's
 shares in every split, which is what a rare label needs, and the frequent labels, which ride
 along on many images, end up close to their shares anyway.
+
+The plan is made from compact arrays (``keys.py``), whatever the data's size, in two steps:
+``plan_splits`` places every content hash and keeps what a worker needs to place any image on
+its own (each class's hash bounds for new images, the previous index, the splits of copied
+contents); ``Plan.with_copies`` adds the sources of the copied contents for the reports. So the
+plan sent to every worker grows with the duplicates and the previous index, not the images.
 """
 
 from __future__ import annotations
@@ -39,10 +45,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from visionpipe.components.ingest.config import SplitConfig
+from visionpipe.components.ingest.keys import SPLIT_NAMES, Index, Keys, digests, hex_of, split_code
 from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import (
     ABSENT,
@@ -58,6 +67,9 @@ from visionpipe.pipeline.artifacts import (
 
 SPLITS = Examples.SPLITS
 CARVED_FROM = "train"  # the given split that missing splits are carved out of
+TRAIN, VAL, TEST = (split_code(s) for s in SPLITS)
+# A group's given splits are a bit mask (bit code - 1); its split is the earliest one given.
+EARLIEST_GIVEN = np.array([0, TRAIN, VAL, TRAIN, TEST, TRAIN, VAL, TRAIN], np.uint8)
 
 
 class Candidate(NamedTuple):  # a tuple: millions of these cross Beam stages, pickled
@@ -73,19 +85,42 @@ class Placement(NamedTuple):
     kind: str = ""  # the anomaly kind that reports it (LEAKED or CONFLICTING)
 
 
+REPORTED = (
+    "classes",
+    "origins",
+    "shares",
+    "leak_keepers",
+    "conflicted",
+    "duplicates_in_split",
+    "leakage",
+    "conflicting_labels",
+    "test_sizing",
+    "task",
+)  # the fields plan.json holds
+
+
 @dataclasses.dataclass
 class Plan:
     classes: list[str]
-    index: dict[str, str]  # content hash -> split: this ingest's and every earlier one's
     origins: dict[str, str]  # split -> GIVEN, ASSIGNED, CARVED (out of CARVED_FROM), ABSENT or MISSING
     shares: dict[str, float]  # split -> its share of the images visionpipe places (assigns or carves)
-    leak_keepers: dict[str, str]  # content hash -> the source kept where copies leaked across splits
+    open_splits: tuple[str, ...]  # the splits visionpipe fills
+    previous: Index  # where earlier ingests put each content hash
+    strata: dict[str, str]  # label (or label set) -> the stratum its new images are placed in
+    bounds: dict[str, tuple[bytes, bytes]]  # stratum -> last digest of its new test images, of val ones
+    copies: dict[str, str]  # content hash of several candidates -> its split (conflicted ones excluded)
     conflicted: dict[str, str]  # content hash -> why all its copies are quarantined
-    duplicates_in_split: list[tuple[str, list[str]]]  # (split, sources with identical content)
-    leakage: list[str]
-    conflicting_labels: list[str]
+    duplicated: np.ndarray  # sorted digests of the contents several candidates share
+    leak_keepers: dict[str, str] = dataclasses.field(default_factory=dict)  # hash -> the source kept
+    duplicates_in_split: list[tuple[str, list[str]]] = dataclasses.field(default_factory=list)
+    leakage: list[str] = dataclasses.field(default_factory=list)
+    conflicting_labels: list[str] = dataclasses.field(default_factory=list)
     test_sizing: str = ""  # how rule 4 sized the test split, when it changed anything
     task: str = label_sets.SINGLE_LABEL  # MULTI_LABEL: a candidate's label is a label set
+
+    @property
+    def carving(self) -> bool:
+        return CARVED in self.origins.values()
 
     def label_ids(self, label: str) -> list[int]:
         """The class ids a candidate's label stands for: one, or (multi-label) one per label."""
@@ -99,37 +134,86 @@ class Plan:
 
     def place(self, candidate: Candidate) -> Placement:
         """Where a candidate goes, or why it is quarantined (a conflicting label or a leaked copy)."""
-        if candidate.sha256 in self.conflicted:
-            return Placement("", self.conflicted[candidate.sha256], CONFLICTING)
-        split = self.index[candidate.sha256]
+        return self.place_all([candidate])[0]
+
+    def place_all(self, candidates: Sequence[Candidate]) -> list[Placement]:
+        previous = self.previous.lookup(digests(c.sha256 for c in candidates))
+        return [self._placement(c, SPLIT_NAMES[p]) for c, p in zip(candidates, previous.tolist(), strict=True)]
+
+    def _placement(self, candidate: Candidate, previous: str) -> Placement:
+        sha = candidate.sha256
+        if sha in self.conflicted:
+            return Placement("", self.conflicted[sha], CONFLICTING)
+        split = self.copies.get(sha) or self._split(candidate, previous)
         if self.fits(candidate.split, split):
             return Placement(split)
         return Placement(
             "",
-            f"same content as {self.leak_keepers[candidate.sha256]} in the {split} split; a copy "
+            f"same content as {self.leak_keepers[sha]} in the {split} split; a copy "
             f"in the {candidate.split} split would leak between splits, so only the {split} copy is kept",
             LEAKED,
         )
 
+    def _split(self, candidate: Candidate, previous: str) -> str:
+        """The split of a content only this candidate has: given, placed before, or new."""
+        if candidate.split and not (self.carving and candidate.split == CARVED_FROM):
+            return candidate.split
+        if previous in self.open_splits:
+            return previous
+        test_upto, val_upto = self.bounds[self.strata[candidate.label]]
+        digest = bytes.fromhex(candidate.sha256)
+        return "test" if digest <= test_upto else "val" if digest <= val_upto else "train"
+
+    def index_of(self, candidates: Sequence[Candidate]) -> Index:
+        """The previous index with where ``candidates`` went (what the next ingest reads)."""
+        placed = [(c.sha256, p.split) for c, p in zip(candidates, self.place_all(candidates), strict=True) if p.split]
+        return Index.merged(
+            self.previous, [(digests(s for s, _ in placed), np.array([split_code(x) for _, x in placed], np.uint8))]
+        )
+
+    def report(self) -> dict:
+        """What plan.json holds."""
+        return {name: getattr(self, name) for name in REPORTED}
+
     def describe(self) -> dict[str, str]:
-        """A phrase per split on where its images came from, for the run summary."""
-        words = {
-            GIVEN: "as given",
-            ASSIGNED: "assigned by visionpipe ({share:.0%} of each "
-            + ("rarest label's images" if self.task == label_sets.MULTI_LABEL else "class")
-            + ")",
-            CARVED: "carved out of the given " + CARVED_FROM + " images ({share:.0%} of them, stratified)",
-            ABSENT: "absent (data.split.{split} is 0)",
-            MISSING: "missing from the given layout",
-            TOO_SMALL: "not made: the data is too small for a useful test split, so evaluate scores val",
-        }
-        described = {s: words[self.origins[s]].format(share=self.shares.get(s, 0.0), split=s) for s in SPLITS}
-        if self.test_sizing:  # inside the phrase's parentheses, if it has them
-            said = described["test"]
-            described["test"] = (
-                f"{said[:-1]}; {self.test_sizing})" if said.endswith(")") else f"{said} ({self.test_sizing})"
-            )
-        return described
+        return describe_splits(self.report())
+
+    def with_copies(self, copies: Iterable[Candidate]) -> Plan:
+        """The plan with its reports: ``copies`` are the candidates of every content hash that
+        several candidates share (``duplicated``), in any order."""
+        by_hash: dict[str, list[Candidate]] = collections.defaultdict(list)
+        for c in map(Candidate._make, copies):  # plain tuples from the workers
+            by_hash[c.sha256].append(c)
+        groups = list(by_hash.values())
+        conflicted = {**self.conflicted, **_conflicts(groups)}
+        plan = dataclasses.replace(self, conflicted=conflicted, leak_keepers={}, duplicates_in_split=[])
+        plan.leakage = []
+        for sha, group in sorted(by_hash.items()):
+            if sha in plan.copies:
+                _report_copies(plan, group, plan.copies[sha])
+        plan.conflicting_labels = sorted(plan.conflicted.values())
+        return plan
+
+
+def describe_splits(report: dict) -> dict[str, str]:
+    """A phrase per split on where its images came from, for the run summary (from ``report``)."""
+    words = {
+        GIVEN: "as given",
+        ASSIGNED: "assigned by visionpipe ({share:.0%} of each "
+        + ("rarest label's images" if report["task"] == label_sets.MULTI_LABEL else "class")
+        + ")",
+        CARVED: "carved out of the given " + CARVED_FROM + " images ({share:.0%} of them, stratified)",
+        ABSENT: "absent (data.split.{split} is 0)",
+        MISSING: "missing from the given layout",
+        TOO_SMALL: "not made: the data is too small for a useful test split, so evaluate scores val",
+    }
+    origins, shares = report["origins"], report["shares"]
+    described = {s: words[origins[s]].format(share=shares.get(s, 0.0), split=s) for s in SPLITS}
+    if report["test_sizing"]:  # inside the phrase's parentheses, if it has them
+        said = described["test"]
+        sizing = report["test_sizing"]
+        described["test"] = f"{said[:-1]}; {sizing})" if said.endswith(")") else f"{said} ({sizing})"
+    return described
 
 
 def split_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
@@ -172,151 +256,202 @@ def origins(given: set[str], all_given: bool, fractions: dict[str, float]) -> di
 
 
 def make_plan(
-    candidates: Iterable[Candidate],
+    candidates: Sequence[Candidate],
     rule: SplitConfig,
-    previous_index: dict[str, str],
+    previous_index: dict[str, str] | Index,
     task: str = label_sets.SINGLE_LABEL,
 ) -> Plan:
-    """Where every candidate goes (rules 1-4 above), from ``data.split`` and the previous index."""
+    """The plan of candidates held in memory (``plan_splits`` then ``with_copies``)."""
+    previous = previous_index if isinstance(previous_index, Index) else Index.of(previous_index)
+    plan = plan_splits(Keys.of([(c.sha256, c.label, c.split) for c in candidates]), rule, previous, task)
+    shared = set(plan.copies) | set(plan.conflicted)
+    return plan.with_copies(c for c in candidates if c.sha256 in shared)
+
+
+class _Groups(NamedTuple):
+    """The candidates grouped by content digest (sorted)."""
+
+    digests: np.ndarray
+    label: np.ndarray  # the lowest label code of the group
+    conflicted: np.ndarray  # bool: its candidates carry more than one label
+    given: np.ndarray  # bit mask of the splits its candidates were given
+    size: np.ndarray  # candidates in the group
+
+    @classmethod
+    def of(cls, keys: Keys) -> _Groups:
+        unique, inverse, size = np.unique(keys.digests, return_inverse=True, return_counts=True)
+        low = np.full(len(unique), np.iinfo(np.int32).max, np.int32)
+        high = np.full(len(unique), -1, np.int32)
+        np.minimum.at(low, inverse, keys.label_codes)
+        np.maximum.at(high, inverse, keys.label_codes)
+        bits = np.where(keys.given > 0, np.left_shift(1, np.maximum(keys.given, 1) - 1), 0).astype(np.uint8)
+        given = np.zeros(len(unique), np.uint8)
+        np.bitwise_or.at(given, inverse, bits)
+        return cls(unique, low, low != high, given, size)
+
+
+def plan_splits(keys: Keys, rule: SplitConfig, previous: Index, task: str = label_sets.SINGLE_LABEL) -> Plan:
+    """Where every content hash goes (rules 1-4 above), from ``data.split`` and the previous
+    index. The reports on copies need their sources: ``Plan.with_copies`` adds them."""
     fractions = {"train": rule.train, "val": rule.val, "test": rule.test}
-    by_hash: dict[str, list[Candidate]] = collections.defaultdict(list)
-    for c in candidates:
-        by_hash[c.sha256].append(c)
-    groups = list(by_hash.values())
-    given_splits = {c.split for group in groups for c in group if c.split}
-    all_given = all(c.split for group in groups for c in group)
-    labels = {c.label for group in groups for c in group}
+    groups = _Groups.of(keys)
     multi = task == label_sets.MULTI_LABEL
+    given_splits = {SPLIT_NAMES[c] for c in np.unique(keys.given).tolist() if c}
+    strata = _strata(keys.labels, groups, multi)
     plan = Plan(
-        classes=sorted({name for label in labels for name in label_sets.decode(label)} if multi else labels),
-        index=dict(previous_index),
-        origins=origins(given_splits, all_given, fractions),
+        classes=sorted({n for label in keys.labels for n in label_sets.decode(label)} if multi else keys.labels),
+        origins=origins(given_splits, bool((keys.given > 0).all()), fractions),
         shares={},
-        leak_keepers={},
-        conflicted=_conflicts(groups),
-        duplicates_in_split=[],
-        leakage=[],
-        conflicting_labels=[],
+        open_splits=(),
+        previous=previous,
+        strata=dict(zip(keys.labels, strata, strict=True)),
+        bounds={},
+        copies={},
+        conflicted={hex_of(d): "" for d in groups.digests[groups.conflicted].tolist()},  # reasons: with_copies
+        duplicated=groups.digests[groups.size > 1],
         task=task,
     )
-    stratum = _rarest_label(groups) if multi else str
-    pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given, stratum)
+    all_given = bool((keys.given > 0).all())
+    pool = _Pool.sort(groups, plan, previous, fractions, strata, all_given)
     sizes = pool.sizes(rule)
-    test_images = pool.test_images(sizes)
     val_made = plan.origins["val"] in (GIVEN, ASSIGNED, CARVED)
-    if plan.origins["test"] in (ASSIGNED, CARVED) and val_made and test_images < rule.min_test_size:
-        plan.origins["test"] = TOO_SMALL
+    if plan.origins["test"] in (ASSIGNED, CARVED) and val_made and pool.test_images(sizes) < rule.min_test_size:
         plan.test_sizing = (
-            f"it would hold {test_images} images, fewer than data.split.min_test_size {rule.min_test_size}"
+            f"it would hold {pool.test_images(sizes)} images, fewer than data.split.min_test_size {rule.min_test_size}"
         )
-        pool = _Pool.sort(by_hash, plan, previous_index, fractions, all_given, stratum)
+        plan.origins["test"] = TOO_SMALL
+        pool = _Pool.sort(groups, plan, previous, fractions, strata, all_given)
         sizes = pool.sizes(rule)
-    hash_split = dict(pool.given)
-    for label, new in pool.new_by_class.items():
-        hash_split.update(_fill(sorted(new), pool.placed_by_class[label], sizes[label]))
-    plan.shares = pool.shares()
+    plan.bounds = pool.fill(sizes)
+    plan.open_splits = tuple(sorted(pool.open_splits))
+    plan.shares = pool.shares(placed=False)
     if plan.origins["test"] in (ASSIGNED, CARVED) and any(
         s["test"] > split_sizes(sum(s.values()), pool.fractions)["test"] for s in sizes.values()
     ):
-        plan.shares = pool.shares(hash_split)  # the shares as placed: the test split was lifted
+        plan.shares = pool.shares(placed=True)  # the shares as placed: the test split was lifted
         plan.test_sizing = (
             f"sized for a useful accuracy interval: at least {rule.min_test_per_class} per class and "
             f"{rule.min_test_images} in all where a class can spare them, up to {rule.max_test_share:.0%} of it"
         )
-
-    plan.index.update(hash_split)
-    for sha, group in sorted(by_hash.items()):
-        if sha in hash_split:
-            _report_copies(plan, group, hash_split[sha])
-    plan.conflicting_labels = sorted(plan.conflicted.values())
+    shared = (groups.size > 1) & ~groups.conflicted
+    plan.copies = {
+        hex_of(d): SPLIT_NAMES[c]
+        for d, c in zip(groups.digests[shared].tolist(), pool.split[shared].tolist(), strict=True)
+    }
     return plan
+
+
+def _strata(labels: tuple[str, ...], groups: _Groups, multi: bool) -> list[str]:
+    """The stratum of each label: the label itself, or for multi-label data the label set's
+    rarest label (counted once per content), ties broken by name; the empty set: NO_LABEL."""
+    if not multi:
+        return list(labels)
+    per_label = np.bincount(groups.label, minlength=len(labels)).tolist()
+    counts: collections.Counter[str] = collections.Counter()
+    for label, n in zip(labels, per_label, strict=True):
+        for name in label_sets.decode(label):
+            counts[name] += n
+    strata = []
+    for label in labels:
+        names = label_sets.decode(label)
+        strata.append(min(names, key=lambda name: (counts[name], name)) if names else label_sets.NO_LABEL)
+    return strata
 
 
 @dataclasses.dataclass
 class _Pool:
-    """The images visionpipe places (all of them, or when carving the given train images), by
-    class, and the images whose split is already decided (given by the user)."""
+    """Every content hash by how its split is decided: given by the user (or placed by an
+    earlier ingest, in an open split) or placed now, in its stratum, by rules 3 and 4."""
 
     open_splits: set[str]  # the splits the pool fills
     fractions: dict[str, float]  # data.split's fractions of the open splits (0 for the others)
-    given: dict[str, str]  # content hash -> its split as given, or as an earlier ingest placed it
-    new_by_class: dict[str, list[str]]  # hashes to place
-    placed_by_class: dict[str, collections.Counter]  # split -> images an earlier ingest placed there
+    names: list[str]  # the strata
+    stratum: np.ndarray  # per group: its stratum's position in ``names``
+    digests: np.ndarray  # per group
+    split: np.ndarray  # per group: its split code (0 while it is still to place, and if conflicted)
+    new: np.ndarray  # per group: True if it is placed now
+    placed: np.ndarray  # (stratum, split code) -> contents an earlier ingest placed there
 
     @classmethod
-    def sort(
-        cls,
-        by_hash,
-        plan: Plan,
-        previous_index: dict[str, str],
-        fractions: dict[str, float],
-        all_given: bool,
-        stratum: Callable[[str], str],
-    ):
-        carving = CARVED in plan.origins.values()
+    def sort(cls, groups: _Groups, plan: Plan, previous: Index, fractions: dict, strata: list[str], all_given: bool):
+        carving = plan.carving
         if all_given:
             open_splits = {s for s, origin in plan.origins.items() if origin == CARVED} | (
                 {CARVED_FROM} if carving else set()
             )
         else:
             open_splits = {s for s in SPLITS if fractions[s] > 0 and plan.origins[s] != TOO_SMALL}
-        pool = cls(open_splits, {s: fractions[s] if s in open_splits else 0.0 for s in SPLITS}, {},
-                   collections.defaultdict(list), collections.defaultdict(collections.Counter))  # fmt: skip
-        for sha, group in by_hash.items():
-            if sha in plan.conflicted:
-                continue
-            label = stratum(group[0].label)  # the class, or the label set's stratum
-            given = sorted({c.split for c in group if c.split}, key=SPLITS.index)
-            if given and not (carving and given == [CARVED_FROM]):
-                pool.given[sha] = given[0]  # a given split, or the earliest of several (leakage)
-            elif previous_index.get(sha) in open_splits:
-                pool.given[sha] = previous_index[sha]
-                pool.placed_by_class[label][previous_index[sha]] += 1
-            else:
-                pool.new_by_class[label].append(sha)
-        return pool
+        names = sorted(set(strata))
+        stratum = np.array([names.index(s) for s in strata], np.int64)[groups.label]
+        given = (groups.given > 0) & ~(carving & (groups.given == 1 << (TRAIN - 1)))
+        before = previous.lookup(groups.digests)
+        is_open = np.array([split in open_splits for split in SPLIT_NAMES])
+        from_before = ~given & is_open[before]
+        new = ~groups.conflicted & ~given & ~from_before
+        split = np.where(given, EARLIEST_GIVEN[groups.given], np.where(from_before, before, 0)).astype(np.uint8)
+        split[groups.conflicted] = 0
+        placed = np.zeros((len(names), len(SPLIT_NAMES)), np.int64)
+        keep = from_before & ~groups.conflicted
+        np.add.at(placed, (stratum[keep], before[keep]), 1)
+        fractions = {s: fractions[s] if s in open_splits else 0.0 for s in SPLITS}
+        return cls(open_splits, fractions, names, stratum, groups.digests, split, new, placed)
+
+    def _new_counts(self) -> np.ndarray:
+        return np.bincount(self.stratum[self.new], minlength=len(self.names))
 
     def sizes(self, rule: SplitConfig) -> dict[str, dict[str, int]]:
-        """Class -> its target size in each split (rule 4 included)."""
-        counts = {
-            label: len(self.new_by_class.get(label, [])) + sum(self.placed_by_class.get(label, {}).values())
-            for label in set(self.new_by_class) | set(self.placed_by_class)
+        """Stratum -> its target size in each split (rule 4 included)."""
+        counts = self._new_counts() + self.placed.sum(axis=1)
+        total = int(counts.sum())
+        return {
+            self.names[i]: class_sizes(int(n), total, self.fractions, rule) for i, n in enumerate(counts.tolist()) if n
         }
-        total = sum(counts.values())
-        return {label: class_sizes(n, total, self.fractions, rule) for label, n in counts.items()}
 
     def test_images(self, sizes: dict[str, dict[str, int]]) -> int:
         """How many images the test split gets: its target, where new images (or earlier test
         images) can fill it. Old images never move, so when data grows, a test split made for
         the first time holds new images only."""
+        new = self._new_counts()
         return sum(
-            min(size["test"], self.placed_by_class[label]["test"] + len(self.new_by_class.get(label, [])))
-            for label, size in sizes.items()
+            min(size["test"], int(self.placed[self.names.index(name), TEST] + new[self.names.index(name)]))
+            for name, size in sizes.items()
         )
 
-    def shares(self, placed: dict[str, str] | None = None) -> dict[str, float]:
-        """Each open split's share of the pool: as configured, or as ``placed``."""
-        if placed is None:
+    def fill(self, sizes: dict[str, dict[str, int]]) -> dict[str, tuple[bytes, bytes]]:
+        """New contents of a stratum, in digest order, go where it is short of its target: test,
+        then val, then train. Returns each stratum's bounds: the last digest (padded) of its new
+        test contents and of its new val contents (of the test ones where it has no val ones),
+        b"" where it has none, by which a worker places any new image of it on its own."""
+        targets = np.zeros((len(self.names), len(SPLIT_NAMES)), np.int64)
+        for name, size in sizes.items():
+            targets[self.names.index(name), [TEST, VAL]] = size["test"], size["val"]
+        short = np.maximum(0, targets - self.placed)
+        order = np.flatnonzero(self.new)
+        order = order[np.argsort(self.stratum[order], kind="stable")]  # by stratum, digest order within
+        stratum = self.stratum[order]
+        rank = np.arange(len(order)) - np.searchsorted(stratum, stratum)
+        tests, vals = short[stratum, TEST], short[stratum, VAL]
+        self.split[order] = np.where(rank < tests, TEST, np.where(rank < tests + vals, VAL, TRAIN))
+        starts = np.searchsorted(stratum, np.arange(len(self.names)))
+        counts = self._new_counts()
+
+        def last(upto: int, i: int) -> bytes:
+            return bytes.fromhex(hex_of(self.digests[order[starts[i] + upto - 1]])) if upto else b""
+
+        bounds = {}
+        for i, name in enumerate(self.names):
+            test = min(int(short[i, TEST]), int(counts[i]))
+            bounds[name] = (last(test, i), last(min(test + int(short[i, VAL]), int(counts[i])), i))
+        return bounds
+
+    def shares(self, placed: bool) -> dict[str, float]:
+        """Each open split's share of the pool: as configured, or as placed."""
+        if not placed:
             total = sum(self.fractions.values()) or 1.0
             return {s: f / total for s, f in self.fractions.items() if f}
-        members = {sha for shas in self.new_by_class.values() for sha in shas}
-        counts = collections.Counter(placed[sha] for sha in members)
-        for placed_before in self.placed_by_class.values():
-            counts.update(placed_before)
-        total = sum(counts.values()) or 1
-        return {s: counts[s] / total for s in SPLITS if self.fractions[s]}
-
-
-def _rarest_label(groups: list[list[Candidate]]) -> Callable[[str], str]:
-    """Multi-label strata: a label set -> its rarest label (counted once per content), ties broken
-    by name; the empty set -> NO_LABEL."""
-    counts = collections.Counter(name for group in groups for name in label_sets.decode(group[0].label))
-
-    def stratum(label_set: str) -> str:
-        names = label_sets.decode(label_set)
-        return min(names, key=lambda name: (counts[name], name)) if names else label_sets.NO_LABEL
-
-    return stratum
+        counts = np.bincount(self.split[self.new], minlength=len(SPLIT_NAMES)) + self.placed.sum(axis=0)
+        total = int(counts.sum()) or 1
+        return {s: int(counts[split_code(s)]) / total for s in SPLITS if self.fractions[s]}
 
 
 def _conflicts(groups: list[list[Candidate]]) -> dict[str, str]:
@@ -331,15 +466,6 @@ def _conflicts(groups: list[list[Candidate]]) -> dict[str, str]:
                 "either class, so every copy is quarantined (keep it in one class folder)"
             )
     return conflicted
-
-
-def _fill(new: list[str], placed: collections.Counter, target: dict[str, int]) -> dict[str, str]:
-    """New hashes of one class go where the class is short of its target size."""
-    order = []
-    for split in ("test", "val"):
-        order += [split] * max(0, target[split] - placed[split])
-    order = order[: len(new)] + ["train"] * max(0, len(new) - len(order))
-    return dict(zip(new, order, strict=True))
 
 
 def _report_copies(plan: Plan, group: list[Candidate], split: str) -> None:

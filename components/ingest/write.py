@@ -12,20 +12,20 @@ A bundle that fails and is retried leaves its temporary shards behind unreferenc
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import pickle
 import uuid
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 # TFRecord framing (length, masked CRC32C) as Beam's own TFRecord sink writes it; the public
 # sink would write each split through its own multi-stage transform.
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from visionpipe.components.ingest.check import Curated, TaskResult
+from visionpipe.components.ingest.check import Curated, TaskResult, read_spill
+from visionpipe.components.ingest.keys import INDEX_FILE, Index, digests, split_code
 from visionpipe.components.ingest.split import SPLITS, Plan
 from visionpipe.data import label_sets, record_format
 from visionpipe.data.image_stats import ImageStatsFn, by_label, empty_split
@@ -44,6 +44,7 @@ class Written(NamedTuple):
     curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
     written: dict[str, int]  # split -> examples written
     records: int  # TFRecord records the task held
+    placed: tuple[np.ndarray, np.ndarray]  # (digests, split codes) of the images written, for the index
 
 
 beam.coders.registry.register_coder(Written, beam.coders.PickleCoder)
@@ -68,13 +69,14 @@ class WriteSplits(beam.DoFn):
         quarantined = [(item, reason, UNUSABLE) for item, reason in task.quarantined]
         accumulators: dict[str, dict] = {}
         written = dict.fromkeys(SPLITS, 0)
-        with FileSystems.open(task.spill, compression_type="uncompressed") as f:
-            unlabelled = pickle.load(f)
-        for (candidate, meta), example in zip(task.checked, unlabelled, strict=True):
-            split, reason, kind = plan.place(candidate)
+        checked, unlabelled = read_spill(task.spill)
+        placements = plan.place_all([candidate for candidate, _ in checked])
+        placed: list[tuple[str, str]] = []
+        for (candidate, meta), example, (split, reason, kind) in zip(checked, unlabelled, placements, strict=True):
             if reason:
                 quarantined.append((candidate.source, reason, kind))
                 continue
+            placed.append((candidate.sha256, split))
             if candidate.label not in labels:
                 labels[candidate.label] = record_format.label_bytes(plan.label_ids(candidate.label))
             _TFRecordUtil.write_record(self._file(split), example + labels[candidate.label])
@@ -83,7 +85,8 @@ class WriteSplits(beam.DoFn):
                 accumulators[split] = self._stats.create_accumulator()
             self._stats.add_input(accumulators[split], meta)
         shards = {split: self._shards[split] for split in accumulators}
-        yield Written(shards, accumulators, quarantined, list(task.curated), written, task.records)
+        index = (digests(sha for sha, _ in placed), np.array([split_code(split) for _, split in placed], np.uint8))
+        yield Written(shards, accumulators, quarantined, list(task.curated), written, task.records, index)
 
     def _file(self, split: str):
         if split not in self._files:
@@ -118,11 +121,10 @@ def finish(written: list[Written], out: str, plan: Plan, rejected: list[tuple[st
         if plan.task == label_sets.MULTI_LABEL:
             split_stats[split] = by_label(split_stats[split])
     quarantined = sorted(rejected + [q for b in written for q in b.quarantined])
-    report = dataclasses.asdict(plan)
-    index = report.pop("index")
+    with FileSystems.create(FileSystems.join(out, INDEX_FILE)) as f:
+        Index.merged(plan.previous, [b.placed for b in written]).save(f)
     files = {
-        Examples.PLAN: json.dumps(report, indent=2),
-        "split_index.json": json.dumps(index),
+        Examples.PLAN: json.dumps(plan.report(), indent=2),
         Examples.SPLIT_STATS: json.dumps(split_stats, indent=2),
         # What the pipeline wrote and read, for the driver's nothing-lost check: counted here rather
         # than in Beam metrics, which not every runner reports (DaskRunner does not).

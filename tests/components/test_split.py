@@ -1,7 +1,9 @@
 import hashlib
+import json
 from collections import Counter
 
 from visionpipe.components.ingest.config import SplitConfig
+from visionpipe.components.ingest.keys import INDEX_FILE, OLD_INDEX_FILE, Index
 from visionpipe.components.ingest.split import (
     Candidate,
     make_plan,
@@ -46,7 +48,7 @@ def test_growing_the_data_never_moves_an_old_image_and_stays_stratified():
     old = candidates("cat", 100)
     first = make_plan(old, PLAIN, {})
     grown = old + candidates("cat", 30, start=100)
-    second = make_plan(grown, PLAIN, first.index)
+    second = make_plan(grown, PLAIN, first.index_of(old))
     assert all(second.place(c)[0] == first.place(c)[0] for c in old)
     assert Counter(second.place(c)[0] for c in grown) == {"train": 104, "val": 13, "test": 13}
 
@@ -84,7 +86,7 @@ def test_every_copy_of_an_image_filed_under_two_classes_is_quarantined():
         split, reason, kind = plan.place(copy)
         assert split == "" and kind == CONFLICTING
         assert "cat/x.png (cat)" in reason and "dog/x.png (dog)" in reason and "every copy" in reason
-    assert len(plan.conflicting_labels) == 1 and "d" * 64 not in plan.index
+    assert len(plan.conflicting_labels) == 1 and "d" * 64 not in plan.index_of([as_dog, as_cat]).as_dict()
     assert Counter(plan.place(c)[0] for c in candidates("cat", 10)) == {"train": 8, "val": 1, "test": 1}
 
 
@@ -107,7 +109,7 @@ def test_a_missing_split_is_carved_out_of_train_stratified_and_stable():
     assert "carved out of the given train images (11% of them" in plan.describe()["test"]
 
     grown = given_train + candidates("cat", 18, start=200, split="train") + given_val
-    again = make_plan(grown, PLAIN, plan.index)
+    again = make_plan(grown, PLAIN, plan.index_of(given_train + given_val))
     assert all(again.place(c).split == plan.place(c).split for c in given_train)
     assert Counter(again.place(c).split for c in grown if c.label == "cat" and c.split == "train") == {
         "train": 96,
@@ -197,12 +199,13 @@ def test_growing_data_never_moves_an_old_image_when_the_test_split_is_lifted_or_
     first = make_plan(small + val, DEFAULT, {})
     assert first.origins["test"] == TOO_SMALL
     grown = small + candidates("cat", 70, start=30, split="train") + candidates("dog", 70, start=30, split="train")
-    second = make_plan(grown + val, DEFAULT, first.index)
+    second = make_plan(grown + val, DEFAULT, first.index_of(small + val))
     assert second.origins["test"] == CARVED
     assert all(second.place(c).split == "train" for c in small)  # they stay where they were
     by_class = counts_by_class(second, grown)
     assert (by_class["cat", "test"], by_class["dog", "test"]) == (25, 25)  # a quarter of 100, all new images
-    third = make_plan(grown + candidates("cat", 100, start=100, split="train") + val, DEFAULT, second.index)
+    more = candidates("cat", 100, start=100, split="train")
+    third = make_plan(grown + more + val, DEFAULT, second.index_of(grown + val))
     assert all(third.place(c).split == second.place(c).split for c in grown)
 
 
@@ -213,6 +216,30 @@ def test_a_test_split_too_small_stays_unmade_when_only_one_class_grows():
     first = make_plan(first_cands, DEFAULT, {})
     assert first.origins["test"] == TOO_SMALL  # a quarter of 20 is 5 a class: 15 < 20
     grown = first_cands + candidates("green", 30, start=20)
-    second = make_plan(grown, DEFAULT, first.index)
+    second = make_plan(grown, DEFAULT, first.index_of(first_cands))
     assert second.origins["test"] == TOO_SMALL and "it would hold 12 images" in second.test_sizing
     assert all(second.place(c).split == first.place(c).split for c in first_cands)
+
+
+def test_digests_ending_in_zero_bytes_are_placed_as_the_plan_counted_them():
+    # numpy hands an S32 digest back without its trailing zero bytes; the bounds by which any
+    # image of a class is placed must still hold the whole digest.
+    cands = [Candidate(f"cat/{i}.png", sha(f"cat{i}")[:-4] + "0000", "cat", "") for i in range(50)]
+    plan = make_plan(cands, PLAIN, {})
+    assert Counter(plan.place(c).split for c in cands) == {"train": 40, "val": 5, "test": 5}
+    assert plan.index_of(cands).as_dict() == {c.sha256: plan.place(c).split for c in cands}
+
+
+def test_the_split_index_survives_its_file_and_reads_an_old_json_index(tmp_path):
+    cands = candidates("cat", 30) + candidates("dog", 12)
+    index = make_plan(cands, PLAIN, {}).index_of(cands)
+    with open(tmp_path / INDEX_FILE, "wb") as f:
+        index.save(f)
+    assert Index.load(tmp_path).as_dict() == index.as_dict() and len(index.as_dict()) == 42
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / OLD_INDEX_FILE).write_text(json.dumps(index.as_dict()))  # written by visionpipe before the npz
+    grown = cands + candidates("cat", 10, start=30)
+    again = make_plan(grown, PLAIN, Index.load(old))
+    assert all(again.place(c).split == index.as_dict()[c.sha256] for c in cands)
+    assert Index.load(tmp_path / "none").as_dict() == {}

@@ -1,0 +1,122 @@
+"""Compact arrays of what the split plan needs of each image: its content hash, its label and
+the split its source gave it, plus the index of where earlier ingests put each content hash.
+
+A million images are about 40 MB this way (a 32-byte digest, a label code and a split code
+each), against well over a gigabyte as Python tuples of strings: the plan and the index stay
+small enough to send to every worker, and ingest's memory stays flat as the data grows.
+
+Digests are numpy ``S32`` values. numpy drops trailing zero bytes when it hands one back as
+Python ``bytes``, so they go back to hex through ``hex_of``, never ``bytes.hex``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import numpy as np
+
+SPLIT_NAMES = ("", "train", "val", "test")  # a split code is its position; 0: none given
+DIGEST = "S32"
+INDEX_FILE = "split_index.npz"  # in the Examples folder: an ``Index``
+OLD_INDEX_FILE = "split_index.json"  # written by visionpipe before 2026-12: {sha256 hex: split}
+
+
+def split_code(split: str) -> int:
+    return SPLIT_NAMES.index(split)
+
+
+def digests(hexes: Iterable[str]) -> np.ndarray:
+    return np.array([bytes.fromhex(h) for h in hexes], dtype=DIGEST)
+
+
+def hex_of(digest: bytes) -> str:
+    return digest.ljust(32, b"\0").hex()
+
+
+class Keys(NamedTuple):
+    """Per image, in one order: content digest, label (a code into ``labels``), given split."""
+
+    digests: np.ndarray  # S32
+    labels: tuple[str, ...]  # sorted label strings (label sets for multi-label data)
+    label_codes: np.ndarray  # int32 positions in ``labels``
+    given: np.ndarray  # uint8 split codes
+
+    @classmethod
+    def of(cls, items: Sequence[tuple[str, str, str]]) -> Keys:
+        """From (sha256 hex, label, given split) triples."""
+        labels = tuple(sorted({label for _, label, _ in items}))
+        code = {label: i for i, label in enumerate(labels)}
+        return cls(
+            digests(sha for sha, _, _ in items),
+            labels,
+            np.array([code[label] for _, label, _ in items], np.int32),
+            np.array([split_code(split) for _, _, split in items], np.uint8),
+        )
+
+    @classmethod
+    def merged(cls, parts: Iterable[Keys]) -> Keys:
+        parts = list(parts)
+        labels = tuple(sorted({label for part in parts for label in part.labels}))
+        code = {label: i for i, label in enumerate(labels)}
+        recoded = [np.array([code[label] for label in p.labels] or [0], np.int32)[p.label_codes] for p in parts]
+        return cls(
+            np.concatenate([p.digests for p in parts] or [np.array([], DIGEST)]),
+            labels,
+            np.concatenate(recoded or [np.array([], np.int32)]),
+            np.concatenate([p.given for p in parts] or [np.array([], np.uint8)]),
+        )
+
+
+class Index(NamedTuple):
+    """Content digest -> split code, sorted by digest: where each image an ingest placed went."""
+
+    digests: np.ndarray  # S32, sorted, unique
+    splits: np.ndarray  # uint8 split codes
+
+    @classmethod
+    def empty(cls) -> Index:
+        return cls(np.array([], DIGEST), np.array([], np.uint8))
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, str]) -> Index:
+        codes = np.array([split_code(s) for s in mapping.values()], np.uint8)
+        return cls.merged(cls.empty(), [(digests(mapping), codes)])
+
+    @classmethod
+    def merged(cls, old: Index, placed: Iterable[tuple[np.ndarray, np.ndarray]]) -> Index:
+        """``old`` updated with the (digests, split codes) of ``placed``; placed wins."""
+        placed = list(placed)
+        every = np.concatenate([*(d for d, _ in placed), old.digests])
+        codes = np.concatenate([*(c for _, c in placed), old.splits])
+        unique, first = np.unique(every, return_index=True)  # the first occurrence: placed before old
+        return cls(unique, codes[first])
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """The split code of each digest in ``keys``; 0 where the index does not hold it."""
+        if not len(self.digests):
+            return np.zeros(len(keys), np.uint8)
+        at = np.minimum(np.searchsorted(self.digests, keys), len(self.digests) - 1)
+        return np.where(self.digests[at] == keys, self.splits[at], 0).astype(np.uint8)
+
+    def as_dict(self) -> dict[str, str]:
+        return {hex_of(d): SPLIT_NAMES[c] for d, c in zip(self.digests.tolist(), self.splits.tolist(), strict=True)}
+
+    def save(self, f: BinaryIO) -> None:
+        """Into ``f`` (``INDEX_FILE`` in the Examples folder); a zip of two arrays, 33 bytes an image."""
+        buffer = io.BytesIO()  # np.savez seeks; a Beam FileSystems file cannot
+        np.savez(buffer, digests=self.digests, splits=self.splits)
+        f.write(buffer.getvalue())
+
+    @classmethod
+    def load(cls, folder: Path) -> Index:
+        """The index an ingest wrote into ``folder``; empty when it wrote none."""
+        if (folder / INDEX_FILE).is_file():
+            with np.load(folder / INDEX_FILE) as saved:
+                return cls(saved["digests"].astype(DIGEST), saved["splits"])
+        if (folder / OLD_INDEX_FILE).is_file():
+            return cls.of(json.loads((folder / OLD_INDEX_FILE).read_text()))
+        return cls.empty()
