@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from visionpipe.components.ingest import curation, sources
 from visionpipe.components.ingest.config import SplitConfig
+from visionpipe.components.ingest.entries import Entries
 from visionpipe.components.ingest.keys import Index, Keys
 from visionpipe.components.ingest.split import Candidate, Plan, plan_splits
 from visionpipe.data import images, label_sets, record_format
@@ -61,10 +62,10 @@ class TaskResult(NamedTuple):
 beam.coders.registry.register_coder(TaskResult, beam.coders.PickleCoder)
 
 
-def write_listing(entries: list[sources.Entry], path: str) -> None:
+def write_listing(entries: Entries, path: str) -> None:
     """The listed files, read by every worker once (cheaper than pickling them into the graph)."""
     with FileSystems.create(path) as f:
-        pickle.dump([tuple(e) for e in entries], f, protocol=pickle.HIGHEST_PROTOCOL)
+        entries.save(f)
 
 
 def spilled_items(names: list[str]) -> int:
@@ -156,15 +157,16 @@ class CheckFiles(_CheckTask):
     def __init__(self, listing_path: str, *args):
         super().__init__(*args)
         self._listing_path = listing_path
-        self._entries: list[tuple[str, str, str]] = []
+        self._entries = Entries()
 
     def setup(self):
         with FileSystems.open(self._listing_path, compression_type="uncompressed") as f:
-            self._entries = pickle.load(f)
+            self._entries = Entries.load(f)
 
     def items(self, task):
         start, stop = task
-        for path, label, split in self._entries[start:stop]:
+        for i in range(start, min(stop, len(self._entries))):
+            path, label, split = self._entries[i]
             yield path, functools.partial(_read_file, path, label, split)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import json
 import os
 import threading
@@ -79,10 +78,6 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _spread_order(entries: list[sources.Entry]) -> list[sources.Entry]:
-    return sorted(entries, key=lambda e: hashlib.sha1(e.path.encode()).digest())
-
-
 def build_pipeline(
     pipeline: beam.Pipeline,
     listing: sources.Listing,
@@ -97,7 +92,7 @@ def build_pipeline(
     tasks = []
     if listing.entries:
         listing_path = FileSystems.join(scratch, "listing.pickle")
-        check.write_listing(_spread_order(listing.entries), listing_path)
+        check.write_listing(listing.entries.spread(), listing_path)
         ranges = [
             (start, start + params.files_per_task) for start in range(0, len(listing.entries), params.files_per_task)
         ]

@@ -11,15 +11,17 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from visionpipe.components.ingest.config import DataConfig, LabelsConfig
+from visionpipe.components.ingest.entries import Entries, Entry
 from visionpipe.data import label_sets
 from visionpipe.pipeline.errors import DataError
 
@@ -34,12 +36,6 @@ SPLIT_ALIASES = {
     "test": "test",
     "testing": "test",
 }
-
-
-class Entry(NamedTuple):
-    path: str  # the image file
-    label: str  # class name; for multi-label data the label set as ``label_sets.encode`` spells it
-    split: str = ""  # given by the user's layout or manifest; "" = visionpipe assigns it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +53,7 @@ class RecordFiles:
 @dataclasses.dataclass
 class Listing:
     description: str
-    entries: list[Entry] = dataclasses.field(default_factory=list)
+    entries: Entries = dataclasses.field(default_factory=Entries)
     records: RecordFiles | None = None
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (item, reason)
     empty_classes: list[str] = dataclasses.field(default_factory=list)
@@ -107,8 +103,7 @@ def list_folder(root: str, extensions: tuple[str, ...]) -> Listing:
     """Lists ``root/<class>/**/<image>``, or ``root/<split>/<class>/**/<image>`` when every
     top-level folder is a split name (train, val/validation, test)."""
     wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
-    files, folders = _walk(root)
-    top = {parts[0] for parts in folders} | {parts[0] for parts, _ in files if len(parts) > 1}
+    files, folders, top = _walk(root)
     split_tops = {t for t in top if t.lower() in SPLIT_ALIASES}
     pre_split = bool(split_tops) and split_tops == top
     if split_tops and not pre_split:
@@ -119,6 +114,7 @@ def list_folder(root: str, extensions: tuple[str, ...]) -> Listing:
         )
     depth = 2 if pre_split else 1  # folders above the image that name its split and class
     listing = Listing(description=root, pre_split=pre_split)
+    with_images = set()
     for parts, path in files:
         if len(parts) <= depth:
             where = "<split>/<class>/<image>" if pre_split else "<class>/<image>"
@@ -131,7 +127,7 @@ def list_folder(root: str, extensions: tuple[str, ...]) -> Listing:
         else:
             split = SPLIT_ALIASES[parts[0].lower()] if pre_split else ""
             listing.entries.append(Entry(path, parts[depth - 1], split))
-    with_images = {(e.split, e.label) for e in listing.entries}
+            with_images.add((split, parts[depth - 1]))
     class_folders = {
         (SPLIT_ALIASES[p[0].lower()] if pre_split else "", p[depth - 1]) for p in folders if len(p) == depth
     }
@@ -143,29 +139,39 @@ def list_folder(root: str, extensions: tuple[str, ...]) -> Listing:
     return listing
 
 
-def _walk(root: str) -> tuple[list[tuple[tuple[str, ...], str]], list[tuple[str, ...]]]:
-    """(relative parts, path) of every file, and the relative parts of every folder."""
+Walked = Iterable[tuple[tuple[str, ...], str]]
+
+
+def _walk(root: str) -> tuple[Walked, list[tuple[str, ...]], set[str]]:
+    """(relative parts, path) of every file, in order; the relative parts of every folder (for a
+    local folder, filled in as the files are walked); the names at the top of ``root`` that
+    hold files or folders."""
     if FileSystems.get_scheme(root) is not None:  # object stores have no folders, only names
         try:
             matches = FileSystems.match([FileSystems.join(root, "**")])[0].metadata_list
         except Exception as err:  # the filesystem's own error says what is wrong (auth, bucket)
             raise DataError(f"cannot list data.path {root!r}: {err}") from None
         prefix = root.rstrip("/") + "/"
-        return [(tuple(m.path[len(prefix) :].split("/")), m.path) for m in sorted(matches, key=lambda m: m.path)], []
+        files = [(tuple(m.path[len(prefix) :].split("/")), m.path) for m in sorted(matches, key=lambda m: m.path)]
+        return files, [], {parts[0] for parts, _ in files if len(parts) > 1}
     if not Path(root).is_dir():
         raise DataError(
             f"data.path {root!r} is not a folder; point it at a folder with one sub-folder "
             "per class (or train/val/test folders holding class folders)"
         )
-    files: list[tuple[tuple[str, ...], str]] = []
     folders: list[tuple[str, ...]] = []
+    return _walk_local(root, folders), folders, set(next(os.walk(root, followlinks=False))[1])
+
+
+def _walk_local(root: str, folders: list[tuple[str, ...]]) -> Iterator[tuple[tuple[str, ...], str]]:
+    # A generator, not a list: a million listed files would hold about 300 MB as tuples.
     # os.walk (not glob) so that broken symlinks are listed, and reported, like any other file.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         rel = Path(dirpath).relative_to(root).parts
         folders.extend(rel + (d,) for d in dirnames)
-        files.extend((rel + (name,), os.path.join(dirpath, name)) for name in sorted(filenames))
-    return files, folders
+        for name in sorted(filenames):
+            yield rel + (name,), os.path.join(dirpath, name)
 
 
 # manifests ---------------------------------------------------------------------------------
@@ -337,30 +343,33 @@ def _list_tfds(data: DataConfig) -> Listing:
     )
 
 
-def stamp(listing: Listing) -> list[str]:
+def stamp(listing: Listing) -> Iterator[str]:
     """One line per listed item with its label, split, size and modification time: a
-    fingerprint of what the source holds now, without reading any image. Also sets
-    ``listing.total_bytes``."""
-    items = [(e.path, f"{e.label}|{e.split}") for e in listing.entries]
-    items += [(f, split) for f, split in (listing.records.files if listing.records else [])]
-    remote = {p: tag for p, tag in items if FileSystems.get_scheme(p) is not None}
-    lines, total = [], 0
-    for path, tag in items:
-        if path not in remote:
-            try:
-                st = os.stat(path)
-            except OSError:
-                lines.append(f"{path}|{tag}|unreadable")
-            else:
-                lines.append(f"{path}|{tag}|{st.st_size}|{st.st_mtime_ns}")
-                total += st.st_size
+    fingerprint of what the source holds now, without reading any image. Lines come one at a
+    time (a million of them would hold about 250 MB); once they are all read,
+    ``listing.total_bytes`` is set."""
+    total = 0
+    remote: dict[str, str] = {}
+    for path, tag in itertools.chain(
+        ((e.path, f"{e.label}|{e.split}") for e in listing.entries),
+        listing.records.files if listing.records else [],
+    ):
+        if FileSystems.get_scheme(path) is not None:
+            remote[path] = tag
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            yield f"{path}|{tag}|unreadable"
+        else:
+            yield f"{path}|{tag}|{st.st_size}|{st.st_mtime_ns}"
+            total += st.st_size
     for result in FileSystems.match(list(remote)) if remote else []:
         for m in result.metadata_list:
-            lines.append(f"{m.path}|{remote.get(m.path)}|{m.size_in_bytes}|{m.last_updated_in_seconds}")
+            yield f"{m.path}|{remote.get(m.path)}|{m.size_in_bytes}|{m.last_updated_in_seconds}"
             total += m.size_in_bytes
-    lines += [f"{item}|{reason}" for item, reason in listing.rejected]
+    yield from (f"{item}|{reason}" for item, reason in listing.rejected)
     listing.total_bytes = total
-    return lines
 
 
 # the built-in demo dataset -------------------------------------------------------------------

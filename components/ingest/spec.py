@@ -58,7 +58,8 @@ def _source(params: Params) -> ExternalInput:
 
     listing = sources.list_source(data, datasets_dir=None)
     h = hashlib.sha256(f"{listing.description}|{listing.empty_classes}".encode())
-    h.update("\n".join(sources.stamp(listing)).encode())
+    for i, line in enumerate(sources.stamp(listing)):  # the bytes of "\n".join(lines), line by line
+        h.update(f"\n{line}".encode() if i else line.encode())
     return ExternalInput(h.hexdigest(), listing)
 
 
