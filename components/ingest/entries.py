@@ -18,14 +18,13 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from visionpipe.components.ingest.keys import SPLIT_NAMES, split_code, write_arrays
+
 
 class Entry(NamedTuple):
     path: str  # the image file
     label: str  # class name; for multi-label data the label set as ``label_sets.encode`` spells it
     split: str = ""  # given by the user's layout or manifest; "" = visionpipe assigns it
-
-
-SPLITS = ("", "train", "val", "test")  # split codes
 
 
 class Entries:
@@ -48,7 +47,7 @@ class Entries:
             self._codes[entry.label] = len(self._names)
             self._names.append(entry.label)
         self._labels.append(self._codes[entry.label])
-        self._splits.append(SPLITS.index(entry.split))
+        self._splits.append(split_code(entry.split))
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -56,7 +55,7 @@ class Entries:
     def __getitem__(self, i: int) -> Entry:
         start = self._ends[i - 1] if i else 0
         path = self._paths[start : self._ends[i]].decode()
-        return Entry(path, self._names[self._labels[i]], SPLITS[self._splits[i]])
+        return Entry(path, self._names[self._labels[i]], SPLIT_NAMES[self._splits[i]])
 
     def __iter__(self) -> Iterator[Entry]:
         return (self[i] for i in range(len(self)))
@@ -71,16 +70,14 @@ class Entries:
         return Entries(self[i] for i in np.argsort(keys, kind="stable").tolist())
 
     def save(self, f: BinaryIO) -> None:
-        buffer = io.BytesIO()  # np.savez seeks; a Beam FileSystems file cannot
-        np.savez(
-            buffer,
+        write_arrays(
+            f,
             paths=np.frombuffer(bytes(self._paths), np.uint8),
             ends=np.asarray(self._ends, np.int64),
             names=np.frombuffer(json.dumps(self._names).encode(), np.uint8),
             labels=np.asarray(self._labels, np.uint32),
             splits=np.asarray(self._splits, np.uint8),
         )
-        f.write(buffer.getvalue())
 
     @classmethod
     def load(cls, f: BinaryIO) -> Entries:

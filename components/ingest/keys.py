@@ -25,6 +25,13 @@ INDEX_FILE = "split_index.npz"  # in the Examples folder: an ``Index``
 OLD_INDEX_FILE = "split_index.json"  # written by visionpipe before 2026-12: {sha256 hex: split}
 
 
+def write_arrays(f: BinaryIO, **arrays: np.ndarray) -> None:
+    """``np.savez`` into ``f``, which may be a Beam FileSystems file (np.savez seeks; they cannot)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    f.write(buffer.getvalue())
+
+
 def split_code(split: str) -> int:
     return SPLIT_NAMES.index(split)
 
@@ -107,9 +114,7 @@ class Index(NamedTuple):
 
     def save(self, f: BinaryIO) -> None:
         """Into ``f`` (``INDEX_FILE`` in the Examples folder); a zip of two arrays, 33 bytes an image."""
-        buffer = io.BytesIO()  # np.savez seeks; a Beam FileSystems file cannot
-        np.savez(buffer, digests=self.digests, splits=self.splits)
-        f.write(buffer.getvalue())
+        write_arrays(f, digests=self.digests, splits=self.splits)
 
     @classmethod
     def load(cls, folder: Path) -> Index:
