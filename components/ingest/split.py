@@ -298,9 +298,10 @@ def plan_splits(keys: Keys, rule: SplitConfig, previous: Index, task: str = labe
     multi = task == label_sets.MULTI_LABEL
     given_splits = {SPLIT_NAMES[c] for c in np.unique(keys.given).tolist() if c}
     strata = _strata(keys.labels, groups, multi)
+    all_given = bool((keys.given > 0).all())
     plan = Plan(
         classes=sorted({n for label in keys.labels for n in label_sets.decode(label)} if multi else keys.labels),
-        origins=origins(given_splits, bool((keys.given > 0).all()), fractions),
+        origins=origins(given_splits, all_given, fractions),
         shares={},
         open_splits=(),
         previous=previous,
@@ -311,7 +312,6 @@ def plan_splits(keys: Keys, rule: SplitConfig, previous: Index, task: str = labe
         duplicated=groups.digests[groups.size > 1],
         task=task,
     )
-    all_given = bool((keys.given > 0).all())
     pool = _Pool.sort(groups, plan, previous, fractions, strata, all_given)
     sizes = pool.sizes(rule)
     val_made = plan.origins["val"] in (GIVEN, ASSIGNED, CARVED)
