@@ -50,7 +50,7 @@ class Curated(NamedTuple):
 
 
 class TaskResult(NamedTuple):
-    spill: str  # the checked items: ``read_checked`` and ``read_examples``
+    spill: str  # the checked items and their records: ``read_spill``
     keys: Keys  # of the checked items, in their order
     quarantined: list[tuple[str, str]]  # (item, reason)
     curated: list[Curated]  # items data.exclude left out or data.relabel relabelled

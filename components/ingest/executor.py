@@ -7,10 +7,10 @@ to ``quarantine.jsonl`` with the reason: found = ingested + quarantined, always,
 prints all three.
 
 Outputs besides the records: ``classes.json``, ``split_index.npz`` (content hash -> split,
-read by the next ingest so old images keep their split; ``keys.Index``), ``plan.json`` (where each split's
-images came from, duplicates, leakage, label conflicts) and ``split_stats.json`` (per-split
-statistics measured while the images were decoded anyway; validate turns them into protos,
-schema and anomalies).
+read by the next ingest so old images keep their split; ``keys.Index``), ``plan.json``
+(where each split's images came from, duplicates, leakage, label conflicts) and
+``split_stats.json`` (per-split statistics measured while the images were decoded anyway;
+validate turns them into protos, schema and anomalies).
 
 On the DirectRunner, ``beam.direct_running_mode: auto`` starts worker processes only for
 work that repays their start-up (about a second); smaller sources run in this process.
@@ -91,7 +91,7 @@ def build_pipeline(
     check_args = (data.max_pixels, params.channels, fraction, scratch, params.curation)
     tasks = []
     if listing.entries:
-        listing_path = FileSystems.join(scratch, "listing.pickle")
+        listing_path = FileSystems.join(scratch, "listing.npz")
         check.write_listing(listing.entries.spread(), listing_path)
         ranges = [
             (start, start + params.files_per_task) for start in range(0, len(listing.entries), params.files_per_task)

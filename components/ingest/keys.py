@@ -15,7 +15,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -25,7 +25,7 @@ INDEX_FILE = "split_index.npz"  # in the Examples folder: an ``Index``
 OLD_INDEX_FILE = "split_index.json"  # written by visionpipe before 2026-12: {sha256 hex: split}
 
 
-def write_arrays(f: BinaryIO, **arrays: np.ndarray) -> None:
+def write_arrays(f: BinaryIO, **arrays: Any) -> None:
     """``np.savez`` into ``f``, which may be a Beam FileSystems file (np.savez seeks; they cannot)."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
