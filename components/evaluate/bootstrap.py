@@ -12,6 +12,7 @@ chunk size.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,11 +28,14 @@ def _resample_indices(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]
         yield rng.integers(0, n, size=(min(rows, resamples - start), n))
 
 
-def _scores(score, labels: np.ndarray, predicted: np.ndarray, num_classes: int, resamples: int, seed: int):
-    """``score`` of every resample, drawn chunk by chunk."""
-    return np.concatenate(
-        [score(labels, predicted, block, num_classes) for block in _resample_indices(len(labels), resamples, seed)]
-    )
+def _per_resample(n: int, resamples: int, seed: int, *scorers) -> list[np.ndarray]:
+    """Each scorer (resample indices -> scores) over every resample, the resamples drawn once,
+    chunk by chunk, for all of them."""
+    parts: list[list[np.ndarray]] = [[] for _ in scorers]
+    for block in _resample_indices(n, resamples, seed):
+        for part, scorer in zip(parts, scorers, strict=True):
+            part.append(scorer(block))
+    return [np.concatenate(part) for part in parts]
 
 
 def accuracy_scores(labels: np.ndarray, predicted: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -81,10 +85,9 @@ def confidence_intervals(
     labels: np.ndarray, predicted: np.ndarray, num_classes: int, resamples: int, seed: int
 ) -> dict[str, list[float]]:
     """metric -> [low, high] for accuracy, macro F1 and balanced accuracy."""
-    return {
-        name: interval(_scores(score, labels, predicted, num_classes, resamples, seed))
-        for name, score in SCORES.items()
-    }
+    scorers = [functools.partial(score, labels, predicted, num_classes=num_classes) for score in SCORES.values()]
+    scores = _per_resample(len(labels), resamples, seed, *scorers)
+    return {name: interval(found) for name, found in zip(SCORES, scores, strict=True)}
 
 
 def difference_interval(
@@ -98,8 +101,12 @@ def difference_interval(
 ) -> list[float]:
     """[low, high] of (candidate - baseline) for ``metric``, both scored on the same draws."""
     score = SCORES[metric]
-    # The same seed gives both models the same draws: a paired bootstrap.
-    return interval(
-        _scores(score, labels, candidate, num_classes, resamples, seed)
-        - _scores(score, labels, baseline, num_classes, resamples, seed)
+    # Both models are scored on the same draws: a paired bootstrap.
+    scored, base = _per_resample(
+        len(labels),
+        resamples,
+        seed,
+        functools.partial(score, labels, candidate, num_classes=num_classes),
+        functools.partial(score, labels, baseline, num_classes=num_classes),
     )
+    return interval(scored - base)
