@@ -136,8 +136,10 @@ class Plan:
         """Where a candidate goes, or why it is quarantined (a conflicting label or a leaked copy)."""
         return self.place_all([candidate])[0]
 
-    def place_all(self, candidates: Sequence[Candidate]) -> list[Placement]:
-        previous = self.previous.lookup(digests(c.sha256 for c in candidates))
+    def place_all(self, candidates: Sequence[Candidate], keys: np.ndarray | None = None) -> list[Placement]:
+        """Each candidate's placement; ``keys``: their digests, when the caller has them already."""
+        keys = digests(c.sha256 for c in candidates) if keys is None else keys
+        previous = self.previous.lookup(keys)
         return [self._placement(c, SPLIT_NAMES[p]) for c, p in zip(candidates, previous.tolist(), strict=True)]
 
     def _placement(self, candidate: Candidate, previous: str) -> Placement:
@@ -186,8 +188,7 @@ class Plan:
             by_hash[c.sha256].append(c)
         groups = list(by_hash.values())
         conflicted = {**self.conflicted, **_conflicts(groups)}
-        plan = dataclasses.replace(self, conflicted=conflicted, leak_keepers={}, duplicates_in_split=[])
-        plan.leakage = []
+        plan = dataclasses.replace(self, conflicted=conflicted, leak_keepers={}, duplicates_in_split=[], leakage=[])
         for sha, group in sorted(by_hash.items()):
             if sha in plan.copies:
                 _report_copies(plan, group, plan.copies[sha])

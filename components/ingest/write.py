@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from visionpipe.components.ingest.check import Curated, TaskResult, read_spill
-from visionpipe.components.ingest.keys import INDEX_FILE, Index, digests, split_code
+from visionpipe.components.ingest.keys import INDEX_FILE, Index, split_code
 from visionpipe.components.ingest.split import SPLITS, Plan
 from visionpipe.data import label_sets, record_format
 from visionpipe.data.image_stats import ImageStatsFn, by_label, empty_split
@@ -70,13 +70,11 @@ class WriteSplits(beam.DoFn):
         accumulators: dict[str, dict] = {}
         written = dict.fromkeys(SPLITS, 0)
         checked, unlabelled = read_spill(task.spill)
-        placements = plan.place_all([candidate for candidate, _ in checked])
-        placed: list[tuple[str, str]] = []
+        placements = plan.place_all([candidate for candidate, _ in checked], task.keys.digests)
         for (candidate, meta), example, (split, reason, kind) in zip(checked, unlabelled, placements, strict=True):
             if reason:
                 quarantined.append((candidate.source, reason, kind))
                 continue
-            placed.append((candidate.sha256, split))
             if candidate.label not in labels:
                 labels[candidate.label] = record_format.label_bytes(plan.label_ids(candidate.label))
             _TFRecordUtil.write_record(self._file(split), example + labels[candidate.label])
@@ -85,7 +83,8 @@ class WriteSplits(beam.DoFn):
                 accumulators[split] = self._stats.create_accumulator()
             self._stats.add_input(accumulators[split], meta)
         shards = {split: self._shards[split] for split in accumulators}
-        index = (digests(sha for sha, _ in placed), np.array([split_code(split) for _, split in placed], np.uint8))
+        codes = np.array([split_code(p.split) for p in placements], np.uint8)  # 0: quarantined
+        index = (task.keys.digests[codes > 0], codes[codes > 0])
         yield Written(shards, accumulators, quarantined, list(task.curated), written, task.records, index)
 
     def _file(self, split: str):
