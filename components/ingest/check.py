@@ -2,10 +2,11 @@
 
 A task is a slice of the source listing (files) or a batch of TFRecord records. Each item is
 read, fully decoded, hashed and measured (``images.check_image``); the candidates, their
-measurements and the serialized Examples (still without label ids, which need every task's
-classes) wait in a spill file, and only a small ``TaskResult`` travels through the runner to
-the split plan, with the task's ``Keys`` (about 40 bytes an image). Taking a few hundred items
-per call keeps Beam's per-element cost out of the per-image cost.
+measurements, the serialized Examples (still without label ids, which need every task's
+classes) and the task's ``Keys`` (what the split plan needs, about 40 bytes an image) wait in a
+spill file, and only a small ``TaskResult`` of the task travels through the runner: nothing
+that grows with the images is held in the runner's buffers. Taking a few hundred items per call
+keeps Beam's per-element cost out of the per-image cost.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from visionpipe.components.ingest import curation, sources
 from visionpipe.components.ingest.config import SplitConfig
 from visionpipe.components.ingest.entries import Entries
-from visionpipe.components.ingest.keys import Index, Keys
+from visionpipe.components.ingest.keys import Index, Keys, StoredIndex
 from visionpipe.components.ingest.split import Candidate, Plan, plan_splits
 from visionpipe.data import images, label_sets, record_format
 from visionpipe.data.image_stats import ImageMeta
@@ -50,8 +51,7 @@ class Curated(NamedTuple):
 
 
 class TaskResult(NamedTuple):
-    spill: str  # the checked items and their records: ``read_spill``
-    keys: Keys  # of the checked items, in their order
+    spill: str  # the checked items' keys (``read_keys``), the items and their records (``read_spill``)
     quarantined: list[tuple[str, str]]  # (item, reason)
     curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
     records: int  # TFRecord records the task held (0 for a task of files, which the listing counts)
@@ -121,32 +121,39 @@ class _CheckTask(beam.DoFn):
         dropped = sum(c.action == curation.DROP for c in curated)
         name = f"{uuid.uuid4().hex}.{len(checked) + len(quarantined) + dropped}{SPILL_SUFFIX}"
         spill = FileSystems.join(self._spill_dir, name)
-        with FileSystems.create(spill) as f:  # two pickles: the copies step reads only the first
-            pickle.dump(checked, f, protocol=pickle.HIGHEST_PROTOCOL)
-            pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
         keys = Keys.of([(c.sha256, c.label, c.split) for c, _ in checked])
-        yield TaskResult(spill, keys, quarantined, curated, self.records(task))
+        with FileSystems.create(spill) as f:  # three pickles: the plan reads the first one or two
+            for part in (keys, checked, examples):
+                pickle.dump(part, f, protocol=pickle.HIGHEST_PROTOCOL)
+        yield TaskResult(spill, quarantined, curated, self.records(task))
 
     def records(self, task) -> int:
         return 0
 
 
-def read_spill(spill: str, examples: bool = True) -> tuple[list[tuple[Candidate, ImageMeta]], list[bytes]]:
-    """A task's checked (candidate, measurements) pairs and (``examples``) their unlabelled records."""
+def read_keys(spill: str) -> Keys:
+    """The keys of a task's checked items, in their order."""
     with FileSystems.open(spill, compression_type="uncompressed") as f:
-        checked = pickle.load(f)
-        return checked, pickle.load(f) if examples else []
+        return pickle.load(f)
 
 
-def plan_of(tasks: list[tuple[str, Keys]], rule: SplitConfig, previous: Index, task: str) -> Plan:
-    """The split plan of every task's (spill, keys), its reports made from the candidates of the
-    contents several images share, read from the spills of the tasks that hold them."""
-    plan = plan_splits(Keys.merged(keys for _, keys in tasks), rule, previous, task)
+def read_spill(spill: str, examples: bool = True) -> tuple[Keys, list[tuple[Candidate, ImageMeta]], list[bytes]]:
+    """A task's keys, checked (candidate, measurements) pairs and (``examples``) their unlabelled
+    records."""
+    with FileSystems.open(spill, compression_type="uncompressed") as f:
+        keys, checked = pickle.load(f), pickle.load(f)
+        return keys, checked, pickle.load(f) if examples else []
+
+
+def plan_of(spills: list[str], rule: SplitConfig, previous: Index | StoredIndex, task: str) -> Plan:
+    """The split plan of every task's keys, read from their spills; its reports are made from the
+    candidates of the contents several images share, read from the spills that hold them."""
+    plan = plan_splits(Keys.merged(read_keys(spill) for spill in spills), rule, previous, task)
     copies = []
-    for spill, keys in tasks:
-        shared = np.isin(keys.digests, plan.duplicated)
+    for spill in spills:
+        shared = np.isin(read_keys(spill).digests, plan.duplicated)
         if shared.any():
-            checked, _ = read_spill(spill, examples=False)
+            _, checked, _ = read_spill(spill, examples=False)
             copies += [checked[i][0] for i in np.flatnonzero(shared).tolist()]
     return plan.with_copies(copies)
 

@@ -7,7 +7,8 @@ to ``quarantine.jsonl`` with the reason: found = ingested + quarantined, always,
 prints all three.
 
 Outputs besides the records: ``classes.json``, ``split_index.npz`` (content hash -> split,
-read by the next ingest so old images keep their split; ``keys.Index``), ``plan.json``
+read by the next ingest so old images keep their split; ``keys.Index``; the workers read the
+previous one from a copy in the scratch folder, ``keys.StoredIndex``), ``plan.json``
 (where each split's images came from, duplicates, leakage, label conflicts) and
 ``split_stats.json`` (per-split statistics measured while the images were decoded anyway;
 validate turns them into protos, schema and anomalies).
@@ -32,7 +33,7 @@ from apache_beam.io.tfrecordio import ReadAllFromTFRecord
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from visionpipe.components.ingest import check, curation, sources, write
-from visionpipe.components.ingest.keys import Index
+from visionpipe.components.ingest.keys import Index, StoredIndex
 from visionpipe.components.ingest.spec import Inputs, Outputs, Params
 from visionpipe.components.ingest.split import SPLITS, describe_splits
 from visionpipe.data import label_sets
@@ -52,8 +53,11 @@ BYTES_PER_SECOND = 80e6
 WORKER_STARTUP_SECONDS = 1.5
 
 
-def _previous_index(inputs: Inputs) -> Index:
-    return Index.empty() if inputs.previous is None else Index.load(inputs.previous.path)
+def _stored_previous_index(inputs: Inputs, scratch: str) -> StoredIndex:
+    """The previous ingest's split index, copied where the workers read it (remote workers
+    cannot read the run root), so it is not pickled into the pipeline graph and the plan."""
+    previous = Index.empty() if inputs.previous is None else Index.load(inputs.previous.path)
+    return StoredIndex.save(previous, FileSystems.join(scratch, "previous_index.npz"))
 
 
 def _pixel_fraction(listing: sources.Listing, sample: int) -> float:
@@ -82,7 +86,7 @@ def build_pipeline(
     pipeline: beam.Pipeline,
     listing: sources.Listing,
     params: Params,
-    previous_index: Index,
+    previous_index: StoredIndex,
     out: str,
     scratch: str,
 ) -> None:
@@ -116,10 +120,10 @@ def build_pipeline(
     checked = tasks | "AllTasks" >> beam.Flatten()
     plan = (
         checked
-        # Compact keys (about 40 bytes an image), one element per task: per-image elements would
-        # each pay Beam's element cost.
-        | "Keys" >> beam.Map(lambda task: (task.spill, task.keys))
-        | "AllKeys" >> beam.combiners.ToList()
+        # One element per task, its spill's name: per-image elements would each pay Beam's
+        # element cost, and the images' keys would sit in the runner's buffers.
+        | "Spills" >> beam.Map(lambda task: task.spill)
+        | "AllSpills" >> beam.combiners.ToList()
         | "Plan" >> beam.Map(check.plan_of, data.split, previous_index, listing.task)
     )
     rejected = [(item, reason, UNUSABLE) for item, reason in listing.rejected]
@@ -152,21 +156,18 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
     listing = ctx.external or sources.list_source(params.data, ctx.run_root / "datasets")
     if listing.task == label_sets.MULTI_LABEL and params.curation:
         params = dataclasses.replace(params, curation=params.curation.with_label_sets(params.data.labels.delimiter))
-    previous_index = _previous_index(inputs)
     out = outputs.examples.path
     beam_args = choose_mode(ctx.beam_args, listing)
+    scratch = _scratch(beam_args, ctx)
+    previous_index = _stored_previous_index(inputs, scratch)
     ctx.log(
         f"{listing.description}: {len(listing.entries)} candidate files, {len(listing.rejected)} rejected"
         + (f", {len(listing.records.files)} TFRecord files" if listing.records else "")
-        + (
-            f"; {len(previous_index.digests)} images keep their split from the previous ingest"
-            if len(previous_index.digests)
-            else ""
-        )
+        + (f"; {previous_index.size} images keep their split from the previous ingest" if previous_index.size else "")
         + (f"; {len(params.curation.decisions)} images named by data.exclude/data.relabel" if params.curation else "")
         + f"; Beam {' '.join(beam_args)}"
     )
-    _run_beam(listing, params, previous_index, out, beam_args, ctx)
+    _run_beam(listing, params, previous_index, out, beam_args, scratch, ctx)
     pipeline_counts = json.loads((out / Examples.COUNTS).read_text())
     counts = {split: pipeline_counts["written"][split] for split in SPLITS}
     found = len(listing.entries) + len(listing.rejected) + pipeline_counts["records_found"]
@@ -194,19 +195,31 @@ def _check_fractions(split) -> None:
         raise DataError(f"data.split fractions must be >= 0 with train > 0; got {split}")
 
 
+def _scratch(beam_args: list[str], ctx: StageContext) -> str:
+    """A new folder the workers share: the listing, the previous index and the spills."""
+    # Workers on other machines cannot see our scratch folder: with a remote runner it goes
+    # under the runner's --temp_location (e.g. gs://bucket/tmp).
+    temp_location = PipelineOptions(beam_args).view_as(GoogleCloudOptions).temp_location
+    scratch = FileSystems.join(temp_location or str(ctx.scratch_dir), f"visionpipe-ingest-{uuid.uuid4().hex}")
+    FileSystems.mkdirs(scratch)
+    return scratch
+
+
 def _run_beam(
-    listing: sources.Listing, params: Params, previous_index: Index, out, beam_args: list[str], ctx: StageContext
+    listing: sources.Listing,
+    params: Params,
+    previous_index: StoredIndex,
+    out,
+    beam_args: list[str],
+    scratch: str,
+    ctx: StageContext,
 ) -> None:
     """Runs the Beam pipeline that writes the Examples into ``out``."""
     options = PipelineOptions(beam_args)
-    # Workers on other machines cannot see our scratch folder: with a remote runner the
-    # listing and the spill go under its --temp_location (e.g. gs://bucket/tmp).
-    temp_location = options.view_as(GoogleCloudOptions).temp_location
-    scratch = FileSystems.join(temp_location or str(ctx.scratch_dir), f"visionpipe-ingest-{uuid.uuid4().hex}")
-    FileSystems.mkdirs(scratch)
     pipeline = beam.Pipeline(runner=_runner(options), options=options)
     build_pipeline(pipeline, listing, params, previous_index, str(out), scratch)
     _run_with_progress(pipeline, ctx, scratch, len(listing.entries) or None)
+    StoredIndex.release()  # this process's copy, when the pipeline ran in it
     FileSystems.delete([scratch])
 
 

@@ -2,8 +2,9 @@
 the split its source gave it, plus the index of where earlier ingests put each content hash.
 
 A million images are about 40 MB this way (a 32-byte digest, a label code and a split code
-each), against well over a gigabyte as Python tuples of strings: the plan and the index stay
-small enough to send to every worker, and ingest's memory stays flat as the data grows.
+each), against well over a gigabyte as Python tuples of strings. Even so they never travel
+through the Beam runner, whose buffers would hold every copy: the keys wait in the tasks' spill
+files, and the previous index goes to the workers as a ``StoredIndex`` (a file's path).
 
 Digests are numpy ``S32`` values. numpy drops trailing zero bytes when it hands one back as
 Python ``bytes``, so they go back to hex through ``hex_of``, never ``bytes.hex``.
@@ -11,6 +12,8 @@ Python ``bytes``, so they go back to hex through ``hex_of``, never ``bytes.hex``
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 SPLIT_NAMES = ("", "train", "val", "test")  # a split code is its position; 0: none given
 DIGEST = "S32"
@@ -94,7 +98,7 @@ class Index(NamedTuple):
         return cls.merged(cls.empty(), [(digests(mapping), codes)])
 
     @classmethod
-    def merged(cls, old: Index, placed: Iterable[tuple[np.ndarray, np.ndarray]]) -> Index:
+    def merged(cls, old: Index | StoredIndex, placed: Iterable[tuple[np.ndarray, np.ndarray]]) -> Index:
         """``old`` updated with the (digests, split codes) of ``placed``; placed wins."""
         placed = list(placed)
         every = np.concatenate([*(d for d, _ in placed), old.digests])
@@ -117,11 +121,59 @@ class Index(NamedTuple):
         write_arrays(f, digests=self.digests, splits=self.splits)
 
     @classmethod
+    def read(cls, f: BinaryIO) -> Index:
+        """The index ``save`` wrote into ``f`` (a seekable file)."""
+        with np.load(f) as saved:
+            return cls(saved["digests"].astype(DIGEST), saved["splits"])
+
+    @classmethod
     def load(cls, folder: Path) -> Index:
         """The index an ingest wrote into ``folder``; empty when it wrote none."""
         if (folder / INDEX_FILE).is_file():
-            with np.load(folder / INDEX_FILE) as saved:
-                return cls(saved["digests"].astype(DIGEST), saved["splits"])
+            with (folder / INDEX_FILE).open("rb") as f:
+                return cls.read(f)
         if (folder / OLD_INDEX_FILE).is_file():
             return cls.of(json.loads((folder / OLD_INDEX_FILE).read_text()))
         return cls.empty()
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredIndex:
+    """An ``Index`` in a file that every worker can read (under the ingest's scratch folder). It
+    pickles as its path, so the pipeline graph and the split plan stay small however many images
+    earlier ingests placed; each process reads the file once, when it first looks a digest up."""
+
+    path: str
+    size: int  # digests in the index
+
+    @classmethod
+    def save(cls, index: Index, path: str) -> StoredIndex:
+        with FileSystems.create(path) as f:
+            index.save(f)
+        return cls(path, len(index.digests))
+
+    @property
+    def index(self) -> Index:
+        return _read_index(self.path)
+
+    @property
+    def digests(self) -> np.ndarray:
+        return self.index.digests
+
+    @property
+    def splits(self) -> np.ndarray:
+        return self.index.splits
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        return self.index.lookup(keys)
+
+    @staticmethod
+    def release() -> None:
+        """Drops this process's copy (the driver's, when the pipeline ran in it)."""
+        _read_index.cache_clear()
+
+
+@functools.lru_cache(maxsize=1)  # one ingest's index per process: the newest one
+def _read_index(path: str) -> Index:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return Index.read(io.BytesIO(f.read()))  # Beam's files cannot seek, np.load does

@@ -37,7 +37,8 @@ The plan is made from compact arrays (``keys.py``), whatever the data's size, in
 ``plan_splits`` places every content hash and keeps what a worker needs to place any image on
 its own (each class's hash bounds for new images, the previous index, the splits of copied
 contents); ``Plan.with_copies`` adds the sources of the copied contents for the reports. So the
-plan sent to every worker grows with the duplicates and the previous index, not the images.
+plan sent to every worker grows with the duplicates, not the images (the previous index goes as
+a file, ``keys.StoredIndex``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 from visionpipe.components.ingest.config import SplitConfig
-from visionpipe.components.ingest.keys import SPLIT_NAMES, Index, Keys, digests, hex_of, split_code
+from visionpipe.components.ingest.keys import SPLIT_NAMES, Index, Keys, StoredIndex, digests, hex_of, split_code
 from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import (
     ABSENT,
@@ -105,7 +106,7 @@ class Plan:
     origins: dict[str, str]  # split -> GIVEN, ASSIGNED, CARVED (out of CARVED_FROM), ABSENT or MISSING
     shares: dict[str, float]  # split -> its share of the images visionpipe places (assigns or carves)
     open_splits: tuple[str, ...]  # the splits visionpipe fills
-    previous: Index  # where earlier ingests put each content hash
+    previous: Index | StoredIndex  # where earlier ingests put each content hash
     strata: dict[str, str]  # label (or label set) -> the stratum its new images are placed in
     bounds: dict[str, tuple[bytes, bytes]]  # stratum -> last digest of its new test images, of val ones
     copies: dict[str, str]  # content hash of several candidates -> its split (conflicted ones excluded)
@@ -291,7 +292,9 @@ class _Groups(NamedTuple):
         return cls(unique, low, low != high, given, size)
 
 
-def plan_splits(keys: Keys, rule: SplitConfig, previous: Index, task: str = label_sets.SINGLE_LABEL) -> Plan:
+def plan_splits(
+    keys: Keys, rule: SplitConfig, previous: Index | StoredIndex, task: str = label_sets.SINGLE_LABEL
+) -> Plan:
     """Where every content hash goes (rules 1-4 above), from ``data.split`` and the previous
     index. The reports on copies need their sources: ``Plan.with_copies`` adds them."""
     fractions = {"train": rule.train, "val": rule.val, "test": rule.test}
@@ -374,7 +377,15 @@ class _Pool:
     placed: np.ndarray  # (stratum, split code) -> contents an earlier ingest placed there
 
     @classmethod
-    def sort(cls, groups: _Groups, plan: Plan, previous: Index, fractions: dict, strata: list[str], all_given: bool):
+    def sort(
+        cls,
+        groups: _Groups,
+        plan: Plan,
+        previous: Index | StoredIndex,
+        fractions: dict,
+        strata: list[str],
+        all_given: bool,
+    ):
         carving = plan.carving
         if all_given:
             open_splits = {s for s, origin in plan.origins.items() if origin == CARVED} | (

@@ -1,8 +1,10 @@
 """The ingest workers' second job: place every checked image by the split plan and write it.
 
 Each bundle of tasks appends its records to one temporary shard per split; each task counts
-what it wrote and gathers its statistics; ``finish`` (one call, after every bundle) names the
-shards ``<split>/data-NNNNN-of-NNNNN.tfrecord``, merges the statistics and writes the reports.
+what it wrote and keeps its statistics and the digests it placed in a file beside its spill
+(per-image arrays never pass through the runner's buffers); ``finish`` (one call, after every
+bundle) names the shards ``<split>/data-NNNNN-of-NNNNN.tfrecord``, merges the statistics and
+the split index, and writes the reports.
 One step writes every split: a Beam file sink per split would add half a dozen stages each,
 and pass every record through a coder.
 
@@ -13,6 +15,7 @@ A bundle that fails and is retried leaves its temporary shards behind unreferenc
 from __future__ import annotations
 
 import json
+import pickle
 import uuid
 from typing import NamedTuple
 
@@ -39,12 +42,27 @@ class Written(NamedTuple):
     """What one task's images became."""
 
     shards: dict[str, str]  # split -> the temporary shard file its records went to
-    stats: dict[str, dict]  # split -> ImageStatsFn accumulator of the records written
+    outcome: str  # a file of the task's statistics and the digests it placed: ``Outcome``
     quarantined: list[tuple[str, str, str]]  # (item, reason, the anomaly kind that reports it)
     curated: list[Curated]  # items data.exclude left out or data.relabel relabelled
     written: dict[str, int]  # split -> examples written
     records: int  # TFRecord records the task held
-    placed: tuple[np.ndarray, np.ndarray]  # (digests, split codes) of the images written, for the index
+
+
+class Outcome(NamedTuple):
+    """What a task's images added to the split statistics and to the split index."""
+
+    stats: dict[str, dict]  # split -> ImageStatsFn accumulator of the records written
+    placed: tuple[np.ndarray, np.ndarray]  # (digests, split codes) of the images written
+
+    def save(self, path: str) -> None:
+        with FileSystems.create(path) as f:
+            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str) -> Outcome:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            return pickle.load(f)
 
 
 beam.coders.registry.register_coder(Written, beam.coders.PickleCoder)
@@ -69,8 +87,8 @@ class WriteSplits(beam.DoFn):
         quarantined = [(item, reason, UNUSABLE) for item, reason in task.quarantined]
         accumulators: dict[str, dict] = {}
         written = dict.fromkeys(SPLITS, 0)
-        checked, unlabelled = read_spill(task.spill)
-        placements = plan.place_all([candidate for candidate, _ in checked], task.keys.digests)
+        keys, checked, unlabelled = read_spill(task.spill)
+        placements = plan.place_all([candidate for candidate, _ in checked], keys.digests)
         for (candidate, meta), example, (split, reason, kind) in zip(checked, unlabelled, placements, strict=True):
             if reason:
                 quarantined.append((candidate.source, reason, kind))
@@ -84,8 +102,9 @@ class WriteSplits(beam.DoFn):
             self._stats.add_input(accumulators[split], meta)
         shards = {split: self._shards[split] for split in accumulators}
         codes = np.array([split_code(p.split) for p in placements], np.uint8)  # 0: quarantined
-        index = (task.keys.digests[codes > 0], codes[codes > 0])
-        yield Written(shards, accumulators, quarantined, list(task.curated), written, task.records, index)
+        outcome = f"{task.spill}.outcome"
+        Outcome(accumulators, (keys.digests[codes > 0], codes[codes > 0])).save(outcome)
+        yield Written(shards, outcome, quarantined, list(task.curated), written, task.records)
 
     def _file(self, split: str):
         if split not in self._files:
@@ -110,18 +129,8 @@ def finish(written: list[Written], out: str, plan: Plan, rejected: list[tuple[st
         stale = FileSystems.match([FileSystems.join(out, split, f"{_TEMP_PREFIX}*")])[0].metadata_list
         if stale:  # from bundles that failed and were retried
             FileSystems.delete([m.path for m in stale])
-    stats = ImageStatsFn()
-    split_stats = {}
-    for split in SPLITS:
-        accumulators = [b.stats[split] for b in written if split in b.stats]
-        split_stats[split] = (
-            stats.extract_output(stats.merge_accumulators(accumulators)) if accumulators else empty_split()
-        )
-        if plan.task == label_sets.MULTI_LABEL:
-            split_stats[split] = by_label(split_stats[split])
+    split_stats = _merged_outcomes(written, out, plan)
     quarantined = sorted(rejected + [q for b in written for q in b.quarantined])
-    with FileSystems.create(FileSystems.join(out, INDEX_FILE)) as f:
-        Index.merged(plan.previous, [b.placed for b in written]).save(f)
     files = {
         Examples.PLAN: json.dumps(plan.report(), indent=2),
         Examples.SPLIT_STATS: json.dumps(split_stats, indent=2),
@@ -143,4 +152,23 @@ def finish(written: list[Written], out: str, plan: Plan, rejected: list[tuple[st
     for name, text in files.items():
         with FileSystems.create(FileSystems.join(out, name)) as f:
             f.write(text.encode())
+    return split_stats
+
+
+def _merged_outcomes(written: list[Written], out: str, plan: Plan) -> dict[str, dict]:
+    """Writes the split index (the previous one with every placed image) and returns each
+    split's statistics, read from the tasks' outcome files one at a time."""
+    stats = ImageStatsFn()
+    merged: dict[str, dict] = {}
+    placed = []
+    for task in written:
+        outcome = Outcome.load(task.outcome)
+        placed.append(outcome.placed)
+        for split, accumulator in outcome.stats.items():
+            merged[split] = stats.merge_accumulators([merged[split], accumulator]) if split in merged else accumulator
+    with FileSystems.create(FileSystems.join(out, INDEX_FILE)) as f:
+        Index.merged(plan.previous, placed).save(f)
+    split_stats = {split: stats.extract_output(merged[split]) if split in merged else empty_split() for split in SPLITS}
+    if plan.task == label_sets.MULTI_LABEL:
+        return {split: by_label(summary) for split, summary in split_stats.items()}
     return split_stats
