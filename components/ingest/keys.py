@@ -99,12 +99,22 @@ class Index(NamedTuple):
 
     @classmethod
     def merged(cls, old: Index | StoredIndex, placed: Iterable[tuple[np.ndarray, np.ndarray]]) -> Index:
-        """``old`` updated with the (digests, split codes) of ``placed``; placed wins."""
+        """``old`` updated with the (digests, split codes) of ``placed``; placed wins.
+
+        The placed digests are sorted on their own and the old index (sorted already) is merged
+        in, rather than sorting both together: at a million images that halves the peak."""
         placed = list(placed)
-        every = np.concatenate([*(d for d, _ in placed), old.digests])
-        codes = np.concatenate([*(c for _, c in placed), old.splits])
-        unique, first = np.unique(every, return_index=True)  # the first occurrence: placed before old
-        return cls(unique, codes[first])
+        new = np.concatenate([d for d, _ in placed] or [np.array([], DIGEST)])
+        order = np.argsort(new, kind="stable")
+        new = new[order]
+        codes = np.concatenate([c for _, c in placed] or [np.array([], np.uint8)])[order]
+        del order
+        first = np.ones(len(new), bool)  # copies of one content share a split: keep one
+        first[1:] = new[1:] != new[:-1]
+        new, codes = new[first], codes[first]
+        kept = cls(new, codes).lookup(old.digests) == 0  # old digests no placed one replaces
+        at = np.searchsorted(new, old.digests[kept])
+        return cls(np.insert(new, at, old.digests[kept]), np.insert(codes, at, old.splits[kept]))
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """The split code of each digest in ``keys``; 0 where the index does not hold it."""
