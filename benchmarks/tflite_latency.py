@@ -1,12 +1,12 @@
 """Batch-1 latency of every registered model's TFLite files on this CPU: float32, dynamic-range
-int8 and full-integer int8, converted by the export stage's own converters, timed as the export
-stage times them (ai-edge-litert with XNNPACK, median of 100 calls after 10 warm-up calls),
-interleaved over repeats. Weights are random: latency does not depend on what was learnt.
+int8, full-integer int8 (``export.int8_float_ops: none``) and the default int8 file (``auto``:
+the operators XNNPACK runs only in float32 stay float32), converted by the export stage's own
+converters, timed as the export stage times them (ai-edge-litert with XNNPACK, median of 100
+calls after 10 warm-up calls), interleaved over repeats. Weights are random: latency does not
+depend on what was learnt.
 
-Where int8 is slower, the reason is read off the file: the operators XNNPACK does not take in
-int8 (they run in LiteRT's reference kernels, and each one splits the graph into another
-XNNPACK partition), found from the DELEGATE nodes' inputs (an operator outside the delegate
-produces a tensor a delegate partition reads).
+Where int8 is slower, the reason is read off the file: the operators XNNPACK leaves to LiteRT's
+own kernels (``tflite.undelegated_ops``; each one also splits the graph into another partition).
 
     python benchmarks/tflite_latency.py --repeats 3 --threads 1
 """
@@ -14,7 +14,6 @@ produces a tensor a delegate partition reads).
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import statistics
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # photo models at the photos preset's 96 (ViT at its default patch grid).
 SIZES = {"airbench": 32, "resnet9": 32, "small_cnn": 32}
 PHOTO_SIZE = 96
-KINDS = ("float32", "dynamic_int8", "int8")
+KINDS = ("float32", "dynamic_int8", "full_int8", "int8")
 
 
 def convert_all(name: str, folder: Path) -> dict[str, Path]:
@@ -50,6 +49,7 @@ def convert_all(name: str, folder: Path) -> dict[str, Path]:
     files = {
         "float32": tflite.convert_float(model),
         "dynamic_int8": tflite.convert_dynamic_range(model),
+        "full_int8": tflite.convert_int8(model, calibration, "none"),
         "int8": tflite.convert_int8(model, calibration),
     }
     paths = {}
@@ -59,26 +59,6 @@ def convert_all(name: str, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def outside_xnnpack(path: Path) -> dict[str, int]:
-    """Operator name -> how many of them run outside XNNPACK and feed a delegated partition."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
-    ops = interpreter._get_ops_details()
-    delegated_in, delegated_out = set(), set()
-    for op in ops:
-        if op["op_name"] == "DELEGATE":
-            delegated_in |= {int(t) for t in op["inputs"]}
-            delegated_out |= {int(t) for t in op["outputs"]}
-    outside = collections.Counter(
-        op["op_name"]
-        for op in ops
-        if op["op_name"] != "DELEGATE" and any(int(t) in delegated_in - delegated_out for t in op["outputs"])
-    )
-    return dict(outside.most_common())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -86,6 +66,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="default: every registered model")
     args = parser.parse_args()
 
+    from visionpipe.components.export import tflite
     from visionpipe.components.export.measure import latency_ms
     from visionpipe.models.registry import model_names
     from visionpipe.serving.tflite_runner import TFLiteClassifier
@@ -102,18 +83,28 @@ def main() -> None:
                     runner = TFLiteClassifier(paths[kind], args.threads)
                     ms = latency_ms(runner.predict, image, args.threads)[f"p50_ms_{args.threads}t"]
                     times.setdefault((name, kind), []).append(ms)
-        print("| model (input) | float32 ms | dynamic int8 ms | int8 ms | int8 speed-up | int8 ops outside XNNPACK |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| model (input) | float32 ms | dynamic int8 ms | full-integer int8 ms | int8 ms | int8 speed-up "
+            "| full-integer ops outside XNNPACK | int8 ops outside XNNPACK |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for name in names:
             median = {kind: statistics.median(times[(name, kind)]) for kind in KINDS}
             size = SIZES.get(name, PHOTO_SIZE)
-            outside = ", ".join(f"{op} x{n}" for op, n in outside_xnnpack(files[name]["int8"]).items()) or "none"
+            outside = {
+                kind: _ops(tflite.undelegated_ops(files[name][kind].read_bytes())) for kind in ("full_int8", "int8")
+            }
             print(
                 f"| {name} ({size}x{size}) | {median['float32']:.3f} | {median['dynamic_int8']:.3f} | "
-                f"{median['int8']:.3f} | {median['float32'] / median['int8']:.2f}x | {outside} |",
+                f"{median['full_int8']:.3f} | {median['int8']:.3f} | {median['float32'] / median['int8']:.2f}x | "
+                f"{outside['full_int8']} | {outside['int8']} |",
                 flush=True,
             )
         print(f"batch 1, {args.threads} thread(s), medians of {args.repeats} interleaved rounds of 100 calls")
+
+
+def _ops(counts) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in counts.most_common()) or "none"
 
 
 if __name__ == "__main__":

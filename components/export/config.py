@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,11 @@ class ExportConfig:
     tflite_float: bool = True
     tflite_float16: bool = False
     tflite_dynamic_int8: bool = False  # int8 weights, float activations: no calibration
-    tflite_int8: bool = True  # full-integer, uint8 input, calibrated on train images
+    tflite_int8: bool = True  # int8, uint8 input, calibrated on train images
+    # What the int8 files keep in float32: "auto" the operators XNNPACK (LiteRT's CPU runtime)
+    # runs only in float32, e.g. MobileNetV3's HARD_SWISH (tflite.py); "none": full-integer files,
+    # for integer-only accelerators (Edge TPU, NPUs, microcontrollers).
+    int8_float_ops: Literal["auto", "none"] = "auto"
     onnx: bool = False  # Keras' own ONNX export, scored with onnxruntime (pip install visionpipe[onnx])
     calibration_samples: int = 256
     # Each artifact's gate: at most this accuracy drop against the Keras model on the

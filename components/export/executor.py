@@ -202,7 +202,8 @@ def _student_file(job: _Job, tflite_dir: Path, ctx: StageContext) -> Path:
         student, _, note = calibrated(student, job.examples, job.spec, len(job.classes), counts["val"], offsets)
         ctx.log(note)
     path = tflite_dir / STUDENT.file
-    path.write_bytes(converter_of(STUDENT)(student, _calibration(job.examples, job.spec, len(job.classes), seed, cfg)))
+    calibration = _calibration(job.examples, job.spec, len(job.classes), seed, cfg)
+    path.write_bytes(converter_of(STUDENT)(student, calibration, cfg.int8_float_ops))
     return path
 
 
@@ -279,7 +280,7 @@ def _convert(job: _Job, tflite_dir: Path, ctx) -> dict[str, Path]:
         convert = converter_of(target)
         if target.calibrated:
             calibration = _calibration(job.examples, job.spec, len(job.classes), job.params.seed, cfg, job.multi_label)
-            data = convert(job.model, calibration)
+            data = convert(job.model, calibration, cfg.int8_float_ops)
         else:
             data = convert(job.model)
         (tflite_dir / target.file).write_bytes(data)
