@@ -16,6 +16,8 @@ import dataclasses
 import functools
 import io
 import json
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -30,10 +32,16 @@ OLD_INDEX_FILE = "split_index.json"  # written by visionpipe before 2026-12: {sh
 
 
 def write_arrays(f: BinaryIO, **arrays: Any) -> None:
-    """``np.savez`` into ``f``, which may be a Beam FileSystems file (np.savez seeks; they cannot)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    f.write(buffer.getvalue())
+    """``np.savez`` into ``f``, which may be a Beam FileSystems file (np.savez seeks; they cannot).
+    Through a local temporary file, not memory: at a million images a buffer and its copy were
+    two more copies of the arrays at the stage's peak."""
+    with tempfile.TemporaryFile() as staged:
+        np.savez(staged, **arrays)
+        staged.seek(0)
+        shutil.copyfileobj(staged, f, _COPY_CHUNK)
+
+
+_COPY_CHUNK = 8 << 20
 
 
 def split_code(split: str) -> int:
@@ -95,19 +103,16 @@ class Index(NamedTuple):
     @classmethod
     def of(cls, mapping: Mapping[str, str]) -> Index:
         codes = np.array([split_code(s) for s in mapping.values()], np.uint8)
-        return cls.merged(cls.empty(), [(digests(mapping), codes)])
+        return cls.merged(cls.empty(), digests(mapping), codes)
 
     @classmethod
-    def merged(cls, old: Index | StoredIndex, placed: Iterable[tuple[np.ndarray, np.ndarray]]) -> Index:
-        """``old`` updated with the (digests, split codes) of ``placed``; placed wins.
+    def merged(cls, old: Index | StoredIndex, placed: np.ndarray, codes: np.ndarray) -> Index:
+        """``old`` updated with the ``placed`` digests and their split ``codes``; placed wins.
 
         The placed digests are sorted on their own and the old index (sorted already) is merged
         in, rather than sorting both together: at a million images that halves the peak."""
-        placed = list(placed)
-        new = np.concatenate([d for d, _ in placed] or [np.array([], DIGEST)])
-        order = np.argsort(new, kind="stable")
-        new = new[order]
-        codes = np.concatenate([c for _, c in placed] or [np.array([], np.uint8)])[order]
+        order = np.argsort(placed, kind="stable")
+        new, codes = placed[order], codes[order]
         del order
         first = np.ones(len(new), bool)  # copies of one content share a split: keep one
         first[1:] = new[1:] != new[:-1]

@@ -171,7 +171,7 @@ class Plan:
         """The previous index with where ``candidates`` went (what the next ingest reads)."""
         placed = [(c.sha256, p.split) for c, p in zip(candidates, self.place_all(candidates), strict=True) if p.split]
         return Index.merged(
-            self.previous, [(digests(s for s, _ in placed), np.array([split_code(x) for _, x in placed], np.uint8))]
+            self.previous, digests(s for s, _ in placed), np.array([split_code(x) for _, x in placed], np.uint8)
         )
 
     def report(self) -> dict:
