@@ -11,6 +11,10 @@ shuffle, augment, batch); evaluate scores the test split (10% of N) with a small
 for 20 steps (the model's quality is not the point), robustness off.
 
     python benchmarks/scale_curve.py --work /tmp/scale --sizes 10000 100000
+    python benchmarks/scale_curve.py --work /tmp/scale --sizes 100000 1000000 --steps ingest
+
+(``--steps ingest`` on a new ``--work`` folder is a first ingest; run again, it re-ingests into
+the same run root, whose previous split index every image then keeps its split by.)
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ def measured(command: list[str]) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, output
 
 
+STEPS = ("ingest", "validate", "input pipeline", "train", "evaluate")  # each needs the ones before it once
+
+
 def input_epoch(examples: Path) -> None:
     """One epoch of the train split through the training pipeline, as the train stage builds it."""
     from examples_pipeline import train_pipeline
@@ -96,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/scale"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="default: every step")
     parser.add_argument("--child-input", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_input:
@@ -110,7 +118,7 @@ def main() -> None:
             print(f"generated {size:,} images in {time.perf_counter() - started:.0f} s", flush=True)
         sets = [f"--set={s}" for s in [f"run.root={root}", "data.source=folder", f"data.path={data}", *SETTINGS]]
         run = [sys.executable, "-m", "visionpipe", "run", *sets, "--force", "--stage"]
-        for step in ("ingest", "validate", "input pipeline", "train", "evaluate"):
+        for step in args.steps:
             if step == "input pipeline":
                 examples = max((root / "artifacts" / "ingest").glob("*/examples"), key=lambda p: int(p.parent.name))
                 seconds, rss, _ = measured([sys.executable, __file__, "--child-input", str(examples)])

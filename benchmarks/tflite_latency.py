@@ -6,7 +6,7 @@ calls after 10 warm-up calls), interleaved over repeats. Weights are random: lat
 depend on what was learnt.
 
 Where int8 is slower, the reason is read off the file: the operators XNNPACK leaves to LiteRT's
-own kernels (``tflite.undelegated_ops``; each one also splits the graph into another partition).
+own kernels (``int8.undelegated_ops``; each one also splits the graph into another partition).
 
     python benchmarks/tflite_latency.py --repeats 3 --threads 1
 """
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="default: every registered model")
     args = parser.parse_args()
 
-    from visionpipe.components.export import tflite
+    from visionpipe.components.export import int8
     from visionpipe.components.export.measure import latency_ms
     from visionpipe.models.registry import model_names
     from visionpipe.serving.tflite_runner import TFLiteClassifier
@@ -92,7 +92,7 @@ def main() -> None:
             median = {kind: statistics.median(times[(name, kind)]) for kind in KINDS}
             size = SIZES.get(name, PHOTO_SIZE)
             outside = {
-                kind: _ops(tflite.undelegated_ops(files[name][kind].read_bytes())) for kind in ("full_int8", "int8")
+                kind: _ops(int8.undelegated_ops(files[name][kind].read_bytes())) for kind in ("full_int8", "int8")
             }
             print(
                 f"| {name} ({size}x{size}) | {median['float32']:.3f} | {median['dynamic_int8']:.3f} | "

@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from visionpipe.components.export.config import CompressionConfig
+from visionpipe.components.export.config import CompressionConfig, ExportConfig
 from visionpipe.components.export.targets import Target
 from visionpipe.models.classifier import batch_norm_states, network_of
 from visionpipe.models.config import ModelConfig
@@ -43,7 +43,7 @@ def compress(
     num_classes: int,
     train_images: int,
     examples: Path,
-    config: CompressionConfig,
+    export: ExportConfig,
     seed: int,
     temperature: float,
     logit_offsets: list[float] | None,
@@ -53,7 +53,7 @@ def compress(
     """Runs the bridge for one target's technique (``targets.py``: prune, qat or pqat); returns
     (the .tflite written, the bridge's report). The file serves softmax(logits / ``temperature``
     + ``logit_offsets``): evaluate's calibration and prior correction."""
-    technique = target.technique
+    technique, config = target.technique, export.compression
     work = ctx.scratch_dir / f"tfmot-{technique}"
     work.mkdir(parents=True, exist_ok=True)
     network = network_of(classifier)
@@ -74,6 +74,7 @@ def compress(
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
         "calibration_samples": 256,
+        "float_ops": export.int8_float_ops,
         "seed": seed,
         "temperature": temperature,
         "logit_offsets": logit_offsets,

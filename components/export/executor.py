@@ -166,16 +166,16 @@ def _bridge_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext)
     """The pruned and QAT files from the tfmot bridge. Each is optional: one the bridge could not
     make gets a failed row in ``results`` (so push leaves it out) and the rest of the export stands."""
     files = {}
-    compression, examples = job.params.export.compression, job.examples
+    export, examples = job.params.export, job.examples
     model_config, train_images = trained_model_config(job.inputs.model.path), job.inputs.examples.split_counts["train"]
-    for target in made(job.params.export, "trained"):
+    for target in made(export, "trained"):
         name = target.name
         if job.multi_label:
             results[name] = _not_made(name, "the tfmot bridge fine-tunes single-label models only", ctx)
             continue
         try:
             path, report = converter_of(target)(
-                target, job.trained, model_config, job.spec, len(job.classes), train_images, examples, compression,
+                target, job.trained, model_config, job.spec, len(job.classes), train_images, examples, export,
                 job.params.seed, job.inputs.evaluation.temperature, job.inputs.evaluation.logit_offsets, tflite_dir,
                 ctx,
             )  # fmt: skip

@@ -40,6 +40,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.d
 )
 
 from visionpipe.components.common.dataset import image_dataset  # noqa: E402
+from visionpipe.components.export import int8  # noqa: E402
 from visionpipe.models.classifier import set_batch_norm_states  # noqa: E402
 from visionpipe.models.preprocessing import PreprocessingSpec, normalization_layer  # noqa: E402
 from visionpipe.models.registry import create_model, entry  # noqa: E402
@@ -173,12 +174,7 @@ def convert_int8(classifier: tf_keras.Model, job: dict) -> bytes:
         for image, _ in calibration:
             yield [tf.cast(image, tf.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(classifier)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    return converter.convert()
+    return int8.convert(tf.lite.TFLiteConverter.from_keras_model(classifier), representative_dataset, job["float_ops"])
 
 
 def main(job_path: str) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from visionpipe.components.export import tflite
+from visionpipe.components.export import int8, tflite
 from visionpipe.serving.tflite_runner import TFLiteClassifier
 
 
@@ -41,13 +41,13 @@ def files(tmp_path_factory):
 
 def test_a_full_integer_file_leaves_hard_swish_outside_xnnpack(files):
     _, _, made = files
-    assert tflite.undelegated_ops(made["float"]) == {}
-    assert tflite.undelegated_ops(made["none"])["HARD_SWISH"] == 2
+    assert int8.undelegated_ops(made["float"]) == {}
+    assert int8.undelegated_ops(made["none"])["HARD_SWISH"] == 2
 
 
 def test_auto_keeps_hard_swish_in_float_so_xnnpack_runs_every_operator(files):
     model, folder, made = files
-    assert dict(tflite.undelegated_ops(made["auto"])) == {"QUANTIZE": 1}  # the uint8 input's step
+    assert dict(int8.undelegated_ops(made["auto"])) == {"QUANTIZE": 1}  # the uint8 input's step
     interpreter = Interpreter(model_path=str(folder / "auto.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8  # still the int8 file's contract
     interpreter.allocate_tensors()
@@ -68,5 +68,5 @@ def test_auto_moves_only_the_final_softmax_where_xnnpack_runs_every_other_int8_o
          keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")]
     )  # fmt: skip
     images = [np.random.default_rng(i).random((1, 16, 16, 3), np.float32) for i in range(4)]
-    full = tflite.undelegated_ops(tflite.convert_int8(model, images, "none"))
-    assert full - tflite.undelegated_ops(tflite.convert_int8(model, images)) == {"SOFTMAX": 1}
+    full = int8.undelegated_ops(tflite.convert_int8(model, images, "none"))
+    assert full - int8.undelegated_ops(tflite.convert_int8(model, images)) == {"SOFTMAX": 1}
