@@ -14,6 +14,7 @@ own kernels (``int8.undelegated_ops``; each one also splits the graph into anoth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -32,7 +33,7 @@ PHOTO_SIZE = 96
 KINDS = ("float32", "dynamic_int8", "full_int8", "int8")
 
 
-def convert_all(name: str, folder: Path) -> dict[str, Path]:
+def convert_all(name: str, folder: Path, relu_for_hard_swish: bool = False) -> dict[str, Path]:
     import keras
 
     from visionpipe.components.export import tflite
@@ -43,7 +44,8 @@ def convert_all(name: str, folder: Path) -> dict[str, Path]:
     size = SIZES.get(name, PHOTO_SIZE)
     keras.utils.set_random_seed(0)
     spec = PreprocessingSpec(size, size, 3, "crop", (0.5,) * 3, (0.25,) * 3)
-    model = build_classifier(spec, 10, ModelConfig(name))
+    with _relu_for_hard_swish() if relu_for_hard_swish else contextlib.nullcontext():
+        model = build_classifier(spec, 10, ModelConfig(name))
     rng = np.random.default_rng(0)
     calibration = [rng.random((1, size, size, 3), np.float32) for _ in range(16)]
     files = {
@@ -59,11 +61,23 @@ def convert_all(name: str, folder: Path) -> dict[str, Path]:
     return paths
 
 
+def _relu_for_hard_swish():
+    """While building: keras.applications' MobileNetV3 puts ReLU where it puts hard-swish (the
+    same network otherwise), to see what the activation itself costs in each file."""
+    from unittest import mock
+
+    import keras
+    from keras.src.applications import mobilenet_v3
+
+    return mock.patch.object(mobilenet_v3, "hard_swish", lambda x: keras.layers.ReLU()(x))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", action="append", help="default: every registered model")
+    parser.add_argument("--relu-for-hard-swish", action="store_true", help="an ablation: ReLU in hard-swish's place")
     args = parser.parse_args()
 
     from visionpipe.components.export import int8
@@ -73,7 +87,7 @@ def main() -> None:
 
     names = args.model or model_names()
     with tempfile.TemporaryDirectory() as tmp:
-        files = {name: convert_all(name, Path(tmp)) for name in names}
+        files = {name: convert_all(name, Path(tmp), args.relu_for_hard_swish) for name in names}
         times: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.repeats):
             for name, paths in files.items():
