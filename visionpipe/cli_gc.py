@@ -23,6 +23,7 @@ def add_command(sub, common: argparse.ArgumentParser) -> None:
 
 def _gc(args) -> int:
     from visionpipe import gc
+    from visionpipe.components.train.input_pipeline import cache_root
     from visionpipe.pipeline.metadata import MetadataStore
     from visionpipe.pipeline.runner import RootLock
 
@@ -36,13 +37,19 @@ def _gc(args) -> int:
     with RootLock(root):  # refused, with what to do, while a run holds the root
         store = MetadataStore(root / "metadata.sqlite")
         try:
-            found = gc.plan(store, config.push.serving_root(config.run.root), config.export.model_name, args.keep_runs)
+            cache = cache_root(config.input.cache_dir, root)
+            found = gc.plan(
+                store, config.push.serving_root(config.run.root), config.export.model_name, args.keep_runs, cache
+            )
             _describe(found, args.keep_runs)
             if args.dry_run:
                 print("gc: dry run, nothing removed")
                 return 0
             freed = gc.remove(store, found, lambda line: print(line, flush=True))  # as it goes
-            print(f"gc: removed {len(found.removable) + len(found.unfinished)} artifacts, {freed / 1e6:.1f} MB freed")
+            print(
+                f"gc: removed {len(found.removable) + len(found.unfinished)} artifacts and {len(found.snapshots)} "
+                f"unused cache snapshots, {freed / 1e6:.1f} MB freed"
+            )
         finally:
             store.close()
     return 0
@@ -64,4 +71,11 @@ def _describe(found, keep_runs: int) -> None:
         size = disk_bytes(artifact.path)
         total += size
         print(f"  can go: {artifact.TYPE} {artifact.path} ({size / 1e6:.1f} MB)")
-    print(f"gc: {len(found.removable)} artifacts can go, {total / 1e6:.1f} MB")
+    for snapshot in found.snapshots:
+        size = disk_bytes(snapshot)
+        total += size
+        print(f"  can go: snapshot {snapshot} ({size / 1e6:.1f} MB, an unused input cache)")
+    print(
+        f"gc: {len(found.removable)} artifacts and {len(found.snapshots)} unused cache snapshots can go, "
+        f"{total / 1e6:.1f} MB"
+    )

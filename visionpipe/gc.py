@@ -7,6 +7,10 @@ model stays explained; with each kept artifact, the other outputs of the executi
 since the cache reuses a stage's outputs together. The serving destination itself is never touched: push's
 ``keep_versions`` and its labels govern what is served.
 
+Also removed: the training input pipeline's file caches that no run will read, the ones whose
+writing was stopped (``partial_snapshots``); a finished cache is kept for the next run of the
+same data.
+
 Removal is two steps, safe under kill -9: the metadata store records the artifacts as removed in
 one transaction (from then on no run reads them, and lineage still lists them), then their
 folders are deleted. A gc that died between the two leaves marked artifacts whose folders remain;
@@ -34,6 +38,7 @@ class Plan:
     removable: list[Artifact]
     unfinished: list[Artifact]  # marked removed by a gc that was interrupted; folders still there
     kept: int
+    snapshots: list[Path] = dataclasses.field(default_factory=list)  # partial_snapshots
 
 
 def disk_bytes(path: Path) -> int:
@@ -59,8 +64,18 @@ def served_versions(destination: Path, model_name: str) -> dict[int, list[str]]:
     return {v: sorted(labels.get(v, [])) for v in tfs.versions_on_disk(destination / model_name)}
 
 
-def plan(store: MetadataStore, destination: Path, model_name: str, keep_runs: int) -> Plan:
-    """What gc keeps and removes; changes nothing."""
+def partial_snapshots(cache: Path) -> list[Path]:
+    """The file-cache folders under ``cache`` (``input_pipeline.cache_root``) that no run will
+    read: ``<worker>/tfdata-*`` folders without ``dataset.FILE_CACHE_DONE``, the writes a run
+    stopped (and older visionpipe's snapshot folders, keyed in a way no run finds again)."""
+    from visionpipe.components.common.dataset import FILE_CACHE_DONE
+    from visionpipe.components.train.input_pipeline import CACHE_PREFIX
+
+    return sorted(p for p in cache.glob(f"*/{CACHE_PREFIX}*") if p.is_dir() and not (p / FILE_CACHE_DONE).is_file())
+
+
+def plan(store: MetadataStore, destination: Path, model_name: str, keep_runs: int, cache: Path | None = None) -> Plan:
+    """What gc keeps and removes (``cache``: where the file caches are); changes nothing."""
     retained = [r["id"] for r in store.runs(keep_runs)] if keep_runs else []
     needed = store.artifact_ids_of_runs(retained) | store.latest_output_ids()
     served = served_versions(destination, model_name)
@@ -79,6 +94,7 @@ def plan(store: MetadataStore, destination: Path, model_name: str, keep_runs: in
         removable=[a for a in live if a.id not in needed],
         unfinished=[a for a in everything if a.removed and a.path.exists()],
         kept=sum(a.id in needed for a in live),
+        snapshots=partial_snapshots(cache) if cache is not None and cache.is_dir() else [],
     )
 
 
@@ -98,4 +114,9 @@ def remove(store: MetadataStore, found: Plan, say: Callable[[str], None]) -> int
         if execution_dir.is_dir() and not any(execution_dir.iterdir()):
             execution_dir.rmdir()
         say(f"removed {artifact.path} ({size / 1e6:.1f} MB)")
+    for snapshot in found.snapshots:
+        size = disk_bytes(snapshot)
+        shutil.rmtree(snapshot, ignore_errors=True)
+        freed += size
+        say(f"removed the unused cache snapshot {snapshot} ({size / 1e6:.1f} MB)")
     return freed

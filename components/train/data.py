@@ -17,6 +17,7 @@ from visionpipe.components.train.augment import AugmentPolicy, build_policy
 from visionpipe.components.train.input_pipeline import (
     CacheChoice,
     balancing_weights,
+    cache_root,
     choose_cache,
     class_frequencies,
     shuffle_buffer,
@@ -68,7 +69,7 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
         params.input,
         counts["train"] + counts["val"],
         spec,
-        Path(params.input.cache_dir or ctx.run_root / "cache") / worker,
+        cache_root(params.input.cache_dir, ctx.run_root) / worker,
         inputs.examples.fingerprint or inputs.examples.uri,
     )
     policy = build_policy(cfg.augment, params.seed)

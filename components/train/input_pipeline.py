@@ -23,10 +23,17 @@ from visionpipe.components.train.config import InputConfig
 from visionpipe.data.records import prefetched
 from visionpipe.models.preprocessing import PreprocessingSpec
 
+CACHE_PREFIX = "tfdata-"  # file caches: <cache root>/<worker>/tfdata-<key>-<split> (``dataset.cached``)
+
+
+def cache_root(cache_dir: str, run_root: Path) -> Path:
+    """Where file caches go: ``input.cache_dir``, or ``cache`` under the run root."""
+    return Path(cache_dir) if cache_dir else run_root / "cache"
+
 
 class CacheChoice(NamedTuple):
     kind: str  # memory | file | off
-    prefix: str  # file caches: a snapshot folder <prefix>-<split>
+    prefix: str  # file caches: a folder <prefix>-<split>
     megabytes: float  # decoded size of the cached splits
     reason: str
 
@@ -45,7 +52,7 @@ def choose_cache(
     megabytes = num_images * math.prod(spec.input_shape) / 2**20
     size = f"{megabytes:,.0f} MB of decoded 8-bit images"
     key = hashlib.sha256(f"{data_key}|{spec}".encode()).hexdigest()[:16]
-    prefix = str(Path(cache_dir) / f"tfdata-{key}")
+    prefix = str(Path(cache_dir) / f"{CACHE_PREFIX}{key}")
     if config.cache == "off":
         return CacheChoice("off", prefix, megabytes, "input.cache=off")
     if config.cache == "memory" or (config.cache == "auto" and megabytes <= config.memory_budget_mb):

@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import keras
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from visionpipe.components.common.dataset import cached
+from visionpipe.components.common.dataset import FILE_CACHE_DONE, cached
 from visionpipe.components.train.augment import build_policy
 from visionpipe.components.train.config import AugmentConfig, AugmentOpConfig, InputConfig
 from visionpipe.components.train.input_pipeline import (
@@ -115,7 +117,7 @@ def test_file_cache_is_written_once_then_read_instead_of_the_records(tmp_path):
     cache = choose_cache(InputConfig(cache="file"), 24, SPEC, tmp_path / "cache", "v1")
     ds = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=0, cache=cache)
     first = sorted(i for x, _ in ds for i in _ids(x.numpy()))
-    assert list((tmp_path / "cache").glob("*-train/*/snapshot.metadata")), "no snapshot written"
+    assert list((tmp_path / "cache").glob(f"*-train/{FILE_CACHE_DONE}")), "no file cache written"
     for shard in (examples / "train").iterdir():  # the second pass must not read them
         shard.write_bytes(b"not a record")
     again = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=0, cache=cache)
@@ -132,16 +134,31 @@ def _resident_mb() -> float:
 def test_the_file_cache_writes_with_flat_memory(tmp_path):
     # 80,000 32x32x3 images (234 MB) sliced out of batches, as ``pixels`` makes them; tf.data's
     # file cache grew by 57 MB over them here (0.8 KB an image, 2.9 KB for real decoded batches).
-    images = (
-        tf.data.Dataset.range(80_000)
-        .batch(128)
-        .map(lambda i: tf.cast(tf.reshape(i % 251, [-1, 1, 1, 1]) + tf.zeros([1, 32, 32, 3], tf.int64), tf.uint8))
-    )
-    ds = cached(images.unbatch(), str(tmp_path / "cache")).batch(256)
-    for i, _ in enumerate(ds):
-        if i == 40:
-            start = _resident_mb()
-    assert _resident_mb() - start < 15
+    def images(count):
+        return (
+            tf.data.Dataset.range(count)
+            .batch(128)
+            .map(lambda i: tf.cast(tf.reshape(i % 251, [-1, 1, 1, 1]) + tf.zeros([1, 32, 32, 3], tf.int64), tf.uint8))
+            .unbatch()
+        )
+
+    cached(images(5_000), str(tmp_path / "warm-up"))  # the writer's own buffers and threads
+    start, peak, done = _resident_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _resident_mb())
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        ds = cached(images(80_000), str(tmp_path / "cache"))  # written whole here
+    finally:
+        done.set()
+        sampler.join()
+    assert peak[0] - start < 15
+    assert sum(1 for _ in ds.batch(1000)) == 80
 
 
 def _digest(ds, batches=4) -> str:
