@@ -47,8 +47,8 @@ def _gc(args) -> int:
                 return 0
             freed = gc.remove(store, found, lambda line: print(line, flush=True))  # as it goes
             print(
-                f"gc: removed {len(found.removable) + len(found.unfinished)} artifacts and {len(found.snapshots)} "
-                f"unused cache snapshots, {freed / 1e6:.1f} MB freed"
+                f"gc: removed {len(found.removable) + len(found.unfinished)} artifacts and {len(found.caches)} "
+                f"unfinished input caches, {freed / 1e6:.1f} MB freed"
             )
         finally:
             store.close()
@@ -71,11 +71,11 @@ def _describe(found, keep_runs: int) -> None:
         size = disk_bytes(artifact.path)
         total += size
         print(f"  can go: {artifact.TYPE} {artifact.path} ({size / 1e6:.1f} MB)")
-    for snapshot in found.snapshots:
-        size = disk_bytes(snapshot)
+    for cache in found.caches:
+        size = disk_bytes(cache)
         total += size
-        print(f"  can go: snapshot {snapshot} ({size / 1e6:.1f} MB, an unused input cache)")
+        print(f"  can go: input-cache {cache} ({size / 1e6:.1f} MB, its writing was stopped)")
     print(
-        f"gc: {len(found.removable)} artifacts and {len(found.snapshots)} unused cache snapshots can go, "
+        f"gc: {len(found.removable)} artifacts and {len(found.caches)} unfinished input caches can go, "
         f"{total / 1e6:.1f} MB"
     )

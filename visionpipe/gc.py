@@ -8,7 +8,7 @@ since the cache reuses a stage's outputs together. The serving destination itsel
 ``keep_versions`` and its labels govern what is served.
 
 Also removed: the training input pipeline's file caches that no run will read, the ones whose
-writing was stopped (``partial_snapshots``); a finished cache is kept for the next run of the
+writing was stopped (``unfinished_caches``); a finished cache is kept for the next run of the
 same data.
 
 Removal is two steps, safe under kill -9: the metadata store records the artifacts as removed in
@@ -38,7 +38,7 @@ class Plan:
     removable: list[Artifact]
     unfinished: list[Artifact]  # marked removed by a gc that was interrupted; folders still there
     kept: int
-    snapshots: list[Path] = dataclasses.field(default_factory=list)  # partial_snapshots
+    caches: list[Path] = dataclasses.field(default_factory=list)  # unfinished_caches
 
 
 def disk_bytes(path: Path) -> int:
@@ -64,14 +64,15 @@ def served_versions(destination: Path, model_name: str) -> dict[int, list[str]]:
     return {v: sorted(labels.get(v, [])) for v in tfs.versions_on_disk(destination / model_name)}
 
 
-def partial_snapshots(cache: Path) -> list[Path]:
+def unfinished_caches(cache: Path) -> list[Path]:
     """The file-cache folders under ``cache`` (``input_pipeline.cache_root``) that no run will
-    read: ``<worker>/tfdata-*`` folders without ``dataset.FILE_CACHE_DONE``, the writes a run
+    read: ``[<worker>/]tfdata-*`` folders without ``dataset.FILE_CACHE_DONE``, the writes a run
     stopped (and older visionpipe's snapshot folders, keyed in a way no run finds again)."""
     from visionpipe.components.common.dataset import FILE_CACHE_DONE
     from visionpipe.components.train.input_pipeline import CACHE_PREFIX
 
-    return sorted(p for p in cache.glob(f"*/{CACHE_PREFIX}*") if p.is_dir() and not (p / FILE_CACHE_DONE).is_file())
+    folders = [*cache.glob(f"{CACHE_PREFIX}*"), *cache.glob(f"*/{CACHE_PREFIX}*")]  # one worker; several
+    return sorted(p for p in folders if p.is_dir() and not (p / FILE_CACHE_DONE).is_file())
 
 
 def plan(store: MetadataStore, destination: Path, model_name: str, keep_runs: int, cache: Path | None = None) -> Plan:
@@ -94,7 +95,7 @@ def plan(store: MetadataStore, destination: Path, model_name: str, keep_runs: in
         removable=[a for a in live if a.id not in needed],
         unfinished=[a for a in everything if a.removed and a.path.exists()],
         kept=sum(a.id in needed for a in live),
-        snapshots=partial_snapshots(cache) if cache is not None and cache.is_dir() else [],
+        caches=unfinished_caches(cache) if cache is not None and cache.is_dir() else [],
     )
 
 
@@ -114,9 +115,9 @@ def remove(store: MetadataStore, found: Plan, say: Callable[[str], None]) -> int
         if execution_dir.is_dir() and not any(execution_dir.iterdir()):
             execution_dir.rmdir()
         say(f"removed {artifact.path} ({size / 1e6:.1f} MB)")
-    for snapshot in found.snapshots:
-        size = disk_bytes(snapshot)
-        shutil.rmtree(snapshot, ignore_errors=True)
+    for cache in found.caches:
+        size = disk_bytes(cache)
+        shutil.rmtree(cache, ignore_errors=True)
         freed += size
-        say(f"removed the unused cache snapshot {snapshot} ({size / 1e6:.1f} MB)")
+        say(f"removed the unfinished input cache {cache} ({size / 1e6:.1f} MB)")
     return freed

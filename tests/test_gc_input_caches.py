@@ -32,8 +32,8 @@ def _files(folder):
 
 def test_gc_removes_a_cache_whose_writing_was_stopped_and_keeps_the_finished_one(tmp_path):
     cache = tmp_path / "cache"
-    finished_folder = cache / "chief" / f"{CACHE_PREFIX}0123456789abcdef-train"
-    stopped_folder = cache / "chief" / f"{CACHE_PREFIX}fedcba9876543210-train"
+    finished_folder = cache / "chief" / f"{CACHE_PREFIX}0123456789abcdef-train"  # one of several workers'
+    stopped_folder = cache / f"{CACHE_PREFIX}fedcba9876543210-train"  # one worker's layout
     finished = tf.data.Dataset.range(40).map(lambda x: tf.fill([8], x))
     assert [int(x[0]) for x in cached(finished, str(finished_folder))] == list(range(40))
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(stopped_folder)], stdout=subprocess.PIPE, text=True)
@@ -46,10 +46,10 @@ def test_gc_removes_a_cache_whose_writing_was_stopped_and_keeps_the_finished_one
     assert any(stopped_folder.rglob("*.shard")) and not (stopped_folder / FILE_CACHE_DONE).exists()
 
     found = gc.plan(MetadataStore(tmp_path / "metadata.sqlite"), tmp_path / "serving", "m", 1, cache)
-    assert found.snapshots == [stopped_folder]
+    assert found.caches == [stopped_folder]
     before = _files(finished_folder)
     freed = gc.remove(MetadataStore(tmp_path / "metadata.sqlite"), found, lambda line: None)
     assert freed > 0 and not stopped_folder.exists()
     assert [int(x[0]) for x in cached(finished, str(finished_folder))] == list(range(40))
     assert _files(finished_folder) == before  # read, not written again
-    assert gc.partial_snapshots(cache) == []
+    assert gc.unfinished_caches(cache) == []
