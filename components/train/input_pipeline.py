@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from visionpipe.components.common.dataset import AUTOTUNE, cached, float_batch, pixels
+from visionpipe.components.common.dataset import AUTOTUNE, FILE_CACHE_DONE, cached, float_batch, pixels
 from visionpipe.components.train.augment import AugmentPolicy
 from visionpipe.components.train.config import InputConfig
 from visionpipe.data.records import prefetched
@@ -59,8 +59,12 @@ def choose_cache(
         return CacheChoice("memory", prefix, megabytes, f"{size} (memory budget {config.memory_budget_mb:,} MB)")
     if config.cache == "file" or megabytes <= config.file_budget_mb:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        # The first run on this data decodes every image before its first epoch: say so.
+        when = (
+            "read" if (Path(f"{prefix}-train") / FILE_CACHE_DONE).is_file() else "written now, before the first epoch"
+        )
         return CacheChoice(
-            "file", prefix, megabytes, f"{size} in {cache_dir} (file budget {config.file_budget_mb:,} MB)"
+            "file", prefix, megabytes, f"{size} in {cache_dir}, {when} (file budget {config.file_budget_mb:,} MB)"
         )
     return CacheChoice("off", prefix, megabytes, f"{size} exceed both budgets: decoding every epoch")
 

@@ -115,11 +115,14 @@ def test_a_split_cached_in_memory_is_shuffled_whole():
 def test_file_cache_is_written_once_then_read_instead_of_the_records(tmp_path):
     examples = _examples(tmp_path / "ex", list(range(3)) * 8)
     cache = choose_cache(InputConfig(cache="file"), 24, SPEC, tmp_path / "cache", "v1")
+    assert "written now, before the first epoch" in cache.reason  # what the train log says
     ds = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=0, cache=cache)
     first = sorted(i for x, _ in ds for i in _ids(x.numpy()))
     assert list((tmp_path / "cache").glob(f"*-train/{FILE_CACHE_DONE}")), "no file cache written"
     for shard in (examples / "train").iterdir():  # the second pass must not read them
         shard.write_bytes(b"not a record")
+    cache = choose_cache(InputConfig(cache="file"), 24, SPEC, tmp_path / "cache", "v1")
+    assert ", read (" in cache.reason
     again = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=0, cache=cache)
     assert sorted(i for x, _ in again for i in _ids(x.numpy())) == first == list(range(24))
     uncached = training_dataset(examples, SPEC, 3, 8, InputConfig(), seed=0, cache=CacheChoice("off", "", 0, ""))
