@@ -150,7 +150,7 @@ def plan_of(spills: list[str], rule: SplitConfig, previous: Index | StoredIndex,
     candidates of the contents several images share, read from the spills that hold them."""
     plan = plan_splits(Keys.merged(read_keys(spill) for spill in spills), rule, previous, task)
     copies = []
-    for spill in spills:
+    for spill in spills if len(plan.duplicated) else ():  # no shared content: no spill to read again
         shared = np.isin(read_keys(spill).digests, plan.duplicated)
         if shared.any():
             _, checked, _ = read_spill(spill, examples=False)
