@@ -68,11 +68,11 @@ def unfinished_caches(cache: Path) -> list[Path]:
     """The file-cache folders under ``cache`` (``input_pipeline.cache_root``) that no run will
     read: ``[<worker>/]tfdata-*`` folders without ``dataset.FILE_CACHE_DONE``, the writes a run
     stopped (and older visionpipe's snapshot folders, keyed in a way no run finds again)."""
-    from visionpipe.components.common.dataset import FILE_CACHE_DONE
+    from visionpipe.components.common.dataset import file_cache_written
     from visionpipe.components.train.input_pipeline import CACHE_PREFIX
 
     folders = [*cache.glob(f"{CACHE_PREFIX}*"), *cache.glob(f"*/{CACHE_PREFIX}*")]  # one worker; several
-    return sorted(p for p in folders if p.is_dir() and not (p / FILE_CACHE_DONE).is_file())
+    return sorted(p for p in folders if p.is_dir() and not file_cache_written(p))
 
 
 def plan(store: MetadataStore, destination: Path, model_name: str, keep_runs: int, cache: Path | None = None) -> Plan:

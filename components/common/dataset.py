@@ -73,6 +73,11 @@ def pixels(
 FILE_CACHE_DONE = "visionpipe-cache-complete"  # written into a file cache's folder once it holds every element
 
 
+def file_cache_written(folder: str | Path) -> bool:
+    """Whether ``cached`` wrote the file cache ``folder`` whole (a stopped write is not)."""
+    return (Path(folder) / FILE_CACHE_DONE).is_file()
+
+
 def cached(ds: tf.data.Dataset, cache: str | None) -> tf.data.Dataset:
     """``ds`` cached as ``cache`` says: None (not cached), "" (in memory) or a folder. A folder is
     written once, whole (``Dataset.save``, streamed: flat memory), and read from then on
@@ -93,7 +98,7 @@ def cached(ds: tf.data.Dataset, cache: str | None) -> tf.data.Dataset:
     if cache == "":
         return ds.cache()
     folder = Path(cache)
-    if not (folder / FILE_CACHE_DONE).is_file():
+    if not file_cache_written(cache):
         if folder.exists():
             shutil.rmtree(folder)
         # One shard, one writer: the default writes a shard per core and buffered each (RSS +20 MB

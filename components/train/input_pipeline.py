@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from visionpipe.components.common.dataset import AUTOTUNE, FILE_CACHE_DONE, cached, float_batch, pixels
+from visionpipe.components.common.dataset import AUTOTUNE, cached, file_cache_written, float_batch, pixels
 from visionpipe.components.train.augment import AugmentPolicy
 from visionpipe.components.train.config import InputConfig
 from visionpipe.data.records import prefetched
@@ -39,7 +39,11 @@ class CacheChoice(NamedTuple):
 
     def for_split(self, split: str) -> str | None:
         """The ``dataset.cached`` argument for one split: None (no cache), "" (memory) or a folder."""
-        return {"memory": "", "file": f"{self.prefix}-{split}"}.get(self.kind)
+        return {"memory": "", "file": self.folder(split)}.get(self.kind)
+
+    def folder(self, split: str) -> str:
+        """A file cache's folder for one split."""
+        return f"{self.prefix}-{split}"
 
 
 def choose_cache(
@@ -59,13 +63,10 @@ def choose_cache(
         return CacheChoice("memory", prefix, megabytes, f"{size} (memory budget {config.memory_budget_mb:,} MB)")
     if config.cache == "file" or megabytes <= config.file_budget_mb:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        choice = CacheChoice("file", prefix, megabytes, "")
         # The first run on this data decodes every image before its first epoch: say so.
-        when = (
-            "read" if (Path(f"{prefix}-train") / FILE_CACHE_DONE).is_file() else "written now, before the first epoch"
-        )
-        return CacheChoice(
-            "file", prefix, megabytes, f"{size} in {cache_dir}, {when} (file budget {config.file_budget_mb:,} MB)"
-        )
+        when = "read" if file_cache_written(choice.folder("train")) else "written now, before the first epoch"
+        return choice._replace(reason=f"{size} in {cache_dir}, {when} (file budget {config.file_budget_mb:,} MB)")
     return CacheChoice("off", prefix, megabytes, f"{size} exceed both budgets: decoding every epoch")
 
 
