@@ -8,7 +8,11 @@ depend on what was learnt.
 Where int8 is slower, the reason is read off the file: the operators XNNPACK leaves to LiteRT's
 own kernels (``int8.undelegated_ops``; each one also splits the graph into another partition).
 
-    python benchmarks/tflite_latency.py --repeats 3 --threads 1
+With ``--channels FRACTION``, each model's channel-pruned copy (``export.compression.channels``,
+``channel_pruning.py``) is converted and timed too, float32 and int8, in the same rounds: a
+second table of the speed-up pruning buys against the unpruned file of the same precision.
+
+    python benchmarks/tflite_latency.py --repeats 3 --threads 1 [--channels 0.5]
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SIZES = {"airbench": 32, "resnet9": 32, "small_cnn": 32}
 PHOTO_SIZE = 96
 KINDS = ("float32", "dynamic_int8", "full_int8", "int8")
+CHANNEL_KINDS = ("channels_float32", "channels_int8")
+MACS: dict[str, tuple[int, int]] = {}  # model -> its multiply-accumulates before and after channel pruning
 
 
-def convert_all(name: str, folder: Path, relu_for_hard_swish: bool = False) -> dict[str, Path]:
+def convert_all(name: str, folder: Path, relu_for_hard_swish: bool = False, channels: float = 0.0) -> dict[str, Path]:
     import keras
 
     from visionpipe.components.export import tflite
+    from visionpipe.components.export.channel_pruning import pruned
     from visionpipe.models.classifier import build_classifier
     from visionpipe.models.config import ModelConfig
     from visionpipe.models.preprocessing import PreprocessingSpec
@@ -54,6 +61,11 @@ def convert_all(name: str, folder: Path, relu_for_hard_swish: bool = False) -> d
         "full_int8": tflite.convert_int8(model, calibration, "none"),
         "int8": tflite.convert_int8(model, calibration),
     }
+    if channels:
+        narrower = pruned(model, channels)
+        MACS[name] = narrower.macs
+        files["channels_float32"] = tflite.convert_float(narrower.network)
+        files["channels_int8"] = tflite.convert_int8(narrower.network, calibration)
     paths = {}
     for kind, data in files.items():
         paths[kind] = folder / f"{name}_{kind}.tflite"
@@ -78,6 +90,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", action="append", help="default: every registered model")
     parser.add_argument("--relu-for-hard-swish", action="store_true", help="an ablation: ReLU in hard-swish's place")
+    parser.add_argument("--channels", type=float, default=0.0, help="also time channel-pruned copies (this fraction)")
     args = parser.parse_args()
 
     from visionpipe.components.export import int8
@@ -87,11 +100,12 @@ def main() -> None:
 
     names = args.model or model_names()
     with tempfile.TemporaryDirectory() as tmp:
-        files = {name: convert_all(name, Path(tmp), args.relu_for_hard_swish) for name in names}
+        files = {name: convert_all(name, Path(tmp), args.relu_for_hard_swish, args.channels) for name in names}
+        kinds = KINDS + (CHANNEL_KINDS if args.channels else ())
         times: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.repeats):
             for name, paths in files.items():
-                for kind in KINDS:  # interleaved: every file once per round
+                for kind in kinds:  # interleaved: every file once per round
                     size = SIZES.get(name, PHOTO_SIZE)
                     image = np.random.default_rng(1).random((1, size, size, 3), np.float32)
                     runner = TFLiteClassifier(paths[kind], args.threads)
@@ -115,6 +129,26 @@ def main() -> None:
                 flush=True,
             )
         print(f"batch 1, {args.threads} thread(s), medians of {args.repeats} interleaved rounds of 100 calls")
+        if args.channels:
+            _channels_table(names, times, args.channels)
+
+
+def _channels_table(names: list[str], times: dict[tuple[str, str], list[float]], fraction: float) -> None:
+    print(f"\nchannel pruning, {fraction:.0%} of each prunable convolution's filters removed:")
+    print(
+        "| model | MACs before -> after | float32 ms | pruned float32 ms | speed-up "
+        "| int8 ms | pruned int8 ms | speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        m = {kind: statistics.median(times[(name, kind)]) for kind in KINDS + CHANNEL_KINDS}
+        before, after = MACS[name]
+        print(
+            f"| {name} | {before / 1e6:.1f}M -> {after / 1e6:.1f}M | {m['float32']:.3f} | {m['channels_float32']:.3f} "
+            f"| {m['float32'] / m['channels_float32']:.2f}x | {m['int8']:.3f} | {m['channels_int8']:.3f} | "
+            f"{m['int8'] / m['channels_int8']:.2f}x |",
+            flush=True,
+        )
 
 
 def _ops(counts) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from visionpipe.pipeline.typed_tree import check_range
+
 
 @dataclasses.dataclass(frozen=True)
 class PruneConfig:
@@ -33,11 +35,27 @@ class DistillConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ChannelPruneConfig:
+    """Channel pruning (``channel_pruning.py``): the trained model with the least important filters
+    of each convolution removed (only those whose width no residual add ties), then fine-tuned by
+    distillation from the trained model; an int8 file that runs faster, not only one that zips
+    smaller."""
+
+    fraction: float = 0.0  # of each prunable convolution's filters removed; 0 = off
+    epochs: int = 5  # fine-tuning epochs on the train split
+    learning_rate: float = 1e-3
+
+    def __post_init__(self):
+        check_range("export.compression.channels.fraction", self.fraction, 0.0, 0.9)
+
+
+@dataclasses.dataclass(frozen=True)
 class CompressionConfig:
     """Pruning and quantization-aware training through tfmot (README: compression)."""
 
     prune: PruneConfig = PruneConfig()
     distill: DistillConfig = DistillConfig()
+    channels: ChannelPruneConfig = ChannelPruneConfig()
     qat: bool = False  # quantization-aware training, then full-integer int8
     # With prune and qat both on, QAT keeps the pruned zeros (tfmot's collaborative
     # optimization): one pruned + QAT file instead of two.

@@ -32,8 +32,17 @@ def _log_probabilities(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
 
 
+def student_of(config: DistillConfig, spec: PreprocessingSpec, num_classes: int, examples: Path) -> keras.Model:
+    """The registered student model, new, adapted to the train images (a whitening layer's filters)."""
+    student = build_classifier(spec, num_classes, ModelConfig(name=config.student, args=config.student_args))
+    train = image_dataset(examples, "train", spec, num_classes, batch_size=2000)
+    adapt_to_data(student, next(iter(train))[0].numpy())
+    return student
+
+
 def distill(
     teacher: keras.Model,
+    student: keras.Model,
     config: DistillConfig,
     spec: PreprocessingSpec,
     num_classes: int,
@@ -43,16 +52,15 @@ def distill(
     seed: int,
     ctx: StageContext,
 ) -> keras.Model:
-    """The trained student classifier."""
+    """``student`` trained from the teacher and the labels (a new registered model, or the trained
+    model's channel-pruned copy)."""
     with restored_afterwards():  # the seed is this function's, not the process's
         keras.utils.set_random_seed(seed)
-        return _distill(teacher, config, spec, num_classes, examples, train_images, batch_size, seed, ctx)
+        return _distill(teacher, student, config, spec, num_classes, examples, train_images, batch_size, seed, ctx)
 
 
-def _distill(teacher, config, spec, num_classes, examples, train_images, batch_size, seed, ctx) -> keras.Model:
-    student = build_classifier(spec, num_classes, ModelConfig(name=config.student, args=config.student_args))
+def _distill(teacher, student, config, spec, num_classes, examples, train_images, batch_size, seed, ctx):
     train = image_dataset(examples, "train", spec, num_classes, batch_size)
-    adapt_to_data(student, next(iter(train.unbatch().batch(2000)))[0].numpy())
     teacher.trainable = False
     distiller = keras.distillation.Distiller(
         teacher=_log_probabilities(teacher),
@@ -65,7 +73,7 @@ def _distill(teacher, config, spec, num_classes, examples, train_images, batch_s
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
     )
     ctx.log(
-        f"distilling into a {config.student} {config.student_args or ''} for {config.epochs} epochs "
+        f"distilling into {student.name} for {config.epochs} epochs "
         f"(temperature {config.temperature:g}, labels {config.student_loss_weight:.0%} of the loss)"
     )
     steps = math.ceil(train_images / batch_size)

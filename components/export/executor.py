@@ -29,12 +29,14 @@ from visionpipe.components.common.label_metrics import mean_ap
 from visionpipe.components.common.scoring import accuracy, predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.export import tflite
+from visionpipe.components.export.channel_pruning import pruned
 from visionpipe.components.export.compression import describe_report
-from visionpipe.components.export.distill import calibrated, distill
+from visionpipe.components.export.config import DistillConfig
+from visionpipe.components.export.distill import calibrated, distill, student_of
 from visionpipe.components.export.gates import check_gates, gate_of, table
 from visionpipe.components.export.measure import latencies, sizes, tflite_sparsity
 from visionpipe.components.export.spec import Inputs, Outputs, Params
-from visionpipe.components.export.targets import ONNX, SAVED_MODEL, STUDENT, Target, converter_of, made
+from visionpipe.components.export.targets import CHANNELS, ONNX, SAVED_MODEL, Target, converter_of, made
 from visionpipe.components.export.tflite_metadata import embed, metadata_python, task_library_verdict
 from visionpipe.data.records import encoded_images
 from visionpipe.models.preprocessing import PreprocessingSpec
@@ -112,10 +114,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
         (tflite_dir / ExportedModel.THRESHOLDS).write_text(json.dumps(inputs.evaluation.thresholds))
     files = _convert(job, tflite_dir, ctx)
     files.update(_bridge_files(job, tflite_dir, results, ctx))
-    if STUDENT in made(cfg) and job.multi_label:
-        results[STUDENT.name] = _not_made(STUDENT.name, "distillation trains a single-label student", ctx)
-    elif STUDENT in made(cfg):
-        files[STUDENT.name] = _student_file(job, tflite_dir, ctx)
+    files.update(_distilled_files(job, tflite_dir, results, ctx))
     python = _check_and_embed(files, cfg, tflite_dir, ctx)
     task_library = _task_library_verdicts(python, files, spec)
     sample = next(iter(data))[0].numpy()[:1]
@@ -189,21 +188,48 @@ def _bridge_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext)
     return files
 
 
-def _student_file(job: _Job, tflite_dir: Path, ctx: StageContext) -> Path:
-    """The distilled student as a full-integer int8 file, calibrated like the teacher (with its
-    own temperature) when evaluate calibrated the teacher."""
+def _distilled_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageContext) -> dict[str, Path]:
+    """The files of models trained from the trained one by distillation: its channel-pruned copy
+    and the registered student. Both are made before either learns: distillation freezes the
+    teacher's layers, and a copy made afterwards would inherit frozen layers."""
+    export, compression = job.params.export, job.params.export.compression
+    students: dict[Target, tuple[keras.Model, DistillConfig]] = {}
+    for target in made(export, "distilled"):
+        if job.multi_label:
+            results[target.name] = _not_made(target.name, "distillation trains single-label models only", ctx)
+        elif target is CHANNELS:
+            pruning = pruned(job.trained, compression.channels.fraction)
+            ctx.log(pruning.describe())
+            channels = compression.channels
+            students[target] = (
+                pruning.network,
+                DistillConfig(epochs=channels.epochs, learning_rate=channels.learning_rate),
+            )
+        else:
+            students[target] = (
+                student_of(compression.distill, job.spec, len(job.classes), job.examples),
+                compression.distill,
+            )
+    return {target.name: _student_file(job, target, *student, tflite_dir, ctx) for target, student in students.items()}
+
+
+def _student_file(
+    job: _Job, target: Target, student: keras.Model, config: DistillConfig, tflite_dir: Path, ctx: StageContext
+) -> Path:
+    """``student`` distilled from the trained model, as a full-integer int8 file, calibrated like
+    the teacher (with its own temperature) when evaluate calibrated the teacher."""
     cfg, seed, counts = job.params.export, job.params.seed, job.inputs.examples.split_counts
     student = distill(
-        job.trained, cfg.compression.distill, job.spec, len(job.classes), job.examples, counts["train"],
+        job.trained, student, config, job.spec, len(job.classes), job.examples, counts["train"],
         cfg.compression.batch_size, seed, ctx,
     )  # fmt: skip
     offsets = job.inputs.evaluation.logit_offsets
     if job.inputs.evaluation.temperature != 1.0 or offsets is not None:
         student, _, note = calibrated(student, job.examples, job.spec, len(job.classes), counts["val"], offsets)
         ctx.log(note)
-    path = tflite_dir / STUDENT.file
+    path = tflite_dir / target.file
     calibration = _calibration(job.examples, job.spec, len(job.classes), seed, cfg)
-    path.write_bytes(converter_of(STUDENT)(student, calibration, cfg.int8_float_ops))
+    path.write_bytes(converter_of(target)(student, calibration, cfg.int8_float_ops))
     return path
 
 

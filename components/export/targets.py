@@ -37,7 +37,9 @@ class Target:
     flags: tuple[str, ...]
     converter: str  # "module:function" that makes the file
     precision: str  # float32 | float16 | dynamic_int8 (int8 weights, float activations) | int8
-    source: str  # what it is made from: served (the calibrated model), trained (tfmot bridge), student
+    # What it is made from: served (the calibrated model), trained (tfmot bridge), distilled
+    # (a model trained from the trained one: its channel-pruned copy, a student).
+    source: str
     calibrated: bool = False  # the converter takes representative train images (full-integer int8)
     technique: str = ""  # the tfmot bridge's technique (prune, qat, pqat) for source trained
     replaces: tuple[str, ...] = ()  # targets this one is made instead of when it is on
@@ -63,9 +65,14 @@ TFLITE_INT8 = Target(
     "tflite_int8", "model_int8.tflite", _PHONE, ("tflite_int8",), f"{_TFLITE}:convert_int8", "int8", "served",
     calibrated=True,
 )  # fmt: skip
+# Learnt from the trained model by distillation (distill.py): its channel-pruned copy, a student.
+CHANNELS = Target(
+    "tflite_channels_int8", "model_channels_int8.tflite", _PHONE, ("compression.channels.fraction",),
+    f"{_TFLITE}:convert_int8", "int8", "distilled", calibrated=True,
+)  # fmt: skip
 STUDENT = Target(
     "tflite_student_int8", "model_student_int8.tflite", _PHONE, ("compression.distill.student",),
-    f"{_TFLITE}:convert_int8", "int8", "student", calibrated=True,
+    f"{_TFLITE}:convert_int8", "int8", "distilled", calibrated=True,
 )  # fmt: skip
 ONNX = Target(
     "onnx", "model.onnx", "", ("onnx",), "visionpipe.components.export.onnx_model:export_onnx", "float32", "served"
@@ -90,6 +97,7 @@ TARGETS: tuple[Target, ...] = (
     Target("tflite_pqat_int8", "model_pruned_qat_int8.tflite", _PHONE,
            ("compression.prune.enabled", "compression.qat", "compression.preserve_sparsity"), _BRIDGE,
            "int8", "trained", technique="pqat", replaces=("tflite_prune_int8", "tflite_qat_int8")),
+    CHANNELS,
     STUDENT,
     ONNX,
 )  # fmt: skip

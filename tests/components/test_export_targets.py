@@ -17,7 +17,6 @@ from visionpipe.components.export.targets import (
     BY_NAME,
     ONNX,
     SAVED_MODEL,
-    STUDENT,
     TARGETS,
     converter_of,
     made,
@@ -49,9 +48,11 @@ def _field_type(cls, dotted: str):
 
 
 def _on(config, flags):
-    """``config`` with ``flags`` on (a str setting, the distilled student, gets a name)."""
+    """``config`` with ``flags`` on (a str setting, the distilled student, gets a name; a float, the
+    share of filters channel pruning removes, a value)."""
+    values = {str: "a_student", float: 0.5, bool: True}
     for flag in flags:
-        config = _with(config, flag, "a_student" if _field_type(ExportConfig, flag) is str else True)
+        config = _with(config, flag, values[_field_type(ExportConfig, flag)])
     return config
 
 
@@ -67,7 +68,7 @@ def test_names_and_files_are_unique():
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
 def test_each_row_is_turned_on_by_its_own_flags_and_has_a_converter(target):
     for flag in target.flags:
-        assert _field_type(ExportConfig, flag) in (bool, str), flag
+        assert _field_type(ExportConfig, flag) in (bool, str, float), flag
     assert target.folder in (ExportedModel.SERVING, ExportedModel.TFLITE, "")
     assert callable(converter_of(target))
     assert target in made(_turned_on(target))
@@ -85,7 +86,7 @@ def test_the_executor_has_one_path_that_makes_each_row():
             [SAVED_MODEL],
             export_executor._tflite_conversions(config),
             made(config, "trained"),
-            [STUDENT] if STUDENT in made(config) else [],
+            made(config, "distilled"),
             [ONNX] if ONNX in made(config) else [],
         ]
         picked = [t for path in paths for t in path]

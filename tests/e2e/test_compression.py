@@ -79,13 +79,15 @@ def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
     config.write_text(tiny_config_yaml(tmp_path / "runs", data))
     kinds = ["export.tflite_float16=true", "export.tflite_dynamic_int8=true", "export.onnx=true",
              "export.compression.distill.student=small_cnn", "export.compression.distill.student_args={width: 4}",
-             "export.compression.distill.epochs=2", "export.max_accuracy_drop=1.0"]  # fmt: skip
+             "export.compression.distill.epochs=2", "export.compression.channels.fraction=0.5",
+             "export.compression.channels.epochs=1", "export.max_accuracy_drop=1.0"]  # fmt: skip
     result = visionpipe_api.run_pipeline(visionpipe_api.load_config(config, kinds))
     assert result.ok, result.failure()
     rows = json.loads((result.outputs("export")["exported_model"].path / "artifacts.json").read_text())
     assert set(rows) == {"keras", "saved_model", "tflite_float", "tflite_float16", "tflite_dynamic_int8",
-                         "tflite_int8", "tflite_student_int8", "onnx"}  # fmt: skip
-    for name in ("tflite_float", "tflite_float16", "tflite_dynamic_int8", "tflite_int8", "tflite_student_int8", "onnx"):
+                         "tflite_int8", "tflite_channels_int8", "tflite_student_int8", "onnx"}  # fmt: skip
+    for name in ("tflite_float", "tflite_float16", "tflite_dynamic_int8", "tflite_int8", "tflite_channels_int8",
+                 "tflite_student_int8", "onnx"):  # fmt: skip
         row = rows[name]
         assert row["p50_ms_1t"] > 0 and row["p95_ms_4t"] >= row["p50_ms_4t"] and row["gzip_bytes"] > 0
         assert Check.from_dict(row["gate"]).outcome is Outcome.PASSED, (name, row)
@@ -106,6 +108,7 @@ def test_every_file_kind_is_made_measured_and_flex_free(tmp_path):
     assert sizes["tflite_int8"] < sizes["tflite_float16"] < sizes["tflite_float"]
     assert sizes["tflite_dynamic_int8"] < sizes["tflite_float16"]
     assert sizes["tflite_student_int8"] < sizes["tflite_int8"]  # a quarter of the width
+    assert sizes["tflite_channels_int8"] < sizes["tflite_int8"]  # half the filters of every convolution
 
 
 def test_metadata_loads_in_tflite_support_and_the_task_library_agrees_with_the_interpreter(tmp_path):
