@@ -9,6 +9,8 @@ the export stage and takes the median of each figure.
     python benchmarks/compression.py /tmp/cifar10 --repeats 3
     python benchmarks/compression.py /tmp/caltech101/101_ObjectCategories --config configs/photos.yaml \\
         --set model.name=mobilenet_v3_small --set 'model.args={alpha: 1.0}' --set preprocessing.image_size=[96,96]
+    python benchmarks/compression.py /tmp/cifar10 --set export.compression.channels.fraction=0.5 \
+        --set export.compression.prune.enabled=false --set export.compression.qat=false   # channel pruning only
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ def main() -> None:
     from visionpipe.config import load_config
     from visionpipe.run import run_pipeline
 
-    config = load_config(
-        args.config, [f"run.root={args.root}", f"data.path={args.folder}", *args.overrides, *EVERYTHING]
+    config = load_config(  # --set last: it can turn a file kind of EVERYTHING off again
+        args.config, [f"run.root={args.root}", f"data.path={args.folder}", *EVERYTHING, *args.overrides]
     )
     tables = []
     for repeat in range(args.repeats):
