@@ -44,11 +44,17 @@ def _gate_text(name: str, row: dict) -> str:
     return "-" if check is None else str(check)
 
 
+def _pruning_text(name: str) -> str:
+    target = BY_NAME.get(name)  # (the keras reference row has no target)
+    return target.pruning if target is not None and target.pruning else "-"
+
+
 def table(results: dict[str, dict], split: str, metric: str = "accuracy") -> str:
-    """One Markdown table of every artifact: its score (``metric``), drop, sizes, sparsity,
-    latency, whether the Task Library runs it (TFLite files, when tflite-support is set up), gate."""
-    columns = [f"{split} {metric}", "drop", "size KiB", "gzipped KiB", "zeros", "p50 ms 1t", "p95 ms 1t", "p50 ms 4t",
-               "Task Library"]  # fmt: skip
+    """One Markdown table of every artifact: its score (``metric``), drop, sizes, sparsity, what
+    its pruning buys at run time, latency, whether the Task Library runs it (TFLite files, when
+    tflite-support is set up), gate."""
+    columns = [f"{split} {metric}", "drop", "size KiB", "gzipped KiB", "zeros", "pruning", "p50 ms 1t", "p95 ms 1t",
+               "p50 ms 4t", "Task Library"]  # fmt: skip
     lines = ["| artifact | " + " | ".join(columns) + " | gate |", "|---" * (len(columns) + 2) + "|"]
     for name, r in results.items():
 
@@ -58,7 +64,7 @@ def table(results: dict[str, dict], split: str, metric: str = "accuracy") -> str
         lines.append(
             f"| {name} | {cell(metric, fmt='.4f')} | {cell('drop', fmt='.4f')} | "
             f"{cell('size_bytes', 1024, '.0f')} | {cell('gzip_bytes', 1024, '.0f')} | {cell('sparsity', fmt='.0%')} | "
-            f"{cell('p50_ms_1t', fmt='.2f')} | "
+            f"{_pruning_text(name)} | {cell('p50_ms_1t', fmt='.2f')} | "
             f"{cell('p95_ms_1t', fmt='.2f')} | {cell('p50_ms_4t', fmt='.2f')} | {r.get('task_library', '-')} | "
             f"{_gate_text(name, r)} |"
         )

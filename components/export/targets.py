@@ -44,12 +44,15 @@ class Target:
     technique: str = ""  # the tfmot bridge's technique (prune, qat, pqat) for source trained
     replaces: tuple[str, ...] = ()  # targets this one is made instead of when it is on
     gated: bool = True  # checked against export.max_accuracy_drop / export.gates.<name>
+    # What its pruning buys at run time, for the table (BENCHMARKS.md measures both kinds).
+    pruning: str = ""
 
     def flags_on(self, export: ExportConfig) -> bool:
         return all(_setting(export, flag) for flag in self.flags)
 
 
 _TFLITE, _BRIDGE = "visionpipe.components.export.tflite", "visionpipe.components.export.compression:compress"
+_ZEROS = "zeros stored, computed anyway by XNNPACK: smaller gzipped, not faster"
 _SERVING, _PHONE = ExportedModel.SERVING, ExportedModel.TFLITE
 
 SAVED_MODEL = Target(
@@ -69,6 +72,7 @@ TFLITE_INT8 = Target(
 CHANNELS = Target(
     "tflite_channels_int8", "model_channels_int8.tflite", _PHONE, ("compression.channels.fraction",),
     f"{_TFLITE}:convert_int8", "int8", "distilled", calibrated=True,
+    pruning="filters removed: fewer multiply-accumulates, faster",
 )  # fmt: skip
 STUDENT = Target(
     "tflite_student_int8", "model_student_int8.tflite", _PHONE, ("compression.distill.student",),
@@ -89,14 +93,14 @@ TARGETS: tuple[Target, ...] = (
            f"{_TFLITE}:convert_dynamic_range", "dynamic_int8", "served"),
     TFLITE_INT8,
     Target("tflite_prune_int8", "model_pruned_int8.tflite", _PHONE, ("compression.prune.enabled",), _BRIDGE,
-           "int8", "trained", technique="prune"),
+           "int8", "trained", technique="prune", pruning=_ZEROS),
     Target("tflite_qat_int8", "model_qat_int8.tflite", _PHONE, ("compression.qat",), _BRIDGE,
            "int8", "trained", technique="qat"),
     # With prune and qat on, QAT keeps the pruned zeros (tfmot's collaborative optimization):
     # one pruned + QAT file instead of two.
     Target("tflite_pqat_int8", "model_pruned_qat_int8.tflite", _PHONE,
            ("compression.prune.enabled", "compression.qat", "compression.preserve_sparsity"), _BRIDGE,
-           "int8", "trained", technique="pqat", replaces=("tflite_prune_int8", "tflite_qat_int8")),
+           "int8", "trained", technique="pqat", replaces=("tflite_prune_int8", "tflite_qat_int8"), pruning=_ZEROS),
     CHANNELS,
     STUDENT,
     ONNX,

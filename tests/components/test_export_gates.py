@@ -29,6 +29,7 @@ def rows() -> dict[str, dict]:
         "tflite_float": {"accuracy": 0.895, "size_bytes": 4_000},
         "tflite_int8": {"accuracy": 0.85, "size_bytes": 2_048_000},
         "tflite_prune_int8": {"gate": Check("tflite_prune_int8", Outcome.FAILED, "not made: timeout").as_dict()},
+        "tflite_channels_int8": {"accuracy": 0.895, "size_bytes": 1_024},
     }
 
 
@@ -47,6 +48,10 @@ def test_each_file_gets_a_check_and_the_table_reads_as_before():
     assert lines[2].endswith("| - |") and lines[3].endswith("| passed |")
     assert lines[5].endswith("| failed: accuracy drop 0.0500 > 0.01; size 2000 KiB > 1000 KiB |")
     assert lines[6].endswith("| failed: not made: timeout |")
+    # Whether a file's pruning makes it faster, or only smaller (BENCHMARKS.md measured both).
+    assert "| zeros stored, computed anyway by XNNPACK: smaller gzipped, not faster |" in lines[6]
+    assert "| filters removed: fewer multiply-accumulates, faster |" in lines[7]
+    assert "| - |" in lines[4]  # tflite_int8: no pruning
 
 
 def test_a_row_written_before_records_reads_alike():
