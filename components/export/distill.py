@@ -18,6 +18,7 @@ import keras
 from visionpipe.components.common.calibration import fit_temperature
 from visionpipe.components.common.dataset import image_dataset
 from visionpipe.components.common.process_state import restored_afterwards
+from visionpipe.components.common.progress import TrainingProgress
 from visionpipe.components.common.scoring import predict_batches
 from visionpipe.components.export.config import DistillConfig
 from visionpipe.models.classifier import adapt_to_data, build_classifier
@@ -78,7 +79,8 @@ def _distill(teacher, student, config, spec, num_classes, examples, train_images
     )
     steps = math.ceil(train_images / batch_size)
     shuffled = train.unbatch().shuffle(10_000, seed=seed).batch(batch_size).repeat()
-    distiller.fit(shuffled, epochs=config.epochs, steps_per_epoch=steps, verbose=0)
+    progress = TrainingProgress(ctx, config.epochs, steps, f"distilling into {student.name}")
+    distiller.fit(shuffled, epochs=config.epochs, steps_per_epoch=steps, verbose=0, callbacks=[progress])
     return student
 
 
@@ -96,13 +98,13 @@ def calibrated(
     temperature, what was done, for the log). Without a val split the temperature stays 1."""
     if not val_images:
         corrected = with_temperature(student, 1.0, logit_offsets=logit_offsets)
-        return corrected, 1.0, "the student file carries no temperature: there is no val split to fit one on"
+        return corrected, 1.0, "the distilled file carries no temperature: there is no val split to fit one on"
     val = image_dataset(examples, "val", spec, num_classes, batch_size=256)
     labels, probabilities = predict_batches(val, student.predict_on_batch, one_hot=True)
     temperature = fit_temperature(probabilities, labels)
     return (
         with_temperature(student, temperature, logit_offsets=logit_offsets),
         temperature,
-        f"the student file divides its logits by its own temperature {temperature:.3f}, fitted on val"
+        f"the distilled file divides its logits by its own temperature {temperature:.3f}, fitted on val"
         + (", and adds the teacher's prior correction" if logit_offsets is not None else ""),
     )

@@ -210,10 +210,13 @@ def _distilled_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageConte
                 student_of(compression.distill, job.spec, len(job.classes), job.examples),
                 compression.distill,
             )
-    return {target.name: _student_file(job, target, *student, tflite_dir, ctx) for target, student in students.items()}
+    files = {}
+    for target, (student, config) in students.items():
+        files[target.name] = _distilled_file(job, target, student, config, tflite_dir, ctx)
+    return files
 
 
-def _student_file(
+def _distilled_file(
     job: _Job, target: Target, student: keras.Model, config: DistillConfig, tflite_dir: Path, ctx: StageContext
 ) -> Path:
     """``student`` distilled from the trained model, as a full-integer int8 file, calibrated like

@@ -19,10 +19,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from visionpipe.components.common.progress import TrainingProgress
 from visionpipe.components.train.best_epoch import BestEpoch, KeepRule
 from visionpipe.components.train.config import TrainConfig
 from visionpipe.components.train.ema import EMAWeights
-from visionpipe.components.train.progress import TrainingProgress
 from visionpipe.pipeline.stage import StageContext
 
 
