@@ -3,10 +3,12 @@ temperature), and flip-averaged when asked."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from visionpipe.components.common.dataset import image_dataset
-from visionpipe.components.export.distill import calibrated
+from visionpipe.components.export.config import DistillConfig
+from visionpipe.components.export.distill import calibrated, distillation_loss
 from visionpipe.components.export.executor import served_model
 from visionpipe.data import record_format
 from visionpipe.models.classifier import build_classifier
@@ -52,3 +54,21 @@ def test_the_distilled_student_gets_its_own_temperature_fitted_on_val(tmp_path):
     np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-4)
     unchanged, one, said = calibrated(student, examples, spec, 3, val_images=0)
     assert unchanged is student and one == 1.0 and "no val split" in said
+
+
+def test_the_distillation_loss_is_the_kl_divergence_of_the_softened_probabilities():
+    # Keras' LogitsDistillation with its default loss gave exactly 0 on these log-probabilities:
+    # the student learnt from the labels alone.
+    teacher = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32))
+    student = np.log(np.array([[0.1, 0.2, 0.7], [0.3, 0.3, 0.4]], np.float32))
+    temperature = 3.0
+    loss = float(distillation_loss(DistillConfig(temperature=temperature)).compute_loss(teacher, student))
+
+    def softened(log_p):
+        p = np.exp(log_p / temperature)
+        return p / p.sum(axis=1, keepdims=True)
+
+    t, s = softened(teacher), softened(student)
+    expected = np.mean(np.sum(t * np.log(t / s), axis=1)) * temperature**2
+    assert loss == pytest.approx(expected, rel=1e-4) and expected > 0.1
+    assert float(distillation_loss(DistillConfig()).compute_loss(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
