@@ -54,6 +54,11 @@ class Pruned:
     kept_whole: list[str]  # convolutions whose width is tied to the graph (residual adds, ...)
     macs: tuple[int, int]  # multiply-accumulates of the convolutions and dense layers, before and after
 
+    @property
+    def removed(self) -> int:
+        """Filters removed in all (0: nothing prunable, or ``fraction`` rounds to every filter kept)."""
+        return sum(before - after for before, after in self.filters.values())
+
     def describe(self) -> str:
         before, after = self.macs
         return (
@@ -61,7 +66,7 @@ class Pruned:
             f"({', '.join(f'{n} {a}->{b}' for n, (a, b) in list(self.filters.items())[:4])}"
             f"{', ...' if len(self.filters) > 4 else ''}), {len(self.kept_whole)} kept whole (tied to a residual "
             f"add or the output); multiply-accumulates {before / 1e6:.1f}M -> {after / 1e6:.1f}M "
-            f"({after / before:.0%})"
+            f"({after / max(before, 1):.0%})"
         )
 
 

@@ -29,7 +29,7 @@ from visionpipe.components.common.label_metrics import mean_ap
 from visionpipe.components.common.scoring import accuracy, predict_batches
 from visionpipe.components.common.trained_model import load_trained, trained_model_config
 from visionpipe.components.export import tflite
-from visionpipe.components.export.channel_pruning import pruned
+from visionpipe.components.export.channel_pruning import SIMD_CHANNELS, pruned
 from visionpipe.components.export.compression import describe_report
 from visionpipe.components.export.config import DistillConfig
 from visionpipe.components.export.distill import calibrated, distill, student_of
@@ -198,9 +198,18 @@ def _distilled_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageConte
         if job.multi_label:
             results[target.name] = _not_made(target.name, "distillation trains single-label models only", ctx)
         elif target is CHANNELS:
-            pruning = pruned(job.trained, compression.channels.fraction)
-            ctx.log(pruning.describe())
             channels = compression.channels
+            pruning = pruned(job.trained, channels.fraction)
+            ctx.log(pruning.describe())
+            if not pruning.removed:  # a file as slow as tflite_int8 would only mislead
+                results[target.name] = _not_made(
+                    target.name,
+                    f"channel pruning at fraction {channels.fraction:g} removes no filter of this model (each "
+                    "convolution's width is tied to a residual add, a gate or the output, or rounding to multiples "
+                    f"of {SIMD_CHANNELS} keeps every filter)",
+                    ctx,
+                )
+                continue
             students[target] = (
                 pruning.network,
                 DistillConfig(epochs=channels.epochs, learning_rate=channels.learning_rate),

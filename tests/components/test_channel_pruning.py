@@ -89,3 +89,12 @@ def test_registered_models_prune_inside_nested_backbones_and_copy_every_weight(n
     assert len(half.filters) == narrower == len(prunable(network))
     assert half.macs[1] < half.macs[0]
     assert half.network.predict(images, verbose=0).shape == (2, 5)
+
+
+def test_a_model_with_no_free_width_removes_nothing():
+    # The ViT's only convolution (its patch embedding) feeds the token sequence: tied.
+    network = create_model("vit", (32, 32, 3), 5, {}, "none")
+    result = pruned(network, 0.5)
+    assert result.removed == 0 and result.filters == {} and result.kept_whole
+    # Rounding to whole vectors: 16 filters at 10% keeps 16.
+    assert pruned(_residual_net(), 0.1).removed == 0
