@@ -42,9 +42,14 @@ def distillation_loss(config: DistillConfig) -> keras.distillation.LogitsDistill
     return keras.distillation.LogitsDistillation(temperature=config.temperature, loss=keras.losses.KLDivergence())
 
 
-def student_of(config: DistillConfig, spec: PreprocessingSpec, num_classes: int, examples: Path) -> keras.Model:
-    """The registered student model, new, adapted to the train images (a whitening layer's filters)."""
-    student = build_classifier(spec, num_classes, ModelConfig(name=config.student, args=config.student_args))
+def student_of(
+    config: DistillConfig, spec: PreprocessingSpec, num_classes: int, examples: Path, seed: int
+) -> keras.Model:
+    """The registered student model, new (its initial weights from ``seed``), adapted to the train
+    images (a whitening layer's filters)."""
+    with restored_afterwards():  # the seed is this function's, not the process's
+        keras.utils.set_random_seed(seed)
+        student = build_classifier(spec, num_classes, ModelConfig(name=config.student, args=config.student_args))
     train = image_dataset(examples, "train", spec, num_classes, batch_size=2000)
     adapt_to_data(student, next(iter(train))[0].numpy())
     return student

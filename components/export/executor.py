@@ -216,7 +216,7 @@ def _distilled_files(job: _Job, tflite_dir: Path, results: dict, ctx: StageConte
             )
         else:
             students[target] = (
-                student_of(compression.distill, job.spec, len(job.classes), job.examples),
+                student_of(compression.distill, job.spec, len(job.classes), job.examples, job.params.seed),
                 compression.distill,
             )
     files = {}
