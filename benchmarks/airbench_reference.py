@@ -119,7 +119,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     write_tensors(args.data, args.work / "cifar10")
-    source = ported((args.airbench / "legacy" / "airbench94.py").read_text())
+    reference = (args.airbench / "legacy" / "airbench94.py").resolve()
+    source = ported(reference.read_text())
+    sys.argv[0] = str(reference)  # it saves the code it ran (sys.argv[0]) beside its accuracies
     torchvision_stand_in()
     os.chdir(args.work)  # the reference reads ./cifar10 and writes ./logs
     started = time.perf_counter()
