@@ -76,7 +76,12 @@ def pruned(network: keras.Model, fraction: float) -> Pruned:
     A nested model (an applications backbone) is pruned inside; its outputs keep their width."""
     inner = {layer.name: pruned(layer, fraction) for layer in network.layers if isinstance(layer, keras.Model)}
     candidates = _convolutions(network)
-    kept = {conv.name: _strongest(network, conv, fraction) for conv in candidates if _width_is_free(network, conv)}
+    inside = _operation_ids(network)
+    kept = {
+        conv.name: _strongest(inside, network, conv, fraction)
+        for conv in candidates
+        if _width_is_free(inside, network, conv)
+    }
     narrower = keras.models.clone_model(
         network,
         clone_function=lambda layer: inner[layer.name].network if layer.name in inner else _narrower(layer, kept),
@@ -96,7 +101,8 @@ def pruned(network: keras.Model, fraction: float) -> Pruned:
 def prunable(network: keras.Model) -> list[str]:
     """The convolutions whose filters can be removed (in nested models too)."""
     inner = [name for layer in network.layers if isinstance(layer, keras.Model) for name in prunable(layer)]
-    return [conv.name for conv in _convolutions(network) if _width_is_free(network, conv)] + inner
+    inside = _operation_ids(network)
+    return [conv.name for conv in _convolutions(network) if _width_is_free(inside, network, conv)] + inner
 
 
 def _convolutions(network: keras.Model) -> list[keras.layers.Conv2D]:
@@ -107,10 +113,15 @@ def _convolutions(network: keras.Model) -> list[keras.layers.Conv2D]:
     ]
 
 
-def _consumers(network: keras.Model, layer) -> list:
-    """The layers and operations (``x + 3``) of ``network`` that read ``layer``'s output (None for
-    the model's output)."""
-    inside = {id(item) for item in network.operations}
+def _operation_ids(network: keras.Model) -> set[int]:
+    """The ids of ``network``'s layers and operations (``x + 3``): a layer's readers outside it
+    (another model built on the same layers) are not its readers here. Built once per network."""
+    return {id(item) for item in network.operations}
+
+
+def _consumers(inside: set[int], network: keras.Model, layer) -> list:
+    """The layers and operations of ``network`` (``inside``: ``_operation_ids``) that read
+    ``layer``'s output (None for the model's output)."""
     readers = [node.operation for node in layer._outbound_nodes if id(node.operation) in inside]
     is_output = any(t is out for t in layer._inbound_nodes[0].output_tensors for out in network.outputs)
     return [*readers, *([None] if is_output or not readers else [])]
@@ -129,13 +140,13 @@ def _reads_channels(layer) -> bool:
     return (type(layer) is keras.layers.Conv2D and layer.groups == 1) or type(layer) is keras.layers.Dense
 
 
-def _width_is_free(network: keras.Model, conv) -> bool:
+def _width_is_free(inside: set[int], network: keras.Model, conv) -> bool:
     """Whether ``conv``'s channels pass only through per-channel layers to layers that read them
     with weights of their own (False: its width is tied to the graph)."""
     frontier = [conv]
     while frontier:
         layer = frontier.pop()
-        for reader in _consumers(network, layer):
+        for reader in _consumers(inside, network, layer):
             if reader is None or len(reader._inbound_nodes) != 1:  # the output, or a shared layer
                 return False
             if _passes_channels(reader):
@@ -145,11 +156,11 @@ def _width_is_free(network: keras.Model, conv) -> bool:
     return True
 
 
-def _strongest(network: keras.Model, conv, fraction: float) -> np.ndarray:
+def _strongest(inside: set[int], network: keras.Model, conv, fraction: float) -> np.ndarray:
     """The indices of the filters kept, in order: the largest L1 norm times the scale the batch
     normalisation right after gives each channel."""
     importance = np.abs(np.asarray(conv.kernel)).sum(axis=(0, 1, 2))
-    readers = _consumers(network, conv)
+    readers = _consumers(inside, network, conv)
     norm = readers[0] if len(readers) == 1 else None
     if isinstance(norm, keras.layers.BatchNormalization) and norm.scale:
         importance *= np.abs(np.asarray(norm.gamma)) / np.sqrt(np.asarray(norm.moving_variance) + norm.epsilon)
