@@ -28,8 +28,8 @@ def _conv_group(x, filters: int, momentum: float, name: str, keras):
         )(x)
         if i == 1:
             x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-        x = layers.BatchNormalization(momentum=momentum, epsilon=1e-12, scale=False, name=f"{name}_norm{i}")(x)
-        x = layers.Activation("gelu", name=f"{name}_gelu{i}")(x)
+        x = custom.FusedBatchNormalization(momentum=momentum, epsilon=1e-12, scale=False, name=f"{name}_norm{i}")(x)
+        x = custom.Gelu(name=f"{name}_gelu{i}")(x)
     return x
 
 
@@ -51,7 +51,7 @@ def build(
     inputs = keras.Input(input_shape, name="image")
     whiten_width = 2 * channels * whiten_kernel_size**2
     x = custom.Whitening(whiten_width, whiten_kernel_size, bias_epochs=whiten_bias_epochs, name="whiten")(inputs)
-    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    x = custom.Gelu(name="whiten_gelu")(x)
     for i, width in enumerate(widths):
         x = _conv_group(x, width, batchnorm_momentum, f"group{i + 1}", keras)
     x = layers.GlobalMaxPooling2D(name="pool")(x)  # the 3x3 max-pool of the original at 32x32

@@ -25,7 +25,23 @@ def custom_layers(keras) -> SimpleNamespace:
         Whitening=register(name="Whitening")(_whitening(keras)),
         Mirror=register(name="Mirror")(_mirror(keras)),
         PartialDirac=register(name="PartialDirac")(_partial_dirac(keras)),
+        **_fused_training_layers(keras, register),
     )
+
+
+def _fused_training_layers(keras, register) -> dict[str, type]:
+    """BatchNormalization and GELU that train with ``models.fused_kernels`` in Keras 3 on
+    TensorFlow. tf_keras' twin gets its own layers, unregistered: its BatchNormalization is
+    fused already, and tfmot knows them by their exact class."""
+    if _keras_ops(keras) is None:
+        return {
+            "FusedBatchNormalization": keras.layers.BatchNormalization,
+            "Gelu": functools.partial(keras.layers.Activation, "gelu"),
+        }
+    return {
+        "FusedBatchNormalization": register(name="FusedBatchNormalization")(_fused_batch_normalization(keras)),
+        "Gelu": register(name="Gelu")(_gelu(keras)),
+    }
 
 
 def _keras_ops(keras):
@@ -152,3 +168,46 @@ def _partial_dirac(keras) -> type:
             return {}
 
     return PartialDirac
+
+
+def _fused_batch_normalization(keras) -> type:
+    from visionpipe.models import fused_kernels
+
+    class FusedBatchNormalization(keras.layers.BatchNormalization):
+        """Keras' BatchNormalization whose training step runs TensorFlow's fused kernel
+        (``fused_kernels.batch_norm_training``); inference (so every export) and what that kernel
+        does not cover (masks, renorm, synchronized statistics, other ranks) run Keras' code.
+        The moving statistics follow Keras' rule: moving = moving * momentum + batch * (1 - momentum)."""
+
+        def call(self, inputs, training=None, mask=None):
+            if not (training and self.trainable and self._fused_kernel_applies(inputs, mask)):
+                return super().call(inputs, training=training, mask=mask)
+            outputs, mean, variance = fused_kernels.batch_norm_training(
+                inputs, self.gamma if self.scale else None, self.beta if self.center else None, self.epsilon
+            )
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            return keras.ops.cast(outputs, self.compute_dtype)
+
+        def _fused_kernel_applies(self, inputs, mask) -> bool:
+            plain = mask is None and not self.renorm and not self.synchronized
+            return plain and keras.backend.backend() == "tensorflow" and fused_kernels.fused_batch_norm_applies(
+                inputs, self.axis
+            )
+
+    return FusedBatchNormalization
+
+
+def _gelu(keras) -> type:
+    from visionpipe.models import fused_kernels
+
+    class Gelu(keras.layers.Layer):
+        """Exact GELU (``keras.activations.gelu``, approximate=False); in training on TensorFlow
+        its forward and gradient are each one XLA-compiled loop (``fused_kernels.gelu``)."""
+
+        def call(self, x, training=None):
+            if training and keras.backend.backend() == "tensorflow":
+                return fused_kernels.gelu(x)
+            return keras.activations.gelu(x, approximate=False)
+
+    return Gelu

@@ -26,6 +26,8 @@ import math
 import keras
 import numpy as np
 
+from visionpipe.models.layers import custom_layers
+
 # Elementwise activations: each output channel depends on the same input channel only.
 _ELEMENTWISE = {"relu", "relu6", "silu", "swish", "gelu", "sigmoid", "hard_sigmoid", "hard_silu", "hard_swish",
                 "tanh", "elu", "selu", "linear", "leaky_relu", "mish", "softplus"}  # fmt: skip
@@ -41,6 +43,7 @@ _PER_CHANNEL = (
     keras.layers.Dropout,
     keras.layers.SpatialDropout2D,
     keras.layers.ZeroPadding2D,
+    custom_layers(keras).Gelu,
 )
 SIMD_CHANNELS = 8  # kept filters are rounded up to a multiple of this: XNNPACK's kernels work in vectors
 
