@@ -20,6 +20,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,12 +63,13 @@ def keras_io_baseline(folder: Path, epochs: int) -> tuple[float, float]:
     return model.evaluate(test, verbose=0)[1], seconds
 
 
-def preset(name: str, folder: Path, root: Path) -> tuple[float, float, dict]:
-    """(test accuracy, train stage seconds, evaluate summary) of a visionpipe preset."""
+def preset(name: str, folder: Path, root: Path, overrides: Sequence[str] = ()) -> tuple[float, float, dict]:
+    """(test accuracy, train stage seconds, evaluate summary) of a visionpipe preset, with
+    ``overrides`` (``key=value``) on top of its config."""
     from visionpipe.config import load_config
     from visionpipe.run import run_pipeline
 
-    config = load_config(REPO / "configs" / f"{name}.yaml", [f"run.root={root}", f"data.path={folder}"])
+    config = load_config(REPO / "configs" / f"{name}.yaml", [f"run.root={root}", f"data.path={folder}", *overrides])
     for stage in ("ingest", "validate"):
         assert run_pipeline(config, only=stage).ok
     result = run_pipeline(config, only="train", force=True)

@@ -191,8 +191,10 @@ def _fused_batch_normalization(keras) -> type:
 
         def _fused_kernel_applies(self, inputs, mask) -> bool:
             plain = mask is None and not self.renorm and not self.synchronized
-            return plain and keras.backend.backend() == "tensorflow" and fused_kernels.fused_batch_norm_applies(
-                inputs, self.axis
+            return (
+                plain
+                and keras.backend.backend() == "tensorflow"
+                and fused_kernels.fused_batch_norm_applies(inputs, self.axis)
             )
 
     return FusedBatchNormalization

@@ -129,9 +129,10 @@ class TrainConfig:
     asymmetric_gamma_negative: float = 4.0
     asymmetric_gamma_positive: float = 0.0
     asymmetric_clip: float = 0.05
-    # Mixed precision for accelerators (float16 on GPUs, bfloat16 on TPUs and some CPUs); the
-    # saved and exported model is float32 either way.
-    mixed_precision: Literal["off", "mixed_float16", "mixed_bfloat16"] = "off"
+    # Mixed precision for accelerators (float16 on GPUs, bfloat16 on TPUs and some CPUs); auto:
+    # bfloat16 on a CPU that computes it natively (AVX512-BF16 or AMX), else off
+    # (components/train/precision.py). The saved and exported model is float32 either way.
+    mixed_precision: Literal["off", "auto", "mixed_float16", "mixed_bfloat16"] = "off"
     finetune: FinetuneConfig = FinetuneConfig()
     augment: AugmentConfig = AugmentConfig()
     # Class imbalance. weights: each example's loss is weighted by n_train / (n_classes *

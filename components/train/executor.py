@@ -27,6 +27,7 @@ from visionpipe.components.train import budget, finetune
 from visionpipe.components.train.best_epoch import BestEpoch, keep_rule
 from visionpipe.components.train.callbacks import training_callbacks
 from visionpipe.components.train.data import TrainingData, training_data
+from visionpipe.components.train.precision import training_policy
 from visionpipe.components.train.recipe import Compiled, build_for, compile_model
 from visionpipe.components.train.spec import Inputs, Outputs, Params
 from visionpipe.components.train.strategy import choose_strategy, describe, shard_for_workers, worker_id
@@ -109,7 +110,7 @@ def _seed_and_precision(params: Params) -> None:
     keras.utils.set_random_seed(params.seed)
     if params.input.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("float32" if cfg.mixed_precision == "off" else cfg.mixed_precision)
+    keras.mixed_precision.set_global_policy(training_policy(cfg.mixed_precision))
 
 
 def _check_batch_splits(batch_size: int, replicas: int) -> None:
@@ -159,7 +160,7 @@ def _fit_model(compiled: Compiled, data: TrainingData, params: Params, ctx: Stag
 def _save(classifier: keras.Model, data: TrainingData, params: Params, fitted: Fitted, out) -> keras.Model:
     """Writes the Model artifact's files; returns the classifier saved (float32 whatever the
     training precision)."""
-    if params.train.mixed_precision != "off":
+    if training_policy(params.train.mixed_precision) != "float32":
         classifier = _float32(classifier, data, params)
     classifier.save(out / Model.KERAS)
     data.spec.save(out / Model.PREPROCESSING)

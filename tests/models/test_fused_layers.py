@@ -83,4 +83,5 @@ def test_gelu_trains_like_keras_exact_gelu(dtype):
     np.testing.assert_allclose(dx, want_dx, rtol=tolerance, atol=tolerance * np.abs(upstream).max())
     # Inference runs Keras' gelu itself.
     same_input = tf.cast(x, layer.compute_dtype)
-    np.testing.assert_array_equal(layer(same_input, training=False), keras.activations.gelu(same_input, approximate=False))
+    keras_gelu = keras.activations.gelu(same_input, approximate=False)
+    np.testing.assert_array_equal(layer(same_input, training=False), keras_gelu)
