@@ -23,7 +23,7 @@ from visionpipe.models.registry import default_keras, register
 def _conv_group(x, filters: int, momentum: float, name: str, keras):
     layers, custom = keras.layers, custom_layers(keras)
     for i in (1, 2):
-        x = layers.Conv2D(
+        x = custom.SmallMapConv2D(
             filters, 3, padding="same", use_bias=False, kernel_initializer=custom.PartialDirac(), name=f"{name}_conv{i}"
         )(x)
         if i == 1:

@@ -1,4 +1,4 @@
-"""Training-time kernels for TensorFlow that do in one or two passes what Keras 3 does in a dozen.
+"""Training-time kernels for TensorFlow where Keras 3's own ops are slow on a CPU.
 
 Keras 3 writes batch normalization and GELU as chains of elementwise operations and reductions
 (moments, subtract, rsqrt, multiply, add; erfc, multiply, add), and TensorFlow without XLA runs
@@ -11,7 +11,9 @@ BatchNormalization + GELU took 1.65 s of CPU per step against 0.95 s for every c
   oneDNN kernel on x86, and its fused gradient), which normalizes with the batch's statistics
   and returns them;
 - ``gelu``: exact (erf) GELU whose forward and backward are each one XLA-compiled loop,
-  computed in float32 whatever the input's dtype.
+  computed in float32 whatever the input's dtype;
+- ``small_map_conv``: a 3x3 convolution whose kernel gradient on small feature maps is nine
+  matrix products, where oneDNN's weight-gradient kernel is slow.
 
 Only the layers' training path uses them (``models.layers``); inference, and so every exported
 file, runs Keras' own operations.
@@ -75,3 +77,41 @@ def gelu(x: tf.Tensor):
         return _gelu_backward(x, upstream)
 
     return _gelu_forward(x), gradient
+
+
+# Feature maps up to this many pixels (8x8) get their 3x3 convolutions' weight gradient as nine
+# matrix products: oneDNN's weight-gradient kernel is 4.3x slower at 3x3 maps and 1.3x at 7x7
+# (bfloat16, batch 1024, AMX), faster again from 15x15 on (BENCHMARKS.md, "cifar_94 in bfloat16").
+SMALL_MAP_PIXELS = 64
+
+
+def small_map_conv_applies(inputs: tf.Tensor, kernel: tf.Tensor, strides, padding: str, dilation_rate, groups) -> bool:
+    """A stride-1, "same"-padded, undilated, ungrouped 3x3 convolution of NHWC maps of at most
+    ``SMALL_MAP_PIXELS`` pixels."""
+    shape = inputs.shape
+    plain = tuple(strides) == (1, 1) and padding == "same" and tuple(dilation_rate) == (1, 1) and groups == 1
+    small = shape.rank == 4 and None not in shape[1:3] and shape[1] * shape[2] <= SMALL_MAP_PIXELS
+    return plain and small and tuple(kernel.shape[:2]) == (3, 3)
+
+
+@tf.custom_gradient
+def small_map_conv(inputs: tf.Tensor, kernel: tf.Tensor):
+    """The 3x3 "same" convolution of ``inputs`` (oneDNN), whose kernel gradient is the sum over
+    images and pixels of each of the nine shifted inputs times the output gradient: nine
+    [cin x N*H*W] @ [N*H*W x cout] products."""
+    outputs = tf.nn.conv2d(inputs, kernel, 1, "SAME")
+
+    def gradient(upstream: tf.Tensor):
+        height, width, cin, cout = inputs.shape[1], inputs.shape[2], kernel.shape[2], kernel.shape[3]
+        padded = tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        flat_upstream = tf.reshape(upstream, [-1, cout])
+        shifted = (
+            tf.reshape(padded[:, i : i + height, j : j + width, :], [-1, cin]) for i in range(3) for j in range(3)
+        )
+        kernel_gradient = tf.stack([tf.matmul(x, flat_upstream, transpose_a=True) for x in shifted])
+        input_gradient = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(inputs), filter=kernel, out_backprop=upstream, strides=[1, 1, 1, 1], padding="SAME"
+        )
+        return input_gradient, tf.cast(tf.reshape(kernel_gradient, kernel.shape), kernel.dtype)
+
+    return outputs, gradient

@@ -37,10 +37,12 @@ def _fused_training_layers(keras, register) -> dict[str, type]:
         return {
             "FusedBatchNormalization": keras.layers.BatchNormalization,
             "Gelu": functools.partial(keras.layers.Activation, "gelu"),
+            "SmallMapConv2D": keras.layers.Conv2D,
         }
     return {
         "FusedBatchNormalization": register(name="FusedBatchNormalization")(_fused_batch_normalization(keras)),
         "Gelu": register(name="Gelu")(_gelu(keras)),
+        "SmallMapConv2D": register(name="SmallMapConv2D")(_small_map_conv2d(keras)),
     }
 
 
@@ -213,3 +215,27 @@ def _gelu(keras) -> type:
             return keras.activations.gelu(x, approximate=False)
 
     return Gelu
+
+
+def _small_map_conv2d(keras) -> type:
+    from visionpipe.models import fused_kernels
+
+    class SmallMapConv2D(keras.layers.Conv2D):
+        """Keras' Conv2D whose training step on TensorFlow computes a 3x3 kernel's gradient on
+        small feature maps as nine matrix products (``fused_kernels.small_map_conv``); anything
+        else, and inference, is Keras' own code."""
+
+        def call(self, inputs, training=None):
+            applies = fused_kernels.small_map_conv_applies(
+                inputs, self.kernel, self.strides, self.padding, self.dilation_rate, self.groups
+            )
+            if not (
+                training and applies and self.data_format == "channels_last" and keras.backend.backend() == "tensorflow"
+            ):
+                return super().call(inputs)
+            outputs = fused_kernels.small_map_conv(inputs, keras.ops.cast(self.kernel, inputs.dtype))
+            if self.use_bias:
+                outputs = outputs + keras.ops.cast(self.bias, outputs.dtype)
+            return outputs if self.activation is None else self.activation(outputs)
+
+    return SmallMapConv2D

@@ -45,6 +45,8 @@ _PER_CHANNEL = (
     keras.layers.ZeroPadding2D,
     custom_layers(keras).Gelu,
 )
+# Convolutions the pruner reads and narrows: Keras' own and airbench's (same layer, another gradient).
+_CONVOLUTIONS = (keras.layers.Conv2D, custom_layers(keras).SmallMapConv2D)
 SIMD_CHANNELS = 8  # kept filters are rounded up to a multiple of this: XNNPACK's kernels work in vectors
 
 
@@ -112,7 +114,7 @@ def _convolutions(network: keras.Model) -> list[keras.layers.Conv2D]:
     return [
         layer
         for layer in network.layers
-        if type(layer) is keras.layers.Conv2D and layer.groups == 1 and len(layer._inbound_nodes) == 1
+        if type(layer) in _CONVOLUTIONS and layer.groups == 1 and len(layer._inbound_nodes) == 1
     ]
 
 
@@ -140,7 +142,7 @@ def _passes_channels(layer) -> bool:
 
 def _reads_channels(layer) -> bool:
     """A layer that mixes its input channels with a weight per input channel (it can read fewer)."""
-    return (type(layer) is keras.layers.Conv2D and layer.groups == 1) or type(layer) is keras.layers.Dense
+    return (type(layer) in _CONVOLUTIONS and layer.groups == 1) or type(layer) is keras.layers.Dense
 
 
 def _width_is_free(inside: set[int], network: keras.Model, conv) -> bool:

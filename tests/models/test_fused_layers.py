@@ -85,3 +85,41 @@ def test_gelu_trains_like_keras_exact_gelu(dtype):
     same_input = tf.cast(x, layer.compute_dtype)
     keras_gelu = keras.activations.gelu(same_input, approximate=False)
     np.testing.assert_array_equal(layer(same_input, training=False), keras_gelu)
+
+
+@pytest.mark.parametrize(("size", "small"), [(3, True), (7, True), (8, True), (9, False)])
+def test_small_map_conv2d_trains_like_keras_conv2d(size, small):
+    from visionpipe.models import fused_kernels
+
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(6, size, size, 5)), tf.float32)
+    upstream = rng.normal(size=(6, size, size, 7))
+    args = dict(filters=7, kernel_size=3, padding="same", use_bias=True, bias_initializer="random_normal")
+    small_map, plain = CUSTOM.SmallMapConv2D(**args), keras.layers.Conv2D(**args)
+    small_map.build(x.shape)
+    plain.build(x.shape)
+    plain.set_weights(small_map.get_weights())
+    applies = fused_kernels.small_map_conv_applies(x, small_map.kernel, (1, 1), "same", (1, 1), 1)
+    assert applies == small  # 8x8 = SMALL_MAP_PIXELS is the largest map it takes
+    for got, want in zip(
+        _forward_and_gradients(small_map, x, upstream, True),
+        _forward_and_gradients(plain, x, upstream, True),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_small_map_conv2d_kernel_gradient_under_mixed_bfloat16():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(64, 3, 3, 16)).astype(np.float32)
+    upstream = rng.normal(size=(64, 3, 3, 8))
+    reference = CUSTOM.SmallMapConv2D(8, 3, padding="same", use_bias=False)
+    mixed = CUSTOM.SmallMapConv2D(8, 3, padding="same", use_bias=False, dtype="mixed_bfloat16")
+    reference.build(x.shape)
+    mixed.build(x.shape)
+    mixed.set_weights(reference.get_weights())
+    want = _forward_and_gradients(reference, tf.constant(x), upstream, True)
+    got = _forward_and_gradients(mixed, tf.constant(x, tf.bfloat16), upstream, True)
+    assert mixed.kernel.dtype == "float32"  # the variable stays float32; its gradient is cast back
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=0.05, atol=0.03 * np.abs(w).max())
