@@ -37,12 +37,9 @@ def test_fused_batch_normalization_trains_like_keras(scale):
         _forward_and_gradients(fused, x, upstream, True), _forward_and_gradients(plain, x, upstream, True), strict=True
     ):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    # Moving statistics: Keras' rule; the variance is the unbiased one (n = 16*6*5 = 480).
-    n = 480
+    # Moving statistics: Keras' rule and Keras' (biased) batch variance.
     np.testing.assert_allclose(fused.moving_mean, plain.moving_mean, rtol=1e-5)
-    np.testing.assert_allclose(
-        (np.asarray(fused.moving_variance) - 0.6) * (n - 1) / n, np.asarray(plain.moving_variance) - 0.6, rtol=1e-4
-    )
+    np.testing.assert_allclose(fused.moving_variance, plain.moving_variance, rtol=1e-5)
     # Inference runs Keras' code: with the same statistics the outputs agree exactly.
     plain.set_weights(fused.get_weights())
     np.testing.assert_array_equal(fused(x, training=False), plain(x, training=False))
@@ -60,6 +57,13 @@ def test_fused_batch_normalization_under_mixed_bfloat16_matches_float32():
     got = _forward_and_gradients(mixed, tf.constant(x, tf.bfloat16), upstream, True)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=0.05, atol=0.05 * np.abs(w).max())
+
+
+def test_fused_batch_normalization_of_a_single_value_per_channel_keeps_a_zero_variance():
+    x = tf.constant(np.arange(4, dtype=np.float32).reshape(1, 1, 1, 4))  # n = 1
+    fused, plain = CUSTOM.FusedBatchNormalization(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance, plain.moving_variance)  # 0.5, not inf or NaN
 
 
 def test_fused_batch_normalization_falls_back_to_keras_where_the_kernel_does_not_apply():
@@ -87,13 +91,16 @@ def test_gelu_trains_like_keras_exact_gelu(dtype):
     np.testing.assert_array_equal(layer(same_input, training=False), keras_gelu)
 
 
-@pytest.mark.parametrize(("size", "small"), [(3, True), (7, True), (8, True), (9, False)])
-def test_small_map_conv2d_trains_like_keras_conv2d(size, small):
+@pytest.mark.parametrize(
+    ("images", "size", "small"), [(6, 3, True), (5, 3, True), (6, 7, True), (6, 8, True), (6, 9, False)]
+)
+def test_small_map_conv2d_trains_like_keras_conv2d(images, size, small):
+    """(5 images of 3x3: an odd pixel count, summed in one product instead of two halves.)"""
     from visionpipe.models import fused_kernels
 
     rng = np.random.default_rng(4)
-    x = tf.constant(rng.normal(size=(6, size, size, 5)), tf.float32)
-    upstream = rng.normal(size=(6, size, size, 7))
+    x = tf.constant(rng.normal(size=(images, size, size, 5)), tf.float32)
+    upstream = rng.normal(size=(images, size, size, 7))
     args = dict(filters=7, kernel_size=3, padding="same", use_bias=True, bias_initializer="random_normal")
     small_map, plain = CUSTOM.SmallMapConv2D(**args), keras.layers.Conv2D(**args)
     small_map.build(x.shape)
