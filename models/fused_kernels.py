@@ -103,7 +103,7 @@ def small_map_conv(inputs: tf.Tensor, kernel: tf.Tensor):
     outputs = tf.nn.conv2d(inputs, kernel, 1, "SAME")
 
     def gradient(upstream: tf.Tensor):
-        height, width, cin, cout = inputs.shape[1], inputs.shape[2], kernel.shape[2], kernel.shape[3]
+        height, width = inputs.shape[1], inputs.shape[2]
         padded = tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]])
         shifted = [padded[:, i : i + height, j : j + width, :] for i in range(3) for j in range(3)]
         kernel_gradient = tf.stack([_pixel_sum_of_products(x, upstream) for x in shifted])
