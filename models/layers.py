@@ -30,9 +30,9 @@ def custom_layers(keras) -> SimpleNamespace:
 
 
 def _fused_training_layers(keras, register) -> dict[str, type]:
-    """BatchNormalization and GELU that train with ``models.fused_kernels`` in Keras 3 on
-    TensorFlow. tf_keras' twin gets its own layers, unregistered: its BatchNormalization is
-    fused already, and tfmot knows them by their exact class."""
+    """BatchNormalization, GELU and the 3x3 convolution that train with ``models.fused_kernels``
+    in Keras 3 on TensorFlow. tf_keras' twin gets Keras' plain layers, unregistered: its
+    BatchNormalization is fused already, and tfmot knows layers by their exact class."""
     if _keras_ops(keras) is None:
         return {
             "FusedBatchNormalization": keras.layers.BatchNormalization,
