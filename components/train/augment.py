@@ -4,7 +4,8 @@ A policy is a list of ops, each with a probability and a magnitude whose meaning
 ``OPS`` (and the README table). Image ops run on float batches in [0, 1] either in tf.data on
 the CPU (``placement: data``) or as the first layers of the training model on the
 accelerator (``placement: model``). MixUp and CutMix change labels as well, so they always
-run in tf.data, after the image ops. Augmentation only ever touches training batches; the
+run in tf.data, after the image ops. ``flip_alternating`` needs each image's pass over the
+data, which only the tf.data stream knows: it runs there, first. Augmentation only ever touches training batches; the
 layers are not part of the saved model.
 """
 
@@ -17,7 +18,12 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from visionpipe.components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
+from visionpipe.components.train.augment_layers import (
+    AlternatingFlip,
+    FastRandAugment,
+    RandomApply,
+    RandomResizedCrop,
+)
 from visionpipe.components.train.config import AugmentConfig, AugmentOpConfig
 from visionpipe.pipeline.errors import UserError
 
@@ -30,6 +36,7 @@ class Op(NamedTuple):
     meaning: str  # what magnitude means, for errors and the README
     mixes_labels: bool = False
     own_probability: bool = False  # the Keras layer takes the probability itself
+    needs_passes: bool = False  # the layer takes {"images", "passes"}: each image's pass over the data
 
 
 def _color_jitter(m: float, _, seed: int) -> keras.layers.Layer:
@@ -61,6 +68,13 @@ OPS: dict[str, Op] = {
     ),
     # Nearest-neighbour sampling makes this the classic pad-and-crop: whole-pixel shifts,
     # borders reflected, no blur, and about 1.3x faster than bilinear on CIFAR batches.
+    "flip_alternating": Op(
+        lambda m, _, s: AlternatingFlip(seed=s),
+        None,
+        "no magnitude; each image mirrored on every other pass over the train split (airbench), "
+        "so any two passes show it both ways",
+        needs_passes=True,
+    ),
     "translate": Op(
         lambda m, _, s: keras.layers.RandomTranslation(m, m, fill_mode="reflect", interpolation="nearest", seed=s),
         0.125,
@@ -120,6 +134,12 @@ class AugmentPolicy:
     image_layers: list[keras.layers.Layer]
     label_mixers: list[keras.layers.Layer]
     placement: str
+    alternating_flip: keras.layers.Layer | None = None  # runs first, in tf.data: it needs passes
+
+    @property
+    def needs_passes(self) -> bool:
+        """Whether ``on_batch`` needs each image's pass over the data (an endless train stream)."""
+        return self.alternating_flip is not None
 
     @property
     def in_model(self) -> keras.Sequential | None:
@@ -128,8 +148,15 @@ class AugmentPolicy:
             return None
         return keras.Sequential(self.image_layers, name="augment")
 
-    def on_batch(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The tf.data part: float images in [0, 1] and one-hot labels of one training batch."""
+    def on_batch(
+        self, images: tf.Tensor, labels: tf.Tensor, passes: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The tf.data part: float images in [0, 1] and one-hot labels of one training batch;
+        ``passes``, each image's pass over the train split, when the policy ``needs_passes``."""
+        if self.alternating_flip is not None:
+            if passes is None:
+                raise ValueError("flip_alternating needs each image's pass number: call on_batch with passes")
+            images = self.alternating_flip({"images": images, "passes": passes}, training=True)
         if self.placement == "data":
             for layer in self.image_layers:
                 images = layer(images, training=True)
@@ -145,6 +172,7 @@ def build_policy(config: AugmentConfig, seed: int) -> AugmentPolicy | None:
         return None
     image_layers: list[keras.Layer] = []
     label_mixers: list[keras.Layer] = []
+    alternating_flip = None
     for index, step in enumerate(config.policy):
         where = f"train.augment.policy[{index}] ({step.op})"
         op = OPS[step.op]
@@ -165,8 +193,16 @@ def build_policy(config: AugmentConfig, seed: int) -> AugmentPolicy | None:
                 f"{where}: image ops must come before mixup/cutmix in the policy, "
                 "because those also mix the labels and always run last, in tf.data"
             )
+        if op.needs_passes and (index or step.probability < 1.0):
+            raise UserError(
+                f"{where}: must be the policy's first op, with probability 1: it picks each image's flip "
+                "from its unaugmented pixels and then flips it on every other pass"
+            )
         layer = op.build(magnitude or 0.0, step, seed + index)
+        if op.needs_passes:
+            alternating_flip = layer
+            continue
         if step.probability < 1.0 and not op.own_probability:
             layer = RandomApply(layer, step.probability, seed=seed + 1000 + index)
         (label_mixers if op.mixes_labels else image_layers).append(layer)
-    return AugmentPolicy(image_layers, label_mixers, config.placement)
+    return AugmentPolicy(image_layers, label_mixers, config.placement, alternating_flip)

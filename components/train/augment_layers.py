@@ -7,9 +7,12 @@
 * ``FastRandAugment`` is ``keras.layers.RandAugment`` computing only the operations it picked:
   the Keras layer runs all 11 operations ``num_ops`` times and keeps one result each time,
   which made it slower than training (about 1.2k images/s on 2 cores, see BENCHMARKS.md).
+* ``AlternatingFlip`` is airbench's flip: each image mirrored on every other pass over the
+  data rather than at random, so every image is seen both ways in any two passes.
 
 All take and return float images in [0, 1]. They are plain Keras layers, so the same
-objects run in tf.data (CPU) or inside the model on an accelerator.
+objects run in tf.data (CPU) or inside the model on an accelerator; ``AlternatingFlip``
+needs each image's pass number, which only the tf.data stream knows.
 """
 
 from __future__ import annotations
@@ -108,3 +111,33 @@ class FastRandAugment(keras.layers.RandAugment):
     def _branch(self, name: str, transform, images):
         layer = getattr(self, name)
         return lambda: tf.cast(layer.transform_images(images, transform), self.compute_dtype)
+
+
+class AlternatingFlip(keras.layers.Layer):
+    """Mirrors each image on alternate passes over the train split (airbench's flip).
+
+    Takes ``{"images": float batch, "passes": each image's pass number (int64)}``. Whether an
+    image starts mirrored is a hash of its pixels and the seed, so it needs no index and stays
+    the same on every pass of a cached split; from then on it flips on every other pass.
+    Random flips show half of the images only one way over any two passes; this shows every
+    image both ways.
+    """
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+    def call(self, data, training=True):
+        images = data["images"]
+        if not training:
+            return images
+        count = tf.shape(images)[0]
+        pixel_bytes = tf.reshape(tf.bitcast(tf.cast(images, tf.float32), tf.uint8), [count, -1])
+        salt = tf.tile(tf.bitcast(tf.constant(self.seed, tf.int64), tf.uint8)[None], [count, 1])
+        flat = tf.concat([salt, pixel_bytes], axis=1)
+        starts_mirrored = tf.cast(tf.fingerprint(flat)[:, 0] % 2, tf.int64)
+        mirrored = (starts_mirrored + tf.cast(data["passes"], tf.int64)) % 2 == 1
+        return tf.where(mirrored[:, None, None, None], tf.reverse(images, axis=[2]), images)

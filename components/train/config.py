@@ -34,6 +34,7 @@ AugmentOp = Literal[
     "random_resized_crop",
     "flip_horizontal",
     "flip_vertical",
+    "flip_alternating",
     "translate",
     "rotate",
     "zoom",
@@ -89,8 +90,11 @@ class FinetuneConfig:
 class TrainConfig:
     epochs: int = 12  # with model.weights: the fine-tuning epochs after finetune.head_epochs
     batch_size: int = 64
-    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd uses Nesterov momentum
-    momentum: float = 0.9  # sgd
+    # sgd uses Nesterov momentum. muon: Keras' Muon, extended to convolution kernels
+    # (components/train/muon.py), for every dense and convolution kernel but the head's; AdamW,
+    # at the same learning rate and weight decay, for the rest.
+    optimizer: Literal["adamw", "sgd", "muon"] = "adamw"
+    momentum: float = 0.9  # sgd and muon
     learning_rate: float = 2e-3  # the peak of the schedule (see learning_rate_scaling)
     # How the learning rate follows the global batch: learning_rate was set for a global batch
     # of learning_rate_batch, and linear (Goyal et al. 2017) or sqrt scales it to batch_size, e.g.

@@ -74,6 +74,14 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
     )
     policy = build_policy(cfg.augment, params.seed)
     class_weights, resample_from = _balance(params, statistics, classes, multi_label)
+    alternating = policy is not None and policy.needs_passes
+    if alternating and resample_from is not None:
+        raise UserError(
+            "train.augment.policy's flip_alternating flips each image on every other pass over the data, but "
+            "train.class_balance resample draws images with replacement: use flip_horizontal with it"
+        )
+    # Fixed-length epochs, and alternating flips, read an endless stream: batches run on across passes.
+    endless = bool(cfg.steps_per_epoch) or alternating
     ctx.log(
         f"{counts['train']} train / {counts['val']} val images, "
         f"{len(classes)} {'labels (multi-label)' if multi_label else 'classes'}, cache {cache.kind}: "
@@ -96,6 +104,7 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
         resample_from,
         num_images=counts["train"],
         multi_label=multi_label,
+        endless=endless,
     )
     val = None
     if counts["val"]:
@@ -110,9 +119,7 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
             multi_label=multi_label,
         )
     steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
-    if cfg.steps_per_epoch and resample_from is None:  # fixed-length epochs draw from an endless stream
-        train = train.repeat()
-    fixed = bool(cfg.steps_per_epoch or resample_from)
+    fixed = endless or resample_from is not None
     return TrainingData(examples, spec, classes, multi_label, counts, train, val, steps, fixed, policy, cache)
 
 

@@ -93,13 +93,16 @@ def training_dataset(
     resample_from: Sequence[float] | None = None,
     num_images: int | None = None,
     multi_label: bool = False,
+    endless: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (images, one-hot labels) or, with ``class_weights``, (images, labels, weights);
     multi-hot labels for ``multi_label`` records.
 
     ``resample_from`` (the train split's class frequencies) resamples an endless stream to
-    equal class frequencies; the caller then sets the steps per epoch. ``num_images`` is the
-    train split's size, as ``pixels`` takes it.
+    equal class frequencies; ``endless`` repeats the split, reshuffled each pass, before
+    batching, so batches run on across passes. For both the caller sets the steps per epoch.
+    ``num_images`` is the train split's size, as ``pixels`` takes it; a policy that
+    ``needs_passes`` needs it and ``endless``.
     """
     deterministic, multi_hot = config.deterministic, num_classes if multi_label else 0
     ds = pixels(examples_dir, "train", spec, True, seed, deterministic, num_images, multi_hot)
@@ -116,12 +119,14 @@ def training_dataset(
             )
             .map(lambda _, pair: pair)
         )
+    elif endless:
+        ds = ds.repeat()
     weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
 
-    def finish(images, labels):
+    def finish(images, labels, passes=None):
         images, labels = float_batch(images, labels, num_classes)
         if policy is not None:
-            images, labels = policy.on_batch(images, labels)
+            images, labels = policy.on_batch(images, labels, passes)
         if weights is None:
             return images, labels
         return images, labels, tf.reduce_sum(labels * weights, axis=-1)  # mixed labels mix weights
@@ -129,8 +134,18 @@ def training_dataset(
     # Augmentation draws from shared random state, so only one call at a time keeps it
     # reproducible; otherwise batches are augmented in parallel, in whichever order is ready.
     ds = ds.batch(batch_size)
+    if policy is not None and policy.needs_passes:
+        if not endless or resample_from is not None or not num_images:
+            raise ValueError("a policy that needs passes needs an endless stream of a split of known size")
+        ds = ds.enumerate().map(lambda n, batch: (*batch, _passes(n, tf.shape(batch[1])[0], batch_size, num_images)))
     ds = ds.map(finish) if deterministic else ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=False)
     return prefetched(ds, deterministic)
+
+
+def _passes(batch_number: tf.Tensor, count: tf.Tensor, batch_size: int, num_images: int) -> tf.Tensor:
+    """Each image's pass over the split, for the ``batch_number``-th batch of an endless stream."""
+    first = batch_number * batch_size
+    return (first + tf.range(tf.cast(count, tf.int64), dtype=tf.int64)) // num_images
 
 
 def class_frequencies(class_counts: dict[str, int], classes: Sequence[str]) -> list[float]:

@@ -50,6 +50,7 @@ def write_preview(config: Config, out: Path, num_images: int = 8, variants: int 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import tensorflow as tf
 
     from visionpipe.components.common.dataset import float_batch, pixels
     from visionpipe.components.train.augment import build_policy
@@ -77,7 +78,10 @@ def write_preview(config: Config, out: Path, num_images: int = 8, variants: int 
     policy = build_policy(dataclasses.replace(config.train.augment, placement="data"), config.seed)
     if policy is None:  # None only for an empty policy, refused above
         raise RuntimeError("build_policy gave no policy for a non-empty train.augment.policy")
-    columns = [(images, labels)] + [policy.on_batch(images, labels) for _ in range(variants)]
+    # Variant k shows pass k over the data (what flip_alternating flips depends on it).
+    columns = [(images, labels)] + [
+        policy.on_batch(images, labels, tf.fill(tf.shape(label_ids), tf.constant(k, tf.int64))) for k in range(variants)
+    ]
 
     rows = int(images.shape[0])
     figure, axes = plt.subplots(rows, variants + 1, figsize=(1.6 * (variants + 1), 1.8 * rows), squeeze=False)

@@ -2,7 +2,8 @@
 stage's ``HyperModel.build(hp)`` share.
 
 ``build_and_compile`` makes the classifier (``models.classifier``) and compiles it with the
-recipe of ``train.*``: AdamW or SGD with Nesterov momentum, a warmup schedule
+recipe of ``train.*``: AdamW, SGD with Nesterov momentum or Muon for the convolution and dense
+kernels with AdamW for the rest (``muon.py``), a warmup schedule
 (``schedules.py``), decoupled weight decay kept off biases and normalisation parameters,
 optional gradient clipping, an EMA of the weights and BatchNorm statistics with a warm-up
 (``ema.py``: validated beside the raw weights, and kept when it validates better), label
@@ -20,6 +21,7 @@ import keras
 from visionpipe.components.train.config import TrainConfig
 from visionpipe.components.train.ema import WeightAverage, batchnorm_statistics, decay_per_step
 from visionpipe.components.train.losses import AsymmetricLoss
+from visionpipe.components.train.muon import ConvolutionMuon, muon_kernels
 from visionpipe.components.train.schedules import WarmupSchedule
 from visionpipe.models.classifier import build_classifier
 from visionpipe.models.config import ModelConfig
@@ -139,8 +141,12 @@ def make_optimizer(
         gamma=train.step_gamma,
     )
     common = {"weight_decay": train.weight_decay or None, "global_clipnorm": train.gradient_clip_norm or None}
+    optimizer: ScaledSGD | ScaledMuon | ScaledAdamW
     if train.optimizer == "sgd":
         optimizer = ScaledSGD(schedule, momentum=train.momentum, nesterov=True, **common)
+    elif train.optimizer == "muon":
+        optimizer = ScaledMuon(schedule, momentum=train.momentum, adam_weight_decay=common["weight_decay"], **common)
+        optimizer.muon_variables = {optimizer._var_key(v) for v in muon_kernels(model)}
     else:
         optimizer = ScaledAdamW(schedule, **common)
     if train.norm_bias_lr_scale != 1.0:
@@ -181,4 +187,8 @@ class ScaledSGD(_ScaledLearningRate, WeightAverage, keras.optimizers.SGD):
 
 
 class ScaledAdamW(_ScaledLearningRate, WeightAverage, keras.optimizers.AdamW):
+    pass
+
+
+class ScaledMuon(_ScaledLearningRate, WeightAverage, ConvolutionMuon):
     pass

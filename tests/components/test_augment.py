@@ -6,7 +6,12 @@ import pytest
 import tensorflow as tf
 
 from visionpipe.components.train.augment import OPS, build_policy
-from visionpipe.components.train.augment_layers import FastRandAugment, RandomApply, RandomResizedCrop
+from visionpipe.components.train.augment_layers import (
+    AlternatingFlip,
+    FastRandAugment,
+    RandomApply,
+    RandomResizedCrop,
+)
 from visionpipe.components.train.config import AugmentConfig, AugmentOpConfig
 from visionpipe.pipeline.errors import UserError
 
@@ -32,7 +37,8 @@ def _policy(*steps, placement="data", seed=1):
 def test_every_op_changes_images_in_tf_data_and_keeps_shape_and_range(op):
     images, labels = _batch()
     policy = _policy(op)
-    ds = tf.data.Dataset.from_tensors((images, labels)).map(policy.on_batch)
+    passes = tf.ones([len(images)], tf.int64)  # what flip_alternating needs; the other ops ignore it
+    ds = tf.data.Dataset.from_tensors((images, labels, passes)).map(policy.on_batch)
     out_images, out_labels = next(iter(ds))
     assert out_images.shape == images.shape and out_labels.shape == labels.shape
     assert float(tf.reduce_min(out_images)) >= 0.0 and float(tf.reduce_max(out_images)) <= 1.0
@@ -91,6 +97,30 @@ def test_fast_rand_augment_gives_the_keras_layer_result_for_the_same_draw():
         )
 
 
+def test_alternating_flip_shows_each_image_both_ways_over_any_two_passes():
+    images, _ = _batch(n=256, size=8)
+    mirror = images.numpy()[:, :, ::-1]
+
+    def mirrored(seed: int, pass_number: int) -> np.ndarray:
+        out = AlternatingFlip(seed)({"images": images, "passes": tf.fill([256], tf.constant(pass_number, tf.int64))})
+        return np.all(out.numpy() == mirror, axis=(1, 2, 3))
+
+    first = mirrored(1, 0)
+    assert first.mean() == pytest.approx(0.5, abs=0.1)  # which images start mirrored: a hash of their pixels
+    assert (mirrored(1, 1) == ~first).all() and (mirrored(1, 2) == first).all() and (mirrored(1, 7) == ~first).all()
+    assert (mirrored(2, 0) != first).any()  # another seed, other images start mirrored
+    unchanged = AlternatingFlip(1)({"images": images, "passes": tf.zeros([256], tf.int64)}, training=False)
+    np.testing.assert_array_equal(unchanged.numpy(), images.numpy())
+
+
+def test_a_policy_with_alternating_flips_needs_the_passes():
+    images, labels = _batch()
+    policy = _policy("flip_alternating", "translate")
+    assert policy.needs_passes and not _policy("flip_horizontal").needs_passes
+    with pytest.raises(ValueError, match="needs each image's pass number"):
+        policy.on_batch(images, labels)
+
+
 def test_random_resized_crop_keeps_size_and_full_area_is_identity():
     images, _ = _batch(n=4, size=20)
     np.testing.assert_allclose(RandomResizedCrop(1.0, seed=1)(images).numpy(), images.numpy(), atol=1e-6)
@@ -107,6 +137,8 @@ def test_random_resized_crop_keeps_size_and_full_area_is_identity():
         ([{"op": "random_resized_crop", "magnitude": 1.0}], r"magnitude .* must be below 1"),
         ([{"op": "rand_augment", "num_ops": 0}], r"rand_augment\): needs magnitude in 0..1 and num_ops >= 1"),
         (["mixup", "translate"], r"policy\[1\] \(translate\): image ops must come before mixup/cutmix"),
+        (["translate", "flip_alternating"], r"policy\[1\] \(flip_alternating\): must be the policy's first op"),
+        ([{"op": "flip_alternating", "probability": 0.5}], r"must be the policy's first op, with probability 1"),
     ],
 )
 def test_bad_policy_entries_are_named(steps, message):

@@ -179,6 +179,26 @@ def test_deterministic_mode_repeats_batches_and_augmentations(tmp_path):
     assert _digest(make(4)) != first
 
 
+def test_alternating_flips_show_every_image_both_ways_in_two_passes_of_an_endless_stream(tmp_path):
+    labels = [i % 4 for i in range(40)]
+    policy = build_policy(AugmentConfig(policy=(AugmentOpConfig("flip_alternating"),)), 5)
+    ds = training_dataset(
+        _examples(tmp_path, labels), SPEC, 4, 16, InputConfig(), 0, MEMORY, policy, num_images=40, endless=True
+    )
+    ways: dict[int, list[bool]] = {}  # image id -> mirrored, over 5 batches of 16: two passes of 40
+    for x, y in ds.take(5):
+        raw = np.round(x.numpy() * 255).astype(int)
+        ids = raw[:, 1, 1, 0]  # the fill value, the same both ways round
+        corner = np.stack([np.zeros(len(ids), int), y.numpy().argmax(axis=1), np.full(len(ids), 7)], axis=1)
+        for image, mirrored in zip(ids, ~np.all(raw[:, 0, 0] == corner, axis=1), strict=True):
+            ways.setdefault(int(image), []).append(bool(mirrored))
+    assert sorted(ways) == list(range(40)) and all(len(w) == 2 for w in ways.values())  # once a pass
+    assert all(w[0] != w[1] for w in ways.values())  # mirrored in one pass, not in the other
+    assert 5 < sum(w[0] for w in ways.values()) < 35
+    with pytest.raises(ValueError, match="needs an endless stream"):
+        training_dataset(tmp_path, SPEC, 4, 16, InputConfig(), 0, MEMORY, policy, num_images=40)
+
+
 def test_class_weights_ride_along_as_sample_weights(tmp_path):
     labels = [0] * 30 + [1] * 10
     counts = {"a": 30, "b": 10}
