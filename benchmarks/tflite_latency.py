@@ -1,6 +1,7 @@
 """Batch-1 latency of every registered model's TFLite files on this CPU: float32, dynamic-range
 int8, full-integer int8 (``export.int8_float_ops: none``) and the default int8 file (``auto``:
-the operators XNNPACK runs only in float32 stay float32), converted by the export stage's own
+the operators XNNPACK runs only in float32 stay float32, and so do the convolutions reading the
+image; the same file with those convolutions quantized is timed beside it), converted by the export stage's own
 converters, timed as the export stage times them (ai-edge-litert with XNNPACK, median of 100
 calls after 10 warm-up calls), interleaved over repeats. Weights are random: latency does not
 depend on what was learnt.
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # photo models at the photos preset's 96 (ViT at its default patch grid).
 SIZES = {"airbench": 32, "resnet9": 32, "small_cnn": 32}
 PHOTO_SIZE = 96
-KINDS = ("float32", "dynamic_int8", "full_int8", "int8")
+KINDS = ("float32", "dynamic_int8", "full_int8", "int8_quantized_stem", "int8")
 CHANNEL_KINDS = ("channels_float32", "channels_int8")
 MACS: dict[str, tuple[int, int]] = {}  # model -> its multiply-accumulates before and after channel pruning
 
@@ -59,6 +60,7 @@ def convert_all(name: str, folder: Path, relu_for_hard_swish: bool = False, chan
         "float32": tflite.convert_float(model),
         "dynamic_int8": tflite.convert_dynamic_range(model),
         "full_int8": tflite.convert_int8(model, calibration, "none"),
+        "int8_quantized_stem": _with_quantized_stem(lambda: tflite.convert_int8(model, calibration)),
         "int8": tflite.convert_int8(model, calibration),
     }
     if channels:
@@ -71,6 +73,17 @@ def convert_all(name: str, folder: Path, relu_for_hard_swish: bool = False, chan
         paths[kind] = folder / f"{name}_{kind}.tflite"
         paths[kind].write_bytes(data)
     return paths
+
+
+def _with_quantized_stem(convert):
+    """``convert()`` as export converted before it kept the image's convolutions in float32
+    (``int8.image_convolutions``): an ablation, to see what that buys."""
+    from unittest import mock
+
+    from visionpipe.components.export import int8
+
+    with mock.patch.object(int8, "image_convolutions", lambda _: []):
+        return convert()
 
 
 def _relu_for_hard_swish():
@@ -112,10 +125,10 @@ def main() -> None:
                     ms = latency_ms(runner.predict, image, args.threads)[f"p50_ms_{args.threads}t"]
                     times.setdefault((name, kind), []).append(ms)
         print(
-            "| model (input) | float32 ms | dynamic int8 ms | full-integer int8 ms | int8 ms | int8 speed-up "
-            "| full-integer ops outside XNNPACK | int8 ops outside XNNPACK |"
+            "| model (input) | float32 ms | dynamic int8 ms | full-integer int8 ms | int8, stem quantized ms | "
+            "int8 ms | int8 speed-up | full-integer ops outside XNNPACK | int8 ops outside XNNPACK |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name in names:
             median = {kind: statistics.median(times[(name, kind)]) for kind in KINDS}
             size = SIZES.get(name, PHOTO_SIZE)
@@ -124,7 +137,8 @@ def main() -> None:
             }
             print(
                 f"| {name} ({size}x{size}) | {median['float32']:.3f} | {median['dynamic_int8']:.3f} | "
-                f"{median['full_int8']:.3f} | {median['int8']:.3f} | {median['float32'] / median['int8']:.2f}x | "
+                f"{median['full_int8']:.3f} | {median['int8_quantized_stem']:.3f} | {median['int8']:.3f} | "
+                f"{median['float32'] / median['int8']:.2f}x | "
                 f"{outside['full_int8']} | {outside['int8']} |",
                 flush=True,
             )

@@ -9,6 +9,12 @@ those operators in float32, between a dequantize and a quantize that XNNPACK run
 gives the full-integer file that integer-only accelerators (Edge TPU, NPUs, microcontrollers)
 need.
 
+``auto`` also keeps the convolutions that read the image itself (at most 4 input channels) in
+float32: XNNPACK's int8 convolution packs input channels for its dot products, so with 3 of
+them it does a fraction of its work per instruction, and LiteRT's profiler timed
+MobileNetV3-Small's stem at 2-5x its float32 time, the int8 file's costliest operator
+(BENCHMARKS.md, ``benchmarks/tflite_op_profile.py``).
+
 No Keras here: the export stage (Keras 3) and the tfmot bridge (legacy Keras) both convert
 through ``convert``.
 """
@@ -57,7 +63,8 @@ _FLOAT_OP_ROUNDS = 3  # an operator kept in float32 can leave a neighbour XNNPAC
 def convert(converter: tf.lite.TFLiteConverter, representative_dataset: Callable, float_ops: str = "auto") -> bytes:
     """The int8 file of a float converter (uint8 input, float output, calibrated on
     ``representative_dataset``). float_ops: "auto" keeps in float32 the operators XNNPACK runs in
-    float32 but not in int8 (found by converting both ways); "none" makes a full-integer file."""
+    float32 but not in int8 (found by converting both ways) and the convolutions reading the
+    image; "none" makes a full-integer file."""
     in_float = set(undelegated_ops(converter.convert())) if float_ops == "auto" else set()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
@@ -66,24 +73,49 @@ def convert(converter: tf.lite.TFLiteConverter, representative_dataset: Callable
     data = converter.convert()
     if float_ops == "none":
         return data
-    calibrated, kept = b"", set[str]()
+    converter._experimental_calibrate_only = True  # the calibrated float model
+    calibrated = converter.convert()
+    stems, kept = image_convolutions(calibrated), set[str]()
+    if stems:
+        data = _quantize_except(calibrated, [], stems)
     for _ in range(_FLOAT_OP_ROUNDS):
         slower = set(undelegated_ops(data)) - in_float - _QUANTIZE_OPS - kept
         if not slower:
             break
-        if not calibrated:
-            converter._experimental_calibrate_only = True  # the calibrated float model
-            calibrated = converter.convert()
         kept |= slower
-        data = _quantize_except(calibrated, sorted(kept))
+        data = _quantize_except(calibrated, sorted(kept), stems)
     return data
 
 
-def _quantize_except(calibrated: bytes, float_ops: list[str]) -> bytes:
+# An image has at most 4 channels (RGBA); every later convolution reads more.
+_IMAGE_CHANNELS = 4
+
+
+def image_convolutions(model_bytes: bytes) -> list[str]:
+    """The node names (output tensors) of the file's convolutions that read at most 4 channels:
+    those reading the image."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return [
+        tensors[op["outputs"][0]]["name"]
+        for op in interpreter._get_ops_details()
+        if op["op_name"] == "CONV_2D" and tensors[op["inputs"][0]]["shape"][-1] <= _IMAGE_CHANNELS
+    ]
+
+
+def _quantize_except(calibrated: bytes, float_ops: list[str], float_nodes: list[str]) -> bytes:
     """The calibrated model quantized as ``convert_int8``'s converter quantizes it (uint8 input,
-    float output), with the operators ``float_ops`` names left in float32. The converter has no
-    option for it; TensorFlow's QuantizationDebugger makes its selectively quantized models
-    with this call, but it cannot take a uint8 input."""
+    float output), with the operators ``float_ops`` names and the nodes ``float_nodes`` names
+    left in float32. The converter has no option for it; TensorFlow's QuantizationDebugger makes
+    its selectively quantized models with this call, but it cannot take a uint8 input."""
     from tensorflow.lite.python.convert import mlir_quantize
 
-    return mlir_quantize(calibrated, input_data_type=tf.uint8, output_data_type=tf.float32, denylisted_ops=float_ops)
+    return mlir_quantize(
+        calibrated,
+        input_data_type=tf.uint8,
+        output_data_type=tf.float32,
+        denylisted_ops=float_ops,
+        denylisted_nodes=float_nodes,
+    )
