@@ -92,17 +92,33 @@ _IMAGE_CHANNELS = 4
 
 
 def image_convolutions(model_bytes: bytes) -> list[str]:
-    """The node names (output tensors) of the file's convolutions that read at most 4 channels:
-    those reading the image."""
+    """The node names (output tensors) of the file's convolutions that read at most 4 channels
+    (those reading the image) and of the operators between the file's input and them (the
+    scaling to the network's input range): kept in float32, the uint8 input dequantizes inside
+    XNNPACK, instead of a quantize step outside it."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model_bytes)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    return [
-        tensors[op["outputs"][0]]["name"]
-        for op in interpreter._get_ops_details()
-        if op["op_name"] == "CONV_2D" and tensors[op["inputs"][0]]["shape"][-1] <= _IMAGE_CHANNELS
+    ops = interpreter._get_ops_details()
+    producer = {int(t): op for op in ops for t in op["outputs"]}
+    pending = [
+        op for op in ops if op["op_name"] == "CONV_2D" and tensors[op["inputs"][0]]["shape"][-1] <= _IMAGE_CHANNELS
     ]
+    names: list[str] = []
+    while pending:
+        op = pending.pop()
+        name = tensors[op["outputs"][0]]["name"]
+        if name in names:
+            continue
+        names.append(name)
+        # Back towards the input, through image-shaped tensors only.
+        pending += [
+            producer[int(t)]
+            for t in op["inputs"]
+            if int(t) in producer and tensors[int(t)]["shape"][-1] <= _IMAGE_CHANNELS
+        ]
+    return names
 
 
 def _quantize_except(calibrated: bytes, float_ops: list[str], float_nodes: list[str]) -> bytes:

@@ -14,10 +14,12 @@ from visionpipe.serving.tflite_runner import TFLiteClassifier
 
 
 def hard_swish_model() -> keras.Model:
-    """A MobileNetV3-style block: the activation XNNPACK takes only in float32."""
+    """A MobileNetV3-style block: the activation XNNPACK takes only in float32, after the scaling
+    to [-1, 1] that keras.applications' networks start with."""
     keras.utils.set_random_seed(0)
     return keras.Sequential(
-        [keras.Input((24, 24, 3)), keras.layers.Conv2D(8, 3, strides=2), keras.layers.Activation("hard_swish"),
+        [keras.Input((24, 24, 3)), keras.layers.Rescaling(2.0, offset=-1.0),
+         keras.layers.Conv2D(8, 3, strides=2), keras.layers.Activation("hard_swish"),
          keras.layers.DepthwiseConv2D(3, padding="same"), keras.layers.Conv2D(8, 1),
          keras.layers.Activation("hard_swish"), keras.layers.GlobalAveragePooling2D(),
          keras.layers.Dense(3, activation="softmax")]
@@ -51,8 +53,8 @@ def test_a_full_integer_file_leaves_hard_swish_outside_xnnpack(files):
 
 def test_auto_keeps_hard_swish_in_float_so_xnnpack_runs_every_operator(files):
     model, folder, made = files
-    # Nothing outside XNNPACK, not even the uint8 input's step: it dequantizes straight into the
-    # float32 convolution reading the image.
+    # Nothing outside XNNPACK, not even the uint8 input's step: it dequantizes (in XNNPACK) into
+    # the float32 scaling and convolution that read the image.
     assert dict(int8.undelegated_ops(made["auto"])) == {}
     interpreter = Interpreter(model_path=str(folder / "auto.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8  # still the int8 file's contract
@@ -62,6 +64,8 @@ def test_auto_keeps_hard_swish_in_float_so_xnnpack_runs_every_operator(files):
     # The convolution reading the image (3 channels) stays float32 too: XNNPACK's int8 kernel is
     # slower than its float32 one there (BENCHMARKS.md); the others are int8.
     assert [dtype[op["outputs"][0]] for op in convolutions] == [np.float32, np.int8, np.int8]
+    first = interpreter._get_ops_details()[0]
+    assert first["op_name"] == "DEQUANTIZE" and dtype[first["outputs"][0]] == np.float32
     swishes = [op for op in interpreter._get_ops_details() if op["op_name"] == "HARD_SWISH"]
     assert len(swishes) == 2 and all(dtype[op["outputs"][0]] == np.float32 for op in swishes)
     images = np.random.default_rng(9).random((16, 24, 24, 3), np.float32)
