@@ -76,13 +76,13 @@ def convert_all(name: str, folder: Path, relu_for_hard_swish: bool = False, chan
 
 
 def _with_quantized_stem(convert):
-    """``convert()`` as export converted before it kept the image's convolutions in float32
-    (``int8.image_convolutions``): an ablation, to see what that buys."""
+    """``convert()`` as export converted before it kept the operators reading the image in
+    float32 (``int8.image_operators``): an ablation, to see what that buys."""
     from unittest import mock
 
     from visionpipe.components.export import int8
 
-    with mock.patch.object(int8, "image_convolutions", lambda _: []):
+    with mock.patch.object(int8, "image_operators", lambda _: []):
         return convert()
 
 

@@ -63,8 +63,8 @@ _FLOAT_OP_ROUNDS = 3  # an operator kept in float32 can leave a neighbour XNNPAC
 def convert(converter: tf.lite.TFLiteConverter, representative_dataset: Callable, float_ops: str = "auto") -> bytes:
     """The int8 file of a float converter (uint8 input, float output, calibrated on
     ``representative_dataset``). float_ops: "auto" keeps in float32 the operators XNNPACK runs in
-    float32 but not in int8 (found by converting both ways) and the convolutions reading the
-    image; "none" makes a full-integer file."""
+    float32 but not in int8 (found by converting both ways) and the operators reading the image
+    (``image_operators``); "none" makes a full-integer file."""
     in_float = set(undelegated_ops(converter.convert())) if float_ops == "auto" else set()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
@@ -75,15 +75,15 @@ def convert(converter: tf.lite.TFLiteConverter, representative_dataset: Callable
         return data
     converter._experimental_calibrate_only = True  # the calibrated float model
     calibrated = converter.convert()
-    stems, kept = image_convolutions(calibrated), set[str]()
-    if stems:
-        data = _quantize_except(calibrated, [], stems)
+    image_nodes, kept = image_operators(calibrated), set[str]()
+    if image_nodes:
+        data = _quantize_except(calibrated, [], image_nodes)
     for _ in range(_FLOAT_OP_ROUNDS):
         slower = set(undelegated_ops(data)) - in_float - _QUANTIZE_OPS - kept
         if not slower:
             break
         kept |= slower
-        data = _quantize_except(calibrated, sorted(kept), stems)
+        data = _quantize_except(calibrated, sorted(kept), image_nodes)
     return data
 
 
@@ -91,7 +91,7 @@ def convert(converter: tf.lite.TFLiteConverter, representative_dataset: Callable
 _IMAGE_CHANNELS = 4
 
 
-def image_convolutions(model_bytes: bytes) -> list[str]:
+def image_operators(model_bytes: bytes) -> list[str]:
     """The node names (output tensors) of the file's convolutions that read at most 4 channels
     (those reading the image) and of the operators between the file's input and them (the
     scaling to the network's input range): kept in float32, the uint8 input dequantizes inside
