@@ -52,9 +52,10 @@ def main() -> None:
     medians = {name: [statistics.median(v) for v in zip(*runs, strict=True)] for name, runs in results.items()}
     base_accuracy, base_tta, base_seconds = medians[args.preset]
     print(f"\nmedians of {args.repeats} repeat(s), against {args.preset} as configured")
-    print(f"{'contender':<28} {'accuracy':>8} {'with TTA':>8} {'train s':>8} {'TTA points':>10} {'time':>6}")
+    width = max(len(name) for name in medians)
+    print(f"{'contender':<{width}} {'accuracy':>8} {'with TTA':>8} {'train s':>8} {'TTA points':>10} {'time':>6}")
     for name, (accuracy, tta, seconds) in medians.items():
-        print(f"{name:<28} {accuracy:>8.4f} {tta:>8.4f} {seconds:>8.0f} {100 * (tta - base_tta):>+10.2f} "
+        print(f"{name:<{width}} {accuracy:>8.4f} {tta:>8.4f} {seconds:>8.0f} {100 * (tta - base_tta):>+10.2f} "
               f"{seconds / base_seconds:>5.2f}x")  # fmt: skip
     for name, overrides in args.variant:
         print(f"{name}: {'; '.join(overrides)}")
