@@ -88,7 +88,7 @@ def convert(converter: tf.lite.TFLiteConverter, representative_dataset: Callable
     return data
 
 
-# An image has at most 4 channels (RGBA); every later convolution reads more.
+# An image has at most 4 channels (RGBA); in every registered model the later convolutions read more.
 _IMAGE_CHANNELS = 4
 
 
