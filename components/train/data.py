@@ -74,14 +74,7 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
     )
     policy = build_policy(cfg.augment, params.seed)
     class_weights, resample_from = _balance(params, statistics, classes, multi_label)
-    alternating = policy is not None and policy.needs_passes
-    if alternating and resample_from is not None:
-        raise UserError(
-            "train.augment.policy's flip_alternating flips each image on every other pass over the data, but "
-            "train.class_balance resample draws images with replacement: use flip_horizontal with it"
-        )
-    # Fixed-length epochs, and alternating flips, read an endless stream: batches run on across passes.
-    endless = bool(cfg.steps_per_epoch) or alternating
+    endless = _endless(cfg.steps_per_epoch, policy, resample_from)
     ctx.log(
         f"{counts['train']} train / {counts['val']} val images, "
         f"{len(classes)} {'labels (multi-label)' if multi_label else 'classes'}, cache {cache.kind}: "
@@ -121,6 +114,18 @@ def training_data(inputs: Inputs, params: Params, ctx: StageContext, worker: str
     steps = cfg.steps_per_epoch or math.ceil(counts["train"] / cfg.batch_size)
     fixed = endless or resample_from is not None
     return TrainingData(examples, spec, classes, multi_label, counts, train, val, steps, fixed, policy, cache)
+
+
+def _endless(steps_per_epoch: int, policy: AugmentPolicy | None, resample_from) -> bool:
+    """Whether the train stream repeats the split before batching: for fixed-length epochs, and
+    for alternating flips (which count passes), so batches run on across passes."""
+    alternating = policy is not None and policy.needs_passes
+    if alternating and resample_from is not None:
+        raise UserError(
+            "train.augment.policy's flip_alternating flips each image on every other pass over the data, but "
+            "train.class_balance resample draws images with replacement: use flip_horizontal with it"
+        )
+    return bool(steps_per_epoch) or alternating
 
 
 def _balance(
