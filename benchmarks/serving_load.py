@@ -7,12 +7,16 @@ each client thread sends one-image requests back to back through ``ServingClient
 
 - in-process, 1 image/call: the signature called from N threads, one image per call (what an
   unbatched server can at most do per request);
-- in-process, batch B: one thread calling the signature on batches of ``--max-batch``
-  images (what batching can at most reach);
+- in-process, batch B x T (the reference): T threads (``--batch-threads``, the batching
+  config's num_batch_threads) calling the signature on batches of B (``--max-batch``) images:
+  what the server's batching can at most reach;
 - rest / grpc, batching off / on: requests/s (= images/s), p50 and p99 latency, errors.
 
-The model is a registry model (default small_cnn width 32 on 32x32 RGB, 10 classes) with
-random weights, exported as the pipeline exports it; request images are 32x32 PNGs.
+The model is a registry model (default small_cnn width 32 on 32x32 RGB, 10 classes; ``--model``,
+``--model-args``, ``--size``) with random weights, exported as the pipeline exports it; request
+images are PNGs of random pixels or JPEG photo stand-ins (``--format``). TensorFlow runs ops on
+``--intra-op`` threads in the servers and in process alike (default: the server's default, one).
+The CPU seconds of the client process and of the server are read per contender (psutil).
 
     python benchmarks/serving_load.py --clients 8 --seconds 2.5 --repeats 2
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import socket
@@ -40,29 +45,52 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL = "bench"
 
 
-def export_model(base: Path, name: str, width: int, size: int) -> None:
+def export_model(base: Path, name: str, model_args: dict, size: int) -> None:
     from visionpipe.components.export.saved_model import export_saved_model
     from visionpipe.models.preprocessing import PreprocessingSpec
     from visionpipe.models.registry import create_model
 
     spec = PreprocessingSpec(size, size, 3, "stretch", (0.5,) * 3, (0.25,) * 3)
-    model = create_model(name, spec.input_shape, 10, {"width": width})
+    model = create_model(name, spec.input_shape, 10, model_args)
     export_saved_model(model, spec, [f"class_{i}" for i in range(10)], base / MODEL / "1")
 
 
-def images(count: int, size: int) -> list[bytes]:
+def images(count: int, size: int, image_format: str) -> list[bytes]:
+    """Request images: random pixels as PNG (the worst case for the decoder), or as JPEG
+    (quality 90) smooth colour gradients with noise, about the bytes a camera photo of that
+    size takes."""
     from PIL import Image
 
     rng, out = np.random.default_rng(0), []
+    ramp = np.linspace(0, 1, size)[:, None, None] * np.linspace(1, 0, size)[None, :, None]
     for _ in range(count):
+        if image_format == "png":
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        else:
+            colour = rng.uniform(0, 255, (1, 1, 3))
+            pixels = np.clip(
+                colour * ramp + 255 * (1 - ramp) * rng.uniform(0, 1, 3) + rng.normal(0, 12, (size, size, 3)), 0, 255
+            ).astype(np.uint8)
         buffer = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        Image.fromarray(pixels).save(
+            buffer, format=image_format.upper(), **({"quality": 90} if image_format == "jpeg" else {})
+        )
         out.append(buffer.getvalue())
     return out
 
 
-def load(clients: int, seconds: float, call) -> dict:
-    """``call(thread, i)`` from ``clients`` threads for ``seconds``: rate, latencies, errors."""
+def cpu_seconds(process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def load(clients: int, seconds: float, call, server=None) -> dict:
+    """``call(thread, i)`` from ``clients`` threads for ``seconds``: rate, latencies, errors, and
+    the CPU seconds this process and the ``server`` process (a psutil.Process) spent."""
+    import psutil
+
+    processes = {"client_cpu": psutil.Process(), "server_cpu": server}
+    cpu = {key: cpu_seconds(p) for key, p in processes.items() if p is not None}
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     stop = threading.Event()
@@ -87,8 +115,10 @@ def load(clients: int, seconds: float, call) -> dict:
     for thread in threads:
         thread.join(timeout=60)
     elapsed = time.perf_counter() - began
+    cpu = {key: cpu_seconds(processes[key]) - before for key, before in cpu.items()}
     flat = sorted(x for per in latencies for x in per)
     return {
+        **cpu,
         "rate": len(flat) / elapsed,
         "p50": 1000 * flat[len(flat) // 2] if flat else float("nan"),
         "p99": 1000 * flat[min(len(flat) - 1, int(len(flat) * 0.99))] if flat else float("nan"),
@@ -102,12 +132,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(base: Path, batching: Path | None) -> tuple[subprocess.Popen, int, int]:
+def start_server(base: Path, batching: Path | None, flags: list[str] = ()) -> tuple[subprocess.Popen, int, int]:
     """`visionpipe serve` on free ports, which it prints when it listens (port 0 would turn the
     API off, as it does for tensorflow_model_server)."""
     command = [sys.executable, "-m", "visionpipe", "serve", f"--model_base_path={base / MODEL}"]
     command += [f"--model_name={MODEL}", f"--rest_api_port={free_port()}", f"--port={free_port()}"]
     command += ["--enable_batching=true", f"--batching_parameters_file={batching}"] if batching else []
+    command += list(flags)
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         listening = re.search(r"REST http://[^:]+:(\d+)/.* gRPC [^:]+:(\d+)", line)
@@ -125,30 +156,50 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.5, help="per contender and repeat")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default="small_cnn")
-    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--model-args", type=json.loads, default={"width": 32}, help="the model's arguments, JSON")
+    parser.add_argument("--format", choices=("png", "jpeg"), default="png", help="request images")
     parser.add_argument("--size", type=int, default=32, help="model input and request image size (px)")
-    parser.add_argument("--max-batch", type=int, default=8, help="batching: max_batch_size")
-    parser.add_argument("--timeout-micros", type=int, default=2000, help="batching: batch_timeout_micros")
+    parser.add_argument("--max-batch", type=int, default=4, help="batching: max_batch_size")
+    parser.add_argument("--timeout-micros", type=int, default=5000, help="batching: batch_timeout_micros")
+    parser.add_argument(
+        "--batch-threads", type=int, default=2, help="batching: num_batch_threads (and the reference's callers)"
+    )
+    parser.add_argument(
+        "--intra-op",
+        type=int,
+        default=0,
+        help="threads per TensorFlow op, in the servers (--tensorflow_intra_op_parallelism) and in process; "
+        "0: the server's default, one",
+    )
+    parser.add_argument(
+        "--allowed-sizes", type=int, nargs="*", help="batching: allowed_batch_sizes (default 1, 2, 4 below the max)"
+    )
     args = parser.parse_args()
 
+    import psutil
     import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op or 1)  # as the server sets it
 
     from visionpipe.serving.client import ServingClient
     from visionpipe.serving.served_signature import load_signature
     from visionpipe.serving.tf_serving_config import batching_parameters, write_text_proto
 
     tmp = Path(tempfile.mkdtemp(prefix="serving_load_"))
-    export_model(tmp, args.model, args.width, args.size)
+    export_model(tmp, args.model, args.model_args, args.size)
     batching = tmp / "batching.config"
     sizes = [s for s in (1, 2, 4) if s < args.max_batch] + [args.max_batch]
-    write_text_proto(batching, batching_parameters(args.max_batch, args.timeout_micros, 2, 100, sizes))
-    data = images(64, args.size)
+    sizes = sizes if args.allowed_sizes is None else args.allowed_sizes
+    params = batching_parameters(args.max_batch, args.timeout_micros, args.batch_threads, 100, sizes)
+    write_text_proto(batching, params)
+    data = images(64, args.size, args.format)
     signature = load_signature(tmp / MODEL / "1")
     one = [tf.constant([d]) for d in data]
     batch = tf.constant(data[: args.max_batch])
     signature(image_bytes=one[0]), signature(image_bytes=batch)  # trace/warm both shapes
 
-    servers = {"off": start_server(tmp, None), "on": start_server(tmp, batching)}
+    flags = [f"--tensorflow_intra_op_parallelism={args.intra_op}"]
+    servers = {"off": start_server(tmp, None, flags), "on": start_server(tmp, batching, flags)}
     clients = {
         (protocol, mode): [
             ServingClient(f"127.0.0.1:{ports[1 if protocol == 'rest' else 2]}", MODEL, protocol=protocol, retries=0)
@@ -157,14 +208,16 @@ def main() -> None:
         for protocol in ("rest", "grpc")
         for mode, ports in servers.items()
     }
+    reference = f"in-process, batch {args.max_batch} x {args.batch_threads}"
     contenders = {
-        "in-process, 1 image/call": (args.clients, lambda t, i: signature(image_bytes=one[i % len(one)])),
-        f"in-process, batch {args.max_batch}": (1, lambda t, i: signature(image_bytes=batch)),
+        "in-process, 1 image/call": (args.clients, lambda t, i: signature(image_bytes=one[i % len(one)]), None),
+        reference: (args.batch_threads, lambda t, i: signature(image_bytes=batch), None),
     }
     for (protocol, mode), pool in clients.items():
         contenders[f"{protocol}, batching {mode}"] = (
             args.clients,
             lambda t, i, pool=pool: pool[t].predict([data[(t * 7 + i) % len(data)]]),
+            psutil.Process(servers[mode][0].pid),
         )
     for pool in clients.values():  # connect and warm every path once
         for client in pool:
@@ -174,10 +227,11 @@ def main() -> None:
     try:
         for repeat in range(args.repeats):
             measured = {}
-            for name, (threads, call) in contenders.items():
-                result = load(threads, args.seconds, call)
-                images_per_call = args.max_batch if name.endswith(f"batch {args.max_batch}") else 1
+            for name, (threads, call, server) in contenders.items():
+                result = load(threads, args.seconds, call, server)
+                images_per_call = args.max_batch if name == reference else 1
                 measured[name] = result["rate"] * images_per_call
+                result["images"] = measured[name] * args.seconds
                 latency[name].append(result)
             rates.add_repeat(repeat, measured)
     finally:
@@ -186,16 +240,25 @@ def main() -> None:
             proc.wait(timeout=30)
     time.sleep(0.5)  # the drain threads read the last lines
     server_batching = [line.strip() for line in servers["on"][0].tail if line.startswith("batching:")]
+    kib = statistics.mean(map(len, data)) / 1024
     print(f"\n{args.clients} clients, {args.seconds:g} s per contender, {args.repeats} repeats, {args.model} "
-          f"width {args.width} at {args.size}x{args.size}; batching: max {args.max_batch}, "
-          f"timeout {args.timeout_micros} us, sizes {sizes}")  # fmt: skip
+          f"{args.model_args} at {args.size}x{args.size} ({args.format}, {kib:.1f} KiB); "
+          f"batching: max {args.max_batch}, timeout {args.timeout_micros} us, {args.batch_threads} threads, "
+          f"sizes {sizes}")  # fmt: skip
     print(f"server with batching on: {server_batching[0] if server_batching else '?'} (warm-up requests included)")
-    print(rates.table({"vs 1/call": "in-process, 1 image/call", f"vs batch {args.max_batch}": list(contenders)[1]}))
-    print(f"\n{'contender':<28} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(rates.table({"vs 1/call": "in-process, 1 image/call", "vs reference": reference}))
+    print(f"\n{'contender':<28} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'client CPU ms/img':>18} {'server':>7}")
     for name, results in latency.items():
         p50 = statistics.median(r["p50"] for r in results)
         p99 = statistics.median(r["p99"] for r in results)
-        print(f"{name:<28} {p50:>8.2f} {p99:>8.2f} {sum(r['errors'] for r in results):>7}")
+        per_image = {
+            key: f"{statistics.median(1000 * r[key] / r['images'] for r in results):.2f}" if key in results[0] else "-"
+            for key in ("client_cpu", "server_cpu")
+        }
+        print(
+            f"{name:<28} {p50:>8.2f} {p99:>8.2f} {sum(r['errors'] for r in results):>7} "
+            f"{per_image['client_cpu']:>18} {per_image['server_cpu']:>7}"
+        )
 
 
 if __name__ == "__main__":

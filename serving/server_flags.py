@@ -61,7 +61,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("flush_filesystem_caches", bool, True, ""),
     Flag("tensorflow_session_parallelism", int, 0, ""),
     Flag("tensorflow_session_config_file", str, "", ""),
-    Flag("tensorflow_intra_op_parallelism", int, 0, "threads inside one TensorFlow op; 0: TensorFlow's choice"),
+    Flag("tensorflow_intra_op_parallelism", int, 0, "threads inside one TensorFlow op; 0: one (see README)"),
     Flag("tensorflow_inter_op_parallelism", int, 0, "TensorFlow ops run at once; 0: TensorFlow's choice"),
     Flag("use_alts_credentials", bool, False, ""),
     Flag("ssl_config_file", str, "", ""),

@@ -156,12 +156,16 @@ def _served_models(args) -> tuple[list, Any]:
 
 
 def _set_threads(intra_op: int, inter_op: int) -> None:
-    """--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism (0: TensorFlow's
-    choice), set before any model loads, as they must be."""
+    """--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism, set before any
+    model loads, as they must be. 0 inter-op is TensorFlow's choice (a thread per core), as in
+    tensorflow_model_server; 0 intra-op is one thread per op here, where TensorFlow would give
+    each op every core: a server under load gets its parallelism from requests and batches
+    running side by side, and splitting each op of a serving-sized batch over the cores costs
+    more than it gains (1.1-2.4x the images/s of TensorFlow's choice for every model measured,
+    BENCHMARKS.md "The development server with one thread per op")."""
     import tensorflow as tf
 
-    if intra_op:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op or 1)
     if inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 

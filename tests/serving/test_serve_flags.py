@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -113,3 +114,17 @@ def test_serve_sh_runs_the_development_server_as_tensorflow_model_server(tmp_pat
         assert np.allclose(got, in_process(base_path / "1", [IMAGE])[0], atol=1e-6)
     finally:
         assert server.stop() == 0, "".join(server.output)
+
+
+@pytest.mark.parametrize(("intra_op", "inter_op", "expected"), [(0, 0, (1, 0)), (3, 2, (3, 2))])
+def test_thread_flags_set_tensorflows_pools_and_intra_op_defaults_to_one_thread(intra_op, inter_op, expected):
+    # TensorFlow takes its thread counts only before it starts, so each case runs in a new process.
+    code = (
+        "import tensorflow as tf; from visionpipe.cli_serve import _set_threads; "
+        f"_set_threads({intra_op}, {inter_op}); "
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+        "tf.config.threading.get_inter_op_parallelism_threads())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert tuple(map(int, done.stdout.split()[-2:])) == expected
