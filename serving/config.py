@@ -17,7 +17,10 @@ class BatchingConfig:
     batch_timeout_micros: int = 2000  # a partial batch waits at most this long for company
     num_batch_threads: int = 2  # about the cores the server may use
     max_enqueued_batches: int = 100
-    allowed_batch_sizes: tuple[int, ...] = (8, 16, 32)  # increasing, ending at max_batch_size; () = any
+    # Increasing, ending at max_batch_size; () = any size, no padding. A partial batch is padded up
+    # to the next allowed size and the padding is computed too: on a CPU, 8, 16, 32 cost 1.25-2x
+    # the images/s (BENCHMARKS.md), and TF Serving's batching guide leaves it unset on CPUs.
+    allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
         problems = batching_problems(

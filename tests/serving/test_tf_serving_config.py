@@ -102,3 +102,18 @@ def test_an_existing_label_never_moves_onto_an_unloaded_version():
     assert problems and "would move from version 2 to version 3" in problems[0]
     promoted = dataclasses.replace(before, versions=(2,), labels={"stable": 2})
     assert tfs.check_label_moves(before, promoted, available={1, 2}, allow_unavailable=True) == []
+
+
+def test_the_default_batching_config_runs_partial_batches_without_padding(tmp_path):
+    # Padding rows are computed like real ones: on a CPU they only cost time (BENCHMARKS.md).
+    from visionpipe.serving.batching import BatchingOptions
+    from visionpipe.serving.config import BatchingConfig
+
+    b = BatchingConfig()
+    path = tmp_path / tfs.BATCHING_CONFIG
+    params = tfs.batching_parameters(
+        b.max_batch_size, b.batch_timeout_micros, b.num_batch_threads, b.max_enqueued_batches, b.allowed_batch_sizes
+    )
+    tfs.write_text_proto(path, params)
+    options = BatchingOptions.from_file(path)
+    assert [options.padded_size(rows) for rows in (1, 3, 9, b.max_batch_size)] == [1, 3, 9, b.max_batch_size]
