@@ -150,6 +150,16 @@ def start_server(base: Path, batching: Path | None, flags: list[str] = ()) -> tu
     raise RuntimeError(f"the server exited with code {proc.wait()} before it listened")
 
 
+def verdict(median: dict[str, float], reference: str) -> str:
+    """Issue 24's target: with batching on, REST and gRPC at 0.9x the reference or more, gRPC at
+    least as fast as REST."""
+    rest, grpc = median["rest, batching on"] / median[reference], median["grpc, batching on"] / median[reference]
+    met = rest >= 0.9 and grpc >= 0.9 and grpc >= rest
+    return f"batching on vs reference: REST {rest:.2f}x, gRPC {grpc:.2f}x (targets >= 0.90x, gRPC >= REST): " + (
+        "met" if met else "NOT met"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -247,6 +257,7 @@ def main() -> None:
           f"sizes {sizes}")  # fmt: skip
     print(f"server with batching on: {server_batching[0] if server_batching else '?'} (warm-up requests included)")
     print(rates.table({"vs 1/call": "in-process, 1 image/call", "vs reference": reference}))
+    print(verdict(rates.medians(), reference))
     print(f"\n{'contender':<28} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'client CPU ms/img':>18} {'server':>7}")
     for name, results in latency.items():
         p50 = statistics.median(r["p50"] for r in results)
