@@ -12,6 +12,8 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     model_service_pb2_grpc,
@@ -40,6 +42,40 @@ def start(core, addresses: list[str], options) -> tuple[grpc.Server, int]:
             raise OSError(f"cannot listen for gRPC on {address}")
     server.start()
     return server, bound[0]
+
+
+# The repeated field TensorFlow's Tensor::AsProtoField fills for each dtype (tensor.proto).
+_FIELDS = {
+    **dict.fromkeys(map(np.dtype, (np.int8, np.uint8, np.int16, np.uint16, np.int32)), "int_val"),
+    np.dtype(np.float32): "float_val",
+    np.dtype(np.float64): "double_val",
+    np.dtype(np.int64): "int64_val",
+    np.dtype(np.uint32): "uint32_val",
+    np.dtype(np.uint64): "uint64_val",
+    np.dtype(np.bool_): "bool_val",
+}
+
+
+def as_proto_field(array: np.ndarray):
+    """An output tensor as TF Serving answers it: values in the dtype's typed field (float_val,
+    string_val, ...), which clients read directly (``outputs["probabilities"].float_val``);
+    ``tf.make_tensor_proto`` packs numbers into ``tensor_content`` instead, which TF Serving
+    sends only with --enable_serialization_as_tensor_content."""
+    import tensorflow as tf
+
+    array = np.asarray(array)
+    field = "string_val" if array.dtype.kind in "OSU" else _FIELDS.get(array.dtype)
+    if field is None:  # half, complex, ...: TensorFlow's own conversion
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(
+        dtype=tf.string.as_datatype_enum if field == "string_val" else tf.as_dtype(array.dtype).as_datatype_enum
+    )
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape)
+    values = array.ravel().tolist()
+    if field == "string_val":
+        values = [v if isinstance(v, bytes) else str(v).encode() for v in values]
+    getattr(proto, field).extend(values)
+    return proto
 
 
 def _addressed(model_spec) -> tuple[str, int | None, str | None]:
@@ -78,7 +114,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.model_spec.version.value = servable.version
             response.model_spec.signature_name = signature
             for key in wanted:
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+                response.outputs[key].CopyFrom(as_proto_field(outputs[key]))
             return response
         except ServingError as err:
             _fail(context, err)

@@ -79,6 +79,25 @@ def test_rest_and_grpc_predict_like_the_signature_in_process(serve, base_path):
     assert status == 200 and np.allclose([p["probabilities"] for p in loose["predictions"]], expected, atol=1e-6)
 
 
+def test_grpc_outputs_come_in_typed_fields_as_tf_serving_sends_them(serve, base_path):
+    # TF Serving fills float_val / string_val (Tensor::AsProtoField), and client code reads them
+    # directly; packed tensor_content only comes with --enable_serialization_as_tensor_content.
+    server = serve([ModelSpec(MODEL, base_path)])
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(IMAGES[:2], dtype=tf.string))
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    probabilities, classes = response.outputs["probabilities"], response.outputs["classes"]
+    assert not probabilities.tensor_content and not classes.tensor_content
+    assert [d.size for d in probabilities.tensor_shape.dim] == [2, len(CLASSES)]
+    expected = in_process(base_path / "1", IMAGES[:2])
+    assert np.allclose(np.reshape(probabilities.float_val, (2, -1)), expected, atol=1e-6)
+    assert list(classes.string_val) == [c.encode() for c in CLASSES] * 2
+    assert probabilities.dtype == tf.float32.as_datatype_enum and classes.dtype == tf.string.as_datatype_enum
+    channel.close()
+
+
 def test_keep_alive_rest_requests_do_not_wait_for_delayed_acks(serve, base_path):
     """Without TCP_NODELAY on the server, every keep-alive request waited ~40 ms (Nagle's
     algorithm against the client's delayed ACK): the REST API ran at a tenth of its speed."""
