@@ -34,7 +34,9 @@ def start(core, addresses: list[str], options) -> tuple[grpc.Server, int]:
             ("grpc.max_send_message_length", options.max_body_bytes),
         ],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(core), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        _PredictionService(core, options.tensor_content), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(core), server)
     bound = [server.add_insecure_port(address) for address in addresses]
     for address, port in zip(addresses, bound, strict=True):
@@ -66,7 +68,7 @@ def as_proto_field(array: np.ndarray):
     array = np.asarray(array)
     field = "string_val" if array.dtype.kind in "OSU" else _FIELDS.get(array.dtype)
     if field is None:  # half, complex, ...: TensorFlow's own conversion
-        return tf.make_tensor_proto(array)
+        return tf_tensor_proto(array)
     proto = tensor_pb2.TensorProto(
         dtype=tf.string.as_datatype_enum if field == "string_val" else tf.as_dtype(array.dtype).as_datatype_enum
     )
@@ -76,6 +78,13 @@ def as_proto_field(array: np.ndarray):
         values = [v if isinstance(v, bytes) else str(v).encode() for v in values]
     getattr(proto, field).extend(values)
     return proto
+
+
+def tf_tensor_proto(array: np.ndarray):
+    """TensorFlow's own conversion: numbers packed into ``tensor_content``."""
+    import tensorflow as tf
+
+    return tf.make_tensor_proto(array)
 
 
 def _addressed(model_spec) -> tuple[str, int | None, str | None]:
@@ -90,8 +99,10 @@ def _fail(context, err: ServingError):
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core):
+    def __init__(self, core, tensor_content: bool = False):
         self.core = core
+        # --enable_serialization_as_tensor_content: TensorFlow's packed bytes, as TF Serving then sends
+        self._output_proto = tf_tensor_proto if tensor_content else as_proto_field
 
     def Predict(self, request, context):
         import tensorflow as tf
@@ -114,7 +125,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.model_spec.version.value = servable.version
             response.model_spec.signature_name = signature
             for key in wanted:
-                response.outputs[key].CopyFrom(as_proto_field(outputs[key]))
+                response.outputs[key].CopyFrom(self._output_proto(outputs[key]))
             return response
         except ServingError as err:
             _fail(context, err)

@@ -44,6 +44,7 @@ class ServerOptions:
     request_log: Path | None = None
     request_log_sample_rate: float = 1.0
     grpc_max_workers: int = 16
+    tensor_content: bool = False  # --enable_serialization_as_tensor_content: gRPC outputs packed
 
 
 class ServingCore:

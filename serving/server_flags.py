@@ -86,7 +86,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("mixed_precision", str, "", ""),
     Flag("skip_initialize_tpu", bool, False, ""),
     Flag("enable_grpc_healthcheck_service", bool, False, ""),
-    Flag("enable_serialization_as_tensor_content", bool, False, ""),
+    Flag(
+        "enable_serialization_as_tensor_content",
+        bool,
+        False,
+        "gRPC outputs packed in tensor_content (default: typed fields such as float_val)",
+    ),
 )
 
 TRUE, FALSE = ("true", "1"), ("false", "0")

@@ -195,6 +195,7 @@ def _server_options(args):
         max_body_bytes=args.max_request_bytes,
         request_log=args.request_log,
         request_log_sample_rate=args.request_log_sample_rate,
+        tensor_content=args.enable_serialization_as_tensor_content,
     )
 
 

@@ -66,6 +66,14 @@ def test_flags_the_development_server_does_not_act_on_are_named():
     assert without_effect(vars(args)) == ["--rest_api_num_threads=8", "--enable_model_warmup=False"]
 
 
+def test_serialization_as_tensor_content_reaches_the_server_options():
+    from visionpipe.cli_serve import _server_options
+
+    assert _server_options(serve_args("--model_base_path=/m")).tensor_content is False
+    packed = serve_args("--model_base_path=/m", "--enable_serialization_as_tensor_content=true")
+    assert _server_options(packed).tensor_content is True and without_effect(vars(packed)) == []
+
+
 def test_port_zero_needs_a_socket_path_as_the_real_server_says(tmp_path, capsys):
     assert main(["serve", f"--model_base_path={tmp_path}", "--port=0"]) == 2
     assert "--port=0 turns gRPC over TCP off: give --grpc_socket_path" in capsys.readouterr().err

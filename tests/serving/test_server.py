@@ -79,7 +79,7 @@ def test_rest_and_grpc_predict_like_the_signature_in_process(serve, base_path):
     assert status == 200 and np.allclose([p["probabilities"] for p in loose["predictions"]], expected, atol=1e-6)
 
 
-def test_grpc_outputs_come_in_typed_fields_as_tf_serving_sends_them(serve, base_path):
+def test_grpc_outputs_come_in_typed_fields_or_packed_as_tf_serving_sends_them(serve, base_path):
     # TF Serving fills float_val / string_val (Tensor::AsProtoField), and client code reads them
     # directly; packed tensor_content only comes with --enable_serialization_as_tensor_content.
     server = serve([ModelSpec(MODEL, base_path)])
@@ -95,6 +95,14 @@ def test_grpc_outputs_come_in_typed_fields_as_tf_serving_sends_them(serve, base_
     assert np.allclose(np.reshape(probabilities.float_val, (2, -1)), expected, atol=1e-6)
     assert list(classes.string_val) == [c.encode() for c in CLASSES] * 2
     assert probabilities.dtype == tf.float32.as_datatype_enum and classes.dtype == tf.string.as_datatype_enum
+    channel.close()
+
+    # --enable_serialization_as_tensor_content: packed, as TF Serving then sends them
+    packed = serve([ModelSpec(MODEL, base_path)], tensor_content=True)
+    channel = grpc.insecure_channel(f"127.0.0.1:{packed.grpc_port}")
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    assert response.outputs["probabilities"].tensor_content and not response.outputs["probabilities"].float_val
+    assert np.allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-6)
     channel.close()
 
 
