@@ -133,12 +133,14 @@ def test_file_cache_is_written_once_then_read_instead_of_the_records(tmp_path):
 
 def test_the_file_cache_writes_with_flat_memory(tmp_path):
     # 240,000 32x32x3 images (700 MB): tf.data's snapshot-based cache grew by 0.8 KB an image
-    # (57 MB at 80,000, so ~190 MB here); the one-shard writer stays within a few MB.
+    # (57 MB at 80,000, so ~190 MB here); the one-shard writer stays well below that, but its
+    # growth is noisy with another test worker on the cores (up to 34 MB seen in a CI run), so
+    # the bound sits at a third of the regression it guards against.
     done = subprocess.run(
         [sys.executable, str(CACHE_WRITE_TASK), "240000", str(tmp_path)],
         check=True, timeout=300, capture_output=True, text=True,
     )  # fmt: skip
-    assert float(done.stdout.split()[-1]) < 30
+    assert float(done.stdout.split()[-1]) < 60
 
 
 def _digest(ds, batches=4) -> str:
