@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from visionpipe.components.ingest import curation, sources
 from visionpipe.components.ingest.config import SplitConfig
 from visionpipe.components.ingest.entries import Entries
-from visionpipe.components.ingest.keys import Index, Keys, StoredIndex
+from visionpipe.components.ingest.keys import Index, Keys, PartitionedKeys, StoredIndex
 from visionpipe.components.ingest.split import Candidate, Plan, plan_splits
 from visionpipe.data import images, label_sets, record_format
 from visionpipe.data.image_stats import ImageMeta
@@ -148,7 +148,8 @@ def read_spill(spill: str, examples: bool = True) -> tuple[Keys, list[tuple[Cand
 def plan_of(spills: list[str], rule: SplitConfig, previous: Index | StoredIndex, task: str) -> Plan:
     """The split plan of every task's keys, read from their spills; its reports are made from the
     candidates of the contents several images share, read from the spills that hold them."""
-    plan = plan_splits(Keys.merged(read_keys(spill) for spill in spills), rule, previous, task)
+    with PartitionedKeys(read_keys(spill) for spill in spills) as keys:
+        plan = plan_splits(keys, rule, previous, task)
     copies = []
     for spill in spills if len(plan.duplicated) else ():  # no shared content: no spill to read again
         shared = np.isin(read_keys(spill).digests, plan.duplicated)
@@ -167,8 +168,7 @@ class CheckFiles(_CheckTask):
         self._entries = Entries()
 
     def setup(self):
-        with FileSystems.open(self._listing_path, compression_type="uncompressed") as f:
-            self._entries = Entries.load(f)
+        self._entries = Entries.read(self._listing_path)
 
     def items(self, task):
         start, stop = task

@@ -1,10 +1,11 @@
-"""The listed image files, held compactly: every path in one byte buffer, labels and splits as
-small codes.
+"""The listed image files, held compactly: each path as its folder (a code into the list of
+folders) and its file name (in one byte buffer), labels and splits as small codes.
 
-A million listed files take about 60 MB this way, against about 170 MB as a list of named
+A million listed files take about 27 MB this way, against about 170 MB as a list of named
 tuples of strings (and as much again for every copy made while sorting or pickling it), so the
 driver's memory stays flat as the data grows. Workers read the same compact form from the file
-the driver writes (``save`` / ``load``) and index into it.
+the driver writes (``save`` / ``read``) and index into it. The order the workers take files in
+(``spread``) is a permutation stored beside the entries, not a second copy of them.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import io
 import json
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from visionpipe.components.ingest.keys import SPLIT_NAMES, split_code, write_arrays
 
@@ -27,35 +29,48 @@ class Entry(NamedTuple):
     split: str = ""  # given by the user's layout or manifest; "" = visionpipe assigns it
 
 
+# Paths are hashed this many at a time for ``spread``: a list of a million digests as bytes
+# objects would hold about 60 MB.
+_HASH_CHUNK = 65_536
+
+
 class Entries:
     """A sequence of ``Entry``: append, len, iterate, index."""
 
     def __init__(self, entries: Iterable[Entry] = ()):
-        self._paths = bytearray()
-        self._ends = array("q")  # where each path ends in ``_paths``
-        self._names: list[str] = []  # label strings; a code is a position
-        self._codes: dict[str, int] = {}
-        self._labels = array("I")
-        self._splits = array("B")
+        self._folders: list[str] = []  # each with its trailing "/"; a code is a position
+        self._folder_codes: dict[str, int] = {}
+        # The per-entry buffers grow as arrays while listing and are numpy arrays once loaded.
+        self._folder_of: Any = array("I")
+        self._names: Any = bytearray()  # file names, one after another
+        self._ends: Any = array("q")  # where each name ends in ``_names``
+        self._labels_named: list[str] = []  # label strings; a code is a position
+        self._label_codes: dict[str, int] = {}
+        self._labels: Any = array("I")
+        self._splits: Any = array("B")
+        self._order: np.ndarray | None = None  # positions in the order of ``spread``; None: as listed
         for entry in entries:
             self.append(entry)
 
     def append(self, entry: Entry) -> None:
-        self._paths += entry.path.encode()
-        self._ends.append(len(self._paths))
-        if entry.label not in self._codes:
-            self._codes[entry.label] = len(self._names)
-            self._names.append(entry.label)
-        self._labels.append(self._codes[entry.label])
+        if self._order is not None or isinstance(self._names, np.ndarray):
+            raise TypeError("a spread or loaded listing is read-only")
+        folder, slash, name = entry.path.rpartition("/")
+        self._folder_of.append(_code(self._folder_codes, self._folders, folder + slash))
+        self._names += name.encode()
+        self._ends.append(len(self._names))
+        self._labels.append(_code(self._label_codes, self._labels_named, entry.label))
         self._splits.append(split_code(entry.split))
 
     def __len__(self) -> int:
         return len(self._ends)
 
     def __getitem__(self, i: int) -> Entry:
-        start = self._ends[i - 1] if i else 0
-        path = self._paths[start : self._ends[i]].decode()
-        return Entry(path, self._names[self._labels[i]], SPLIT_NAMES[self._splits[i]])
+        at = int(self._order[i]) if self._order is not None else i
+        start = int(self._ends[at - 1]) if at else 0
+        name = bytes(self._names[start : int(self._ends[at])]).decode()
+        path = self._folders[int(self._folder_of[at])] + name
+        return Entry(path, self._labels_named[int(self._labels[at])], SPLIT_NAMES[int(self._splits[at])])
 
     def __iter__(self) -> Iterator[Entry]:
         return (self[i] for i in range(len(self)))
@@ -64,29 +79,68 @@ class Entries:
         return isinstance(other, Entries) and list(self) == list(other)
 
     def spread(self) -> Entries:
-        """The entries in the order of a hash of their paths: a fixed order that mixes classes
-        (sources come in class order; see the executor's note on tasks)."""
-        keys = np.array([hashlib.sha1(self[i].path.encode()).digest() for i in range(len(self))], dtype="S20")
-        return Entries(self[i] for i in np.argsort(keys, kind="stable").tolist())
+        """The same entries in the order of a hash of their paths: a fixed order that mixes
+        classes (sources come in class order; see the executor's note on tasks). A view: the
+        entries are shared, only the order (4 bytes an entry) is new."""
+        keys = np.empty(len(self), np.uint64)
+        for start in range(0, len(self), _HASH_CHUNK):
+            stop = min(start + _HASH_CHUNK, len(self))
+            prefixes = b"".join(hashlib.sha1(self[i].path.encode()).digest()[:8] for i in range(start, stop))
+            keys[start:stop] = np.frombuffer(prefixes, ">u8")
+        view = self._view()
+        view._order = np.argsort(keys, kind="stable").astype(np.uint32 if len(self) < 2**32 else np.int64)
+        return view
+
+    def _view(self) -> Entries:
+        view = Entries()
+        view.__dict__.update(self.__dict__)
+        return view
 
     def save(self, f: BinaryIO) -> None:
+        order = self._order if self._order is not None else np.array([], np.uint32)
         write_arrays(
             f,
-            paths=np.frombuffer(bytes(self._paths), np.uint8),
-            ends=np.asarray(self._ends, np.int64),
-            names=np.frombuffer(json.dumps(self._names).encode(), np.uint8),
-            labels=np.asarray(self._labels, np.uint32),
-            splits=np.asarray(self._splits, np.uint8),
+            folders=_json_bytes(self._folders),
+            folder_of=np.frombuffer(self._folder_of, np.uint32),
+            names=np.frombuffer(self._names, np.uint8),
+            ends=np.frombuffer(self._ends, np.int64),
+            labels_named=_json_bytes(self._labels_named),
+            labels=np.frombuffer(self._labels, np.uint32),
+            splits=np.frombuffer(self._splits, np.uint8),
+            order=order,
+            spread=np.array(self._order is not None),
         )
 
     @classmethod
-    def load(cls, f: BinaryIO) -> Entries:
+    def load(cls, f: BinaryIO | str) -> Entries:
+        """From a seekable file or a local path (read in place, without a copy in memory)."""
         entries = cls()
-        with np.load(io.BytesIO(f.read())) as saved:
-            entries._paths = bytearray(saved["paths"].tobytes())
-            entries._ends.frombytes(saved["ends"].astype(np.int64).tobytes())
-            entries._names = json.loads(saved["names"].tobytes())
-            entries._codes = {name: i for i, name in enumerate(entries._names)}
-            entries._labels.frombytes(saved["labels"].astype(np.uint32).tobytes())
-            entries._splits.frombytes(saved["splits"].tobytes())
+        with np.load(f) as saved:
+            entries._folders = json.loads(saved["folders"].tobytes())
+            entries._folder_of = saved["folder_of"]
+            entries._names = saved["names"]
+            entries._ends = saved["ends"]
+            entries._labels_named = json.loads(saved["labels_named"].tobytes())
+            entries._labels = saved["labels"]
+            entries._splits = saved["splits"]
+            entries._order = saved["order"] if bool(saved["spread"]) else None
         return entries
+
+    @classmethod
+    def read(cls, path: str) -> Entries:
+        """What ``save`` wrote to ``path``, a local or Beam FileSystems file."""
+        if FileSystems.get_scheme(path) is None:
+            return cls.load(path)
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            return cls.load(io.BytesIO(f.read()))  # Beam's files cannot seek; np.load does
+
+
+def _code(codes: dict[str, int], named: list[str], value: str) -> int:
+    if value not in codes:
+        codes[value] = len(named)
+        named.append(value)
+    return codes[value]
+
+
+def _json_bytes(value: list[str]) -> np.ndarray:
+    return np.frombuffer(json.dumps(value).encode(), np.uint8)

@@ -18,12 +18,15 @@ import io
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
+
+from visionpipe.components.ingest.partitions import FLUSH_ROWS, DigestPartitions, rows_dtype
 
 SPLIT_NAMES = ("", "train", "val", "test")  # a split code is its position; 0: none given
 DIGEST = "S32"
@@ -76,18 +79,38 @@ class Keys(NamedTuple):
             np.array([split_code(split) for _, _, split in items], np.uint8),
         )
 
-    @classmethod
-    def merged(cls, parts: Iterable[Keys]) -> Keys:
-        parts = list(parts)
-        labels = tuple(sorted({label for part in parts for label in part.labels}))
-        code = {label: i for i, label in enumerate(labels)}
-        recoded = [np.array([code[label] for label in p.labels] or [0], np.int32)[p.label_codes] for p in parts]
-        return cls(
-            np.concatenate([p.digests for p in parts] or [np.array([], DIGEST)]),
-            labels,
-            np.concatenate(recoded or [np.array([], np.int32)]),
-            np.concatenate([p.given for p in parts] or [np.array([], np.uint8)]),
-        )
+    def parts(self) -> Iterator[Keys]:
+        """The keys in parts that each hold every copy of their digests: here, one part."""
+        yield self
+
+
+class PartitionedKeys:
+    """Every task's ``Keys``, set aside by digest (``partitions.DigestPartitions``) and read back
+    by ``parts`` a digest range at a time, so the split plan never holds them all. A context
+    manager: its files are removed on exit."""
+
+    def __init__(self, tasks: Iterable[Keys], flush_rows: int = FLUSH_ROWS):
+        self._rows = DigestPartitions(rows_dtype(label="<i4", given="u1"), flush_rows)
+        codes: dict[str, int] = {}  # label -> its code in the rows: in the order first seen
+        for keys in tasks:
+            recode = np.array([codes.setdefault(label, len(codes)) for label in keys.labels] or [0], np.int32)
+            rows = np.empty(len(keys.digests), self._rows.dtype)
+            rows["digest"], rows["label"], rows["given"] = keys.digests, recode[keys.label_codes], keys.given
+            self._rows.add(rows)
+        self.labels = tuple(sorted(codes))
+        position = {label: i for i, label in enumerate(self.labels)}
+        self._sorted_code = np.array([position[label] for label in codes] or [0], np.int32)
+
+    def __enter__(self) -> PartitionedKeys:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._rows.__exit__(*exc)
+
+    def parts(self) -> Iterator[Keys]:
+        for rows in self._rows.parts():
+            if len(rows):
+                yield Keys(rows["digest"], self.labels, self._sorted_code[rows["label"]], rows["given"])
 
 
 class Index(NamedTuple):
@@ -120,6 +143,29 @@ class Index(NamedTuple):
         kept = cls(new, codes).lookup(old.digests) == 0  # old digests no placed one replaces
         at = np.searchsorted(new, old.digests[kept])
         return cls(np.insert(new, at, old.digests[kept]), np.insert(codes, at, old.splits[kept]))
+
+    @staticmethod
+    def save_merged(old: Index | StoredIndex, placed: DigestPartitions, f: BinaryIO) -> None:
+        """``merged(old, placed digests, their split codes)`` saved into ``f`` a digest range at a
+        time: the placed rows (``rows_dtype(split="u1")``) are never all in memory."""
+        with tempfile.TemporaryFile() as digest_file, tempfile.TemporaryFile() as split_file:
+            size, old_digests = 0, old.digests
+            bounds = np.searchsorted(old_digests, np.array([bytes([b]) for b in range(1, 256)], DIGEST)).tolist()
+            for lo, hi, rows in zip([0, *bounds], [*bounds, len(old_digests)], placed.parts(), strict=True):
+                part = Index.merged(Index(old_digests[lo:hi], old.splits[lo:hi]), rows["digest"], rows["split"])
+                digest_file.write(part.digests.astype(DIGEST).tobytes())
+                split_file.write(part.splits.astype(np.uint8).tobytes())
+                size += len(part.digests)
+            with tempfile.TemporaryFile() as staged:
+                with zipfile.ZipFile(staged, "w", zipfile.ZIP_STORED, allowZip64=True) as zipped:
+                    for name, dtype, column in (("digests", DIGEST, digest_file), ("splits", np.uint8, split_file)):
+                        with zipped.open(f"{name}.npy", "w", force_zip64=True) as member:
+                            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False}
+                            np.lib.format.write_array_header_1_0(member, {**header, "shape": (size,)})
+                            column.seek(0)
+                            shutil.copyfileobj(column, member, _COPY_CHUNK)
+                staged.seek(0)
+                shutil.copyfileobj(staged, f, _COPY_CHUNK)
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """The split code of each digest in ``keys``; 0 where the index does not hold it."""

@@ -46,13 +46,23 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from visionpipe.components.ingest.config import SplitConfig
-from visionpipe.components.ingest.keys import SPLIT_NAMES, Index, Keys, StoredIndex, digests, hex_of, split_code
+from visionpipe.components.ingest.keys import (
+    DIGEST,
+    SPLIT_NAMES,
+    Index,
+    Keys,
+    PartitionedKeys,
+    StoredIndex,
+    digests,
+    hex_of,
+    split_code,
+)
 from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import (
     ABSENT,
@@ -293,40 +303,44 @@ class _Groups(NamedTuple):
 
 
 def plan_splits(
-    keys: Keys, rule: SplitConfig, previous: Index | StoredIndex, task: str = label_sets.SINGLE_LABEL
+    keys: Keys | PartitionedKeys, rule: SplitConfig, previous: Index | StoredIndex, task: str = label_sets.SINGLE_LABEL
 ) -> Plan:
     """Where every content hash goes (rules 1-4 above), from ``data.split`` and the previous
-    index. The reports on copies need their sources: ``Plan.with_copies`` adds them."""
+    index. The reports on copies need their sources: ``Plan.with_copies`` adds them.
+
+    ``keys`` are read a part at a time (``keys.parts()``), three times: what was given and
+    shared; how many contents of each stratum are given, placed before or new; and, in digest
+    order, where the new ones go. Only counts and the shared contents are kept between parts."""
     fractions = {"train": rule.train, "val": rule.val, "test": rule.test}
-    groups = _Groups.of(keys)
     multi = task == label_sets.MULTI_LABEL
-    given_splits = {SPLIT_NAMES[c] for c in np.unique(keys.given).tolist() if c}
-    strata = _strata(keys.labels, groups, multi)
-    all_given = bool((keys.given > 0).all())
+    seen = _Seen.of(keys)
+    strata = _strata(keys.labels, seen.per_label, multi)
     plan = Plan(
         classes=sorted({n for label in keys.labels for n in label_sets.decode(label)} if multi else keys.labels),
-        origins=origins(given_splits, all_given, fractions),
+        origins=origins(seen.given_splits, seen.all_given, fractions),
         shares={},
         open_splits=(),
         previous=previous,
         strata=dict(zip(keys.labels, strata, strict=True)),
         bounds={},
         copies={},
-        conflicted={hex_of(d): "" for d in groups.digests[groups.conflicted].tolist()},  # reasons: with_copies
-        duplicated=groups.digests[groups.size > 1],
+        conflicted={hex_of(d): "" for d in seen.conflicted.tolist()},  # reasons: with_copies
+        duplicated=seen.duplicated,
         task=task,
     )
-    pool = _Pool.sort(groups, plan, previous, fractions, strata, all_given)
+    names = sorted(set(strata))
+    positions = [names.index(s) for s in strata]
+    pool = _Pool.of(_Tally(keys, plan, previous, positions), plan, fractions, names, seen)
     sizes = pool.sizes(rule)
     val_made = plan.origins["val"] in (GIVEN, ASSIGNED, CARVED)
     if plan.origins["test"] in (ASSIGNED, CARVED) and val_made and pool.test_images(sizes) < rule.min_test_size:
         plan.test_sizing = (
             f"it would hold {pool.test_images(sizes)} images, fewer than data.split.min_test_size {rule.min_test_size}"
         )
-        plan.origins["test"] = TOO_SMALL
-        pool = _Pool.sort(groups, plan, previous, fractions, strata, all_given)
+        plan.origins["test"] = TOO_SMALL  # which may end the carving, and what counts as given
+        pool = _Pool.of(_Tally(keys, plan, previous, positions), plan, fractions, names, seen)
         sizes = pool.sizes(rule)
-    plan.bounds = pool.fill(sizes)
+    plan.bounds, plan.copies = pool.fill(sizes)
     plan.open_splits = tuple(sorted(pool.open_splits))
     plan.shares = pool.shares(placed=False)
     if plan.origins["test"] in (ASSIGNED, CARVED) and any(
@@ -337,22 +351,43 @@ def plan_splits(
             f"sized for a useful accuracy interval: at least {rule.min_test_per_class} per class and "
             f"{rule.min_test_images} in all where a class can spare them, up to {rule.max_test_share:.0%} of it"
         )
-    shared = (groups.size > 1) & ~groups.conflicted
-    plan.copies = {
-        hex_of(d): SPLIT_NAMES[c]
-        for d, c in zip(groups.digests[shared].tolist(), pool.split[shared].tolist(), strict=True)
-    }
     return plan
 
 
-def _strata(labels: tuple[str, ...], groups: _Groups, multi: bool) -> list[str]:
+@dataclasses.dataclass
+class _Seen:
+    """The first pass over the keys: what was given, and the contents several candidates share."""
+
+    given_splits: set[str]
+    all_given: bool  # every candidate came with a split
+    per_label: np.ndarray  # contents whose (lowest) label is each label
+    conflicted: np.ndarray  # digests of the contents filed under more than one label
+    duplicated: np.ndarray  # sorted digests of the contents several candidates share
+
+    @classmethod
+    def of(cls, keys: Keys | PartitionedKeys) -> _Seen:
+        given_codes: set[int] = set()
+        all_given = True
+        per_label = np.zeros(len(keys.labels), np.int64)
+        conflicted, duplicated = [np.array([], DIGEST)], [np.array([], DIGEST)]
+        for part in keys.parts():
+            groups = _Groups.of(part)
+            given_codes.update(np.unique(part.given).tolist())
+            all_given = all_given and bool((part.given > 0).all())
+            per_label += np.bincount(groups.label, minlength=len(keys.labels))
+            conflicted.append(groups.digests[groups.conflicted])
+            duplicated.append(groups.digests[groups.size > 1])
+        given = {SPLIT_NAMES[c] for c in given_codes if c}
+        return cls(given, all_given, per_label, np.concatenate(conflicted), np.concatenate(duplicated))
+
+
+def _strata(labels: tuple[str, ...], per_label: np.ndarray, multi: bool) -> list[str]:
     """The stratum of each label: the label itself, or for multi-label data the label set's
     rarest label (counted once per content), ties broken by name; the empty set: NO_LABEL."""
     if not multi:
         return list(labels)
-    per_label = np.bincount(groups.label, minlength=len(labels)).tolist()
     counts: collections.Counter[str] = collections.Counter()
-    for label, n in zip(labels, per_label, strict=True):
+    for label, n in zip(labels, per_label.tolist(), strict=True):
         for name in label_sets.decode(label):
             counts[name] += n
     strata = []
@@ -362,58 +397,65 @@ def _strata(labels: tuple[str, ...], groups: _Groups, multi: bool) -> list[str]:
     return strata
 
 
+class _Part(NamedTuple):
+    """One part of the keys, grouped by content, with what decides each content's split."""
+
+    groups: _Groups
+    stratum: np.ndarray  # per group: its stratum's position in the plan's strata
+    given: np.ndarray  # per group: its split is given (a carved-from train split does not count)
+    before: np.ndarray  # per group: the split code an earlier ingest placed it in (0: none)
+
+
+class _Tally:
+    """The second pass: contents counted by (stratum, earlier split code, given, conflicted),
+    from which the pool's counts follow for any set of open splits."""
+
+    def __init__(self, keys: Keys | PartitionedKeys, plan: Plan, previous: Index | StoredIndex, strata: list[int]):
+        self._keys, self._previous = keys, previous
+        self._carving = plan.carving
+        self._stratum_of_label = np.array(strata or [0], np.int64)
+        self.counts = np.zeros((max(strata, default=0) + 1, len(SPLIT_NAMES), 2, 2), np.int64)
+        for part in self.parts():
+            index = (part.stratum, part.before, part.given.astype(int), part.groups.conflicted.astype(int))
+            np.add.at(self.counts, index, 1)
+
+    def parts(self) -> Iterator[_Part]:
+        for keys in self._keys.parts():
+            groups = _Groups.of(keys)
+            given = (groups.given > 0) & ~(self._carving & (groups.given == 1 << (TRAIN - 1)))
+            before = self._previous.lookup(groups.digests)
+            yield _Part(groups, self._stratum_of_label[groups.label], given, before)
+
+
 @dataclasses.dataclass
 class _Pool:
-    """Every content hash by how its split is decided: given by the user (or placed by an
-    earlier ingest, in an open split) or placed now, in its stratum, by rules 3 and 4."""
+    """Every content by how its split is decided, counted per stratum: given by the user (or
+    placed by an earlier ingest, in an open split) or placed now, in its stratum, by rules 3
+    and 4."""
 
+    tally: _Tally
     open_splits: set[str]  # the splits the pool fills
     fractions: dict[str, float]  # data.split's fractions of the open splits (0 for the others)
     names: list[str]  # the strata
-    stratum: np.ndarray  # per group: its stratum's position in ``names``
-    digests: np.ndarray  # per group
-    split: np.ndarray  # per group: its split code (0 while it is still to place, and if conflicted)
-    new: np.ndarray  # per group: True if it is placed now
+    new: np.ndarray  # per stratum: contents placed now
     placed: np.ndarray  # (stratum, split code) -> contents an earlier ingest placed there
+    cuts: np.ndarray | None = None  # per stratum: new contents that go to test, to test or val (``fill``)
 
     @classmethod
-    def sort(
-        cls,
-        groups: _Groups,
-        plan: Plan,
-        previous: Index | StoredIndex,
-        fractions: dict,
-        strata: list[str],
-        all_given: bool,
-    ):
-        carving = plan.carving
-        if all_given:
-            open_splits = {s for s, origin in plan.origins.items() if origin == CARVED} | (
-                {CARVED_FROM} if carving else set()
-            )
+    def of(cls, tally: _Tally, plan: Plan, fractions: dict, names: list[str], seen: _Seen) -> _Pool:
+        if seen.all_given:
+            carved = {s for s, origin in plan.origins.items() if origin == CARVED}
+            open_splits = carved | ({CARVED_FROM} if plan.carving else set())
         else:
             open_splits = {s for s in SPLITS if fractions[s] > 0 and plan.origins[s] != TOO_SMALL}
-        names = sorted(set(strata))
-        stratum = np.array([names.index(s) for s in strata], np.int64)[groups.label]
-        given = (groups.given > 0) & ~(carving & (groups.given == 1 << (TRAIN - 1)))
-        before = previous.lookup(groups.digests)
         is_open = np.array([split in open_splits for split in SPLIT_NAMES])
-        from_before = ~given & is_open[before]
-        new = ~groups.conflicted & ~given & ~from_before
-        split = np.where(given, EARLIEST_GIVEN[groups.given], np.where(from_before, before, 0)).astype(np.uint8)
-        split[groups.conflicted] = 0
-        placed = np.zeros((len(names), len(SPLIT_NAMES)), np.int64)
-        keep = from_before & ~groups.conflicted
-        np.add.at(placed, (stratum[keep], before[keep]), 1)
+        free = tally.counts[:, :, 0, 0]  # (stratum, earlier split): neither given nor conflicted
         fractions = {s: fractions[s] if s in open_splits else 0.0 for s in SPLITS}
-        return cls(open_splits, fractions, names, stratum, groups.digests, split, new, placed)
-
-    def _new_counts(self) -> np.ndarray:
-        return np.bincount(self.stratum[self.new], minlength=len(self.names))
+        return cls(tally, open_splits, fractions, names, free[:, ~is_open].sum(axis=1), free * is_open)
 
     def sizes(self, rule: SplitConfig) -> dict[str, dict[str, int]]:
         """Stratum -> its target size in each split (rule 4 included)."""
-        counts = self._new_counts() + self.placed.sum(axis=1)
+        counts = self.new + self.placed.sum(axis=1)
         total = int(counts.sum())
         return {
             self.names[i]: class_sizes(int(n), total, self.fractions, rule) for i, n in enumerate(counts.tolist()) if n
@@ -423,47 +465,69 @@ class _Pool:
         """How many images the test split gets: its target, where new images (or earlier test
         images) can fill it. Old images never move, so when data grows, a test split made for
         the first time holds new images only."""
-        new = self._new_counts()
         return sum(
-            min(size["test"], int(self.placed[self.names.index(name), TEST] + new[self.names.index(name)]))
+            min(size["test"], int(self.placed[self.names.index(name), TEST] + self.new[self.names.index(name)]))
             for name, size in sizes.items()
         )
 
-    def fill(self, sizes: dict[str, dict[str, int]]) -> dict[str, tuple[bytes, bytes]]:
+    def fill(self, sizes: dict[str, dict[str, int]]) -> tuple[dict[str, tuple[bytes, bytes]], dict[str, str]]:
         """New contents of a stratum, in digest order, go where it is short of its target: test,
         then val, then train. Returns each stratum's bounds: the last digest (padded) of its new
         test contents and of its new val contents (of the test ones where it has no val ones),
-        b"" where it has none, by which a worker places any new image of it on its own."""
+        b"" where it has none, by which a worker places any new image of it on its own; and the
+        split of every content several candidates share (conflicted ones aside)."""
         targets = np.zeros((len(self.names), len(SPLIT_NAMES)), np.int64)
         for name, size in sizes.items():
             targets[self.names.index(name), [TEST, VAL]] = size["test"], size["val"]
         short = np.maximum(0, targets - self.placed)
-        order = np.flatnonzero(self.new)
-        order = order[np.argsort(self.stratum[order], kind="stable")]  # by stratum, digest order within
-        stratum = self.stratum[order]
-        rank = np.arange(len(order)) - np.searchsorted(stratum, stratum)
-        tests, vals = short[stratum, TEST], short[stratum, VAL]
-        self.split[order] = np.where(rank < tests, TEST, np.where(rank < tests + vals, VAL, TRAIN))
-        starts = np.searchsorted(stratum, np.arange(len(self.names)))
-        counts = self._new_counts()
+        test = np.minimum(short[:, TEST], self.new)
+        self.cuts = np.stack([test, np.minimum(test + short[:, VAL], self.new)], axis=1)
+        last = np.full((len(self.names), 2), b"", DIGEST)  # per stratum: the digest at each cut
+        ranked = np.zeros(len(self.names), np.int64)  # per stratum: its new contents in earlier parts
+        copies: dict[str, str] = {}
+        for part in self.tally.parts():
+            split = self._place(part, ranked, last)
+            shared = (part.groups.size > 1) & ~part.groups.conflicted
+            hexes = map(hex_of, part.groups.digests[shared].tolist())
+            copies.update(zip(hexes, [SPLIT_NAMES[c] for c in split[shared].tolist()], strict=True))
+        bounds = {
+            name: tuple(bytes.fromhex(hex_of(d)) if n else b"" for d, n in zip(last[i].tolist(), cuts, strict=True))
+            for i, (name, cuts) in enumerate(zip(self.names, self.cuts.tolist(), strict=True))
+        }
+        return bounds, copies
 
-        def last(upto: int, i: int) -> bytes:
-            return bytes.fromhex(hex_of(self.digests[order[starts[i] + upto - 1]])) if upto else b""
-
-        bounds = {}
-        for i, name in enumerate(self.names):
-            test = min(int(short[i, TEST]), int(counts[i]))
-            bounds[name] = (last(test, i), last(min(test + int(short[i, VAL]), int(counts[i])), i))
-        return bounds
+    def _place(self, part: _Part, ranked: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """The split code of each content of ``part`` (0 if conflicted); its new contents are
+        ranked on from ``ranked`` (updated), and the digests at the cuts go into ``last``."""
+        groups, stratum = part.groups, part.stratum
+        is_open = np.array([split in self.open_splits for split in SPLIT_NAMES])
+        from_before = ~part.given & is_open[part.before]
+        split = np.where(part.given, EARLIEST_GIVEN[groups.given], np.where(from_before, part.before, 0))
+        order = np.flatnonzero(~groups.conflicted & ~part.given & ~from_before)
+        order = order[np.argsort(stratum[order], kind="stable")]  # by stratum, digest order within
+        strata = stratum[order]
+        rank = ranked[strata] + np.arange(len(order)) - np.searchsorted(strata, strata)
+        ranked += np.bincount(strata, minlength=len(self.names))
+        assert self.cuts is not None, "fill sets the cuts"
+        cuts = self.cuts[strata]
+        split[order] = np.where(rank < cuts[:, 0], TEST, np.where(rank < cuts[:, 1], VAL, TRAIN))
+        for bound in (0, 1):
+            at = rank == cuts[:, bound] - 1
+            last[strata[at], bound] = groups.digests[order[at]]
+        split[groups.conflicted] = 0
+        return split
 
     def shares(self, placed: bool) -> dict[str, float]:
         """Each open split's share of the pool: as configured, or as placed."""
         if not placed:
             total = sum(self.fractions.values()) or 1.0
             return {s: f / total for s, f in self.fractions.items() if f}
-        counts = np.bincount(self.split[self.new], minlength=len(SPLIT_NAMES)) + self.placed.sum(axis=0)
-        total = int(counts.sum()) or 1
-        return {s: int(counts[split_code(s)]) / total for s in SPLITS if self.fractions[s]}
+        assert self.cuts is not None, "fill first"
+        now = {TEST: self.cuts[:, 0].sum(), VAL: (self.cuts[:, 1] - self.cuts[:, 0]).sum()}
+        now[TRAIN] = self.new.sum() - now[TEST] - now[VAL]
+        counts = {code: int(now[code] + self.placed[:, code].sum()) for code in (TRAIN, VAL, TEST)}
+        total = sum(counts.values()) or 1
+        return {s: counts[split_code(s)] / total for s in SPLITS if self.fractions[s]}
 
 
 def _conflicts(groups: list[list[Candidate]]) -> dict[str, str]:

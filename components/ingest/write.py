@@ -28,7 +28,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from visionpipe.components.ingest.check import Curated, TaskResult, read_spill
-from visionpipe.components.ingest.keys import DIGEST, INDEX_FILE, Index, split_code
+from visionpipe.components.ingest.keys import INDEX_FILE, Index, split_code
+from visionpipe.components.ingest.partitions import DigestPartitions, rows_dtype
 from visionpipe.components.ingest.split import SPLITS, Plan
 from visionpipe.data import label_sets, record_format
 from visionpipe.data.image_stats import ImageStatsFn, by_label, empty_split
@@ -161,18 +162,19 @@ def _merged_outcomes(written: list[Written], out: str, plan: Plan) -> dict[str, 
     stats = ImageStatsFn()
     merged: dict[str, dict] = {}
     total = sum(sum(task.written.values()) for task in written)  # every image written is placed
-    placed, codes, at = np.empty(total, DIGEST), np.empty(total, np.uint8), 0
-    for task in written:
-        outcome = Outcome.load(task.outcome)
-        digests, split_codes = outcome.placed
-        placed[at : at + len(digests)], codes[at : at + len(digests)] = digests, split_codes
-        at += len(digests)
-        for split, accumulator in outcome.stats.items():
-            merged[split] = stats.merge_accumulators([merged[split], accumulator]) if split in merged else accumulator
-    if at != total:
-        raise RuntimeError(f"ingest placed {at} images but wrote {total}")
-    with FileSystems.create(FileSystems.join(out, INDEX_FILE)) as f:
-        Index.merged(plan.previous, placed, codes).save(f)
+    with DigestPartitions(rows_dtype(split="u1")) as placed:
+        for task in written:
+            outcome = Outcome.load(task.outcome)
+            rows = np.empty(len(outcome.placed[0]), placed.dtype)
+            rows["digest"], rows["split"] = outcome.placed
+            placed.add(rows)
+            for split, accumulator in outcome.stats.items():
+                earlier = [merged[split]] if split in merged else []
+                merged[split] = stats.merge_accumulators([*earlier, accumulator])
+        if placed.rows != total:
+            raise RuntimeError(f"ingest placed {placed.rows} images but wrote {total}")
+        with FileSystems.create(FileSystems.join(out, INDEX_FILE)) as f:
+            Index.save_merged(plan.previous, placed, f)
     split_stats = {split: stats.extract_output(merged[split]) if split in merged else empty_split() for split in SPLITS}
     if plan.task == label_sets.MULTI_LABEL:
         return {split: by_label(summary) for split, summary in split_stats.items()}
