@@ -490,9 +490,13 @@ class _Pool:
             shared = (part.groups.size > 1) & ~part.groups.conflicted
             hexes = map(hex_of, part.groups.digests[shared].tolist())
             copies.update(zip(hexes, [SPLIT_NAMES[c] for c in split[shared].tolist()], strict=True))
+
+        def padded(digest: bytes, upto: int) -> bytes:
+            return bytes.fromhex(hex_of(digest)) if upto else b""
+
         bounds = {
-            name: tuple(bytes.fromhex(hex_of(d)) if n else b"" for d, n in zip(last[i].tolist(), cuts, strict=True))
-            for i, (name, cuts) in enumerate(zip(self.names, self.cuts.tolist(), strict=True))
+            name: (padded(test, upto[0]), padded(val, upto[1]))
+            for name, (test, val), upto in zip(self.names, last.tolist(), self.cuts.tolist(), strict=True)
         }
         return bounds, copies
 
