@@ -1,6 +1,6 @@
 """The ingest workers' first job: read and check every item of a task.
 
-A task is a slice of the source listing (files) or a batch of TFRecord records. Each item is
+A task is a slice of one page of the source listing (files) or a batch of TFRecord records. Each item is
 read, fully decoded, hashed and measured (``images.check_image``); the candidates, their
 measurements, the serialized Examples (still without label ids, which need every task's
 classes) and the task's ``Keys`` (what the split plan needs, about 40 bytes an image) wait in a
@@ -62,10 +62,24 @@ class TaskResult(NamedTuple):
 beam.coders.registry.register_coder(TaskResult, beam.coders.PickleCoder)
 
 
-def write_listing(entries: Entries, path: str) -> None:
-    """The listed files, read by every worker once (cheaper than pickling them into the graph)."""
-    with FileSystems.create(path) as f:
-        entries.save(f)
+# Tasks per listing page: a worker reads the page of each task it takes (a few hundred KB at
+# most), never the whole listing, and the driver writes a few hundred pages at a million files
+# (one file per task would be thousands of objects on a remote store).
+TASKS_PER_PAGE = 16
+
+
+def write_listing(entries: Entries, folder: str, files_per_task: int) -> list[tuple[str, int, int]]:
+    """The listed files in pages under ``folder`` (cheaper than pickling them into the graph);
+    returns the tasks: (page, first entry, entry after the last) each."""
+    tasks = []
+    page_size = files_per_task * TASKS_PER_PAGE
+    for first in range(0, len(entries), page_size):
+        page = FileSystems.join(folder, f"listing-{first // page_size:06d}.npz")
+        with FileSystems.create(page) as f:
+            Entries(entries[i] for i in range(first, min(first + page_size, len(entries)))).save(f)
+        size = min(page_size, len(entries) - first)
+        tasks += [(page, start, min(start + files_per_task, size)) for start in range(0, size, files_per_task)]
+    return tasks
 
 
 def spilled_items(names: list[str]) -> int:
@@ -160,21 +174,19 @@ def plan_of(spills: list[str], rule: SplitConfig, previous: Index | StoredIndex,
 
 
 class CheckFiles(_CheckTask):
-    """A task is a (start, stop) slice of the listing file's entries."""
-
-    def __init__(self, listing_path: str, *args):
-        super().__init__(*args)
-        self._listing_path = listing_path
-        self._entries = Entries()
-
-    def setup(self):
-        self._entries = Entries.read(self._listing_path)
+    """A task is a (listing page, start, stop) slice of a page's entries."""
 
     def items(self, task):
-        start, stop = task
-        for i in range(start, min(stop, len(self._entries))):
-            path, label, split = self._entries[i]
+        page, start, stop = task
+        entries = _read_page(page)
+        for i in range(start, stop):
+            path, label, split = entries[i]
             yield path, functools.partial(_read_file, path, label, split)
+
+
+@functools.lru_cache(maxsize=1)  # tasks of one page often follow each other; a page is small
+def _read_page(page: str) -> Entries:
+    return Entries.read(page)
 
 
 def _read_file(path: str, label: str, split: str) -> tuple[bytes, str, str]:

@@ -95,16 +95,11 @@ def build_pipeline(
     check_args = (data.max_pixels, params.channels, fraction, scratch, params.curation)
     tasks = []
     if listing.entries:
-        listing_path = FileSystems.join(scratch, "listing.npz")
-        check.write_listing(listing.entries.spread(), listing_path)
-        ranges = [
-            (start, start + params.files_per_task) for start in range(0, len(listing.entries), params.files_per_task)
-        ]
+        pages = check.write_listing(listing.entries.spread(), scratch, params.files_per_task)
         tasks.append(
             pipeline
-            | "ListFiles" >> beam.Create(ranges, reshuffle=True)
-            | "CheckFiles"
-            >> beam.ParDo(check.CheckFiles(listing_path, *check_args)).with_output_types(check.TaskResult)
+            | "ListFiles" >> beam.Create(pages, reshuffle=True)
+            | "CheckFiles" >> beam.ParDo(check.CheckFiles(*check_args)).with_output_types(check.TaskResult)
         )
     if listing.records:
         tasks.append(
