@@ -47,7 +47,9 @@ class BeamConfig:
     direct_running_mode: Literal["auto", "in_memory", "multi_threading", "multi_processing"] = "auto"
     extra_options: tuple[str, ...] = ()  # passed through verbatim, e.g. "--flink_master=host:8081"
     num_shards: int = 0  # 0 lets the runner choose
-    files_per_task: int = 250  # files one worker call reads and checks: amortises Beam's per-element cost
+    # Files one worker call reads and checks at least: amortises Beam's per-element cost. A
+    # listing of more files is cut into at most ingest's MAX_TASKS tasks, each larger.
+    files_per_task: int = 250
 
     def __post_init__(self):
         if self.runner not in RUNNERS and "." not in self.runner:
