@@ -1,7 +1,7 @@
 """The ingest workers' first job: read and check every item of a task.
 
-A task is a slice of one page of the source listing (files) or a batch of TFRecord records. Each item is
-read, fully decoded, hashed and measured (``images.check_image``); the candidates, their
+A task is a slice of one page of the source listing (files) or a batch of TFRecord records.
+Each item is read, fully decoded, hashed and measured (``images.check_image``); the candidates, their
 measurements, the serialized Examples (still without label ids, which need every task's
 classes) and the task's ``Keys`` (what the split plan needs, about 40 bytes an image) wait in a
 spill file, and only a small ``TaskResult`` of the task travels through the runner: nothing

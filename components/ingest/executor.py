@@ -1,6 +1,7 @@
 """ingest executor: a Beam pipeline that reads, checks, splits and writes every image.
 
-Workers check files (or TFRecord records) in tasks of ``beam.files_per_task`` (``check.py``).
+Workers check files (or TFRecord records) in tasks of ``beam.files_per_task`` (``check.py``;
+at most ``MAX_TASKS`` tasks of files, reading the listing a page at a time).
 The content hashes then meet in one split plan (``split.py``), and the workers write every
 image as a tf.train.Example to ``<split>/data-*.tfrecord`` (``write.py``). Unusable items go
 to ``quarantine.jsonl`` with the reason: found = ingested + quarantined, always, and the run
@@ -56,8 +57,12 @@ WORKER_STARTUP_SECONDS = 1.5
 def _stored_previous_index(inputs: Inputs, scratch: str) -> StoredIndex:
     """The previous ingest's split index, copied where the workers read it (remote workers
     cannot read the run root), so it is not pickled into the pipeline graph and the plan."""
-    previous = Index.empty() if inputs.previous is None else Index.load(inputs.previous.path)
-    return StoredIndex.save(previous, FileSystems.join(scratch, "previous_index.npz"))
+    path = FileSystems.join(scratch, "previous_index.npz")
+    return (
+        StoredIndex.save(Index.empty(), path)
+        if inputs.previous is None
+        else StoredIndex.copy(inputs.previous.path, path)
+    )
 
 
 def _pixel_fraction(listing: sources.Listing, sample: int) -> float:

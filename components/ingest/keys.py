@@ -182,10 +182,10 @@ class Index(NamedTuple):
         write_arrays(f, digests=self.digests, splits=self.splits)
 
     @classmethod
-    def read(cls, f: BinaryIO) -> Index:
-        """The index ``save`` wrote into ``f`` (a seekable file)."""
+    def read(cls, f: BinaryIO | str) -> Index:
+        """The index ``save`` wrote into ``f`` (a seekable file or a local path)."""
         with np.load(f) as saved:
-            return cls(saved["digests"].astype(DIGEST), saved["splits"])
+            return cls(saved["digests"].astype(DIGEST, copy=False), saved["splits"])
 
     @classmethod
     def load(cls, folder: Path) -> Index:
@@ -213,6 +213,19 @@ class StoredIndex:
             index.save(f)
         return cls(path, len(index.digests))
 
+    @classmethod
+    def copy(cls, folder: Path, path: str) -> StoredIndex:
+        """The index an ingest wrote into ``folder``, copied to ``path`` without reading it into
+        memory (an index from before 2026-12, JSON, is converted)."""
+        if not (folder / INDEX_FILE).is_file():
+            return cls.save(Index.load(folder), path)
+        with (folder / INDEX_FILE).open("rb") as saved, FileSystems.create(path) as f:
+            shutil.copyfileobj(saved, f, _COPY_CHUNK)
+        with zipfile.ZipFile(folder / INDEX_FILE) as zipped, zipped.open("digests.npy") as member:
+            version = np.lib.format.read_magic(member)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return cls(path, header(member)[0][0])
+
     @property
     def index(self) -> Index:
         return _read_index(self.path)
@@ -236,5 +249,7 @@ class StoredIndex:
 
 @functools.lru_cache(maxsize=1)  # one ingest's index per process: the newest one
 def _read_index(path: str) -> Index:
+    if FileSystems.get_scheme(path) is None:
+        return Index.read(path)  # read in place: no copy of the file in memory
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return Index.read(io.BytesIO(f.read()))  # Beam's files cannot seek, np.load does

@@ -38,7 +38,9 @@ The plan is made from compact arrays (``keys.py``), whatever the data's size, in
 its own (each class's hash bounds for new images, the previous index, the splits of copied
 contents); ``Plan.with_copies`` adds the sources of the copied contents for the reports. So the
 plan sent to every worker grows with the duplicates, not the images (the previous index goes as
-a file, ``keys.StoredIndex``).
+a file, ``keys.StoredIndex``). ``plan_splits`` reads the keys a digest range at a time
+(``keys.PartitionedKeys``) and keeps only counts per stratum and the shared contents, so making
+the plan does not grow with the images either.
 """
 
 from __future__ import annotations
@@ -414,7 +416,7 @@ class _Tally:
         self._keys, self._previous = keys, previous
         self._carving = plan.carving
         self._stratum_of_label = np.array(strata or [0], np.int64)
-        self.counts = np.zeros((max(strata, default=0) + 1, len(SPLIT_NAMES), 2, 2), np.int64)
+        self.counts = np.zeros((max(strata, default=-1) + 1, len(SPLIT_NAMES), 2, 2), np.int64)
         for part in self.parts():
             index = (part.stratum, part.before, part.given.astype(int), part.groups.conflicted.astype(int))
             np.add.at(self.counts, index, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 
@@ -31,3 +32,20 @@ def test_a_stored_index_reads_back_what_was_saved(tmp_path):
     assert stored.size == 2 and stored.lookup(np.array([b"a" * 32, b"c" * 32], DIGEST)).tolist() == [1, 0]
     assert Index.read(io.BytesIO((tmp_path / "index.npz").read_bytes())).digests.tolist() == [b"a" * 32, b"b" * 32]
     StoredIndex.release()
+
+
+def test_a_previous_index_is_copied_for_the_workers_with_its_size(tmp_path):
+    from visionpipe.components.ingest.keys import INDEX_FILE, OLD_INDEX_FILE
+
+    index = Index.merged(
+        Index.empty(), np.array([b"b" * 32, b"a" * 32, b"c" * 32], DIGEST), np.array([3, 1, 2], np.uint8)
+    )
+    (tmp_path / "new").mkdir()
+    with (tmp_path / "new" / INDEX_FILE).open("wb") as f:
+        index.save(f)
+    (tmp_path / "old").mkdir()  # an index written before 2026-12
+    (tmp_path / "old" / OLD_INDEX_FILE).write_text(json.dumps({(b"a" * 32).hex(): "train"}))
+    for folder, size in (("new", 3), ("old", 1)):
+        stored = StoredIndex.copy(tmp_path / folder, str(tmp_path / f"{folder}-copy.npz"))
+        assert stored.size == size and stored.index.as_dict() == Index.load(tmp_path / folder).as_dict()
+        StoredIndex.release()
