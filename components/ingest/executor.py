@@ -76,21 +76,16 @@ def _pixel_fraction(listing: sources.Listing, sample: int) -> float:
 # in class order (class folders, often manifests and TFRecords too). Tasks of one class each
 # would write class-sorted TFRecord shards, and training's bounded shuffle buffer would then
 # see only a few classes at a time. So files are taken in the order of a hash of their path,
-# and records are dealt into buckets by a hash of their bytes, then cut into tasks: fixed,
-# and well spread. 1,024 buckets keep a bucket to about a thousand records at ImageNet size.
-# (GroupIntoBatches would make the tasks directly, but its state makes the DirectRunner fall
-# back to its old single-process engine.)
-RECORD_BUCKETS = 1024
-
-# The most tasks a listing is cut into; more files make larger tasks. The runner's memory grows
-# with the number of tasks, not their size, by about 15 KB a task (measured on a million files:
-# the driver grew 65 MB over the run in 4,000 tasks of 250, 22 MB in 1,000 of 1,000), which made
-# ingest's peak memory grow with the data. 1,024 tasks still keep a hundred workers busy.
+# and records are dealt into buckets (a task each) by a hash of their bytes: fixed, and well
+# spread. (GroupIntoBatches would make the tasks directly, but its state makes the DirectRunner
+# fall back to its old single-process engine.)
+#
+# The most tasks a source is cut into; more items make larger tasks (files: at least
+# ``beam.files_per_task`` each). The runner's memory grows with the number of tasks, not their
+# size, by about 15 KB a task (measured on a million files: the driver grew 65 MB over the run
+# in 4,000 tasks of 250, 22 MB in 1,000 of 1,000), which made ingest's peak memory grow with the
+# data. 1,024 tasks still keep a hundred workers busy; at ImageNet size a task is ~1,250 images.
 MAX_TASKS = 1024
-
-
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def build_pipeline(
@@ -118,9 +113,9 @@ def build_pipeline(
             pipeline
             | "ListRecordFiles" >> beam.Create([f for f, _ in listing.records.files])
             | "ReadRecords" >> ReadAllFromTFRecord(with_filename=True)
-            | "SpreadRecords" >> beam.Map(lambda item: (zlib.crc32(item[1]) % RECORD_BUCKETS, item))
+            | "SpreadRecords" >> beam.Map(lambda item: (zlib.crc32(item[1]) % MAX_TASKS, item))
             | "DealRecords" >> beam.GroupByKey()
-            | "Tasks" >> beam.FlatMapTuple(lambda _, dealt: _chunks(list(dealt), params.files_per_task))
+            | "Tasks" >> beam.MapTuple(lambda _, dealt: list(dealt))
             | "CheckRecords"
             >> beam.ParDo(check.CheckRecords(listing.records, *check_args)).with_output_types(check.TaskResult)
         )
