@@ -189,12 +189,12 @@ def main() -> None:
     import psutil
     import tensorflow as tf
 
-    from visionpipe.cli_serve import _set_threads
+    from visionpipe.cli_serve import set_threads
     from visionpipe.serving.client import ServingClient
     from visionpipe.serving.served_signature import load_signature
     from visionpipe.serving.tf_serving_config import batching_parameters, write_text_proto
 
-    _set_threads(args.intra_op, 0)  # the server's own rule (0: one thread per op), in process too
+    set_threads(args.intra_op, 0)  # the server's own rule (0: one thread per op), in process too
 
     tmp = Path(tempfile.mkdtemp(prefix="serving_load_"))
     export_model(tmp, args.model, args.model_args, args.size)

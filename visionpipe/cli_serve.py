@@ -118,7 +118,7 @@ def _serve(args) -> int:
     ignored = without_effect(vars(args))
     if ignored:
         print(f"accepted, no effect on the development server: {' '.join(ignored)}", flush=True)
-    _set_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
+    set_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,7 +155,7 @@ def _served_models(args) -> tuple[list, Any]:
     return _read(config_file.path, lambda _: config_file.specs_if_changed()), config_file
 
 
-def _set_threads(intra_op: int, inter_op: int) -> None:
+def set_threads(intra_op: int, inter_op: int) -> None:
     """--tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism, set before any
     model loads, as they must be. 0 inter-op is TensorFlow's choice (a thread per core), as in
     tensorflow_model_server; 0 intra-op is one thread per op here, where TensorFlow would give

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from visionpipe.components.ingest import curation, sources
 from visionpipe.components.ingest.config import SplitConfig
 from visionpipe.components.ingest.entries import Entries
-from visionpipe.components.ingest.keys import Index, Keys, PartitionedKeys, StoredIndex
+from visionpipe.components.ingest.keys import Index, Keys, PartitionedKeys, StoredIndex, numpy_readable
 from visionpipe.components.ingest.split import Candidate, Plan, plan_splits
 from visionpipe.data import images, label_sets, record_format
 from visionpipe.data.image_stats import ImageMeta
@@ -186,7 +186,7 @@ class CheckFiles(_CheckTask):
 
 @functools.lru_cache(maxsize=1)  # tasks of one page often follow each other; a page is small
 def _read_page(page: str) -> Entries:
-    return Entries.read(page)
+    return Entries.load(numpy_readable(page))
 
 
 def _read_file(path: str, label: str, split: str) -> tuple[bytes, str, str]:

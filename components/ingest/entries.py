@@ -4,21 +4,19 @@ folders) and its file name (in one byte buffer), labels and splits as small code
 A million listed files take about 27 MB this way, against about 170 MB as a list of named
 tuples of strings (and as much again for every copy made while sorting or pickling it), so the
 driver's memory stays flat as the data grows. Workers read the same compact form from the file
-the driver writes (``save`` / ``read``) and index into it. The order the workers take files in
+the driver writes (``save`` / ``load``) and index into it. The order the workers take files in
 (``spread``) is a permutation stored beside the entries, not a second copy of them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from array import array
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 
 from visionpipe.components.ingest.keys import SPLIT_NAMES, split_code, write_arrays
 
@@ -125,14 +123,6 @@ class Entries:
             entries._splits = saved["splits"]
             entries._order = saved["order"] if bool(saved["spread"]) else None
         return entries
-
-    @classmethod
-    def read(cls, path: str) -> Entries:
-        """What ``save`` wrote to ``path``, a local or Beam FileSystems file."""
-        if FileSystems.get_scheme(path) is None:
-            return cls.load(path)
-        with FileSystems.open(path, compression_type="uncompressed") as f:
-            return cls.load(io.BytesIO(f.read()))  # Beam's files cannot seek; np.load does
 
 
 def _code(codes: dict[str, int], named: list[str], value: str) -> int:

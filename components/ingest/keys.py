@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from visionpipe.components.ingest.partitions import FLUSH_ROWS, DigestPartitions, rows_dtype
+from visionpipe.components.ingest.partitions import FLUSH_ROWS, DigestPartitions, partition_ranges, rows_dtype
 
 SPLIT_NAMES = ("", "train", "val", "test")  # a split code is its position; 0: none given
 DIGEST = "S32"
@@ -45,6 +45,15 @@ def write_arrays(f: BinaryIO, **arrays: Any) -> None:
 
 
 _COPY_CHUNK = 8 << 20
+
+
+def numpy_readable(path: str) -> BinaryIO | str:
+    """``path`` as ``np.load`` takes it: a local path as it is (read in place, no copy of the file
+    in memory); a Beam FileSystems file as its bytes (Beam's files cannot seek, np.load does)."""
+    if FileSystems.get_scheme(path) is None:
+        return path
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return io.BytesIO(f.read())
 
 
 def split_code(split: str) -> int:
@@ -150,8 +159,7 @@ class Index(NamedTuple):
         time: the placed rows (``rows_dtype(split="u1")``) are never all in memory."""
         with tempfile.TemporaryFile() as digest_file, tempfile.TemporaryFile() as split_file:
             size, old_digests = 0, old.digests
-            bounds = np.searchsorted(old_digests, np.array([bytes([b]) for b in range(1, 256)], DIGEST)).tolist()
-            for lo, hi, rows in zip([0, *bounds], [*bounds, len(old_digests)], placed.parts(), strict=True):
+            for (lo, hi), rows in zip(partition_ranges(old_digests), placed.parts(), strict=True):
                 part = Index.merged(Index(old_digests[lo:hi], old.splits[lo:hi]), rows["digest"], rows["split"])
                 digest_file.write(part.digests.astype(DIGEST).tobytes())
                 split_file.write(part.splits.astype(np.uint8).tobytes())
@@ -249,7 +257,4 @@ class StoredIndex:
 
 @functools.lru_cache(maxsize=1)  # one ingest's index per process: the newest one
 def _read_index(path: str) -> Index:
-    if FileSystems.get_scheme(path) is None:
-        return Index.read(path)  # read in place: no copy of the file in memory
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return Index.read(io.BytesIO(f.read()))  # Beam's files cannot seek, np.load does
+    return Index.read(numpy_readable(path))

@@ -82,6 +82,13 @@ class DigestPartitions:
         return os.path.join(self._folder.name, f"{partition:03d}.rows")
 
 
+def partition_ranges(digests: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each partition's digests in the sorted array ``digests`` (S32)."""
+    firsts = np.array([bytes([p]) for p in range(1, PARTITIONS)], digests.dtype)
+    bounds = np.searchsorted(digests, firsts).tolist()
+    return list(zip([0, *bounds], [*bounds, len(digests)], strict=True))
+
+
 def _first_byte(rows: np.ndarray) -> np.ndarray:
     return np.frombuffer(rows["digest"].tobytes(), np.uint8)[:: rows.dtype["digest"].itemsize]
 

@@ -441,6 +441,7 @@ class _Pool:
     names: list[str]  # the strata
     new: np.ndarray  # per stratum: contents placed now
     placed: np.ndarray  # (stratum, split code) -> contents an earlier ingest placed there
+    is_open: np.ndarray  # per split code: whether the pool fills that split
     cuts: np.ndarray | None = None  # per stratum: new contents that go to test, to test or val (``fill``)
 
     @classmethod
@@ -453,7 +454,7 @@ class _Pool:
         is_open = np.array([split in open_splits for split in SPLIT_NAMES])
         free = tally.counts[:, :, 0, 0]  # (stratum, earlier split): neither given nor conflicted
         fractions = {s: fractions[s] if s in open_splits else 0.0 for s in SPLITS}
-        return cls(tally, open_splits, fractions, names, free[:, ~is_open].sum(axis=1), free * is_open)
+        return cls(tally, open_splits, fractions, names, free[:, ~is_open].sum(axis=1), free * is_open, is_open)
 
     def sizes(self, rule: SplitConfig) -> dict[str, dict[str, int]]:
         """Stratum -> its target size in each split (rule 4 included)."""
@@ -506,8 +507,7 @@ class _Pool:
         """The split code of each content of ``part`` (0 if conflicted); its new contents are
         ranked on from ``ranked`` (updated), and the digests at the cuts go into ``last``."""
         groups, stratum = part.groups, part.stratum
-        is_open = np.array([split in self.open_splits for split in SPLIT_NAMES])
-        from_before = ~part.given & is_open[part.before]
+        from_before = ~part.given & self.is_open[part.before]
         split = np.where(part.given, EARLIEST_GIVEN[groups.given], np.where(from_before, part.before, 0))
         order = np.flatnonzero(~groups.conflicted & ~part.given & ~from_before)
         order = order[np.argsort(stratum[order], kind="stable")]  # by stratum, digest order within

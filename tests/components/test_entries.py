@@ -35,5 +35,5 @@ def test_the_listing_pages_give_every_entry_to_one_task_in_spread_order(tmp_path
     listed = Entries(Entry(f"/d/{label}/{i}.jpg", label) for label in ("a", "b", "c") for i in range(700))
     tasks = check.write_listing(listed.spread(), str(tmp_path), files_per_task=30)
     assert len({page for page, _, _ in tasks}) == 5  # 480 entries (16 tasks of 30) a page
-    taken = [entry for page, start, stop in tasks for entry in list(Entries.read(page))[start:stop]]
+    taken = [entry for page, start, stop in tasks for entry in list(Entries.load(page))[start:stop]]
     assert taken == list(listed.spread()) and max(stop - start for _, start, stop in tasks) == 30

@@ -128,8 +128,8 @@ def test_serve_sh_runs_the_development_server_as_tensorflow_model_server(tmp_pat
 def test_thread_flags_set_tensorflows_pools_and_intra_op_defaults_to_one_thread(intra_op, inter_op, expected):
     # TensorFlow takes its thread counts only before it starts, so each case runs in a new process.
     code = (
-        "import tensorflow as tf; from visionpipe.cli_serve import _set_threads; "
-        f"_set_threads({intra_op}, {inter_op}); "
+        "import tensorflow as tf; from visionpipe.cli_serve import set_threads; "
+        f"set_threads({intra_op}, {inter_op}); "
         "print(tf.config.threading.get_intra_op_parallelism_threads(), "
         "tf.config.threading.get_inter_op_parallelism_threads())"
     )
