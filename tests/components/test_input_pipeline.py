@@ -133,11 +133,12 @@ def test_file_cache_is_written_once_then_read_instead_of_the_records(tmp_path):
 
 
 def test_the_file_cache_writes_with_flat_memory(tmp_path):
-    # 240,000 32x32x3 images (700 MB): tf.data's snapshot-based cache grew by 0.8 KB an image
-    # (57 MB at 80,000, so ~190 MB here); the one-shard writer grows 3-6 MB on a quiet machine.
-    # With other processes on the cores glibc gives tf.data's threads more malloc arenas, and the
-    # growth was 15-105 MB (measured with two busy loops beside it); two arenas bring that back to
-    # 12-16 MB without hiding a growth with the data, which no allocator setting removes.
+    # 240,000 32x32x3 images (700 MB). The task prints the growth in the write's second half (by
+    # time) above the first half's peak: Dataset.cache(filename), the regression, grew 229 MB
+    # there; the one-shard writer 0-4 MB, also beside two busy loops. Its whole-run growth was
+    # 3-6 MB on a quiet machine, 15-105 MB beside other processes and 69 MB in a CI run; the
+    # likely cause, the start-up of the writer's threads and malloc arenas under CPU contention,
+    # comes before the midpoint. Two arenas make that start-up smaller still.
     done = subprocess.run(
         [sys.executable, str(CACHE_WRITE_TASK), "240000", str(tmp_path)],
         check=True, timeout=300, capture_output=True, text=True, env={**os.environ, "MALLOC_ARENA_MAX": "2"},
