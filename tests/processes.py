@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 
 
 def free_ports(n: int) -> list[int]:
@@ -26,9 +27,11 @@ def free_ports(n: int) -> list[int]:
 def run_together(
     commands: dict[str, list[str]], timeout: int, envs: dict[str, dict] | None = None, cwd=None
 ) -> dict[str, subprocess.CompletedProcess]:
-    """Starts every command, waits for all (stdout and stderr merged), and kills the process
-    group of any still running at the timeout or on an error."""
+    """Starts every command and waits for all (stdout and stderr merged) within one ``timeout``
+    for the lot. At the timeout it kills the process group of each one still running (only what
+    this test started) and fails with every process's output, so the one that hung, and why, shows."""
     procs = {}
+    deadline = time.monotonic() + timeout
     try:
         for name, command in commands.items():
             procs[name] = subprocess.Popen(
@@ -40,14 +43,28 @@ def run_together(
                 text=True,
                 start_new_session=True,
             )
-        outputs = {name: proc.communicate(timeout=timeout)[0] for name, proc in procs.items()}
+        outputs = {
+            name: proc.communicate(timeout=max(deadline - time.monotonic(), 0))[0] for name, proc in procs.items()
+        }
+    except subprocess.TimeoutExpired:
+        running = [name for name, proc in procs.items() if proc.poll() is None]
+        _kill(procs.values())
+        told = "\n".join(
+            f"--- {name} (exit {proc.returncode}):\n{proc.communicate()[0]}" for name, proc in procs.items()
+        )
+        raise AssertionError(f"still running after {timeout} s: {', '.join(map(str, running))}\n{told}") from None
     finally:
-        for proc in procs.values():  # stop only what this test started
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        _kill(procs.values())
     return {
         name: subprocess.CompletedProcess(proc.args, proc.returncode, outputs[name]) for name, proc in procs.items()
     }
+
+
+def _kill(procs) -> None:
+    for proc in procs:  # stop only what this test started
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def signal_on_line(

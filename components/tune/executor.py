@@ -157,14 +157,25 @@ class _Budget:
         self._ctx, self._cfg, self._started = ctx, cfg, time.monotonic()
         self._seconds_file = Path(self.project_dir) / SECONDS_FILE
         self._seconds = json.loads(self._seconds_file.read_text()) if self._seconds_file.is_file() else {}
-        self.ran: list[str] = []  # trial ids this process ran
+        self.ran: list = []  # the trials this process ran, as the oracle recorded them
+        self.best_seen = None  # the search's best trial when this process last asked
 
+    # A distributed worker asks the chief nothing once the chief has told it to stop: the chief
+    # exits when every worker has been told, and a call to it then waits for an hour
+    # (KerasTuner's gRPC calls wait for the chief to come up). So a worker reports from what
+    # it learnt while it ran trials.
     def all_trials(self) -> list:
-        """Every trial of the search; a distributed worker knows only the ones it ran (its
-        oracle is the chief's client)."""
-        if hasattr(self.oracle, "trials") and not isinstance(self.oracle, OracleClient):
-            return sorted(self.oracle.trials.values(), key=lambda t: int(t.trial_id))
-        return [self.oracle.get_trial(trial_id) for trial_id in self.ran]
+        """Every trial of the search; a distributed worker knows only the ones it ran."""
+        if isinstance(self.oracle, OracleClient):
+            return list(self.ran)
+        return sorted(self.oracle.trials.values(), key=lambda t: int(t.trial_id))
+
+    def best_trial(self):
+        """The search's best trial (for a distributed worker: the best when it ran its last)."""
+        if isinstance(self.oracle, OracleClient):
+            return self.best_seen
+        best = self.oracle.get_best_trials(1)
+        return best[0] if best else None
 
     def on_trial_begin(self, trial):
         self._trial_started = time.monotonic()
@@ -175,9 +186,10 @@ class _Budget:
         seconds = time.monotonic() - self._trial_started
         self._seconds[trial.trial_id] = round(seconds, 1)
         self._seconds_file.write_text(json.dumps(self._seconds))
-        self.ran.append(trial.trial_id)
         trial = self.oracle.get_trial(trial.trial_id)  # as the oracle recorded it, with its score
+        self.ran.append(trial)
         best = self.oracle.get_best_trials(1)
+        self.best_seen = best[0] if best else self.best_seen
         elapsed = time.monotonic() - self._started
         left = max(self._cfg.max_trials - int(trial.trial_id) - 1, 0)
         eta = elapsed / len(self.ran) * left
@@ -214,7 +226,7 @@ def _report(tuner, artifact: HyperParameters, cfg, key: str, ctx: StageContext) 
     if not completed:
         errors = "; ".join(f"trial {int(t.trial_id) + 1}: {_last_line(t.message)}" for t in failed) or "none ran"
         raise UserError(f"no trial of the search completed ({len(failed)} failed): {errors}")
-    best_trial = tuner.oracle.get_best_trials(1)[0]
+    best_trial = tuner.best_trial()
     best = best_trial.hyperparameters
     config = best.get_config()
     config["values"] = config_values(best)
