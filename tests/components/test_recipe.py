@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from visionpipe.components.evaluate.config import EvaluateConfig
+from visionpipe.components.train.augment import OPS
 from visionpipe.components.train.callbacks import LayerEpochHooks, Lookahead
-from visionpipe.components.train.config import TrainConfig
+from visionpipe.components.train.config import AugmentOp, TrainConfig
 from visionpipe.components.train.recipe import make_loss, make_optimizer
 from visionpipe.components.train.schedules import SCHEDULES, WarmupSchedule
 from visionpipe.models.layers import custom_layers
@@ -25,6 +26,7 @@ def test_config_choices_are_the_implemented_ones():
         if loss != "asymmetric":  # for multi-label data only (tests/components/test_losses.py)
             assert isinstance(make_loss(TrainConfig(loss=loss)), keras.losses.Loss)
     assert typing.get_args(typing.get_type_hints(EvaluateConfig)["tta"]) == TTA_MODES
+    assert typing.get_args(AugmentOp) == tuple(OPS)  # the config's names are the built ones, in order
 
 
 def lrs(schedule, steps):
