@@ -288,7 +288,12 @@ def blessing(checks: list[Check], model_uri: str) -> dict:
 
 def gate_note(blessing: dict) -> str:
     verdict = blessing["verdict"]
-    said = f"{verdict} (every check passed)" if blessing["blessed"] else f"{verdict}: " + "; ".join(blessing["reasons"])
+    passed = [c["name"] for c in blessing["checks"] if c["outcome"] == Outcome.PASSED]
+    said = (
+        f"{verdict} (every check passed: {'; '.join(passed)})"
+        if blessing["blessed"]
+        else f"{verdict}: " + "; ".join(blessing["reasons"])
+    )
     keys = [key.removeprefix(KEY) for key in blessing["not_set"]]
     not_set = f"; not set: {KEY.rstrip('.')} {', '.join(keys)}" if keys else ""
     return f"gate: {said}{not_set}" + "".join(f"; not checked: {s}" for s in blessing["not_checked"])

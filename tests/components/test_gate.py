@@ -104,6 +104,12 @@ def test_a_good_model_on_enough_images_is_blessed_with_every_threshold_not_set()
         "evaluate.thresholds.max_ece",
         "evaluate.thresholds.max_corruption_drop",
     ]
+    # The log line names what was checked, so "BLESSED" never reads as "nothing was checked".
+    assert gate.gate_note(blessing).startswith(
+        f"gate: BLESSED (every check passed: {MAJORITY}; no class with recall 0; images per class in the "
+        "evaluated split; width of the accuracy's 95% interval; scored on a held-out test split); not set: "
+        "evaluate.thresholds min_accuracy, "
+    )
 
 
 @pytest.mark.parametrize(("correct", "verdict"), [(13, "NOT BLESSED"), (15, "INCONCLUSIVE")])
