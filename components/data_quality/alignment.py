@@ -13,6 +13,8 @@ statues, two yin-yang drawings): BENCHMARKS.md.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -120,9 +122,19 @@ def _chunk(thumbnails: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.
     return score
 
 
-def aligned_correlation(thumbnails: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def aligned_correlation(
+    thumbnails: np.ndarray, first: np.ndarray, second: np.ndarray, deadline: float | None = None
+) -> np.ndarray:
     """For each pair (first[n], second[n]) of uint8 [N, THUMBNAIL, THUMBNAIL] grayscale
     thumbnails: the correlation of their pixels at the best alignment found (1 = the same
-    picture; unrelated photos rarely pass 0.8)."""
-    scores = [_chunk(thumbnails, first[s : s + CHUNK], second[s : s + CHUNK]) for s in range(0, len(first), CHUNK)]
+    picture; unrelated photos rarely pass 0.8). With a ``deadline`` (``time.monotonic()``), the
+    pairs are compared in the order given, CHUNK at a time, until the next chunk would end after
+    it (the first always runs): the scores of the pairs compared, a prefix of them."""
+    scores = []
+    for start in range(0, len(first), CHUNK):
+        began = time.monotonic()
+        scores.append(_chunk(thumbnails, first[start : start + CHUNK], second[start : start + CHUNK]))
+        ended = time.monotonic()
+        if deadline is not None and ended + (ended - began) > deadline:
+            break
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)

@@ -3,7 +3,9 @@
 The stage projects its whole cost from the first batches of its embedding pass and stops there,
 saying why, when the projection is over ``data_quality.max_training_share`` of the train stage's
 fit time. A check that costs more than the training it audits would be skipped by users anyway;
-this way the default is on wherever it is cheap, and the skip is stated, not silent.
+this way the default is on wherever it is cheap, and the skip is stated, not silent. The pixel
+comparison of near-duplicate candidates, whose cost the projection cannot foretell, then stops
+at the same budget's end (``neighbours.near_duplicates``' deadline), and says so.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, summary: dict) -> list[Finding]:
     """Embeds every split, finds everything, writes the thumbnails; fills ``summary`` in."""
     cfg, split_counts = params.data_quality, inputs.examples.split_counts
-    total, started = sum(split_counts.values()), time.time()
+    total, started, started_monotonic = sum(split_counts.values()), time.time(), time.monotonic()
     model, spec, classes = load_trained(inputs.model.path)
     multi_label = inputs.examples.multi_label
     fit_seconds = inputs.model.properties.get("fit_seconds")
@@ -106,7 +106,10 @@ def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, 
             summary["label_checks"] = {"every split": MULTI_LABEL_NOT_CHECKED}
         else:
             labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
-        paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg)
+        # The pixel comparison is the part whose cost the embedding pass cannot foretell (it grows
+        # with how alike the model draws the images): it stops where the stage's budget ends.
+        deadline = started_monotonic + cfg.max_training_share * fit_seconds if fit_seconds else None
+        paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg, deadline)
     found = labelled + paired
     summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, params)
     files.write_thumbnails(inputs.examples.path, outputs.data_quality.path, _shown(found, cfg.report_images))
@@ -160,17 +163,20 @@ def _label_findings(
     return _ranked(found), checks
 
 
-def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConfig) -> tuple[list[Finding], dict]:
+def _neighbour_findings(
+    data: Embedded, classes: list[str], cfg: DataQualityConfig, deadline: float | None = None
+) -> tuple[list[Finding], dict]:
     """Near-duplicate pairs (leakage when they cross splits) and outliers, and the rule that
-    found the pairs. ``data.embeddings`` are centred and unit-length (``normalized``)."""
+    found the pairs (the pixel comparison stops at ``deadline``, ``near_duplicates``).
+    ``data.embeddings`` are centred and unit-length (``normalized``)."""
     neighbours = nearest(data.embeddings, cfg.neighbours)
     order = {split: n for n, split in enumerate(Examples.SPLITS)}
     leaked: list[Finding] = []
     within: list[Finding] = []
     hash_distance = hash_limit(data.hashes, cfg.max_hash_distance)
-    pairs, compared = near_duplicates(
+    pairs, compared, proposed = near_duplicates(
         data.embeddings, data.hashes, data.thumbnails, neighbours, cfg.min_cosine, hash_distance,
-        cfg.min_pixel_correlation,
+        cfg.min_pixel_correlation, deadline,
     )  # fmt: skip
     for pair in pairs:
         first, second = sorted((pair.first, pair.second), key=lambda i: order[str(data.splits[i])])
@@ -188,7 +194,8 @@ def _neighbour_findings(data: Embedded, classes: list[str], cfg: DataQualityConf
         for i, z in outliers(scores, cfg.outlier_min_zscore, cfg.max_outliers)
     ]  # fmt: skip
     rule = {"min_cosine": cfg.min_cosine, "max_hash_distance": hash_distance,
-            "min_pixel_correlation": cfg.min_pixel_correlation, "pairs_compared": compared}  # fmt: skip
+            "min_pixel_correlation": cfg.min_pixel_correlation, "pairs_compared": compared,
+            "pairs_proposed": proposed}  # fmt: skip
     return _ranked(leaked) + _ranked(within) + _ranked(far), rule
 
 
@@ -242,6 +249,8 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     if "model_accuracy_val_test" in summary:
         checks += f"; the model's accuracy on val and test: {summary['model_accuracy_val_test']:.4f}"
     anomalies = [f"{a['kind']} anomaly ({a['severity']}): {a['description']}" for a in summary["anomalies"]]
+    rule = summary["near_duplicate_rule"]
+    cut = [_comparison_cut(rule, summary)] if rule["pairs_compared"] < rule["pairs_proposed"] else []
     return [
         f"data quality: {c[DataQuality.LABEL_ISSUE]} likely label errors ({checks}), "
         f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage: copies of "
@@ -249,5 +258,14 @@ def _notes(summary: dict[str, Any]) -> list[str]:
         f"within a split, {c[DataQuality.OUTLIER]} outliers; {cost(summary)}",
         f"every finding with its file paths: {DataQuality.FINDINGS_CSV} and {DataQuality.FINDINGS_JSON} in the "
         "stage's outputs",
+        *cut,
         *anomalies,
     ]
+
+
+def _comparison_cut(rule: dict[str, Any], summary: dict[str, Any]) -> str:
+    return (
+        f"near-duplicates: {rule['pairs_compared']:,} of the {rule['pairs_proposed']:,} proposed pairs compared by "
+        f"their pixels, the most alike embeddings first, before the stage reached data_quality.max_training_share "
+        f"of the {summary['training_seconds']:.0f} s the model trained; raise it to compare them all"
+    )

@@ -110,19 +110,25 @@ def near_duplicates(
     min_cosine: float,
     max_hash_distance: int,
     min_correlation: float,
-) -> tuple[list[Pair], int]:
+    deadline: float | None = None,
+) -> tuple[list[Pair], int, int]:
     """(the candidate pairs (``candidates``) whose pixels correlate at least ``min_correlation``
-    at their best alignment (alignment.py), most alike first; how many candidates were compared)."""
+    at their best alignment (alignment.py), most alike first; how many candidates were compared;
+    how many were proposed). The candidates are compared most similar embeddings first, so a
+    ``deadline`` (``time.monotonic()``) that stops the comparison leaves out the least likely copies."""
     pairs = candidates(hashes, neighbours, min_cosine, max_hash_distance)
+    cosines = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
+    order = np.argsort(-cosines, kind="stable")
+    pairs, cosines = pairs[order], cosines[order]
     first, second = pairs[:, 0], pairs[:, 1]
-    correlation = aligned_correlation(thumbnails, first, second)
+    correlation = aligned_correlation(thumbnails, first, second, deadline)
     alike = np.flatnonzero(correlation >= min_correlation)
     found = [
-        Pair(int(first[n]), int(second[n]), float(unit[first[n]] @ unit[second[n]]),
+        Pair(int(first[n]), int(second[n]), float(cosines[n]),
              int(np.bitwise_count(hashes[first[n]] ^ hashes[second[n]])), float(correlation[n]))
         for n in alike
     ]  # fmt: skip
-    return sorted(found, key=lambda p: -p.correlation), len(pairs)
+    return sorted(found, key=lambda p: -p.correlation), len(correlation), len(pairs)
 
 
 def outlier_scores(neighbours: Neighbours) -> np.ndarray:

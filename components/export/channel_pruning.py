@@ -12,7 +12,7 @@ convolutions), nothing but layers that mix channels with weights of their own: t
 convolution or a dense layer. A channel that is added to or concatenated with another tensor
 (a residual connection), or that reaches anything else (a custom layer, the model's output),
 ties the convolution's width to the rest of the graph: that convolution keeps every filter.
-``prunable`` finds the ones that can; ``pruned`` rebuilds the network with each of them
+``pruned`` finds the ones that can, rebuilds the network with each of them
 narrower (its filters ranked by their L1 norm times the following batch normalisation's scale:
 their weight in what the next layer reads), copies the surviving weights, and reports the
 multiply-accumulates before and after. The copy is then fine-tuned (``distill.py``).
@@ -101,13 +101,6 @@ def pruned(network: keras.Model, fraction: float) -> Pruned:
         filters.update(part.filters)
         whole += part.kept_whole
     return Pruned(narrower, filters, whole, (_macs(network), _macs(narrower)))
-
-
-def prunable(network: keras.Model) -> list[str]:
-    """The convolutions whose filters can be removed (in nested models too)."""
-    inner = [name for layer in network.layers if isinstance(layer, keras.Model) for name in prunable(layer)]
-    inside = _operation_ids(network)
-    return [conv.name for conv in _convolutions(network) if _width_is_free(inside, network, conv)] + inner
 
 
 def _convolutions(network: keras.Model) -> list[keras.layers.Conv2D]:

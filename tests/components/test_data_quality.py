@@ -3,9 +3,13 @@ near-duplicates across splits and outliers are found; clean, well-separated data
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
+from visionpipe.components.data_quality import executor
+from visionpipe.components.data_quality import findings as files
 from visionpipe.components.data_quality.alignment import THUMBNAIL, aligned_correlation
 from visionpipe.components.data_quality.config import DataQualityConfig
 from visionpipe.components.data_quality.executor import _label_findings, _leakage_anomaly, _neighbour_findings
@@ -129,6 +133,37 @@ def test_planted_copy_across_splits_is_leakage_and_within_a_split_a_duplicate():
     leak = next(f for f in found if f["kind"] == DataQuality.LEAKAGE)
     assert (leak["split"], leak["other_split"], leak["hash_distance"]) == ("train", "test", 2)
     assert leak["cosine"] > 0.99 and leak["pixel_correlation"] > 0.99 and leak["score"] == leak["pixel_correlation"]
+
+
+def test_the_pixel_comparison_stops_at_the_deadline_with_the_most_alike_pairs_compared():
+    from visionpipe.components.data_quality.alignment import CHUNK
+
+    data = embedded(4)
+    rng = np.random.default_rng(5)
+    test_row, train_row = 230, 7
+    _copy(data, test_row, train_row, rng)
+    data.thumbnails[test_row] = data.thumbnails[train_row]
+    # A loose cosine limit proposes most neighbours: more pairs than one chunk of the comparison.
+    loose = DataQualityConfig(min_cosine=0.5)
+    found, rule = _neighbour_findings(normalized_data(data), CLASSES, loose)
+    assert rule["pairs_compared"] == rule["pairs_proposed"] > CHUNK
+    everything = {(f["kind"], f["path"], f["other_path"]) for f in found}
+    # A deadline already past: one chunk runs, of the pairs whose embeddings are most alike,
+    # which hold the copy.
+    found, rule = _neighbour_findings(data, CLASSES, loose, deadline=time.monotonic() - 1)
+    assert rule["pairs_compared"] == CHUNK < rule["pairs_proposed"]
+    leaks = {(f["path"], f["other_path"]) for f in found if f["kind"] == DataQuality.LEAKAGE}
+    assert leaks == {(data.sources[train_row], data.sources[test_row])}
+    assert {(f["kind"], f["path"], f["other_path"]) for f in found} <= everything
+    note = executor._notes(
+        {"near_duplicate_rule": rule, "training_seconds": 12.0, "counts": files.counts(found), "leaked_share": 0.05,
+         "anomalies": [], "label_checks": {}, "images": 240, "seconds": 1.0}
+    )  # fmt: skip
+    assert (
+        f"near-duplicates: {CHUNK} of the {rule['pairs_proposed']:,} proposed pairs compared by their pixels, "
+        "the most alike embeddings first, before the stage reached data_quality.max_training_share of the 12 s "
+        "the model trained; raise it to compare them all" in note
+    )
 
 
 def normalized_data(data):
