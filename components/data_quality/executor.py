@@ -32,7 +32,7 @@ from visionpipe.components.data_quality.neighbours import (
     outlier_scores,
     outliers,
 )
-from visionpipe.components.data_quality.report import cost, label_checks_text
+from visionpipe.components.data_quality.report import comparison_cut, cost, label_checks_text
 from visionpipe.components.data_quality.spec import Inputs, Outputs, Params
 from visionpipe.data import label_sets
 from visionpipe.pipeline.artifacts import DataQuality, Examples
@@ -249,8 +249,7 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     if "model_accuracy_val_test" in summary:
         checks += f"; the model's accuracy on val and test: {summary['model_accuracy_val_test']:.4f}"
     anomalies = [f"{a['kind']} anomaly ({a['severity']}): {a['description']}" for a in summary["anomalies"]]
-    rule = summary["near_duplicate_rule"]
-    cut = [_comparison_cut(rule, summary)] if rule["pairs_compared"] < rule["pairs_proposed"] else []
+    cut = [said] if (said := comparison_cut(summary)) else []
     return [
         f"data quality: {c[DataQuality.LABEL_ISSUE]} likely label errors ({checks}), "
         f"{c[DataQuality.LEAKAGE]} near-duplicate pairs across splits (leakage: copies of "
@@ -261,11 +260,3 @@ def _notes(summary: dict[str, Any]) -> list[str]:
         *cut,
         *anomalies,
     ]
-
-
-def _comparison_cut(rule: dict[str, Any], summary: dict[str, Any]) -> str:
-    return (
-        f"near-duplicates: {rule['pairs_compared']:,} of the {rule['pairs_proposed']:,} proposed pairs compared by "
-        f"their pixels, the most alike embeddings first, before the stage reached data_quality.max_training_share "
-        f"of the {summary['training_seconds']:.0f} s the model trained; raise it to compare them all"
-    )

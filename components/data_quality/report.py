@@ -91,7 +91,23 @@ def summary_line(summary: dict[str, Any]) -> str:
         f" Anomaly {a['kind']} ({'blocking' if a['severity'] == 'block' else 'warning'}): {a['description']}."
         for a in summary.get("anomalies", [])
     )
-    return f"{parts}. Labels checked: {checks}.{model}{leaked_said}{anomalies} {cost(summary)}."
+    stopped = comparison_cut(summary)
+    cut = f" {stopped[:1].upper()}{stopped[1:]}." if stopped else ""
+    return f"{parts}. Labels checked: {checks}.{model}{leaked_said}{cut}{anomalies} {cost(summary)}."
+
+
+def comparison_cut(summary: dict[str, Any]) -> str:
+    """Where the near-duplicates' pixel comparison stopped at the stage's budget ("" when it
+    compared every proposed pair, or in a record written before it could stop)."""
+    rule = summary.get("near_duplicate_rule", {})
+    compared, proposed = rule.get("pairs_compared", 0), rule.get("pairs_proposed", 0)
+    if compared >= proposed:
+        return ""
+    return (
+        f"near-duplicates: {compared:,} of the {proposed:,} proposed pairs compared by their pixels, the most "
+        "alike embeddings first, before the stage reached data_quality.max_training_share of the "
+        f"{summary['training_seconds']:.0f} s the model trained; raise it to compare them all"
+    )
 
 
 def cost(summary: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from visionpipe.components.data_quality.neighbours import (
     outlier_scores,
     outliers,
 )
+from visionpipe.components.data_quality.report import summary_line
 from visionpipe.components.data_quality.spec import Params
 from visionpipe.pipeline.artifacts import DataQuality
 from visionpipe.pipeline.typed_tree import ConfigError
@@ -155,15 +156,16 @@ def test_the_pixel_comparison_stops_at_the_deadline_with_the_most_alike_pairs_co
     leaks = {(f["path"], f["other_path"]) for f in found if f["kind"] == DataQuality.LEAKAGE}
     assert leaks == {(data.sources[train_row], data.sources[test_row])}
     assert {(f["kind"], f["path"], f["other_path"]) for f in found} <= everything
-    note = executor._notes(
-        {"near_duplicate_rule": rule, "training_seconds": 12.0, "counts": files.counts(found), "leaked_share": 0.05,
-         "anomalies": [], "label_checks": {}, "images": 240, "seconds": 1.0}
-    )  # fmt: skip
-    assert (
+    # The console and the report say that the comparison stopped, and how to compare them all.
+    summary = {"near_duplicate_rule": rule, "training_seconds": 12.0, "counts": files.counts(found),
+               "leaked_share": 0.05, "anomalies": [], "label_checks": {}, "images": 240, "seconds": 1.0}  # fmt: skip
+    said = (
         f"near-duplicates: {CHUNK} of the {rule['pairs_proposed']:,} proposed pairs compared by their pixels, "
         "the most alike embeddings first, before the stage reached data_quality.max_training_share of the 12 s "
-        "the model trained; raise it to compare them all" in note
+        "the model trained; raise it to compare them all"
     )
+    assert said in executor._notes(summary)
+    assert f" N{said[1:]}." in summary_line(summary)
 
 
 def normalized_data(data):
