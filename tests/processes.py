@@ -28,9 +28,12 @@ def run_together(
     commands: dict[str, list[str]], timeout: int, envs: dict[str, dict] | None = None, cwd=None
 ) -> dict[str, subprocess.CompletedProcess]:
     """Starts every command and waits for all (stdout and stderr merged) within one ``timeout``
-    for the lot. At the timeout it kills the process group of each one still running (only what
-    this test started) and fails with every process's output, so the one that hung, and why, shows."""
-    procs = {}
+    for the lot, reading every output as it comes (a process blocked on a full pipe would hang
+    the others it works with). At the timeout it kills the process group of each one still
+    running (only what this test started) and fails with every process's output, so the one
+    that hung, and why, shows."""
+    procs: dict = {}
+    outputs: dict = {}
     deadline = time.monotonic() + timeout
     try:
         for name, command in commands.items():
@@ -43,16 +46,23 @@ def run_together(
                 text=True,
                 start_new_session=True,
             )
-        outputs = {
-            name: proc.communicate(timeout=max(deadline - time.monotonic(), 0))[0] for name, proc in procs.items()
-        }
-    except subprocess.TimeoutExpired:
+        readers = [
+            threading.Thread(target=lambda n=name, p=proc: outputs.__setitem__(n, p.communicate()[0]), daemon=True)
+            for name, proc in procs.items()
+        ]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(max(deadline - time.monotonic(), 0))
         running = [name for name, proc in procs.items() if proc.poll() is None]
-        _kill(procs.values())
-        told = "\n".join(
-            f"--- {name} (exit {proc.returncode}):\n{proc.communicate()[0]}" for name, proc in procs.items()
-        )
-        raise AssertionError(f"still running after {timeout} s: {', '.join(map(str, running))}\n{told}") from None
+        if running:
+            _kill(procs.values())
+            for reader in readers:
+                reader.join(30)
+            told = "\n".join(
+                f"--- {name} (exit {proc.returncode}):\n{outputs.get(name)}" for name, proc in procs.items()
+            )
+            raise AssertionError(f"still running after {timeout} s: {', '.join(map(str, running))}\n{told}")
     finally:
         _kill(procs.values())
     return {
