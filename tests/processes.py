@@ -54,7 +54,8 @@ def run_together(
             reader.start()
         for reader in readers:
             reader.join(max(deadline - time.monotonic(), 0))
-        running = [name for name, proc in procs.items() if proc.poll() is None]
+        # Still reading (a process that exits at the deadline may not have handed over its output).
+        running = [name for name, reader in zip(procs, readers, strict=True) if reader.is_alive()]
         if running:
             _kill(procs.values())
             for reader in readers:

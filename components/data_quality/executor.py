@@ -80,7 +80,7 @@ def run(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext) -> 
 def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, summary: dict) -> list[Finding]:
     """Embeds every split, finds everything, writes the thumbnails; fills ``summary`` in."""
     cfg, split_counts = params.data_quality, inputs.examples.split_counts
-    total, started, started_monotonic = sum(split_counts.values()), time.time(), time.monotonic()
+    total, started = sum(split_counts.values()), time.monotonic()
     model, spec, classes = load_trained(inputs.model.path)
     multi_label = inputs.examples.multi_label
     fit_seconds = inputs.model.properties.get("fit_seconds")
@@ -89,7 +89,7 @@ def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, 
         data = embed_splits(
             model, inputs.examples.path, split_counts, spec, len(classes), cfg.batch_size, budget, multi_label
         )
-    summary["seconds_embedding"] = round(time.time() - started, 2)
+    summary["seconds_embedding"] = round(time.monotonic() - started, 2)
     summary["embedding_dimensions"] = int(data.embeddings.shape[1])
     held_out = data.splits != "train"
     if (
@@ -108,7 +108,7 @@ def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, 
             labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
         # The pixel comparison is the part whose cost the embedding pass cannot foretell (it grows
         # with how alike the model draws the images): it stops where the stage's budget ends.
-        deadline = started_monotonic + cfg.max_training_share * fit_seconds if fit_seconds else None
+        deadline = started + cfg.max_training_share * fit_seconds if fit_seconds else None
         paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg, deadline)
     found = labelled + paired
     summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, params)
