@@ -33,6 +33,11 @@ class Budget:
         self.progress, self.total, self.fit, self.share = progress, total_images, fit_seconds, share
         self.started, self.done, self.batches, self.decided = time.monotonic(), 0, 0, fit_seconds is None
 
+    @property
+    def seconds(self) -> float | None:
+        """What the whole stage may spend: ``share`` x the fit time (None: no fit time recorded)."""
+        return None if self.fit is None else self.share * self.fit
+
     def advance(self, images: int) -> None:
         if self.progress is not None:
             self.progress.advance(images)
@@ -43,8 +48,8 @@ class Budget:
             return
         self.decided = True
         projected = elapsed / self.done * self.total * WHOLE_STAGE_PER_EMBEDDING
-        assert self.fit is not None
-        if projected > self.share * self.fit:
+        assert self.seconds is not None
+        if projected > self.seconds:
             raise OverBudget(
                 f"its projected cost, {projected:.0f} s (from {self.done:,} of {self.total:,} images embedded in "
                 f"{elapsed:.0f} s), is more than data_quality.max_training_share ({self.share:g}) x the "

@@ -108,7 +108,7 @@ def _check(inputs: Inputs, outputs: Outputs, params: Params, ctx: StageContext, 
             labelled, summary["label_checks"] = _label_findings(data, classes, cfg, params.seed)
         # The pixel comparison is the part whose cost the embedding pass cannot foretell (it grows
         # with how alike the model draws the images): it stops where the stage's budget ends.
-        deadline = started + cfg.max_training_share * fit_seconds if fit_seconds else None
+        deadline = started + budget.seconds if budget.seconds else None
         paired, summary["near_duplicate_rule"] = _neighbour_findings(data, classes, cfg, deadline)
     found = labelled + paired
     summary["leaked_share"], summary["anomalies"] = _leakage_anomaly(found, split_counts, params)
