@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ratios import p50_p99
+
 TOOLS = {"rest": "wrk", "grpc": "h2load"}
 PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client"}
 
@@ -35,6 +37,7 @@ class NativeLoad:
     def __init__(self, model: str, image: bytes, signature: str, input_name: str):
         import base64
 
+        import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
         self.model = model
@@ -48,9 +51,7 @@ class NativeLoad:
         )
         request = predict_pb2.PredictRequest()
         request.model_spec.name, request.model_spec.signature_name = model, signature
-        request.inputs[input_name].dtype = 7  # DT_STRING
-        request.inputs[input_name].tensor_shape.dim.add(size=1)
-        request.inputs[input_name].string_val.append(image)
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))  # as ServingClient
         self.grpc_request = request
         message = request.SerializeToString()
         # gRPC's length-prefixed message: no compression flag, 4-byte big-endian length
@@ -87,12 +88,12 @@ class NativeLoad:
         out = _run(command)
         # log lines: start time, HTTP status, duration in microseconds. h2load reads HTTP
         # statuses only, not grpc-status: check_grpc_request shows the request itself succeeds.
-        durations = sorted(int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines() if line)
+        p50, p99 = p50_p99([int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines() if line])
         done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
         return {
             "rate": float(_field(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)),
-            "p50": durations[len(durations) // 2] if durations else float("nan"),
-            "p99": durations[min(len(durations) - 1, int(len(durations) * 0.99))] if durations else float("nan"),
+            "p50": p50,
+            "p99": p99,
             "errors": int(done[3]) if done else 0,
         }
 

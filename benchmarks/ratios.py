@@ -1,4 +1,5 @@
-"""How every benchmark reports: per-repeat rates collected side by side, then medians and ratios.
+"""How every benchmark reports: per-repeat rates collected side by side, then medians and ratios;
+latency percentiles.
 
 Each contender's rate is kept per repeat; the table shows the median over repeats and its
 ratio to each baseline measured in the same run, because on a shared, noisy machine only
@@ -38,3 +39,11 @@ class Rates:
             ratios = "".join(f"  {rate / median[baselines[t]]:>{w - 1}.2f}x" for t, w in columns.items())
             lines.append(f"{name:<{width}} {rate:>10,.0f}{ratios}")
         return "\n".join(lines)
+
+
+def p50_p99(latencies: list[float]) -> tuple[float, float]:
+    """The median and 99th percentile of ``latencies`` (nearest rank; NaN when there are none)."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return float("nan"), float("nan")
+    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]

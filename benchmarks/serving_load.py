@@ -28,6 +28,7 @@ The CPU seconds of the client process and of the server are read per contender (
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 from native_load import TOOLS, NativeLoad, missing_tools
-from ratios import Rates
+from ratios import Rates, p50_p99
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
@@ -89,10 +90,10 @@ def cpu_seconds(process) -> float:
     return times.user + times.system
 
 
-def with_server_cpu(server, run) -> dict:
-    """``run()``'s result with the CPU seconds the ``server`` process (a psutil.Process) spent."""
+def with_server_cpu(server, run, *args) -> dict:
+    """``run(*args)``'s result with the CPU seconds the ``server`` process (a psutil.Process) spent."""
     before = cpu_seconds(server)
-    result = run()
+    result = run(*args)
     return {**result, "server_cpu": cpu_seconds(server) - before}
 
 
@@ -127,13 +128,14 @@ def load(clients: int, seconds: float, call) -> dict:
     for thread in threads:
         thread.join(timeout=60)
     elapsed = time.perf_counter() - began
-    flat = sorted(x for per in latencies for x in per)
+    flat = [1000 * x for per in latencies for x in per]
+    p50, p99 = p50_p99(flat)
     return {
         "client_cpu": cpu_seconds(process) - cpu_before,
         "seconds": elapsed,
         "rate": len(flat) / elapsed,
-        "p50": 1000 * flat[len(flat) // 2] if flat else float("nan"),
-        "p99": 1000 * flat[min(len(flat) - 1, int(len(flat) * 0.99))] if flat else float("nan"),
+        "p50": p50,
+        "p99": p99,
         "errors": sum(errors),
     }
 
@@ -204,8 +206,9 @@ def parse_args() -> argparse.Namespace:
         help="also load the servers from wrk and h2load (apt-get install wrk nghttp2-client)",
     )
     args = parser.parse_args()
-    if args.native and missing_tools():
-        parser.error(f"--native needs: apt-get install {' '.join(missing_tools())} (or pass --no-native)")
+    missing = missing_tools() if args.native else []
+    if missing:
+        parser.error(f"--native needs: apt-get install {' '.join(missing)} (or pass --no-native)")
     return args
 
 
@@ -221,9 +224,7 @@ def native_contenders(args, servers: dict, image: bytes) -> dict:
         native.check_grpc_request(grpc_port)
         server = psutil.Process(proc.pid)
         for protocol, port in (("rest", rest_port), ("grpc", grpc_port)):
-            run = lambda protocol=protocol, port=port, server=server: with_server_cpu(  # noqa: E731
-                server, lambda: native.run(protocol, port, args.clients, args.seconds)
-            )
+            run = functools.partial(with_server_cpu, server, native.run, protocol, port, args.clients, args.seconds)
             run()  # warm: the generator's connections, the server's threads
             contenders[f"{protocol} ({TOOLS[protocol]}), batching {mode}"] = (run, 1)
     return contenders
@@ -267,19 +268,21 @@ def main() -> None:
     reference = f"in-process, batch {args.max_batch} x {args.batch_threads}"
     contenders = {  # name -> (run: one timed load -> result, images per call)
         "in-process, 1 image/call": (
-            lambda: load(args.clients, args.seconds, lambda t, i: signature(image_bytes=one[i % len(one)])),
+            functools.partial(load, args.clients, args.seconds, lambda t, i: signature(image_bytes=one[i % len(one)])),
             1,
         ),
         reference: (
-            lambda: load(args.batch_threads, args.seconds, lambda t, i: signature(image_bytes=batch)),
+            functools.partial(load, args.batch_threads, args.seconds, lambda t, i: signature(image_bytes=batch)),
             args.max_batch,
         ),
     }
     for (protocol, mode), pool in clients.items():
-        call = lambda t, i, pool=pool: pool[t].predict([data[(t * 7 + i) % len(data)]])  # noqa: E731
         server = psutil.Process(servers[mode][0].pid)
-        run = lambda call=call, server=server: with_server_cpu(server, lambda: load(args.clients, args.seconds, call))  # noqa: E731
-        contenders[f"{protocol}, batching {mode}"] = (run, 1)
+        call = functools.partial(lambda pool, t, i: pool[t].predict([data[(t * 7 + i) % len(data)]]), pool)
+        contenders[f"{protocol}, batching {mode}"] = (
+            functools.partial(with_server_cpu, server, load, args.clients, args.seconds, call),
+            1,
+        )
     for pool in clients.values():  # connect and warm every path once
         for client in pool:
             client.predict(data[:1])
